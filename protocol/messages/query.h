@@ -1,0 +1,19 @@
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+
+namespace pgshift::protocol {
+
+// Query ('Q'): a simple-protocol query string, possibly several statements.
+struct Query {
+  static constexpr char kType = 'Q';
+  std::string sql;
+  static absl::StatusOr<Query> Decode(std::string_view payload);
+  void Encode(std::string& out) const;
+  bool operator==(const Query&) const = default;
+};
+
+}  // namespace pgshift::protocol

@@ -1,0 +1,220 @@
+#include "proxy/backend_login.h"
+
+#include <chrono>
+
+#include "common/strings.h"
+#include "protocol/md5_auth.h"
+#include "protocol/messages/authentication.h"
+#include "protocol/messages/error_response.h"
+#include "protocol/messages/password.h"
+#include "protocol/scram.h"
+#include "proxy/log.h"
+#include "proxy/message_io.h"
+
+namespace pgshift::proxy {
+
+namespace {
+
+using protocol::ErrorFields;
+namespace sqlstate = protocol::sqlstate;
+
+// Closes the socket if the login has not finished by the deadline, which
+// makes whatever operation is pending fail.
+class Deadline {
+ public:
+  Deadline(tcp::socket& socket, double seconds)
+      : timer_(socket.get_executor()), expired_(std::make_shared<bool>(false)) {
+    timer_.expires_after(std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)));
+    timer_.async_wait([&socket, expired = expired_](error_code ec) {
+      if (ec) return;  // cancelled: the login finished
+      *expired = true;
+      error_code ignored;
+      socket.close(ignored);
+    });
+  }
+  ~Deadline() { timer_.cancel(); }
+  bool expired() const { return *expired_; }
+
+ private:
+  asio::steady_timer timer_;
+  std::shared_ptr<bool> expired_;
+};
+
+class Login {
+ public:
+  explicit Login(const BackendLoginParams& p) : p_(p) {}
+
+  awaitable<BackendLoginResult> Run() {
+    auto executor = co_await asio::this_coro::executor;
+    const routing::Endpoint& ep = p_.backend.endpoint;
+    tcp::resolver resolver(executor);
+    error_code ec;
+    auto endpoints = co_await resolver.async_resolve(ep.host, std::to_string(ep.port), WithError(ec));
+    if (ec) co_return Failure(StrCat("could not resolve \"", ep.host, "\": ", ec.message()));
+
+    tcp::socket socket(executor);
+    Deadline deadline(socket, p_.connect_timeout_s);
+    co_await asio::async_connect(socket, endpoints, WithError(ec));
+    if (ec) co_return Failure(deadline.expired() ? "timeout expired" : ec.message());
+    stream_ = std::make_unique<Stream>(std::move(socket));
+
+    if (p_.backend.sslmode != routing::SslMode::kDisable) {
+      if (auto error = co_await NegotiateTls(); error) co_return *error;
+    }
+
+    std::string user(p_.backend.user.value_or(std::string(p_.client_startup.Get("user"))));
+    protocol::StartupMessage startup = p_.client_startup;
+    startup.Set("user", user);
+    if (p_.backend.dbname) startup.Set("database", *p_.backend.dbname);
+    out_.clear();
+    startup.Encode(out_);
+    co_await stream_->Write(asio::buffer(out_), ec);
+    if (ec) co_return Failure(ec.message());
+
+    password_ = std::string(p_.backend.password ? std::string_view(*p_.backend.password)
+                                                : p_.fallback_password);
+    BackendLogin login;
+    bool authenticated = false;
+    while (true) {
+      auto message = co_await ReadWholeMessage(*stream_, buffer_, protocol::kBackendTypes, ec);
+      if (ec) co_return Failure(deadline.expired() ? "timeout expired" : ec.message());
+      if (!message.ok()) co_return Failure(std::string(MessageOf(message.status())));
+      char type = (*message)[0];
+      std::string_view payload = std::string_view(*message).substr(protocol::kHeaderSize);
+      if (type == 'E') {
+        auto error = protocol::ErrorResponse::Decode(payload);
+        if (!error.ok()) co_return Failure("malformed ErrorResponse");
+        co_return static_cast<ErrorFields>(*error);
+      }
+      if (!authenticated) {
+        if (type != 'R') co_return Failure(StrCat("unexpected message '", std::string(1, type), "' during authentication"));
+        auto auth = protocol::Authentication::Decode(payload);
+        if (!auth.ok()) co_return Failure("malformed authentication request");
+        if (auth->code == protocol::Authentication::kOk) {
+          authenticated = true;
+          continue;
+        }
+        if (auto error = co_await Answer(*auth, user); error) co_return *error;
+        continue;
+      }
+      login.greeting.append(*message);
+      if (type == 'K') {
+        auto key = protocol::BackendKeyData::Decode(payload);
+        if (!key.ok()) co_return Failure("malformed BackendKeyData");
+        login.key = *key;
+      }
+      if (type == 'Z') break;
+    }
+    if (!buffer_.empty()) co_return Failure("unexpected data after ReadyForQuery");
+    login.stream = std::move(stream_);
+    co_return login;
+  }
+
+ private:
+  ErrorFields Failure(std::string_view why) const {
+    const routing::Endpoint& ep = p_.backend.endpoint;
+    std::string message = StrCat("pgshift: could not connect to backend ", p_.backend_name, " (",
+                                 ep.host, ":", ep.port, "): ", why);
+    LogEvent(LogLevel::kWarning, "backend_login_failed",
+             {{"backend", p_.backend_name}, {"address", StrCat(ep.host, ":", ep.port)}, {"reason", why}});
+    return ErrorFields::Make("FATAL", sqlstate::kConnectionFailure, message);
+  }
+
+  awaitable<std::optional<ErrorFields>> NegotiateTls() {
+    out_.clear();
+    protocol::SslRequest{}.Encode(out_);
+    error_code ec;
+    co_await stream_->Write(asio::buffer(out_), ec);
+    char answer = 0;
+    if (!ec) co_await stream_->ReadExactly(asio::buffer(&answer, 1), ec);
+    if (ec) co_return Failure(ec.message());
+    if (answer == 'S') {
+      co_await stream_->TlsHandshake(p_.tls_context, asio::ssl::stream_base::client, ec);
+      if (ec) co_return Failure(StrCat("TLS handshake failed: ", ec.message()));
+    } else if (answer == 'N') {
+      if (p_.backend.sslmode == routing::SslMode::kRequire) {
+        co_return Failure("server does not support SSL, but sslmode is require");
+      }
+    } else {
+      co_return Failure("invalid response to SSLRequest");
+    }
+    co_return std::nullopt;
+  }
+
+  awaitable<void> Send(std::string_view bytes, error_code& ec) {
+    co_await stream_->Write(asio::buffer(bytes.data(), bytes.size()), ec);
+  }
+
+  // Answers one authentication request of the server.
+  awaitable<std::optional<ErrorFields>> Answer(const protocol::Authentication& auth,
+                                               const std::string& user) {
+    using A = protocol::Authentication;
+    bool needs_password = auth.code == A::kCleartextPassword || auth.code == A::kMd5Password ||
+                          auth.code == A::kSasl;
+    if (needs_password && password_.empty()) {
+      co_return Failure(StrCat("the server asks for a password and pgshift has none for user \"",
+                               user, "\": set backends.", p_.backend_name, ".password"));
+    }
+    error_code ec;
+    out_.clear();
+    switch (auth.code) {
+      case A::kCleartextPassword:
+        protocol::PasswordMessage{password_}.Encode(out_);
+        break;
+      case A::kMd5Password: {
+        if (protocol::ScramVerifier::LooksLikeVerifier(password_)) {
+          co_return Failure("the server asks for md5, and the password is a SCRAM verifier");
+        }
+        std::string stored = protocol::Md5StoredPassword(password_, user);
+        protocol::PasswordMessage{protocol::Md5SaltedResponse(stored, auth.salt)}.Encode(out_);
+        break;
+      }
+      case A::kSasl: {
+        bool offered = false;
+        for (const auto& m : auth.mechanisms) offered = offered || m == protocol::kScramSha256;
+        if (!offered) co_return Failure("the server offers no SASL mechanism pgshift supports");
+        scram_ = std::make_unique<protocol::ScramClient>(password_);
+        protocol::SaslInitialResponse{std::string(protocol::kScramSha256),
+                                      scram_->ClientFirstMessage()}
+            .Encode(out_);
+        break;
+      }
+      case A::kSaslContinue: {
+        if (!scram_) co_return Failure("unexpected SASLContinue");
+        auto final_message = scram_->HandleServerFirst(auth.data);
+        if (!final_message.ok()) co_return Failure(std::string(MessageOf(final_message.status())));
+        protocol::SaslResponse{*final_message}.Encode(out_);
+        break;
+      }
+      case A::kSaslFinal: {
+        if (!scram_) co_return Failure("unexpected SASLFinal");
+        if (auto s = scram_->VerifyServerFinal(auth.data); !s.ok()) {
+          co_return Failure(std::string(MessageOf(s)));
+        }
+        co_return std::nullopt;  // nothing to send; AuthenticationOk follows
+      }
+      default:
+        co_return Failure(StrCat("the server asks for an authentication method pgshift does not "
+                                 "support (code ", auth.code, ")"));
+    }
+    co_await Send(out_, ec);
+    if (ec) co_return Failure(ec.message());
+    co_return std::nullopt;
+  }
+
+  const BackendLoginParams& p_;
+  std::unique_ptr<Stream> stream_;
+  PacketBuffer buffer_{4096};
+  std::string out_;
+  std::string password_;
+  std::unique_ptr<protocol::ScramClient> scram_;
+};
+
+}  // namespace
+
+awaitable<BackendLoginResult> LoginToBackend(const BackendLoginParams& params) {
+  Login login(params);
+  co_return co_await login.Run();
+}
+
+}  // namespace pgshift::proxy

@@ -1,0 +1,71 @@
+// The proxy process: listens, hands each client to a worker thread's
+// io_context, and shuts down gracefully on SIGTERM/SIGINT.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "protocol/scram.h"
+#include "proxy/asio.h"
+#include "proxy/cancel_registry.h"
+#include "routing/config.h"
+
+namespace pgshift::proxy {
+
+class Session;
+
+class Server {
+ public:
+  explicit Server(routing::ConfigPtr config);
+  ~Server();
+
+  // Listens and serves until SIGTERM/SIGINT; returns the exit code.
+  int Run();
+
+  // What sessions use.
+  routing::ConfigPtr config() const;
+  const protocol::ScramVerifier* ScramVerifierFor(const routing::UserConfig& user) const;
+  asio::ssl::context* client_tls() { return client_tls_.get(); }
+  asio::ssl::context& backend_tls() { return *backend_tls_; }
+  CancelRegistry& cancels() { return cancels_; }
+  // Counts a client against max_clients; false when it is full.
+  bool TryAdmitClient();
+  void ReleaseClient();
+
+ private:
+  absl::Status Setup();
+  awaitable<void> Accept();
+  awaitable<void> HandleSignals();
+  awaitable<void> Shutdown();
+  void ForEachSession(void (Session::*action)());
+
+  routing::ConfigPtr config_;
+  absl::flat_hash_map<std::string, protocol::ScramVerifier> verifiers_;
+  std::unique_ptr<asio::ssl::context> client_tls_;
+  std::unique_ptr<asio::ssl::context> backend_tls_;
+  CancelRegistry cancels_;
+  std::atomic<int> clients_{0};
+
+  asio::io_context main_;  // acceptor and signals
+  std::unique_ptr<tcp::acceptor> acceptor_;
+  struct Worker {
+    asio::io_context context{1};
+    std::unique_ptr<asio::executor_work_guard<asio::io_context::executor_type>> guard;
+    std::thread thread;
+  };
+  std::vector<std::unique_ptr<Worker>> workers_;
+  size_t next_worker_ = 0;
+  uint64_t next_session_id_ = 1;
+
+  mutable absl::Mutex sessions_mutex_;
+  absl::flat_hash_map<uint64_t, std::weak_ptr<Session>> sessions_ ABSL_GUARDED_BY(sessions_mutex_);
+  std::atomic<int> live_sessions_{0};
+};
+
+}  // namespace pgshift::proxy

@@ -1,0 +1,554 @@
+#include "proxy/session.h"
+
+#include <openssl/rand.h>
+
+#include "common/strings.h"
+#include "protocol/md5_auth.h"
+#include "protocol/messages/authentication.h"
+#include "protocol/messages/error_response.h"
+#include "protocol/messages/password.h"
+#include "protocol/scram.h"
+#include "proxy/backend_login.h"
+#include "proxy/log.h"
+#include "proxy/message_io.h"
+#include "proxy/server.h"
+
+namespace pgshift::proxy {
+
+namespace {
+
+using protocol::ErrorFields;
+namespace sqlstate = protocol::sqlstate;
+
+// What a client may send while authenticating: the 'p' family.
+const protocol::TypeSet kAuthResponseTypes("p");
+
+ErrorFields Fatal(std::string_view code, std::string_view message) {
+  return ErrorFields::Make("FATAL", code, message);
+}
+
+ErrorFields AdminShutdown() {
+  return Fatal(sqlstate::kAdminShutdown, "terminating connection due to administrator command");
+}
+
+// The byte ranges to pass on from one read, merged where adjacent so that a
+// read of many small messages becomes one write.
+class ForwardList {
+ public:
+  void Add(std::string_view bytes) {
+    if (!buffers_.empty()) {
+      auto& last = buffers_.back();
+      const char* end = static_cast<const char*>(last.data()) + last.size();
+      if (end == bytes.data()) {
+        last = asio::const_buffer(last.data(), last.size() + bytes.size());
+        return;
+      }
+    }
+    buffers_.emplace_back(bytes.data(), bytes.size());
+  }
+  void clear() { buffers_.clear(); }
+  bool empty() const { return buffers_.empty(); }
+  const std::vector<asio::const_buffer>& buffers() const { return buffers_; }
+
+ private:
+  std::vector<asio::const_buffer> buffers_;
+};
+
+}  // namespace
+
+// Client to backend: everything is streamed; the session only counts the
+// messages that will be answered by a ReadyForQuery, and notes Terminate.
+class Session::ClientToBackend : public protocol::FrameHandler {
+ public:
+  explicit ClientToBackend(Session& s) : s_(s) {}
+  protocol::Delivery OnHeader(char type, size_t) override {
+    switch (type) {
+      case 'Q':
+      case 'S':
+      case 'F':
+        ++s_.pending_results_;
+        break;
+      case 'X':
+        terminated = true;
+        break;
+      default:
+        break;
+    }
+    return protocol::Delivery::kStream;
+  }
+  void OnWhole(char, std::string_view bytes) override { out.Add(bytes); }
+  void OnStreamed(std::string_view bytes) override { out.Add(bytes); }
+
+  ForwardList out;
+  bool terminated = false;
+
+ private:
+  Session& s_;
+};
+
+// Backend to client: ReadyForQuery is read whole for the transaction state;
+// everything else is streamed.
+class Session::BackendToClient : public protocol::FrameHandler {
+ public:
+  explicit BackendToClient(Session& s) : s_(s) {}
+  protocol::Delivery OnHeader(char type, size_t size) override {
+    s_.last_backend_type_ = type;
+    if (type == 'Z') {
+      if (size != protocol::kHeaderSize + 1) {
+        error = StrCat("invalid ReadyForQuery length ", size);
+        return protocol::Delivery::kStream;
+      }
+      return protocol::Delivery::kWhole;
+    }
+    return protocol::Delivery::kStream;
+  }
+  void OnWhole(char, std::string_view bytes) override {
+    s_.transaction_status_ = bytes[protocol::kHeaderSize];
+    if (s_.pending_results_ > 0) --s_.pending_results_;
+    out.Add(bytes);
+  }
+  void OnStreamed(std::string_view bytes) override { out.Add(bytes); }
+
+  ForwardList out;
+  std::string error;
+
+ private:
+  Session& s_;
+};
+
+Session::Session(Server& server, tcp::socket socket, uint64_t id)
+    : server_(server), id_(id), config_(server.config()), client_(std::move(socket)),
+      client_buffer_(4096) {
+  error_code ec;
+  auto remote = client_.socket().remote_endpoint(ec);
+  client_address_ = ec ? "unknown" : StrCat(remote.address().to_string(), ":", remote.port());
+}
+
+Session::~Session() {
+  if (cancel_key_) server_.cancels().Remove({cancel_key_->first, cancel_key_->second});
+  if (admitted_) server_.ReleaseClient();
+}
+
+awaitable<void> Session::Run() {
+  auto startup = co_await ReadStartup();
+  if (!startup) co_return;
+  user_ = std::string(startup->Get("user"));
+  database_ = std::string(startup->Get("database"));
+  if (database_.empty()) database_ = user_;
+  if (user_.empty()) {
+    co_await FailClient(Fatal(sqlstate::kInvalidAuthorization,
+                              "no PostgreSQL user name specified in startup packet"));
+    co_return;
+  }
+  admitted_ = server_.TryAdmitClient();
+  if (!admitted_) {
+    LogEvent(LogLevel::kWarning, "client_refused",
+             {{"client", client_address_}, {"user", user_},
+              {"reason", StrCat("max_clients (", config_->proxy.max_clients, ") reached")}});
+    co_await FailClient(Fatal(sqlstate::kTooManyConnections, "sorry, too many clients already"));
+    co_return;
+  }
+  if (!co_await Authenticate(*startup)) co_return;
+
+  // Built as a named local: GCC 12 miscompiles aggregate temporaries inside
+  // a co_await expression.
+  const routing::UserConfig* entry = config_->FindUser(user_);
+  BackendLoginParams params{
+      .backend_name = "old",
+      .backend = config_->old_backend,
+      .client_startup = *startup,
+      .fallback_password = entry ? std::string_view(entry->password) : std::string_view(),
+      .tls_context = server_.backend_tls(),
+      .connect_timeout_s = config_->proxy.connect_timeout_s,
+  };
+  BackendLoginResult result = co_await LoginToBackend(params);
+  if (auto* error = std::get_if<ErrorFields>(&result)) {
+    co_await FailClient(*error);
+    co_return;
+  }
+  BackendLogin& login = std::get<BackendLogin>(result);
+  backend_ = std::move(login.stream);
+  cancel_key_ = {login.key.process_id, login.key.secret_key};
+  server_.cancels().Add({login.key.process_id, login.key.secret_key},
+                        CancelTarget{config_->old_backend.endpoint, login.key.process_id,
+                                     login.key.secret_key});
+
+  std::string hello;
+  protocol::Authentication{}.Encode(hello);  // AuthenticationOk
+  hello.append(login.greeting);
+  relaying_ = true;
+  co_await SendToClient(hello);
+  if (!client_writable_) co_return;
+  LogEvent(LogLevel::kInfo, "session_start",
+           {{"session", StrCat(id_)}, {"client", client_address_}, {"user", user_},
+            {"database", database_}, {"backend_pid", StrCat(login.key.process_id)},
+            {"tls", client_.tls() ? "on" : "off"}});
+  co_await Relay();
+  LogEvent(LogLevel::kInfo, "session_end",
+           {{"session", StrCat(id_)}, {"client", client_address_},
+            {"reason", final_error_ ? final_error_->message() : "client closed the connection"}});
+}
+
+awaitable<std::optional<protocol::StartupMessage>> Session::ReadStartup() {
+  bool negotiated_encryption = false;
+  while (true) {
+    error_code ec;
+    auto packet = co_await ReadStartupPacket(client_, client_buffer_, ec);
+    if (ec) co_return std::nullopt;  // gone before saying anything useful
+    if (!packet.ok()) {
+      co_await FailClient(Fatal(sqlstate::kProtocolViolation, MessageOf(packet.status())));
+      co_return std::nullopt;
+    }
+    auto parsed = protocol::ParseStartupPacket(*packet);
+    if (!parsed.ok()) {
+      bool version = parsed.status().code() == absl::StatusCode::kFailedPrecondition;
+      co_await FailClient(Fatal(version ? sqlstate::kFeatureNotSupported : sqlstate::kProtocolViolation,
+                                MessageOf(parsed.status())));
+      co_return std::nullopt;
+    }
+    if (auto* start = std::get_if<protocol::StartupMessage>(&*parsed)) co_return *start;
+    if (auto* cancel = std::get_if<protocol::CancelRequest>(&*parsed)) {
+      co_await ForwardCancel(*cancel);
+      client_.Close();
+      co_return std::nullopt;
+    }
+    // SSLRequest or GSSENCRequest: once only, before the startup message.
+    if (negotiated_encryption) {
+      co_await FailClient(Fatal(sqlstate::kProtocolViolation, "duplicate encryption request"));
+      co_return std::nullopt;
+    }
+    negotiated_encryption = true;
+    asio::ssl::context* tls = server_.client_tls();
+    bool accept_tls = std::holds_alternative<protocol::SslRequest>(*parsed) && tls != nullptr;
+    char answer = accept_tls ? 'S' : 'N';
+    co_await client_.Write(asio::buffer(&answer, 1), ec);
+    if (ec) co_return std::nullopt;
+    if (accept_tls) {
+      // Bytes sent before the handshake would be trusted as if encrypted.
+      if (!client_buffer_.empty()) {
+        co_await FailClient(
+            Fatal(sqlstate::kProtocolViolation, "received unencrypted data after SSL request"));
+        co_return std::nullopt;
+      }
+      co_await client_.TlsHandshake(*tls, asio::ssl::stream_base::server, ec);
+      if (ec) {
+        LogEvent(LogLevel::kWarning, "tls_handshake_failed",
+                 {{"client", client_address_}, {"reason", ec.message()}});
+        co_return std::nullopt;
+      }
+    }
+  }
+}
+
+awaitable<void> Session::ForwardCancel(const protocol::CancelRequest& request) {
+  auto targets = server_.cancels().Find({request.process_id, request.secret_key});
+  if (targets.empty()) {
+    LogEvent(LogLevel::kInfo, "cancel_ignored",
+             {{"client", client_address_}, {"reason", "no session has this cancel key"}});
+    co_return;
+  }
+  auto executor = co_await asio::this_coro::executor;
+  for (const CancelTarget& target : targets) {
+    error_code ec;
+    tcp::resolver resolver(executor);
+    auto endpoints = co_await resolver.async_resolve(
+        target.endpoint.host, std::to_string(target.endpoint.port), WithError(ec));
+    tcp::socket socket(executor);
+    if (!ec) co_await asio::async_connect(socket, endpoints, WithError(ec));
+    std::string packet;
+    protocol::CancelRequest{target.process_id, target.secret_key}.Encode(packet);
+    if (!ec) co_await asio::async_write(socket, asio::buffer(packet), WithError(ec));
+    LogEvent(ec ? LogLevel::kWarning : LogLevel::kInfo, "cancel_forwarded",
+             {{"client", client_address_}, {"backend_pid", StrCat(target.process_id)},
+              {"result", ec ? ec.message() : "sent"}});
+  }
+}
+
+awaitable<bool> Session::Authenticate(const protocol::StartupMessage& startup) {
+  (void)startup;
+  const routing::UserConfig* entry = config_->FindUser(user_);
+  switch (config_->proxy.auth_method) {
+    case routing::AuthMethod::kTrust:
+      if (entry == nullptr && !config_->users.empty()) {
+        co_await FailClient(Fatal(sqlstate::kInvalidAuthorization,
+                                  StrCat("pgshift: user \"", user_, "\" is not in [[users]]")));
+        co_return false;
+      }
+      co_return true;
+    case routing::AuthMethod::kMd5:
+      co_return co_await AuthenticateMd5(user_, entry);
+    case routing::AuthMethod::kScramSha256:
+      co_return co_await AuthenticateScram(user_, entry);
+  }
+  co_return false;
+}
+
+awaitable<absl::StatusOr<std::string>> Session::ReadPasswordMessage() {
+  error_code ec;
+  auto message = co_await ReadWholeMessage(client_, client_buffer_, kAuthResponseTypes, ec);
+  if (ec) co_return absl::CancelledError("client closed the connection during authentication");
+  co_return message;
+}
+
+awaitable<bool> Session::AuthenticateMd5(const std::string& user,
+                                         const routing::UserConfig* entry) {
+  protocol::Authentication request;
+  request.code = protocol::Authentication::kMd5Password;
+  request.salt.resize(4);
+  RAND_bytes(reinterpret_cast<unsigned char*>(request.salt.data()), 4);
+  std::string out;
+  request.Encode(out);
+  co_await SendToClient(out);
+  auto message = co_await ReadPasswordMessage();
+  if (!message.ok()) {
+    if (!absl::IsCancelled(message.status())) {
+      co_await FailClient(Fatal(sqlstate::kProtocolViolation, MessageOf(message.status())));
+    }
+    co_return false;
+  }
+  auto password = protocol::PasswordMessage::Decode(
+      std::string_view(*message).substr(protocol::kHeaderSize));
+  bool ok = password.ok() && entry != nullptr && !entry->password.empty() &&
+            password->password ==
+                protocol::Md5SaltedResponse(protocol::Md5StoredPassword(entry->password, user),
+                                            request.salt);
+  if (!ok) {
+    LogEvent(LogLevel::kWarning, "auth_failed",
+             {{"client", client_address_}, {"user", user}, {"method", "md5"},
+              {"reason", entry ? "wrong password" : "no such user"}});
+    co_await FailClient(Fatal(sqlstate::kInvalidPassword,
+                              StrCat("password authentication failed for user \"", user, "\"")));
+  }
+  co_return ok;
+}
+
+awaitable<bool> Session::AuthenticateScram(const std::string& user,
+                                           const routing::UserConfig* entry) {
+  const protocol::ScramVerifier* verifier = entry ? server_.ScramVerifierFor(*entry) : nullptr;
+  protocol::ScramServer scram =
+      verifier ? protocol::ScramServer(*verifier) : protocol::ScramServer::Doomed();
+  protocol::Authentication request;
+  request.code = protocol::Authentication::kSasl;
+  request.mechanisms = {std::string(protocol::kScramSha256)};
+  std::string out;
+  request.Encode(out);
+  co_await SendToClient(out);
+
+  auto fail = [&](std::string_view code, std::string_view message, std::string_view reason) {
+    LogEvent(LogLevel::kWarning, "auth_failed",
+             {{"client", client_address_}, {"user", user}, {"method", "scram-sha-256"},
+              {"reason", reason}});
+    return FailClient(Fatal(code, message));
+  };
+  auto message = co_await ReadPasswordMessage();
+  if (!message.ok()) {
+    if (!absl::IsCancelled(message.status())) {
+      co_await fail(sqlstate::kProtocolViolation, MessageOf(message.status()), "bad message");
+    }
+    co_return false;
+  }
+  auto initial = protocol::SaslInitialResponse::Decode(
+      std::string_view(*message).substr(protocol::kHeaderSize));
+  if (!initial.ok() || initial->mechanism != protocol::kScramSha256 || !initial->data) {
+    co_await fail(sqlstate::kProtocolViolation,
+                  "client selected an invalid SASL authentication mechanism", "bad mechanism");
+    co_return false;
+  }
+  auto server_first = scram.HandleClientFirst(*initial->data);
+  if (!server_first.ok()) {
+    co_await fail(sqlstate::kProtocolViolation, MessageOf(server_first.status()), "bad message");
+    co_return false;
+  }
+  out.clear();
+  protocol::Authentication cont;
+  cont.code = protocol::Authentication::kSaslContinue;
+  cont.data = *server_first;
+  cont.Encode(out);
+  co_await SendToClient(out);
+
+  message = co_await ReadPasswordMessage();
+  if (!message.ok()) {
+    if (!absl::IsCancelled(message.status())) {
+      co_await fail(sqlstate::kProtocolViolation, MessageOf(message.status()), "bad message");
+    }
+    co_return false;
+  }
+  auto response =
+      protocol::SaslResponse::Decode(std::string_view(*message).substr(protocol::kHeaderSize));
+  auto server_final = scram.HandleClientFinal(response->data);
+  if (!server_final.ok()) {
+    bool wrong = absl::IsPermissionDenied(server_final.status());
+    co_await fail(wrong ? sqlstate::kInvalidPassword : sqlstate::kProtocolViolation,
+                  wrong ? StrCat("password authentication failed for user \"", user, "\"")
+                        : std::string(MessageOf(server_final.status())),
+                  wrong ? (entry ? "wrong password" : "no such user") : "bad message");
+    co_return false;
+  }
+  out.clear();
+  protocol::Authentication final_message;
+  final_message.code = protocol::Authentication::kSaslFinal;
+  final_message.data = *server_final;
+  final_message.Encode(out);
+  co_await SendToClient(out);
+  co_return client_writable_;
+}
+
+awaitable<void> Session::Relay() {
+  auto self = shared_from_this();
+  auto executor = co_await asio::this_coro::executor;
+  backend_pump_done_ = std::make_unique<asio::steady_timer>(executor);
+  backend_pump_done_->expires_at(asio::steady_timer::time_point::max());
+  backend_pump_running_ = true;
+  asio::co_spawn(
+      executor,
+      [self]() -> awaitable<void> {
+        co_await self->PumpBackendToClient();
+        self->backend_pump_running_ = false;
+        self->backend_pump_done_->cancel();
+      },
+      asio::detached);
+  co_await PumpClientToBackend();
+  if (backend_pump_running_) {
+    error_code ignored;
+    co_await backend_pump_done_->async_wait(WithError(ignored));
+  }
+  if (final_error_ && client_writable_ && !client_mid_message_ && client_.is_open()) {
+    std::string out;
+    protocol::ErrorResponse(*final_error_).Encode(out);
+    co_await SendToClient(out);
+  }
+  client_.Close();
+}
+
+awaitable<void> Session::PumpClientToBackend() {
+  ClientToBackend handler(*this);
+  protocol::FrameDecoder decoder(protocol::kFrontendTypes, config_->proxy.max_message_size);
+  while (!ended_) {
+    error_code ec;
+    size_t n = co_await client_.ReadSome(client_buffer_.PrepareRead(), ec);
+    if (ec) {
+      if (!ended_ && client_sent_partial_) {
+        LogEvent(LogLevel::kInfo, "client_lost_mid_message",
+                 {{"session", StrCat(id_)}, {"client", client_address_}});
+      }
+      client_writable_ = client_writable_ && ec == asio::error::operation_aborted;
+      End(std::nullopt);
+      break;
+    }
+    client_buffer_.Commit(n);
+    handler.out.clear();
+    auto used = decoder.Decode(client_buffer_.data(), handler);
+    if (!used.ok()) {
+      LogEvent(LogLevel::kWarning, "protocol_violation",
+               {{"session", StrCat(id_)}, {"client", client_address_}, {"side", "client"},
+                {"reason", MessageOf(used.status())}});
+      End(Fatal(sqlstate::kProtocolViolation, StrCat("pgshift: ", MessageOf(used.status()))));
+      break;
+    }
+    client_sent_partial_ = decoder.streaming();
+    if (!handler.out.empty()) {
+      co_await backend_->Write(handler.out.buffers(), ec);
+      if (ec) {
+        if (!ended_) {
+          End(Fatal(sqlstate::kConnectionFailure,
+                    StrCat("pgshift: lost the connection to backend old: ", ec.message())));
+        }
+        break;
+      }
+    }
+    client_buffer_.Consume(*used);
+    if (handler.terminated) {
+      End(std::nullopt);
+      break;
+    }
+  }
+}
+
+awaitable<void> Session::PumpBackendToClient() {
+  BackendToClient handler(*this);
+  protocol::FrameDecoder decoder(protocol::kBackendTypes, config_->proxy.max_message_size);
+  while (!ended_) {
+    error_code ec;
+    size_t n = co_await backend_->ReadSome(backend_buffer_.PrepareRead(), ec);
+    if (ec) {
+      // A backend that ends with a FATAL error has told the client why.
+      bool explained = last_backend_type_ == 'E' && !decoder.streaming();
+      if (!ended_) {
+        LogEvent(LogLevel::kWarning, "backend_lost",
+                 {{"session", StrCat(id_)}, {"backend", "old"}, {"reason", ec.message()}});
+      }
+      End(explained ? std::nullopt
+                    : std::optional(Fatal(sqlstate::kConnectionFailure,
+                                          StrCat("pgshift: lost the connection to backend old: ",
+                                                 ec.message()))));
+      break;
+    }
+    backend_buffer_.Commit(n);
+    handler.out.clear();
+    auto used = decoder.Decode(backend_buffer_.data(), handler);
+    if (!used.ok() || !handler.error.empty()) {
+      std::string why = used.ok() ? handler.error : std::string(MessageOf(used.status()));
+      LogEvent(LogLevel::kError, "protocol_violation",
+               {{"session", StrCat(id_)}, {"side", "backend old"}, {"reason", why}});
+      End(Fatal(sqlstate::kProtocolViolation,
+                StrCat("pgshift: backend old sent an invalid message: ", why)));
+      break;
+    }
+    if (!handler.out.empty()) {
+      co_await client_.Write(handler.out.buffers(), ec);
+      if (ec) {
+        client_writable_ = false;
+        End(std::nullopt);
+        break;
+      }
+    }
+    client_mid_message_ = decoder.streaming();
+    backend_buffer_.Consume(*used);
+    if (shutdown_requested_ && IdleOutsideTransaction()) End(AdminShutdown());
+  }
+}
+
+bool Session::IdleOutsideTransaction() const {
+  return pending_results_ == 0 && transaction_status_ == 'I' && !client_sent_partial_ &&
+         !client_mid_message_;
+}
+
+void Session::End(std::optional<ErrorFields> final_error) {
+  if (ended_) return;
+  ended_ = true;
+  final_error_ = std::move(final_error);
+  client_.Cancel();
+  if (backend_) backend_->Close();
+}
+
+void Session::BeginShutdown() {
+  shutdown_requested_ = true;
+  if (!relaying_) {
+    client_.Close();
+    return;
+  }
+  if (IdleOutsideTransaction()) End(AdminShutdown());
+}
+
+void Session::Abort() {
+  if (!relaying_) {
+    client_.Close();
+    return;
+  }
+  End(AdminShutdown());
+}
+
+awaitable<void> Session::SendToClient(std::string_view bytes) {
+  error_code ec;
+  co_await client_.Write(asio::buffer(bytes.data(), bytes.size()), ec);
+  if (ec) client_writable_ = false;
+}
+
+awaitable<void> Session::FailClient(ErrorFields error) {
+  std::string out;
+  protocol::ErrorResponse(std::move(error)).Encode(out);
+  co_await SendToClient(out);
+  client_.Close();
+}
+
+}  // namespace pgshift::proxy

@@ -1,0 +1,38 @@
+// A connection to a client or a backend: plain TCP, or TLS once upgraded.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "proxy/asio.h"
+
+namespace pgshift::proxy {
+
+class Stream {
+ public:
+  explicit Stream(tcp::socket socket);
+
+  awaitable<size_t> ReadSome(asio::mutable_buffer buffer, error_code& ec);
+  awaitable<void> Write(asio::const_buffer buffer, error_code& ec);
+  awaitable<void> Write(const std::vector<asio::const_buffer>& buffers, error_code& ec);
+  // Reads exactly buffer.size() bytes.
+  awaitable<void> ReadExactly(asio::mutable_buffer buffer, error_code& ec);
+
+  awaitable<void> TlsHandshake(asio::ssl::context& context,
+                               asio::ssl::stream_base::handshake_type type, error_code& ec);
+  bool tls() const { return tls_ != nullptr; }
+
+  tcp::socket& socket() { return tls_ ? tls_->next_layer() : socket_; }
+  // Aborts pending operations; the stream stays open.
+  void Cancel();
+  // Closes the connection; pending operations complete with an error.
+  void Close();
+  bool is_open() { return socket().is_open(); }
+
+ private:
+  tcp::socket socket_;  // moved into tls_ on upgrade
+  std::unique_ptr<asio::ssl::stream<tcp::socket>> tls_;
+};
+
+}  // namespace pgshift::proxy

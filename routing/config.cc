@@ -1,0 +1,430 @@
+#include "routing/config.h"
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+#include "common/strings.h"
+#include "absl/strings/str_join.h"
+#include "protocol/md5_auth.h"
+#include "protocol/scram.h"
+
+namespace pgshift::routing {
+
+namespace {
+
+// Reads the keys of one TOML table, remembering which were used, so that
+// every unknown key and bad value can be reported with its line.
+class Section {
+ public:
+  Section(const toml::table& table, std::string path, std::vector<std::string>& errors,
+          std::string_view source)
+      : table_(table), path_(std::move(path)), errors_(errors), source_(source) {}
+
+  ~Section() {
+    for (const auto& [key, node] : table_) {
+      if (!used_.contains(std::string(key.str()))) {
+        Error(node, StrCat("unknown key \"", Qualified(key.str()), "\""));
+      }
+    }
+  }
+
+  const toml::node* Find(std::string_view key) {
+    used_.insert(std::string(key));
+    return table_.get(key);
+  }
+
+  template <typename T>
+  bool Get(std::string_view key, T& out) {
+    const toml::node* node = Find(key);
+    if (node == nullptr) return false;
+    if (auto v = node->value<T>()) {
+      out = *v;
+      return true;
+    }
+    Error(*node, StrCat("\"", Qualified(key), "\" must be ", TypeName<T>()));
+    return false;
+  }
+
+  bool GetString(std::string_view key, std::string& out) { return Get(key, out); }
+
+  bool GetOptionalString(std::string_view key, std::optional<std::string>& out) {
+    std::string s;
+    if (!Get(key, s)) return false;
+    out = s;
+    return true;
+  }
+
+  void GetEndpoint(std::string_view key, std::optional<Endpoint>& out) {
+    std::string text;
+    if (!Get(key, text)) return;
+    auto ep = ParseEndpoint(text);
+    if (!ep.ok()) {
+      Error(*Find(key), StrCat("\"", Qualified(key), "\": ", MessageOf(ep.status())));
+      return;
+    }
+    out = *ep;
+  }
+
+  void GetStringArray(std::string_view key, std::vector<std::string>& out) {
+    const toml::node* node = Find(key);
+    if (node == nullptr) return;
+    const toml::array* arr = node->as_array();
+    bool ok = arr != nullptr;
+    if (ok) {
+      for (const toml::node& item : *arr) {
+        if (auto s = item.value<std::string>()) {
+          out.push_back(*s);
+        } else {
+          ok = false;
+        }
+      }
+    }
+    if (!ok) Error(*node, StrCat("\"", Qualified(key), "\" must be an array of strings"));
+  }
+
+  // Records a bad value of `key` with the line it is on.
+  void BadValue(std::string_view key, std::string_view why) {
+    const toml::node* node = table_.get(key);
+    if (node != nullptr) {
+      Error(*node, StrCat("\"", Qualified(key), "\" ", why));
+    } else {
+      errors_.push_back(StrCat(source_, ": ", Qualified(key), " ", why));
+    }
+  }
+
+  void Error(const toml::node& node, std::string_view message) {
+    errors_.push_back(StrCat(source_, ":", node.source().begin.line, ": ", message));
+  }
+
+  std::string Qualified(std::string_view key) const {
+    return path_.empty() ? std::string(key) : StrCat(path_, ".", key);
+  }
+
+ private:
+  template <typename T>
+  static std::string_view TypeName() {
+    if constexpr (std::is_same_v<T, std::string>) return "a string";
+    if constexpr (std::is_same_v<T, bool>) return "true or false";
+    if constexpr (std::is_same_v<T, int64_t>) return "an integer";
+    if constexpr (std::is_same_v<T, double>) return "a number";
+    return "of another type";
+  }
+
+  const toml::table& table_;
+  std::string path_;
+  std::vector<std::string>& errors_;
+  std::string_view source_;
+  std::set<std::string> used_;
+};
+
+std::string QualifyTableName(std::string_view name) {
+  return name.find('.') == std::string_view::npos ? StrCat("public.", name)
+                                                  : std::string(name);
+}
+
+void ReadProxy(Section& s, ProxySettings& p) {
+  std::optional<Endpoint> listen;
+  s.GetEndpoint("listen", listen);
+  if (listen) p.listen = *listen;
+  int64_t workers = 0;
+  if (s.Get("workers", workers)) {
+    if (workers < 0 || workers > 256) s.BadValue("workers", "must be between 0 and 256");
+    p.workers = static_cast<int>(workers);
+  }
+  s.GetEndpoint("admin_listen", p.admin_listen);
+  s.GetEndpoint("metrics_listen", p.metrics_listen);
+  std::string auth;
+  if (s.GetString("auth_method", auth)) {
+    if (auth == "trust") {
+      p.auth_method = AuthMethod::kTrust;
+    } else if (auth == "md5") {
+      p.auth_method = AuthMethod::kMd5;
+    } else if (auth == "scram-sha-256") {
+      p.auth_method = AuthMethod::kScramSha256;
+    } else {
+      s.BadValue("auth_method", "must be one of trust, md5, scram-sha-256");
+    }
+  }
+  int64_t max_clients = 0;
+  if (s.Get("max_clients", max_clients)) {
+    if (max_clients < 1 || max_clients > 1'000'000) {
+      s.BadValue("max_clients", "must be between 1 and 1000000");
+    }
+    p.max_clients = static_cast<int>(max_clients);
+  }
+  s.GetString("tls_cert", p.tls_cert);
+  s.GetString("tls_key", p.tls_key);
+  if (p.tls_cert.empty() != p.tls_key.empty()) {
+    s.BadValue(p.tls_cert.empty() ? "tls_key" : "tls_cert",
+               "needs both proxy.tls_cert and proxy.tls_key");
+  }
+  for (auto [key, out] : {std::pair<std::string_view, double*>{"shutdown_timeout", &p.shutdown_timeout_s},
+                          {"connect_timeout", &p.connect_timeout_s}}) {
+    double v = 0;
+    int64_t i = 0;
+    if (const toml::node* n = s.Find(key)) {
+      if (auto d = n->value<double>()) {
+        v = *d;
+      } else if (auto iv = n->value<int64_t>()) {
+        i = *iv;
+        v = static_cast<double>(i);
+      } else {
+        s.BadValue(key, "must be a number of seconds");
+        continue;
+      }
+      if (v < 0 || v > 86400) s.BadValue(key, "must be between 0 and 86400 seconds");
+      *out = v;
+    }
+  }
+  int64_t max_message = 0;
+  if (s.Get("max_message_size", max_message)) {
+    if (max_message < 1024 || max_message > (int64_t{1} << 30)) {
+      s.BadValue("max_message_size", "must be between 1024 and 1073741824 bytes");
+    }
+    p.max_message_size = static_cast<uint64_t>(max_message);
+  }
+}
+
+void ReadBackend(Section& s, BackendConfig& b) {
+  s.GetString("host", b.endpoint.host);
+  int64_t port = 0;
+  if (s.Get("port", port)) {
+    if (port < 1 || port > 65535) s.BadValue("port", "must be between 1 and 65535");
+    b.endpoint.port = static_cast<uint16_t>(port);
+  }
+  s.GetOptionalString("dbname", b.dbname);
+  s.GetOptionalString("user", b.user);
+  s.GetOptionalString("password", b.password);
+  std::string sslmode;
+  if (s.GetString("sslmode", sslmode)) {
+    if (sslmode == "disable") {
+      b.sslmode = SslMode::kDisable;
+    } else if (sslmode == "prefer") {
+      b.sslmode = SslMode::kPrefer;
+    } else if (sslmode == "require") {
+      b.sslmode = SslMode::kRequire;
+    } else {
+      s.BadValue("sslmode", "must be one of disable, prefer, require");
+    }
+  }
+}
+
+void ReadUser(Section& s, UserConfig& u) {
+  if (!s.GetString("name", u.name) || u.name.empty()) s.BadValue("name", "is required");
+  s.GetString("password", u.password);
+  s.Get("admin", u.admin);
+  if (protocol::ScramVerifier::LooksLikeVerifier(u.password) &&
+      !protocol::ScramVerifier::Parse(u.password).ok()) {
+    s.BadValue("password", "looks like a SCRAM-SHA-256 verifier but is malformed");
+  }
+}
+
+void ReadTable(Section& s, TableConfig& t) {
+  if (!s.GetString("name", t.name) || t.name.empty()) s.BadValue("name", "is required");
+  t.name = QualifyTableName(t.name);
+  if (!s.GetString("new_name", t.new_name) || t.new_name.empty()) {
+    s.BadValue("new_name", "is required");
+  }
+  t.new_name = QualifyTableName(t.new_name);
+  std::string phase;
+  if (s.GetString("phase", phase)) {
+    if (auto p = PhaseFromName(phase)) {
+      t.phase = *p;
+    } else {
+      s.BadValue("phase", StrCat("is \"", phase, "\"; must be one of old-only, dual-write, "
+                                       "shadow-read, new-primary, new-only"));
+    }
+  } else {
+    s.BadValue("phase", "is required");
+  }
+  s.GetStringArray("key", t.key);
+  if (const toml::node* n = s.Find("columns")) {
+    const toml::table* cols = n->as_table();
+    if (cols == nullptr) {
+      s.BadValue("columns", "must be a table of old column = \"new column\"");
+    } else {
+      for (const auto& [k, v] : *cols) {
+        if (auto name = v.value<std::string>()) {
+          t.columns[std::string(k.str())] = *name;
+        } else {
+          s.Error(v, StrCat("\"", s.Qualified("columns"), ".", k.str(), "\" must be a string"));
+        }
+      }
+    }
+  }
+  if (const toml::node* n = s.Find("shadow_sample")) {
+    std::optional<double> v = n->value<double>();
+    if (!v || *v < 0 || *v > 1) {
+      s.BadValue("shadow_sample", "must be a number from 0 to 1");
+    } else {
+      t.shadow_sample = *v;
+    }
+  }
+  std::string policy;
+  if (s.GetString("on_mirror_error", policy)) {
+    if (policy == "fail") {
+      t.on_mirror_error = MirrorErrorPolicy::kFail;
+    } else if (policy == "log") {
+      t.on_mirror_error = MirrorErrorPolicy::kLog;
+    } else {
+      s.BadValue("on_mirror_error", "must be fail or log");
+    }
+  }
+  s.Get("force", t.force);
+}
+
+// Calls `read` for each table of the array `key`, and reports a non-table.
+template <typename T, typename Fn>
+void ReadArrayOfTables(Section& top, std::string_view key, std::vector<T>& out, Fn read,
+                       std::vector<std::string>& errors, std::string_view source) {
+  const toml::node* node = top.Find(key);
+  if (node == nullptr) return;
+  const toml::array* arr = node->as_array();
+  if (arr == nullptr) {
+    top.BadValue(key, StrCat("must be an array of tables ([[", key, "]])"));
+    return;
+  }
+  size_t i = 0;
+  for (const toml::node& item : *arr) {
+    const toml::table* t = item.as_table();
+    if (t == nullptr) {
+      top.Error(item, StrCat("\"", key, "\" entries must be tables"));
+      continue;
+    }
+    Section s(*t, StrCat(key, "[", i++, "]"), errors, source);
+    T value;
+    read(s, value);
+    out.push_back(std::move(value));
+  }
+}
+
+void CheckWhole(Config& c, std::vector<std::string>& errors) {
+  std::set<std::string> seen;
+  for (const UserConfig& u : c.users) {
+    if (!seen.insert(u.name).second) {
+      errors.push_back(StrCat(c.source, ": user \"", u.name, "\" is listed twice"));
+    }
+    if (c.proxy.auth_method == AuthMethod::kMd5 &&
+        protocol::ScramVerifier::LooksLikeVerifier(u.password)) {
+      errors.push_back(StrCat(c.source, ": user \"", u.name,
+                                    "\" has a SCRAM verifier, which md5 auth_method cannot use"));
+    }
+  }
+  if (c.proxy.auth_method != AuthMethod::kTrust && c.users.empty()) {
+    errors.push_back(StrCat(c.source, ": proxy.auth_method \"",
+                                  AuthMethodName(c.proxy.auth_method),
+                                  "\" needs at least one [[users]] entry"));
+  }
+  seen.clear();
+  for (const TableConfig& t : c.tables) {
+    if (!seen.insert(t.name).second) {
+      errors.push_back(StrCat(c.source, ": table \"", t.name, "\" is listed twice"));
+    }
+  }
+}
+
+}  // namespace
+
+std::string_view AuthMethodName(AuthMethod method) {
+  switch (method) {
+    case AuthMethod::kTrust: return "trust";
+    case AuthMethod::kMd5: return "md5";
+    case AuthMethod::kScramSha256: return "scram-sha-256";
+  }
+  return "unknown";
+}
+
+const UserConfig* Config::FindUser(std::string_view name) const {
+  for (const UserConfig& u : users) {
+    if (u.name == name) return &u;
+  }
+  return nullptr;
+}
+
+absl::StatusOr<Endpoint> ParseEndpoint(std::string_view text) {
+  size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos) {
+    return absl::InvalidArgumentError(StrCat("\"", text, "\" is not host:port"));
+  }
+  std::string_view host = text.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  int port = 0;
+  if (host.empty() || !ParseInt(text.substr(colon + 1), port) || port < 0 ||
+      port > 65535) {
+    return absl::InvalidArgumentError(StrCat("\"", text, "\" is not host:port"));
+  }
+  return Endpoint{std::string(host), static_cast<uint16_t>(port)};
+}
+
+absl::StatusOr<ConfigPtr> ParseConfig(std::string_view text, std::string_view source) {
+  toml::table root;
+  try {
+    root = toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    return absl::InvalidArgumentError(StrCat(source, ":", e.source().begin.line, ": ",
+                                                   e.description()));
+  }
+  auto config = std::make_shared<Config>();
+  config->source = std::string(source);
+  std::vector<std::string> errors;
+  {
+    Section top(root, "", errors, source);
+    auto section = [&](std::string_view key, auto read) {
+      const toml::node* node = top.Find(key);
+      if (node == nullptr) return false;
+      if (const toml::table* t = node->as_table()) {
+        Section s(*t, std::string(key), errors, source);
+        read(s);
+      } else {
+        top.BadValue(key, "must be a table");
+      }
+      return true;
+    };
+    section("proxy", [&](Section& s) { ReadProxy(s, config->proxy); });
+    ReadArrayOfTables(top, "users", config->users, ReadUser, errors, source);
+    if (const toml::node* node = top.Find("backends")) {
+      if (const toml::table* backends = node->as_table()) {
+        Section b(*backends, "backends", errors, source);
+        auto read_backend = [&](std::string_view name, BackendConfig& out) {
+          const toml::node* n = b.Find(name);
+          if (n == nullptr) return false;
+          if (const toml::table* t = n->as_table()) {
+            Section s(*t, StrCat("backends.", name), errors, source);
+            ReadBackend(s, out);
+          } else {
+            b.BadValue(name, "must be a table");
+          }
+          return true;
+        };
+        if (!read_backend("old", config->old_backend)) {
+          errors.push_back(StrCat(source, ": [backends.old] is required"));
+        }
+        BackendConfig new_backend;
+        if (read_backend("new", new_backend)) config->new_backend = new_backend;
+      } else {
+        top.BadValue("backends", "must be a table");
+      }
+    } else {
+      errors.push_back(StrCat(source, ": [backends.old] is required"));
+    }
+    ReadArrayOfTables(top, "tables", config->tables, ReadTable, errors, source);
+  }
+  CheckWhole(*config, errors);
+  if (!errors.empty()) return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
+  return ConfigPtr(std::move(config));
+}
+
+absl::StatusOr<ConfigPtr> LoadConfigFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(StrCat("cannot read config file \"", path, "\""));
+  std::stringstream text;
+  text << in.rdbuf();
+  return ParseConfig(text.str(), path);
+}
+
+}  // namespace pgshift::routing

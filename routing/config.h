@@ -1,0 +1,93 @@
+// The configuration model (SPEC section 3): an immutable snapshot that
+// sessions hold by shared pointer, so a reload never changes what a running
+// transaction sees.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "routing/phase.h"
+
+namespace pgshift::routing {
+
+enum class AuthMethod { kTrust, kMd5, kScramSha256 };
+std::string_view AuthMethodName(AuthMethod method);
+
+// As libpq's sslmode, limited to what a proxy needs.
+enum class SslMode { kDisable, kPrefer, kRequire };
+
+enum class MirrorErrorPolicy { kFail, kLog };
+
+struct Endpoint {
+  std::string host;
+  uint16_t port = 0;
+};
+
+struct ProxySettings {
+  Endpoint listen{"127.0.0.1", 6432};
+  int workers = 0;  // 0: one per core
+  std::optional<Endpoint> admin_listen;
+  std::optional<Endpoint> metrics_listen;
+  AuthMethod auth_method = AuthMethod::kTrust;
+  int max_clients = 1000;
+  std::string tls_cert;
+  std::string tls_key;
+  double shutdown_timeout_s = 30;   // SIGTERM: how long sessions may finish
+  double connect_timeout_s = 10;    // toward backends
+  uint64_t max_message_size = uint64_t{1} << 30;
+
+  bool tls_enabled() const { return !tls_cert.empty() && !tls_key.empty(); }
+};
+
+struct UserConfig {
+  std::string name;
+  std::string password;  // plaintext, "md5..." or a SCRAM-SHA-256 verifier
+  bool admin = false;
+};
+
+struct BackendConfig {
+  Endpoint endpoint{"127.0.0.1", 5432};
+  std::optional<std::string> dbname;    // default: the client's
+  std::optional<std::string> user;      // default: the client's
+  std::optional<std::string> password;  // default: the client's [[users]] password
+  SslMode sslmode = SslMode::kPrefer;
+};
+
+struct TableConfig {
+  std::string name;      // schema-qualified, as the application names it
+  std::string new_name;  // schema-qualified
+  Phase phase = Phase::kOldOnly;
+  std::vector<std::string> key;
+  std::map<std::string, std::string> columns;  // old column -> new column
+  double shadow_sample = 0;
+  MirrorErrorPolicy on_mirror_error = MirrorErrorPolicy::kFail;
+  bool force = false;
+};
+
+struct Config {
+  std::string source;  // file it was read from
+  ProxySettings proxy;
+  std::vector<UserConfig> users;
+  BackendConfig old_backend;
+  std::optional<BackendConfig> new_backend;  // absent: same database as old
+  std::vector<TableConfig> tables;
+
+  const UserConfig* FindUser(std::string_view name) const;
+};
+
+using ConfigPtr = std::shared_ptr<const Config>;
+
+// Parses TOML text; `source` names it in errors ("demo.toml:12: ...").
+absl::StatusOr<ConfigPtr> ParseConfig(std::string_view text, std::string_view source);
+absl::StatusOr<ConfigPtr> LoadConfigFile(const std::string& path);
+
+// "host:port", "[v6]:port".
+absl::StatusOr<Endpoint> ParseEndpoint(std::string_view text);
+
+}  // namespace pgshift::routing
