@@ -148,7 +148,7 @@ awaitable<void> Session::Run() {
     co_await FailClient(Fatal(sqlstate::kTooManyConnections, "sorry, too many clients already"));
     co_return;
   }
-  if (!co_await Authenticate(*startup)) co_return;
+  if (!co_await Authenticate()) co_return;
 
   // Built as a named local: GCC 12 miscompiles aggregate temporaries inside
   // a co_await expression.
@@ -202,8 +202,8 @@ awaitable<std::optional<protocol::StartupMessage>> Session::ReadStartup() {
     auto parsed = protocol::ParseStartupPacket(*packet);
     if (!parsed.ok()) {
       bool version = parsed.status().code() == absl::StatusCode::kFailedPrecondition;
-      co_await FailClient(Fatal(version ? sqlstate::kFeatureNotSupported : sqlstate::kProtocolViolation,
-                                MessageOf(parsed.status())));
+      std::string_view code = version ? sqlstate::kFeatureNotSupported : sqlstate::kProtocolViolation;
+      co_await FailClient(Fatal(code, MessageOf(parsed.status())));
       co_return std::nullopt;
     }
     if (auto* start = std::get_if<protocol::StartupMessage>(&*parsed)) co_return *start;
@@ -264,8 +264,7 @@ awaitable<void> Session::ForwardCancel(const protocol::CancelRequest& request) {
   }
 }
 
-awaitable<bool> Session::Authenticate(const protocol::StartupMessage& startup) {
-  (void)startup;
+awaitable<bool> Session::Authenticate() {
   const routing::UserConfig* entry = config_->FindUser(user_);
   switch (config_->proxy.auth_method) {
     case routing::AuthMethod::kTrust:
@@ -313,11 +312,9 @@ awaitable<bool> Session::AuthenticateMd5(const std::string& user,
                 protocol::Md5SaltedResponse(protocol::Md5StoredPassword(entry->password, user),
                                             request.salt);
   if (!ok) {
-    LogEvent(LogLevel::kWarning, "auth_failed",
-             {{"client", client_address_}, {"user", user}, {"method", "md5"},
-              {"reason", entry ? "wrong password" : "no such user"}});
-    co_await FailClient(Fatal(sqlstate::kInvalidPassword,
-                              StrCat("password authentication failed for user \"", user, "\"")));
+    std::string text = StrCat("password authentication failed for user \"", user, "\"");
+    std::string_view reason = entry ? "wrong password" : "no such user";
+    co_await RejectLogin(sqlstate::kInvalidPassword, std::move(text), "md5", reason);
   }
   co_return ok;
 }
@@ -334,29 +331,27 @@ awaitable<bool> Session::AuthenticateScram(const std::string& user,
   request.Encode(out);
   co_await SendToClient(out);
 
-  auto fail = [&](std::string_view code, std::string_view message, std::string_view reason) {
-    LogEvent(LogLevel::kWarning, "auth_failed",
-             {{"client", client_address_}, {"user", user}, {"method", "scram-sha-256"},
-              {"reason", reason}});
-    return FailClient(Fatal(code, message));
-  };
   auto message = co_await ReadPasswordMessage();
   if (!message.ok()) {
     if (!absl::IsCancelled(message.status())) {
-      co_await fail(sqlstate::kProtocolViolation, MessageOf(message.status()), "bad message");
+      co_await RejectLogin(sqlstate::kProtocolViolation, std::string(MessageOf(message.status())),
+                           "scram-sha-256", "bad message");
     }
     co_return false;
   }
   auto initial = protocol::SaslInitialResponse::Decode(
       std::string_view(*message).substr(protocol::kHeaderSize));
   if (!initial.ok() || initial->mechanism != protocol::kScramSha256 || !initial->data) {
-    co_await fail(sqlstate::kProtocolViolation,
-                  "client selected an invalid SASL authentication mechanism", "bad mechanism");
+    co_await RejectLogin(sqlstate::kProtocolViolation,
+                         "client selected an invalid SASL authentication mechanism",
+                         "scram-sha-256", "bad mechanism");
     co_return false;
   }
   auto server_first = scram.HandleClientFirst(*initial->data);
   if (!server_first.ok()) {
-    co_await fail(sqlstate::kProtocolViolation, MessageOf(server_first.status()), "bad message");
+    co_await RejectLogin(sqlstate::kProtocolViolation,
+                         std::string(MessageOf(server_first.status())), "scram-sha-256",
+                         "bad message");
     co_return false;
   }
   out.clear();
@@ -369,7 +364,8 @@ awaitable<bool> Session::AuthenticateScram(const std::string& user,
   message = co_await ReadPasswordMessage();
   if (!message.ok()) {
     if (!absl::IsCancelled(message.status())) {
-      co_await fail(sqlstate::kProtocolViolation, MessageOf(message.status()), "bad message");
+      co_await RejectLogin(sqlstate::kProtocolViolation, std::string(MessageOf(message.status())),
+                           "scram-sha-256", "bad message");
     }
     co_return false;
   }
@@ -377,11 +373,14 @@ awaitable<bool> Session::AuthenticateScram(const std::string& user,
       protocol::SaslResponse::Decode(std::string_view(*message).substr(protocol::kHeaderSize));
   auto server_final = scram.HandleClientFinal(response->data);
   if (!server_final.ok()) {
+    // Locals, not a conditional inside co_await: GCC 12 destroys such
+    // temporaries twice.
     bool wrong = absl::IsPermissionDenied(server_final.status());
-    co_await fail(wrong ? sqlstate::kInvalidPassword : sqlstate::kProtocolViolation,
-                  wrong ? StrCat("password authentication failed for user \"", user, "\"")
-                        : std::string(MessageOf(server_final.status())),
-                  wrong ? (entry ? "wrong password" : "no such user") : "bad message");
+    std::string_view code = wrong ? sqlstate::kInvalidPassword : sqlstate::kProtocolViolation;
+    std::string text = wrong ? StrCat("password authentication failed for user \"", user, "\"")
+                             : std::string(MessageOf(server_final.status()));
+    std::string_view reason = wrong ? (entry ? "wrong password" : "no such user") : "bad message";
+    co_await RejectLogin(code, std::move(text), "scram-sha-256", reason);
     co_return false;
   }
   out.clear();
@@ -536,6 +535,13 @@ void Session::Abort() {
     return;
   }
   End(AdminShutdown());
+}
+
+awaitable<void> Session::RejectLogin(std::string_view code, std::string message,
+                                     std::string_view method, std::string_view reason) {
+  LogEvent(LogLevel::kWarning, "auth_failed",
+           {{"client", client_address_}, {"user", user_}, {"method", method}, {"reason", reason}});
+  co_await FailClient(Fatal(code, message));
 }
 
 awaitable<void> Session::SendToClient(std::string_view bytes) {

@@ -39,16 +39,16 @@ class Session : public std::enable_shared_from_this<Session> {
   class ClientToBackend;
   class BackendToClient;
 
-  enum class StartupResult { kProceed, kDone };
-
   awaitable<std::optional<protocol::StartupMessage>> ReadStartup();
   awaitable<void> ForwardCancel(const protocol::CancelRequest& request);
-  // Returns the user's [[users]] entry password ("" when none), or nullopt
-  // after failing the client.
-  awaitable<bool> Authenticate(const protocol::StartupMessage& startup);
+  // False after failing the client.
+  awaitable<bool> Authenticate();
   awaitable<bool> AuthenticateMd5(const std::string& user, const routing::UserConfig* entry);
   awaitable<bool> AuthenticateScram(const std::string& user, const routing::UserConfig* entry);
   awaitable<absl::StatusOr<std::string>> ReadPasswordMessage();
+  // Logs the failed login and fails the client.
+  awaitable<void> RejectLogin(std::string_view code, std::string message, std::string_view method,
+                              std::string_view reason);
 
   awaitable<void> Relay();
   awaitable<void> PumpClientToBackend();

@@ -1,0 +1,134 @@
+// Clients authenticate to pgshift; pgshift authenticates to PostgreSQL with
+// the backend's own credentials.
+#include <gtest/gtest.h>
+
+#include "protocol/scram.h"
+#include "tests/integration/environment.h"
+#include "tests/support/pg.h"
+#include "tests/support/pgshift_process.h"
+#include "tests/support/process.h"
+#include "tests/support/raw_client.h"
+
+namespace pgshift::testing {
+namespace {
+
+std::string User(const std::string& name, const std::string& password) {
+  return "[[users]]\nname = \"" + name + "\"\npassword = \"" + password + "\"\n";
+}
+
+TEST(Auth, ScramOnBothSides) {
+  // The client proves "app_pw" to pgshift; pgshift logs in to PostgreSQL as
+  // scram_user, which pg_hba.conf holds to scram-sha-256.
+  PgshiftProcess proxy(Cluster().port(), "auth_method = \"scram-sha-256\"",
+                       "user = \"scram_user\"\npassword = \"scram_user_pw\"", User("app", "app_pw"));
+  ASSERT_TRUE(proxy.ok());
+  PgConn conn(proxy.ConnInfo("user=app password=app_pw"));
+  ASSERT_TRUE(conn.ok()) << conn.error() << proxy.log();
+  EXPECT_EQ(conn.Value("SELECT current_user"), "scram_user");
+
+  PgConn wrong(proxy.ConnInfo("user=app password=nope"));
+  EXPECT_FALSE(wrong.ok());
+  EXPECT_NE(wrong.error().find("password authentication failed for user \"app\""), std::string::npos)
+      << wrong.error();
+  RawClient raw(proxy.port());
+  auto error = raw.Login("app", "nope");
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->sqlstate(), "28P01");
+  RawClient unknown(proxy.port());
+  error = unknown.Login("nobody", "nope");
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->sqlstate(), "28P01") << "an unknown user looks like a wrong password";
+  EXPECT_NE(proxy.log().find("event=auth_failed"), std::string::npos);
+}
+
+TEST(Auth, ScramVerifierInTheConfig) {
+  std::string verifier = protocol::ScramVerifier::FromPassword("ops_pw").ToString();
+  PgshiftProcess proxy(Cluster().port(), "auth_method = \"scram-sha-256\"", "user = \"postgres\"",
+                       User("ops", verifier));
+  ASSERT_TRUE(proxy.ok());
+  PgConn ops(proxy.ConnInfo("user=ops password=ops_pw"));
+  ASSERT_TRUE(ops.ok()) << ops.error();
+  EXPECT_EQ(ops.Value("SELECT current_user"), "postgres");
+  EXPECT_FALSE(PgConn(proxy.ConnInfo("user=ops password=ops_pwx")).ok());
+}
+
+TEST(Auth, BackendReusesTheClientsPasswordWhenItHasNone) {
+  PgshiftProcess proxy(Cluster().port(), "auth_method = \"scram-sha-256\"", "",
+                       User("scram_user", "scram_user_pw"));
+  ASSERT_TRUE(proxy.ok());
+  PgConn reuse(proxy.ConnInfo("user=scram_user password=scram_user_pw"));
+  ASSERT_TRUE(reuse.ok()) << reuse.error();
+  EXPECT_EQ(reuse.Value("SELECT current_user"), "scram_user");
+}
+
+TEST(Auth, Md5OnBothSides) {
+  PgshiftProcess proxy(Cluster().port(), "auth_method = \"md5\"",
+                       "user = \"md5_user\"\npassword = \"md5_user_pw\"", User("app", "app_pw"));
+  ASSERT_TRUE(proxy.ok());
+  PgConn conn(proxy.ConnInfo("user=app password=app_pw"));
+  ASSERT_TRUE(conn.ok()) << conn.error();
+  EXPECT_EQ(conn.Value("SELECT current_user"), "md5_user");
+  RawClient raw(proxy.port());
+  auto error = raw.Login("app", "wrong");
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->sqlstate(), "28P01");
+  EXPECT_EQ(error->message(), "password authentication failed for user \"app\"");
+}
+
+TEST(Auth, BackendRefusalReachesTheClientVerbatim) {
+  PgshiftProcess proxy(Cluster().port(), "", "user = \"scram_user\"\npassword = \"wrong\"");
+  ASSERT_TRUE(proxy.ok());
+  RawClient raw(proxy.port());
+  auto error = raw.Login("anyone");
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->sqlstate(), "28P01");
+  EXPECT_EQ(error->message(), "password authentication failed for user \"scram_user\"");
+}
+
+TEST(Auth, MissingBackendPasswordNamesTheSetting) {
+  PgshiftProcess proxy(Cluster().port(), "", "user = \"scram_user\"");
+  ASSERT_TRUE(proxy.ok());
+  RawClient raw(proxy.port());
+  auto error = raw.Login("anyone");
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->sqlstate(), "08006");
+  EXPECT_NE(error->message().find("set backends.old.password"), std::string_view::npos)
+      << error->message();
+}
+
+TEST(Auth, TrustWithUsersListedRefusesOthers) {
+  PgshiftProcess proxy(Cluster().port(), "", "", User("postgres", ""));
+  ASSERT_TRUE(proxy.ok());
+  EXPECT_TRUE(PgConn(proxy.ConnInfo()).ok());
+  RawClient raw(proxy.port());
+  auto error = raw.Login("stranger");
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->sqlstate(), "28000");
+  EXPECT_NE(error->message().find("\"stranger\""), std::string_view::npos);
+}
+
+TEST(Auth, BackendLoginErrorsReachTheClient) {
+  PgshiftProcess proxy(Cluster().port());
+  ASSERT_TRUE(proxy.ok());
+  // PostgreSQL's own error, verbatim.
+  PgConn conn(proxy.ConnInfo("dbname=no_such_db"));
+  EXPECT_FALSE(conn.ok());
+  EXPECT_NE(conn.error().find("database \"no_such_db\" does not exist"), std::string::npos)
+      << conn.error();
+}
+
+TEST(Auth, UnreachableBackendIsAConnectionError) {
+  int dead_port = FreePort();  // nothing listens there
+  PgshiftProcess proxy(dead_port, "connect_timeout = 2");
+  ASSERT_TRUE(proxy.ok());
+  RawClient raw(proxy.port());
+  auto error = raw.Login("app");
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->sqlstate(), "08006");
+  EXPECT_EQ(error->message(), "pgshift: could not connect to backend old (127.0.0.1:" +
+                                  std::to_string(dead_port) + "): Connection refused");
+  EXPECT_NE(proxy.log().find("event=backend_login_failed"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace pgshift::testing

@@ -1,0 +1,201 @@
+// Bad input costs only the session that sent it: an ErrorResponse and its
+// connection. The process and every other session carry on.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "protocol/messages/query.h"
+#include "protocol/messages/startup.h"
+#include "protocol/wire.h"
+#include "tests/integration/environment.h"
+#include "tests/support/pg.h"
+#include "tests/support/pgshift_process.h"
+#include "tests/support/raw_client.h"
+
+namespace pgshift::testing {
+namespace {
+
+class BadInput : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(proxy_.ok());
+    ASSERT_TRUE(bystander_.ok()) << bystander_.error();
+    ASSERT_TRUE(bystander_.Ok("BEGIN"));
+    ASSERT_TRUE(bystander_.Ok("CREATE TEMP TABLE witness AS SELECT 1 AS x"));
+  }
+  void TearDown() override {
+    // The session that was open all along is intact, mid-transaction.
+    EXPECT_EQ(bystander_.Value("SELECT x FROM witness"), "1");
+    EXPECT_TRUE(bystander_.Ok("COMMIT"));
+    EXPECT_EQ(PgConn(proxy_.ConnInfo()).Value("SELECT 'new sessions work'"), "new sessions work");
+    EXPECT_EQ(proxy_.Stop(), 0) << proxy_.log();
+  }
+
+  // A logged-in raw session.
+  std::unique_ptr<RawClient> Session(const std::string& app = "bad_input") {
+    auto c = std::make_unique<RawClient>(proxy_.port());
+    EXPECT_EQ(c->Login("postgres", "", {{"application_name", app}}), std::nullopt);
+    return c;
+  }
+
+  static std::string Header(char type, int32_t length) {
+    std::string h(1, type);
+    h.append(4, '\0');
+    protocol::WriteBigEndian32(h.data() + 1, length);
+    return h;
+  }
+
+  void ExpectProtocolViolation(RawClient& c, const std::string& message_part) {
+    auto error = c.ReadError();
+    ASSERT_TRUE(error) << "no ErrorResponse before the connection closed";
+    EXPECT_EQ(error->sqlstate(), "08P01");
+    EXPECT_EQ(error->Get('S'), "FATAL");
+    EXPECT_NE(error->message().find(message_part), std::string_view::npos) << error->message();
+    EXPECT_TRUE(c.WaitForClose());
+  }
+
+  PgshiftProcess proxy_{Cluster().port(), "max_message_size = 1048576"};
+  PgConn bystander_{proxy_.ConnInfo()};
+};
+
+TEST_F(BadInput, LengthBelowFour) {
+  auto c = Session();
+  c->Send(Header('Q', 3));
+  ExpectProtocolViolation(*c, "invalid message length 3");
+}
+
+TEST_F(BadInput, LengthAboveTheLimitIsRefusedBeforeTheBody) {
+  auto c = Session();
+  c->Send(Header('Q', 2 * 1048576));  // no body follows: the header alone is refused
+  ExpectProtocolViolation(*c, "invalid message length 2097152");
+  auto d = Session();
+  d->Send(Header('P', 0x7fffffff));
+  ExpectProtocolViolation(*d, "(limit 1048576)");
+}
+
+TEST_F(BadInput, UnknownMessageType) {
+  auto c = Session();
+  std::string msg;
+  protocol::MessageWriter(msg, 'z').Int32(7);
+  c->Send(msg);
+  ExpectProtocolViolation(*c, "invalid message type 'z'");
+  auto d = Session();
+  d->Send(std::string("\x01\0\0\0\x04", 5));
+  ExpectProtocolViolation(*d, "invalid message type 1");
+}
+
+TEST_F(BadInput, MessagesBeforeTheBadOneAreNotHalfApplied) {
+  auto c = Session();
+  std::string msg;
+  protocol::Query{"SELECT 1"}.Encode(msg);
+  msg += Header('Q', 1);
+  c->Send(msg);
+  ExpectProtocolViolation(*c, "invalid message length 1");
+}
+
+TEST_F(BadInput, ClientVanishesMidMessage) {
+  PgConn direct(Cluster().ConnInfo());
+  auto sessions = [&] {
+    return direct.Value("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'vanisher'");
+  };
+  {
+    auto c = Session("vanisher");
+    EXPECT_EQ(sessions(), "1");
+    std::string partial = Header('Q', 1000) + "SELECT 'half";
+    c->Send(partial);
+  }  // closed with 990 bytes of the message unsent
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (sessions() != "0" && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(sessions(), "0") << "the backend connection is released";
+}
+
+TEST_F(BadInput, StartupPacketTooLong) {
+  RawClient c(proxy_.port());
+  std::string packet(4, '\0');
+  protocol::WriteBigEndian32(packet.data(), 20000);
+  c.Send(packet);
+  ExpectProtocolViolation(c, "invalid length of startup packet");
+}
+
+TEST_F(BadInput, UnsupportedProtocolVersion) {
+  RawClient c(proxy_.port());
+  protocol::StartupMessage v2;
+  v2.protocol_version = 2 << 16;
+  v2.Set("user", "postgres");
+  std::string out;
+  v2.Encode(out);
+  c.Send(out);
+  auto error = c.ReadError();
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->sqlstate(), "0A000");
+  EXPECT_NE(error->message().find("unsupported frontend protocol 2.0"), std::string_view::npos);
+}
+
+TEST_F(BadInput, NoUserName) {
+  RawClient c(proxy_.port());
+  protocol::StartupMessage start;
+  start.Set("database", "postgres");
+  std::string out;
+  start.Encode(out);
+  c.Send(out);
+  auto error = c.ReadError();
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->sqlstate(), "28000");
+}
+
+TEST_F(BadInput, PasswordMessageOutsideAuthentication) {
+  auto c = Session();
+  std::string msg;
+  protocol::MessageWriter(msg, 'p').CString("sneaky");
+  c->Send(msg);
+  ExpectProtocolViolation(*c, "invalid message type 'p'");
+}
+
+TEST_F(BadInput, EncryptionRequestsAnsweredNWithoutTls) {
+  RawClient c(proxy_.port());
+  std::string gss, ssl;
+  protocol::GssEncRequest{}.Encode(gss);
+  c.Send(gss);
+  EXPECT_EQ(c.ReadByte(), 'N');
+  EXPECT_EQ(c.Login("postgres"), std::nullopt) << "startup proceeds after the N";
+
+  RawClient d(proxy_.port());
+  protocol::SslRequest{}.Encode(ssl);
+  d.Send(ssl);
+  EXPECT_EQ(d.ReadByte(), 'N');
+  d.Send(ssl);  // a second request is a violation
+  ExpectProtocolViolation(d, "duplicate encryption request");
+}
+
+TEST(MaxClients, RefusesTheClientOverTheLimitWith53300) {
+  PgshiftProcess proxy(Cluster().port(), "max_clients = 3");
+  ASSERT_TRUE(proxy.ok());
+  std::vector<std::unique_ptr<PgConn>> open;
+  for (int i = 0; i < 3; ++i) {
+    open.push_back(std::make_unique<PgConn>(proxy.ConnInfo()));
+    ASSERT_TRUE(open.back()->ok()) << open.back()->error();
+  }
+  RawClient over(proxy.port());
+  auto error = over.Login("postgres");
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->sqlstate(), "53300");
+  EXPECT_EQ(error->message(), "sorry, too many clients already");
+  PgConn libpq(proxy.ConnInfo());
+  EXPECT_NE(libpq.error().find("sorry, too many clients already"), std::string::npos);
+  EXPECT_NE(proxy.log().find("max_clients (3) reached"), std::string::npos);
+  open.pop_back();
+  // The slot is released when that session's coroutine finishes.
+  bool admitted = false;
+  for (int i = 0; i < 200 && !admitted; ++i) {
+    admitted = PgConn(proxy.ConnInfo()).ok();
+    if (!admitted) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(admitted);
+  EXPECT_EQ(open[0]->Value("SELECT 'still here'"), "still here");
+}
+
+}  // namespace
+}  // namespace pgshift::testing

@@ -1,0 +1,39 @@
+// pgshift itself, run as a child process with a generated configuration.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+namespace pgshift::testing {
+
+class PgshiftProcess {
+ public:
+  // `extra_toml` is appended to a config that listens on a free port and
+  // points backends.old at 127.0.0.1:`backend_port`; `proxy_settings` goes
+  // into [proxy]; `backend_settings` into [backends.old].
+  PgshiftProcess(int backend_port, const std::string& proxy_settings = "",
+                 const std::string& backend_settings = "", const std::string& extra_toml = "");
+  ~PgshiftProcess();
+
+  bool ok() const { return pid_ > 0; }
+  int port() const { return port_; }
+  pid_t pid() const { return pid_; }
+  const std::string& dir() const { return dir_; }
+  std::string log() const;
+  // libpq conninfo through pgshift; `extra` is appended.
+  std::string ConnInfo(const std::string& extra = "") const;
+
+  // SIGTERM, then waits; returns the exit code (-1 on timeout).
+  int Stop(int timeout_ms = 20000);
+
+ private:
+  std::string dir_;
+  int port_ = 0;
+  pid_t pid_ = -1;
+};
+
+// The absolute path of the pgshift binary under test.
+std::string PgshiftBinary();
+
+}  // namespace pgshift::testing

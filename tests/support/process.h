@@ -1,0 +1,33 @@
+// Running helper commands and child processes from tests.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace pgshift::testing {
+
+// Runs a shell command; returns its exit status. Output goes to `log_path`
+// when given, else is discarded.
+int RunCommand(const std::string& command, const std::string& log_path = "");
+
+// A port on 127.0.0.1 that was free a moment ago.
+int FreePort();
+
+// A fresh temporary directory, removed by RemoveTree.
+std::string MakeTempDir(const std::string& prefix);
+void RemoveTree(const std::string& path);
+
+std::string ReadFile(const std::string& path);
+void WriteFile(const std::string& path, const std::string& text);
+
+// True once something accepts TCP connections on 127.0.0.1:port, polling up
+// to `timeout_ms`.
+bool WaitForPort(int port, int timeout_ms);
+
+// Waits for a child; returns its exit code, or -1 after `timeout_ms`
+// (the child is then killed), or 128+signal if it was killed by one.
+int WaitForExit(pid_t pid, int timeout_ms);
+
+}  // namespace pgshift::testing
