@@ -185,7 +185,9 @@ awaitable<void> Server::Shutdown() {
     timer.expires_after(std::chrono::milliseconds(20));
     co_await timer.async_wait(WithError(ignored));
   }
-  main_.stop();
+  // Nothing is left on main_ now (the acceptor is closed, the signal
+  // handled), so Run()'s main_.run() returns and the workers are stopped
+  // after every operation that refers to them has completed.
 }
 
 }  // namespace pgshift::proxy

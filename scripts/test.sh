@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs dependencies, builds pgshift with AddressSanitizer and
+# UndefinedBehaviorSanitizer, and runs every test (unit and integration,
+# against throwaway PostgreSQL clusters the tests start themselves).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+build=${PGSHIFT_TEST_BUILD:-build-asan}
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPGSHIFT_SANITIZE=ON \
+  -DPGSHIFT_BENCH=OFF >/dev/null
+cmake --build "$build"
+export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+cd "$build"
+ctest --output-on-failure --timeout 1200
