@@ -36,7 +36,7 @@ as_postgres() {
 
 cleanup() {
   [ -n "${shift_pid:-}" ] && kill "$shift_pid" 2>/dev/null || true
-  [ -n "${bouncer_pid:-}" ] && kill "$bouncer_pid" 2>/dev/null || true
+  [ -f "$out/pgbouncer.pid" ] && kill "$(cat "$out/pgbouncer.pid")" 2>/dev/null || true
   scripts/pg-cluster.sh stop "$out/pg" || true
 }
 trap cleanup EXIT
@@ -73,11 +73,11 @@ pool_mode = session
 max_client_conn = 1000
 default_pool_size = 250
 logfile = $out/pgbouncer.log
+pidfile = $out/pgbouncer.pid
 INI
   echo '"postgres" ""' >"$out/userlist.txt"
   [ "$(id -u)" -eq 0 ] && chown postgres "$out/pgbouncer.ini" "$out/userlist.txt"
-  as_postgres "$bouncer" "$out/pgbouncer.ini" >/dev/null 2>&1 &
-  bouncer_pid=$!
+  as_postgres "$bouncer" -d "$out/pgbouncer.ini" >/dev/null 2>&1
   targets="direct:$pg_port pgbouncer:$bouncer_port pgshift:$shift_port"
 fi
 for t in $targets; do
@@ -130,9 +130,8 @@ idle_memory() {  # pid port -> "before after"
 mem_lines=()
 read -r b a <<<"$(idle_memory "$shift_pid" $shift_port)"
 mem_lines+=("pgshift|$b|$a")
-if [ -n "${bouncer_pid:-}" ]; then
-  bpid=$(pgrep -f "pgbouncer $out/pgbouncer.ini" | head -1)
-  read -r b a <<<"$(idle_memory "$bpid" $bouncer_port)"
+if [ -f "$out/pgbouncer.pid" ]; then
+  read -r b a <<<"$(idle_memory "$(cat "$out/pgbouncer.pid")" $bouncer_port)"
   mem_lines+=("pgbouncer|$b|$a")
 fi
 

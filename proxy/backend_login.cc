@@ -18,26 +18,43 @@ namespace {
 using protocol::ErrorFields;
 namespace sqlstate = protocol::sqlstate;
 
-// Closes the socket if the login has not finished by the deadline, which
-// makes whatever operation is pending fail.
+// Closes the watched socket if the login has not finished by the deadline,
+// which makes whatever operation is pending fail. The state is shared with
+// the timer's handler, which may still run after the Deadline is gone.
 class Deadline {
  public:
   Deadline(tcp::socket& socket, double seconds)
-      : timer_(socket.get_executor()), expired_(std::make_shared<bool>(false)) {
+      : timer_(socket.get_executor()), state_(std::make_shared<State>()) {
+    state_->socket = &socket;
     timer_.expires_after(std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)));
-    timer_.async_wait([&socket, expired = expired_](error_code ec) {
-      if (ec) return;  // cancelled: the login finished
-      *expired = true;
-      error_code ignored;
-      socket.close(ignored);
+    timer_.async_wait([state = state_](error_code ec) {
+      if (ec || state->disarmed) return;
+      state->expired = true;
+      if (state->stream != nullptr) {
+        state->stream->Close();
+      } else {
+        error_code ignored;
+        state->socket->close(ignored);
+      }
     });
   }
-  ~Deadline() { timer_.cancel(); }
-  bool expired() const { return *expired_; }
+  ~Deadline() {
+    state_->disarmed = true;
+    timer_.cancel();
+  }
+  // The connection moved into a Stream (which may later move it into TLS).
+  void Watch(Stream& stream) { state_->stream = &stream; }
+  bool expired() const { return state_->expired; }
 
  private:
+  struct State {
+    tcp::socket* socket = nullptr;
+    Stream* stream = nullptr;
+    bool expired = false;
+    bool disarmed = false;
+  };
   asio::steady_timer timer_;
-  std::shared_ptr<bool> expired_;
+  std::shared_ptr<State> state_;
 };
 
 class Login {
@@ -57,6 +74,7 @@ class Login {
     co_await asio::async_connect(socket, endpoints, WithError(ec));
     if (ec) co_return Failure(deadline.expired() ? "timeout expired" : ec.message());
     stream_ = std::make_unique<Stream>(std::move(socket));
+    deadline.Watch(*stream_);
 
     if (p_.backend.sslmode != routing::SslMode::kDisable) {
       if (auto error = co_await NegotiateTls(); error) co_return *error;

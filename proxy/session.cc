@@ -282,11 +282,17 @@ awaitable<bool> Session::Authenticate() {
   co_return false;
 }
 
-awaitable<absl::StatusOr<std::string>> Session::ReadPasswordMessage() {
+awaitable<std::optional<std::string>> Session::ReadAuthResponse(std::string_view method) {
   error_code ec;
   auto message = co_await ReadWholeMessage(client_, client_buffer_, kAuthResponseTypes, ec);
-  if (ec) co_return absl::CancelledError("client closed the connection during authentication");
-  co_return message;
+  // A client that hangs up here usually went to ask its user for a password.
+  if (ec) co_return std::nullopt;
+  if (!message.ok()) {
+    co_await RejectLogin(sqlstate::kProtocolViolation, std::string(MessageOf(message.status())),
+                         method, "bad message");
+    co_return std::nullopt;
+  }
+  co_return message->substr(protocol::kHeaderSize);
 }
 
 awaitable<bool> Session::AuthenticateMd5(const std::string& user,
@@ -298,15 +304,9 @@ awaitable<bool> Session::AuthenticateMd5(const std::string& user,
   std::string out;
   request.Encode(out);
   co_await SendToClient(out);
-  auto message = co_await ReadPasswordMessage();
-  if (!message.ok()) {
-    if (!absl::IsCancelled(message.status())) {
-      co_await FailClient(Fatal(sqlstate::kProtocolViolation, MessageOf(message.status())));
-    }
-    co_return false;
-  }
-  auto password = protocol::PasswordMessage::Decode(
-      std::string_view(*message).substr(protocol::kHeaderSize));
+  auto payload = co_await ReadAuthResponse("md5");
+  if (!payload) co_return false;
+  auto password = protocol::PasswordMessage::Decode(*payload);
   bool ok = password.ok() && entry != nullptr && !entry->password.empty() &&
             password->password ==
                 protocol::Md5SaltedResponse(protocol::Md5StoredPassword(entry->password, user),
@@ -331,16 +331,9 @@ awaitable<bool> Session::AuthenticateScram(const std::string& user,
   request.Encode(out);
   co_await SendToClient(out);
 
-  auto message = co_await ReadPasswordMessage();
-  if (!message.ok()) {
-    if (!absl::IsCancelled(message.status())) {
-      co_await RejectLogin(sqlstate::kProtocolViolation, std::string(MessageOf(message.status())),
-                           "scram-sha-256", "bad message");
-    }
-    co_return false;
-  }
-  auto initial = protocol::SaslInitialResponse::Decode(
-      std::string_view(*message).substr(protocol::kHeaderSize));
+  auto payload = co_await ReadAuthResponse("scram-sha-256");
+  if (!payload) co_return false;
+  auto initial = protocol::SaslInitialResponse::Decode(*payload);
   if (!initial.ok() || initial->mechanism != protocol::kScramSha256 || !initial->data) {
     co_await RejectLogin(sqlstate::kProtocolViolation,
                          "client selected an invalid SASL authentication mechanism",
@@ -361,16 +354,9 @@ awaitable<bool> Session::AuthenticateScram(const std::string& user,
   cont.Encode(out);
   co_await SendToClient(out);
 
-  message = co_await ReadPasswordMessage();
-  if (!message.ok()) {
-    if (!absl::IsCancelled(message.status())) {
-      co_await RejectLogin(sqlstate::kProtocolViolation, std::string(MessageOf(message.status())),
-                           "scram-sha-256", "bad message");
-    }
-    co_return false;
-  }
-  auto response =
-      protocol::SaslResponse::Decode(std::string_view(*message).substr(protocol::kHeaderSize));
+  payload = co_await ReadAuthResponse("scram-sha-256");
+  if (!payload) co_return false;
+  auto response = protocol::SaslResponse::Decode(*payload);
   auto server_final = scram.HandleClientFinal(response->data);
   if (!server_final.ok()) {
     // Locals, not a conditional inside co_await: GCC 12 destroys such

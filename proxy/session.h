@@ -45,7 +45,9 @@ class Session : public std::enable_shared_from_this<Session> {
   awaitable<bool> Authenticate();
   awaitable<bool> AuthenticateMd5(const std::string& user, const routing::UserConfig* entry);
   awaitable<bool> AuthenticateScram(const std::string& user, const routing::UserConfig* entry);
-  awaitable<absl::StatusOr<std::string>> ReadPasswordMessage();
+  // The payload of the client's next 'p' message; nullopt once the client
+  // is gone or has been rejected for a malformed message.
+  awaitable<std::optional<std::string>> ReadAuthResponse(std::string_view method);
   // Logs the failed login and fails the client.
   awaitable<void> RejectLogin(std::string_view code, std::string message, std::string_view method,
                               std::string_view reason);

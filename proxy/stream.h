@@ -14,10 +14,11 @@ class Stream {
   explicit Stream(tcp::socket socket);
 
   awaitable<size_t> ReadSome(asio::mutable_buffer buffer, error_code& ec);
-  awaitable<void> Write(asio::const_buffer buffer, error_code& ec);
-  awaitable<void> Write(const std::vector<asio::const_buffer>& buffers, error_code& ec);
+  // Writes all of the buffers; returns the byte count.
+  awaitable<size_t> Write(asio::const_buffer buffer, error_code& ec);
+  awaitable<size_t> Write(const std::vector<asio::const_buffer>& buffers, error_code& ec);
   // Reads exactly buffer.size() bytes.
-  awaitable<void> ReadExactly(asio::mutable_buffer buffer, error_code& ec);
+  awaitable<size_t> ReadExactly(asio::mutable_buffer buffer, error_code& ec);
 
   awaitable<void> TlsHandshake(asio::ssl::context& context,
                                asio::ssl::stream_base::handshake_type type, error_code& ec);

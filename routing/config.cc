@@ -1,5 +1,6 @@
 #include "routing/config.h"
 
+#include <array>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -85,6 +86,46 @@ class Section {
     if (!ok) Error(*node, StrCat("\"", Qualified(key), "\" must be an array of strings"));
   }
 
+  // A string that must be one of `choices`.
+  template <typename E, typename Choices>
+  void GetChoice(std::string_view key, const Choices& choices, E& out) {
+    std::string text;
+    if (!Get(key, text)) return;
+    std::string names;
+    for (const auto& [name, value] : choices) {
+      if (name == text) {
+        out = value;
+        return;
+      }
+      names += names.empty() ? std::string(name) : StrCat(", ", name);
+    }
+    BadValue(key, StrCat("is \"", text, "\"; must be one of ", names));
+  }
+
+  // An integer from `min` to `max`.
+  template <typename T>
+  void GetInteger(std::string_view key, int64_t min, int64_t max, T& out) {
+    int64_t v = 0;
+    if (!Get(key, v)) return;
+    if (v < min || v > max) {
+      BadValue(key, StrCat("must be between ", min, " and ", max));
+      return;
+    }
+    out = static_cast<T>(v);
+  }
+
+  // A number of seconds (integer or fractional), at most a day.
+  void GetSeconds(std::string_view key, double& out) {
+    const toml::node* n = Find(key);
+    if (n == nullptr) return;
+    std::optional<double> v = n->value<double>();  // toml++ converts integers too
+    if (!v || *v < 0 || *v > 86400) {
+      BadValue(key, "must be a number of seconds from 0 to 86400");
+      return;
+    }
+    out = *v;
+  }
+
   // Records a bad value of `key` with the line it is on.
   void BadValue(std::string_view key, std::string_view why) {
     const toml::node* node = table_.get(key);
@@ -129,87 +170,38 @@ void ReadProxy(Section& s, ProxySettings& p) {
   std::optional<Endpoint> listen;
   s.GetEndpoint("listen", listen);
   if (listen) p.listen = *listen;
-  int64_t workers = 0;
-  if (s.Get("workers", workers)) {
-    if (workers < 0 || workers > 256) s.BadValue("workers", "must be between 0 and 256");
-    p.workers = static_cast<int>(workers);
-  }
+  s.GetInteger("workers", 0, 256, p.workers);
   s.GetEndpoint("admin_listen", p.admin_listen);
   s.GetEndpoint("metrics_listen", p.metrics_listen);
-  std::string auth;
-  if (s.GetString("auth_method", auth)) {
-    if (auth == "trust") {
-      p.auth_method = AuthMethod::kTrust;
-    } else if (auth == "md5") {
-      p.auth_method = AuthMethod::kMd5;
-    } else if (auth == "scram-sha-256") {
-      p.auth_method = AuthMethod::kScramSha256;
-    } else {
-      s.BadValue("auth_method", "must be one of trust, md5, scram-sha-256");
-    }
-  }
-  int64_t max_clients = 0;
-  if (s.Get("max_clients", max_clients)) {
-    if (max_clients < 1 || max_clients > 1'000'000) {
-      s.BadValue("max_clients", "must be between 1 and 1000000");
-    }
-    p.max_clients = static_cast<int>(max_clients);
-  }
+  using AuthChoice = std::pair<std::string_view, AuthMethod>;
+  s.GetChoice("auth_method",
+              std::array{AuthChoice{"trust", AuthMethod::kTrust}, AuthChoice{"md5", AuthMethod::kMd5},
+                         AuthChoice{"scram-sha-256", AuthMethod::kScramSha256}},
+              p.auth_method);
+  s.GetInteger("max_clients", 1, 1'000'000, p.max_clients);
   s.GetString("tls_cert", p.tls_cert);
   s.GetString("tls_key", p.tls_key);
   if (p.tls_cert.empty() != p.tls_key.empty()) {
     s.BadValue(p.tls_cert.empty() ? "tls_key" : "tls_cert",
                "needs both proxy.tls_cert and proxy.tls_key");
   }
-  for (auto [key, out] : {std::pair<std::string_view, double*>{"shutdown_timeout", &p.shutdown_timeout_s},
-                          {"connect_timeout", &p.connect_timeout_s}}) {
-    double v = 0;
-    int64_t i = 0;
-    if (const toml::node* n = s.Find(key)) {
-      if (auto d = n->value<double>()) {
-        v = *d;
-      } else if (auto iv = n->value<int64_t>()) {
-        i = *iv;
-        v = static_cast<double>(i);
-      } else {
-        s.BadValue(key, "must be a number of seconds");
-        continue;
-      }
-      if (v < 0 || v > 86400) s.BadValue(key, "must be between 0 and 86400 seconds");
-      *out = v;
-    }
-  }
-  int64_t max_message = 0;
-  if (s.Get("max_message_size", max_message)) {
-    if (max_message < 1024 || max_message > (int64_t{1} << 30)) {
-      s.BadValue("max_message_size", "must be between 1024 and 1073741824 bytes");
-    }
-    p.max_message_size = static_cast<uint64_t>(max_message);
-  }
+  s.GetSeconds("shutdown_timeout", p.shutdown_timeout_s);
+  s.GetSeconds("connect_timeout", p.connect_timeout_s);
+  s.GetInteger("max_message_size", 1024, int64_t{1} << 30, p.max_message_size);
 }
 
 void ReadBackend(Section& s, BackendConfig& b) {
   s.GetString("host", b.endpoint.host);
-  int64_t port = 0;
-  if (s.Get("port", port)) {
-    if (port < 1 || port > 65535) s.BadValue("port", "must be between 1 and 65535");
-    b.endpoint.port = static_cast<uint16_t>(port);
-  }
+  s.GetInteger("port", 1, 65535, b.endpoint.port);
   s.GetOptionalString("dbname", b.dbname);
   s.GetOptionalString("user", b.user);
   s.GetOptionalString("password", b.password);
-  std::string sslmode;
-  if (s.GetString("sslmode", sslmode)) {
-    if (sslmode == "disable") {
-      b.sslmode = SslMode::kDisable;
-    } else if (sslmode == "prefer") {
-      b.sslmode = SslMode::kPrefer;
-    } else if (sslmode == "require") {
-      b.sslmode = SslMode::kRequire;
-    } else {
-      s.BadValue("sslmode", "must be one of disable, prefer, require");
-    }
-  }
+  using SslChoice = std::pair<std::string_view, SslMode>;
+  s.GetChoice("sslmode",
+              std::array{SslChoice{"disable", SslMode::kDisable},
+                         SslChoice{"prefer", SslMode::kPrefer},
+                         SslChoice{"require", SslMode::kRequire}},
+              b.sslmode);
 }
 
 void ReadUser(Section& s, UserConfig& u) {
@@ -229,17 +221,8 @@ void ReadTable(Section& s, TableConfig& t) {
     s.BadValue("new_name", "is required");
   }
   t.new_name = QualifyTableName(t.new_name);
-  std::string phase;
-  if (s.GetString("phase", phase)) {
-    if (auto p = PhaseFromName(phase)) {
-      t.phase = *p;
-    } else {
-      s.BadValue("phase", StrCat("is \"", phase, "\"; must be one of old-only, dual-write, "
-                                       "shadow-read, new-primary, new-only"));
-    }
-  } else {
-    s.BadValue("phase", "is required");
-  }
+  if (s.Find("phase") == nullptr) s.BadValue("phase", "is required");
+  s.GetChoice("phase", kPhaseNames, t.phase);
   s.GetStringArray("key", t.key);
   if (const toml::node* n = s.Find("columns")) {
     const toml::table* cols = n->as_table();
@@ -263,16 +246,11 @@ void ReadTable(Section& s, TableConfig& t) {
       t.shadow_sample = *v;
     }
   }
-  std::string policy;
-  if (s.GetString("on_mirror_error", policy)) {
-    if (policy == "fail") {
-      t.on_mirror_error = MirrorErrorPolicy::kFail;
-    } else if (policy == "log") {
-      t.on_mirror_error = MirrorErrorPolicy::kLog;
-    } else {
-      s.BadValue("on_mirror_error", "must be fail or log");
-    }
-  }
+  using PolicyChoice = std::pair<std::string_view, MirrorErrorPolicy>;
+  s.GetChoice("on_mirror_error",
+              std::array{PolicyChoice{"fail", MirrorErrorPolicy::kFail},
+                         PolicyChoice{"log", MirrorErrorPolicy::kLog}},
+              t.on_mirror_error);
   s.Get("force", t.force);
 }
 

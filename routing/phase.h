@@ -1,12 +1,23 @@
 // Migration phases (SPEC section 2), in their order.
 #pragma once
 
+#include <array>
 #include <optional>
 #include <string_view>
+#include <utility>
 
 namespace pgshift::routing {
 
 enum class Phase { kOldOnly, kDualWrite, kShadowRead, kNewPrimary, kNewOnly };
+
+// Every phase with its configuration name, in phase order.
+inline constexpr std::array<std::pair<std::string_view, Phase>, 5> kPhaseNames = {{
+    {"old-only", Phase::kOldOnly},
+    {"dual-write", Phase::kDualWrite},
+    {"shadow-read", Phase::kShadowRead},
+    {"new-primary", Phase::kNewPrimary},
+    {"new-only", Phase::kNewOnly},
+}};
 
 std::string_view PhaseName(Phase phase);
 std::optional<Phase> PhaseFromName(std::string_view name);

@@ -1,6 +1,11 @@
 // Bad input costs only the session that sent it: an ErrorResponse and its
 // connection. The process and every other session carry on.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <thread>
@@ -195,6 +200,60 @@ TEST(MaxClients, RefusesTheClientOverTheLimitWith53300) {
   }
   EXPECT_TRUE(admitted);
   EXPECT_EQ(open[0]->Value("SELECT 'still here'"), "still here");
+}
+
+}  // namespace
+}  // namespace pgshift::testing
+
+namespace pgshift::testing {
+namespace {
+
+TEST(BackendFailure, SilentBackendHitsTheConnectTimeout) {
+  // Something that completes the TCP handshake (the kernel does, from the
+  // listen backlog) and then never says a word.
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(fd, 16), 0);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  PgshiftProcess proxy(ntohs(addr.sin_port), "connect_timeout = 1", "sslmode = \"disable\"");
+  ASSERT_TRUE(proxy.ok());
+  RawClient c(proxy.port());
+  auto start = std::chrono::steady_clock::now();
+  auto error = c.Login("app");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10)) << "hang guard";
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->sqlstate(), "08006");
+  EXPECT_NE(error->message().find("timeout expired"), std::string_view::npos) << error->message();
+  close(fd);
+}
+
+TEST(BackendFailure, KilledBackendLeavesTheClientAnError) {
+  // SIGKILL makes the postmaster restart every backend, so this test has a
+  // cluster of its own.
+  PgCluster cluster;
+  ASSERT_TRUE(cluster.ok());
+  PgshiftProcess proxy(cluster.port());
+  ASSERT_TRUE(proxy.ok());
+  PgConn victim(proxy.ConnInfo());
+  ASSERT_TRUE(victim.ok());
+  std::string pid = *victim.Value("SELECT pg_backend_pid()");
+  ASSERT_EQ(kill(std::stoi(pid), SIGKILL), 0);
+  PgResult r = victim.Exec("SELECT 1");
+  EXPECT_EQ(PQresultStatus(r.get()), PGRES_FATAL_ERROR);
+  EXPECT_NE(victim.error().find("pgshift: lost the connection to backend old"), std::string::npos)
+      << victim.error();
+  EXPECT_NE(proxy.log().find("event=backend_lost"), std::string::npos);
+  // pgshift serves new sessions once PostgreSQL has recovered.
+  bool recovered = false;
+  for (int i = 0; i < 200 && !recovered; ++i) {
+    recovered = PgConn(proxy.ConnInfo()).Value("SELECT 'back'") == "back";
+    if (!recovered) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(recovered);
 }
 
 }  // namespace
