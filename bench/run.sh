@@ -165,5 +165,5 @@ echo "| proxy | RSS before (KiB) | RSS with 200 clients (KiB) | per client (KiB)
 echo "|---|---:|---:|---:|"
 for m in "${mem_lines[@]}"; do
   IFS='|' read -r name b a <<<"$m"
-  echo "| $name | $b | $a | $(( (a - b) / 200 )) |"
+  echo "| $name | $b | $a | $(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.1f", (a - b) / 200 }') |"
 done

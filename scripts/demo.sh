@@ -30,4 +30,10 @@ Then try: SELECT c.title, count(*) FROM channels c JOIN posts p ON p.channel_id 
 Ctrl-C stops pgshift and the demo database.
 
 MSG
-build/pgshift serve --config conf/demo.toml
+# In the background with signals forwarded, so that however the script is
+# stopped, pgshift shuts down and the EXIT trap stops the database.
+build/pgshift serve --config conf/demo.toml &
+pgshift_pid=$!
+trap 'kill -TERM $pgshift_pid 2>/dev/null || true' INT TERM
+wait $pgshift_pid || true
+wait $pgshift_pid 2>/dev/null || true

@@ -87,6 +87,8 @@ TEST(Config, MinimalFileHasDefaults) {
 struct BadCase {
   std::string toml;
   std::string expected;  // a substring of the error
+  // Names the case in test listings by the error it expects.
+  friend void PrintTo(const BadCase& c, std::ostream* os) { *os << c.expected; }
 };
 
 class ConfigErrors : public ::testing::TestWithParam<BadCase> {};
