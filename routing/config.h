@@ -87,6 +87,14 @@ using ConfigPtr = std::shared_ptr<const Config>;
 absl::StatusOr<ConfigPtr> ParseConfig(std::string_view text, std::string_view source);
 absl::StatusOr<ConfigPtr> LoadConfigFile(const std::string& path);
 
+// The phase step rules of SPEC section 2, for `next` replacing `running`:
+// forward one phase at a time, back any number, never out of new-only (old
+// is stale by then); a table absent from a file is old-only. While a table
+// is past old-only its new_name and key cannot change. A table with
+// force = true in `next` may break these rules. Returns every refusal, each
+// naming the table and its phases.
+absl::Status CheckPhaseSteps(const Config& running, const Config& next);
+
 // "host:port", "[v6]:port".
 absl::StatusOr<Endpoint> ParseEndpoint(std::string_view text);
 

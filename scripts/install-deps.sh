@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config openssl
-  libboost-dev libabsl-dev libtomlplusplus-dev libpg-query-dev libssl-dev libpq-dev
+  libboost-dev libabsl-dev libtomlplusplus-dev libpg-query-dev libprotobuf-c-dev libssl-dev libpq-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   postgresql-15 postgresql-client-15 pgbouncer
 )

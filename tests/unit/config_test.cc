@@ -2,6 +2,7 @@
 // the key and line.
 #include <gtest/gtest.h>
 
+#include "common/strings.h"
 #include "routing/config.h"
 
 namespace pgshift::routing {
@@ -123,6 +124,77 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"[backends.old]\nport = 5432\n[[users]]\nname = \"a\"\npassword = \"SCRAM-SHA-256$oops\"\n",
                 "looks like a SCRAM-SHA-256 verifier but is malformed"},
         BadCase{"[backends.old\n", "bad.toml:1:"}));
+
+}  // namespace
+}  // namespace pgshift::routing
+
+namespace pgshift::routing {
+namespace {
+
+// A config with channels in `phase` (and `extra` appended to its table).
+ConfigPtr WithChannels(std::string_view phase, std::string_view extra = "") {
+  std::string toml = StrCat("[backends.old]\n[[tables]]\nname = \"channels\"\nnew_name = "
+                            "\"channels_v2\"\nkey = [\"id\"]\nphase = \"",
+                            phase, "\"\n", extra);
+  auto c = ParseConfig(toml, "step.toml");
+  EXPECT_TRUE(c.ok()) << c.status();
+  return *c;
+}
+
+ConfigPtr WithoutTables() { return *ParseConfig("[backends.old]\n", "empty.toml"); }
+
+std::string Refusal(const ConfigPtr& from, const ConfigPtr& to) {
+  absl::Status s = CheckPhaseSteps(*from, *to);
+  return s.ok() ? "" : std::string(s.message());
+}
+
+TEST(PhaseSteps, OneStepForwardAndAnyStepBackAreAllowed) {
+  const char* order[] = {"old-only", "dual-write", "shadow-read", "new-primary", "new-only"};
+  for (int i = 0; i + 1 < 5; ++i) {
+    EXPECT_EQ(Refusal(WithChannels(order[i]), WithChannels(order[i + 1])), "") << order[i];
+    EXPECT_EQ(Refusal(WithChannels(order[i]), WithChannels(order[i])), "") << order[i];
+  }
+  for (int i = 1; i < 4; ++i) {
+    for (int j = 0; j < i; ++j) {
+      EXPECT_EQ(Refusal(WithChannels(order[i]), WithChannels(order[j])), "")
+          << order[i] << " -> " << order[j];
+    }
+  }
+  EXPECT_EQ(Refusal(WithoutTables(), WithChannels("dual-write")), "") << "a new table starts";
+  EXPECT_EQ(Refusal(WithChannels("dual-write"), WithoutTables()), "") << "removal is old-only";
+}
+
+TEST(PhaseSteps, SkippingForwardIsRefusedWithTheReason) {
+  EXPECT_EQ(Refusal(WithChannels("old-only"), WithChannels("shadow-read")),
+            "table \"public.channels\": old-only -> shadow-read skips dual-write; set force = "
+            "true on the table to allow it");
+  EXPECT_NE(Refusal(WithChannels("dual-write"), WithChannels("new-only")), "");
+  EXPECT_NE(Refusal(WithoutTables(), WithChannels("new-primary")), "")
+      << "a new table is old-only before";
+}
+
+TEST(PhaseSteps, LeavingNewOnlyIsRefused) {
+  EXPECT_EQ(Refusal(WithChannels("new-only"), WithChannels("new-primary")),
+            "table \"public.channels\": new-only -> new-primary leaves new-only, and old is stale "
+            "by then; set force = true on the table to allow it");
+  EXPECT_NE(Refusal(WithChannels("new-only"), WithoutTables()).find("(removed from the file)"),
+            std::string::npos);
+}
+
+TEST(PhaseSteps, ForceOverridesEveryRule) {
+  EXPECT_EQ(Refusal(WithChannels("old-only"), WithChannels("new-only", "force = true\n")), "");
+  EXPECT_EQ(Refusal(WithChannels("new-only"), WithChannels("old-only", "force = true\n")), "");
+}
+
+TEST(PhaseSteps, MigratingTablesKeepTheirTarget) {
+  auto moved = ParseConfig(
+      "[backends.old]\n[[tables]]\nname = \"channels\"\nnew_name = \"channels_v3\"\nkey = "
+      "[\"id\"]\nphase = \"dual-write\"\n",
+      "moved.toml");
+  ASSERT_TRUE(moved.ok());
+  EXPECT_NE(Refusal(WithChannels("dual-write"), *moved).find("changes new_name"), std::string::npos);
+  EXPECT_EQ(Refusal(WithChannels("old-only"), *moved), "") << "before migrating it may change";
+}
 
 }  // namespace
 }  // namespace pgshift::routing
