@@ -21,8 +21,11 @@ Usage:
   pgshift --help
       This text.
 
-Signals (serve): SIGTERM or SIGINT stops accepting clients, lets sessions
-finish their transactions for up to proxy.shutdown_timeout seconds, then exits 0.
+Signals (serve): SIGHUP reads the configuration file again; a valid file
+whose phase steps are allowed applies to transactions that start after it,
+anything else is rejected with a log line and the running configuration
+stays. SIGTERM or SIGINT stops accepting clients, lets sessions finish their
+transactions for up to proxy.shutdown_timeout seconds, then exits 0.
 )";
 
 struct Options {
@@ -95,6 +98,6 @@ int main(int argc, char** argv) {
     std::printf("%s: configuration is valid\n", options.config.c_str());
     return 0;
   }
-  pgshift::proxy::Server server(*config);
+  pgshift::proxy::Server server(options.config, *config);
   return server.Run();
 }

@@ -8,7 +8,36 @@
 
 namespace pgshift::proxy {
 
-Server::Server(routing::ConfigPtr config) : config_(std::move(config)) {}
+namespace {
+
+SettingsPtr MakeSettings(routing::ConfigPtr config, uint64_t generation) {
+  auto settings = std::make_shared<Settings>();
+  settings->generation = generation;
+  if (config->proxy.auth_method == routing::AuthMethod::kScramSha256) {
+    for (const routing::UserConfig& u : config->users) {
+      if (u.password.empty()) continue;
+      settings->verifiers[u.name] = protocol::ScramVerifier::LooksLikeVerifier(u.password)
+                                        ? *protocol::ScramVerifier::Parse(u.password)
+                                        : protocol::ScramVerifier::FromPassword(u.password);
+    }
+  }
+  settings->config = std::move(config);
+  return settings;
+}
+
+std::string EndpointText(const std::optional<routing::Endpoint>& e) {
+  return e ? StrCat(e->host, ":", e->port) : "unset";
+}
+
+}  // namespace
+
+const protocol::ScramVerifier* Settings::ScramVerifierFor(const std::string& user) const {
+  auto it = verifiers.find(user);
+  return it == verifiers.end() ? nullptr : &it->second;
+}
+
+Server::Server(std::string config_path, routing::ConfigPtr config)
+    : config_path_(std::move(config_path)), settings_(MakeSettings(std::move(config), 0)) {}
 
 Server::~Server() {
   for (auto& w : workers_) {
@@ -18,15 +47,13 @@ Server::~Server() {
   }
 }
 
-routing::ConfigPtr Server::config() const { return config_; }
-
-const protocol::ScramVerifier* Server::ScramVerifierFor(const routing::UserConfig& user) const {
-  auto it = verifiers_.find(user.name);
-  return it == verifiers_.end() ? nullptr : &it->second;
+SettingsPtr Server::settings() const {
+  absl::MutexLock lock(&settings_mutex_);
+  return settings_;
 }
 
 bool Server::TryAdmitClient() {
-  int limit = config_->proxy.max_clients;
+  int limit = settings()->config->proxy.max_clients;
   int current = clients_.load();
   while (current < limit) {
     if (clients_.compare_exchange_weak(current, current + 1)) return true;
@@ -37,18 +64,9 @@ bool Server::TryAdmitClient() {
 void Server::ReleaseClient() { clients_.fetch_sub(1); }
 
 absl::Status Server::Setup() {
-  const routing::ProxySettings& p = config_->proxy;
-  // SCRAM verifiers for plaintext passwords are derived once, not per login.
-  if (p.auth_method == routing::AuthMethod::kScramSha256) {
-    for (const routing::UserConfig& u : config_->users) {
-      if (u.password.empty()) continue;
-      if (protocol::ScramVerifier::LooksLikeVerifier(u.password)) {
-        verifiers_[u.name] = *protocol::ScramVerifier::Parse(u.password);
-      } else {
-        verifiers_[u.name] = protocol::ScramVerifier::FromPassword(u.password);
-      }
-    }
-  }
+  SettingsPtr settings = this->settings();
+  const routing::Config& config = *settings->config;
+  const routing::ProxySettings& p = config.proxy;
   if (p.tls_enabled()) {
     client_tls_ = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
     client_tls_->set_options(asio::ssl::context::default_workarounds |
@@ -93,8 +111,8 @@ absl::Status Server::Setup() {
             {"workers", StrCat(workers)},
             {"auth_method", routing::AuthMethodName(p.auth_method)},
             {"tls", client_tls_ ? "on" : "off"},
-            {"backend_old", StrCat(config_->old_backend.endpoint.host, ":",
-                                   config_->old_backend.endpoint.port)}});
+            {"backend_old", StrCat(config.old_backend.endpoint.host, ":",
+                                   config.old_backend.endpoint.port)}});
   return absl::OkStatus();
 }
 
@@ -147,15 +165,74 @@ awaitable<void> Server::Accept() {
 }
 
 awaitable<void> Server::HandleSignals() {
-  asio::signal_set signals(main_, SIGTERM, SIGINT);
-  error_code ec;
-  int signal = co_await signals.async_wait(WithError(ec));
-  if (ec) co_return;
-  LogEvent(LogLevel::kInfo, "shutdown_started",
-           {{"signal", signal == SIGTERM ? "SIGTERM" : "SIGINT"},
-            {"sessions", StrCat(live_sessions_.load())},
-            {"timeout_s", StrCat(config_->proxy.shutdown_timeout_s)}});
-  co_await Shutdown();
+  asio::signal_set signals(main_, SIGTERM, SIGINT, SIGHUP);
+  while (true) {
+    error_code ec;
+    int signal = co_await signals.async_wait(WithError(ec));
+    if (ec) co_return;
+    if (signal == SIGHUP) {
+      Reload();
+      continue;
+    }
+    LogEvent(LogLevel::kInfo, "shutdown_started",
+             {{"signal", signal == SIGTERM ? "SIGTERM" : "SIGINT"},
+              {"sessions", StrCat(live_sessions_.load())},
+              {"timeout_s", StrCat(settings()->config->proxy.shutdown_timeout_s)}});
+    co_await Shutdown();
+    co_return;
+  }
+}
+
+void Server::Reload() {
+  auto next = routing::LoadConfigFile(config_path_);
+  if (!next.ok()) {
+    LogEvent(LogLevel::kError, "config_rejected",
+             {{"file", config_path_}, {"reason", MessageOf(next.status())}});
+    return;
+  }
+  SettingsPtr current = settings();
+  if (absl::Status steps = routing::CheckPhaseSteps(*current->config, **next); !steps.ok()) {
+    LogEvent(LogLevel::kError, "config_rejected",
+             {{"file", config_path_}, {"reason", MessageOf(steps)}});
+    return;
+  }
+  // Settings bound at start stay as they are until a restart; say so.
+  const routing::ProxySettings& was = current->config->proxy;
+  const routing::ProxySettings& now = (*next)->proxy;
+  auto restart_needed = [&](std::string_view key, const std::string& before,
+                            const std::string& after) {
+    if (before != after) {
+      LogEvent(LogLevel::kWarning, "config_needs_restart",
+               {{"key", key}, {"running", before}, {"file", after}});
+    }
+  };
+  restart_needed("proxy.listen", EndpointText(was.listen), EndpointText(now.listen));
+  restart_needed("proxy.workers", StrCat(was.workers), StrCat(now.workers));
+  restart_needed("proxy.tls_cert", was.tls_cert, now.tls_cert);
+  restart_needed("proxy.tls_key", was.tls_key, now.tls_key);
+  restart_needed("proxy.admin_listen", EndpointText(was.admin_listen), EndpointText(now.admin_listen));
+  restart_needed("proxy.metrics_listen", EndpointText(was.metrics_listen),
+                 EndpointText(now.metrics_listen));
+
+  for (const routing::TableConfig& t : (*next)->tables) {
+    routing::Phase before = routing::Phase::kOldOnly;
+    for (const routing::TableConfig& old : current->config->tables) {
+      if (old.name == t.name) before = old.phase;
+    }
+    if (before != t.phase) {
+      LogEvent(LogLevel::kInfo, "phase_changed",
+               {{"table", t.name}, {"from", routing::PhaseName(before)},
+                {"to", routing::PhaseName(t.phase)}, {"forced", t.force ? "true" : "false"}});
+    }
+  }
+  SettingsPtr installed = MakeSettings(*next, current->generation + 1);
+  {
+    absl::MutexLock lock(&settings_mutex_);
+    settings_ = installed;
+  }
+  generation_.store(installed->generation, std::memory_order_release);
+  LogEvent(LogLevel::kInfo, "config_reloaded",
+           {{"file", config_path_}, {"generation", StrCat(installed->generation)}});
 }
 
 void Server::ForEachSession(void (Session::*action)()) {
@@ -173,7 +250,8 @@ awaitable<void> Server::Shutdown() {
   ForEachSession(&Session::BeginShutdown);
   asio::steady_timer timer(main_);
   auto deadline = std::chrono::steady_clock::now() +
-                  std::chrono::milliseconds(static_cast<int64_t>(config_->proxy.shutdown_timeout_s * 1000));
+                  std::chrono::milliseconds(static_cast<int64_t>(
+                      settings()->config->proxy.shutdown_timeout_s * 1000));
   bool aborted = false;
   while (live_sessions_.load() > 0) {
     if (!aborted && std::chrono::steady_clock::now() >= deadline) {

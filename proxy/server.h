@@ -20,17 +20,32 @@ namespace pgshift::proxy {
 
 class Session;
 
+// What sessions read: a configuration and what is derived from it. Replaced
+// whole on reload, never changed, so a session can hold one for as long as
+// it needs the same answers.
+struct Settings {
+  routing::ConfigPtr config;
+  // SCRAM verifiers of [[users]], derived once rather than per login.
+  absl::flat_hash_map<std::string, protocol::ScramVerifier> verifiers;
+  uint64_t generation = 0;
+
+  const protocol::ScramVerifier* ScramVerifierFor(const std::string& user) const;
+};
+using SettingsPtr = std::shared_ptr<const Settings>;
+
 class Server {
  public:
-  explicit Server(routing::ConfigPtr config);
+  // `config_path` is read again on SIGHUP.
+  Server(std::string config_path, routing::ConfigPtr config);
   ~Server();
 
   // Listens and serves until SIGTERM/SIGINT; returns the exit code.
   int Run();
 
   // What sessions use.
-  routing::ConfigPtr config() const;
-  const protocol::ScramVerifier* ScramVerifierFor(const routing::UserConfig& user) const;
+  SettingsPtr settings() const;
+  // Cheap to poll: changes when a reload has installed new settings.
+  uint64_t settings_generation() const { return generation_.load(std::memory_order_acquire); }
   asio::ssl::context* client_tls() { return client_tls_.get(); }
   asio::ssl::context& backend_tls() { return *backend_tls_; }
   CancelRegistry& cancels() { return cancels_; }
@@ -43,10 +58,15 @@ class Server {
   awaitable<void> Accept();
   awaitable<void> HandleSignals();
   awaitable<void> Shutdown();
+  // SIGHUP: read the file again; install it if it is valid and its phase
+  // steps are allowed, else keep the running settings and say why.
+  void Reload();
   void ForEachSession(void (Session::*action)());
 
-  routing::ConfigPtr config_;
-  absl::flat_hash_map<std::string, protocol::ScramVerifier> verifiers_;
+  const std::string config_path_;
+  mutable absl::Mutex settings_mutex_;
+  SettingsPtr settings_ ABSL_GUARDED_BY(settings_mutex_);
+  std::atomic<uint64_t> generation_{0};
   std::unique_ptr<asio::ssl::context> client_tls_;
   std::unique_ptr<asio::ssl::context> backend_tls_;
   CancelRegistry cancels_;

@@ -105,6 +105,11 @@ class Session::BackendToClient : public protocol::FrameHandler {
   void OnWhole(char, std::string_view bytes) override {
     s_.transaction_status_ = bytes[protocol::kHeaderSize];
     if (s_.pending_results_ > 0) --s_.pending_results_;
+    // Between transactions: the next one runs under the newest settings.
+    if (s_.transaction_status_ == 'I' &&
+        s_.server_.settings_generation() != s_.settings_->generation) {
+      s_.settings_ = s_.server_.settings();
+    }
     out.Add(bytes);
   }
   void OnStreamed(std::string_view bytes) override { out.Add(bytes); }
@@ -117,7 +122,7 @@ class Session::BackendToClient : public protocol::FrameHandler {
 };
 
 Session::Session(Server& server, tcp::socket socket, uint64_t id)
-    : server_(server), id_(id), config_(server.config()), client_(std::move(socket)),
+    : server_(server), id_(id), settings_(server.settings()), client_(std::move(socket)),
       client_buffer_(4096) {
   error_code ec;
   auto remote = client_.socket().remote_endpoint(ec);
@@ -144,7 +149,7 @@ awaitable<void> Session::Run() {
   if (!admitted_) {
     LogEvent(LogLevel::kWarning, "client_refused",
              {{"client", client_address_}, {"user", user_},
-              {"reason", StrCat("max_clients (", config_->proxy.max_clients, ") reached")}});
+              {"reason", StrCat("max_clients (", config().proxy.max_clients, ") reached")}});
     co_await FailClient(Fatal(sqlstate::kTooManyConnections, "sorry, too many clients already"));
     co_return;
   }
@@ -152,14 +157,14 @@ awaitable<void> Session::Run() {
 
   // Built as a named local: GCC 12 miscompiles aggregate temporaries inside
   // a co_await expression.
-  const routing::UserConfig* entry = config_->FindUser(user_);
+  const routing::UserConfig* entry = config().FindUser(user_);
   BackendLoginParams params{
       .backend_name = "old",
-      .backend = config_->old_backend,
+      .backend = config().old_backend,
       .client_startup = *startup,
       .fallback_password = entry ? std::string_view(entry->password) : std::string_view(),
       .tls_context = server_.backend_tls(),
-      .connect_timeout_s = config_->proxy.connect_timeout_s,
+      .connect_timeout_s = config().proxy.connect_timeout_s,
   };
   BackendLoginResult result = co_await LoginToBackend(params);
   if (auto* error = std::get_if<ErrorFields>(&result)) {
@@ -170,7 +175,7 @@ awaitable<void> Session::Run() {
   backend_ = std::move(login.stream);
   cancel_key_ = {login.key.process_id, login.key.secret_key};
   server_.cancels().Add({login.key.process_id, login.key.secret_key},
-                        CancelTarget{config_->old_backend.endpoint, login.key.process_id,
+                        CancelTarget{config().old_backend.endpoint, login.key.process_id,
                                      login.key.secret_key});
 
   std::string hello;
@@ -265,10 +270,10 @@ awaitable<void> Session::ForwardCancel(const protocol::CancelRequest& request) {
 }
 
 awaitable<bool> Session::Authenticate() {
-  const routing::UserConfig* entry = config_->FindUser(user_);
-  switch (config_->proxy.auth_method) {
+  const routing::UserConfig* entry = config().FindUser(user_);
+  switch (config().proxy.auth_method) {
     case routing::AuthMethod::kTrust:
-      if (entry == nullptr && !config_->users.empty()) {
+      if (entry == nullptr && !config().users.empty()) {
         co_await FailClient(Fatal(sqlstate::kInvalidAuthorization,
                                   StrCat("pgshift: user \"", user_, "\" is not in [[users]]")));
         co_return false;
@@ -321,7 +326,7 @@ awaitable<bool> Session::AuthenticateMd5(const std::string& user,
 
 awaitable<bool> Session::AuthenticateScram(const std::string& user,
                                            const routing::UserConfig* entry) {
-  const protocol::ScramVerifier* verifier = entry ? server_.ScramVerifierFor(*entry) : nullptr;
+  const protocol::ScramVerifier* verifier = entry ? settings_->ScramVerifierFor(user) : nullptr;
   protocol::ScramServer scram =
       verifier ? protocol::ScramServer(*verifier) : protocol::ScramServer::Doomed();
   protocol::Authentication request;
@@ -407,7 +412,7 @@ awaitable<void> Session::Relay() {
 
 awaitable<void> Session::PumpClientToBackend() {
   ClientToBackend handler(*this);
-  protocol::FrameDecoder decoder(protocol::kFrontendTypes, config_->proxy.max_message_size);
+  protocol::FrameDecoder decoder(protocol::kFrontendTypes, config().proxy.max_message_size);
   while (!ended_) {
     error_code ec;
     size_t n = co_await client_.ReadSome(client_buffer_.PrepareRead(), ec);
@@ -451,7 +456,7 @@ awaitable<void> Session::PumpClientToBackend() {
 
 awaitable<void> Session::PumpBackendToClient() {
   BackendToClient handler(*this);
-  protocol::FrameDecoder decoder(protocol::kBackendTypes, config_->proxy.max_message_size);
+  protocol::FrameDecoder decoder(protocol::kBackendTypes, config().proxy.max_message_size);
   while (!ended_) {
     error_code ec;
     size_t n = co_await backend_->ReadSome(backend_buffer_.PrepareRead(), ec);

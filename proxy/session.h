@@ -13,11 +13,10 @@
 #include "proxy/asio.h"
 #include "proxy/packet_buffer.h"
 #include "proxy/stream.h"
+#include "proxy/server.h"
 #include "routing/config.h"
 
 namespace pgshift::proxy {
-
-class Server;
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
@@ -65,7 +64,9 @@ class Session : public std::enable_shared_from_this<Session> {
 
   Server& server_;
   const uint64_t id_;
-  routing::ConfigPtr config_;
+  // The settings this session answers by; renewed between transactions.
+  SettingsPtr settings_;
+  const routing::Config& config() const { return *settings_->config; }
   Stream client_;
   std::unique_ptr<Stream> backend_;
   PacketBuffer client_buffer_;

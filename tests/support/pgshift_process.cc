@@ -4,7 +4,10 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -17,14 +20,9 @@ std::string PgshiftBinary() { return PGSHIFT_BINARY; }
 PgshiftProcess::PgshiftProcess(int backend_port, const std::string& proxy_settings,
                                const std::string& backend_settings,
                                const std::string& extra_toml)
-    : dir_(MakeTempDir("pgshift-proxy")), port_(FreePort()) {
-  std::string config = "[proxy]\nlisten = \"127.0.0.1:" + std::to_string(port_) +
-                       "\"\nworkers = 2\n" + proxy_settings +
-                       "\n\n[backends.old]\nhost = \"127.0.0.1\"\nport = " +
-                       std::to_string(backend_port) + "\n" + backend_settings + "\n\n" +
-                       extra_toml + "\n";
+    : dir_(MakeTempDir("pgshift-proxy")), port_(FreePort()), backend_port_(backend_port) {
   std::string config_path = dir_ + "/pgshift.toml";
-  WriteFile(config_path, config);
+  RewriteConfig(proxy_settings, backend_settings, extra_toml);
   std::string log_path = dir_ + "/pgshift.log";
   pid_ = fork();
   if (pid_ == 0) {
@@ -55,6 +53,54 @@ PgshiftProcess::~PgshiftProcess() {
 }
 
 std::string PgshiftProcess::log() const { return ReadFile(dir_ + "/pgshift.log"); }
+
+std::string PgshiftProcess::ConfigText(const std::string& proxy_settings,
+                                       const std::string& backend_settings,
+                                       const std::string& extra_toml) const {
+  return "[proxy]\nlisten = \"127.0.0.1:" + std::to_string(port_) + "\"\nworkers = 2\n" +
+         proxy_settings + "\n\n[backends.old]\nhost = \"127.0.0.1\"\nport = " +
+         std::to_string(backend_port_) + "\n" + backend_settings + "\n\n" + extra_toml + "\n";
+}
+
+void PgshiftProcess::RewriteConfig(const std::string& proxy_settings,
+                                   const std::string& backend_settings,
+                                   const std::string& extra_toml) {
+  WriteRawConfig(ConfigText(proxy_settings, backend_settings, extra_toml));
+}
+
+void PgshiftProcess::WriteRawConfig(const std::string& text) {
+  WriteFile(dir_ + "/pgshift.toml", text);
+}
+
+std::string PgshiftProcess::Reload(int timeout_ms) {
+  auto count = [](const std::string& log) {
+    size_t n = 0;
+    for (const char* marker : {"event=config_reloaded", "event=config_rejected"}) {
+      for (size_t at = log.find(marker); at != std::string::npos; at = log.find(marker, at + 1)) ++n;
+    }
+    return n;
+  };
+  size_t before = count(log());
+  kill(pid_, SIGHUP);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::string now = log();
+    if (count(now) > before) {
+      // The newest verdict, whole line.
+      size_t reloaded = now.rfind("event=config_reloaded");
+      size_t rejected = now.rfind("event=config_rejected");
+      size_t at = reloaded == std::string::npos   ? rejected
+                  : rejected == std::string::npos ? reloaded
+                                                  : std::max(reloaded, rejected);
+      size_t start = now.rfind('\n', at);
+      size_t end = now.find('\n', at);
+      return now.substr(start == std::string::npos ? 0 : start + 1,
+                        end == std::string::npos ? std::string::npos : end - start - 1);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return "";
+}
 
 std::string PgshiftProcess::ConnInfo(const std::string& extra) const {
   return "host=127.0.0.1 port=" + std::to_string(port_) +

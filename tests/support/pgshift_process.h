@@ -27,9 +27,22 @@ class PgshiftProcess {
   // SIGTERM, then waits; returns the exit code (-1 on timeout).
   int Stop(int timeout_ms = 20000);
 
+  // Replaces the configuration file (same listen port and backend port).
+  void RewriteConfig(const std::string& proxy_settings, const std::string& backend_settings,
+                     const std::string& extra_toml);
+  // Replaces the configuration file with exactly `text`.
+  void WriteRawConfig(const std::string& text);
+  // SIGHUP, then waits until the log has one more line containing
+  // "config_reloaded" or "config_rejected"; returns that line.
+  std::string Reload(int timeout_ms = 10000);
+
  private:
+  std::string ConfigText(const std::string& proxy_settings, const std::string& backend_settings,
+                         const std::string& extra_toml) const;
+
   std::string dir_;
   int port_ = 0;
+  int backend_port_ = 0;
   pid_t pid_ = -1;
 };
 

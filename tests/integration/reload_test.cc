@@ -1,0 +1,95 @@
+// SIGHUP: a valid file applies to what starts after it; a bad file or a
+// refused phase step keeps the running configuration, with the reason logged.
+#include <gtest/gtest.h>
+
+#include "tests/integration/environment.h"
+#include "tests/support/pg.h"
+#include "tests/support/pgshift_process.h"
+
+namespace pgshift::testing {
+namespace {
+
+std::string Users(const std::vector<std::string>& names) {
+  std::string toml;
+  for (const auto& n : names) toml += "[[users]]\nname = \"" + n + "\"\npassword = \"" + n + "_pw\"\n";
+  return toml;
+}
+
+std::string Channels(const std::string& phase) {
+  return "[[tables]]\nname = \"channels\"\nnew_name = \"channels_v2\"\nkey = [\"id\"]\nphase = \"" +
+         phase + "\"\n";
+}
+
+constexpr const char* kScram = "auth_method = \"scram-sha-256\"";
+constexpr const char* kBackend = "user = \"postgres\"";
+
+TEST(Reload, NewUsersCanLogInAfterSighup) {
+  PgshiftProcess proxy(Cluster().port(), kScram, kBackend, Users({"alice"}));
+  ASSERT_TRUE(proxy.ok());
+  PgConn alice(proxy.ConnInfo("user=alice password=alice_pw"));
+  ASSERT_TRUE(alice.ok()) << alice.error();
+  EXPECT_FALSE(PgConn(proxy.ConnInfo("user=bob password=bob_pw")).ok());
+
+  proxy.RewriteConfig(kScram, kBackend, Users({"alice", "bob"}));
+  std::string verdict = proxy.Reload();
+  EXPECT_NE(verdict.find("event=config_reloaded"), std::string::npos) << verdict;
+  EXPECT_NE(verdict.find("generation=1"), std::string::npos) << verdict;
+  PgConn bob(proxy.ConnInfo("user=bob password=bob_pw"));
+  EXPECT_TRUE(bob.ok()) << bob.error();
+  EXPECT_EQ(alice.Value("SELECT 'alice still here'"), "alice still here");
+}
+
+TEST(Reload, InvalidFileKeepsTheRunningConfiguration) {
+  PgshiftProcess proxy(Cluster().port(), kScram, kBackend, Users({"alice"}));
+  ASSERT_TRUE(proxy.ok());
+  proxy.RewriteConfig(kScram + std::string("\nmax_clientz = 5"), kBackend, Users({"alice"}));
+  std::string verdict = proxy.Reload();
+  EXPECT_NE(verdict.find("event=config_rejected"), std::string::npos) << verdict;
+  EXPECT_NE(verdict.find("unknown key \\\"proxy.max_clientz\\\""), std::string::npos) << verdict;
+  EXPECT_NE(verdict.find("pgshift.toml:5:"), std::string::npos) << verdict;
+
+  proxy.WriteRawConfig("[proxy\nthis is not toml");
+  verdict = proxy.Reload();
+  EXPECT_NE(verdict.find("event=config_rejected"), std::string::npos) << verdict;
+  EXPECT_TRUE(PgConn(proxy.ConnInfo("user=alice password=alice_pw")).ok())
+      << "the running configuration still serves";
+}
+
+TEST(Reload, PhaseStepsFollowTheOrder) {
+  PgshiftProcess proxy(Cluster().port(), "", "", Channels("old-only"));
+  ASSERT_TRUE(proxy.ok());
+  proxy.RewriteConfig("", "", Channels("shadow-read"));
+  std::string verdict = proxy.Reload();
+  EXPECT_NE(verdict.find("event=config_rejected"), std::string::npos) << verdict;
+  EXPECT_NE(verdict.find("old-only -> shadow-read skips dual-write"), std::string::npos) << verdict;
+
+  proxy.RewriteConfig("", "", Channels("dual-write"));
+  verdict = proxy.Reload();
+  EXPECT_NE(verdict.find("event=config_reloaded"), std::string::npos) << verdict;
+  EXPECT_NE(proxy.log().find("event=phase_changed table=public.channels from=old-only to=dual-write"),
+            std::string::npos);
+
+  proxy.RewriteConfig("", "", Channels("new-only") + "force = true\n");
+  verdict = proxy.Reload();
+  EXPECT_NE(verdict.find("event=config_reloaded"), std::string::npos) << verdict;
+  EXPECT_NE(proxy.log().find("from=dual-write to=new-only forced=true"), std::string::npos);
+
+  proxy.RewriteConfig("", "", Channels("dual-write"));
+  verdict = proxy.Reload();
+  EXPECT_NE(verdict.find("new-only -> dual-write leaves new-only"), std::string::npos) << verdict;
+}
+
+TEST(Reload, SettingsBoundAtStartAskForARestart) {
+  PgshiftProcess proxy(Cluster().port(), "");
+  ASSERT_TRUE(proxy.ok());
+  proxy.RewriteConfig("admin_listen = \"127.0.0.1:7001\"", "", "");
+  std::string verdict = proxy.Reload();
+  EXPECT_NE(verdict.find("event=config_reloaded"), std::string::npos) << verdict;
+  EXPECT_NE(proxy.log().find(
+                "event=config_needs_restart key=proxy.admin_listen running=unset file=127.0.0.1:7001"),
+            std::string::npos)
+      << proxy.log();
+}
+
+}  // namespace
+}  // namespace pgshift::testing
