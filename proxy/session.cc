@@ -1,16 +1,11 @@
 #include "proxy/session.h"
 
-#include <openssl/rand.h>
-
 #include "common/strings.h"
-#include "protocol/md5_auth.h"
 #include "protocol/messages/authentication.h"
 #include "protocol/messages/error_response.h"
-#include "protocol/messages/password.h"
-#include "protocol/scram.h"
 #include "proxy/backend_login.h"
+#include "proxy/client_login.h"
 #include "proxy/log.h"
-#include "proxy/message_io.h"
 #include "proxy/server.h"
 
 namespace pgshift::proxy {
@@ -19,13 +14,6 @@ namespace {
 
 using protocol::ErrorFields;
 namespace sqlstate = protocol::sqlstate;
-
-// What a client may send while authenticating: the 'p' family.
-const protocol::TypeSet kAuthResponseTypes("p");
-
-ErrorFields Fatal(std::string_view code, std::string_view message) {
-  return ErrorFields::Make("FATAL", code, message);
-}
 
 ErrorFields AdminShutdown() {
   return Fatal(sqlstate::kAdminShutdown, "terminating connection due to administrator command");
@@ -135,14 +123,21 @@ Session::~Session() {
 }
 
 awaitable<void> Session::Run() {
-  auto startup = co_await ReadStartup();
-  if (!startup) co_return;
+  ClientLogin login_client(client_, client_buffer_, client_address_);
+  auto start = co_await login_client.ReadStartup(server_.client_tls());
+  if (!start) co_return;
+  if (auto* cancel = std::get_if<protocol::CancelRequest>(&*start)) {
+    co_await ForwardCancel(*cancel);
+    client_.Close();
+    co_return;
+  }
+  auto* startup = &std::get<protocol::StartupMessage>(*start);
   user_ = std::string(startup->Get("user"));
   database_ = std::string(startup->Get("database"));
   if (database_.empty()) database_ = user_;
   if (user_.empty()) {
-    co_await FailClient(Fatal(sqlstate::kInvalidAuthorization,
-                              "no PostgreSQL user name specified in startup packet"));
+    co_await login_client.Fail(Fatal(sqlstate::kInvalidAuthorization,
+                                     "no PostgreSQL user name specified in startup packet"));
     co_return;
   }
   admitted_ = server_.TryAdmitClient();
@@ -150,10 +145,11 @@ awaitable<void> Session::Run() {
     LogEvent(LogLevel::kWarning, "client_refused",
              {{"client", client_address_}, {"user", user_},
               {"reason", StrCat("max_clients (", config().proxy.max_clients, ") reached")}});
-    co_await FailClient(Fatal(sqlstate::kTooManyConnections, "sorry, too many clients already"));
+    co_await login_client.Fail(
+        Fatal(sqlstate::kTooManyConnections, "sorry, too many clients already"));
     co_return;
   }
-  if (!co_await Authenticate()) co_return;
+  if (!co_await login_client.Authenticate(*settings_, user_)) co_return;
 
   // Built as a named local: GCC 12 miscompiles aggregate temporaries inside
   // a co_await expression.
@@ -168,7 +164,7 @@ awaitable<void> Session::Run() {
   };
   BackendLoginResult result = co_await LoginToBackend(params);
   if (auto* error = std::get_if<ErrorFields>(&result)) {
-    co_await FailClient(*error);
+    co_await login_client.Fail(*error);
     co_return;
   }
   BackendLogin& login = std::get<BackendLogin>(result);
@@ -194,57 +190,6 @@ awaitable<void> Session::Run() {
             {"reason", final_error_ ? final_error_->message() : "client closed the connection"}});
 }
 
-awaitable<std::optional<protocol::StartupMessage>> Session::ReadStartup() {
-  bool negotiated_encryption = false;
-  while (true) {
-    error_code ec;
-    auto packet = co_await ReadStartupPacket(client_, client_buffer_, ec);
-    if (ec) co_return std::nullopt;  // gone before saying anything useful
-    if (!packet.ok()) {
-      co_await FailClient(Fatal(sqlstate::kProtocolViolation, MessageOf(packet.status())));
-      co_return std::nullopt;
-    }
-    auto parsed = protocol::ParseStartupPacket(*packet);
-    if (!parsed.ok()) {
-      bool version = parsed.status().code() == absl::StatusCode::kFailedPrecondition;
-      std::string_view code = version ? sqlstate::kFeatureNotSupported : sqlstate::kProtocolViolation;
-      co_await FailClient(Fatal(code, MessageOf(parsed.status())));
-      co_return std::nullopt;
-    }
-    if (auto* start = std::get_if<protocol::StartupMessage>(&*parsed)) co_return *start;
-    if (auto* cancel = std::get_if<protocol::CancelRequest>(&*parsed)) {
-      co_await ForwardCancel(*cancel);
-      client_.Close();
-      co_return std::nullopt;
-    }
-    // SSLRequest or GSSENCRequest: once only, before the startup message.
-    if (negotiated_encryption) {
-      co_await FailClient(Fatal(sqlstate::kProtocolViolation, "duplicate encryption request"));
-      co_return std::nullopt;
-    }
-    negotiated_encryption = true;
-    asio::ssl::context* tls = server_.client_tls();
-    bool accept_tls = std::holds_alternative<protocol::SslRequest>(*parsed) && tls != nullptr;
-    char answer = accept_tls ? 'S' : 'N';
-    co_await client_.Write(asio::buffer(&answer, 1), ec);
-    if (ec) co_return std::nullopt;
-    if (accept_tls) {
-      // Bytes sent before the handshake would be trusted as if encrypted.
-      if (!client_buffer_.empty()) {
-        co_await FailClient(
-            Fatal(sqlstate::kProtocolViolation, "received unencrypted data after SSL request"));
-        co_return std::nullopt;
-      }
-      co_await client_.TlsHandshake(*tls, asio::ssl::stream_base::server, ec);
-      if (ec) {
-        LogEvent(LogLevel::kWarning, "tls_handshake_failed",
-                 {{"client", client_address_}, {"reason", ec.message()}});
-        co_return std::nullopt;
-      }
-    }
-  }
-}
-
 awaitable<void> Session::ForwardCancel(const protocol::CancelRequest& request) {
   auto targets = server_.cancels().Find({request.process_id, request.secret_key});
   if (targets.empty()) {
@@ -267,120 +212,6 @@ awaitable<void> Session::ForwardCancel(const protocol::CancelRequest& request) {
              {{"client", client_address_}, {"backend_pid", StrCat(target.process_id)},
               {"result", ec ? ec.message() : "sent"}});
   }
-}
-
-awaitable<bool> Session::Authenticate() {
-  const routing::UserConfig* entry = config().FindUser(user_);
-  switch (config().proxy.auth_method) {
-    case routing::AuthMethod::kTrust:
-      if (entry == nullptr && !config().users.empty()) {
-        co_await FailClient(Fatal(sqlstate::kInvalidAuthorization,
-                                  StrCat("pgshift: user \"", user_, "\" is not in [[users]]")));
-        co_return false;
-      }
-      co_return true;
-    case routing::AuthMethod::kMd5:
-      co_return co_await AuthenticateMd5(user_, entry);
-    case routing::AuthMethod::kScramSha256:
-      co_return co_await AuthenticateScram(user_, entry);
-  }
-  co_return false;
-}
-
-awaitable<std::optional<std::string>> Session::ReadAuthResponse(std::string_view method) {
-  error_code ec;
-  auto message = co_await ReadWholeMessage(client_, client_buffer_, kAuthResponseTypes, ec);
-  // A client that hangs up here usually went to ask its user for a password.
-  if (ec) co_return std::nullopt;
-  if (!message.ok()) {
-    co_await RejectLogin(sqlstate::kProtocolViolation, std::string(MessageOf(message.status())),
-                         method, "bad message");
-    co_return std::nullopt;
-  }
-  co_return message->substr(protocol::kHeaderSize);
-}
-
-awaitable<bool> Session::AuthenticateMd5(const std::string& user,
-                                         const routing::UserConfig* entry) {
-  protocol::Authentication request;
-  request.code = protocol::Authentication::kMd5Password;
-  request.salt.resize(4);
-  RAND_bytes(reinterpret_cast<unsigned char*>(request.salt.data()), 4);
-  std::string out;
-  request.Encode(out);
-  co_await SendToClient(out);
-  auto payload = co_await ReadAuthResponse("md5");
-  if (!payload) co_return false;
-  auto password = protocol::PasswordMessage::Decode(*payload);
-  bool ok = password.ok() && entry != nullptr && !entry->password.empty() &&
-            password->password ==
-                protocol::Md5SaltedResponse(protocol::Md5StoredPassword(entry->password, user),
-                                            request.salt);
-  if (!ok) {
-    std::string text = StrCat("password authentication failed for user \"", user, "\"");
-    std::string_view reason = entry ? "wrong password" : "no such user";
-    co_await RejectLogin(sqlstate::kInvalidPassword, std::move(text), "md5", reason);
-  }
-  co_return ok;
-}
-
-awaitable<bool> Session::AuthenticateScram(const std::string& user,
-                                           const routing::UserConfig* entry) {
-  const protocol::ScramVerifier* verifier = entry ? settings_->ScramVerifierFor(user) : nullptr;
-  protocol::ScramServer scram =
-      verifier ? protocol::ScramServer(*verifier) : protocol::ScramServer::Doomed();
-  protocol::Authentication request;
-  request.code = protocol::Authentication::kSasl;
-  request.mechanisms = {std::string(protocol::kScramSha256)};
-  std::string out;
-  request.Encode(out);
-  co_await SendToClient(out);
-
-  auto payload = co_await ReadAuthResponse("scram-sha-256");
-  if (!payload) co_return false;
-  auto initial = protocol::SaslInitialResponse::Decode(*payload);
-  if (!initial.ok() || initial->mechanism != protocol::kScramSha256 || !initial->data) {
-    co_await RejectLogin(sqlstate::kProtocolViolation,
-                         "client selected an invalid SASL authentication mechanism",
-                         "scram-sha-256", "bad mechanism");
-    co_return false;
-  }
-  auto server_first = scram.HandleClientFirst(*initial->data);
-  if (!server_first.ok()) {
-    co_await RejectLogin(sqlstate::kProtocolViolation,
-                         std::string(MessageOf(server_first.status())), "scram-sha-256",
-                         "bad message");
-    co_return false;
-  }
-  out.clear();
-  protocol::Authentication cont;
-  cont.code = protocol::Authentication::kSaslContinue;
-  cont.data = *server_first;
-  cont.Encode(out);
-  co_await SendToClient(out);
-
-  payload = co_await ReadAuthResponse("scram-sha-256");
-  if (!payload) co_return false;
-  auto response = protocol::SaslResponse::Decode(*payload);
-  auto server_final = scram.HandleClientFinal(response->data);
-  if (!server_final.ok()) {
-    // Locals, not a conditional inside co_await: GCC 12 destroys such
-    // temporaries twice.
-    bool wrong = absl::IsPermissionDenied(server_final.status());
-    std::string_view code = wrong ? sqlstate::kInvalidPassword : sqlstate::kProtocolViolation;
-    std::string text = wrong ? StrCat("password authentication failed for user \"", user, "\"")
-                             : std::string(MessageOf(server_final.status()));
-    std::string_view reason = wrong ? (entry ? "wrong password" : "no such user") : "bad message";
-    co_await RejectLogin(code, std::move(text), "scram-sha-256", reason);
-    co_return false;
-  }
-  out.clear();
-  protocol::Authentication final_message;
-  final_message.code = protocol::Authentication::kSaslFinal;
-  final_message.data = *server_final;
-  final_message.Encode(out);
-  co_await SendToClient(out);
-  co_return client_writable_;
 }
 
 awaitable<void> Session::Relay() {
@@ -528,24 +359,11 @@ void Session::Abort() {
   End(AdminShutdown());
 }
 
-awaitable<void> Session::RejectLogin(std::string_view code, std::string message,
-                                     std::string_view method, std::string_view reason) {
-  LogEvent(LogLevel::kWarning, "auth_failed",
-           {{"client", client_address_}, {"user", user_}, {"method", method}, {"reason", reason}});
-  co_await FailClient(Fatal(code, message));
-}
-
 awaitable<void> Session::SendToClient(std::string_view bytes) {
   error_code ec;
   co_await client_.Write(asio::buffer(bytes.data(), bytes.size()), ec);
   if (ec) client_writable_ = false;
 }
 
-awaitable<void> Session::FailClient(ErrorFields error) {
-  std::string out;
-  protocol::ErrorResponse(std::move(error)).Encode(out);
-  co_await SendToClient(out);
-  client_.Close();
-}
 
 }  // namespace pgshift::proxy

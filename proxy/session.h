@@ -38,18 +38,7 @@ class Session : public std::enable_shared_from_this<Session> {
   class ClientToBackend;
   class BackendToClient;
 
-  awaitable<std::optional<protocol::StartupMessage>> ReadStartup();
   awaitable<void> ForwardCancel(const protocol::CancelRequest& request);
-  // False after failing the client.
-  awaitable<bool> Authenticate();
-  awaitable<bool> AuthenticateMd5(const std::string& user, const routing::UserConfig* entry);
-  awaitable<bool> AuthenticateScram(const std::string& user, const routing::UserConfig* entry);
-  // The payload of the client's next 'p' message; nullopt once the client
-  // is gone or has been rejected for a malformed message.
-  awaitable<std::optional<std::string>> ReadAuthResponse(std::string_view method);
-  // Logs the failed login and fails the client.
-  awaitable<void> RejectLogin(std::string_view code, std::string message, std::string_view method,
-                              std::string_view reason);
 
   awaitable<void> Relay();
   awaitable<void> PumpClientToBackend();
@@ -59,8 +48,6 @@ class Session : public std::enable_shared_from_this<Session> {
   bool IdleOutsideTransaction() const;
 
   awaitable<void> SendToClient(std::string_view bytes);
-  // Sends an ErrorResponse and closes the connection.
-  awaitable<void> FailClient(protocol::ErrorFields error);
 
   Server& server_;
   const uint64_t id_;
