@@ -30,6 +30,8 @@ inline constexpr std::string_view kTooManyConnections = "53300";
 inline constexpr std::string_view kInvalidPassword = "28P01";
 inline constexpr std::string_view kInvalidAuthorization = "28000";
 inline constexpr std::string_view kFeatureNotSupported = "0A000";
+inline constexpr std::string_view kSyntaxError = "42601";
+inline constexpr std::string_view kObjectNotInPrerequisiteState = "55000";
 }  // namespace sqlstate
 
 struct ErrorFields {

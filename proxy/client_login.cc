@@ -189,6 +189,7 @@ awaitable<bool> ClientLogin::AuthenticateScram(const Settings& settings, const s
 
 awaitable<void> ClientLogin::RejectLogin(std::string_view code, std::string message,
                                          std::string_view method, std::string_view reason) {
+  stats_.login_failures.fetch_add(1, std::memory_order_relaxed);
   LogEvent(LogLevel::kWarning, "auth_failed",
            {{"client", address_}, {"user", user_}, {"method", method}, {"reason", reason}});
   co_await Fail(Fatal(code, message));

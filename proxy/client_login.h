@@ -13,6 +13,7 @@
 #include "proxy/asio.h"
 #include "proxy/packet_buffer.h"
 #include "proxy/server.h"
+#include "proxy/stats.h"
 #include "proxy/stream.h"
 
 namespace pgshift::proxy {
@@ -22,8 +23,8 @@ using ClientStart = std::variant<protocol::StartupMessage, protocol::CancelReque
 
 class ClientLogin {
  public:
-  ClientLogin(Stream& stream, PacketBuffer& buffer, std::string_view address)
-      : stream_(stream), buffer_(buffer), address_(address) {}
+  ClientLogin(Stream& stream, PacketBuffer& buffer, std::string_view address, Stats& stats)
+      : stream_(stream), buffer_(buffer), address_(address), stats_(stats) {}
 
   // Answers SSLRequest ('S' with a handshake when `tls` is set, else 'N') and
   // GSSENCRequest ('N'), then returns the StartupMessage or CancelRequest.
@@ -53,6 +54,7 @@ class ClientLogin {
   Stream& stream_;
   PacketBuffer& buffer_;
   std::string_view address_;
+  Stats& stats_;
   std::string user_;
   bool writable_ = true;
 };

@@ -2,8 +2,12 @@
 
 #include <boost/asio/signal_set.hpp>
 
+#include <algorithm>
+
 #include "common/strings.h"
+#include "proxy/admin_console.h"
 #include "proxy/log.h"
+#include "proxy/metrics_endpoint.h"
 #include "proxy/session.h"
 
 namespace pgshift::proxy {
@@ -52,6 +56,21 @@ SettingsPtr Server::settings() const {
   return settings_;
 }
 
+std::vector<ClientRow> Server::ListClients() const {
+  std::vector<std::shared_ptr<Session>> sessions;
+  {
+    absl::MutexLock lock(&sessions_mutex_);
+    for (const auto& [id, weak] : sessions_) {
+      if (auto s = weak.lock()) sessions.push_back(std::move(s));
+    }
+  }
+  std::vector<ClientRow> rows;
+  for (const auto& s : sessions) rows.push_back(s->Describe());
+  std::sort(rows.begin(), rows.end(),
+            [](const ClientRow& a, const ClientRow& b) { return a.session < b.session; });
+  return rows;
+}
+
 bool Server::TryAdmitClient() {
   int limit = settings()->config->proxy.max_clients;
   int current = clients_.load();
@@ -82,18 +101,18 @@ absl::Status Server::Setup() {
   backend_tls_ = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
   backend_tls_->set_verify_mode(asio::ssl::verify_none);
 
-  error_code ec;
-  auto address = asio::ip::make_address(p.listen.host, ec);
-  if (ec) return absl::InvalidArgumentError(StrCat("proxy.listen: bad address \"", p.listen.host, "\""));
-  tcp::endpoint endpoint(address, p.listen.port);
-  acceptor_ = std::make_unique<tcp::acceptor>(main_);
-  acceptor_->open(endpoint.protocol(), ec);
-  if (!ec) acceptor_->set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) acceptor_->bind(endpoint, ec);
-  if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    return absl::UnavailableError(
-        StrCat("cannot listen on ", p.listen.host, ":", p.listen.port, ": ", ec.message()));
+  auto listener = Listen("proxy.listen", p.listen);
+  if (!listener.ok()) return listener.status();
+  acceptor_ = std::move(*listener);
+  if (p.admin_listen) {
+    auto admin = Listen("proxy.admin_listen", *p.admin_listen);
+    if (!admin.ok()) return admin.status();
+    admin_acceptor_ = std::move(*admin);
+  }
+  if (p.metrics_listen) {
+    auto metrics = Listen("proxy.metrics_listen", *p.metrics_listen);
+    if (!metrics.ok()) return metrics.status();
+    metrics_acceptor_ = std::move(*metrics);
   }
 
   int workers = p.workers > 0 ? p.workers : static_cast<int>(std::thread::hardware_concurrency());
@@ -113,7 +132,35 @@ absl::Status Server::Setup() {
             {"tls", client_tls_ ? "on" : "off"},
             {"backend_old", StrCat(config.old_backend.endpoint.host, ":",
                                    config.old_backend.endpoint.port)}});
+  if (admin_acceptor_) {
+    LogEvent(LogLevel::kInfo, "admin_listening",
+             {{"address", StrCat(p.admin_listen->host, ":", admin_acceptor_->local_endpoint().port())}});
+  }
+  if (metrics_acceptor_) {
+    LogEvent(LogLevel::kInfo, "metrics_listening",
+             {{"address", StrCat(p.metrics_listen->host, ":",
+                                 metrics_acceptor_->local_endpoint().port())},
+              {"path", "/metrics"}});
+  }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<tcp::acceptor>> Server::Listen(std::string_view key,
+                                                              const routing::Endpoint& where) {
+  error_code ec;
+  auto address = asio::ip::make_address(where.host, ec);
+  if (ec) return absl::InvalidArgumentError(StrCat(key, ": bad address \"", where.host, "\""));
+  tcp::endpoint endpoint(address, where.port);
+  auto acceptor = std::make_unique<tcp::acceptor>(main_);
+  acceptor->open(endpoint.protocol(), ec);
+  if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor->bind(endpoint, ec);
+  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return absl::UnavailableError(
+        StrCat(key, ": cannot listen on ", where.host, ":", where.port, ": ", ec.message()));
+  }
+  return acceptor;
 }
 
 int Server::Run() {
@@ -122,6 +169,8 @@ int Server::Run() {
     return 1;
   }
   asio::co_spawn(main_, Accept(), asio::detached);
+  if (admin_acceptor_) asio::co_spawn(main_, AcceptAdmin(), asio::detached);
+  if (metrics_acceptor_) asio::co_spawn(main_, AcceptMetrics(), asio::detached);
   asio::co_spawn(main_, HandleSignals(), asio::detached);
   main_.run();
   for (auto& w : workers_) {
@@ -164,6 +213,36 @@ awaitable<void> Server::Accept() {
   }
 }
 
+// The admin console and metrics are served from main_: little traffic, and
+// it keeps them responsive however busy the workers are.
+awaitable<void> Server::AcceptAdmin() {
+  while (admin_acceptor_->is_open()) {
+    error_code ec;
+    tcp::socket socket = co_await admin_acceptor_->async_accept(WithError(ec));
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !admin_acceptor_->is_open()) break;
+      continue;
+    }
+    auto console = std::make_shared<AdminConsole>(*this, std::move(socket));
+    std::erase_if(admin_consoles_, [](const auto& weak) { return weak.expired(); });
+    admin_consoles_.push_back(console);
+    asio::co_spawn(
+        main_, [console]() -> awaitable<void> { co_await console->Run(); }, asio::detached);
+  }
+}
+
+awaitable<void> Server::AcceptMetrics() {
+  while (metrics_acceptor_->is_open()) {
+    error_code ec;
+    tcp::socket socket = co_await metrics_acceptor_->async_accept(WithError(ec));
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !metrics_acceptor_->is_open()) break;
+      continue;
+    }
+    asio::co_spawn(main_, ServeMetrics(*this, std::move(socket)), asio::detached);
+  }
+}
+
 awaitable<void> Server::HandleSignals() {
   asio::signal_set signals(main_, SIGTERM, SIGINT, SIGHUP);
   while (true) {
@@ -171,7 +250,7 @@ awaitable<void> Server::HandleSignals() {
     int signal = co_await signals.async_wait(WithError(ec));
     if (ec) co_return;
     if (signal == SIGHUP) {
-      Reload();
+      Reload().IgnoreError();  // Reload logs its verdict
       continue;
     }
     LogEvent(LogLevel::kInfo, "shutdown_started",
@@ -183,18 +262,18 @@ awaitable<void> Server::HandleSignals() {
   }
 }
 
-void Server::Reload() {
+absl::Status Server::Reload() {
   auto next = routing::LoadConfigFile(config_path_);
   if (!next.ok()) {
     LogEvent(LogLevel::kError, "config_rejected",
              {{"file", config_path_}, {"reason", MessageOf(next.status())}});
-    return;
+    return next.status();
   }
   SettingsPtr current = settings();
   if (absl::Status steps = routing::CheckPhaseSteps(*current->config, **next); !steps.ok()) {
     LogEvent(LogLevel::kError, "config_rejected",
              {{"file", config_path_}, {"reason", MessageOf(steps)}});
-    return;
+    return steps;
   }
   // Settings bound at start stay as they are until a restart; say so.
   const routing::ProxySettings& was = current->config->proxy;
@@ -233,6 +312,7 @@ void Server::Reload() {
   generation_.store(installed->generation, std::memory_order_release);
   LogEvent(LogLevel::kInfo, "config_reloaded",
            {{"file", config_path_}, {"generation", StrCat(installed->generation)}});
+  return absl::OkStatus();
 }
 
 void Server::ForEachSession(void (Session::*action)()) {
@@ -247,6 +327,11 @@ void Server::ForEachSession(void (Session::*action)()) {
 awaitable<void> Server::Shutdown() {
   error_code ignored;
   acceptor_->close(ignored);
+  if (admin_acceptor_) admin_acceptor_->close(ignored);
+  if (metrics_acceptor_) metrics_acceptor_->close(ignored);
+  for (const auto& weak : admin_consoles_) {
+    if (auto console = weak.lock()) console->Close();
+  }
   ForEachSession(&Session::BeginShutdown);
   asio::steady_timer timer(main_);
   auto deadline = std::chrono::steady_clock::now() +

@@ -10,15 +10,19 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "protocol/scram.h"
 #include "proxy/asio.h"
 #include "proxy/cancel_registry.h"
+#include "proxy/stats.h"
 #include "routing/config.h"
 
 namespace pgshift::proxy {
 
+class AdminConsole;
 class Session;
+struct ClientRow;
 
 // What sessions read: a configuration and what is derived from it. Replaced
 // whole on reload, never changed, so a session can hold one for as long as
@@ -49,6 +53,14 @@ class Server {
   asio::ssl::context* client_tls() { return client_tls_.get(); }
   asio::ssl::context& backend_tls() { return *backend_tls_; }
   CancelRegistry& cancels() { return cancels_; }
+  Stats& stats() { return stats_; }
+  int live_sessions() const { return live_sessions_.load(); }
+  // SIGHUP and RELOAD: read the file again; install it if it is valid and
+  // its phase steps are allowed, else keep the running settings and say why.
+  absl::Status Reload();
+  const std::string& config_path() const { return config_path_; }
+  // For SHOW CLIENTS, in session order.
+  std::vector<ClientRow> ListClients() const;
   // Counts a client against max_clients; false when it is full.
   bool TryAdmitClient();
   void ReleaseClient();
@@ -56,11 +68,13 @@ class Server {
  private:
   absl::Status Setup();
   awaitable<void> Accept();
+  awaitable<void> AcceptAdmin();
+  awaitable<void> AcceptMetrics();
+  // Opens a listening socket on main_.
+  absl::StatusOr<std::unique_ptr<tcp::acceptor>> Listen(std::string_view key,
+                                                        const routing::Endpoint& where);
   awaitable<void> HandleSignals();
   awaitable<void> Shutdown();
-  // SIGHUP: read the file again; install it if it is valid and its phase
-  // steps are allowed, else keep the running settings and say why.
-  void Reload();
   void ForEachSession(void (Session::*action)());
 
   const std::string config_path_;
@@ -70,10 +84,15 @@ class Server {
   std::unique_ptr<asio::ssl::context> client_tls_;
   std::unique_ptr<asio::ssl::context> backend_tls_;
   CancelRegistry cancels_;
+  Stats stats_;
   std::atomic<int> clients_{0};
 
   asio::io_context main_;  // acceptor and signals
   std::unique_ptr<tcp::acceptor> acceptor_;
+  std::unique_ptr<tcp::acceptor> admin_acceptor_;    // absent without admin_listen
+  std::unique_ptr<tcp::acceptor> metrics_acceptor_;  // absent without metrics_listen
+  // Open admin console connections (main_ only), closed at shutdown.
+  std::vector<std::weak_ptr<AdminConsole>> admin_consoles_;
   struct Worker {
     asio::io_context context{1};
     std::unique_ptr<asio::executor_work_guard<asio::io_context::executor_type>> guard;

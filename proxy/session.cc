@@ -55,6 +55,8 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       case 'S':
       case 'F':
         ++s_.pending_results_;
+        ++s_.queries_;
+        s_.NoteSent();
         break;
       case 'X':
         terminated = true;
@@ -93,6 +95,7 @@ class Session::BackendToClient : public protocol::FrameHandler {
   void OnWhole(char, std::string_view bytes) override {
     s_.transaction_status_ = bytes[protocol::kHeaderSize];
     if (s_.pending_results_ > 0) --s_.pending_results_;
+    s_.NoteAnswered();
     // Between transactions: the next one runs under the newest settings.
     if (s_.transaction_status_ == 'I' &&
         s_.server_.settings_generation() != s_.settings_->generation) {
@@ -123,7 +126,7 @@ Session::~Session() {
 }
 
 awaitable<void> Session::Run() {
-  ClientLogin login_client(client_, client_buffer_, client_address_);
+  ClientLogin login_client(client_, client_buffer_, client_address_, server_.stats());
   auto start = co_await login_client.ReadStartup(server_.client_tls());
   if (!start) co_return;
   if (auto* cancel = std::get_if<protocol::CancelRequest>(&*start)) {
@@ -164,6 +167,7 @@ awaitable<void> Session::Run() {
   };
   BackendLoginResult result = co_await LoginToBackend(params);
   if (auto* error = std::get_if<ErrorFields>(&result)) {
+    server_.stats().backend_failures.fetch_add(1, std::memory_order_relaxed);
     co_await login_client.Fail(*error);
     co_return;
   }
@@ -180,6 +184,11 @@ awaitable<void> Session::Run() {
   relaying_ = true;
   co_await SendToClient(hello);
   if (!client_writable_) co_return;
+  backend_pid_ = login.key.process_id;
+  tls_ = client_.tls();
+  described_.store(true, std::memory_order_release);
+  PublishState();
+  server_.stats().sessions_total.fetch_add(1, std::memory_order_relaxed);
   LogEvent(LogLevel::kInfo, "session_start",
            {{"session", StrCat(id_)}, {"client", client_address_}, {"user", user_},
             {"database", database_}, {"backend_pid", StrCat(login.key.process_id)},
@@ -260,6 +269,7 @@ awaitable<void> Session::PumpClientToBackend() {
     handler.out.clear();
     auto used = decoder.Decode(client_buffer_.data(), handler);
     if (!used.ok()) {
+      server_.stats().protocol_violations.fetch_add(1, std::memory_order_relaxed);
       LogEvent(LogLevel::kWarning, "protocol_violation",
                {{"session", StrCat(id_)}, {"client", client_address_}, {"side", "client"},
                 {"reason", MessageOf(used.status())}});
@@ -278,6 +288,7 @@ awaitable<void> Session::PumpClientToBackend() {
       }
     }
     client_buffer_.Consume(*used);
+    PublishState();
     if (handler.terminated) {
       End(std::nullopt);
       break;
@@ -295,6 +306,7 @@ awaitable<void> Session::PumpBackendToClient() {
       // A backend that ends with a FATAL error has told the client why.
       bool explained = last_backend_type_ == 'E' && !decoder.streaming();
       if (!ended_) {
+        server_.stats().backend_failures.fetch_add(1, std::memory_order_relaxed);
         LogEvent(LogLevel::kWarning, "backend_lost",
                  {{"session", StrCat(id_)}, {"backend", "old"}, {"reason", ec.message()}});
       }
@@ -309,6 +321,7 @@ awaitable<void> Session::PumpBackendToClient() {
     auto used = decoder.Decode(backend_buffer_.data(), handler);
     if (!used.ok() || !handler.error.empty()) {
       std::string why = used.ok() ? handler.error : std::string(MessageOf(used.status()));
+      server_.stats().protocol_violations.fetch_add(1, std::memory_order_relaxed);
       LogEvent(LogLevel::kError, "protocol_violation",
                {{"session", StrCat(id_)}, {"side", "backend old"}, {"reason", why}});
       End(Fatal(sqlstate::kProtocolViolation,
@@ -325,6 +338,7 @@ awaitable<void> Session::PumpBackendToClient() {
     }
     client_mid_message_ = decoder.streaming();
     backend_buffer_.Consume(*used);
+    PublishState();
     if (shutdown_requested_ && IdleOutsideTransaction()) End(AdminShutdown());
   }
 }
@@ -332,6 +346,54 @@ awaitable<void> Session::PumpBackendToClient() {
 bool Session::IdleOutsideTransaction() const {
   return pending_results_ == 0 && transaction_status_ == 'I' && !client_sent_partial_ &&
          !client_mid_message_;
+}
+
+void Session::NoteSent() {
+  if (untimed_ > 0 || sent_count_ == sent_at_.size()) {
+    ++untimed_;
+    return;
+  }
+  sent_at_[(sent_head_ + sent_count_++) % sent_at_.size()] = Clock::now();
+}
+
+void Session::NoteAnswered() {
+  if (sent_count_ > 0) {
+    server_.stats().ObserveQuery(Clock::now() - sent_at_[sent_head_]);
+    sent_head_ = (sent_head_ + 1) % sent_at_.size();
+    --sent_count_;
+  } else if (untimed_ > 0) {
+    --untimed_;
+  }
+}
+
+void Session::PublishState() {
+  published_state_.store(pending_results_ > 0 ? 'a' : transaction_status_,
+                         std::memory_order_relaxed);
+  published_queries_.store(queries_, std::memory_order_relaxed);
+}
+
+ClientRow Session::Describe() const {
+  ClientRow row;
+  row.session = id_;
+  row.client = client_address_;
+  row.connected_at = connected_at_;
+  if (!described_.load(std::memory_order_acquire)) {
+    row.state = "starting";
+    return row;
+  }
+  row.user = user_;
+  row.database = database_;
+  row.backend_pid = backend_pid_;
+  row.tls = tls_;
+  row.queries = published_queries_.load(std::memory_order_relaxed);
+  switch (published_state_.load(std::memory_order_relaxed)) {
+    case 'a': row.state = "active"; break;
+    case 'I': row.state = "idle"; break;
+    case 'T': row.state = "idle in transaction"; break;
+    case 'E': row.state = "idle in transaction (aborted)"; break;
+    default: row.state = "starting"; break;
+  }
+  return row;
 }
 
 void Session::End(std::optional<ErrorFields> final_error) {

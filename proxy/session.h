@@ -2,6 +2,9 @@
 // lifetime (session mode).
 #pragma once
 
+#include <array>
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -18,6 +21,19 @@
 
 namespace pgshift::proxy {
 
+// One row of SHOW CLIENTS.
+struct ClientRow {
+  uint64_t session = 0;
+  std::string client;
+  std::string user;
+  std::string database;
+  int32_t backend_pid = 0;
+  bool tls = false;
+  std::string state;  // starting, idle, active, idle in transaction, ...
+  uint64_t queries = 0;
+  std::chrono::system_clock::time_point connected_at;
+};
+
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(Server& server, tcp::socket socket, uint64_t id);
@@ -32,6 +48,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void Abort();
 
   uint64_t id() const { return id_; }
+  // Safe from any thread: reads only what the session has published.
+  ClientRow Describe() const;
   asio::any_io_executor executor() { return client_.socket().get_executor(); }
 
  private:
@@ -46,6 +64,11 @@ class Session : public std::enable_shared_from_this<Session> {
   // Records why the session ends (first reason wins) and stops both pumps.
   void End(std::optional<protocol::ErrorFields> final_error);
   bool IdleOutsideTransaction() const;
+  // Query timing: a message that ReadyForQuery will answer was sent, or answered.
+  void NoteSent();
+  void NoteAnswered();
+  // Makes the relay's state visible to Describe().
+  void PublishState();
 
   awaitable<void> SendToClient(std::string_view bytes);
 
@@ -59,8 +82,24 @@ class Session : public std::enable_shared_from_this<Session> {
   PacketBuffer client_buffer_;
   PacketBuffer backend_buffer_;
   std::string client_address_;
+  const std::chrono::system_clock::time_point connected_at_ = std::chrono::system_clock::now();
+  // Written once before `described_` is set, read by Describe() after.
   std::string user_;
   std::string database_;
+  int32_t backend_pid_ = 0;
+  bool tls_ = false;
+  std::atomic<bool> described_{false};
+  std::atomic<char> published_state_{'s'};  // 's' starting, 'a' active, else ReadyForQuery's
+  std::atomic<uint64_t> published_queries_{0};
+  uint64_t queries_ = 0;
+  // Send times of unanswered queries, oldest first. When more are in flight
+  // than fit, timing pauses until the backlog drains, so answers never pair
+  // with the wrong query.
+  using Clock = std::chrono::steady_clock;
+  std::array<Clock::time_point, 32> sent_at_;
+  uint32_t sent_head_ = 0;
+  uint32_t sent_count_ = 0;
+  uint32_t untimed_ = 0;
   bool admitted_ = false;
   std::optional<std::pair<int32_t, int32_t>> cancel_key_;
 

@@ -27,6 +27,9 @@ Connect through pgshift with:
   PGPASSWORD=app psql -h 127.0.0.1 -p 6432 -U app app
 
 Then try: SELECT c.title, count(*) FROM channels c JOIN posts p ON p.channel_id = c.id GROUP BY 1;
+
+Admin console:  PGPASSWORD=app psql -h 127.0.0.1 -p 6433 -U app pgshift -c 'SHOW TABLES'
+Metrics:        curl -s http://127.0.0.1:9930/metrics
 Ctrl-C stops pgshift and the demo database.
 
 MSG

@@ -12,6 +12,14 @@ namespace pgshift::testing {
 // when given, else is discarded.
 int RunCommand(const std::string& command, const std::string& log_path = "");
 
+// Runs a shell command; returns its exit status and puts what it printed
+// (stdout and stderr together) in `output`.
+int CaptureCommand(const std::string& command, std::string& output);
+
+// Sends `request` to 127.0.0.1:port and returns everything the server
+// answered until it closed the connection.
+std::string HttpExchange(int port, const std::string& request);
+
 // A port on 127.0.0.1 that was free a moment ago.
 int FreePort();
 

@@ -1,0 +1,280 @@
+#include "proxy/admin_console.h"
+
+#include <openssl/rand.h>
+
+#include <cctype>
+#include <ctime>
+#include <vector>
+
+#include "common/strings.h"
+#include "protocol/messages/authentication.h"
+#include "protocol/messages/backend_key_data.h"
+#include "protocol/messages/command_complete.h"
+#include "protocol/messages/data_row.h"
+#include "protocol/messages/empty.h"
+#include "protocol/messages/error_response.h"
+#include "protocol/messages/parameter_status.h"
+#include "protocol/messages/query.h"
+#include "protocol/messages/ready_for_query.h"
+#include "protocol/messages/row_description.h"
+#include "proxy/client_login.h"
+#include "proxy/log.h"
+#include "proxy/message_io.h"
+#include "proxy/server.h"
+#include "proxy/session.h"
+
+namespace pgshift::proxy {
+
+namespace {
+
+namespace sqlstate = protocol::sqlstate;
+constexpr int32_t kTextOid = 25;
+
+// A result set of text columns.
+struct Table {
+  std::vector<std::string> columns;
+  std::vector<std::vector<std::string>> rows;
+
+  void Encode(std::string& out, std::string_view tag) const {
+    protocol::RowDescription desc;
+    for (const auto& c : columns) desc.fields.push_back({c, 0, 0, kTextOid, -1, -1, 0});
+    desc.Encode(out);
+    for (const auto& r : rows) {
+      protocol::DataRow row;
+      for (const auto& v : r) row.values.emplace_back(v);
+      row.Encode(out);
+    }
+    protocol::CommandComplete{StrCat(tag, " ", rows.size())}.Encode(out);
+  }
+};
+
+std::string Endpoint(const routing::Endpoint& e) { return StrCat(e.host, ":", e.port); }
+std::string Endpoint(const std::optional<routing::Endpoint>& e) { return e ? Endpoint(*e) : ""; }
+
+std::string Time(std::chrono::system_clock::time_point t) {
+  std::time_t tt = std::chrono::system_clock::to_time_t(t);
+  std::tm tm;
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string Join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& i : items) out += out.empty() ? i : StrCat(",", i);
+  return out;
+}
+
+Table ShowTables(const routing::Config& c) {
+  Table t{{"table", "new_name", "phase", "key", "renamed_columns", "shadow_sample",
+           "on_mirror_error", "force"},
+          {}};
+  for (const auto& tab : c.tables) {
+    std::vector<std::string> renames;
+    for (const auto& [from, to] : tab.columns) renames.push_back(StrCat(from, "->", to));
+    t.rows.push_back({tab.name, tab.new_name, std::string(routing::PhaseName(tab.phase)),
+                      Join(tab.key), Join(renames), StrCat(tab.shadow_sample),
+                      tab.on_mirror_error == routing::MirrorErrorPolicy::kFail ? "fail" : "log",
+                      tab.force ? "true" : "false"});
+  }
+  return t;
+}
+
+Table ShowClients(const std::vector<ClientRow>& clients) {
+  Table t{{"session", "client", "user", "database", "backend_pid", "tls", "state", "queries",
+           "connected_at"},
+          {}};
+  for (const auto& c : clients) {
+    t.rows.push_back({StrCat(c.session), c.client, c.user, c.database, StrCat(c.backend_pid),
+                      c.tls ? "on" : "off", c.state, StrCat(c.queries), Time(c.connected_at)});
+  }
+  return t;
+}
+
+Table ShowConfig(const Settings& s, const std::string& path) {
+  const routing::Config& c = *s.config;
+  const routing::ProxySettings& p = c.proxy;
+  auto backend = [](std::string_view name, const routing::BackendConfig& b,
+                    std::vector<std::vector<std::string>>& rows) {
+    rows.push_back({StrCat("backends.", name, ".address"), Endpoint(b.endpoint)});
+    rows.push_back({StrCat("backends.", name, ".dbname"), b.dbname.value_or("(client's)")});
+    rows.push_back({StrCat("backends.", name, ".user"), b.user.value_or("(client's)")});
+    rows.push_back({StrCat("backends.", name, ".password"), b.password ? "(set)" : "(client's)"});
+    rows.push_back({StrCat("backends.", name, ".sslmode"),
+                    b.sslmode == routing::SslMode::kDisable   ? "disable"
+                    : b.sslmode == routing::SslMode::kPrefer ? "prefer"
+                                                             : "require"});
+  };
+  Table t{{"key", "value"}, {}};
+  t.rows = {
+      {"config_file", path},
+      {"generation", StrCat(s.generation)},
+      {"proxy.listen", Endpoint(p.listen)},
+      {"proxy.workers", StrCat(p.workers)},
+      {"proxy.admin_listen", Endpoint(p.admin_listen)},
+      {"proxy.metrics_listen", Endpoint(p.metrics_listen)},
+      {"proxy.auth_method", std::string(routing::AuthMethodName(p.auth_method))},
+      {"proxy.max_clients", StrCat(p.max_clients)},
+      {"proxy.tls", p.tls_enabled() ? "on" : "off"},
+      {"proxy.shutdown_timeout", StrCat(p.shutdown_timeout_s)},
+      {"proxy.connect_timeout", StrCat(p.connect_timeout_s)},
+      {"proxy.max_message_size", StrCat(p.max_message_size)},
+      {"users", StrCat(c.users.size())},
+      {"tables", StrCat(c.tables.size())},
+  };
+  backend("old", c.old_backend, t.rows);
+  if (c.new_backend) backend("new", *c.new_backend, t.rows);
+  return t;
+}
+
+Table ShowStats(Server& server) {
+  Stats& s = server.stats();
+  Stats::Latency l = s.latency();
+  Table t{{"stat", "value"}, {}};
+  t.rows = {
+      {"sessions", StrCat(server.live_sessions())},
+      {"sessions_total", StrCat(s.sessions_total.load())},
+      {"queries_total", StrCat(l.count)},
+      {"query_seconds_mean", StrCat(l.count ? l.sum_seconds / static_cast<double>(l.count) : 0.0)},
+      {"login_failures_total", StrCat(s.login_failures.load())},
+      {"protocol_violations_total", StrCat(s.protocol_violations.load())},
+      {"backend_failures_total", StrCat(s.backend_failures.load())},
+  };
+  return t;
+}
+
+// Commands are a few words, not SQL: split on blanks, case folded, without
+// the trailing semicolon psql sends.
+std::vector<std::string> Words(std::string_view sql) {
+  std::vector<std::string> words;
+  std::string current;
+  for (char c : sql) {
+    if (std::isspace(static_cast<unsigned char>(c)) || c == ';') {
+      if (!current.empty()) words.push_back(std::move(current));
+      current.clear();
+    } else {
+      current.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
+    }
+  }
+  if (!current.empty()) words.push_back(std::move(current));
+  return words;
+}
+
+}  // namespace
+
+AdminConsole::AdminConsole(Server& server, tcp::socket socket)
+    : server_(server), client_(std::move(socket)) {
+  error_code ec;
+  auto remote = client_.socket().remote_endpoint(ec);
+  address_ = ec ? "unknown" : StrCat(remote.address().to_string(), ":", remote.port());
+}
+
+awaitable<void> AdminConsole::Run() {
+  ClientLogin login(client_, buffer_, address_, server_.stats());
+  auto start = co_await login.ReadStartup(server_.client_tls());
+  if (!start) co_return;
+  auto* startup = std::get_if<protocol::StartupMessage>(&*start);
+  if (startup == nullptr) {  // a CancelRequest: nothing to cancel here
+    client_.Close();
+    co_return;
+  }
+  std::string user(startup->Get("user"));
+  SettingsPtr settings = server_.settings();
+  if (!co_await login.Authenticate(*settings, user)) co_return;
+  const routing::UserConfig* entry = settings->config->FindUser(user);
+  if (entry == nullptr || !entry->admin) {
+    LogEvent(LogLevel::kWarning, "admin_refused",
+             {{"client", address_}, {"user", user}, {"reason", "not an admin user"}});
+    co_await login.Fail(Fatal(sqlstate::kInvalidAuthorization,
+                              StrCat("pgshift: user \"", user,
+                                     "\" may not use the admin console (needs admin = true in "
+                                     "[[users]])")));
+    co_return;
+  }
+  std::string hello;
+  protocol::Authentication{}.Encode(hello);
+  for (auto [name, value] : {std::pair<const char*, const char*>{"server_version", "15.0"},
+                             {"server_encoding", "UTF8"},
+                             {"client_encoding", "UTF8"},
+                             {"DateStyle", "ISO, MDY"},
+                             {"integer_datetimes", "on"},
+                             {"standard_conforming_strings", "on"},
+                             {"application_name", "pgshift admin"}}) {
+    protocol::ParameterStatus{name, value}.Encode(hello);
+  }
+  protocol::BackendKeyData key;
+  RAND_bytes(reinterpret_cast<unsigned char*>(&key), sizeof key);
+  key.Encode(hello);
+  protocol::ReadyForQuery{'I'}.Encode(hello);
+  co_await login.Send(hello);
+  LogEvent(LogLevel::kInfo, "admin_session_start", {{"client", address_}, {"user", user}});
+
+  while (login.writable()) {
+    error_code ec;
+    auto message = co_await ReadWholeMessage(client_, buffer_, protocol::kFrontendTypes, ec);
+    if (ec) break;
+    if (!message.ok()) {
+      co_await login.Fail(Fatal(sqlstate::kProtocolViolation, MessageOf(message.status())));
+      co_return;
+    }
+    char type = (*message)[0];
+    if (type == 'X') break;
+    std::string reply;
+    if (type == 'Q') {
+      auto query = protocol::Query::Decode(std::string_view(*message).substr(protocol::kHeaderSize));
+      reply = Execute(query.ok() ? query->sql : "");
+    } else if (type == 'S') {
+      protocol::ErrorResponse(protocol::ErrorFields::Make(
+                                  "ERROR", sqlstate::kFeatureNotSupported,
+                                  "pgshift admin console: only the simple query protocol is supported"))
+          .Encode(reply);
+      protocol::ReadyForQuery{'I'}.Encode(reply);
+    }
+    if (!reply.empty()) co_await login.Send(reply);
+  }
+  client_.Close();
+}
+
+std::string AdminConsole::Execute(std::string_view sql) {
+  std::vector<std::string> words = Words(sql);
+  std::string out;
+  auto error = [&](std::string_view code, std::string message) {
+    protocol::ErrorResponse(protocol::ErrorFields::Make("ERROR", code, message)).Encode(out);
+  };
+  if (words.empty()) {
+    protocol::EmptyQueryResponse{}.Encode(out);
+  } else if (words.size() == 2 && words[0] == "SHOW" && words[1] == "TABLES") {
+    ShowTables(*server_.settings()->config).Encode(out, "SHOW");
+  } else if (words.size() == 2 && words[0] == "SHOW" && words[1] == "CLIENTS") {
+    ShowClients(server_.ListClients()).Encode(out, "SHOW");
+  } else if (words.size() == 2 && words[0] == "SHOW" && words[1] == "CONFIG") {
+    ShowConfig(*server_.settings(), server_.config_path()).Encode(out, "SHOW");
+  } else if (words.size() == 2 && words[0] == "SHOW" && words[1] == "STATS") {
+    ShowStats(server_).Encode(out, "SHOW");
+  } else if (words.size() == 2 && words[0] == "SHOW" && words[1] == "HELP") {
+    Table help{{"command", "what it shows or does"},
+               {{"SHOW TABLES", "the migrating tables and their phases"},
+                {"SHOW CLIENTS", "client sessions"},
+                {"SHOW CONFIG", "the running settings"},
+                {"SHOW STATS", "counters since start"},
+                {"RELOAD", "read the configuration file again"}}};
+    help.Encode(out, "SHOW");
+  } else if (words.size() == 1 && words[0] == "RELOAD") {
+    LogEvent(LogLevel::kInfo, "reload_requested", {{"client", address_}, {"via", "admin console"}});
+    absl::Status s = server_.Reload();
+    if (s.ok()) {
+      protocol::CommandComplete{"RELOAD"}.Encode(out);
+    } else {
+      error(sqlstate::kObjectNotInPrerequisiteState,
+            StrCat("pgshift: configuration rejected, the running one stays: ", MessageOf(s)));
+    }
+  } else {
+    error(sqlstate::kSyntaxError, StrCat("pgshift admin console: unknown command \"",
+                                         std::string(sql), "\"; SHOW HELP lists the commands"));
+  }
+  protocol::ReadyForQuery{'I'}.Encode(out);
+  return out;
+}
+
+}  // namespace pgshift::proxy

@@ -1,0 +1,119 @@
+#include "proxy/metrics_endpoint.h"
+
+#include "common/strings.h"
+#include "proxy/server.h"
+#include "proxy/stats.h"
+
+namespace pgshift::proxy {
+
+namespace {
+
+void Metric(std::string& out, std::string_view name, std::string_view type, std::string_view help,
+            std::string_view value) {
+  out += StrCat("# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n", name, " ", value,
+                "\n");
+}
+
+// A label value with \, " and newline escaped.
+std::string Label(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out.push_back('\\');
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string PrometheusText(Server& server) {
+  Stats& s = server.stats();
+  SettingsPtr settings = server.settings();
+  std::string out;
+  Metric(out, "pgshift_sessions", "gauge", "Client sessions open now.",
+         StrCat(server.live_sessions()));
+  Metric(out, "pgshift_sessions_total", "counter", "Client sessions that reached the backend.",
+         StrCat(s.sessions_total.load()));
+  Metric(out, "pgshift_login_failures_total", "counter", "Client logins refused.",
+         StrCat(s.login_failures.load()));
+  Metric(out, "pgshift_protocol_violations_total", "counter",
+         "Sessions ended for a malformed message from either side.",
+         StrCat(s.protocol_violations.load()));
+  Metric(out, "pgshift_backend_failures_total", "counter",
+         "Backend logins that failed and backend connections lost.",
+         StrCat(s.backend_failures.load()));
+  Metric(out, "pgshift_config_generation", "gauge",
+         "Reloads applied since start (0 = the file read at start).",
+         StrCat(settings->generation));
+
+  out += "# HELP pgshift_table_phase The migration phase of each configured table (1 = current).\n"
+         "# TYPE pgshift_table_phase gauge\n";
+  for (const auto& t : settings->config->tables) {
+    for (const auto& [name, phase] : routing::kPhaseNames) {
+      out += StrCat("pgshift_table_phase{table=\"", Label(t.name), "\",phase=\"", name, "\"} ",
+                    phase == t.phase ? "1" : "0", "\n");
+    }
+  }
+
+  Stats::Latency l = s.latency();
+  out += "# HELP pgshift_query_duration_seconds Query cycles through pgshift, from the client's "
+         "Query/Sync/FunctionCall to the ReadyForQuery answering it.\n"
+         "# TYPE pgshift_query_duration_seconds histogram\n";
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < Stats::kLatencyBuckets.size(); ++i) {
+    cumulative += l.buckets[i];
+    out += StrCat("pgshift_query_duration_seconds_bucket{le=\"", Stats::kLatencyBuckets[i], "\"} ",
+                  cumulative, "\n");
+  }
+  out += StrCat("pgshift_query_duration_seconds_bucket{le=\"+Inf\"} ", l.count, "\n");
+  out += StrCat("pgshift_query_duration_seconds_sum ", l.sum_seconds, "\n");
+  out += StrCat("pgshift_query_duration_seconds_count ", l.count, "\n");
+  return out;
+}
+
+awaitable<void> ServeMetrics(Server& server, tcp::socket socket) {
+  // A scraper that connects and says nothing must not hold the thread: the
+  // connection gets five seconds.
+  asio::steady_timer deadline(socket.get_executor());
+  deadline.expires_after(std::chrono::seconds(5));
+  deadline.async_wait([&socket](error_code ec) {
+    if (!ec) socket.close(ec);
+  });
+  std::string request;
+  char buf[1024];
+  error_code ec;
+  while (request.find("\r\n\r\n") == std::string::npos && request.size() < 8192) {
+    size_t n = co_await socket.async_read_some(asio::buffer(buf), WithError(ec));
+    if (ec) break;
+    request.append(buf, n);
+  }
+  std::string status, body, type = "text/plain; charset=utf-8";
+  if (ec) {
+    deadline.cancel();
+    co_return;
+  }
+  if (request.starts_with("GET /metrics ") || request.starts_with("GET /metrics?")) {
+    status = "200 OK";
+    body = PrometheusText(server);
+    type = "text/plain; version=0.0.4; charset=utf-8";
+  } else if (request.starts_with("GET ")) {
+    status = "404 Not Found";
+    body = "pgshift serves /metrics only\n";
+  } else {
+    status = "405 Method Not Allowed";
+    body = "pgshift answers GET /metrics only\n";
+  }
+  std::string response = StrCat("HTTP/1.1 ", status, "\r\nContent-Type: ", type,
+                                "\r\nContent-Length: ", body.size(),
+                                "\r\nConnection: close\r\n\r\n", body);
+  co_await asio::async_write(socket, asio::buffer(response), WithError(ec));
+  deadline.cancel();
+  socket.shutdown(tcp::socket::shutdown_both, ec);
+  socket.close(ec);
+}
+
+}  // namespace pgshift::proxy

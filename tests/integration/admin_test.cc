@@ -1,0 +1,125 @@
+// The admin console through psql, and /metrics over HTTP.
+#include <gtest/gtest.h>
+
+#include "tests/integration/environment.h"
+#include "tests/support/pg.h"
+#include "tests/support/pgshift_process.h"
+#include "tests/support/process.h"
+
+namespace pgshift::testing {
+namespace {
+
+class Admin : public ::testing::Test {
+ protected:
+  static std::string Tables(const std::string& channels_phase) {
+    return "[[users]]\nname = \"ops\"\npassword = \"ops_pw\"\nadmin = true\n"
+           "[[users]]\nname = \"app\"\npassword = \"app_pw\"\n"
+           "[[tables]]\nname = \"channels\"\nnew_name = \"channels_v2\"\nphase = \"" +
+           channels_phase +
+           "\"\nkey = [\"id\"]\ncolumns = { title = \"name\" }\n"
+           "[[tables]]\nname = \"app.posts\"\nnew_name = \"app.posts_v2\"\nphase = \"old-only\"\n";
+  }
+  std::string ProxySettings() const {
+    return "auth_method = \"scram-sha-256\"\nadmin_listen = \"127.0.0.1:" +
+           std::to_string(admin_port_) + "\"\nmetrics_listen = \"127.0.0.1:" +
+           std::to_string(metrics_port_) + "\"";
+  }
+  // psql against the console; returns its exit code, output in `out`.
+  int Psql(const std::string& user, const std::string& command, std::string& out) {
+    return CaptureCommand("PGPASSWORD=" + user + "_pw PGCONNECT_TIMEOUT=10 psql -X -h 127.0.0.1 -p " +
+                              std::to_string(admin_port_) + " -U " + user +
+                              " -d pgshift -At -F '|' -c '" + command + "'",
+                          out);
+  }
+  void SetUp() override { ASSERT_TRUE(proxy_.ok()) << proxy_.log(); }
+
+  int admin_port_ = FreePort();
+  int metrics_port_ = FreePort();
+  PgshiftProcess proxy_{Cluster().port(), ProxySettings(), "user = \"postgres\"",
+                        Tables("dual-write")};
+};
+
+TEST_F(Admin, ShowTablesAndConfig) {
+  std::string out;
+  ASSERT_EQ(Psql("ops", "SHOW TABLES", out), 0) << out;
+  EXPECT_NE(out.find("public.channels|public.channels_v2|dual-write|id|title->name|0|fail|false"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("app.posts|app.posts_v2|old-only"), std::string::npos) << out;
+  ASSERT_EQ(Psql("ops", "show config;", out), 0) << out;
+  EXPECT_NE(out.find("proxy.auth_method|scram-sha-256"), std::string::npos) << out;
+  EXPECT_NE(out.find("backends.old.user|postgres"), std::string::npos) << out;
+  EXPECT_EQ(out.find("_pw"), std::string::npos) << "no password is shown: " << out;
+}
+
+TEST_F(Admin, ShowClientsAndStats) {
+  PgConn app(proxy_.ConnInfo("user=app password=app_pw application_name=admin_test"));
+  ASSERT_TRUE(app.ok()) << app.error();
+  ASSERT_TRUE(app.Ok("SELECT 1"));
+  ASSERT_TRUE(app.Ok("BEGIN"));
+  std::string out;
+  ASSERT_EQ(Psql("ops", "SHOW CLIENTS", out), 0) << out;
+  std::string pid = std::to_string(PQbackendPID(app.get()));
+  EXPECT_NE(out.find("|app|postgres|" + pid + "|off|idle in transaction|"), std::string::npos)
+      << out;
+  ASSERT_TRUE(app.Ok("COMMIT"));
+  ASSERT_EQ(Psql("ops", "SHOW CLIENTS", out), 0) << out;
+  EXPECT_NE(out.find("|app|postgres|" + pid + "|off|idle|3|"), std::string::npos) << out;
+  ASSERT_EQ(Psql("ops", "SHOW STATS", out), 0) << out;
+  EXPECT_NE(out.find("sessions|1"), std::string::npos) << out;
+  EXPECT_NE(out.find("queries_total|3"), std::string::npos) << out;
+}
+
+TEST_F(Admin, OnlyAdminsGetIn) {
+  std::string out;
+  EXPECT_NE(Psql("app", "SHOW TABLES", out), 0);
+  EXPECT_NE(out.find("user \"app\" may not use the admin console"), std::string::npos) << out;
+  EXPECT_NE(proxy_.log().find("event=admin_refused"), std::string::npos);
+}
+
+TEST_F(Admin, UnknownCommandsNameTheHelp) {
+  std::string out;
+  EXPECT_NE(Psql("ops", "SHOW EVERYTHING", out), 0);
+  EXPECT_NE(out.find("unknown command \"SHOW EVERYTHING\"; SHOW HELP lists the commands"),
+            std::string::npos)
+      << out;
+  ASSERT_EQ(Psql("ops", "SHOW HELP", out), 0) << out;
+  EXPECT_NE(out.find("RELOAD|"), std::string::npos) << out;
+}
+
+TEST_F(Admin, ReloadAppliesOrRefusesWithTheReason) {
+  proxy_.RewriteConfig(ProxySettings(), "user = \"postgres\"", Tables("shadow-read"));
+  std::string out;
+  ASSERT_EQ(Psql("ops", "RELOAD", out), 0) << out;
+  ASSERT_EQ(Psql("ops", "SHOW TABLES", out), 0) << out;
+  EXPECT_NE(out.find("public.channels|public.channels_v2|shadow-read"), std::string::npos) << out;
+
+  proxy_.RewriteConfig(ProxySettings(), "user = \"postgres\"", Tables("new-only"));
+  EXPECT_NE(Psql("ops", "RELOAD", out), 0);
+  EXPECT_NE(out.find("shadow-read -> new-only skips new-primary"), std::string::npos) << out;
+  ASSERT_EQ(Psql("ops", "SHOW TABLES", out), 0) << out;
+  EXPECT_NE(out.find("|shadow-read|"), std::string::npos) << "the running config stays: " << out;
+}
+
+TEST_F(Admin, MetricsOverHttp) {
+  PgConn app(proxy_.ConnInfo("user=app password=app_pw"));
+  ASSERT_TRUE(app.ok()) << app.error();
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(app.Ok("SELECT 1"));
+  std::string response = HttpExchange(metrics_port_, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_TRUE(response.starts_with("HTTP/1.1 200 OK\r\n")) << response;
+  EXPECT_NE(response.find("Content-Type: text/plain; version=0.0.4"), std::string::npos);
+  EXPECT_NE(response.find("\npgshift_sessions 1\n"), std::string::npos) << response;
+  EXPECT_NE(response.find("\npgshift_query_duration_seconds_count 5\n"), std::string::npos)
+      << response;
+  EXPECT_NE(response.find("pgshift_query_duration_seconds_bucket{le=\"+Inf\"} 5\n"),
+            std::string::npos);
+  EXPECT_NE(response.find("pgshift_table_phase{table=\"public.channels\",phase=\"dual-write\"} 1"),
+            std::string::npos);
+  EXPECT_NE(response.find("pgshift_table_phase{table=\"public.channels\",phase=\"old-only\"} 0"),
+            std::string::npos);
+  EXPECT_TRUE(HttpExchange(metrics_port_, "GET / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+  EXPECT_TRUE(HttpExchange(metrics_port_, "POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
+}
+
+}  // namespace
+}  // namespace pgshift::testing
