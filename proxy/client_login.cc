@@ -106,13 +106,9 @@ awaitable<std::optional<std::string>> ClientLogin::ReadAuthResponse(std::string_
 
 awaitable<bool> ClientLogin::AuthenticateMd5(const std::string& user,
                                              const routing::UserConfig* entry) {
-  protocol::Authentication request;
-  request.code = protocol::Authentication::kMd5Password;
-  request.salt.resize(4);
+  auto request = protocol::Authentication::Md5Password(std::string(4, '\0'));
   RAND_bytes(reinterpret_cast<unsigned char*>(request.salt.data()), 4);
-  std::string out;
-  request.Encode(out);
-  co_await Send(out);
+  co_await Ask(request);
   auto payload = co_await ReadAuthResponse("md5");
   if (!payload) co_return false;
   auto password = protocol::PasswordMessage::Decode(*payload);
@@ -133,12 +129,8 @@ awaitable<bool> ClientLogin::AuthenticateScram(const Settings& settings, const s
   const protocol::ScramVerifier* verifier = entry ? settings.ScramVerifierFor(user) : nullptr;
   protocol::ScramServer scram =
       verifier ? protocol::ScramServer(*verifier) : protocol::ScramServer::Doomed();
-  protocol::Authentication request;
-  request.code = protocol::Authentication::kSasl;
-  request.mechanisms = {std::string(protocol::kScramSha256)};
-  std::string out;
-  request.Encode(out);
-  co_await Send(out);
+  auto request = protocol::Authentication::Sasl({std::string(protocol::kScramSha256)});
+  co_await Ask(request);
 
   auto payload = co_await ReadAuthResponse("scram-sha-256");
   if (!payload) co_return false;
@@ -156,12 +148,8 @@ awaitable<bool> ClientLogin::AuthenticateScram(const Settings& settings, const s
                          "bad message");
     co_return false;
   }
-  out.clear();
-  protocol::Authentication cont;
-  cont.code = protocol::Authentication::kSaslContinue;
-  cont.data = *server_first;
-  cont.Encode(out);
-  co_await Send(out);
+  auto cont = protocol::Authentication::SaslContinue(*server_first);
+  co_await Ask(cont);
 
   payload = co_await ReadAuthResponse("scram-sha-256");
   if (!payload) co_return false;
@@ -178,12 +166,8 @@ awaitable<bool> ClientLogin::AuthenticateScram(const Settings& settings, const s
     co_await RejectLogin(code, std::move(text), "scram-sha-256", reason);
     co_return false;
   }
-  out.clear();
-  protocol::Authentication final_message;
-  final_message.code = protocol::Authentication::kSaslFinal;
-  final_message.data = *server_final;
-  final_message.Encode(out);
-  co_await Send(out);
+  auto final_message = protocol::Authentication::SaslFinal(*server_final);
+  co_await Ask(final_message);
   co_return writable_;
 }
 
@@ -193,6 +177,12 @@ awaitable<void> ClientLogin::RejectLogin(std::string_view code, std::string mess
   LogEvent(LogLevel::kWarning, "auth_failed",
            {{"client", address_}, {"user", user_}, {"method", method}, {"reason", reason}});
   co_await Fail(Fatal(code, message));
+}
+
+awaitable<void> ClientLogin::Ask(const protocol::Authentication& request) {
+  std::string out;
+  request.Encode(out);
+  co_await Send(out);
 }
 
 awaitable<void> ClientLogin::Send(std::string_view bytes) {

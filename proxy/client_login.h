@@ -9,6 +9,7 @@
 #include <variant>
 
 #include "protocol/error_fields.h"
+#include "protocol/messages/authentication.h"
 #include "protocol/messages/startup.h"
 #include "proxy/asio.h"
 #include "proxy/packet_buffer.h"
@@ -41,6 +42,9 @@ class ClientLogin {
   bool writable() const { return writable_; }
 
  private:
+  // Sends an authentication request. Callers pass a named object: GCC 12
+  // miscompiles aggregate temporaries inside co_await.
+  awaitable<void> Ask(const protocol::Authentication& request);
   awaitable<bool> AuthenticateMd5(const std::string& user, const routing::UserConfig* entry);
   awaitable<bool> AuthenticateScram(const Settings& settings, const std::string& user,
                                     const routing::UserConfig* entry);

@@ -169,8 +169,17 @@ int Server::Run() {
     return 1;
   }
   asio::co_spawn(main_, Accept(), asio::detached);
-  if (admin_acceptor_) asio::co_spawn(main_, AcceptAdmin(), asio::detached);
-  if (metrics_acceptor_) asio::co_spawn(main_, AcceptMetrics(), asio::detached);
+  if (admin_acceptor_) {
+    asio::co_spawn(main_,
+                   AcceptOnMain(*admin_acceptor_, [this](tcp::socket s) { ServeAdmin(std::move(s)); }),
+                   asio::detached);
+  }
+  if (metrics_acceptor_) {
+    asio::co_spawn(main_, AcceptOnMain(*metrics_acceptor_, [this](tcp::socket s) {
+                     asio::co_spawn(main_, ServeMetrics(*this, std::move(s)), asio::detached);
+                   }),
+                   asio::detached);
+  }
   asio::co_spawn(main_, HandleSignals(), asio::detached);
   main_.run();
   for (auto& w : workers_) {
@@ -215,32 +224,25 @@ awaitable<void> Server::Accept() {
 
 // The admin console and metrics are served from main_: little traffic, and
 // it keeps them responsive however busy the workers are.
-awaitable<void> Server::AcceptAdmin() {
-  while (admin_acceptor_->is_open()) {
+awaitable<void> Server::AcceptOnMain(tcp::acceptor& acceptor,
+                                     std::function<void(tcp::socket)> serve) {
+  while (acceptor.is_open()) {
     error_code ec;
-    tcp::socket socket = co_await admin_acceptor_->async_accept(WithError(ec));
+    tcp::socket socket = co_await acceptor.async_accept(WithError(ec));
     if (ec) {
-      if (ec == asio::error::operation_aborted || !admin_acceptor_->is_open()) break;
+      if (ec == asio::error::operation_aborted || !acceptor.is_open()) break;
       continue;
     }
-    auto console = std::make_shared<AdminConsole>(*this, std::move(socket));
-    std::erase_if(admin_consoles_, [](const auto& weak) { return weak.expired(); });
-    admin_consoles_.push_back(console);
-    asio::co_spawn(
-        main_, [console]() -> awaitable<void> { co_await console->Run(); }, asio::detached);
+    serve(std::move(socket));
   }
 }
 
-awaitable<void> Server::AcceptMetrics() {
-  while (metrics_acceptor_->is_open()) {
-    error_code ec;
-    tcp::socket socket = co_await metrics_acceptor_->async_accept(WithError(ec));
-    if (ec) {
-      if (ec == asio::error::operation_aborted || !metrics_acceptor_->is_open()) break;
-      continue;
-    }
-    asio::co_spawn(main_, ServeMetrics(*this, std::move(socket)), asio::detached);
-  }
+void Server::ServeAdmin(tcp::socket socket) {
+  auto console = std::make_shared<AdminConsole>(*this, std::move(socket));
+  std::erase_if(admin_consoles_, [](const auto& weak) { return weak.expired(); });
+  admin_consoles_.push_back(console);
+  asio::co_spawn(
+      main_, [console]() -> awaitable<void> { co_await console->Run(); }, asio::detached);
 }
 
 awaitable<void> Server::HandleSignals() {

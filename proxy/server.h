@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -68,8 +69,9 @@ class Server {
  private:
   absl::Status Setup();
   awaitable<void> Accept();
-  awaitable<void> AcceptAdmin();
-  awaitable<void> AcceptMetrics();
+  // Accepts on a main_ acceptor until it is closed, handing each connection to `serve`.
+  awaitable<void> AcceptOnMain(tcp::acceptor& acceptor, std::function<void(tcp::socket)> serve);
+  void ServeAdmin(tcp::socket socket);
   // Opens a listening socket on main_.
   absl::StatusOr<std::unique_ptr<tcp::acceptor>> Listen(std::string_view key,
                                                         const routing::Endpoint& where);

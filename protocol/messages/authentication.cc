@@ -4,6 +4,34 @@
 
 namespace pgshift::protocol {
 
+Authentication Authentication::Md5Password(std::string salt) {
+  Authentication a;
+  a.code = kMd5Password;
+  a.salt = std::move(salt);
+  return a;
+}
+
+Authentication Authentication::Sasl(std::vector<std::string> mechanisms) {
+  Authentication a;
+  a.code = kSasl;
+  a.mechanisms = std::move(mechanisms);
+  return a;
+}
+
+Authentication Authentication::SaslContinue(std::string data) {
+  Authentication a;
+  a.code = kSaslContinue;
+  a.data = std::move(data);
+  return a;
+}
+
+Authentication Authentication::SaslFinal(std::string data) {
+  Authentication a;
+  a.code = kSaslFinal;
+  a.data = std::move(data);
+  return a;
+}
+
 absl::StatusOr<Authentication> Authentication::Decode(std::string_view payload) {
   MessageReader r(payload);
   Authentication m;

@@ -30,6 +30,11 @@ struct Authentication {
   std::vector<std::string> mechanisms;  // kSasl
   std::string data;                     // kSaslContinue, kSaslFinal, GSS
 
+  static Authentication Md5Password(std::string salt);
+  static Authentication Sasl(std::vector<std::string> mechanisms);
+  static Authentication SaslContinue(std::string data);
+  static Authentication SaslFinal(std::string data);
+
   static absl::StatusOr<Authentication> Decode(std::string_view payload);
   void Encode(std::string& out) const;
   bool operator==(const Authentication&) const = default;
