@@ -84,3 +84,27 @@ TEST(Cancel, UnknownKeysAreIgnored) {
 
 }  // namespace
 }  // namespace pgshift::testing
+
+namespace pgshift::testing {
+namespace {
+
+TEST(Shutdown, SigintIsGracefulToo) {
+  PgshiftProcess proxy(Cluster().port());
+  ASSERT_TRUE(proxy.ok());
+  PgConn idle(proxy.ConnInfo());
+  ASSERT_TRUE(idle.ok());
+  kill(proxy.pid(), SIGINT);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (proxy.log().find("event=stopped") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_NE(proxy.log().find("event=shutdown_started signal=SIGINT"), std::string::npos);
+  EXPECT_FALSE(idle.Ok("SELECT 1"));
+  EXPECT_NE(idle.error().find("terminating connection due to administrator command"),
+            std::string::npos);
+  EXPECT_EQ(proxy.Stop(), 0) << proxy.log();
+}
+
+}  // namespace
+}  // namespace pgshift::testing
