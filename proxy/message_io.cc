@@ -25,9 +25,9 @@ awaitable<absl::StatusOr<std::string>> ReadFramed(Stream& stream, PacketBuffer& 
 
 awaitable<absl::StatusOr<std::string>> ReadWholeMessage(Stream& stream, PacketBuffer& buffer,
                                                         const protocol::TypeSet& allowed,
-                                                        error_code& ec) {
-  return ReadFramed(stream, buffer, ec, [&](std::string_view data) {
-    return protocol::CompleteMessageSize(data, allowed, kMaxAuthMessageSize);
+                                                        error_code& ec, size_t max_message_size) {
+  return ReadFramed(stream, buffer, ec, [&allowed, max_message_size](std::string_view data) {
+    return protocol::CompleteMessageSize(data, allowed, max_message_size);
   });
 }
 

@@ -1,5 +1,5 @@
-// Reading whole messages during startup and authentication, where every
-// message is small and must be seen complete. (The relay streams instead.)
+// Reading whole messages where each must be seen complete: startup and
+// authentication, and pgshift's own queries. (The relay streams instead.)
 #pragma once
 
 #include <string>
@@ -17,9 +17,9 @@ inline constexpr size_t kMaxAuthMessageSize = 64 * 1024;
 
 // One whole message (header included). A transport error comes back in `ec`
 // with an empty result; a bad header as an error status.
-awaitable<absl::StatusOr<std::string>> ReadWholeMessage(Stream& stream, PacketBuffer& buffer,
-                                                        const protocol::TypeSet& allowed,
-                                                        error_code& ec);
+awaitable<absl::StatusOr<std::string>> ReadWholeMessage(
+    Stream& stream, PacketBuffer& buffer, const protocol::TypeSet& allowed, error_code& ec,
+    size_t max_message_size = kMaxAuthMessageSize);
 
 // One startup-phase packet (no type byte), length word included.
 awaitable<absl::StatusOr<std::string>> ReadStartupPacket(Stream& stream, PacketBuffer& buffer,

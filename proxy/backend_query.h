@@ -1,0 +1,39 @@
+// pgshift's own queries on a backend connection (catalog reads now; mirror
+// and divergence writes later), in the simple query protocol.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "proxy/asio.h"
+#include "proxy/packet_buffer.h"
+#include "proxy/stream.h"
+
+namespace pgshift::proxy {
+
+struct QueryResult {
+  std::vector<std::string> columns;
+  std::vector<std::vector<std::optional<std::string>>> rows;  // text format; nullopt = NULL
+  std::string tag;                                            // CommandComplete, e.g. "SELECT 3"
+};
+
+// Runs `sql` (one statement) on an idle backend connection and reads up to
+// its ReadyForQuery, so the connection is ready again afterwards. A server
+// error comes back as a status carrying its SQLSTATE and message; a broken
+// connection as Unavailable.
+awaitable<absl::StatusOr<QueryResult>> RunQuery(Stream& backend, PacketBuffer& buffer,
+                                                std::string_view sql);
+
+// `text` as a SQL string literal, safe whatever it holds.
+std::string QuoteLiteral(std::string_view text);
+
+// The columns of `table` ("schema.name", each part as PostgreSQL stores it)
+// in attribute order; NotFound when there is no such table.
+awaitable<absl::StatusOr<std::vector<std::string>>> ReadTableColumns(Stream& backend,
+                                                                     PacketBuffer& buffer,
+                                                                     std::string_view table);
+
+}  // namespace pgshift::proxy
