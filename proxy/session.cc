@@ -3,6 +3,7 @@
 #include "common/strings.h"
 #include "protocol/messages/authentication.h"
 #include "protocol/messages/error_response.h"
+#include "protocol/messages/ready_for_query.h"
 #include "proxy/backend_login.h"
 #include "proxy/client_login.h"
 #include "proxy/log.h"
@@ -54,7 +55,6 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       case 'Q':
       case 'S':
       case 'F':
-        ++s_.pending_results_;
         ++s_.queries_;
         s_.NoteSent();
         break;
@@ -93,8 +93,12 @@ class Session::BackendToClient : public protocol::FrameHandler {
     return protocol::Delivery::kStream;
   }
   void OnWhole(char, std::string_view bytes) override {
-    s_.transaction_status_ = bytes[protocol::kHeaderSize];
-    if (s_.pending_results_ > 0) --s_.pending_results_;
+    auto ready = protocol::ReadyForQuery::Decode(bytes.substr(protocol::kHeaderSize));
+    if (!ready.ok()) {
+      error = std::string(MessageOf(ready.status()));
+      return;
+    }
+    s_.transaction_status_ = ready->status;
     s_.NoteAnswered();
     // Between transactions: the next one runs under the newest settings.
     if (s_.transaction_status_ == 'I' &&
@@ -344,7 +348,7 @@ awaitable<void> Session::PumpBackendToClient() {
 }
 
 bool Session::IdleOutsideTransaction() const {
-  return pending_results_ == 0 && transaction_status_ == 'I' && !client_sent_partial_ &&
+  return PendingResults() == 0 && transaction_status_ == 'I' && !client_sent_partial_ &&
          !client_mid_message_;
 }
 
@@ -367,7 +371,7 @@ void Session::NoteAnswered() {
 }
 
 void Session::PublishState() {
-  published_state_.store(pending_results_ > 0 ? 'a' : transaction_status_,
+  published_state_.store(PendingResults() > 0 ? 'a' : transaction_status_,
                          std::memory_order_relaxed);
   published_queries_.store(queries_, std::memory_order_relaxed);
 }

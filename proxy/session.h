@@ -64,9 +64,12 @@ class Session : public std::enable_shared_from_this<Session> {
   // Records why the session ends (first reason wins) and stops both pumps.
   void End(std::optional<protocol::ErrorFields> final_error);
   bool IdleOutsideTransaction() const;
-  // Query timing: a message that ReadyForQuery will answer was sent, or answered.
+  // A Query, Sync or FunctionCall was sent (ReadyForQuery will answer it),
+  // or answered. Also times the query cycle.
   void NoteSent();
   void NoteAnswered();
+  // Sent and not yet answered.
+  uint32_t PendingResults() const { return sent_count_ + untimed_; }
   // Makes the relay's state visible to Describe().
   void PublishState();
 
@@ -93,8 +96,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::atomic<uint64_t> published_queries_{0};
   uint64_t queries_ = 0;
   // Send times of unanswered queries, oldest first. When more are in flight
-  // than fit, timing pauses until the backlog drains, so answers never pair
-  // with the wrong query.
+  // than fit, the rest are only counted (untimed_) until the backlog drains,
+  // so answers never pair with the wrong query.
   using Clock = std::chrono::steady_clock;
   std::array<Clock::time_point, 32> sent_at_;
   uint32_t sent_head_ = 0;
@@ -112,7 +115,6 @@ class Session : public std::enable_shared_from_this<Session> {
   bool client_mid_message_ = false;    // the client has been sent part of a message
   bool client_sent_partial_ = false;   // the backend has been sent part of a message
   char transaction_status_ = 'I';
-  int pending_results_ = 0;            // Query/Sync/FunctionCall not yet answered by ReadyForQuery
   char last_backend_type_ = 0;
   std::optional<protocol::ErrorFields> final_error_;
   std::unique_ptr<asio::steady_timer> backend_pump_done_;

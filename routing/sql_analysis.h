@@ -36,10 +36,6 @@ struct StatementInfo {
   std::set<std::string> writes;
   // This statement's own text, for routing a multi-statement query part by part.
   std::string sql;
-
-  bool touches(const std::string& table) const {
-    return reads.contains(table) || writes.contains(table);
-  }
 };
 
 // Analyses every statement of `sql`. A syntax error comes back as an
