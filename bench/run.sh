@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
-# pgshift's passthrough benchmark: direct PostgreSQL vs pgbouncer (session
-# mode, when installed) vs pgshift, measured side by side in one run, with
-# the targets alternating in rounds so that drift hits all of them alike.
+# pgshift's passthrough and routing benchmark: direct PostgreSQL vs
+# pgbouncer (session mode, when installed) vs pgshift, measured side by side
+# in one run, with the targets alternating in rounds so that drift hits all
+# of them alike. pgshift runs three times over:
+#   pgshift           no configured tables (pure passthrough)
+#   pgshift-loaded    the demo's tables configured as migrating; pgbench's
+#                     own tables are untouched (the fast path)
+#   pgshift-new-only  pgbench_accounts in new-only, moved to accounts_v2
+#                     with abalance renamed balance (every statement on it
+#                     planned and rewritten)
 #
 #   bench/run.sh [--seconds N] [--rounds N] [--scale N]
 #
@@ -28,14 +35,14 @@ cmake --build build --target pgshift >/dev/null
 out=$root/bench/out
 rm -rf "$out"
 mkdir -p "$out"
-pg_port=55610 shift_port=55611 bouncer_port=55612
+pg_port=55610 shift_port=55611 bouncer_port=55612 loaded_port=55613 new_only_port=55614
 
 as_postgres() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
 cleanup() {
-  [ -n "${shift_pid:-}" ] && kill "$shift_pid" 2>/dev/null || true
+  for pid in ${shift_pids:-}; do kill "$pid" 2>/dev/null || true; done
   [ -f "$out/pgbouncer.pid" ] && kill "$(cat "$out/pgbouncer.pid")" 2>/dev/null || true
   scripts/pg-cluster.sh stop "$out/pg" || true
 }
@@ -44,19 +51,56 @@ trap cleanup EXIT
 scripts/pg-cluster.sh start "$out/pg" "$pg_port"
 pgbench -h 127.0.0.1 -p $pg_port -U postgres -i -s "$scale" -q postgres >/dev/null 2>&1
 
-cat >"$out/pgshift.toml" <<TOML
+# The new home of pgbench_accounts, for the new-only run: the same rows,
+# abalance renamed.
+psql -h 127.0.0.1 -p $pg_port -U postgres -q postgres <<'SQL' >/dev/null
+CREATE TABLE accounts_v2 AS SELECT aid, bid, abalance AS balance, filler FROM pgbench_accounts;
+ALTER TABLE accounts_v2 ADD PRIMARY KEY (aid);
+VACUUM ANALYZE accounts_v2;
+SQL
+
+start_pgshift() {  # name port tables-toml
+  cat >"$out/$1.toml" <<TOML
 [proxy]
-listen = "127.0.0.1:$shift_port"
+listen = "127.0.0.1:$2"
 max_clients = 1000
 [backends.old]
 host = "127.0.0.1"
 port = $pg_port
+dbname = "postgres"
+user = "postgres"
 sslmode = "disable"
+$3
 TOML
-build/pgshift serve --config "$out/pgshift.toml" --log-level warning 2>"$out/pgshift.log" &
+  build/pgshift serve --config "$out/$1.toml" --log-level warning 2>"$out/$1.log" &
+  shift_pids="${shift_pids:-} $!"
+}
+start_pgshift pgshift $shift_port ""
 shift_pid=$!
+start_pgshift pgshift-loaded $loaded_port '
+[[tables]]
+name = "channels"
+new_name = "channels_v2"
+phase = "new-only"
+columns = { title = "name" }
+[[tables]]
+name = "posts"
+new_name = "posts_v2"
+phase = "new-only"
+[[tables]]
+name = "comments"
+new_name = "comments_v2"
+phase = "dual-write"'
+start_pgshift pgshift-new-only $new_only_port '
+[[tables]]
+name = "pgbench_accounts"
+new_name = "accounts_v2"
+phase = "new-only"
+key = ["aid"]
+columns = { abalance = "balance" }'
 
-targets="direct:$pg_port pgshift:$shift_port"
+shift_targets="pgshift:$shift_port pgshift-loaded:$loaded_port pgshift-new-only:$new_only_port"
+targets="direct:$pg_port $shift_targets"
 if command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ]; then
   bouncer=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
   [ "$(id -u)" -eq 0 ] && chown -R postgres "$out"
@@ -78,7 +122,7 @@ INI
   echo '"postgres" ""' >"$out/userlist.txt"
   [ "$(id -u)" -eq 0 ] && chown postgres "$out/pgbouncer.ini" "$out/userlist.txt"
   as_postgres "$bouncer" -d "$out/pgbouncer.ini" >/dev/null 2>&1
-  targets="direct:$pg_port pgbouncer:$bouncer_port pgshift:$shift_port"
+  targets="direct:$pg_port pgbouncer:$bouncer_port $shift_targets"
 fi
 for t in $targets; do
   port=${t#*:}
@@ -87,6 +131,12 @@ for t in $targets; do
     sleep 0.1
   done
 done
+
+# The new-only target must really answer from accounts_v2.
+psql -h 127.0.0.1 -p $pg_port -U postgres -qc "UPDATE accounts_v2 SET balance = -4242 WHERE aid = 1" postgres
+seen=$(psql -h 127.0.0.1 -p $new_only_port -U postgres -Atc "SELECT abalance FROM pgbench_accounts WHERE aid = 1" postgres)
+[ "$seen" = "-4242" ] || { echo "pgshift-new-only does not answer from accounts_v2 (got '$seen')" >&2; exit 1; }
+psql -h 127.0.0.1 -p $pg_port -U postgres -qc "UPDATE accounts_v2 SET balance = 0 WHERE aid = 1" postgres
 
 # workload name, then pgbench arguments
 workloads=(
@@ -136,7 +186,7 @@ if [ -f "$out/pgbouncer.pid" ]; then
 fi
 
 echo
-echo "## Passthrough ($rounds rounds x ${seconds}s per workload and target, pgbench scale $scale, $(nproc) cores)"
+echo "## Passthrough and routing ($rounds rounds x ${seconds}s per workload and target, pgbench scale $scale, $(nproc) cores)"
 echo
 awk -F'\t' -v order="$(for t in $targets; do printf '%s ' "${t%%:*}"; done)" '
   { tps[$2 SUBSEP $3] += $4; lat[$2 SUBSEP $3] += $5; n[$2 SUBSEP $3]++;

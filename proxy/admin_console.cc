@@ -66,14 +66,16 @@ std::string Join(const std::vector<std::string>& items) {
   return out;
 }
 
-Table ShowTables(const routing::Config& c) {
-  Table t{{"table", "new_name", "phase", "key", "renamed_columns", "shadow_sample",
-           "on_mirror_error", "force"},
+Table ShowTables(const routing::Config& c, routing::TableCounterRegistry& counters) {
+  Table t{{"table", "new_name", "phase", "reads", "writes", "refused", "key", "renamed_columns",
+           "shadow_sample", "on_mirror_error", "force"},
           {}};
   for (const auto& tab : c.tables) {
     std::vector<std::string> renames;
     for (const auto& [from, to] : tab.columns) renames.push_back(StrCat(from, "->", to));
+    const routing::TableCounters& n = counters.For(tab.name);
     t.rows.push_back({tab.name, tab.new_name, std::string(routing::PhaseName(tab.phase)),
+                      StrCat(n.reads.load()), StrCat(n.writes.load()), StrCat(n.refused.load()),
                       Join(tab.key), Join(renames), StrCat(tab.shadow_sample),
                       tab.on_mirror_error == routing::MirrorErrorPolicy::kFail ? "fail" : "log",
                       tab.force ? "true" : "false"});
@@ -245,7 +247,7 @@ std::string AdminConsole::Execute(std::string_view sql) {
   if (words.empty()) {
     protocol::EmptyQueryResponse{}.Encode(out);
   } else if (words.size() == 2 && words[0] == "SHOW" && words[1] == "TABLES") {
-    ShowTables(*server_.settings()->config).Encode(out, "SHOW");
+    ShowTables(*server_.settings()->config, server_.table_counters()).Encode(out, "SHOW");
   } else if (words.size() == 2 && words[0] == "SHOW" && words[1] == "CLIENTS") {
     ShowClients(server_.ListClients()).Encode(out, "SHOW");
   } else if (words.size() == 2 && words[0] == "SHOW" && words[1] == "CONFIG") {

@@ -59,6 +59,26 @@ std::string PrometheusText(Server& server) {
     }
   }
 
+  struct TableMetric {
+    const char* name;
+    const char* help;
+    std::atomic<uint64_t> routing::TableCounters::*field;
+  };
+  for (const TableMetric& m :
+       {TableMetric{"reads", "Statements run that read the table.", &routing::TableCounters::reads},
+        TableMetric{"writes", "Statements run that wrote the table.",
+                    &routing::TableCounters::writes},
+        TableMetric{"refused", "Statements on the table that pgshift refused.",
+                    &routing::TableCounters::refused}}) {
+    out += StrCat("# HELP pgshift_table_", m.name, "_total ", m.help, "\n# TYPE pgshift_table_",
+                  m.name, "_total counter\n");
+    for (const auto& t : settings->config->tables) {
+      const routing::TableCounters& n = server.table_counters().For(t.name);
+      out += StrCat("pgshift_table_", m.name, "_total{table=\"", Label(t.name), "\"} ",
+                    (n.*m.field).load(), "\n");
+    }
+  }
+
   Stats::Latency l = s.latency();
   out += "# HELP pgshift_query_duration_seconds Query cycles through pgshift, from the client's "
          "Query/Sync/FunctionCall to the ReadyForQuery answering it.\n"

@@ -6,6 +6,7 @@
 
 #include "common/strings.h"
 #include "proxy/admin_console.h"
+#include "proxy/catalog_reader.h"
 #include "proxy/log.h"
 #include "proxy/metrics_endpoint.h"
 #include "proxy/session.h"
@@ -14,9 +15,11 @@ namespace pgshift::proxy {
 
 namespace {
 
-SettingsPtr MakeSettings(routing::ConfigPtr config, uint64_t generation) {
+SettingsPtr MakeSettings(routing::ConfigPtr config, uint64_t generation, routing::Catalog catalog,
+                         routing::TableCounterRegistry& counters) {
   auto settings = std::make_shared<Settings>();
   settings->generation = generation;
+  settings->router = std::make_shared<routing::Router>(config, std::move(catalog), counters);
   if (config->proxy.auth_method == routing::AuthMethod::kScramSha256) {
     for (const routing::UserConfig& u : config->users) {
       if (u.password.empty()) continue;
@@ -41,7 +44,8 @@ const protocol::ScramVerifier* Settings::ScramVerifierFor(const std::string& use
 }
 
 Server::Server(std::string config_path, routing::ConfigPtr config)
-    : config_path_(std::move(config_path)), settings_(MakeSettings(std::move(config), 0)) {}
+    : config_path_(std::move(config_path)),
+      settings_(MakeSettings(std::move(config), 0, {}, table_counters_)) {}
 
 Server::~Server() {
   for (auto& w : workers_) {
@@ -100,6 +104,21 @@ absl::Status Server::Setup() {
   // Toward backends TLS encrypts but does not verify, as libpq's sslmode=require.
   backend_tls_ = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
   backend_tls_->set_verify_mode(asio::ssl::verify_none);
+
+  // A new table that cannot be read now is served all the same (its
+  // statements fail on the server or, for `*` over renamed columns, are
+  // refused); the operator is told which and why.
+  CatalogReadResult catalog = ReadCatalog(config, *backend_tls_);
+  for (const CatalogReadResult::Problem& problem : catalog.problems) {
+    LogEvent(LogLevel::kWarning, "catalog_unreadable",
+             {{"table", problem.table}, {"reason", problem.reason}});
+  }
+  {
+    SettingsPtr with_catalog = MakeSettings(settings->config, settings->generation,
+                                            std::move(catalog.catalog), table_counters_);
+    absl::MutexLock lock(&settings_mutex_);
+    settings_ = with_catalog;
+  }
 
   auto listener = Listen("proxy.listen", p.listen);
   if (!listener.ok()) return listener.status();
@@ -295,18 +314,36 @@ absl::Status Server::Reload() {
   restart_needed("proxy.metrics_listen", EndpointText(was.metrics_listen),
                  EndpointText(now.metrics_listen));
 
-  for (const routing::TableConfig& t : (*next)->tables) {
-    routing::Phase before = routing::Phase::kOldOnly;
+  auto phase_before = [&](const routing::TableConfig& t) {
     for (const routing::TableConfig& old : current->config->tables) {
-      if (old.name == t.name) before = old.phase;
+      if (old.name == t.name) return old.phase;
     }
+    return routing::Phase::kOldOnly;
+  };
+  // A table cannot move toward new while its new table cannot be read.
+  CatalogReadResult catalog = ReadCatalog(**next, *backend_tls_);
+  for (const CatalogReadResult::Problem& problem : catalog.problems) {
+    for (const routing::TableConfig& t : (*next)->tables) {
+      if (!problem.blocking || t.name != problem.table || t.phase == phase_before(t)) continue;
+      absl::Status refused = absl::FailedPreconditionError(StrCat(
+          t.name, " cannot move to ", routing::PhaseName(t.phase), ": ", problem.reason));
+      LogEvent(LogLevel::kError, "config_rejected",
+               {{"file", config_path_}, {"table", t.name}, {"reason", MessageOf(refused)}});
+      return refused;
+    }
+    LogEvent(LogLevel::kWarning, "catalog_unreadable",
+             {{"table", problem.table}, {"reason", problem.reason}});
+  }
+  for (const routing::TableConfig& t : (*next)->tables) {
+    routing::Phase before = phase_before(t);
     if (before != t.phase) {
       LogEvent(LogLevel::kInfo, "phase_changed",
                {{"table", t.name}, {"from", routing::PhaseName(before)},
                 {"to", routing::PhaseName(t.phase)}, {"forced", t.force ? "true" : "false"}});
     }
   }
-  SettingsPtr installed = MakeSettings(*next, current->generation + 1);
+  SettingsPtr installed =
+      MakeSettings(*next, current->generation + 1, std::move(catalog.catalog), table_counters_);
   {
     absl::MutexLock lock(&settings_mutex_);
     settings_ = installed;

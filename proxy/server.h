@@ -18,6 +18,7 @@
 #include "proxy/cancel_registry.h"
 #include "proxy/stats.h"
 #include "routing/config.h"
+#include "routing/router.h"
 
 namespace pgshift::proxy {
 
@@ -33,6 +34,9 @@ struct Settings {
   // SCRAM verifiers of [[users]], derived once rather than per login.
   absl::flat_hash_map<std::string, protocol::ScramVerifier> verifiers;
   uint64_t generation = 0;
+  // Plans statements for this configuration; its plan cache lives and dies
+  // with these settings.
+  std::shared_ptr<routing::Router> router;
 
   const protocol::ScramVerifier* ScramVerifierFor(const std::string& user) const;
 };
@@ -55,6 +59,7 @@ class Server {
   asio::ssl::context& backend_tls() { return *backend_tls_; }
   CancelRegistry& cancels() { return cancels_; }
   Stats& stats() { return stats_; }
+  routing::TableCounterRegistry& table_counters() { return table_counters_; }
   int live_sessions() const { return live_sessions_.load(); }
   // SIGHUP and RELOAD: read the file again; install it if it is valid and
   // its phase steps are allowed, else keep the running settings and say why.
@@ -80,6 +85,8 @@ class Server {
   void ForEachSession(void (Session::*action)());
 
   const std::string config_path_;
+  // Before settings_: every Router refers to it.
+  routing::TableCounterRegistry table_counters_;
   mutable absl::Mutex settings_mutex_;
   SettingsPtr settings_ ABSL_GUARDED_BY(settings_mutex_);
   std::atomic<uint64_t> generation_{0};

@@ -1,9 +1,15 @@
 #include "proxy/session.h"
 
+#include <openssl/rand.h>
+
 #include "common/strings.h"
 #include "protocol/messages/authentication.h"
+#include "protocol/messages/describe.h"
 #include "protocol/messages/error_response.h"
+#include "protocol/messages/parse.h"
+#include "protocol/messages/query.h"
 #include "protocol/messages/ready_for_query.h"
+#include "protocol/wire.h"
 #include "proxy/backend_login.h"
 #include "proxy/client_login.h"
 #include "proxy/log.h"
@@ -14,75 +20,372 @@ namespace pgshift::proxy {
 namespace {
 
 using protocol::ErrorFields;
+using routing::BackendId;
 namespace sqlstate = protocol::sqlstate;
 
 ErrorFields AdminShutdown() {
   return Fatal(sqlstate::kAdminShutdown, "terminating connection due to administrator command");
 }
 
-// The byte ranges to pass on from one read, merged where adjacent so that a
-// read of many small messages becomes one write.
-class ForwardList {
- public:
-  void Add(std::string_view bytes) {
-    if (!buffers_.empty()) {
-      auto& last = buffers_.back();
-      const char* end = static_cast<const char*>(last.data()) + last.size();
-      if (end == bytes.data()) {
-        last = asio::const_buffer(last.data(), last.size() + bytes.size());
-        return;
-      }
-    }
-    buffers_.emplace_back(bytes.data(), bytes.size());
-  }
-  void clear() { buffers_.clear(); }
-  bool empty() const { return buffers_.empty(); }
-  const std::vector<asio::const_buffer>& buffers() const { return buffers_; }
+BackendId Other(BackendId s) { return s == BackendId::kOld ? BackendId::kNew : BackendId::kOld; }
 
- private:
-  std::vector<asio::const_buffer> buffers_;
-};
+// A refusal is raised by the server itself, so that it lands in its place
+// among the replies and leaves the transaction exactly as any error would:
+// pgshift sends a statement that fails at parse time, naming a relation no
+// one has, and replaces the server's error with its own.
+const std::string& ProbeNonce() {
+  static const std::string nonce = [] {
+    unsigned char bytes[8];
+    RAND_bytes(bytes, sizeof(bytes));
+    static constexpr char kDigits[] = "0123456789abcdef";
+    std::string hex;
+    for (unsigned char b : bytes) {
+      hex += kDigits[b >> 4];
+      hex += kDigits[b & 15];
+    }
+    return hex;
+  }();
+  return nonce;
+}
+
+std::string ProbeSql(uint64_t n) {
+  return StrCat("SELECT FROM \"pgshift refusal ", ProbeNonce(), " ", n, "\"");
+}
+
+std::optional<uint64_t> ProbeNumber(std::string_view message) {
+  std::string marker = StrCat("pgshift refusal ", ProbeNonce(), " ");
+  size_t at = message.find(marker);
+  if (at == std::string_view::npos) return std::nullopt;
+  std::string_view rest = message.substr(at + marker.size());
+  size_t end = rest.find('"');
+  int64_t n = 0;
+  if (end == std::string_view::npos || !ParseInt(rest.substr(0, end), n)) return std::nullopt;
+  return static_cast<uint64_t>(n);
+}
 
 }  // namespace
 
-// Client to backend: everything is streamed; the session only counts the
-// messages that will be answered by a ReadyForQuery, and notes Terminate.
+// Client to backend. Without configured tables every message is streamed
+// to old untouched. With them, the messages that carry or follow SQL are
+// read whole: Query and Parse are planned (the fast path skips planning
+// for text that names no configured table), Bind, Describe, Execute and
+// Close follow their statement or portal, Sync and Flush their batch.
 class Session::ClientToBackend : public protocol::FrameHandler {
  public:
   explicit ClientToBackend(Session& s) : s_(s) {}
+
+  void Reset() {
+    for (size_t i = 0; i < count; ++i) {
+      steps[i].bytes.clear();
+      steps[i].on_other_link_first.clear();
+      steps[i].cycles = 0;
+    }
+    count = 0;
+    routing_ = !s_.config().tables.empty();
+  }
+
   protocol::Delivery OnHeader(char type, size_t) override {
+    if (type == 'X') terminated = true;
+    if (!routing_) {
+      if (type == 'Q' || type == 'S' || type == 'F') {
+        ++s_.queries_;
+        Target(BackendId::kOld).cycles += 1;
+      }
+      return protocol::Delivery::kStream;
+    }
     switch (type) {
-      case 'Q':
-      case 'S':
+      case 'Q': case 'P': case 'B': case 'E': case 'D': case 'C': case 'S': case 'H': case 'F':
+        return protocol::Delivery::kWhole;
+      default:
+        return protocol::Delivery::kStream;  // COPY data, Terminate
+    }
+  }
+
+  void OnStreamed(std::string_view bytes) override {
+    Target(routing_ ? s_.copy_link_ : BackendId::kOld).bytes.Add(bytes);
+  }
+
+  void OnWhole(char type, std::string_view message) override {
+    std::string_view payload = message.substr(protocol::kHeaderSize);
+    switch (type) {
+      case 'Q': return OnQuery(message, payload);
+      case 'P': return OnParse(message, payload);
+      case 'B': return OnBind(message, payload);
+      case 'E': return OnExecute(message, payload);
+      case 'D': case 'C': return OnDescribeOrClose(type, message, payload);
+      case 'S': {
+        ++s_.queries_;
+        BackendId target = s_.batch_link_.value_or(last_target_);
+        Add(target, message, 1);
+        s_.link(target).in_batch = false;
+        s_.batch_link_.reset();
+        s_.batch_refused_ = false;
+        return;
+      }
+      case 'H':
+        return Add(s_.batch_link_.value_or(last_target_), message, 0);
       case 'F':
         ++s_.queries_;
-        s_.NoteSent();
-        break;
-      case 'X':
-        terminated = true;
-        break;
+        return Add(BackendId::kOld, message, 1);
       default:
-        break;
+        return Add(BackendId::kOld, message, 0);
     }
-    return protocol::Delivery::kStream;
   }
-  void OnWhole(char, std::string_view bytes) override { out.Add(bytes); }
-  void OnStreamed(std::string_view bytes) override { out.Add(bytes); }
 
-  ForwardList out;
+  std::vector<Step> steps;  // the first `count` are this read's
+  size_t count = 0;
   bool terminated = false;
+  std::string error;  // a malformed message: the session ends with 08P01
 
  private:
+  routing::Router& router() { return *s_.settings_->router; }
+  bool two_servers() { return router().has_new_server(); }
+  bool in_transaction() const { return s_.transaction_status_ != 'I'; }
+
+  Step& NewStep(BackendId target) {
+    if (count == steps.size()) steps.emplace_back();
+    Step& step = steps[count++];
+    step.target = target;
+    return step;
+  }
+  Step& Target(BackendId target) {
+    if (count > 0 && steps[count - 1].target == target) return steps[count - 1];
+    return NewStep(target);
+  }
+  void Add(BackendId target, std::string_view bytes, uint32_t cycles) {
+    Step& step = Target(target);
+    step.bytes.Add(bytes);
+    step.cycles += cycles;
+    last_target_ = target;
+  }
+  void AddOwned(BackendId target, std::string bytes, uint32_t cycles) {
+    Step& step = Target(target);
+    step.bytes.AddOwned(std::move(bytes));
+    step.cycles += cycles;
+    last_target_ = target;
+  }
+  // Extended-protocol messages go where their batch goes.
+  void AddToBatch(BackendId target, std::string_view bytes) {
+    s_.batch_link_ = target;
+    s_.link(target).in_batch = true;
+    Add(target, bytes, 0);
+  }
+
+  // Outside the fast path, and in any transaction when a second server is
+  // in play (so that writes and transaction control are known), a text gets
+  // a plan.
+  routing::PlanPtr PlanFor(std::string_view sql) {
+    if (router().MayTouch(sql) || (two_servers() && in_transaction())) {
+      return router().PlanFor(sql);
+    }
+    return nullptr;
+  }
+
+  // Answers in place of the statement with `refusal`, raised on `target`.
+  void Refuse(BackendId target, const routing::Refusal& refusal, bool simple_query) {
+    uint64_t n = ++s_.next_probe_;
+    s_.refusals_[n] = ErrorFields::Make("ERROR", refusal.sqlstate, refusal.message);
+    while (s_.refusals_.size() > 64) s_.refusals_.erase(s_.refusals_.begin());
+    LogEvent(LogLevel::kInfo, "statement_refused",
+             {{"session", StrCat(s_.id_)}, {"sqlstate", refusal.sqlstate},
+              {"reason", refusal.message}});
+    std::string probe;
+    if (simple_query) {
+      protocol::Query{ProbeSql(n)}.Encode(probe);
+      AddOwned(target, std::move(probe), 1);
+      s_.copy_link_ = target;
+      return;
+    }
+    protocol::Parse{StrCat("pgshift_probe_", ProbeNonce()), ProbeSql(n), {}}.Encode(probe);
+    s_.batch_link_ = target;
+    s_.batch_refused_ = true;
+    s_.link(target).in_batch = true;
+    AddOwned(target, std::move(probe), 0);
+  }
+
+  // A transaction may write on one server only: its commit cannot be made
+  // atomic across two.
+  std::optional<routing::Refusal> SecondWriter(const routing::Plan& plan, BackendId target) {
+    if (!two_servers() || !plan.writes || !in_transaction()) return std::nullopt;
+    const Link& other = s_.link(Other(target));
+    if (!other.written) return std::nullopt;
+    return routing::Refusal{
+        std::string(sqlstate::kFeatureNotSupported),
+        StrCat("pgshift: this transaction has written on server ", other.name,
+               "; a write on server ", routing::BackendName(target),
+               " would make one transaction span two servers")};
+  }
+
+  void NoteWrite(const routing::Plan& plan, BackendId target) {
+    if (plan.writes && (in_transaction() || plan.transaction_control)) {
+      s_.link(target).written = true;
+    }
+  }
+
+  // Transaction control with no table goes where the client's transaction
+  // is, and the other server, when it is in the transaction too, runs it
+  // first.
+  BackendId TransactionTarget(const routing::Plan& plan) {
+    if (!plan.reads.empty() || !plan.writes_to.empty()) return plan.server;
+    const Link& old = s_.link(BackendId::kOld);
+    const Link& fresh = s_.link(BackendId::kNew);
+    if (old.transaction_status == 'I' && fresh.stream && fresh.transaction_status != 'I') {
+      return BackendId::kNew;
+    }
+    return BackendId::kOld;
+  }
+
+  void OnQuery(std::string_view message, std::string_view payload) {
+    ++s_.queries_;
+    auto query = protocol::Query::Decode(payload);
+    if (!query.ok()) {
+      error = std::string(MessageOf(query.status()));
+      return;
+    }
+    routing::PlanPtr plan = PlanFor(query->sql);
+    if (!plan) {
+      s_.copy_link_ = BackendId::kOld;
+      return Add(BackendId::kOld, message, 1);
+    }
+    plan->Count();
+    BackendId target = plan->transaction_control ? TransactionTarget(*plan) : plan->server;
+    if (plan->refusal) return Refuse(target, *plan->refusal, true);
+    if (auto refusal = SecondWriter(*plan, target)) return Refuse(Other(target), *refusal, true);
+    NoteWrite(*plan, target);
+    if (plan->transaction_control && two_servers()) {
+      if (!plan->reads.empty() || !plan->writes_to.empty()) {
+        routing::Refusal mixed{std::string(sqlstate::kFeatureNotSupported),
+                               "pgshift: with two servers, send transaction control "
+                               "(BEGIN, COMMIT, ROLLBACK, SAVEPOINT, ...) in a query of its "
+                               "own, not with statements on migrating tables"};
+        return Refuse(target, mixed, true);
+      }
+      NewStep(target).on_other_link_first = query->sql;
+    }
+    s_.copy_link_ = target;
+    if (!plan->rewritten) return Add(target, message, 1);
+    std::string rewritten;
+    protocol::Query{plan->sql}.Encode(rewritten);
+    AddOwned(target, std::move(rewritten), 1);
+  }
+
+  // One batch (up to Sync) goes to one server; a message for the other is
+  // refused, and the server skips the rest of the batch.
+  bool BatchMismatch(BackendId target) {
+    if (!two_servers() || !s_.batch_link_ || *s_.batch_link_ == target) return false;
+    routing::Refusal mixed{
+        std::string(sqlstate::kFeatureNotSupported),
+        StrCat("pgshift: this batch already runs on server ", routing::BackendName(*s_.batch_link_),
+               " and this message needs server ", routing::BackendName(target),
+               "; send a Sync between them")};
+    Refuse(*s_.batch_link_, mixed, false);
+    return true;
+  }
+
+  void OnParse(std::string_view message, std::string_view payload) {
+    auto parse = protocol::Parse::Decode(payload);
+    if (!parse.ok()) {
+      error = std::string(MessageOf(parse.status()));
+      return;
+    }
+    if (s_.batch_refused_) return Add(*s_.batch_link_, message, 0);
+    routing::PlanPtr plan = PlanFor(parse->sql);
+    s_.statements_.erase(parse->statement);
+    if (plan && plan->refusal) {
+      plan->Count();
+      return Refuse(s_.batch_link_.value_or(plan->server), *plan->refusal, false);
+    }
+    BackendId target = plan ? (plan->transaction_control ? TransactionTarget(*plan) : plan->server)
+                         : BackendId::kOld;
+    if (BatchMismatch(target)) return;
+    if (plan) s_.statements_[parse->statement] = Prepared{target, plan};
+    if (!plan || !plan->rewritten) return AddToBatch(target, message);
+    std::string rewritten;
+    protocol::Parse{parse->statement, plan->sql, parse->parameter_types}.Encode(rewritten);
+    s_.batch_link_ = target;
+    s_.link(target).in_batch = true;
+    AddOwned(target, std::move(rewritten), 0);
+  }
+
+  Prepared Find(const absl::flat_hash_map<std::string, Prepared>& map, std::string_view name) {
+    auto it = map.find(ToAbsl(name));
+    return it == map.end() ? Prepared{} : it->second;
+  }
+
+  void OnBind(std::string_view message, std::string_view payload) {
+    protocol::MessageReader reader(payload);
+    std::string_view portal = reader.ReadCString();
+    std::string_view statement = reader.ReadCString();
+    if (!reader.ok()) {
+      error = std::string(MessageOf(reader.Malformed("Bind")));
+      return;
+    }
+    if (s_.batch_refused_) return Add(*s_.batch_link_, message, 0);
+    Prepared prepared = Find(s_.statements_, statement);
+    if (BatchMismatch(prepared.server)) return;
+    if (prepared.plan) {
+      s_.portals_[std::string(portal)] = prepared;
+    } else {
+      s_.portals_.erase(ToAbsl(portal));
+    }
+    AddToBatch(prepared.server, message);
+  }
+
+  void OnExecute(std::string_view message, std::string_view payload) {
+    protocol::MessageReader reader(payload);
+    std::string_view portal = reader.ReadCString();
+    if (!reader.ok()) {
+      error = std::string(MessageOf(reader.Malformed("Execute")));
+      return;
+    }
+    if (s_.batch_refused_) return Add(*s_.batch_link_, message, 0);
+    Prepared prepared = Find(s_.portals_, portal);
+    if (BatchMismatch(prepared.server)) return;
+    s_.copy_link_ = prepared.server;
+    if (!prepared.plan) return AddToBatch(prepared.server, message);
+    const routing::Plan& plan = *prepared.plan;
+    plan.Count();
+    if (auto refusal = SecondWriter(plan, prepared.server)) {
+      return Refuse(prepared.server, *refusal, false);
+    }
+    NoteWrite(plan, prepared.server);
+    if (plan.transaction_control && two_servers()) {
+      NewStep(prepared.server).on_other_link_first = plan.sql;
+    }
+    AddToBatch(prepared.server, message);
+  }
+
+  void OnDescribeOrClose(char type, std::string_view message, std::string_view payload) {
+    protocol::Target target = protocol::Target::kStatement;
+    std::string name;
+    if (!protocol::ReadTargetAndName(payload, target, name)) {
+      error = StrCat("malformed ", protocol::FrontendMessageName(type), " message");
+      return;
+    }
+    if (s_.batch_refused_) return Add(*s_.batch_link_, message, 0);
+    auto& map = target == protocol::Target::kStatement ? s_.statements_ : s_.portals_;
+    Prepared prepared = Find(map, name);
+    if (BatchMismatch(prepared.server)) return;
+    if (type == 'C') map.erase(name);
+    AddToBatch(prepared.server, message);
+  }
+
   Session& s_;
+  bool routing_ = false;
+  BackendId last_target_ = BackendId::kOld;
 };
 
-// Backend to client: ReadyForQuery is read whole for the transaction state;
-// everything else is streamed.
+// Backend to client, for one link: ReadyForQuery is read whole, to know
+// whose reply cycle ends; errors are read whole when they may be a refusal
+// probe's or belong to an internal exchange. The replies of an internal
+// exchange go no further.
 class Session::BackendToClient : public protocol::FrameHandler {
  public:
-  explicit BackendToClient(Session& s) : s_(s) {}
+  BackendToClient(Session& s, Link& link) : s_(s), link_(link) {}
+
   protocol::Delivery OnHeader(char type, size_t size) override {
-    s_.last_backend_type_ = type;
+    link_.last_type = type;
+    internal_ = !link_.cycles.empty() && link_.cycles.front() != nullptr;
     if (type == 'Z') {
       if (size != protocol::kHeaderSize + 1) {
         error = StrCat("invalid ReadyForQuery length ", size);
@@ -90,35 +393,84 @@ class Session::BackendToClient : public protocol::FrameHandler {
       }
       return protocol::Delivery::kWhole;
     }
+    if (type == 'E' && (internal_ || !s_.refusals_.empty())) return protocol::Delivery::kWhole;
     return protocol::Delivery::kStream;
   }
-  void OnWhole(char, std::string_view bytes) override {
-    auto ready = protocol::ReadyForQuery::Decode(bytes.substr(protocol::kHeaderSize));
+
+  void OnStreamed(std::string_view bytes) override {
+    if (!internal_) out.Add(bytes);
+  }
+
+  void OnWhole(char type, std::string_view message) override {
+    std::string_view payload = message.substr(protocol::kHeaderSize);
+    if (type == 'E') return OnError(message, payload);
+    auto ready = protocol::ReadyForQuery::Decode(payload);
     if (!ready.ok()) {
       error = std::string(MessageOf(ready.status()));
       return;
     }
+    link_.transaction_status = ready->status;
+    InternalReply* owner = nullptr;
+    if (!link_.cycles.empty()) {
+      owner = link_.cycles.front();
+      link_.cycles.pop_front();
+    }
+    if (owner != nullptr) {
+      owner->done = true;
+      s_.Wake();
+      return;
+    }
+    ++answered;
     s_.transaction_status_ = ready->status;
     s_.NoteAnswered();
-    // Between transactions: the next one runs under the newest settings.
-    if (s_.transaction_status_ == 'I' &&
-        s_.server_.settings_generation() != s_.settings_->generation) {
-      s_.settings_ = s_.server_.settings();
-    }
-    out.Add(bytes);
+    out.Add(message);
   }
-  void OnStreamed(std::string_view bytes) override { out.Add(bytes); }
+
+  void Reset() {
+    out.clear();
+    answered = 0;
+  }
 
   ForwardList out;
+  uint32_t answered = 0;  // the client's reply cycles completed in this read
   std::string error;
 
  private:
+  void OnError(std::string_view message, std::string_view payload) {
+    auto fields = protocol::ErrorResponse::Decode(payload);
+    if (!fields.ok()) {
+      error = std::string(MessageOf(fields.status()));
+      return;
+    }
+    if (internal_) {
+      link_.cycles.front()->error = *fields;
+      return;
+    }
+    if (std::optional<uint64_t> n = ProbeNumber(fields->message())) {
+      auto it = s_.refusals_.find(*n);
+      if (it != s_.refusals_.end()) {
+        std::string replaced;
+        protocol::ErrorResponse(it->second).Encode(replaced);
+        out.AddOwned(std::move(replaced));
+        s_.refusals_.erase(s_.refusals_.begin(), std::next(it));
+        return;
+      }
+    }
+    out.Add(message);
+  }
+
   Session& s_;
+  Link& link_;
+  bool internal_ = false;
 };
 
 Session::Session(Server& server, tcp::socket socket, uint64_t id)
     : server_(server), id_(id), settings_(server.settings()), client_(std::move(socket)),
       client_buffer_(4096) {
+  links_[0].server = BackendId::kOld;
+  links_[0].name = "old";
+  links_[1].server = BackendId::kNew;
+  links_[1].name = "new";
   error_code ec;
   auto remote = client_.socket().remote_endpoint(ec);
   client_address_ = ec ? "unknown" : StrCat(remote.address().to_string(), ":", remote.port());
@@ -138,9 +490,9 @@ awaitable<void> Session::Run() {
     client_.Close();
     co_return;
   }
-  auto* startup = &std::get<protocol::StartupMessage>(*start);
-  user_ = std::string(startup->Get("user"));
-  database_ = std::string(startup->Get("database"));
+  startup_ = std::get<protocol::StartupMessage>(*start);
+  user_ = std::string(startup_.Get("user"));
+  database_ = std::string(startup_.Get("database"));
   if (database_.empty()) database_ = user_;
   if (user_.empty()) {
     co_await login_client.Fail(Fatal(sqlstate::kInvalidAuthorization,
@@ -164,7 +516,7 @@ awaitable<void> Session::Run() {
   BackendLoginParams params{
       .backend_name = "old",
       .backend = config().old_backend,
-      .client_startup = *startup,
+      .client_startup = startup_,
       .fallback_password = entry ? std::string_view(entry->password) : std::string_view(),
       .tls_context = server_.backend_tls(),
       .connect_timeout_s = config().proxy.connect_timeout_s,
@@ -176,7 +528,9 @@ awaitable<void> Session::Run() {
     co_return;
   }
   BackendLogin& login = std::get<BackendLogin>(result);
-  backend_ = std::move(login.stream);
+  Link& old = link(BackendId::kOld);
+  old.stream = std::move(login.stream);
+  old.backend_pid = login.key.process_id;
   cancel_key_ = {login.key.process_id, login.key.secret_key};
   server_.cancels().Add({login.key.process_id, login.key.secret_key},
                         CancelTarget{config().old_backend.endpoint, login.key.process_id,
@@ -230,21 +584,14 @@ awaitable<void> Session::ForwardCancel(const protocol::CancelRequest& request) {
 awaitable<void> Session::Relay() {
   auto self = shared_from_this();
   auto executor = co_await asio::this_coro::executor;
-  backend_pump_done_ = std::make_unique<asio::steady_timer>(executor);
-  backend_pump_done_->expires_at(asio::steady_timer::time_point::max());
-  backend_pump_running_ = true;
-  asio::co_spawn(
-      executor,
-      [self]() -> awaitable<void> {
-        co_await self->PumpBackendToClient();
-        self->backend_pump_running_ = false;
-        self->backend_pump_done_->cancel();
-      },
-      asio::detached);
+  wake_ = std::make_unique<asio::steady_timer>(executor);
+  StartPump(link(BackendId::kOld));
   co_await PumpClientToBackend();
-  if (backend_pump_running_) {
+  // The pumps end once End() has closed the links.
+  while (links_[0].pump_running || links_[1].pump_running) {
+    wake_->expires_at(asio::steady_timer::time_point::max());
     error_code ignored;
-    co_await backend_pump_done_->async_wait(WithError(ignored));
+    co_await wake_->async_wait(WithError(ignored));
   }
   if (final_error_ && client_writable_ && !client_mid_message_ && client_.is_open()) {
     std::string out;
@@ -252,6 +599,38 @@ awaitable<void> Session::Relay() {
     co_await SendToClient(out);
   }
   client_.Close();
+}
+
+void Session::StartPump(Link& l) {
+  l.pump_running = true;
+  auto self = shared_from_this();
+  asio::co_spawn(
+      client_.socket().get_executor(),
+      [self, &l]() -> awaitable<void> {
+        co_await self->PumpBackendToClient(l);
+        l.pump_running = false;
+        // Nothing more will answer these.
+        for (InternalReply* owner : l.cycles) {
+          if (owner != nullptr) owner->done = true;
+        }
+        l.cycles.clear();
+        l.forward_pending = 0;
+        self->Wake();
+      },
+      asio::detached);
+}
+
+template <typename Ready>
+awaitable<void> Session::WaitUntil(Ready ready) {
+  while (!ready() && !ended_) {
+    wake_->expires_at(asio::steady_timer::time_point::max());
+    error_code ignored;
+    co_await wake_->async_wait(WithError(ignored));
+  }
+}
+
+void Session::Wake() {
+  if (wake_) wake_->cancel();
 }
 
 awaitable<void> Session::PumpClientToBackend() {
@@ -270,27 +649,22 @@ awaitable<void> Session::PumpClientToBackend() {
       break;
     }
     client_buffer_.Commit(n);
-    handler.out.clear();
+    handler.Reset();
     auto used = decoder.Decode(client_buffer_.data(), handler);
-    if (!used.ok()) {
+    if (!used.ok() || !handler.error.empty()) {
+      std::string why = used.ok() ? handler.error : std::string(MessageOf(used.status()));
       server_.stats().protocol_violations.fetch_add(1, std::memory_order_relaxed);
       LogEvent(LogLevel::kWarning, "protocol_violation",
                {{"session", StrCat(id_)}, {"client", client_address_}, {"side", "client"},
-                {"reason", MessageOf(used.status())}});
-      End(Fatal(sqlstate::kProtocolViolation, StrCat("pgshift: ", MessageOf(used.status()))));
+                {"reason", why}});
+      End(Fatal(sqlstate::kProtocolViolation, StrCat("pgshift: ", why)));
       break;
     }
     client_sent_partial_ = decoder.streaming();
-    if (!handler.out.empty()) {
-      co_await backend_->Write(handler.out.buffers(), ec);
-      if (ec) {
-        if (!ended_) {
-          End(Fatal(sqlstate::kConnectionFailure,
-                    StrCat("pgshift: lost the connection to backend old: ", ec.message())));
-        }
-        break;
-      }
+    for (size_t i = 0; i < handler.count && !ended_; ++i) {
+      if (!co_await RunStep(handler.steps[i])) break;
     }
+    if (ended_) break;
     client_buffer_.Consume(*used);
     PublishState();
     if (handler.terminated) {
@@ -300,36 +674,143 @@ awaitable<void> Session::PumpClientToBackend() {
   }
 }
 
-awaitable<void> Session::PumpBackendToClient() {
-  BackendToClient handler(*this);
+awaitable<bool> Session::RunStep(Step& step) {
+  if (step.target == BackendId::kNew && !link(BackendId::kNew).stream) {
+    if (!co_await ConnectNew()) co_return false;
+  }
+  Link& target = link(step.target);
+  Link& other = link(Other(step.target));
+  if (other.stream) {
+    // One server answers at a time, so replies reach the client in order.
+    co_await WaitUntil([&other] { return other.forward_pending == 0 && other.cycles.empty(); });
+    if (ended_) co_return false;
+    // The client is in a transaction this server has not joined yet.
+    if (transaction_status_ != 'I' && target.transaction_status == 'I' && target.cycles.empty() &&
+        !target.in_batch) {
+      std::optional<ErrorFields> failed = co_await RunInternal(target, "BEGIN");
+      if (failed) {
+        LogEvent(LogLevel::kWarning, "transaction_join_failed",
+                 {{"session", StrCat(id_)}, {"backend", target.name}, {"reason", failed->message()}});
+      }
+    }
+    if (!step.on_other_link_first.empty() && other.transaction_status != 'I' && !ended_) {
+      std::optional<ErrorFields> failed = co_await RunInternal(other, step.on_other_link_first);
+      if (failed) {
+        LogEvent(LogLevel::kError, "transaction_control_failed",
+                 {{"session", StrCat(id_)}, {"backend", other.name},
+                  {"statement", step.on_other_link_first}, {"reason", failed->message()}});
+      }
+    }
+    if (ended_) co_return false;
+  }
+  for (uint32_t i = 0; i < step.cycles; ++i) {
+    target.cycles.push_back(nullptr);
+    ++target.forward_pending;
+    NoteSent();
+  }
+  if (step.bytes.empty()) co_return true;
+  error_code ec;
+  co_await target.stream->Write(step.bytes.buffers(), ec);
+  if (ec) {
+    if (!ended_) {
+      End(Fatal(sqlstate::kConnectionFailure,
+                StrCat("pgshift: lost the connection to backend ", target.name, ": ", ec.message())));
+    }
+    co_return false;
+  }
+  co_return true;
+}
+
+awaitable<bool> Session::ConnectNew() {
+  const routing::UserConfig* entry = config().FindUser(user_);
+  BackendLoginParams params{
+      .backend_name = "new",
+      .backend = *config().new_backend,
+      .client_startup = startup_,
+      .fallback_password = entry ? std::string_view(entry->password) : std::string_view(),
+      .tls_context = server_.backend_tls(),
+      .connect_timeout_s = config().proxy.connect_timeout_s,
+  };
+  BackendLoginResult result = co_await LoginToBackend(params);
+  if (auto* error = std::get_if<ErrorFields>(&result)) {
+    server_.stats().backend_failures.fetch_add(1, std::memory_order_relaxed);
+    LogEvent(LogLevel::kWarning, "backend_connect_failed",
+             {{"session", StrCat(id_)}, {"backend", "new"}, {"reason", error->message()}});
+    End(Fatal(sqlstate::kConnectionFailure,
+              StrCat("pgshift: cannot connect to backend new: ", error->message())));
+    co_return false;
+  }
+  BackendLogin& login = std::get<BackendLogin>(result);
+  Link& fresh = link(BackendId::kNew);
+  fresh.stream = std::move(login.stream);
+  fresh.backend_pid = login.key.process_id;
+  fresh.transaction_status = 'I';
+  if (cancel_key_) {
+    server_.cancels().Add({cancel_key_->first, cancel_key_->second},
+                          CancelTarget{config().new_backend->endpoint, login.key.process_id,
+                                       login.key.secret_key});
+  }
+  LogEvent(LogLevel::kInfo, "backend_opened",
+           {{"session", StrCat(id_)}, {"backend", "new"},
+            {"backend_pid", StrCat(login.key.process_id)}});
+  if (ended_) {
+    fresh.stream->Close();
+    co_return false;
+  }
+  StartPump(fresh);
+  co_return true;
+}
+
+awaitable<std::optional<ErrorFields>> Session::RunInternal(Link& l, std::string_view sql) {
+  InternalReply reply;
+  std::string message;
+  protocol::Query{std::string(sql)}.Encode(message);
+  l.cycles.push_back(&reply);
+  error_code ec;
+  co_await l.stream->Write(asio::buffer(message), ec);
+  if (ec && !ended_) {
+    End(Fatal(sqlstate::kConnectionFailure,
+              StrCat("pgshift: lost the connection to backend ", l.name, ": ", ec.message())));
+  }
+  co_await WaitUntil([&reply] { return reply.done; });
+  if (!reply.done) {
+    // The session ended first; the pump must not touch the reply any more.
+    std::erase(l.cycles, &reply);
+    co_return Fatal(sqlstate::kConnectionFailure, "session ended");
+  }
+  co_return reply.error;
+}
+
+awaitable<void> Session::PumpBackendToClient(Link& l) {
+  BackendToClient handler(*this, l);
   protocol::FrameDecoder decoder(protocol::kBackendTypes, config().proxy.max_message_size);
   while (!ended_) {
     error_code ec;
-    size_t n = co_await backend_->ReadSome(backend_buffer_.PrepareRead(), ec);
+    size_t n = co_await l.stream->ReadSome(l.buffer.PrepareRead(), ec);
     if (ec) {
       // A backend that ends with a FATAL error has told the client why.
-      bool explained = last_backend_type_ == 'E' && !decoder.streaming();
+      bool explained = l.last_type == 'E' && !decoder.streaming();
       if (!ended_) {
         server_.stats().backend_failures.fetch_add(1, std::memory_order_relaxed);
         LogEvent(LogLevel::kWarning, "backend_lost",
-                 {{"session", StrCat(id_)}, {"backend", "old"}, {"reason", ec.message()}});
+                 {{"session", StrCat(id_)}, {"backend", l.name}, {"reason", ec.message()}});
       }
       End(explained ? std::nullopt
                     : std::optional(Fatal(sqlstate::kConnectionFailure,
-                                          StrCat("pgshift: lost the connection to backend old: ",
-                                                 ec.message()))));
+                                          StrCat("pgshift: lost the connection to backend ",
+                                                 l.name, ": ", ec.message()))));
       break;
     }
-    backend_buffer_.Commit(n);
-    handler.out.clear();
-    auto used = decoder.Decode(backend_buffer_.data(), handler);
+    l.buffer.Commit(n);
+    handler.Reset();
+    auto used = decoder.Decode(l.buffer.data(), handler);
     if (!used.ok() || !handler.error.empty()) {
       std::string why = used.ok() ? handler.error : std::string(MessageOf(used.status()));
       server_.stats().protocol_violations.fetch_add(1, std::memory_order_relaxed);
       LogEvent(LogLevel::kError, "protocol_violation",
-               {{"session", StrCat(id_)}, {"side", "backend old"}, {"reason", why}});
+               {{"session", StrCat(id_)}, {"side", StrCat("backend ", l.name)}, {"reason", why}});
       End(Fatal(sqlstate::kProtocolViolation,
-                StrCat("pgshift: backend old sent an invalid message: ", why)));
+                StrCat("pgshift: backend ", l.name, " sent an invalid message: ", why)));
       break;
     }
     if (!handler.out.empty()) {
@@ -341,7 +822,22 @@ awaitable<void> Session::PumpBackendToClient() {
       }
     }
     client_mid_message_ = decoder.streaming();
-    backend_buffer_.Consume(*used);
+    l.buffer.Consume(*used);
+    if (handler.answered > 0) {
+      // Counted only once written: the other server may answer next.
+      l.forward_pending -= std::min(l.forward_pending, handler.answered);
+      Link& other = link(Other(l.server));
+      bool all_idle = transaction_status_ == 'I' && other.transaction_status == 'I' &&
+                      other.cycles.empty();
+      if (all_idle) {
+        l.written = other.written = false;
+        // Between transactions: the next one runs under the newest settings.
+        if (server_.settings_generation() != settings_->generation) {
+          settings_ = server_.settings();
+        }
+      }
+      Wake();
+    }
     PublishState();
     if (shutdown_requested_ && IdleOutsideTransaction()) End(AdminShutdown());
   }
@@ -349,7 +845,7 @@ awaitable<void> Session::PumpBackendToClient() {
 
 bool Session::IdleOutsideTransaction() const {
   return PendingResults() == 0 && transaction_status_ == 'I' && !client_sent_partial_ &&
-         !client_mid_message_;
+         !client_mid_message_ && links_[0].cycles.empty() && links_[1].cycles.empty();
 }
 
 void Session::NoteSent() {
@@ -405,7 +901,10 @@ void Session::End(std::optional<ErrorFields> final_error) {
   ended_ = true;
   final_error_ = std::move(final_error);
   client_.Cancel();
-  if (backend_) backend_->Close();
+  for (Link& l : links_) {
+    if (l.stream) l.stream->Close();
+  }
+  Wake();
 }
 
 void Session::BeginShutdown() {
@@ -430,6 +929,5 @@ awaitable<void> Session::SendToClient(std::string_view bytes) {
   co_await client_.Write(asio::buffer(bytes.data(), bytes.size()), ec);
   if (ec) client_writable_ = false;
 }
-
 
 }  // namespace pgshift::proxy

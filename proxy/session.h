@@ -1,11 +1,16 @@
-// One client connection and its backend connection, for the connection's
-// lifetime (session mode).
+// One client connection and the server connections that answer it, for the
+// connection's lifetime (session mode). A statement that may touch a
+// configured table is planned by the settings' Router and sent, rewritten
+// when its tables live in new, to the server that answers it; everything
+// else is relayed to old untouched.
 #pragma once
 
 #include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -14,10 +19,13 @@
 #include "protocol/frame.h"
 #include "protocol/messages/startup.h"
 #include "proxy/asio.h"
+#include "proxy/forward_list.h"
 #include "proxy/packet_buffer.h"
 #include "proxy/stream.h"
 #include "proxy/server.h"
 #include "routing/config.h"
+#include "routing/router.h"
+#include "absl/container/flat_hash_map.h"
 
 namespace pgshift::proxy {
 
@@ -56,22 +64,74 @@ class Session : public std::enable_shared_from_this<Session> {
   class ClientToBackend;
   class BackendToClient;
 
+  // An exchange pgshift runs itself on a link (joining a transaction,
+  // finishing one on the other server); its reply never reaches the client.
+  struct InternalReply {
+    bool done = false;
+    std::optional<protocol::ErrorFields> error;
+  };
+
+  // One of the session's server connections.
+  struct Link {
+    routing::BackendId server = routing::BackendId::kOld;
+    std::string_view name;  // "old" or "new", for messages
+    std::unique_ptr<Stream> stream;
+    PacketBuffer buffer;
+    char transaction_status = 'I';
+    bool in_batch = false;  // extended-protocol messages sent since its last Sync
+    bool written = false;   // has written in the client's current transaction
+    // Owner of each reply cycle (up to a ReadyForQuery) still to come, in
+    // order: null for the client, else an internal exchange.
+    std::deque<InternalReply*> cycles;
+    uint32_t forward_pending = 0;  // null entries in `cycles`
+    bool pump_running = false;
+    char last_type = 0;
+    int32_t backend_pid = 0;
+  };
+
+  // A run of client messages for one link, and what must happen first.
+  struct Step {
+    routing::BackendId target = routing::BackendId::kOld;
+    ForwardList bytes;
+    uint32_t cycles = 0;  // Query, Sync and FunctionCall messages: replies to expect
+    // Transaction control the other link must run too, before this step
+    // (it is in the same client transaction).
+    std::string on_other_link_first;
+  };
+
+  // Where a prepared statement or portal lives and what it does.
+  struct Prepared {
+    routing::BackendId server = routing::BackendId::kOld;
+    routing::PlanPtr plan;  // null: the fast path, nothing configured touched
+  };
+
   awaitable<void> ForwardCancel(const protocol::CancelRequest& request);
 
   awaitable<void> Relay();
   awaitable<void> PumpClientToBackend();
-  awaitable<void> PumpBackendToClient();
+  awaitable<void> PumpBackendToClient(Link& link);
+  void StartPump(Link& link);
+  awaitable<bool> RunStep(Step& step);
+  awaitable<bool> ConnectNew();
+  // Runs `sql` on `link` for pgshift itself; the error, if the server
+  // raised one.
+  awaitable<std::optional<protocol::ErrorFields>> RunInternal(Link& link, std::string_view sql);
+  // Waits, on the session's executor, until `ready()` or the session ends.
+  template <typename Ready>
+  awaitable<void> WaitUntil(Ready ready);
+  void Wake();
   // Records why the session ends (first reason wins) and stops both pumps.
   void End(std::optional<protocol::ErrorFields> final_error);
   bool IdleOutsideTransaction() const;
-  // A Query, Sync or FunctionCall was sent (ReadyForQuery will answer it),
-  // or answered. Also times the query cycle.
+  // A reply cycle to the client was asked for, or answered. Also times the
+  // query cycle.
   void NoteSent();
   void NoteAnswered();
   // Sent and not yet answered.
   uint32_t PendingResults() const { return sent_count_ + untimed_; }
   // Makes the relay's state visible to Describe().
   void PublishState();
+  Link& link(routing::BackendId server) { return links_[static_cast<int>(server)]; }
 
   awaitable<void> SendToClient(std::string_view bytes);
 
@@ -81,10 +141,10 @@ class Session : public std::enable_shared_from_this<Session> {
   SettingsPtr settings_;
   const routing::Config& config() const { return *settings_->config; }
   Stream client_;
-  std::unique_ptr<Stream> backend_;
+  std::array<Link, 2> links_;  // indexed by routing::BackendId
   PacketBuffer client_buffer_;
-  PacketBuffer backend_buffer_;
   std::string client_address_;
+  protocol::StartupMessage startup_;
   const std::chrono::system_clock::time_point connected_at_ = std::chrono::system_clock::now();
   // Written once before `described_` is set, read by Describe() after.
   std::string user_;
@@ -106,18 +166,26 @@ class Session : public std::enable_shared_from_this<Session> {
   bool admitted_ = false;
   std::optional<std::pair<int32_t, int32_t>> cancel_key_;
 
-  // Relay state. Both pumps run on this session's executor, so no locking.
+  // Routing state, kept by the client pump.
+  absl::flat_hash_map<std::string, Prepared> statements_;
+  absl::flat_hash_map<std::string, Prepared> portals_;
+  std::optional<routing::BackendId> batch_link_;  // where this extended batch goes
+  bool batch_refused_ = false;                 // the rest of it is skipped by the server
+  routing::BackendId copy_link_ = routing::BackendId::kOld;
+  // Refusals in flight: the server's error for probe n is replaced by them.
+  std::map<uint64_t, protocol::ErrorFields> refusals_;
+  uint64_t next_probe_ = 0;
+
+  // Relay state. All pumps run on this session's executor, so no locking.
   bool relaying_ = false;
   bool ended_ = false;
   bool shutdown_requested_ = false;
-  bool backend_pump_running_ = false;
   bool client_writable_ = true;        // false once a write to the client failed
   bool client_mid_message_ = false;    // the client has been sent part of a message
-  bool client_sent_partial_ = false;   // the backend has been sent part of a message
-  char transaction_status_ = 'I';
-  char last_backend_type_ = 0;
+  bool client_sent_partial_ = false;   // a backend has been sent part of a message
+  char transaction_status_ = 'I';      // as the client was last told
   std::optional<protocol::ErrorFields> final_error_;
-  std::unique_ptr<asio::steady_timer> backend_pump_done_;
+  std::unique_ptr<asio::steady_timer> wake_;  // the client pump waits on it
 };
 
 }  // namespace pgshift::proxy

@@ -41,6 +41,9 @@ struct ProxySettings {
   double shutdown_timeout_s = 30;   // SIGTERM: how long sessions may finish
   double connect_timeout_s = 10;    // toward backends
   uint64_t max_message_size = uint64_t{1} << 30;
+  // Routing plans kept by statement text (per configuration); 0 turns the
+  // cache off.
+  int64_t plan_cache_size = 10000;
 
   bool tls_enabled() const { return !tls_cert.empty() && !tls_key.empty(); }
 };

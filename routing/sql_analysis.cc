@@ -1,48 +1,16 @@
 #include "routing/sql_analysis.h"
 
-#include <pg_query.h>
-#include <pg_query/pg_query.pb-c.h>
-
 #include <cstring>
 #include <memory>
 
 #include "common/strings.h"
+#include "routing/parse_tree.h"
 
 namespace pgshift::routing {
 
 namespace {
 
-using Message = ProtobufCMessage;
-
-// The fields of a protobuf-c message that hold messages, present ones only.
-template <typename Fn>
-void ForEachChild(const Message* msg, Fn fn) {
-  const ProtobufCMessageDescriptor* d = msg->descriptor;
-  const char* base = reinterpret_cast<const char*>(msg);
-  for (unsigned i = 0; i < d->n_fields; ++i) {
-    const ProtobufCFieldDescriptor& f = d->fields[i];
-    if (f.type != PROTOBUF_C_TYPE_MESSAGE) continue;
-    if (f.flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
-      // Members of a oneof share storage: only the active one is valid.
-      if (*reinterpret_cast<const uint32_t*>(base + f.quantifier_offset) != f.id) continue;
-    }
-    if (f.label == PROTOBUF_C_LABEL_REPEATED) {
-      size_t n = *reinterpret_cast<const size_t*>(base + f.quantifier_offset);
-      auto items = *reinterpret_cast<Message* const* const*>(base + f.offset);
-      for (size_t k = 0; k < n; ++k) {
-        if (items[k] != nullptr) fn(f.name, items[k]);
-      }
-    } else if (auto child = *reinterpret_cast<Message* const*>(base + f.offset)) {
-      fn(f.name, child);
-    }
-  }
-}
-
-bool Is(const Message* msg, const ProtobufCMessageDescriptor& d) { return msg->descriptor == &d; }
-
-std::string Qualified(const char* schema, const char* name) {
-  return StrCat((schema != nullptr && *schema != '\0') ? schema : "public", ".", name);
-}
+using Message = ProtoMessage;
 
 // Walks one statement, sorting every table reference into reads or writes.
 class TableCollector {
@@ -112,7 +80,7 @@ class TableCollector {
   void Record(const PgQuery__RangeVar* rv) {
     bool unqualified = rv->schemaname == nullptr || *rv->schemaname == '\0';
     if (unqualified && InCteScope(rv->relname)) return;  // a CTE, not a table
-    std::string name = Qualified(rv->schemaname, rv->relname);
+    std::string name = QualifiedName(rv->schemaname, rv->relname);
     if (targets_.contains(rv)) {
       info_.writes.insert(name);
       info_.reads.erase(name);
@@ -139,9 +107,9 @@ class TableCollector {
           names.push_back(parts->items[k]->string->sval);
         }
       }
-      if (names.size() == 1) info_.writes.insert(Qualified(nullptr, names[0]));
+      if (names.size() == 1) info_.writes.insert(QualifiedName(nullptr, names[0]));
       if (names.size() >= 2) {
-        info_.writes.insert(Qualified(names[names.size() - 2], names.back()));
+        info_.writes.insert(QualifiedName(names[names.size() - 2], names.back()));
       }
     }
   }
@@ -251,10 +219,6 @@ StatementKind KindOf(const PgQuery__Node* node) {
   return StatementKind::kOther;
 }
 
-struct ParseResultDeleter {
-  void operator()(PgQuery__ParseResult* r) const { pg_query__parse_result__free_unpacked(r, nullptr); }
-};
-
 }  // namespace
 
 std::string_view StatementKindName(StatementKind kind) {
@@ -274,33 +238,24 @@ std::string_view StatementKindName(StatementKind kind) {
   return "other";
 }
 
-absl::StatusOr<std::vector<StatementInfo>> AnalyzeSql(std::string_view sql) {
-  std::string text(sql);  // the parser wants a terminated string
-  PgQueryProtobufParseResult parsed = pg_query_parse_protobuf(text.c_str());
-  if (parsed.error != nullptr) {
-    std::string message = parsed.error->message ? parsed.error->message : "syntax error";
-    pg_query_free_protobuf_parse_result(parsed);
-    return absl::InvalidArgumentError(message);
-  }
-  std::unique_ptr<PgQuery__ParseResult, ParseResultDeleter> tree(pg_query__parse_result__unpack(
-      nullptr, parsed.parse_tree.len, reinterpret_cast<const uint8_t*>(parsed.parse_tree.data)));
-  pg_query_free_protobuf_parse_result(parsed);
-  if (!tree) return absl::InternalError("could not read libpg_query's parse tree");
-
+std::vector<StatementInfo> AnalyzeTree(const ParseTree& tree) {
   std::vector<StatementInfo> statements;
-  for (size_t i = 0; i < tree->n_stmts; ++i) {
-    const PgQuery__RawStmt* raw = tree->stmts[i];
+  for (size_t i = 0; i < tree.get()->n_stmts; ++i) {
+    const PgQuery__RawStmt* raw = tree.get()->stmts[i];
     if (raw->stmt == nullptr) continue;
     StatementInfo info;
     info.kind = KindOf(raw->stmt);
-    // stmt_len 0 means "to the end of the string".
-    size_t start = static_cast<size_t>(raw->stmt_location);
-    size_t len = raw->stmt_len == 0 ? std::string::npos : static_cast<size_t>(raw->stmt_len);
-    info.sql = text.substr(start, len);
+    info.sql = tree.StatementText(i);
     TableCollector(info).Walk(&raw->stmt->base);
     statements.push_back(std::move(info));
   }
   return statements;
+}
+
+absl::StatusOr<std::vector<StatementInfo>> AnalyzeSql(std::string_view sql) {
+  absl::StatusOr<ParseTree> tree = ParseTree::Parse(sql);
+  if (!tree.ok()) return tree.status();
+  return AnalyzeTree(*tree);
 }
 
 }  // namespace pgshift::routing

@@ -43,4 +43,8 @@ struct StatementInfo {
 // text on so that the server reports it in its own words.
 absl::StatusOr<std::vector<StatementInfo>> AnalyzeSql(std::string_view sql);
 
+class ParseTree;
+// The same, for text already parsed; one entry per statement of the tree.
+std::vector<StatementInfo> AnalyzeTree(const ParseTree& tree);
+
 }  // namespace pgshift::routing

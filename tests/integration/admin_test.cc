@@ -42,7 +42,7 @@ class Admin : public ::testing::Test {
 TEST_F(Admin, ShowTablesAndConfig) {
   std::string out;
   ASSERT_EQ(Psql("ops", "SHOW TABLES", out), 0) << out;
-  EXPECT_NE(out.find("public.channels|public.channels_v2|dual-write|id|title->name|0|fail|false"),
+  EXPECT_NE(out.find("public.channels|public.channels_v2|dual-write|0|0|0|id|title->name|0|fail|false"),
             std::string::npos)
       << out;
   EXPECT_NE(out.find("app.posts|app.posts_v2|old-only"), std::string::npos) << out;

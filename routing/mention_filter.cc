@@ -1,9 +1,8 @@
-#include "routing/analysis_cache.h"
+#include "routing/mention_filter.h"
 
 #include <algorithm>
 #include <cctype>
 
-#include "common/strings.h"
 
 namespace pgshift::routing {
 
@@ -21,49 +20,6 @@ std::string_view Unqualified(std::string_view name) {
 }
 
 }  // namespace
-
-absl::StatusOr<AnalysisPtr> AnalysisCache::Get(std::string_view sql) {
-  {
-    absl::MutexLock lock(&mutex_);
-    auto it = index_.find(ToAbsl(sql));
-    if (it != index_.end()) {
-      lru_.splice(lru_.begin(), lru_, it->second);
-      ++hits_;
-      return it->second->second;
-    }
-    ++misses_;
-  }
-  // Parsed outside the lock: two threads may both parse a new text; the
-  // second insert finds the first and keeps it.
-  auto analysis = AnalyzeSql(sql);
-  if (!analysis.ok()) return analysis.status();
-  auto shared = std::make_shared<const std::vector<StatementInfo>>(std::move(*analysis));
-  absl::MutexLock lock(&mutex_);
-  auto [it, inserted] = index_.try_emplace(std::string(sql));
-  if (!inserted) return it->second->second;
-  lru_.emplace_front(std::string(sql), shared);
-  it->second = lru_.begin();
-  if (lru_.size() > capacity_) {
-    index_.erase(lru_.back().first);
-    lru_.pop_back();
-  }
-  return shared;
-}
-
-size_t AnalysisCache::size() const {
-  absl::MutexLock lock(&mutex_);
-  return lru_.size();
-}
-
-uint64_t AnalysisCache::hits() const {
-  absl::MutexLock lock(&mutex_);
-  return hits_;
-}
-
-uint64_t AnalysisCache::misses() const {
-  absl::MutexLock lock(&mutex_);
-  return misses_;
-}
 
 TableMentionFilter::TableMentionFilter(const Config& config) {
   for (const TableConfig& t : config.tables) {

@@ -1,0 +1,30 @@
+// The columns of the new tables, read from the catalog of the server that
+// holds them, at start and on every reload: rewriting expands `*` from them.
+#pragma once
+
+#include "absl/status/statusor.h"
+#include "proxy/asio.h"
+#include "routing/config.h"
+#include "routing/router.h"
+
+namespace pgshift::proxy {
+
+struct CatalogReadResult {
+  routing::Catalog catalog;
+  struct Problem {
+    std::string table;   // as the application names it
+    std::string reason;  // names the new table, the backend and why
+    // The table is missing or its server unreachable, rather than pgshift
+    // lacking the settings to look.
+    bool blocking = true;
+  };
+  std::vector<Problem> problems;
+};
+
+// Connects with the new side's configured credentials (it needs `dbname`
+// and `user`, falling back to old's when new is the same server) and reads
+// the columns of every table past old-only. Blocks the calling thread for
+// at most the connect timeout.
+CatalogReadResult ReadCatalog(const routing::Config& config, asio::ssl::context& tls);
+
+}  // namespace pgshift::proxy

@@ -1,0 +1,161 @@
+#include "routing/router.h"
+
+#include <algorithm>
+#include <set>
+
+#include "common/strings.h"
+#include "protocol/error_fields.h"
+#include "routing/parse_tree.h"
+#include "routing/rewrite.h"
+
+namespace pgshift::routing {
+
+namespace {
+
+std::pair<std::string, std::string> SplitQualified(const std::string& name) {
+  size_t dot = name.find('.');
+  if (dot == std::string::npos) return {"public", name};
+  return {name.substr(0, dot), name.substr(dot + 1)};
+}
+
+bool IsWriteKind(StatementKind kind) {
+  switch (kind) {
+    case StatementKind::kInsert:
+    case StatementKind::kUpdate:
+    case StatementKind::kDelete:
+    case StatementKind::kMerge:
+    case StatementKind::kTruncate:
+    case StatementKind::kDdl:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+std::string_view BackendName(BackendId backend) { return backend == BackendId::kOld ? "old" : "new"; }
+
+bool ReadsFromNew(Phase phase) { return phase == Phase::kNewPrimary || phase == Phase::kNewOnly; }
+
+TableCounters& TableCounterRegistry::For(const std::string& table) {
+  absl::MutexLock lock(&mutex_);
+  auto& slot = counters_[table];
+  if (!slot) slot = std::make_unique<TableCounters>();
+  return *slot;
+}
+
+void Plan::Count() const {
+  if (refusal) {
+    for (TableCounters* t : refused_tables) t->refused.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  for (TableCounters* t : reads) t->reads.fetch_add(1, std::memory_order_relaxed);
+  for (TableCounters* t : writes_to) t->writes.fetch_add(1, std::memory_order_relaxed);
+}
+
+Router::Router(ConfigPtr config, Catalog catalog, TableCounterRegistry& counters)
+    : config_(std::move(config)),
+      catalog_(std::move(catalog)),
+      counters_(counters),
+      filter_(*config_),
+      cache_(static_cast<size_t>(config_->proxy.plan_cache_size)) {}
+
+PlanPtr Router::PlanFor(std::string_view sql) {
+  auto plan = cache_.Get(sql, [this](std::string_view text) -> absl::StatusOr<PlanPtr> {
+    return MakePlan(text);
+  });
+  return *plan;  // MakePlan never fails: problems become refusals
+}
+
+PlanPtr Router::MakePlan(std::string_view sql) const {
+  auto plan = std::make_shared<Plan>();
+  plan->sql = std::string(sql);
+  absl::StatusOr<ParseTree> tree = ParseTree::Parse(sql);
+  if (!tree.ok()) return plan;  // old's parser reports the syntax error
+
+  const BackendId new_server = has_new_server() ? BackendId::kNew : BackendId::kOld;
+  std::set<BackendId> servers;
+  std::vector<TableRename> renames;
+  std::vector<std::string> placements;  // "public.channels (new-only, on new)", for refusals
+  auto refuse = [&](std::string message) {
+    if (!plan->refusal) {
+      plan->refusal = Refusal{std::string(protocol::sqlstate::kFeatureNotSupported),
+                              std::move(message)};
+    }
+  };
+
+  for (const StatementInfo& info : AnalyzeTree(*tree)) {
+    if (info.kind == StatementKind::kTransaction) plan->transaction_control = true;
+    if (IsWriteKind(info.kind) || !info.writes.empty()) plan->writes = true;
+    std::set<std::string> tables = info.reads;
+    tables.insert(info.writes.begin(), info.writes.end());
+    for (const std::string& name : tables) {
+      auto table = std::find_if(config_->tables.begin(), config_->tables.end(),
+                                [&](const TableConfig& t) { return t.name == name; });
+      if (table == config_->tables.end()) {
+        servers.insert(BackendId::kOld);
+        placements.push_back(StrCat(name, " (not migrating, on old)"));
+        continue;
+      }
+      TableCounters& counters = counters_.For(table->name);
+      const bool written = info.writes.contains(name);
+      const std::string_view phase = PhaseName(table->phase);
+      if (written && info.kind == StatementKind::kDdl && table->phase != Phase::kOldOnly) {
+        refuse(StrCat("pgshift: DDL on ", name, " is refused in phase ", phase,
+                      "; change the old and new tables directly"));
+      } else if (written && table->phase != Phase::kOldOnly && table->phase != Phase::kNewOnly) {
+        refuse(StrCat("pgshift: cannot write ", name, " in phase ", phase,
+                      ": mirrored writes are not available in this version of pgshift"));
+      }
+      const bool to_new = written ? table->phase == Phase::kNewOnly : ReadsFromNew(table->phase);
+      const BackendId server = to_new ? new_server : BackendId::kOld;
+      servers.insert(server);
+      placements.push_back(StrCat(name, " (", phase, ", on ", BackendName(server), ")"));
+      if (written) {
+        plan->writes_to.push_back(&counters);
+      } else {
+        plan->reads.push_back(&counters);
+      }
+      plan->refused_tables.push_back(&counters);
+      if (!to_new) continue;
+      auto [new_schema, new_name] = SplitQualified(table->new_name);
+      auto [old_schema, old_name] = SplitQualified(table->name);
+      if (new_schema == old_schema && new_name == old_name && table->columns.empty()) continue;
+      bool known = std::any_of(renames.begin(), renames.end(), [&](const TableRename& r) {
+        return r.old_schema == old_schema && r.old_name == old_name;
+      });
+      if (known) continue;
+      TableRename rename{old_schema, old_name, new_schema, new_name, table->columns, nullptr};
+      if (auto columns = catalog_.find(table->new_name); columns != catalog_.end()) {
+        rename.new_columns = &columns->second;
+      }
+      renames.push_back(std::move(rename));
+    }
+  }
+  if (servers.size() > 1) {
+    std::sort(placements.begin(), placements.end());
+    placements.erase(std::unique(placements.begin(), placements.end()), placements.end());
+    std::string list;
+    for (const std::string& p : placements) list = list.empty() ? p : StrCat(list, ", ", p);
+    refuse(StrCat("pgshift: this statement needs tables that are answered by different servers: ",
+                  list));
+  }
+  if (!servers.empty()) plan->server = *servers.rbegin();
+  if (plan->refusal || renames.empty()) return plan;
+
+  absl::Status rewritten = RewriteTree(*tree, renames);
+  if (rewritten.ok()) {
+    absl::StatusOr<std::string> text = tree->Deparse();
+    if (text.ok()) {
+      plan->sql = *std::move(text);
+      plan->rewritten = true;
+      return plan;
+    }
+    rewritten = text.status();
+  }
+  refuse(std::string(MessageOf(rewritten)));
+  return plan;
+}
+
+}  // namespace pgshift::routing

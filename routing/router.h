@@ -1,0 +1,110 @@
+// Where each statement goes: the routing plan. A Router is built for one
+// configuration (and the new tables' columns read for it) and never changes;
+// a reload builds a new one, so a session's transaction keeps the plans it
+// began with.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "routing/config.h"
+#include "routing/lru_cache.h"
+#include "routing/mention_filter.h"
+#include "routing/sql_analysis.h"
+
+namespace pgshift::routing {
+
+// The server connections a session may hold. Without [backends.new], new
+// tables live on the old server and everything goes to kOld.
+enum class BackendId { kOld, kNew };
+std::string_view BackendName(BackendId backend);
+
+// Per-table traffic, kept across reloads (SHOW TABLES, /metrics).
+struct TableCounters {
+  std::atomic<uint64_t> reads{0};
+  std::atomic<uint64_t> writes{0};
+  std::atomic<uint64_t> refused{0};
+};
+
+// Counters by table name; an entry, once made, lives as long as the registry.
+class TableCounterRegistry {
+ public:
+  TableCounters& For(const std::string& table);
+
+ private:
+  absl::Mutex mutex_;
+  absl::flat_hash_map<std::string, std::unique_ptr<TableCounters>> counters_
+      ABSL_GUARDED_BY(mutex_);
+};
+
+// The columns of each new table ("schema.name" -> columns in attribute
+// order), read from the catalog of the server that holds it.
+using Catalog = absl::flat_hash_map<std::string, std::vector<std::string>>;
+
+// An error pgshift answers in place of running a statement.
+struct Refusal {
+  std::string sqlstate;
+  std::string message;
+};
+
+// The plan for one Query text or one Parse. Later phases add a mirror and a
+// shadow side next to `server`.
+struct Plan {
+  BackendId server = BackendId::kOld;  // the connection that answers
+  std::string sql;               // the text to send there
+  bool rewritten = false;        // sql differs from the client's
+  std::optional<Refusal> refusal;
+  bool writes = false;               // some statement may change data
+  bool transaction_control = false;  // some statement is BEGIN, COMMIT, SAVEPOINT, ...
+  // Configured tables it reads and writes, for their counters.
+  std::vector<TableCounters*> reads;
+  std::vector<TableCounters*> writes_to;
+  std::vector<TableCounters*> refused_tables;
+
+  // Counts one execution (or one refusal) against the tables.
+  void Count() const;
+};
+using PlanPtr = std::shared_ptr<const Plan>;
+
+class Router {
+ public:
+  // `catalog` holds the columns of new tables that were readable; `counters`
+  // must outlive the router.
+  Router(ConfigPtr config, Catalog catalog, TableCounterRegistry& counters);
+
+  // Fast path: false means the text cannot touch a configured table and
+  // goes to old untouched, without a plan.
+  bool MayTouch(std::string_view sql) const { return filter_.MayMention(sql); }
+
+  // The plan for a Query or Parse text, cached by text. A syntax error gets
+  // a plan that forwards the text to old unchanged, so PostgreSQL reports it
+  // in its own words.
+  PlanPtr PlanFor(std::string_view sql);
+
+  const Config& config() const { return *config_; }
+  const Catalog& catalog() const { return catalog_; }
+  bool has_new_server() const { return config_->new_backend.has_value(); }
+  size_t cached_plans() const { return cache_.size(); }
+
+ private:
+  PlanPtr MakePlan(std::string_view sql) const;
+
+  ConfigPtr config_;
+  Catalog catalog_;
+  TableCounterRegistry& counters_;
+  TableMentionFilter filter_;
+  LruCache<PlanPtr> cache_;
+};
+
+// Reads go to, writes go to: which side of a table in a phase is
+// authoritative (SPEC section 2).
+bool ReadsFromNew(Phase phase);
+
+}  // namespace pgshift::routing

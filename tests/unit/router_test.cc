@@ -1,0 +1,116 @@
+// Routing plans: which server answers, what text it gets, what is refused.
+#include <gtest/gtest.h>
+
+#include "routing/router.h"
+
+namespace pgshift::routing {
+namespace {
+
+ConfigPtr MakeConfig(std::string_view channels_phase, bool second_server) {
+  std::string toml = "[backends.old]\n";
+  if (second_server) toml += "[backends.new]\nport = 5433\n";
+  toml += "[[tables]]\nname = \"channels\"\nnew_name = \"channels_v2\"\nkey = [\"id\"]\n";
+  toml += "columns = { title = \"name\" }\nphase = \"" + std::string(channels_phase) + "\"\n";
+  toml += "[[tables]]\nname = \"posts\"\nnew_name = \"posts_v2\"\nphase = \"old-only\"\n";
+  auto config = ParseConfig(toml, "router.toml");
+  EXPECT_TRUE(config.ok()) << config.status();
+  return *config;
+}
+
+struct Fixture {
+  explicit Fixture(std::string_view phase, bool second_server = false)
+      : router(MakeConfig(phase, second_server),
+               Catalog{{"public.channels_v2", {"id", "name", "created_at"}}}, counters) {}
+  TableCounterRegistry counters;
+  Router router;
+};
+
+TEST(Router, UntouchedTextTakesTheFastPath) {
+  Fixture f("new-only");
+  EXPECT_FALSE(f.router.MayTouch("SELECT * FROM users"));
+  EXPECT_TRUE(f.router.MayTouch("SELECT * FROM Channels"));
+}
+
+TEST(Router, OldOnlyGoesToOldUnchanged) {
+  Fixture f("old-only");
+  PlanPtr plan = f.router.PlanFor("SELECT title FROM channels");
+  EXPECT_EQ(plan->server, BackendId::kOld);
+  EXPECT_FALSE(plan->rewritten);
+  EXPECT_EQ(plan->sql, "SELECT title FROM channels");
+  EXPECT_FALSE(plan->refusal);
+}
+
+TEST(Router, NewOnlyOnOneDatabaseIsRewrittenForOld) {
+  Fixture f("new-only");
+  PlanPtr plan = f.router.PlanFor("SELECT c.title, p.body FROM channels c JOIN posts p ON true");
+  EXPECT_EQ(plan->server, BackendId::kOld);
+  EXPECT_TRUE(plan->rewritten);
+  EXPECT_EQ(plan->sql,
+            "SELECT c.name AS title, p.body FROM public.channels_v2 c JOIN posts p ON true");
+  EXPECT_FALSE(plan->refusal);
+}
+
+TEST(Router, NewOnlyOnASecondServer) {
+  Fixture f("new-only", true);
+  PlanPtr plan = f.router.PlanFor("UPDATE channels SET title = $1 WHERE id = $2");
+  EXPECT_EQ(plan->server, BackendId::kNew);
+  EXPECT_TRUE(plan->writes);
+  EXPECT_EQ(plan->sql, "UPDATE public.channels_v2 channels SET name = $1 WHERE id = $2");
+
+  PlanPtr mixed = f.router.PlanFor("SELECT * FROM channels JOIN posts ON true");
+  ASSERT_TRUE(mixed->refusal);
+  EXPECT_EQ(mixed->refusal->sqlstate, "0A000");
+  EXPECT_EQ(mixed->refusal->message,
+            "pgshift: this statement needs tables that are answered by different servers: "
+            "public.channels (new-only, on new), public.posts (old-only, on old)");
+}
+
+TEST(Router, RefusesWhatThisPhaseCannotDo) {
+  Fixture dual("dual-write");
+  EXPECT_FALSE(dual.router.PlanFor("SELECT * FROM channels")->refusal) << "reads stay on old";
+  PlanPtr write = dual.router.PlanFor("DELETE FROM channels");
+  ASSERT_TRUE(write->refusal);
+  EXPECT_NE(write->refusal->message.find("public.channels in phase dual-write"),
+            std::string::npos);
+
+  Fixture new_only("new-only");
+  PlanPtr ddl = new_only.router.PlanFor("ALTER TABLE channels ADD COLUMN x int");
+  ASSERT_TRUE(ddl->refusal);
+  EXPECT_EQ(ddl->refusal->message,
+            "pgshift: DDL on public.channels is refused in phase new-only; change the old and "
+            "new tables directly");
+}
+
+TEST(Router, PlansAreCachedAndCounted) {
+  Fixture f("new-only");
+  PlanPtr a = f.router.PlanFor("SELECT title FROM channels");
+  PlanPtr b = f.router.PlanFor("SELECT title FROM channels");
+  EXPECT_EQ(a.get(), b.get());
+  a->Count();
+  b->Count();
+  f.router.PlanFor("INSERT INTO channels (title) VALUES ('x')")->Count();
+  f.router.PlanFor("ALTER TABLE channels ADD COLUMN x int")->Count();
+  TableCounters& c = f.counters.For("public.channels");
+  EXPECT_EQ(c.reads.load(), 2u);
+  EXPECT_EQ(c.writes.load(), 1u);
+  EXPECT_EQ(c.refused.load(), 1u);
+}
+
+TEST(Router, SyntaxErrorsGoToOldAsWritten) {
+  Fixture f("new-only");
+  PlanPtr plan = f.router.PlanFor("SELEC title FROM channels");
+  EXPECT_EQ(plan->server, BackendId::kOld);
+  EXPECT_EQ(plan->sql, "SELEC title FROM channels");
+  EXPECT_FALSE(plan->refusal);
+}
+
+TEST(Router, MultiStatementQueriesAreRewrittenStatementByStatement) {
+  Fixture f("new-only");
+  PlanPtr plan = f.router.PlanFor("BEGIN; SELECT title FROM channels; SELECT 1; COMMIT");
+  EXPECT_TRUE(plan->transaction_control);
+  EXPECT_EQ(plan->sql,
+            "BEGIN; SELECT name AS title FROM public.channels_v2 channels; SELECT 1; COMMIT");
+}
+
+}  // namespace
+}  // namespace pgshift::routing
