@@ -10,27 +10,27 @@ namespace pgshift::proxy {
 
 namespace {
 
-awaitable<void> Read(const routing::Config& config, asio::ssl::context& tls,
-                     CatalogReadResult& out) {
-  std::vector<const routing::TableConfig*> tables;
-  for (const routing::TableConfig& t : config.tables) {
-    if (t.phase != routing::Phase::kOldOnly) tables.push_back(&t);
-  }
-  if (tables.empty()) co_return;
-  const bool second_server = config.new_backend.has_value();
-  const routing::BackendConfig& backend = second_server ? *config.new_backend : config.old_backend;
-  const std::string_view name = second_server ? "new" : "old";
-  auto fail_all = [&](std::string_view why, bool blocking) {
-    for (const routing::TableConfig* t : tables) {
-      out.problems.push_back({t->name,
-                              StrCat("cannot read the columns of ", t->new_name, " on backend ",
-                                     name, ": ", why),
-                              blocking});
-    }
+struct Wanted {
+  const routing::TableConfig* table;
+  std::string relation;  // the old or the new name
+};
+
+// Reads the columns of `wanted` over one connection to `backend`.
+awaitable<void> ReadFrom(const routing::Config& config, asio::ssl::context& tls,
+                         std::string_view name, const routing::BackendConfig& backend,
+                         const std::vector<Wanted>& wanted, CatalogReadResult& out) {
+  if (wanted.empty()) co_return;
+  auto fail = [&](const Wanted& w, std::string_view why, bool blocking) {
+    out.problems.push_back({w.table->name,
+                            StrCat("cannot read the columns of ", w.relation, " on backend ",
+                                   name, ": ", why),
+                            blocking});
   };
   if (!backend.dbname || !backend.user) {
-    fail_all(StrCat("backends.", name, " needs dbname and user for pgshift to read its catalog"),
-             false);
+    for (const Wanted& w : wanted) {
+      fail(w, StrCat("backends.", name, " needs dbname and user for pgshift to read its catalog"),
+           false);
+    }
     co_return;
   }
   protocol::StartupMessage startup;
@@ -48,23 +48,35 @@ awaitable<void> Read(const routing::Config& config, asio::ssl::context& tls,
   };
   BackendLoginResult login = co_await LoginToBackend(params);
   if (auto* error = std::get_if<protocol::ErrorFields>(&login)) {
-    fail_all(error->message(), true);
+    for (const Wanted& w : wanted) fail(w, error->message(), true);
     co_return;
   }
   Stream& stream = *std::get<BackendLogin>(login).stream;
   PacketBuffer buffer;
-  for (const routing::TableConfig* t : tables) {
-    auto columns = co_await ReadTableColumns(stream, buffer, t->new_name);
+  for (const Wanted& w : wanted) {
+    auto columns = co_await ReadTableColumns(stream, buffer, w.relation);
     if (columns.ok()) {
-      out.catalog[t->new_name] = *std::move(columns);
+      out.catalog[w.relation] = *std::move(columns);
     } else {
-      out.problems.push_back({t->name, StrCat("cannot read the columns of ", t->new_name,
-                                              " on backend ", name, ": ",
-                                              MessageOf(columns.status())),
-                              true});
+      fail(w, MessageOf(columns.status()), true);
     }
   }
   stream.Close();
+}
+
+// New tables are read for every table past old-only; old tables where the
+// old side still takes writes or mirrors (dual-write to new-primary).
+awaitable<void> Read(const routing::Config& config, asio::ssl::context& tls,
+                     CatalogReadResult& out) {
+  const bool second_server = config.new_backend.has_value();
+  std::vector<Wanted> on_old, on_new;
+  for (const routing::TableConfig& t : config.tables) {
+    if (t.phase == routing::Phase::kOldOnly) continue;
+    (second_server ? on_new : on_old).push_back({&t, t.new_name});
+    if (t.phase != routing::Phase::kNewOnly) on_old.push_back({&t, t.name});
+  }
+  co_await ReadFrom(config, tls, "old", config.old_backend, on_old, out);
+  if (second_server) co_await ReadFrom(config, tls, "new", *config.new_backend, on_new, out);
 }
 
 }  // namespace

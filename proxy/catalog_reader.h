@@ -1,5 +1,6 @@
-// The columns of the new tables, read from the catalog of the server that
-// holds them, at start and on every reload: rewriting expands `*` from them.
+// The columns of the migrating tables, read from the catalog of the server
+// that holds them, at start and on every reload: rewriting expands `*` from
+// the new tables' columns, and mirroring copies the columns both sides have.
 #pragma once
 
 #include "absl/status/statusor.h"
@@ -21,10 +22,10 @@ struct CatalogReadResult {
   std::vector<Problem> problems;
 };
 
-// Connects with the new side's configured credentials (it needs `dbname`
-// and `user`, falling back to old's when new is the same server) and reads
-// the columns of every table past old-only. Blocks the calling thread for
-// at most the connect timeout.
+// Connects with each backend's configured credentials (it needs `dbname`
+// and `user`) and reads the columns of every new table past old-only, and
+// of every old table in a phase that writes or mirrors it. Blocks the
+// calling thread for at most the connect timeouts.
 CatalogReadResult ReadCatalog(const routing::Config& config, asio::ssl::context& tls);
 
 }  // namespace pgshift::proxy

@@ -4,10 +4,13 @@
 
 namespace pgshift::proxy {
 
-PacketBuffer::PacketBuffer(size_t initial)
-    : storage_(new char[initial]), capacity_(initial), initial_(initial) {}
+PacketBuffer::PacketBuffer(size_t initial) : capacity_(0), initial_(initial) {}
 
 asio::mutable_buffer PacketBuffer::PrepareRead() {
+  if (!storage_) {  // allocated on first use: a connection may never be read
+    storage_.reset(new char[initial_]);
+    capacity_ = initial_;
+  }
   if (begin_ == end_) {
     begin_ = end_ = 0;
     if (capacity_ > initial_) {  // a large message has passed; give the memory back

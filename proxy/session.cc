@@ -4,6 +4,8 @@
 
 #include "common/strings.h"
 #include "protocol/messages/authentication.h"
+#include "protocol/messages/command_complete.h"
+#include "protocol/messages/empty.h"
 #include "protocol/messages/describe.h"
 #include "protocol/messages/error_response.h"
 #include "protocol/messages/parse.h"
@@ -78,7 +80,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     for (size_t i = 0; i < count; ++i) {
       steps[i].bytes.clear();
       steps[i].on_other_link_first.clear();
-      steps[i].cycles = 0;
+      steps[i].notes.clear();
     }
     count = 0;
     routing_ = !s_.config().tables.empty();
@@ -89,7 +91,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     if (!routing_) {
       if (type == 'Q' || type == 'S' || type == 'F') {
         ++s_.queries_;
-        Target(BackendId::kOld).cycles += 1;
+        Note(BackendId::kOld, type == 'S' ? ReplyNote::kSync : ReplyNote::kQuery);
       }
       return protocol::Delivery::kStream;
     }
@@ -116,19 +118,21 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       case 'S': {
         ++s_.queries_;
         BackendId target = s_.batch_link_.value_or(last_target_);
-        Add(target, message, 1);
+        Note(target, ReplyNote::kSync);
+        Add(target, message);
         s_.link(target).in_batch = false;
         s_.batch_link_.reset();
         s_.batch_refused_ = false;
         return;
       }
       case 'H':
-        return Add(s_.batch_link_.value_or(last_target_), message, 0);
+        return Add(s_.batch_link_.value_or(last_target_), message);
       case 'F':
         ++s_.queries_;
-        return Add(BackendId::kOld, message, 1);
+        Note(BackendId::kOld, ReplyNote::kQuery);
+        return Add(BackendId::kOld, message);
       default:
-        return Add(BackendId::kOld, message, 0);
+        return Add(BackendId::kOld, message);
     }
   }
 
@@ -152,23 +156,33 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     if (count > 0 && steps[count - 1].target == target) return steps[count - 1];
     return NewStep(target);
   }
-  void Add(BackendId target, std::string_view bytes, uint32_t cycles) {
-    Step& step = Target(target);
-    step.bytes.Add(bytes);
-    step.cycles += cycles;
+  void Add(BackendId target, std::string_view bytes) {
+    Target(target).bytes.Add(bytes);
     last_target_ = target;
   }
-  void AddOwned(BackendId target, std::string bytes, uint32_t cycles) {
-    Step& step = Target(target);
-    step.bytes.AddOwned(std::move(bytes));
-    step.cycles += cycles;
+  void AddOwned(BackendId target, std::string bytes) {
+    Target(target).bytes.AddOwned(std::move(bytes));
     last_target_ = target;
+  }
+  // What the message about to be added will be answered with.
+  void Note(BackendId target, ReplyNote::Kind kind, std::vector<ReplyUnit> units = {}) {
+    ReplyNote& note = Target(target).notes.emplace_back();
+    note.kind = kind;
+    note.units = std::move(units);
+  }
+  // The result of an Execute or the answer to a Describe, reshaped as
+  // `plan` says for its statement.
+  void NoteUnit(BackendId target, bool describe, const routing::PlanPtr& plan) {
+    ReplyUnit unit;
+    unit.describe = describe;
+    if (plan && !plan->shapes.empty()) unit.shape = plan->shapes[0];
+    Note(target, ReplyNote::kUnit, {unit});
   }
   // Extended-protocol messages go where their batch goes.
   void AddToBatch(BackendId target, std::string_view bytes) {
     s_.batch_link_ = target;
     s_.link(target).in_batch = true;
-    Add(target, bytes, 0);
+    Add(target, bytes);
   }
 
   // Outside the fast path, and in any transaction when a second server is
@@ -192,7 +206,8 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     std::string probe;
     if (simple_query) {
       protocol::Query{ProbeSql(n)}.Encode(probe);
-      AddOwned(target, std::move(probe), 1);
+      Note(target, ReplyNote::kQuery);
+      AddOwned(target, std::move(probe));
       s_.copy_link_ = target;
       return;
     }
@@ -200,7 +215,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     s_.batch_link_ = target;
     s_.batch_refused_ = true;
     s_.link(target).in_batch = true;
-    AddOwned(target, std::move(probe), 0);
+    AddOwned(target, std::move(probe));
   }
 
   // A transaction may write on one server only: its commit cannot be made
@@ -245,7 +260,8 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     routing::PlanPtr plan = PlanFor(query->sql);
     if (!plan) {
       s_.copy_link_ = BackendId::kOld;
-      return Add(BackendId::kOld, message, 1);
+      Note(BackendId::kOld, ReplyNote::kQuery);
+      return Add(BackendId::kOld, message);
     }
     plan->Count();
     BackendId target = plan->transaction_control ? TransactionTarget(*plan) : plan->server;
@@ -263,10 +279,13 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       NewStep(target).on_other_link_first = query->sql;
     }
     s_.copy_link_ = target;
-    if (!plan->rewritten) return Add(target, message, 1);
+    std::vector<ReplyUnit> units(plan->shapes.size());
+    for (size_t i = 0; i < units.size(); ++i) units[i].shape = plan->shapes[i];
+    Note(target, ReplyNote::kQuery, std::move(units));
+    if (!plan->rewritten) return Add(target, message);
     std::string rewritten;
     protocol::Query{plan->sql}.Encode(rewritten);
-    AddOwned(target, std::move(rewritten), 1);
+    AddOwned(target, std::move(rewritten));
   }
 
   // One batch (up to Sync) goes to one server; a message for the other is
@@ -288,7 +307,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       error = std::string(MessageOf(parse.status()));
       return;
     }
-    if (s_.batch_refused_) return Add(*s_.batch_link_, message, 0);
+    if (s_.batch_refused_) return Add(*s_.batch_link_, message);
     routing::PlanPtr plan = PlanFor(parse->sql);
     s_.statements_.erase(parse->statement);
     if (plan && plan->refusal) {
@@ -304,7 +323,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     protocol::Parse{parse->statement, plan->sql, parse->parameter_types}.Encode(rewritten);
     s_.batch_link_ = target;
     s_.link(target).in_batch = true;
-    AddOwned(target, std::move(rewritten), 0);
+    AddOwned(target, std::move(rewritten));
   }
 
   Prepared Find(const absl::flat_hash_map<std::string, Prepared>& map, std::string_view name) {
@@ -320,7 +339,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       error = std::string(MessageOf(reader.Malformed("Bind")));
       return;
     }
-    if (s_.batch_refused_) return Add(*s_.batch_link_, message, 0);
+    if (s_.batch_refused_) return Add(*s_.batch_link_, message);
     Prepared prepared = Find(s_.statements_, statement);
     if (BatchMismatch(prepared.server)) return;
     if (prepared.plan) {
@@ -338,11 +357,14 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       error = std::string(MessageOf(reader.Malformed("Execute")));
       return;
     }
-    if (s_.batch_refused_) return Add(*s_.batch_link_, message, 0);
+    if (s_.batch_refused_) return Add(*s_.batch_link_, message);
     Prepared prepared = Find(s_.portals_, portal);
     if (BatchMismatch(prepared.server)) return;
     s_.copy_link_ = prepared.server;
-    if (!prepared.plan) return AddToBatch(prepared.server, message);
+    if (!prepared.plan) {
+      NoteUnit(prepared.server, false, nullptr);
+      return AddToBatch(prepared.server, message);
+    }
     const routing::Plan& plan = *prepared.plan;
     plan.Count();
     if (auto refusal = SecondWriter(plan, prepared.server)) {
@@ -352,6 +374,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     if (plan.transaction_control && two_servers()) {
       NewStep(prepared.server).on_other_link_first = plan.sql;
     }
+    NoteUnit(prepared.server, false, prepared.plan);
     AddToBatch(prepared.server, message);
   }
 
@@ -362,11 +385,15 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       error = StrCat("malformed ", protocol::FrontendMessageName(type), " message");
       return;
     }
-    if (s_.batch_refused_) return Add(*s_.batch_link_, message, 0);
+    if (s_.batch_refused_) return Add(*s_.batch_link_, message);
     auto& map = target == protocol::Target::kStatement ? s_.statements_ : s_.portals_;
     Prepared prepared = Find(map, name);
     if (BatchMismatch(prepared.server)) return;
-    if (type == 'C') map.erase(name);
+    if (type == 'C') {
+      map.erase(name);
+    } else {
+      NoteUnit(prepared.server, true, prepared.plan);
+    }
     AddToBatch(prepared.server, message);
   }
 
@@ -377,15 +404,19 @@ class Session::ClientToBackend : public protocol::FrameHandler {
 
 // Backend to client, for one link: ReadyForQuery is read whole, to know
 // whose reply cycle ends; errors are read whole when they may be a refusal
-// probe's or belong to an internal exchange. The replies of an internal
-// exchange go no further.
+// probe's or belong to an internal exchange, whose replies go no further.
+// Results of rewritten writes are reshaped into what the client's own
+// statement would have answered: its command tag, and no rows when it asked
+// for none.
 class Session::BackendToClient : public protocol::FrameHandler {
  public:
   BackendToClient(Session& s, Link& link) : s_(s), link_(link) {}
 
   protocol::Delivery OnHeader(char type, size_t size) override {
     link_.last_type = type;
-    internal_ = !link_.cycles.empty() && link_.cycles.front() != nullptr;
+    Cycle* cycle = link_.cycles.empty() ? nullptr : &link_.cycles.front();
+    internal_ = cycle != nullptr && cycle->internal != nullptr;
+    drop_ = false;
     if (type == 'Z') {
       if (size != protocol::kHeaderSize + 1) {
         error = StrCat("invalid ReadyForQuery length ", size);
@@ -393,17 +424,71 @@ class Session::BackendToClient : public protocol::FrameHandler {
       }
       return protocol::Delivery::kWhole;
     }
-    if (type == 'E' && (internal_ || !s_.refusals_.empty())) return protocol::Delivery::kWhole;
+    if (internal_) return type == 'E' ? protocol::Delivery::kWhole : protocol::Delivery::kStream;
+    if (cycle != nullptr && cycle->next < cycle->units.size()) {
+      const ReplyUnit& unit = cycle->units[cycle->next];
+      shape_ = unit.shape;
+      switch (type) {
+        case 'T':  // RowDescription
+          if (unit.describe) {
+            ++cycle->next;
+            return shape_.no_rows ? protocol::Delivery::kWhole : protocol::Delivery::kStream;
+          }
+          drop_ = shape_.no_rows;
+          return protocol::Delivery::kStream;
+        case 'n':  // NoData
+          if (unit.describe) ++cycle->next;
+          return protocol::Delivery::kStream;
+        case 'D':  // DataRow
+          drop_ = shape_.no_rows;
+          return protocol::Delivery::kStream;
+        case 'C':  // CommandComplete
+          ++cycle->next;
+          return shape_.tag.empty() ? protocol::Delivery::kStream : protocol::Delivery::kWhole;
+        case 'I':  // EmptyQueryResponse
+        case 's':  // PortalSuspended
+          ++cycle->next;
+          return protocol::Delivery::kStream;
+        case 'E':  // the server skips the rest of the cycle
+          cycle->next = cycle->units.size();
+          break;
+        default:
+          return protocol::Delivery::kStream;
+      }
+    }
+    if (type == 'E' && !s_.refusals_.empty()) return protocol::Delivery::kWhole;
     return protocol::Delivery::kStream;
   }
 
   void OnStreamed(std::string_view bytes) override {
-    if (!internal_) out.Add(bytes);
+    if (!internal_ && !drop_) out.Add(bytes);
   }
 
   void OnWhole(char type, std::string_view message) override {
     std::string_view payload = message.substr(protocol::kHeaderSize);
-    if (type == 'E') return OnError(message, payload);
+    switch (type) {
+      case 'E': return OnError(message, payload);
+      case 'T': {  // a Describe of a write that returns nothing
+        std::string no_data;
+        protocol::NoData{}.Encode(no_data);
+        return out.AddOwned(std::move(no_data));
+      }
+      case 'C': return OnCommandComplete(payload);
+      default: return OnReadyForQuery(message, payload);
+    }
+  }
+
+  void Reset() {
+    out.clear();
+    answered = 0;
+  }
+
+  ForwardList out;
+  uint32_t answered = 0;  // the client's reply cycles completed in this read
+  std::string error;
+
+ private:
+  void OnReadyForQuery(std::string_view message, std::string_view payload) {
     auto ready = protocol::ReadyForQuery::Decode(payload);
     if (!ready.ok()) {
       error = std::string(MessageOf(ready.status()));
@@ -412,7 +497,7 @@ class Session::BackendToClient : public protocol::FrameHandler {
     link_.transaction_status = ready->status;
     InternalReply* owner = nullptr;
     if (!link_.cycles.empty()) {
-      owner = link_.cycles.front();
+      owner = link_.cycles.front().internal;
       link_.cycles.pop_front();
     }
     if (owner != nullptr) {
@@ -426,16 +511,6 @@ class Session::BackendToClient : public protocol::FrameHandler {
     out.Add(message);
   }
 
-  void Reset() {
-    out.clear();
-    answered = 0;
-  }
-
-  ForwardList out;
-  uint32_t answered = 0;  // the client's reply cycles completed in this read
-  std::string error;
-
- private:
   void OnError(std::string_view message, std::string_view payload) {
     auto fields = protocol::ErrorResponse::Decode(payload);
     if (!fields.ok()) {
@@ -443,7 +518,7 @@ class Session::BackendToClient : public protocol::FrameHandler {
       return;
     }
     if (internal_) {
-      link_.cycles.front()->error = *fields;
+      link_.cycles.front().internal->error = *fields;
       return;
     }
     if (std::optional<uint64_t> n = ProbeNumber(fields->message())) {
@@ -459,9 +534,27 @@ class Session::BackendToClient : public protocol::FrameHandler {
     out.Add(message);
   }
 
+  // The server's "SELECT n" for a rewritten write, as the write's own tag.
+  void OnCommandComplete(std::string_view payload) {
+    auto complete = protocol::CommandComplete::Decode(payload);
+    if (!complete.ok()) {
+      error = std::string(MessageOf(complete.status()));
+      return;
+    }
+    std::string_view tag = complete->tag;
+    std::string_view rows = tag.substr(tag.rfind(' ') + 1);
+    protocol::CommandComplete reshaped;
+    reshaped.tag = shape_.tag == "INSERT" ? StrCat("INSERT 0 ", rows) : StrCat(shape_.tag, " ", rows);
+    std::string bytes;
+    reshaped.Encode(bytes);
+    out.AddOwned(std::move(bytes));
+  }
+
   Session& s_;
   Link& link_;
   bool internal_ = false;
+  bool drop_ = false;           // the current streamed message is not passed on
+  routing::ResultShape shape_;  // of the current result, when reshaped
 };
 
 Session::Session(Server& server, tcp::socket socket, uint64_t id)
@@ -610,8 +703,8 @@ void Session::StartPump(Link& l) {
         co_await self->PumpBackendToClient(l);
         l.pump_running = false;
         // Nothing more will answer these.
-        for (InternalReply* owner : l.cycles) {
-          if (owner != nullptr) owner->done = true;
+        for (Cycle& c : l.cycles) {
+          if (c.internal != nullptr) c.internal->done = true;
         }
         l.cycles.clear();
         l.forward_pending = 0;
@@ -682,11 +775,11 @@ awaitable<bool> Session::RunStep(Step& step) {
   Link& other = link(Other(step.target));
   if (other.stream) {
     // One server answers at a time, so replies reach the client in order.
-    co_await WaitUntil([&other] { return other.forward_pending == 0 && other.cycles.empty(); });
+    co_await WaitUntil([&other] { return other.forward_pending == 0 && !HasInternal(other); });
     if (ended_) co_return false;
     // The client is in a transaction this server has not joined yet.
-    if (transaction_status_ != 'I' && target.transaction_status == 'I' && target.cycles.empty() &&
-        !target.in_batch) {
+    if (transaction_status_ != 'I' && target.transaction_status == 'I' &&
+        target.forward_pending == 0 && !target.in_batch && !HasInternal(target)) {
       std::optional<ErrorFields> failed = co_await RunInternal(target, "BEGIN");
       if (failed) {
         LogEvent(LogLevel::kWarning, "transaction_join_failed",
@@ -703,8 +796,19 @@ awaitable<bool> Session::RunStep(Step& step) {
     }
     if (ended_) co_return false;
   }
-  for (uint32_t i = 0; i < step.cycles; ++i) {
-    target.cycles.push_back(nullptr);
+  for (ReplyNote& note : step.notes) {
+    if (note.kind == ReplyNote::kUnit) {
+      if (target.cycles.empty() || !target.cycles.back().open) {
+        target.cycles.emplace_back().open = true;
+      }
+      target.cycles.back().units.push_back(std::move(note.units[0]));
+      continue;
+    }
+    if (note.kind == ReplyNote::kSync && !target.cycles.empty() && target.cycles.back().open) {
+      target.cycles.back().open = false;
+    } else {
+      target.cycles.emplace_back().units = std::move(note.units);
+    }
     ++target.forward_pending;
     NoteSent();
   }
@@ -765,7 +869,7 @@ awaitable<std::optional<ErrorFields>> Session::RunInternal(Link& l, std::string_
   InternalReply reply;
   std::string message;
   protocol::Query{std::string(sql)}.Encode(message);
-  l.cycles.push_back(&reply);
+  l.cycles.emplace_back().internal = &reply;
   error_code ec;
   co_await l.stream->Write(asio::buffer(message), ec);
   if (ec && !ended_) {
@@ -775,7 +879,9 @@ awaitable<std::optional<ErrorFields>> Session::RunInternal(Link& l, std::string_
   co_await WaitUntil([&reply] { return reply.done; });
   if (!reply.done) {
     // The session ended first; the pump must not touch the reply any more.
-    std::erase(l.cycles, &reply);
+    for (Cycle& c : l.cycles) {
+      if (c.internal == &reply) c.internal = &orphaned_;
+    }
     co_return Fatal(sqlstate::kConnectionFailure, "session ended");
   }
   co_return reply.error;
@@ -828,7 +934,7 @@ awaitable<void> Session::PumpBackendToClient(Link& l) {
       l.forward_pending -= std::min(l.forward_pending, handler.answered);
       Link& other = link(Other(l.server));
       bool all_idle = transaction_status_ == 'I' && other.transaction_status == 'I' &&
-                      other.cycles.empty();
+                      other.forward_pending == 0 && !HasInternal(other);
       if (all_idle) {
         l.written = other.written = false;
         // Between transactions: the next one runs under the newest settings.
@@ -845,7 +951,14 @@ awaitable<void> Session::PumpBackendToClient(Link& l) {
 
 bool Session::IdleOutsideTransaction() const {
   return PendingResults() == 0 && transaction_status_ == 'I' && !client_sent_partial_ &&
-         !client_mid_message_ && links_[0].cycles.empty() && links_[1].cycles.empty();
+         !client_mid_message_ && !HasInternal(links_[0]) && !HasInternal(links_[1]);
+}
+
+bool Session::HasInternal(const Link& l) {
+  for (const Cycle& c : l.cycles) {
+    if (c.internal != nullptr) return true;
+  }
+  return false;
 }
 
 void Session::NoteSent() {

@@ -71,6 +71,26 @@ class Session : public std::enable_shared_from_this<Session> {
     std::optional<protocol::ErrorFields> error;
   };
 
+  // One result the client expects, in order within a reply cycle.
+  struct ReplyUnit {
+    bool describe = false;  // a Describe's answer, else a statement's result
+    routing::ResultShape shape;
+  };
+
+  // The replies up to one ReadyForQuery: a Query's, or an extended batch's.
+  struct Cycle {
+    InternalReply* internal = nullptr;  // null: the client's
+    bool open = false;                  // an extended batch its Sync has not closed yet
+    std::vector<ReplyUnit> units;       // empty: nothing in it to reshape
+    size_t next = 0;                    // the unit the next result belongs to
+  };
+
+  // What a step's messages will be answered with, in their order.
+  struct ReplyNote {
+    enum Kind { kQuery, kUnit, kSync } kind = kQuery;
+    std::vector<ReplyUnit> units;  // kQuery: one per statement, or none; kUnit: exactly one
+  };
+
   // One of the session's server connections.
   struct Link {
     routing::BackendId server = routing::BackendId::kOld;
@@ -80,10 +100,9 @@ class Session : public std::enable_shared_from_this<Session> {
     char transaction_status = 'I';
     bool in_batch = false;  // extended-protocol messages sent since its last Sync
     bool written = false;   // has written in the client's current transaction
-    // Owner of each reply cycle (up to a ReadyForQuery) still to come, in
-    // order: null for the client, else an internal exchange.
-    std::deque<InternalReply*> cycles;
-    uint32_t forward_pending = 0;  // null entries in `cycles`
+    // Reply cycles still to come, in order.
+    std::deque<Cycle> cycles;
+    uint32_t forward_pending = 0;  // the client's closed cycles in `cycles`
     bool pump_running = false;
     char last_type = 0;
     int32_t backend_pid = 0;
@@ -93,7 +112,7 @@ class Session : public std::enable_shared_from_this<Session> {
   struct Step {
     routing::BackendId target = routing::BackendId::kOld;
     ForwardList bytes;
-    uint32_t cycles = 0;  // Query, Sync and FunctionCall messages: replies to expect
+    std::vector<ReplyNote> notes;
     // Transaction control the other link must run too, before this step
     // (it is in the same client transaction).
     std::string on_other_link_first;
@@ -123,6 +142,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // Records why the session ends (first reason wins) and stops both pumps.
   void End(std::optional<protocol::ErrorFields> final_error);
   bool IdleOutsideTransaction() const;
+  // An exchange of pgshift's own is under way on `link`.
+  static bool HasInternal(const Link& link);
   // A reply cycle to the client was asked for, or answered. Also times the
   // query cycle.
   void NoteSent();
@@ -186,6 +207,7 @@ class Session : public std::enable_shared_from_this<Session> {
   char transaction_status_ = 'I';      // as the client was last told
   std::optional<protocol::ErrorFields> final_error_;
   std::unique_ptr<asio::steady_timer> wake_;  // the client pump waits on it
+  InternalReply orphaned_;  // takes the reply of an exchange whose waiter has gone
 };
 
 }  // namespace pgshift::proxy

@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <set>
+#include <tuple>
 
 #include "common/strings.h"
 #include "protocol/error_fields.h"
 #include "routing/parse_tree.h"
+#include "routing/mirror.h"
 #include "routing/rewrite.h"
 
 namespace pgshift::routing {
@@ -68,6 +70,49 @@ PlanPtr Router::PlanFor(std::string_view sql) {
   return *plan;  // MakePlan never fails: problems become refusals
 }
 
+absl::StatusOr<MirrorSpec> Router::MirrorSpecFor(const TableConfig& table) const {
+  const bool new_is_authoritative = ReadsFromNew(table.phase);
+  const std::string& auth = new_is_authoritative ? table.new_name : table.name;
+  const std::string& other = new_is_authoritative ? table.name : table.new_name;
+  auto auth_columns = catalog_.find(auth);
+  auto other_columns = catalog_.find(other);
+  for (const std::string* t : {&auth, &other}) {
+    if (!catalog_.contains(*t)) {
+      return absl::FailedPreconditionError(
+          StrCat("pgshift: cannot mirror writes to ", table.name, " in phase ",
+                 PhaseName(table.phase), ": the columns of ", *t,
+                 " could not be read from its backend's catalog"));
+    }
+  }
+  // Column names on the authoritative side -> on the mirror.
+  auto to_mirror = [&](const std::string& column) -> std::string {
+    if (!new_is_authoritative) {
+      auto it = table.columns.find(column);
+      return it == table.columns.end() ? column : it->second;
+    }
+    for (const auto& [from, to] : table.columns) {
+      if (to == column) return from;
+    }
+    return column;
+  };
+  MirrorSpec spec;
+  spec.table = auth;
+  std::tie(spec.mirror_schema, spec.mirror_name) = SplitQualified(other);
+  spec.phase = std::string(PhaseName(table.phase));
+  const std::vector<std::string>& mirror_columns = other_columns->second;
+  for (const std::string& column : auth_columns->second) {
+    std::string m = to_mirror(column);
+    if (std::find(mirror_columns.begin(), mirror_columns.end(), m) != mirror_columns.end()) {
+      spec.columns.emplace_back(column, m);
+    }
+  }
+  for (const std::string& k : table.key) {
+    auto renamed = table.columns.find(k);
+    spec.key.push_back(new_is_authoritative && renamed != table.columns.end() ? renamed->second : k);
+  }
+  return spec;
+}
+
 PlanPtr Router::MakePlan(std::string_view sql) const {
   auto plan = std::make_shared<Plan>();
   plan->sql = std::string(sql);
@@ -78,6 +123,8 @@ PlanPtr Router::MakePlan(std::string_view sql) const {
   std::set<BackendId> servers;
   std::vector<TableRename> renames;
   std::vector<std::string> placements;  // "public.channels (new-only, on new)", for refusals
+  // Statement index -> the table it writes in a mirrored phase.
+  std::vector<std::pair<size_t, const TableConfig*>> mirrored;
   auto refuse = [&](std::string message) {
     if (!plan->refusal) {
       plan->refusal = Refusal{std::string(protocol::sqlstate::kFeatureNotSupported),
@@ -85,7 +132,9 @@ PlanPtr Router::MakePlan(std::string_view sql) const {
     }
   };
 
-  for (const StatementInfo& info : AnalyzeTree(*tree)) {
+  std::vector<StatementInfo> infos = AnalyzeTree(*tree);
+  for (size_t i = 0; i < infos.size(); ++i) {
+    const StatementInfo& info = infos[i];
     if (info.kind == StatementKind::kTransaction) plan->transaction_control = true;
     if (IsWriteKind(info.kind) || !info.writes.empty()) plan->writes = true;
     std::set<std::string> tables = info.reads;
@@ -101,14 +150,27 @@ PlanPtr Router::MakePlan(std::string_view sql) const {
       TableCounters& counters = counters_.For(table->name);
       const bool written = info.writes.contains(name);
       const std::string_view phase = PhaseName(table->phase);
+      const bool mirrors = table->phase != Phase::kOldOnly && table->phase != Phase::kNewOnly;
       if (written && info.kind == StatementKind::kDdl && table->phase != Phase::kOldOnly) {
         refuse(StrCat("pgshift: DDL on ", name, " is refused in phase ", phase,
                       "; change the old and new tables directly"));
-      } else if (written && table->phase != Phase::kOldOnly && table->phase != Phase::kNewOnly) {
-        refuse(StrCat("pgshift: cannot write ", name, " in phase ", phase,
-                      ": mirrored writes are not available in this version of pgshift"));
+      } else if (written && mirrors) {
+        if (has_new_server()) {
+          refuse(StrCat("pgshift: cannot write ", name, " in phase ", phase,
+                        ": mirroring writes to a second server is not available in this "
+                        "version of pgshift"));
+        } else if (info.kind == StatementKind::kInsert || info.kind == StatementKind::kUpdate ||
+                   info.kind == StatementKind::kDelete || info.kind == StatementKind::kTruncate) {
+          mirrored.emplace_back(i, &*table);
+        } else if (info.kind == StatementKind::kRead) {
+          refuse(StrCat("pgshift: cannot mirror this write to ", name, " in phase ", phase,
+                        ": the table is written inside WITH, where its rows cannot be mirrored"));
+        } else {
+          refuse(StrCat("pgshift: cannot mirror ", StatementKindName(info.kind), " on ", name,
+                        " in phase ", phase, "; use INSERT, UPDATE or DELETE"));
+        }
       }
-      const bool to_new = written ? table->phase == Phase::kNewOnly : ReadsFromNew(table->phase);
+      const bool to_new = ReadsFromNew(table->phase);
       const BackendId server = to_new ? new_server : BackendId::kOld;
       servers.insert(server);
       placements.push_back(StrCat(name, " (", phase, ", on ", BackendName(server), ")"));
@@ -142,9 +204,23 @@ PlanPtr Router::MakePlan(std::string_view sql) const {
                   list));
   }
   if (!servers.empty()) plan->server = *servers.rbegin();
-  if (plan->refusal || renames.empty()) return plan;
+  if (plan->refusal || (renames.empty() && mirrored.empty())) return plan;
 
   absl::Status rewritten = RewriteTree(*tree, renames);
+  for (const auto& [index, table] : mirrored) {
+    if (!rewritten.ok()) break;
+    absl::StatusOr<MirrorSpec> spec = MirrorSpecFor(*table);
+    if (!spec.ok()) {
+      rewritten = spec.status();
+      break;
+    }
+    if (infos[index].kind == StatementKind::kTruncate) {
+      rewritten = MirrorTruncate(*tree, index, *spec);
+      continue;
+    }
+    plan->shapes.resize(infos.size());
+    rewritten = MirrorStatement(*tree, index, *spec, plan->shapes[index]);
+  }
   if (rewritten.ok()) {
     absl::StatusOr<std::string> text = tree->Deparse();
     if (text.ok()) {

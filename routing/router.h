@@ -17,6 +17,7 @@
 #include "routing/config.h"
 #include "routing/lru_cache.h"
 #include "routing/mention_filter.h"
+#include "routing/mirror.h"
 #include "routing/sql_analysis.h"
 
 namespace pgshift::routing {
@@ -44,8 +45,9 @@ class TableCounterRegistry {
       ABSL_GUARDED_BY(mutex_);
 };
 
-// The columns of each new table ("schema.name" -> columns in attribute
-// order), read from the catalog of the server that holds it.
+// The columns of each migrating table, old and new ("schema.name" ->
+// columns in attribute order), read from the catalog of the server that
+// holds it.
 using Catalog = absl::flat_hash_map<std::string, std::vector<std::string>>;
 
 // An error pgshift answers in place of running a statement.
@@ -63,6 +65,9 @@ struct Plan {
   std::optional<Refusal> refusal;
   bool writes = false;               // some statement may change data
   bool transaction_control = false;  // some statement is BEGIN, COMMIT, SAVEPOINT, ...
+  // Per statement, how its reply must be reshaped into what the client's own
+  // statement would have answered (mirrored writes); empty when none is.
+  std::vector<ResultShape> shapes;
   // Configured tables it reads and writes, for their counters.
   std::vector<TableCounters*> reads;
   std::vector<TableCounters*> writes_to;
@@ -95,6 +100,8 @@ class Router {
 
  private:
   PlanPtr MakePlan(std::string_view sql) const;
+  // How writes to `table` (in a mirrored phase) reach the other side.
+  absl::StatusOr<MirrorSpec> MirrorSpecFor(const TableConfig& table) const;
 
   ConfigPtr config_;
   Catalog catalog_;

@@ -242,11 +242,12 @@ std::vector<StatementInfo> AnalyzeTree(const ParseTree& tree) {
   std::vector<StatementInfo> statements;
   for (size_t i = 0; i < tree.get()->n_stmts; ++i) {
     const PgQuery__RawStmt* raw = tree.get()->stmts[i];
-    if (raw->stmt == nullptr) continue;
     StatementInfo info;
-    info.kind = KindOf(raw->stmt);
     info.sql = tree.StatementText(i);
-    TableCollector(info).Walk(&raw->stmt->base);
+    if (raw->stmt != nullptr) {
+      info.kind = KindOf(raw->stmt);
+      TableCollector(info).Walk(&raw->stmt->base);
+    }
     statements.push_back(std::move(info));
   }
   return statements;

@@ -44,7 +44,7 @@ struct StatementInfo {
 absl::StatusOr<std::vector<StatementInfo>> AnalyzeSql(std::string_view sql);
 
 class ParseTree;
-// The same, for text already parsed; one entry per statement of the tree.
+// The same, for text already parsed; entry i is statement i of the tree.
 std::vector<StatementInfo> AnalyzeTree(const ParseTree& tree);
 
 }  // namespace pgshift::routing

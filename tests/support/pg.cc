@@ -45,4 +45,22 @@ std::optional<std::string> PgConn::Value(const std::string& sql) {
   return std::string(PQgetvalue(r.get(), 0, 0), PQgetlength(r.get(), 0, 0));
 }
 
+Rows RowsOf(const PGresult* result) {
+  Rows rows;
+  for (int i = 0; i < PQntuples(result); ++i) {
+    std::vector<std::string> row;
+    for (int j = 0; j < PQnfields(result); ++j) {
+      row.push_back(PQgetisnull(result, i, j) ? "NULL" : PQgetvalue(result, i, j));
+    }
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+std::vector<std::string> ColumnsOf(const PGresult* result) {
+  std::vector<std::string> names;
+  for (int j = 0; j < PQnfields(result); ++j) names.push_back(PQfname(result, j));
+  return names;
+}
+
 }  // namespace pgshift::testing

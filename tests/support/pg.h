@@ -22,6 +22,11 @@ struct PgError {
 };
 PgError ErrorOf(const PGresult* result);
 
+// A result's rows as text ("NULL" for null), and its column names.
+using Rows = std::vector<std::vector<std::string>>;
+Rows RowsOf(const PGresult* result);
+std::vector<std::string> ColumnsOf(const PGresult* result);
+
 class PgConn {
  public:
   explicit PgConn(const std::string& conninfo);

@@ -1,0 +1,268 @@
+#include "routing/mirror.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "common/strings.h"
+
+namespace pgshift::routing {
+
+namespace {
+
+using Node = PgQuery__Node;
+
+absl::Status Refuse(const MirrorSpec& spec, std::string_view why) {
+  return absl::FailedPreconditionError(
+      StrCat("pgshift: cannot mirror this write to ", spec.table, " in phase ", spec.phase, ": ",
+             why));
+}
+
+const std::string* MirrorColumn(const MirrorSpec& spec, const std::string& column) {
+  for (const auto& [from, to] : spec.columns) {
+    if (from == column) return &to;
+  }
+  return nullptr;
+}
+
+bool IsKey(const MirrorSpec& spec, std::string_view column) {
+  for (const std::string& k : spec.key) {
+    if (k == column) return true;
+  }
+  return false;
+}
+
+// The statement that applies pgshift_rows to the mirror.
+absl::StatusOr<std::string> MirrorSql(const MirrorSpec& spec, PgQuery__Node__NodeCase kind) {
+  std::string target = StrCat(QuoteIdent(spec.mirror_schema), ".", QuoteIdent(spec.mirror_name));
+  std::vector<std::pair<std::string, std::string>> keys;  // authoritative, mirror
+  for (const std::string& k : spec.key) {
+    const std::string* m = MirrorColumn(spec, k);
+    if (m == nullptr) return Refuse(spec, StrCat("key column ", k, " has no column in the mirror"));
+    keys.emplace_back(k, *m);
+  }
+  if (kind == PG_QUERY__NODE__NODE_DELETE_STMT) {
+    std::string where;
+    for (const auto& [a, m] : keys) {
+      where = StrCat(where, where.empty() ? "" : " AND ", "pgshift_m.", QuoteIdent(m),
+                     " = pgshift_rows.", QuoteIdent(a));
+    }
+    return StrCat("DELETE FROM ", target, " AS pgshift_m USING pgshift_rows WHERE ", where);
+  }
+  std::string into, select, update;
+  for (const auto& [a, m] : spec.columns) {
+    into = StrCat(into, into.empty() ? "" : ", ", QuoteIdent(m));
+    select = StrCat(select, select.empty() ? "" : ", ", QuoteIdent(a));
+    if (!IsKey(spec, a)) {
+      update = StrCat(update, update.empty() ? "" : ", ", QuoteIdent(m), " = excluded.",
+                      QuoteIdent(m));
+    }
+  }
+  std::string sql = StrCat("INSERT INTO ", target, " (", into, ") SELECT ", select,
+                           " FROM pgshift_rows");
+  if (keys.empty()) return sql;
+  std::string conflict;
+  for (const auto& [a, m] : keys) conflict = StrCat(conflict, conflict.empty() ? "" : ", ", QuoteIdent(m));
+  return StrCat(sql, " ON CONFLICT (", conflict, ") DO ",
+                update.empty() ? "NOTHING" : StrCat("UPDATE SET ", update));
+}
+
+// A column reference in RETURNING that names another table than the target.
+bool NamesOtherTable(const ProtoMessage* msg, const std::string& refname) {
+  if (Is(msg, pg_query__column_ref__descriptor)) {
+    auto ref = reinterpret_cast<const PgQuery__ColumnRef*>(msg);
+    if (ref->n_fields == 1 && ref->fields[0]->node_case == PG_QUERY__NODE__NODE_A_STAR) return true;
+    if (ref->n_fields >= 2 && ref->fields[ref->n_fields - 2]->node_case == PG_QUERY__NODE__NODE_STRING &&
+        refname != ref->fields[ref->n_fields - 2]->string->sval) {
+      return true;
+    }
+    return false;
+  }
+  bool found = false;
+  ForEachChild(msg, [&](const char*, const ProtoMessage* child) {
+    found = found || NamesOtherTable(child, refname);
+  });
+  return found;
+}
+
+Node* TargetStar(const std::string& refname) {
+  auto* ref = static_cast<PgQuery__ColumnRef*>(std::malloc(sizeof(PgQuery__ColumnRef)));
+  pg_query__column_ref__init(ref);
+  ref->n_fields = 2;
+  ref->fields = static_cast<Node**>(std::malloc(2 * sizeof(Node*)));
+  ref->fields[0] = MakeStringNode(refname);
+  auto* star = static_cast<PgQuery__AStar*>(std::malloc(sizeof(PgQuery__AStar)));
+  pg_query__a__star__init(star);
+  auto* star_node = static_cast<Node*>(std::malloc(sizeof(Node)));
+  pg_query__node__init(star_node);
+  star_node->node_case = PG_QUERY__NODE__NODE_A_STAR;
+  star_node->a_star = star;
+  ref->fields[1] = star_node;
+  auto* ref_node = static_cast<Node*>(std::malloc(sizeof(Node)));
+  pg_query__node__init(ref_node);
+  ref_node->node_case = PG_QUERY__NODE__NODE_COLUMN_REF;
+  ref_node->column_ref = ref;
+  auto* target = static_cast<PgQuery__ResTarget*>(std::malloc(sizeof(PgQuery__ResTarget)));
+  pg_query__res_target__init(target);
+  target->val = ref_node;
+  target->location = -1;
+  auto* node = static_cast<Node*>(std::malloc(sizeof(Node)));
+  pg_query__node__init(node);
+  node->node_case = PG_QUERY__NODE__NODE_RES_TARGET;
+  node->res_target = target;
+  return node;
+}
+
+// Prepends `count` CTE nodes to `with`, taking ownership of them.
+void PrependCtes(PgQuery__WithClause* with, Node** ctes, size_t count) {
+  if (count == 0) return;
+  auto* merged = static_cast<Node**>(std::malloc((count + with->n_ctes) * sizeof(Node*)));
+  std::memcpy(merged, ctes, count * sizeof(Node*));
+  std::memcpy(merged + count, with->ctes, with->n_ctes * sizeof(Node*));
+  std::free(with->ctes);
+  with->ctes = merged;
+  with->n_ctes += count;
+}
+
+}  // namespace
+
+std::string QuoteIdent(std::string_view name) {
+  std::string out = "\"";
+  for (char c : name) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
+absl::Status MirrorStatement(ParseTree& tree, size_t index, const MirrorSpec& spec,
+                             ResultShape& shape) {
+  PgQuery__RawStmt* raw = tree.get()->stmts[index];
+  Node* stmt = raw->stmt;
+  PgQuery__RangeVar* relation = nullptr;
+  size_t* n_returning = nullptr;
+  Node*** returning = nullptr;
+  PgQuery__WithClause** with = nullptr;
+  bool joins_other_tables = false;
+  switch (stmt->node_case) {
+    case PG_QUERY__NODE__NODE_INSERT_STMT: {
+      PgQuery__InsertStmt* s = stmt->insert_stmt;
+      relation = s->relation;
+      n_returning = &s->n_returning_list;
+      returning = &s->returning_list;
+      with = &s->with_clause;
+      shape.tag = "INSERT";
+      if (s->on_conflict_clause != nullptr) {
+        for (size_t i = 0; i < s->on_conflict_clause->n_target_list; ++i) {
+          const Node* t = s->on_conflict_clause->target_list[i];
+          if (t->node_case == PG_QUERY__NODE__NODE_RES_TARGET && IsKey(spec, t->res_target->name)) {
+            return Refuse(spec, StrCat("it changes key column ", t->res_target->name));
+          }
+        }
+      }
+      break;
+    }
+    case PG_QUERY__NODE__NODE_UPDATE_STMT: {
+      PgQuery__UpdateStmt* s = stmt->update_stmt;
+      if (spec.key.empty()) return Refuse(spec, "the table has no key to find its rows by");
+      for (size_t i = 0; i < s->n_target_list; ++i) {
+        const Node* t = s->target_list[i];
+        if (t->node_case == PG_QUERY__NODE__NODE_RES_TARGET && IsKey(spec, t->res_target->name)) {
+          return Refuse(spec, StrCat("it changes key column ", t->res_target->name));
+        }
+      }
+      relation = s->relation;
+      n_returning = &s->n_returning_list;
+      returning = &s->returning_list;
+      with = &s->with_clause;
+      joins_other_tables = s->n_from_clause > 0;
+      shape.tag = "UPDATE";
+      break;
+    }
+    case PG_QUERY__NODE__NODE_DELETE_STMT: {
+      PgQuery__DeleteStmt* s = stmt->delete_stmt;
+      if (spec.key.empty()) return Refuse(spec, "the table has no key to find its rows by");
+      relation = s->relation;
+      n_returning = &s->n_returning_list;
+      returning = &s->returning_list;
+      with = &s->with_clause;
+      joins_other_tables = s->n_using_clause > 0;
+      shape.tag = "DELETE";
+      break;
+    }
+    default:
+      return Refuse(spec, "only INSERT, UPDATE and DELETE are mirrored");
+  }
+  if (relation == nullptr || QualifiedName(relation->schemaname, relation->relname) != spec.table) {
+    return Refuse(spec, "the table is written inside WITH, where its rows cannot be mirrored");
+  }
+  const std::string refname =
+      relation->alias != nullptr ? relation->alias->aliasname : relation->relname;
+  if (joins_other_tables) {
+    for (size_t i = 0; i < *n_returning; ++i) {
+      if (NamesOtherTable(&(*returning)[i]->base, refname)) {
+        return Refuse(spec, "its RETURNING names other tables than the one written");
+      }
+    }
+  }
+
+  absl::StatusOr<std::string> mirror = MirrorSql(spec, stmt->node_case);
+  if (!mirror.ok()) return mirror.status();
+  absl::StatusOr<ParseTree> frame = ParseTree::Parse(
+      StrCat("WITH pgshift_rows AS (SELECT), pgshift_mirror AS (", *mirror,
+             ") SELECT FROM pgshift_rows AS ", QuoteIdent(refname)));
+  if (!frame.ok()) return absl::InternalError(StrCat("mirror statement: ", MessageOf(frame.status())));
+  PgQuery__RawStmt* frame_raw = frame->get()->stmts[0];
+  PgQuery__SelectStmt* outer = frame_raw->stmt->select_stmt;
+  PgQuery__CommonTableExpr* rows_cte = outer->with_clause->ctes[0]->common_table_expr;
+
+  // The client's RETURNING list becomes the outer select list, evaluated
+  // over the returned rows under the target's name; the write returns its
+  // full rows.
+  shape.no_rows = *n_returning == 0;
+  std::free(outer->target_list);
+  outer->target_list = *returning;
+  outer->n_target_list = *n_returning;
+  *returning = static_cast<Node**>(std::malloc(sizeof(Node*)));
+  (*returning)[0] = TargetStar(refname);
+  *n_returning = 1;
+  // Data-modifying CTEs must be at the top level: the client's own WITH
+  // moves up in front of ours.
+  if (*with != nullptr) {
+    PrependCtes(outer->with_clause, (*with)->ctes, (*with)->n_ctes);
+    outer->with_clause->recursive = outer->with_clause->recursive || (*with)->recursive;
+    (*with)->n_ctes = 0;
+    std::free((*with)->ctes);
+    (*with)->ctes = nullptr;
+    protobuf_c_message_free_unpacked(&(*with)->base, nullptr);
+    *with = nullptr;
+  }
+  // The write goes inside pgshift_rows, the frame into the client's tree.
+  protobuf_c_message_free_unpacked(&rows_cte->ctequery->base, nullptr);
+  rows_cte->ctequery = stmt;
+  raw->stmt = frame_raw->stmt;
+  frame_raw->stmt = nullptr;
+  return absl::OkStatus();
+}
+
+absl::Status MirrorTruncate(ParseTree& tree, size_t index, const MirrorSpec& spec) {
+  Node* stmt = tree.get()->stmts[index]->stmt;
+  if (stmt->node_case != PG_QUERY__NODE__NODE_TRUNCATE_STMT) {
+    return Refuse(spec, "not a TRUNCATE");
+  }
+  absl::StatusOr<ParseTree> frame = ParseTree::Parse(StrCat(
+      "TRUNCATE ", QuoteIdent(spec.mirror_schema), ".", QuoteIdent(spec.mirror_name)));
+  if (!frame.ok()) return absl::InternalError(StrCat("mirror statement: ", MessageOf(frame.status())));
+  PgQuery__TruncateStmt* mirror = frame->get()->stmts[0]->stmt->truncate_stmt;
+  PgQuery__TruncateStmt* truncate = stmt->truncate_stmt;
+  auto* relations = static_cast<Node**>(
+      std::malloc((truncate->n_relations + 1) * sizeof(Node*)));
+  std::memcpy(relations, truncate->relations, truncate->n_relations * sizeof(Node*));
+  relations[truncate->n_relations] = mirror->relations[0];
+  mirror->n_relations = 0;
+  std::free(truncate->relations);
+  truncate->relations = relations;
+  ++truncate->n_relations;
+  return absl::OkStatus();
+}
+
+}  // namespace pgshift::routing

@@ -1,0 +1,141 @@
+// Mirrored writes on one database: the statement each client write becomes,
+// and how its reply is reshaped.
+#include <gtest/gtest.h>
+
+#include "routing/router.h"
+
+namespace pgshift::routing {
+namespace {
+
+struct Fixture {
+  explicit Fixture(std::string_view phase) : router(Config(phase), Columns(), counters) {}
+  static ConfigPtr Config(std::string_view phase) {
+    auto config = ParseConfig(
+        "[backends.old]\n"
+        "[[tables]]\nname = \"channels\"\nnew_name = \"channels_v2\"\nkey = [\"id\"]\n"
+        "columns = { title = \"name\" }\nphase = \"" +
+            std::string(phase) +
+            "\"\n"
+            "[[tables]]\nname = \"tags\"\nnew_name = \"tags_v2\"\nphase = \"dual-write\"\n",
+        "mirror.toml");
+    EXPECT_TRUE(config.ok()) << config.status();
+    return *config;
+  }
+  static Catalog Columns() {
+    return {{"public.channels", {"id", "title", "created_at", "gone"}},
+            {"public.channels_v2", {"id", "name", "created_at", "extra"}},
+            {"public.tags", {"label"}},
+            {"public.tags_v2", {"label"}}};
+  }
+  TableCounterRegistry counters;
+  Router router;
+};
+
+constexpr const char* kUpsert =
+    "pgshift_mirror AS (INSERT INTO public.channels_v2 (id, name, created_at) SELECT id, title, "
+    "created_at FROM pgshift_rows ON CONFLICT (id) DO UPDATE SET name = excluded.name, created_at "
+    "= excluded.created_at)";
+
+TEST(Mirror, InsertBecomesOneStatementWithItsMirror) {
+  Fixture f("dual-write");
+  PlanPtr plan = f.router.PlanFor("INSERT INTO channels (title) VALUES ($1)");
+  ASSERT_FALSE(plan->refusal) << plan->refusal->message;
+  EXPECT_EQ(plan->server, BackendId::kOld);
+  EXPECT_EQ(plan->sql, std::string("WITH pgshift_rows AS (INSERT INTO channels (title) VALUES ($1) "
+                                   "RETURNING channels.*), ") +
+                           kUpsert + " SELECT FROM pgshift_rows channels");
+  ASSERT_EQ(plan->shapes.size(), 1u);
+  EXPECT_EQ(plan->shapes[0].tag, "INSERT");
+  EXPECT_TRUE(plan->shapes[0].no_rows);
+}
+
+TEST(Mirror, ReturningIsEvaluatedOverTheWrittenRows) {
+  Fixture f("dual-write");
+  PlanPtr plan = f.router.PlanFor(
+      "WITH src AS (SELECT 'x' AS t) INSERT INTO channels AS c (title) SELECT t FROM src "
+      "RETURNING c.id, upper(title)");
+  ASSERT_FALSE(plan->refusal) << plan->refusal->message;
+  EXPECT_EQ(plan->sql,
+            "WITH src AS (SELECT 'x' AS t), pgshift_rows AS (INSERT INTO channels AS c (title) "
+            "SELECT t FROM src RETURNING c.*), pgshift_mirror AS (INSERT INTO public.channels_v2 "
+            "(id, name, created_at) SELECT id, title, created_at FROM pgshift_rows ON CONFLICT "
+            "(id) DO UPDATE SET name = excluded.name, created_at = excluded.created_at) SELECT "
+            "c.id, upper(title) FROM pgshift_rows c");
+  EXPECT_FALSE(plan->shapes[0].no_rows);
+}
+
+TEST(Mirror, DeleteMirrorsByKey) {
+  Fixture f("shadow-read");
+  PlanPtr plan = f.router.PlanFor("DELETE FROM channels WHERE id = 1");
+  ASSERT_FALSE(plan->refusal) << plan->refusal->message;
+  EXPECT_EQ(plan->sql,
+            "WITH pgshift_rows AS (DELETE FROM channels WHERE id = 1 RETURNING channels.*), "
+            "pgshift_mirror AS (DELETE FROM public.channels_v2 pgshift_m USING pgshift_rows WHERE "
+            "pgshift_m.id = pgshift_rows.id) SELECT FROM pgshift_rows channels");
+  EXPECT_EQ(plan->shapes[0].tag, "DELETE");
+}
+
+TEST(Mirror, NewPrimaryWritesNewAndMirrorsBackToOld) {
+  Fixture f("new-primary");
+  PlanPtr plan = f.router.PlanFor("UPDATE channels SET title = 'x' WHERE id = 1 RETURNING title");
+  ASSERT_FALSE(plan->refusal) << plan->refusal->message;
+  EXPECT_EQ(plan->sql,
+            "WITH pgshift_rows AS (UPDATE public.channels_v2 channels SET name = 'x' WHERE id = 1 "
+            "RETURNING channels.*), pgshift_mirror AS (INSERT INTO public.channels (id, title, "
+            "created_at) SELECT id, name, created_at FROM pgshift_rows ON CONFLICT (id) DO UPDATE "
+            "SET title = excluded.title, created_at = excluded.created_at) SELECT name AS title "
+            "FROM pgshift_rows channels");
+}
+
+TEST(Mirror, TruncateTakesTheMirrorAlong) {
+  Fixture f("dual-write");
+  PlanPtr plan = f.router.PlanFor("TRUNCATE channels RESTART IDENTITY");
+  ASSERT_FALSE(plan->refusal) << plan->refusal->message;
+  EXPECT_EQ(plan->sql, "TRUNCATE channels, public.channels_v2 RESTART IDENTITY");
+}
+
+TEST(Mirror, MultiStatementQueriesShapeEachWrite) {
+  Fixture f("dual-write");
+  PlanPtr plan = f.router.PlanFor("SELECT 1; UPDATE channels SET title = 'y'; SELECT 2");
+  ASSERT_EQ(plan->shapes.size(), 3u);
+  EXPECT_FALSE(plan->shapes[0].shaped());
+  EXPECT_EQ(plan->shapes[1].tag, "UPDATE");
+  EXPECT_FALSE(plan->shapes[2].shaped());
+}
+
+TEST(Mirror, RefusesWhatItCannotMirror) {
+  Fixture f("dual-write");
+  auto refusal = [&](std::string_view sql) {
+    PlanPtr plan = f.router.PlanFor(sql);
+    return plan->refusal ? plan->refusal->message : "(not refused)";
+  };
+  EXPECT_EQ(refusal("UPDATE channels SET id = 2 WHERE id = 1"),
+            "pgshift: cannot mirror this write to public.channels in phase dual-write: it changes "
+            "key column id");
+  EXPECT_EQ(refusal("DELETE FROM tags"),
+            "pgshift: cannot mirror this write to public.tags in phase dual-write: the table has "
+            "no key to find its rows by");
+  EXPECT_EQ(refusal("WITH d AS (DELETE FROM channels RETURNING id) SELECT * FROM d"),
+            "pgshift: cannot mirror this write to public.channels in phase dual-write: the table "
+            "is written inside WITH, where its rows cannot be mirrored");
+  EXPECT_EQ(refusal("UPDATE channels c SET title = p.body FROM posts p RETURNING p.id"),
+            "pgshift: cannot mirror this write to public.channels in phase dual-write: its "
+            "RETURNING names other tables than the one written");
+  EXPECT_EQ(refusal("COPY channels FROM STDIN"),
+            "pgshift: cannot mirror copy on public.channels in phase dual-write; use INSERT, "
+            "UPDATE or DELETE");
+  EXPECT_EQ(refusal("INSERT INTO tags VALUES ('x')"), "(not refused)");
+}
+
+TEST(Mirror, NeedsBothCatalogs) {
+  TableCounterRegistry counters;
+  Router router(Fixture::Config("dual-write"), {}, counters);
+  PlanPtr plan = router.PlanFor("INSERT INTO channels (title) VALUES ('x')");
+  ASSERT_TRUE(plan->refusal);
+  EXPECT_EQ(plan->refusal->message,
+            "pgshift: cannot mirror writes to public.channels in phase dual-write: the columns of "
+            "public.channels could not be read from its backend's catalog");
+}
+
+}  // namespace
+}  // namespace pgshift::routing
