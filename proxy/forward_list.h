@@ -14,6 +14,14 @@ namespace pgshift::proxy {
 
 class ForwardList {
  public:
+  ForwardList() = default;
+  // Moving keeps the owned strings where they are (the deque's nodes move
+  // whole); a copy would leave the buffers pointing into the original.
+  ForwardList(ForwardList&&) = default;
+  ForwardList& operator=(ForwardList&&) = default;
+  ForwardList(const ForwardList&) = delete;
+  ForwardList& operator=(const ForwardList&) = delete;
+
   void Add(std::string_view bytes) {
     if (bytes.empty()) return;
     if (!buffers_.empty()) {

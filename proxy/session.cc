@@ -81,6 +81,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       steps[i].bytes.clear();
       steps[i].on_other_link_first.clear();
       steps[i].notes.clear();
+      steps[i].skip_if_failed = 0;
     }
     count = 0;
     routing_ = !s_.config().tables.empty();
@@ -279,13 +280,37 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       NewStep(target).on_other_link_first = query->sql;
     }
     s_.copy_link_ = target;
-    std::vector<ReplyUnit> units(plan->shapes.size());
-    for (size_t i = 0; i < units.size(); ++i) units[i].shape = plan->shapes[i];
-    Note(target, ReplyNote::kQuery, std::move(units));
+    if (!plan->parts.empty()) return AddParts(*plan);
+    Note(target, ReplyNote::kQuery, Units(plan->shapes));
     if (!plan->rewritten) return Add(target, message);
     std::string rewritten;
     protocol::Query{plan->sql}.Encode(rewritten);
     AddOwned(target, std::move(rewritten));
+  }
+
+  static std::vector<ReplyUnit> Units(const std::vector<routing::ResultShape>& shapes) {
+    std::vector<ReplyUnit> units(shapes.size());
+    for (size_t i = 0; i < units.size(); ++i) units[i].shape = shapes[i];
+    return units;
+  }
+
+  // A Query whose statements need different servers: one Query per part,
+  // each sent once the one before has succeeded.
+  void AddParts(const routing::Plan& plan) {
+    uint64_t group = ++s_.next_group_;
+    for (size_t k = 0; k < plan.parts.size(); ++k) {
+      const routing::PlanPart& part = plan.parts[k];
+      Step& step = NewStep(part.server);
+      if (k > 0) step.skip_if_failed = group;
+      ReplyNote& note = step.notes.emplace_back();
+      note.kind = ReplyNote::kQuery;
+      note.units = Units(part.shapes);
+      note.continues = k + 1 < plan.parts.size();
+      note.group = group;
+      std::string query;
+      protocol::Query{part.sql}.Encode(query);
+      AddOwned(part.server, std::move(query));
+    }
   }
 
   // One batch (up to Sync) goes to one server; a message for the other is
@@ -451,11 +476,13 @@ class Session::BackendToClient : public protocol::FrameHandler {
           return protocol::Delivery::kStream;
         case 'E':  // the server skips the rest of the cycle
           cycle->next = cycle->units.size();
+          cycle->failed = true;
           break;
         default:
           return protocol::Delivery::kStream;
       }
     }
+    if (type == 'E' && cycle != nullptr) cycle->failed = true;
     if (type == 'E' && !s_.refusals_.empty()) return protocol::Delivery::kWhole;
     return protocol::Delivery::kStream;
   }
@@ -495,19 +522,21 @@ class Session::BackendToClient : public protocol::FrameHandler {
       return;
     }
     link_.transaction_status = ready->status;
-    InternalReply* owner = nullptr;
+    Cycle cycle;
     if (!link_.cycles.empty()) {
-      owner = link_.cycles.front().internal;
+      cycle = std::move(link_.cycles.front());
       link_.cycles.pop_front();
     }
-    if (owner != nullptr) {
-      owner->done = true;
+    if (cycle.internal != nullptr) {
+      cycle.internal->done = true;
       s_.Wake();
       return;
     }
     ++answered;
-    s_.transaction_status_ = ready->status;
     s_.NoteAnswered();
+    if (cycle.continues && !cycle.failed) return;  // the next part carries on
+    if (cycle.failed) s_.failed_group_ = cycle.group;
+    s_.transaction_status_ = ready->status;
     out.Add(message);
   }
 
@@ -768,6 +797,13 @@ awaitable<void> Session::PumpClientToBackend() {
 }
 
 awaitable<bool> Session::RunStep(Step& step) {
+  if (step.skip_if_failed != 0) {
+    // Once the part before has answered, so that its outcome is known.
+    Link& before = link(Other(step.target));
+    co_await WaitUntil([&before] { return before.forward_pending == 0; });
+    if (ended_) co_return false;
+    if (failed_group_ == step.skip_if_failed) co_return true;
+  }
   if (step.target == BackendId::kNew && !link(BackendId::kNew).stream) {
     if (!co_await ConnectNew()) co_return false;
   }
@@ -807,7 +843,10 @@ awaitable<bool> Session::RunStep(Step& step) {
     if (note.kind == ReplyNote::kSync && !target.cycles.empty() && target.cycles.back().open) {
       target.cycles.back().open = false;
     } else {
-      target.cycles.emplace_back().units = std::move(note.units);
+      Cycle& cycle = target.cycles.emplace_back();
+      cycle.units = std::move(note.units);
+      cycle.continues = note.continues;
+      cycle.group = note.group;
     }
     ++target.forward_pending;
     NoteSent();

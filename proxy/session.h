@@ -83,12 +83,20 @@ class Session : public std::enable_shared_from_this<Session> {
     bool open = false;                  // an extended batch its Sync has not closed yet
     std::vector<ReplyUnit> units;       // empty: nothing in it to reshape
     size_t next = 0;                    // the unit the next result belongs to
+    // A part of the client's Query that another part follows: its
+    // ReadyForQuery goes to the client only if it failed, which ends the
+    // Query (`group` then stops the parts after it).
+    bool continues = false;
+    bool failed = false;
+    uint64_t group = 0;
   };
 
   // What a step's messages will be answered with, in their order.
   struct ReplyNote {
     enum Kind { kQuery, kUnit, kSync } kind = kQuery;
     std::vector<ReplyUnit> units;  // kQuery: one per statement, or none; kUnit: exactly one
+    bool continues = false;        // kQuery: as Cycle::continues
+    uint64_t group = 0;
   };
 
   // One of the session's server connections.
@@ -116,6 +124,9 @@ class Session : public std::enable_shared_from_this<Session> {
     // Transaction control the other link must run too, before this step
     // (it is in the same client transaction).
     std::string on_other_link_first;
+    // A later part of a Query split between servers: skipped when an
+    // earlier part of the same group failed.
+    uint64_t skip_if_failed = 0;
   };
 
   // Where a prepared statement or portal lives and what it does.
@@ -196,6 +207,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // Refusals in flight: the server's error for probe n is replaced by them.
   std::map<uint64_t, protocol::ErrorFields> refusals_;
   uint64_t next_probe_ = 0;
+  // Queries split between servers: the last one whose part failed.
+  uint64_t next_group_ = 0;
+  uint64_t failed_group_ = 0;
 
   // Relay state. All pumps run on this session's executor, so no locking.
   bool relaying_ = false;

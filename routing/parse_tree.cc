@@ -38,9 +38,15 @@ std::string ParseTree::StatementText(size_t i) const {
   return sql_.substr(start, len);
 }
 
-absl::StatusOr<std::string> ParseTree::Deparse() const {
-  std::vector<uint8_t> packed(pg_query__parse_result__get_packed_size(tree_.get()));
-  pg_query__parse_result__pack(tree_.get(), packed.data());
+absl::StatusOr<std::string> ParseTree::Deparse() const { return Deparse(0, tree_->n_stmts); }
+
+absl::StatusOr<std::string> ParseTree::Deparse(size_t begin, size_t end) const {
+  // A shallow copy that borrows the statements: packing only reads them.
+  PgQuery__ParseResult part = *tree_;
+  part.stmts = tree_->stmts + begin;
+  part.n_stmts = end - begin;
+  std::vector<uint8_t> packed(pg_query__parse_result__get_packed_size(&part));
+  pg_query__parse_result__pack(&part, packed.data());
   PgQueryProtobuf proto{packed.size(), reinterpret_cast<char*>(packed.data())};
   PgQueryDeparseResult result = pg_query_deparse_protobuf(proto);
   if (result.error != nullptr) {

@@ -26,6 +26,8 @@ class ParseTree {
   std::string StatementText(size_t i) const;
   // SQL for the (possibly edited) tree, statements joined by "; ".
   absl::StatusOr<std::string> Deparse() const;
+  // The same for statements [begin, end) only.
+  absl::StatusOr<std::string> Deparse(size_t begin, size_t end) const;
 
  private:
   struct Deleter {

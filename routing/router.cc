@@ -1,6 +1,7 @@
 #include "routing/router.h"
 
 #include <algorithm>
+#include <optional>
 #include <set>
 #include <tuple>
 
@@ -120,9 +121,9 @@ PlanPtr Router::MakePlan(std::string_view sql) const {
   if (!tree.ok()) return plan;  // old's parser reports the syntax error
 
   const BackendId new_server = has_new_server() ? BackendId::kNew : BackendId::kOld;
-  std::set<BackendId> servers;
   std::vector<TableRename> renames;
-  std::vector<std::string> placements;  // "public.channels (new-only, on new)", for refusals
+  // The server each statement needs (none: it names no table).
+  std::vector<std::optional<BackendId>> statement_servers;
   // Statement index -> the table it writes in a mirrored phase.
   std::vector<std::pair<size_t, const TableConfig*>> mirrored;
   auto refuse = [&](std::string message) {
@@ -139,6 +140,8 @@ PlanPtr Router::MakePlan(std::string_view sql) const {
     if (IsWriteKind(info.kind) || !info.writes.empty()) plan->writes = true;
     std::set<std::string> tables = info.reads;
     tables.insert(info.writes.begin(), info.writes.end());
+    std::set<BackendId> servers;
+    std::vector<std::string> placements;  // "public.channels (new-only, on new)", for refusals
     for (const std::string& name : tables) {
       auto table = std::find_if(config_->tables.begin(), config_->tables.end(),
                                 [&](const TableConfig& t) { return t.name == name; });
@@ -194,17 +197,47 @@ PlanPtr Router::MakePlan(std::string_view sql) const {
       }
       renames.push_back(std::move(rename));
     }
+    if (servers.size() > 1) {
+      std::sort(placements.begin(), placements.end());
+      placements.erase(std::unique(placements.begin(), placements.end()), placements.end());
+      std::string list;
+      for (const std::string& p : placements) list = list.empty() ? p : StrCat(list, ", ", p);
+      refuse(StrCat("pgshift: this statement needs tables that are answered by different "
+                    "servers: ",
+                    list));
+    }
+    statement_servers.push_back(servers.empty() ? std::nullopt : std::optional(*servers.begin()));
   }
-  if (servers.size() > 1) {
-    std::sort(placements.begin(), placements.end());
-    placements.erase(std::unique(placements.begin(), placements.end()), placements.end());
-    std::string list;
-    for (const std::string& p : placements) list = list.empty() ? p : StrCat(list, ", ", p);
-    refuse(StrCat("pgshift: this statement needs tables that are answered by different servers: ",
-                  list));
+  // Runs of consecutive statements for one server; a statement that names
+  // no table goes with the run it is in.
+  std::vector<std::pair<size_t, BackendId>> runs;  // first statement, server
+  for (size_t i = 0; i < statement_servers.size(); ++i) {
+    if (!statement_servers[i]) continue;
+    if (runs.empty()) {
+      runs.emplace_back(0, *statement_servers[i]);
+    } else if (runs.back().second != *statement_servers[i]) {
+      runs.emplace_back(i, *statement_servers[i]);
+    }
   }
-  if (!servers.empty()) plan->server = *servers.rbegin();
-  if (plan->refusal || (renames.empty() && mirrored.empty())) return plan;
+  if (!runs.empty()) plan->server = runs.back().second;
+  if (runs.size() > 1 && !plan->refusal) {
+    // Each run is its own implicit transaction: only the last may write, so
+    // that a failure after a write cannot leave the write committed.
+    if (plan->transaction_control) {
+      refuse("pgshift: with two servers, send transaction control (BEGIN, COMMIT, ROLLBACK, "
+             "SAVEPOINT, ...) in a query of its own, not with statements on migrating tables");
+    }
+    for (size_t r = 0; r + 1 < runs.size(); ++r) {
+      for (size_t i = runs[r].first; i < runs[r + 1].first; ++i) {
+        if (IsWriteKind(infos[i].kind) || !infos[i].writes.empty()) {
+          refuse(StrCat("pgshift: this query writes on server ", BackendName(runs[r].second),
+                        " and then runs statements on server ", BackendName(runs[r + 1].second),
+                        "; a failure there could not undo the write: send them separately"));
+        }
+      }
+    }
+  }
+  if (plan->refusal || (renames.empty() && mirrored.empty() && runs.size() <= 1)) return plan;
 
   absl::Status rewritten = RewriteTree(*tree, renames);
   for (const auto& [index, table] : mirrored) {
@@ -220,6 +253,21 @@ PlanPtr Router::MakePlan(std::string_view sql) const {
     }
     plan->shapes.resize(infos.size());
     rewritten = MirrorStatement(*tree, index, *spec, plan->shapes[index]);
+  }
+  for (size_t r = 0; r < runs.size() && runs.size() > 1 && rewritten.ok(); ++r) {
+    size_t end = r + 1 < runs.size() ? runs[r + 1].first : infos.size();
+    absl::StatusOr<std::string> text = tree->Deparse(runs[r].first, end);
+    if (!text.ok()) {
+      rewritten = text.status();
+      break;
+    }
+    PlanPart& part = plan->parts.emplace_back();
+    part.server = runs[r].second;
+    part.sql = *std::move(text);
+    if (!plan->shapes.empty()) {
+      part.shapes.assign(plan->shapes.begin() + static_cast<std::ptrdiff_t>(runs[r].first),
+                         plan->shapes.begin() + static_cast<std::ptrdiff_t>(end));
+    }
   }
   if (rewritten.ok()) {
     absl::StatusOr<std::string> text = tree->Deparse();

@@ -56,6 +56,14 @@ struct Refusal {
   std::string message;
 };
 
+// Statements of a Query text that one server answers, when its statements
+// need different servers.
+struct PlanPart {
+  BackendId server = BackendId::kOld;
+  std::string sql;
+  std::vector<ResultShape> shapes;  // as Plan::shapes, for these statements
+};
+
 // The plan for one Query text or one Parse. Later phases add a mirror and a
 // shadow side next to `server`.
 struct Plan {
@@ -65,6 +73,10 @@ struct Plan {
   std::optional<Refusal> refusal;
   bool writes = false;               // some statement may change data
   bool transaction_control = false;  // some statement is BEGIN, COMMIT, SAVEPOINT, ...
+  // Set when the statements of a Query need different servers: run one part
+  // after the other, each only if the one before succeeded. `server` is
+  // the last part's.
+  std::vector<PlanPart> parts;
   // Per statement, how its reply must be reshaped into what the client's own
   // statement would have answered (mirrored writes); empty when none is.
   std::vector<ResultShape> shapes;

@@ -370,6 +370,35 @@ TEST_F(SecondServer, StatementsNeedingBothServersAreRefused) {
   EXPECT_EQ(client.Value("SELECT 1"), "1") << "the session carries on";
 }
 
+TEST_F(SecondServer, AQueryOfSeveralStatementsIsRoutedStatementByStatement) {
+  PgConn client = Client();
+  auto results = [&](const std::string& sql) {
+    EXPECT_TRUE(PQsendQuery(client.get(), sql.c_str()));
+    std::vector<std::string> out;
+    while (PGresult* r = PQgetResult(client.get())) {
+      out.push_back(PQresultStatus(r) == PGRES_FATAL_ERROR ? ErrorOf(r).sqlstate
+                                                           : PQcmdStatus(r) + std::string(" ") +
+                                                                 (PQntuples(r) ? PQgetvalue(r, 0, 0) : ""));
+      PQclear(r);
+    }
+    return out;
+  };
+  EXPECT_EQ(results("SELECT title FROM channels WHERE id = 1; SELECT body FROM posts WHERE id = 1; "
+                    "SELECT 'x'; SELECT title FROM channels WHERE id = 2"),
+            (std::vector<std::string>{"SELECT 1 new-a", "SELECT 1 p1", "SELECT 1 x",
+                                      "SELECT 1 new-b"}));
+  // A failing part ends the Query: what follows on the other server never runs.
+  EXPECT_EQ(results("SELECT title FROM channels WHERE id = 1 / 0; INSERT INTO posts (body) VALUES "
+                    "('never')"),
+            (std::vector<std::string>{"22012"}));
+  EXPECT_EQ(Old().Value("SELECT count(*) FROM posts WHERE body = 'never'"), "0");
+  EXPECT_EQ(PQtransactionStatus(client.get()), PQTRANS_IDLE);
+  // A write followed by a part on the other server could not be undone.
+  EXPECT_EQ(results("INSERT INTO posts (body) VALUES ('w'); SELECT title FROM channels"),
+            (std::vector<std::string>{"0A000"}));
+  EXPECT_EQ(Old().Value("SELECT count(*) FROM posts WHERE body = 'w'"), "0");
+}
+
 TEST_F(SecondServer, TransactionsFollowTheClientOnBothServers) {
   PgConn client = Client();
   ASSERT_TRUE(client.Ok("BEGIN"));

@@ -112,5 +112,23 @@ TEST(Router, MultiStatementQueriesAreRewrittenStatementByStatement) {
             "BEGIN; SELECT name AS title FROM public.channels_v2 channels; SELECT 1; COMMIT");
 }
 
+TEST(Router, StatementsForDifferentServersBecomeParts) {
+  Fixture f("new-only", true);
+  PlanPtr plan = f.router.PlanFor("SELECT 1; SELECT title FROM channels; SELECT body FROM posts");
+  ASSERT_FALSE(plan->refusal) << plan->refusal->message;
+  ASSERT_EQ(plan->parts.size(), 2u);
+  EXPECT_EQ(plan->parts[0].server, BackendId::kNew);
+  EXPECT_EQ(plan->parts[0].sql, "SELECT 1; SELECT name AS title FROM public.channels_v2 channels");
+  EXPECT_EQ(plan->parts[1].server, BackendId::kOld);
+  EXPECT_EQ(plan->parts[1].sql, "SELECT body FROM posts");
+  EXPECT_EQ(plan->server, BackendId::kOld);
+  PlanPtr write_first = f.router.PlanFor("DELETE FROM channels; SELECT body FROM posts");
+  ASSERT_TRUE(write_first->refusal);
+  EXPECT_EQ(write_first->refusal->message,
+            "pgshift: this query writes on server new and then runs statements on server old; a "
+            "failure there could not undo the write: send them separately");
+  EXPECT_FALSE(f.router.PlanFor("SELECT * FROM posts; DELETE FROM channels")->refusal);
+}
+
 }  // namespace
 }  // namespace pgshift::routing
