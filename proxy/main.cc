@@ -4,7 +4,11 @@
 #include <string>
 #include <string_view>
 
+#include <unistd.h>
+
 #include "common/strings.h"
+#include "migration/backfill.h"
+#include "migration/verify.h"
 #include "proxy/log.h"
 #include "proxy/server.h"
 #include "routing/config.h"
@@ -18,6 +22,20 @@ Usage:
       Run the proxy.
   pgshift check-config --config FILE
       Validate a configuration file; exits 1 and lists every problem.
+  pgshift backfill --config FILE --table T [--batch N] [--rate ROWS_PER_S]
+                   [--max-lock-waits N] [--restart]
+      Copy old's rows of T into new, in key order, N rows (default 1000) per
+      transaction, at most ROWS_PER_S rows a second, pausing while more than
+      N sessions (default 5) wait on locks in old. Resumes from its
+      checkpoint in pgshift_state; --restart starts over. Never overwrites a
+      row new already has, never brings back a row deleted meanwhile.
+  pgshift verify --config FILE --table T [--chunk N] [--rate ROWS_PER_S]
+                 [--repair] [--json]
+      Compare old and new by key ranges of N keys (default 1000) with
+      checksums computed in each database; report missing, extra and
+      different keys, and with --repair copy them again from the
+      authoritative side. Exits 0 when the tables agree (or were repaired),
+      1 when they differ.
   pgshift --help
       This text.
 
@@ -32,7 +50,17 @@ struct Options {
   std::string command;
   std::string config;
   std::string log_level = "info";
+  std::string table;
+  pgshift::migration::BackfillOptions backfill;
+  pgshift::migration::VerifyOptions verify;
 };
+
+bool ParseNumber(const char* text, int64_t min, int64_t& out) {
+  int64_t v = 0;
+  if (!pgshift::ParseInt(text, v) || v < min) return false;
+  out = v;
+  return true;
+}
 
 bool ParseOptions(int argc, char** argv, Options& o) {
   if (argc < 2) return false;
@@ -44,10 +72,29 @@ bool ParseOptions(int argc, char** argv, Options& o) {
       out = argv[++i];
       return true;
     };
+    std::string text;
     if (arg == "--config") {
       if (!value(o.config)) return false;
     } else if (arg == "--log-level") {
       if (!value(o.log_level)) return false;
+    } else if (arg == "--table") {
+      if (!value(o.table)) return false;
+    } else if (arg == "--batch") {
+      if (!value(text) || !ParseNumber(text.c_str(), 1, o.backfill.batch)) return false;
+    } else if (arg == "--chunk") {
+      if (!value(text) || !ParseNumber(text.c_str(), 1, o.verify.chunk)) return false;
+    } else if (arg == "--max-lock-waits") {
+      if (!value(text) || !ParseNumber(text.c_str(), 0, o.backfill.max_lock_waits)) return false;
+    } else if (arg == "--rate") {
+      int64_t rate = 0;
+      if (!value(text) || !ParseNumber(text.c_str(), 1, rate)) return false;
+      o.backfill.rate = o.verify.rate = static_cast<double>(rate);
+    } else if (arg == "--restart") {
+      o.backfill.restart = true;
+    } else if (arg == "--repair") {
+      o.verify.repair = true;
+    } else if (arg == "--json") {
+      o.verify.json = true;
     } else {
       std::fprintf(stderr, "pgshift: unknown option \"%s\"\n", argv[i]);
       return false;
@@ -76,7 +123,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (!ParseOptions(argc, argv, options) ||
-      (options.command != "serve" && options.command != "check-config")) {
+      (options.command != "serve" && options.command != "check-config" &&
+       options.command != "backfill" && options.command != "verify")) {
     std::fputs(kUsage.data(), stderr);
     return 2;
   }
@@ -97,6 +145,30 @@ int main(int argc, char** argv) {
   if (options.command == "check-config") {
     std::printf("%s: configuration is valid\n", options.config.c_str());
     return 0;
+  }
+  if (options.command == "backfill" || options.command == "verify") {
+    if (options.table.empty()) {
+      std::fprintf(stderr, "pgshift %s: --table T is required\n", options.command.c_str());
+      return 2;
+    }
+    if (options.command == "backfill") {
+      options.backfill.progress_bar = isatty(fileno(stdout)) != 0;
+      absl::Status done =
+          pgshift::migration::Backfill(**config, options.table, options.backfill, stdout);
+      if (!done.ok()) {
+        std::fprintf(stderr, "pgshift backfill: %s\n", std::string(pgshift::MessageOf(done)).c_str());
+        return 1;
+      }
+      return 0;
+    }
+    auto report = pgshift::migration::Verify(**config, options.table, options.verify);
+    if (!report.ok()) {
+      std::fprintf(stderr, "pgshift verify: %s\n",
+                   std::string(pgshift::MessageOf(report.status())).c_str());
+      return 2;
+    }
+    pgshift::migration::PrintReport(*report, options.verify.json, stdout);
+    return report->differences() == 0 || report->repaired ? 0 : 1;
   }
   pgshift::proxy::Server server(options.config, *config);
   return server.Run();

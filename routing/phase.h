@@ -22,4 +22,10 @@ inline constexpr std::array<std::pair<std::string_view, Phase>, 5> kPhaseNames =
 std::string_view PhaseName(Phase phase);
 std::optional<Phase> PhaseFromName(std::string_view name);
 
+// Whether new is the authoritative side in `phase` (SPEC section 2): reads
+// are served from it and writes decided there.
+inline bool ReadsFromNew(Phase phase) {
+  return phase == Phase::kNewPrimary || phase == Phase::kNewOnly;
+}
+
 }  // namespace pgshift::routing

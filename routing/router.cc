@@ -39,7 +39,6 @@ bool IsWriteKind(StatementKind kind) {
 
 std::string_view BackendName(BackendId backend) { return backend == BackendId::kOld ? "old" : "new"; }
 
-bool ReadsFromNew(Phase phase) { return phase == Phase::kNewPrimary || phase == Phase::kNewOnly; }
 
 TableCounters& TableCounterRegistry::For(const std::string& table) {
   absl::MutexLock lock(&mutex_);

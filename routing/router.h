@@ -122,8 +122,5 @@ class Router {
   LruCache<PlanPtr> cache_;
 };
 
-// Reads go to, writes go to: which side of a table in a phase is
-// authoritative (SPEC section 2).
-bool ReadsFromNew(Phase phase);
 
 }  // namespace pgshift::routing

@@ -1,0 +1,35 @@
+// pgshift backfill: copies the old table's rows into the new one in key
+// order, a batch per transaction, resumable from a checkpoint in
+// pgshift_state, and safe while pgshift mirrors writes:
+//  - a row new already has is never overwritten (ON CONFLICT DO NOTHING):
+//    it came from a mirrored write, so it is as new as old's or newer;
+//  - a row deleted meanwhile is never brought back: the batch's rows are
+//    read FOR KEY SHARE, so a DELETE of one waits until the batch has
+//    committed, and its mirrored delete then removes the copy too.
+// Plain UPDATEs are not blocked (KEY SHARE allows them); their mirrored
+// upsert wins over the copy whichever commits first.
+#pragma once
+
+#include <cstdio>
+#include <string>
+
+#include "absl/status/status.h"
+#include "routing/config.h"
+
+namespace pgshift::migration {
+
+struct BackfillOptions {
+  int64_t batch = 1000;        // rows per transaction
+  double rate = 0;             // rows per second at most; 0: no limit
+  // Pressure signal: pause while more sessions than this wait on locks in
+  // the old database.
+  int64_t max_lock_waits = 5;
+  bool restart = false;        // ignore the checkpoint and copy from the start
+  bool progress_bar = false;   // a progress bar (a terminal) instead of a log line per batch
+};
+
+// Runs the backfill of `table`; progress goes to `out`.
+absl::Status Backfill(const routing::Config& config, const std::string& table,
+                      const BackfillOptions& options, std::FILE* out);
+
+}  // namespace pgshift::migration

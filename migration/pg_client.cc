@@ -1,0 +1,103 @@
+#include "migration/pg_client.h"
+
+#include "common/strings.h"
+
+namespace pgshift::migration {
+
+absl::StatusOr<PgClient> PgClient::Connect(const routing::Config& config,
+                                           const routing::BackendConfig& backend,
+                                           std::string_view name, std::string_view application) {
+  if (!backend.dbname || !backend.user) {
+    return absl::InvalidArgumentError(
+        StrCat("backends.", name, " needs dbname and user for this command"));
+  }
+  std::string password;
+  if (backend.password) {
+    password = *backend.password;
+  } else if (const routing::UserConfig* u = config.FindUser(*backend.user)) {
+    password = u->password;
+  }
+  std::string port = StrCat(backend.endpoint.port);
+  const char* sslmode = backend.sslmode == routing::SslMode::kDisable   ? "disable"
+                        : backend.sslmode == routing::SslMode::kRequire ? "require"
+                                                                        : "prefer";
+  std::string app(application);
+  const char* keys[] = {"host",     "port",    "dbname",           "user",
+                        "password", "sslmode", "application_name", "options",
+                        "connect_timeout", nullptr};
+  std::string timeout = StrCat(static_cast<int>(config.proxy.connect_timeout_s));
+  const char* values[] = {backend.endpoint.host.c_str(),
+                          port.c_str(),
+                          backend.dbname->c_str(),
+                          backend.user->c_str(),
+                          password.empty() ? nullptr : password.c_str(),
+                          sslmode,
+                          app.c_str(),
+                          "-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=3 "
+                          "-c bytea_output=hex -c IntervalStyle=postgres",
+                          timeout.c_str(),
+                          nullptr};
+  PGconn* conn = PQconnectdbParams(keys, values, 0);
+  if (conn == nullptr || PQstatus(conn) != CONNECTION_OK) {
+    std::string why = conn ? PQerrorMessage(conn) : "out of memory";
+    if (conn) PQfinish(conn);
+    while (!why.empty() && why.back() == '\n') why.pop_back();
+    return absl::UnavailableError(StrCat("cannot connect to backend ", name, " (",
+                                         backend.endpoint.host, ":", backend.endpoint.port,
+                                         "): ", why));
+  }
+  // Notices ("already exists, skipping") are not the operator's business.
+  PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
+  return PgClient(conn, std::string(name));
+}
+
+PgClient::~PgClient() {
+  if (conn_) PQfinish(conn_);
+}
+
+absl::StatusOr<QueryRows> PgClient::Exec(const std::string& sql,
+                                         const std::vector<std::optional<std::string>>& params) {
+  std::vector<const char*> values;
+  for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
+  PGresult* r = PQexecParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr,
+                             values.data(), nullptr, nullptr, 0);
+  ExecStatusType status = PQresultStatus(r);
+  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+    const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    const char* message = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    std::string text = StrCat("backend ", name_, ": ", state ? state : "", " ",
+                              message ? message : PQerrorMessage(conn_));
+    PQclear(r);
+    return absl::AbortedError(text);
+  }
+  QueryRows out;
+  out.tag = PQcmdStatus(r);
+  for (int i = 0; i < PQntuples(r); ++i) {
+    Row row;
+    for (int j = 0; j < PQnfields(r); ++j) {
+      if (PQgetisnull(r, i, j)) {
+        row.emplace_back(std::nullopt);
+      } else {
+        row.emplace_back(std::string(PQgetvalue(r, i, j), PQgetlength(r, i, j)));
+      }
+    }
+    out.rows.push_back(std::move(row));
+  }
+  PQclear(r);
+  return out;
+}
+
+absl::Status PgClient::Run(const std::string& sql,
+                           const std::vector<std::optional<std::string>>& params) {
+  return Exec(sql, params).status();
+}
+
+std::string SqlStateOf(const absl::Status& status) {
+  // "backend old: 40P01 deadlock detected"
+  std::string_view m = MessageOf(status);
+  size_t colon = m.find(": ");
+  if (colon == std::string_view::npos || m.size() < colon + 7) return "";
+  return std::string(m.substr(colon + 2, 5));
+}
+
+}  // namespace pgshift::migration

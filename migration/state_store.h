@@ -1,0 +1,43 @@
+// Migration state kept in the old database, in pgshift_state: backfill
+// checkpoints (one row per table, updated in place) and the record of
+// finished backfills and verifications.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "migration/pg_client.h"
+
+namespace pgshift::migration {
+
+struct Checkpoint {
+  std::vector<std::string> last_key;  // as text, in key order
+  int64_t rows = 0;                   // rows read so far
+  bool done = false;
+};
+
+class StateStore {
+ public:
+  explicit StateStore(PgClient& db) : db_(db) {}
+
+  // Creates pgshift_state if it is missing.
+  absl::Status Ensure();
+  absl::StatusOr<std::optional<Checkpoint>> LoadCheckpoint(const std::string& table);
+  // Meant to run inside the transaction that copied the batch.
+  absl::Status SaveCheckpoint(const std::string& table, const Checkpoint& checkpoint);
+  absl::Status ClearCheckpoint(const std::string& table);
+  // Appends an event (kind "backfill", "verify", ...) with a JSON detail.
+  absl::Status Record(const std::string& table, const std::string& kind, const std::string& json);
+
+ private:
+  PgClient& db_;
+};
+
+// `text` as a JSON string literal.
+std::string JsonString(std::string_view text);
+// ["a","b"]
+std::string JsonArray(const std::vector<std::string>& items);
+
+}  // namespace pgshift::migration

@@ -1,0 +1,42 @@
+// One migrating table as the migration commands see it: its old and new
+// tables, the columns both have (renames applied), its key, and SQL
+// fragments built from them.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "migration/pg_client.h"
+#include "routing/config.h"
+
+namespace pgshift::migration {
+
+struct TablePair {
+  const routing::TableConfig* config = nullptr;
+  bool same_database = true;         // no [backends.new]
+  bool new_is_authoritative = false;  // new-primary, new-only
+  std::string old_table, new_table;  // quoted "schema"."name"
+  // Column pairs, quoted, in the old table's order.
+  std::vector<std::string> old_columns, new_columns;
+  std::vector<std::string> old_key, new_key;  // quoted
+  std::vector<std::string> key_types;         // for casting keys given as text
+
+  // "a", "b" for one side's columns or key.
+  static std::string List(const std::vector<std::string>& names, std::string_view prefix = "");
+  // ($first::t1, $first+1::t2): a key given as text parameters.
+  std::string KeyParams(int first) const;
+  // md5 of the row's paired columns, comparable across the two sides.
+  static std::string RowHash(const std::vector<std::string>& columns);
+};
+
+// A key given as text, for people: "5", or "(5,a)" for a composite key.
+std::string KeyText(const std::vector<std::string>& key);
+
+// Finds `name` ("channels" or "public.channels") among the configured
+// tables and reads both tables' columns. Fails naming the table when it is
+// not configured, has no key, or a key column has no counterpart.
+absl::StatusOr<TablePair> ResolveTable(const routing::Config& config, std::string_view name,
+                                       PgClient& old_db, PgClient& new_db);
+
+}  // namespace pgshift::migration
