@@ -1,50 +1,15 @@
 #include "migration/state_store.h"
 
-#include <cstdio>
-
+#include "common/json.h"
 #include "common/strings.h"
+#include "routing/state_schema.h"
 
 namespace pgshift::migration {
 
-std::string JsonString(std::string_view text) {
-  std::string out = "\"";
-  for (char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
-
-std::string JsonArray(const std::vector<std::string>& items) {
-  std::string out = "[";
-  for (size_t i = 0; i < items.size(); ++i) out = StrCat(out, i ? "," : "", JsonString(items[i]));
-  return out + "]";
-}
-
 absl::Status StateStore::Ensure() {
-  absl::Status table = db_.Run(
-      "CREATE TABLE IF NOT EXISTS pgshift_state ("
-      " id bigserial PRIMARY KEY,"
-      " table_name text NOT NULL,"
-      " kind text NOT NULL,"
-      " detail jsonb NOT NULL DEFAULT '{}',"
-      " recorded_at timestamptz NOT NULL DEFAULT now())");
+  absl::Status table = db_.Run(routing::kCreateStateTable);
   if (!table.ok()) return table;
-  return db_.Run(
-      "CREATE UNIQUE INDEX IF NOT EXISTS pgshift_state_checkpoint"
-      " ON pgshift_state (table_name) WHERE kind = 'backfill_checkpoint'");
+  return db_.Run(routing::kCreateCheckpointIndex);
 }
 
 absl::StatusOr<std::optional<Checkpoint>> StateStore::LoadCheckpoint(const std::string& table) {

@@ -1,6 +1,5 @@
-// Migration state kept in the old database, in pgshift_state: backfill
-// checkpoints (one row per table, updated in place) and the record of
-// finished backfills and verifications.
+// The backfill and verify commands' side of pgshift_state
+// (routing/state_schema.h): checkpoints and the record of finished runs.
 #pragma once
 
 #include <optional>
@@ -34,10 +33,5 @@ class StateStore {
  private:
   PgClient& db_;
 };
-
-// `text` as a JSON string literal.
-std::string JsonString(std::string_view text);
-// ["a","b"]
-std::string JsonArray(const std::vector<std::string>& items);
 
 }  // namespace pgshift::migration

@@ -5,6 +5,7 @@
 #include <optional>
 #include <thread>
 
+#include "common/json.h"
 #include "common/strings.h"
 #include "migration/state_store.h"
 #include "migration/table_pair.h"

@@ -19,6 +19,7 @@
 #include "protocol/messages/row_description.h"
 #include "proxy/client_login.h"
 #include "proxy/log.h"
+#include "proxy/migration_state.h"
 #include "proxy/message_io.h"
 #include "proxy/server.h"
 #include "proxy/session.h"
@@ -254,12 +255,21 @@ std::string AdminConsole::Execute(std::string_view sql) {
     ShowConfig(*server_.settings(), server_.config_path()).Encode(out, "SHOW");
   } else if (words.size() == 2 && words[0] == "SHOW" && words[1] == "STATS") {
     ShowStats(server_).Encode(out, "SHOW");
+  } else if (words.size() == 2 && words[0] == "SHOW" && words[1] == "HISTORY") {
+    auto history = ReadHistory(*server_.settings()->config, server_.backend_tls());
+    if (history.ok()) {
+      Table{{"recorded_at", "table", "event", "detail"}, *std::move(history)}.Encode(out, "SHOW");
+    } else {
+      error(sqlstate::kObjectNotInPrerequisiteState,
+            StrCat("pgshift: cannot read pgshift_state: ", MessageOf(history.status())));
+    }
   } else if (words.size() == 2 && words[0] == "SHOW" && words[1] == "HELP") {
     Table help{{"command", "what it shows or does"},
                {{"SHOW TABLES", "the migrating tables and their phases"},
                 {"SHOW CLIENTS", "client sessions"},
                 {"SHOW CONFIG", "the running settings"},
                 {"SHOW STATS", "counters since start"},
+                {"SHOW HISTORY", "phase changes, backfills and verifies recorded in pgshift_state"},
                 {"RELOAD", "read the configuration file again"}}};
     help.Encode(out, "SHOW");
   } else if (words.size() == 1 && words[0] == "RELOAD") {

@@ -1,9 +1,8 @@
 #include "proxy/catalog_reader.h"
 
 #include "common/strings.h"
-#include "protocol/messages/startup.h"
-#include "proxy/backend_login.h"
 #include "proxy/backend_query.h"
+#include "proxy/control_connection.h"
 #include "proxy/packet_buffer.h"
 
 namespace pgshift::proxy {
@@ -26,32 +25,14 @@ awaitable<void> ReadFrom(const routing::Config& config, asio::ssl::context& tls,
                                    name, ": ", why),
                             blocking});
   };
-  if (!backend.dbname || !backend.user) {
-    for (const Wanted& w : wanted) {
-      fail(w, StrCat("backends.", name, " needs dbname and user for pgshift to read its catalog"),
-           false);
-    }
+  auto opened = co_await OpenControlConnection(config, backend, name, tls);
+  if (!opened.ok()) {
+    // Missing settings only keep pgshift from looking; the rest is a fault.
+    bool blocking = opened.status().code() != absl::StatusCode::kFailedPrecondition;
+    for (const Wanted& w : wanted) fail(w, MessageOf(opened.status()), blocking);
     co_return;
   }
-  protocol::StartupMessage startup;
-  startup.Set("user", *backend.user);
-  startup.Set("database", *backend.dbname);
-  startup.Set("application_name", "pgshift catalog");
-  const routing::UserConfig* user = config.FindUser(*backend.user);
-  BackendLoginParams params{
-      .backend_name = name,
-      .backend = backend,
-      .client_startup = startup,
-      .fallback_password = user ? std::string_view(user->password) : std::string_view(),
-      .tls_context = tls,
-      .connect_timeout_s = config.proxy.connect_timeout_s,
-  };
-  BackendLoginResult login = co_await LoginToBackend(params);
-  if (auto* error = std::get_if<protocol::ErrorFields>(&login)) {
-    for (const Wanted& w : wanted) fail(w, error->message(), true);
-    co_return;
-  }
-  Stream& stream = *std::get<BackendLogin>(login).stream;
+  Stream& stream = **opened;
   PacketBuffer buffer;
   for (const Wanted& w : wanted) {
     auto columns = co_await ReadTableColumns(stream, buffer, w.relation);
@@ -82,11 +63,11 @@ awaitable<void> Read(const routing::Config& config, asio::ssl::context& tls,
 }  // namespace
 
 CatalogReadResult ReadCatalog(const routing::Config& config, asio::ssl::context& tls) {
-  CatalogReadResult result;
-  asio::io_context context;
-  asio::co_spawn(context, Read(config, tls, result), asio::detached);
-  context.run();
-  return result;
+  return RunToCompletion<CatalogReadResult>([&]() -> awaitable<CatalogReadResult> {
+    CatalogReadResult result;
+    co_await Read(config, tls, result);
+    co_return result;
+  });
 }
 
 }  // namespace pgshift::proxy

@@ -7,6 +7,7 @@
 #include "common/strings.h"
 #include "proxy/admin_console.h"
 #include "proxy/catalog_reader.h"
+#include "proxy/migration_state.h"
 #include "proxy/log.h"
 #include "proxy/metrics_endpoint.h"
 #include "proxy/session.h"
@@ -113,6 +114,7 @@ absl::Status Server::Setup() {
     LogEvent(LogLevel::kWarning, "catalog_unreadable",
              {{"table", problem.table}, {"reason", problem.reason}});
   }
+  ReportAndRecordAtStart(config, *backend_tls_);
   {
     SettingsPtr with_catalog = MakeSettings(settings->config, settings->generation,
                                             std::move(catalog.catalog), table_counters_);
@@ -334,13 +336,16 @@ absl::Status Server::Reload() {
     LogEvent(LogLevel::kWarning, "catalog_unreadable",
              {{"table", problem.table}, {"reason", problem.reason}});
   }
-  for (const routing::TableConfig& t : (*next)->tables) {
-    routing::Phase before = phase_before(t);
-    if (before != t.phase) {
-      LogEvent(LogLevel::kInfo, "phase_changed",
-               {{"table", t.name}, {"from", routing::PhaseName(before)},
-                {"to", routing::PhaseName(t.phase)}, {"forced", t.force ? "true" : "false"}});
-    }
+  std::vector<PhaseChange> changes = PhaseChanges(*current->config, **next);
+  if (absl::Status guarded = GuardAndRecord(**next, changes, *backend_tls_); !guarded.ok()) {
+    LogEvent(LogLevel::kError, "config_rejected",
+             {{"file", config_path_}, {"reason", MessageOf(guarded)}});
+    return guarded;
+  }
+  for (const PhaseChange& c : changes) {
+    LogEvent(LogLevel::kInfo, "phase_changed",
+             {{"table", c.table}, {"from", routing::PhaseName(c.from)},
+              {"to", routing::PhaseName(c.to)}, {"forced", c.forced ? "true" : "false"}});
   }
   SettingsPtr installed =
       MakeSettings(*next, current->generation + 1, std::move(catalog.catalog), table_counters_);

@@ -1,5 +1,7 @@
 #include "routing/config.h"
 
+#include <openssl/sha.h>
+
 #include <array>
 #include <fstream>
 #include <set>
@@ -397,6 +399,13 @@ absl::StatusOr<ConfigPtr> ParseConfig(std::string_view text, std::string_view so
   }
   auto config = std::make_shared<Config>();
   config->source = std::string(source);
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (unsigned char b : digest) {
+    config->checksum += kHex[b >> 4];
+    config->checksum += kHex[b & 15];
+  }
   std::vector<std::string> errors;
   {
     Section top(root, "", errors, source);

@@ -74,7 +74,8 @@ struct TableConfig {
 };
 
 struct Config {
-  std::string source;  // file it was read from
+  std::string source;    // file it was read from
+  std::string checksum;  // SHA-256 of its text, hex, recorded with phase changes
   ProxySettings proxy;
   std::vector<UserConfig> users;
   BackendConfig old_backend;

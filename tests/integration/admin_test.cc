@@ -11,12 +11,12 @@ namespace {
 
 class Admin : public ::testing::Test {
  protected:
-  static std::string Tables(const std::string& channels_phase) {
+  static std::string Tables(const std::string& channels_phase, const std::string& extra = "") {
     return "[[users]]\nname = \"ops\"\npassword = \"ops_pw\"\nadmin = true\n"
            "[[users]]\nname = \"app\"\npassword = \"app_pw\"\n"
            "[[tables]]\nname = \"channels\"\nnew_name = \"channels_v2\"\nphase = \"" +
            channels_phase +
-           "\"\nkey = [\"id\"]\ncolumns = { title = \"name\" }\n"
+           "\"\nkey = [\"id\"]\ncolumns = { title = \"name\" }\n" + extra +
            "[[tables]]\nname = \"app.posts\"\nnew_name = \"app.posts_v2\"\nphase = \"old-only\"\n";
   }
   std::string ProxySettings() const {
@@ -88,9 +88,20 @@ TEST_F(Admin, UnknownCommandsNameTheHelp) {
 }
 
 TEST_F(Admin, ReloadAppliesOrRefusesWithTheReason) {
+  // Into shadow-read needs a clean verify on record, which this database
+  // cannot show (backends.old has no dbname): refused, then forced.
   proxy_.RewriteConfig(ProxySettings(), "user = \"postgres\"", Tables("shadow-read"));
   std::string out;
+  EXPECT_NE(Psql("ops", "RELOAD", out), 0);
+  EXPECT_NE(out.find("public.channels cannot move to shadow-read: cannot look for a verify in "
+                     "pgshift_state: backends.old needs dbname and user"),
+            std::string::npos)
+      << out;
+  proxy_.RewriteConfig(ProxySettings(), "user = \"postgres\"",
+                       Tables("shadow-read", "force = true\n"));
   ASSERT_EQ(Psql("ops", "RELOAD", out), 0) << out;
+  EXPECT_NE(proxy_.log().find("event=guard_rail_overridden table=public.channels"),
+            std::string::npos);
   ASSERT_EQ(Psql("ops", "SHOW TABLES", out), 0) << out;
   EXPECT_NE(out.find("public.channels|public.channels_v2|shadow-read"), std::string::npos) << out;
 

@@ -185,6 +185,68 @@ TEST_F(Backfill, ClearErrorsForWhatCannotBeDone) {
       << out;
 }
 
+TEST_F(Backfill, GuardRailsWantACleanVerifyAndTheHistoryIsKept) {
+  int admin_port = FreePort();
+  const std::string proxy_settings = "admin_listen = \"127.0.0.1:" + std::to_string(admin_port) + "\"";
+  const std::string backend = "dbname = \"backfill_one\"\nuser = \"postgres\"";
+  const std::string users = "[[users]]\nname = \"postgres\"\nadmin = true\n";
+  auto phase = [&](const std::string& p, const std::string& extra = "") {
+    std::string t = kTables;
+    t.replace(t.find("dual-write"), 10, p);
+    return users + t + extra;
+  };
+  proxy_ = std::make_unique<PgshiftProcess>(Cluster().port(), proxy_settings, backend,
+                                            phase("dual-write"));
+  ASSERT_TRUE(proxy_->ok()) << proxy_->log();
+  EXPECT_NE(proxy_->log().find("event=phase_state table=public.channels phase=dual-write"),
+            std::string::npos)
+      << proxy_->log();
+
+  proxy_->RewriteConfig(proxy_settings, backend, phase("shadow-read"));
+  std::string verdict = proxy_->Reload();
+  EXPECT_NE(verdict.find("public.channels cannot move to shadow-read: no verify with zero "
+                         "differences was recorded since it entered dual-write"),
+            std::string::npos)
+      << verdict;
+  std::string out;
+  EXPECT_EQ(CaptureCommand(Command("verify"), out), 1) << "nothing copied yet: " << out;
+  EXPECT_NE(proxy_->Reload().find("event=config_rejected"), std::string::npos);
+
+  ASSERT_EQ(CaptureCommand(Command("backfill") + " --batch 50000", out), 0) << out;
+  ASSERT_EQ(CaptureCommand(Command("verify"), out), 0) << out;
+  verdict = proxy_->Reload();
+  EXPECT_NE(verdict.find("event=config_reloaded"), std::string::npos) << verdict;
+
+  // Back to dual-write (always allowed), and forward again: the verify now
+  // predates the latest entry into dual-write, so only force moves it.
+  proxy_->RewriteConfig(proxy_settings, backend, phase("dual-write"));
+  EXPECT_NE(proxy_->Reload().find("event=config_reloaded"), std::string::npos);
+  proxy_->RewriteConfig(proxy_settings, backend, phase("shadow-read"));
+  EXPECT_NE(proxy_->Reload().find("event=config_rejected"), std::string::npos);
+  proxy_->RewriteConfig(proxy_settings, backend, phase("shadow-read", "force = true\n"));
+  EXPECT_NE(proxy_->Reload().find("event=config_reloaded"), std::string::npos);
+  EXPECT_NE(proxy_->log().find("event=guard_rail_overridden table=public.channels"),
+            std::string::npos);
+
+  ASSERT_EQ(CaptureCommand("psql -X -h 127.0.0.1 -p " + std::to_string(admin_port) +
+                               " -U postgres -d pgshift -At -F '|' -c 'SHOW HISTORY'",
+                           out),
+            0)
+      << out;
+  for (const char* event :
+       {"|public.channels|phase|{\"to\": \"shadow-read\", \"from\": \"dual-write\", \"forced\": true",
+        "|public.channels|verify|", "|public.channels|backfill|"}) {
+    EXPECT_NE(out.find(event), std::string::npos) << event << " in " << out;
+  }
+  // A restarted pgshift says where each table stands.
+  ASSERT_EQ(proxy_->Stop(), 0);
+  PgshiftProcess restarted(Cluster().port(), "", backend, phase("shadow-read"));
+  ASSERT_TRUE(restarted.ok()) << restarted.log();
+  EXPECT_NE(restarted.log().find("event=phase_state table=public.channels phase=shadow-read since="),
+            std::string::npos)
+      << restarted.log();
+}
+
 // Across servers: the new table on a second PostgreSQL.
 TEST(BackfillAcrossServers, CopiesAndVerifies) {
   PgCluster new_cluster;

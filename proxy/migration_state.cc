@@ -1,0 +1,196 @@
+#include "proxy/migration_state.h"
+
+#include "common/json.h"
+#include "common/strings.h"
+#include "proxy/backend_query.h"
+#include "proxy/control_connection.h"
+#include "proxy/log.h"
+#include "proxy/packet_buffer.h"
+#include "routing/state_schema.h"
+
+namespace pgshift::proxy {
+
+namespace {
+
+routing::Phase PhaseIn(const routing::Config& config, const std::string& table) {
+  for (const routing::TableConfig& t : config.tables) {
+    if (t.name == table) return t.phase;
+  }
+  return routing::Phase::kOldOnly;
+}
+
+// A control connection to old with pgshift_state in place.
+struct StateConnection {
+  std::unique_ptr<Stream> stream;
+  PacketBuffer buffer;
+
+  awaitable<absl::StatusOr<QueryResult>> Query(std::string_view sql) {
+    co_return co_await RunQuery(*stream, buffer, sql);
+  }
+};
+
+awaitable<absl::StatusOr<std::unique_ptr<StateConnection>>> OpenState(
+    const routing::Config& config, asio::ssl::context& tls) {
+  auto opened = co_await OpenControlConnection(config, config.old_backend, "old", tls);
+  if (!opened.ok()) co_return opened.status();
+  auto state = std::make_unique<StateConnection>();
+  state->stream = std::move(*opened);
+  for (const char* ddl : {routing::kCreateStateTable, routing::kCreateCheckpointIndex}) {
+    auto created = co_await state->Query(ddl);
+    if (!created.ok()) co_return created.status();
+  }
+  co_return state;
+}
+
+std::string RecordSql(const std::string& table, std::string_view from, std::string_view to,
+                      bool forced, const std::string& checksum, bool at_start) {
+  std::string detail = StrCat("{\"from\":", JsonString(from), ",\"to\":", JsonString(to),
+                              ",\"forced\":", forced ? "true" : "false",
+                              ",\"config_checksum\":", JsonString(checksum),
+                              at_start ? ",\"at_start\":true" : "", "}");
+  return StrCat("INSERT INTO pgshift_state (table_name, kind, detail) VALUES (",
+                QuoteLiteral(table), ", 'phase', ", QuoteLiteral(detail), "::jsonb)");
+}
+
+// A verify with zero differences recorded since the table last entered
+// dual-write (or ever, when that was never recorded).
+std::string CleanVerifySql(const std::string& table) {
+  std::string t = QuoteLiteral(table);
+  return StrCat(
+      "SELECT EXISTS (SELECT 1 FROM pgshift_state v WHERE v.table_name = ", t,
+      " AND v.kind = 'verify' AND (v.detail->>'missing')::int + (v.detail->>'extra')::int + "
+      "(v.detail->>'different')::int = 0 AND v.recorded_at > coalesce((SELECT "
+      "max(p.recorded_at) FROM pgshift_state p WHERE p.table_name = ",
+      t, " AND p.kind = 'phase' AND p.detail->>'to' = 'dual-write'), '-infinity'))");
+}
+
+}  // namespace
+
+std::vector<PhaseChange> PhaseChanges(const routing::Config& running, const routing::Config& next) {
+  std::vector<PhaseChange> changes;
+  for (const routing::TableConfig& t : next.tables) {
+    routing::Phase before = PhaseIn(running, t.name);
+    if (before != t.phase) changes.push_back({t.name, before, t.phase, t.force});
+  }
+  for (const routing::TableConfig& t : running.tables) {
+    bool kept = false;
+    for (const routing::TableConfig& n : next.tables) kept = kept || n.name == t.name;
+    if (!kept && t.phase != routing::Phase::kOldOnly) {
+      changes.push_back({t.name, t.phase, routing::Phase::kOldOnly, false});
+    }
+  }
+  return changes;
+}
+
+absl::Status GuardAndRecord(const routing::Config& next, const std::vector<PhaseChange>& changes,
+                            asio::ssl::context& tls) {
+  if (changes.empty()) return absl::OkStatus();
+  return RunToCompletion<absl::Status>([&]() -> awaitable<absl::Status> {
+    auto state = co_await OpenState(next, tls);
+    for (const PhaseChange& c : changes) {
+      bool guarded = c.from == routing::Phase::kDualWrite && c.to == routing::Phase::kShadowRead;
+      if (!guarded) continue;
+      std::string why;
+      if (!state.ok()) {
+        why = StrCat("cannot look for a verify in pgshift_state: ", MessageOf(state.status()));
+      } else {
+        std::string sql = CleanVerifySql(c.table);
+        auto clean = co_await (*state)->Query(sql);
+        if (!clean.ok()) {
+          why = StrCat("cannot look for a verify in pgshift_state: ", MessageOf(clean.status()));
+        } else if (clean->rows[0][0] != "t") {
+          why = "no verify with zero differences was recorded since it entered dual-write; run "
+                "pgshift verify (with --repair if needed) until it reports none";
+        }
+      }
+      if (why.empty()) continue;
+      if (c.forced) {
+        LogEvent(LogLevel::kWarning, "guard_rail_overridden",
+                 {{"table", c.table}, {"to", "shadow-read"}, {"reason", why}});
+        continue;
+      }
+      co_return absl::FailedPreconditionError(
+          StrCat(c.table, " cannot move to shadow-read: ", why, " (force = true overrides)"));
+    }
+    if (!state.ok()) {
+      LogEvent(LogLevel::kWarning, "phase_history_not_recorded",
+               {{"reason", MessageOf(state.status())}});
+      co_return absl::OkStatus();
+    }
+    for (const PhaseChange& c : changes) {
+      // A named local: GCC 12 mishandles temporaries in co_await operands.
+      std::string sql = RecordSql(c.table, routing::PhaseName(c.from), routing::PhaseName(c.to),
+                                  c.forced, next.checksum, false);
+      auto recorded = co_await (*state)->Query(sql);
+      if (!recorded.ok()) {
+        LogEvent(LogLevel::kWarning, "phase_history_not_recorded",
+                 {{"table", c.table}, {"reason", MessageOf(recorded.status())}});
+      }
+    }
+    (*state)->stream->Close();
+    co_return absl::OkStatus();
+  });
+}
+
+void ReportAndRecordAtStart(const routing::Config& config, asio::ssl::context& tls) {
+  if (config.tables.empty()) return;
+  RunToCompletion<bool>([&]() -> awaitable<bool> {
+    auto state = co_await OpenState(config, tls);
+    if (!state.ok()) {
+      LogEvent(LogLevel::kWarning, "phase_history_unavailable",
+               {{"reason", MessageOf(state.status())}});
+      co_return false;
+    }
+    auto last = co_await (*state)->Query(
+        "SELECT DISTINCT ON (table_name) table_name, detail->>'to', recorded_at::text "
+        "FROM pgshift_state WHERE kind = 'phase' ORDER BY table_name, id DESC");
+    if (!last.ok()) co_return false;
+    for (const routing::TableConfig& t : config.tables) {
+      std::optional<std::string> recorded, since;
+      for (const auto& row : last->rows) {
+        if (row[0] == t.name) {
+          recorded = row[1];
+          since = row[2];
+        }
+      }
+      const std::string_view phase = routing::PhaseName(t.phase);
+      if (recorded && *recorded == phase) {
+        LogEvent(LogLevel::kInfo, "phase_state",
+                 {{"table", t.name}, {"phase", phase}, {"since", since.value_or("")}});
+        continue;
+      }
+      LogEvent(LogLevel::kWarning, "phase_state",
+               {{"table", t.name}, {"phase", phase},
+                {"recorded", recorded.value_or("none")},
+                {"reason", "the configuration differs from the last recorded phase; recorded now"}});
+      std::string sql =
+          RecordSql(t.name, recorded.value_or("none"), phase, t.force, config.checksum, true);
+      co_await (*state)->Query(sql);
+    }
+    (*state)->stream->Close();
+    co_return true;
+  });
+}
+
+absl::StatusOr<std::vector<std::vector<std::string>>> ReadHistory(const routing::Config& config,
+                                                                 asio::ssl::context& tls) {
+  using Rows = std::vector<std::vector<std::string>>;
+  return RunToCompletion<absl::StatusOr<Rows>>([&]() -> awaitable<absl::StatusOr<Rows>> {
+    auto state = co_await OpenState(config, tls);
+    if (!state.ok()) co_return state.status();
+    auto events = co_await (*state)->Query(
+        "SELECT recorded_at::text, table_name, kind, detail::text FROM pgshift_state "
+        "WHERE kind <> 'backfill_checkpoint' ORDER BY id DESC LIMIT 200");
+    (*state)->stream->Close();
+    if (!events.ok()) co_return events.status();
+    Rows rows;
+    for (const auto& r : events->rows) {
+      std::vector<std::string> row;
+      for (const auto& v : r) row.push_back(v.value_or(""));
+      rows.push_back(std::move(row));
+    }
+    co_return rows;
+  });
+}
+
+}  // namespace pgshift::proxy

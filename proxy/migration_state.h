@@ -1,0 +1,43 @@
+// The proxy's side of pgshift_state (routing/state_schema.h): the guard
+// rails a reload must pass, the record of every applied phase change, and
+// at start-up a report of where each table stands.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "proxy/asio.h"
+#include "routing/config.h"
+
+namespace pgshift::proxy {
+
+struct PhaseChange {
+  std::string table;
+  routing::Phase from = routing::Phase::kOldOnly;
+  routing::Phase to = routing::Phase::kOldOnly;
+  bool forced = false;
+};
+
+// The tables whose phase `next` changes from `running` (a table absent
+// from a file is old-only).
+std::vector<PhaseChange> PhaseChanges(const routing::Config& running, const routing::Config& next);
+
+// Guard rails for `changes` (SPEC section 6): a table may move forward into
+// shadow-read only when a verify with zero differences was recorded after
+// it entered dual-write. force = true overrides, and says so in the log.
+// When they pass, the changes are recorded (with next's checksum). Returns
+// FailedPrecondition naming the table and the reason when a rail refuses.
+absl::Status GuardAndRecord(const routing::Config& next, const std::vector<PhaseChange>& changes,
+                            asio::ssl::context& tls);
+
+// At start: compares each table's last recorded phase with the
+// configuration, logs where each stands, and records the ones that differ.
+void ReportAndRecordAtStart(const routing::Config& config, asio::ssl::context& tls);
+
+// The recorded events, newest first, for SHOW HISTORY: when, table, event,
+// detail.
+absl::StatusOr<std::vector<std::vector<std::string>>> ReadHistory(const routing::Config& config,
+                                                                 asio::ssl::context& tls);
+
+}  // namespace pgshift::proxy

@@ -1,0 +1,23 @@
+// pgshift_state, the migration's record in the old database, shared by the
+// proxy (phase changes, guard rails) and the backfill and verify commands.
+// One row per event: kind 'phase' (detail: from, to, forced,
+// config_checksum), 'backfill', 'verify' (detail: rows, missing, extra,
+// different, repaired); and one 'backfill_checkpoint' row per table,
+// updated in place.
+#pragma once
+
+namespace pgshift::routing {
+
+inline constexpr const char* kCreateStateTable =
+    "CREATE TABLE IF NOT EXISTS pgshift_state ("
+    " id bigserial PRIMARY KEY,"
+    " table_name text NOT NULL,"
+    " kind text NOT NULL,"
+    " detail jsonb NOT NULL DEFAULT '{}',"
+    " recorded_at timestamptz NOT NULL DEFAULT now())";
+
+inline constexpr const char* kCreateCheckpointIndex =
+    "CREATE UNIQUE INDEX IF NOT EXISTS pgshift_state_checkpoint"
+    " ON pgshift_state (table_name) WHERE kind = 'backfill_checkpoint'";
+
+}  // namespace pgshift::routing
