@@ -69,7 +69,8 @@ std::string Join(const std::vector<std::string>& items) {
 
 Table ShowTables(const routing::Config& c, routing::TableCounterRegistry& counters) {
   Table t{{"table", "new_name", "phase", "reads", "writes", "refused", "key", "renamed_columns",
-           "shadow_sample", "on_mirror_error", "force"},
+           "shadow_sample", "on_mirror_error", "force", "shadow_compared", "shadow_matched",
+           "shadow_mismatched", "shadow_transient", "shadow_dropped", "shadow_skipped"},
           {}};
   for (const auto& tab : c.tables) {
     std::vector<std::string> renames;
@@ -79,7 +80,10 @@ Table ShowTables(const routing::Config& c, routing::TableCounterRegistry& counte
                       StrCat(n.reads.load()), StrCat(n.writes.load()), StrCat(n.refused.load()),
                       Join(tab.key), Join(renames), StrCat(tab.shadow_sample),
                       tab.on_mirror_error == routing::MirrorErrorPolicy::kFail ? "fail" : "log",
-                      tab.force ? "true" : "false"});
+                      tab.force ? "true" : "false", StrCat(n.shadow_compared.load()),
+                      StrCat(n.shadow_matched.load()), StrCat(n.shadow_mismatched.load()),
+                      StrCat(n.shadow_transient.load()), StrCat(n.shadow_dropped.load()),
+                      StrCat(n.shadow_skipped.load())});
   }
   return t;
 }
@@ -263,6 +267,12 @@ std::string AdminConsole::Execute(std::string_view sql) {
       error(sqlstate::kObjectNotInPrerequisiteState,
             StrCat("pgshift: cannot read pgshift_state: ", MessageOf(history.status())));
     }
+  } else if (words.size() == 2 && words[0] == "SHOW" && words[1] == "MISMATCHES") {
+    Table t{{"at", "table", "fingerprint", "query", "detail"}, {}};
+    for (const MismatchRecord& m : server_.mismatches().Recent()) {
+      t.rows.push_back({Time(m.at), m.table, m.fingerprint, m.query, m.detail});
+    }
+    t.Encode(out, "SHOW");
   } else if (words.size() == 2 && words[0] == "SHOW" && words[1] == "HELP") {
     Table help{{"command", "what it shows or does"},
                {{"SHOW TABLES", "the migrating tables and their phases"},
@@ -270,6 +280,7 @@ std::string AdminConsole::Execute(std::string_view sql) {
                 {"SHOW CONFIG", "the running settings"},
                 {"SHOW STATS", "counters since start"},
                 {"SHOW HISTORY", "phase changes, backfills and verifies recorded in pgshift_state"},
+                {"SHOW MISMATCHES", "the latest shadow read mismatches"},
                 {"RELOAD", "read the configuration file again"}}};
     help.Encode(out, "SHOW");
   } else if (words.size() == 1 && words[0] == "RELOAD") {

@@ -69,7 +69,19 @@ std::string PrometheusText(Server& server) {
         TableMetric{"writes", "Statements run that wrote the table.",
                     &routing::TableCounters::writes},
         TableMetric{"refused", "Statements on the table that pgshift refused.",
-                    &routing::TableCounters::refused}}) {
+                    &routing::TableCounters::refused},
+        TableMetric{"shadow_compared", "Shadow reads compared.",
+                    &routing::TableCounters::shadow_compared},
+        TableMetric{"shadow_matched", "Shadow reads whose two sides agreed.",
+                    &routing::TableCounters::shadow_matched},
+        TableMetric{"shadow_mismatched", "Shadow reads whose sides disagreed, persistently.",
+                    &routing::TableCounters::shadow_mismatched},
+        TableMetric{"shadow_transient", "Shadow reads that disagreed once and agreed when read again.",
+                    &routing::TableCounters::shadow_transient},
+        TableMetric{"shadow_dropped", "Shadow reads dropped (queue full or no connection).",
+                    &routing::TableCounters::shadow_dropped},
+        TableMetric{"shadow_skipped", "Shadow reads skipped: the transaction had written the table.",
+                    &routing::TableCounters::shadow_skipped}}) {
     out += StrCat("# HELP pgshift_table_", m.name, "_total ", m.help, "\n# TYPE pgshift_table_",
                   m.name, "_total counter\n");
     for (const auto& t : settings->config->tables) {

@@ -140,6 +140,7 @@ absl::Status Server::Setup() {
   if (workers < 1) workers = 1;
   for (int i = 0; i < workers; ++i) {
     auto w = std::make_unique<Worker>();
+    w->shadow = std::make_unique<ShadowRunner>(*this, w->context);
     w->guard = std::make_unique<asio::executor_work_guard<asio::io_context::executor_type>>(
         w->context.get_executor());
     Worker* raw = w.get();
@@ -223,7 +224,8 @@ awaitable<void> Server::Accept() {
       LogEvent(LogLevel::kWarning, "accept_failed", {{"reason", ec.message()}});
       continue;
     }
-    auto session = std::make_shared<Session>(*this, std::move(socket), next_session_id_++);
+    auto session = std::make_shared<Session>(*this, std::move(socket), next_session_id_++,
+                                             worker.shadow.get());
     {
       absl::MutexLock lock(&sessions_mutex_);
       sessions_[session->id()] = session;

@@ -16,6 +16,7 @@
 #include "protocol/scram.h"
 #include "proxy/asio.h"
 #include "proxy/cancel_registry.h"
+#include "proxy/shadow_runner.h"
 #include "proxy/stats.h"
 #include "routing/config.h"
 #include "routing/router.h"
@@ -60,6 +61,7 @@ class Server {
   CancelRegistry& cancels() { return cancels_; }
   Stats& stats() { return stats_; }
   routing::TableCounterRegistry& table_counters() { return table_counters_; }
+  MismatchLog& mismatches() { return mismatches_; }
   int live_sessions() const { return live_sessions_.load(); }
   // SIGHUP and RELOAD: read the file again; install it if it is valid and
   // its phase steps are allowed, else keep the running settings and say why.
@@ -94,6 +96,7 @@ class Server {
   std::unique_ptr<asio::ssl::context> backend_tls_;
   CancelRegistry cancels_;
   Stats stats_;
+  MismatchLog mismatches_;
   std::atomic<int> clients_{0};
 
   asio::io_context main_;  // acceptor and signals
@@ -103,6 +106,8 @@ class Server {
   // Open admin console connections (main_ only), closed at shutdown.
   std::vector<std::weak_ptr<AdminConsole>> admin_consoles_;
   struct Worker {
+    // Before `context`, so that it is destroyed after the coroutines there.
+    std::unique_ptr<ShadowRunner> shadow;
     asio::io_context context{1};
     std::unique_ptr<asio::executor_work_guard<asio::io_context::executor_type>> guard;
     std::thread thread;

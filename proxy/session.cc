@@ -2,6 +2,9 @@
 
 #include <openssl/rand.h>
 
+#include <algorithm>
+#include <random>
+
 #include "common/strings.h"
 #include "protocol/messages/authentication.h"
 #include "protocol/messages/command_complete.h"
@@ -235,7 +238,24 @@ class Session::ClientToBackend : public protocol::FrameHandler {
   void NoteWrite(const routing::Plan& plan, BackendId target) {
     if (plan.writes && (in_transaction() || plan.transaction_control)) {
       s_.link(target).written = true;
+      s_.written_tables_.insert(s_.written_tables_.end(), plan.writes_to.begin(),
+                                plan.writes_to.end());
     }
+  }
+
+  // A sample of the executions of a shadowed read are compared off the
+  // client's path.
+  void MaybeShadow(const routing::PlanPtr& plan, std::shared_ptr<const std::string> bind) {
+    if (!plan || !plan->shadow || plan->refusal || s_.shadow_ == nullptr) return;
+    const routing::ShadowPlan& shadow = *plan->shadow;
+    thread_local std::mt19937_64 random(std::random_device{}());
+    if (std::uniform_real_distribution<double>(0, 1)(random) >= shadow.sample) return;
+    if (std::find(s_.written_tables_.begin(), s_.written_tables_.end(), shadow.counters) !=
+        s_.written_tables_.end()) {
+      shadow.counters->shadow_skipped.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    s_.shadow_->Enqueue(ShadowJob{plan, std::move(bind)});
   }
 
   // Transaction control with no table goes where the client's transaction
@@ -280,6 +300,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       NewStep(target).on_other_link_first = query->sql;
     }
     s_.copy_link_ = target;
+    MaybeShadow(plan, nullptr);
     if (!plan->parts.empty()) return AddParts(*plan);
     Note(target, ReplyNote::kQuery, Units(plan->shapes));
     if (!plan->rewritten) return Add(target, message);
@@ -342,7 +363,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     BackendId target = plan ? (plan->transaction_control ? TransactionTarget(*plan) : plan->server)
                          : BackendId::kOld;
     if (BatchMismatch(target)) return;
-    if (plan) s_.statements_[parse->statement] = Prepared{target, plan};
+    if (plan) s_.statements_[parse->statement] = Prepared{target, plan, nullptr};
     if (!plan || !plan->rewritten) return AddToBatch(target, message);
     std::string rewritten;
     protocol::Parse{parse->statement, plan->sql, parse->parameter_types}.Encode(rewritten);
@@ -368,6 +389,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     Prepared prepared = Find(s_.statements_, statement);
     if (BatchMismatch(prepared.server)) return;
     if (prepared.plan) {
+      if (prepared.plan->shadow) prepared.bind = std::make_shared<const std::string>(message);
       s_.portals_[std::string(portal)] = prepared;
     } else {
       s_.portals_.erase(ToAbsl(portal));
@@ -396,6 +418,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       return Refuse(prepared.server, *refusal, false);
     }
     NoteWrite(plan, prepared.server);
+    MaybeShadow(prepared.plan, prepared.bind);
     if (plan.transaction_control && two_servers()) {
       NewStep(prepared.server).on_other_link_first = plan.sql;
     }
@@ -586,8 +609,9 @@ class Session::BackendToClient : public protocol::FrameHandler {
   routing::ResultShape shape_;  // of the current result, when reshaped
 };
 
-Session::Session(Server& server, tcp::socket socket, uint64_t id)
-    : server_(server), id_(id), settings_(server.settings()), client_(std::move(socket)),
+Session::Session(Server& server, tcp::socket socket, uint64_t id, ShadowRunner* shadow)
+    : server_(server), id_(id), shadow_(shadow), settings_(server.settings()),
+      client_(std::move(socket)),
       client_buffer_(4096) {
   links_[0].server = BackendId::kOld;
   links_[0].name = "old";
@@ -976,6 +1000,7 @@ awaitable<void> Session::PumpBackendToClient(Link& l) {
                       other.forward_pending == 0 && !HasInternal(other);
       if (all_idle) {
         l.written = other.written = false;
+        written_tables_.clear();
         // Between transactions: the next one runs under the newest settings.
         if (server_.settings_generation() != settings_->generation) {
           settings_ = server_.settings();

@@ -44,7 +44,8 @@ struct ClientRow {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(Server& server, tcp::socket socket, uint64_t id);
+  // `shadow` runs this worker's shadow reads.
+  Session(Server& server, tcp::socket socket, uint64_t id, ShadowRunner* shadow);
   ~Session();
 
   awaitable<void> Run();
@@ -133,6 +134,8 @@ class Session : public std::enable_shared_from_this<Session> {
   struct Prepared {
     routing::BackendId server = routing::BackendId::kOld;
     routing::PlanPtr plan;  // null: the fast path, nothing configured touched
+    // A portal of a shadowed read: its Bind, for the shadow's parameters.
+    std::shared_ptr<const std::string> bind;
   };
 
   awaitable<void> ForwardCancel(const protocol::CancelRequest& request);
@@ -169,6 +172,10 @@ class Session : public std::enable_shared_from_this<Session> {
 
   Server& server_;
   const uint64_t id_;
+  ShadowRunner* const shadow_;
+  // Migrating tables written in the client's current transaction: their
+  // shadow reads are skipped (the other side cannot see those writes).
+  std::vector<routing::TableCounters*> written_tables_;
   // The settings this session answers by; renewed between transactions.
   SettingsPtr settings_;
   const routing::Config& config() const { return *settings_->config; }

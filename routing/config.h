@@ -44,6 +44,8 @@ struct ProxySettings {
   // Routing plans kept by statement text (per configuration); 0 turns the
   // cache off.
   int64_t plan_cache_size = 10000;
+  // Shadow reads waiting per worker; more are dropped (and counted).
+  int64_t shadow_queue_size = 1000;
 
   bool tls_enabled() const { return !tls_cert.empty() && !tls_key.empty(); }
 };

@@ -10,6 +10,7 @@
 #include "routing/parse_tree.h"
 #include "routing/mirror.h"
 #include "routing/rewrite.h"
+#include "routing/shadow.h"
 
 namespace pgshift::routing {
 
@@ -111,6 +112,54 @@ absl::StatusOr<MirrorSpec> Router::MirrorSpecFor(const TableConfig& table) const
     spec.key.push_back(new_is_authoritative && renamed != table.columns.end() ? renamed->second : k);
   }
   return spec;
+}
+
+std::optional<ShadowPlan> Router::ShadowFor(std::string_view sql, const StatementInfo& info) const {
+  // The other side of a shadowed table is new in shadow-read and old in
+  // new-primary; every other table stays where the read itself goes.
+  std::vector<TableRename> renames;
+  std::optional<ShadowPlan> shadow;
+  std::set<BackendId> servers;
+  const BackendId new_server = has_new_server() ? BackendId::kNew : BackendId::kOld;
+  for (const std::string& name : info.reads) {
+    auto table = std::find_if(config_->tables.begin(), config_->tables.end(),
+                              [&](const TableConfig& t) { return t.name == name; });
+    if (table == config_->tables.end()) {
+      servers.insert(BackendId::kOld);
+      continue;
+    }
+    const bool shadowed = (table->phase == Phase::kShadowRead ||
+                           table->phase == Phase::kNewPrimary) && table->shadow_sample > 0;
+    const bool on_new = shadowed ? table->phase == Phase::kShadowRead : ReadsFromNew(table->phase);
+    servers.insert(on_new ? new_server : BackendId::kOld);
+    if (shadowed && !shadow) {
+      shadow.emplace();
+      shadow->table = table->name;
+      shadow->counters = &counters_.For(table->name);
+      shadow->sample = table->shadow_sample;
+      shadow->new_is_authoritative = table->phase == Phase::kNewPrimary;
+    }
+    if (!on_new) continue;
+    auto [new_schema, new_name] = SplitQualified(table->new_name);
+    auto [old_schema, old_name] = SplitQualified(table->name);
+    TableRename rename{old_schema, old_name, new_schema, new_name, table->columns, nullptr};
+    if (auto columns = catalog_.find(table->new_name); columns != catalog_.end()) {
+      rename.new_columns = &columns->second;
+    }
+    renames.push_back(std::move(rename));
+  }
+  if (!shadow || servers.size() != 1) return std::nullopt;
+  shadow->server = *servers.begin();
+  absl::StatusOr<ParseTree> tree = ParseTree::Parse(sql);
+  if (!tree.ok() || !RewriteTree(*tree, renames).ok()) return std::nullopt;
+  absl::StatusOr<std::string> text = tree->Deparse();
+  if (!text.ok()) return std::nullopt;
+  shadow->sql = *std::move(text);
+  const PgQuery__Node* stmt = tree->get()->stmts[0]->stmt;
+  shadow->ordered = stmt->node_case == PG_QUERY__NODE__NODE_SELECT_STMT &&
+                    stmt->select_stmt->n_sort_clause > 0;
+  shadow->fingerprint = Fingerprint(std::string(sql));
+  return shadow;
 }
 
 PlanPtr Router::MakePlan(std::string_view sql) const {
@@ -235,6 +284,9 @@ PlanPtr Router::MakePlan(std::string_view sql) const {
         }
       }
     }
+  }
+  if (!plan->refusal && infos.size() == 1 && infos[0].kind == StatementKind::kRead) {
+    plan->shadow = ShadowFor(sql, infos[0]);
   }
   if (plan->refusal || (renames.empty() && mirrored.empty() && runs.size() <= 1)) return plan;
 

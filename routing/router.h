@@ -32,6 +32,14 @@ struct TableCounters {
   std::atomic<uint64_t> reads{0};
   std::atomic<uint64_t> writes{0};
   std::atomic<uint64_t> refused{0};
+  // Shadow reads: compared (matched + mismatched + transient), dropped
+  // (queue full), skipped (the transaction had written the table).
+  std::atomic<uint64_t> shadow_compared{0};
+  std::atomic<uint64_t> shadow_matched{0};
+  std::atomic<uint64_t> shadow_mismatched{0};
+  std::atomic<uint64_t> shadow_transient{0};
+  std::atomic<uint64_t> shadow_dropped{0};
+  std::atomic<uint64_t> shadow_skipped{0};
 };
 
 // Counters by table name; an entry, once made, lives as long as the registry.
@@ -64,6 +72,19 @@ struct PlanPart {
   std::vector<ResultShape> shapes;  // as Plan::shapes, for these statements
 };
 
+// A read of a table in shadow-read or new-primary, to be run on the other
+// side too and compared, for a sample of its executions.
+struct ShadowPlan {
+  std::string sql;                  // the same read, for the other side
+  BackendId server = BackendId::kOld;  // where that side is
+  std::string table;                // the shadowed table, for reports
+  TableCounters* counters = nullptr;
+  double sample = 0;                // share of executions compared
+  bool ordered = false;             // the read has ORDER BY: compare as sequences
+  bool new_is_authoritative = false;
+  std::string fingerprint;
+};
+
 // The plan for one Query text or one Parse. Later phases add a mirror and a
 // shadow side next to `server`.
 struct Plan {
@@ -73,6 +94,7 @@ struct Plan {
   std::optional<Refusal> refusal;
   bool writes = false;               // some statement may change data
   bool transaction_control = false;  // some statement is BEGIN, COMMIT, SAVEPOINT, ...
+  std::optional<ShadowPlan> shadow;
   // Set when the statements of a Query need different servers: run one part
   // after the other, each only if the one before succeeded. `server` is
   // the last part's.
@@ -112,6 +134,8 @@ class Router {
 
  private:
   PlanPtr MakePlan(std::string_view sql) const;
+  // The shadow of a single read on shadowed tables, if it has one.
+  std::optional<ShadowPlan> ShadowFor(std::string_view sql, const StatementInfo& info) const;
   // How writes to `table` (in a mirrored phase) reach the other side.
   absl::StatusOr<MirrorSpec> MirrorSpecFor(const TableConfig& table) const;
 

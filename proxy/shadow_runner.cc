@@ -1,0 +1,235 @@
+#include "proxy/shadow_runner.h"
+
+#include "common/strings.h"
+#include "protocol/messages/bind.h"
+#include "protocol/messages/data_row.h"
+#include "protocol/messages/describe.h"
+#include "protocol/messages/empty.h"
+#include "protocol/messages/error_response.h"
+#include "protocol/messages/execute.h"
+#include "protocol/messages/parse.h"
+#include "protocol/messages/query.h"
+#include "protocol/messages/row_description.h"
+#include "proxy/control_connection.h"
+#include "proxy/log.h"
+#include "proxy/message_io.h"
+#include "proxy/server.h"
+
+namespace pgshift::proxy {
+
+namespace {
+
+using routing::BackendId;
+
+constexpr auto kRecheckDelay = std::chrono::milliseconds(200);
+
+std::string Join(const std::vector<std::string>& rows) {
+  std::string out;
+  for (const std::string& r : rows) out = StrCat(out, out.empty() ? "" : " ", r);
+  return out;
+}
+
+}  // namespace
+
+void MismatchLog::Add(MismatchRecord record) {
+  absl::MutexLock lock(&mutex_);
+  auto now = std::chrono::steady_clock::now();
+  auto& last = last_logged_[record.fingerprint];
+  if (last == std::chrono::steady_clock::time_point() || now - last >= std::chrono::minutes(1)) {
+    last = now;
+    LogEvent(LogLevel::kWarning, "shadow_mismatch",
+             {{"table", record.table}, {"fingerprint", record.fingerprint},
+              {"query", record.query}, {"detail", record.detail}});
+  }
+  recent_.push_back(std::move(record));
+  if (recent_.size() > 100) recent_.pop_front();
+}
+
+std::vector<MismatchRecord> MismatchLog::Recent() const {
+  absl::MutexLock lock(&mutex_);
+  return {recent_.rbegin(), recent_.rend()};
+}
+
+ShadowRunner::ShadowRunner(Server& server, asio::io_context& context)
+    : server_(server), context_(context), wake_(context) {}
+
+bool ShadowRunner::Enqueue(ShadowJob job) {
+  if (queue_.size() >= static_cast<size_t>(server_.settings()->config->proxy.shadow_queue_size)) {
+    job.plan->shadow->counters->shadow_dropped.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  queue_.push_back(std::move(job));
+  if (!running_) {
+    running_ = true;
+    asio::co_spawn(context_, Loop(), asio::detached);
+  } else {
+    wake_.cancel();
+  }
+  return true;
+}
+
+awaitable<void> ShadowRunner::Loop() {
+  while (true) {
+    while (!queue_.empty()) {
+      ShadowJob job = std::move(queue_.front());
+      queue_.pop_front();
+      co_await Compare(job);
+    }
+    wake_.expires_at(asio::steady_timer::time_point::max());
+    error_code ignored;
+    co_await wake_.async_wait(WithError(ignored));
+  }
+}
+
+awaitable<bool> ShadowRunner::Connect(BackendId side) {
+  Connection& c = connections_[static_cast<int>(side)];
+  if (c.stream && c.stream->is_open()) co_return true;
+  SettingsPtr settings = server_.settings();
+  const routing::Config& config = *settings->config;
+  const bool new_side = side == BackendId::kNew;
+  const routing::BackendConfig& backend = new_side ? *config.new_backend : config.old_backend;
+  auto opened = co_await OpenControlConnection(config, backend, new_side ? "new" : "old",
+                                               server_.backend_tls());
+  if (!opened.ok()) {
+    LogEvent(LogLevel::kWarning, "shadow_unavailable",
+             {{"backend", new_side ? "new" : "old"}, {"reason", MessageOf(opened.status())}});
+    co_return false;
+  }
+  c.stream = std::move(*opened);
+  c.buffer = PacketBuffer();
+  co_return true;
+}
+
+awaitable<bool> ShadowRunner::Simple(BackendId side, const std::string& sql) {
+  routing::ResultSet r = co_await Read(side, sql, nullptr);
+  co_return r.error_sqlstate.empty();
+}
+
+awaitable<routing::ResultSet> ShadowRunner::Read(BackendId side, const std::string& sql,
+                                                 const std::shared_ptr<const std::string>& bind) {
+  routing::ResultSet result;
+  Connection& c = connections_[static_cast<int>(side)];
+  protocol::Bind params;
+  if (bind) {
+    auto decoded = protocol::Bind::Decode(std::string_view(*bind).substr(protocol::kHeaderSize));
+    if (decoded.ok()) params = *std::move(decoded);
+  }
+  params.portal.clear();
+  params.statement.clear();
+  params.result_formats.clear();  // text, for comparing
+  std::string out;
+  protocol::Parse{"", sql, {}}.Encode(out);
+  params.Encode(out);
+  protocol::Describe{protocol::Target::kPortal, ""}.Encode(out);
+  protocol::Execute{"", 0}.Encode(out);
+  protocol::Sync{}.Encode(out);
+  error_code ec;
+  co_await c.stream->Write(asio::buffer(out), ec);
+  while (!ec) {
+    auto message = co_await ReadWholeMessage(*c.stream, c.buffer, protocol::kBackendTypes, ec,
+                                             protocol::kDefaultMaxMessageSize);
+    if (ec || !message.ok()) break;
+    std::string_view payload = std::string_view(*message).substr(protocol::kHeaderSize);
+    switch ((*message)[0]) {
+      case 'T': {
+        auto desc = protocol::RowDescription::Decode(payload);
+        if (!desc.ok()) break;
+        for (const auto& f : desc->fields) result.columns.push_back({f.name, f.type_oid});
+        break;
+      }
+      case 'D': {
+        auto row = protocol::DataRow::Decode(payload);
+        if (row.ok()) result.rows.push_back(std::move(row->values));
+        break;
+      }
+      case 'E': {
+        auto e = protocol::ErrorResponse::Decode(payload);
+        result.error_sqlstate = e.ok() ? std::string(e->sqlstate()) : "XX000";
+        result.error_message = e.ok() ? std::string(e->message()) : "malformed error";
+        break;
+      }
+      case 'Z':
+        co_return result;
+      default:
+        break;
+    }
+  }
+  // The connection is gone: a fresh one next time.
+  c.stream.reset();
+  result.error_sqlstate = "08006";
+  result.error_message = "pgshift's shadow connection was lost";
+  co_return result;
+}
+
+awaitable<void> ShadowRunner::Compare(const ShadowJob& job) {
+  const routing::Plan& plan = *job.plan;
+  const routing::ShadowPlan& shadow = *plan.shadow;
+  routing::TableCounters& counters = *shadow.counters;
+  const BackendId served = plan.server;
+  // One co_await per statement: GCC 12 mishandles them inside || and ?:.
+  bool connected = co_await Connect(served);
+  if (connected) connected = co_await Connect(shadow.server);
+  if (!connected) {
+    counters.shadow_dropped.fetch_add(1, std::memory_order_relaxed);
+    co_return;
+  }
+  routing::Comparison comparison;
+  if (served == shadow.server) {
+    // One snapshot for both reads; a savepoint keeps it usable after an
+    // error on the first.
+    bool begun = co_await Simple(served, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    if (begun) begun = co_await Simple(served, "SAVEPOINT pgshift_shadow");
+    if (!begun) {
+      co_await Simple(served, "ROLLBACK");
+      counters.shadow_dropped.fetch_add(1, std::memory_order_relaxed);
+      co_return;
+    }
+    routing::ResultSet a = co_await Read(served, plan.sql, job.bind);
+    if (!a.error_sqlstate.empty()) co_await Simple(served, "ROLLBACK TO SAVEPOINT pgshift_shadow");
+    routing::ResultSet b = co_await Read(served, shadow.sql, job.bind);
+    co_await Simple(served, "ROLLBACK");
+    comparison = routing::CompareResults(a, b, shadow.ordered);
+  } else {
+    routing::ResultSet a = co_await Read(served, plan.sql, job.bind);
+    routing::ResultSet b = co_await Read(shadow.server, shadow.sql, job.bind);
+    comparison = routing::CompareResults(a, b, shadow.ordered);
+    if (!comparison.match) {
+      // No common snapshot: a write between the two reads can explain it.
+      asio::steady_timer delay(context_);
+      delay.expires_after(kRecheckDelay);
+      error_code ignored;
+      co_await delay.async_wait(WithError(ignored));
+      a = co_await Read(served, plan.sql, job.bind);
+      b = co_await Read(shadow.server, shadow.sql, job.bind);
+      if (routing::CompareResults(a, b, shadow.ordered).match) {
+        counters.shadow_compared.fetch_add(1, std::memory_order_relaxed);
+        counters.shadow_transient.fetch_add(1, std::memory_order_relaxed);
+        co_return;
+      }
+    }
+  }
+  counters.shadow_compared.fetch_add(1, std::memory_order_relaxed);
+  if (comparison.match) {
+    counters.shadow_matched.fetch_add(1, std::memory_order_relaxed);
+    co_return;
+  }
+  counters.shadow_mismatched.fetch_add(1, std::memory_order_relaxed);
+  Report(job, comparison);
+}
+
+void ShadowRunner::Report(const ShadowJob& job, const routing::Comparison& comparison) {
+  const routing::ShadowPlan& shadow = *job.plan->shadow;
+  const char* authoritative = shadow.new_is_authoritative ? "new" : "old";
+  const char* other = shadow.new_is_authoritative ? "old" : "new";
+  std::string detail = comparison.reason;
+  if (!comparison.only_authoritative.empty()) {
+    detail = StrCat(detail, "; only in ", authoritative, ": ", Join(comparison.only_authoritative));
+  }
+  if (!comparison.only_other.empty()) {
+    detail = StrCat(detail, "; only in ", other, ": ", Join(comparison.only_other));
+  }
+  server_.mismatches().Add(MismatchRecord{std::chrono::system_clock::now(), shadow.table,
+                                          shadow.fingerprint, job.plan->sql, detail});
+}
+
+}  // namespace pgshift::proxy

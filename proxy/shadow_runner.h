@@ -1,0 +1,87 @@
+// Shadow reads, run off the clients' path (SPEC section 5.4). Each worker
+// has one runner: a bounded queue of reads to compare, worked through one
+// at a time on connections of pgshift's own. On one database both reads run
+// in one REPEATABLE READ READ ONLY snapshot, so writes committed in between
+// cannot make them differ; across servers a mismatch is read again after
+// a short delay and counted transient when it then agrees.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/synchronization/mutex.h"
+#include "proxy/asio.h"
+#include "proxy/packet_buffer.h"
+#include "proxy/stream.h"
+#include "routing/router.h"
+#include "routing/shadow.h"
+
+namespace pgshift::proxy {
+
+class Server;
+
+// One read to compare: the plan it was served by, and the client's Bind
+// (its parameters) when it came through the extended protocol.
+struct ShadowJob {
+  routing::PlanPtr plan;
+  std::shared_ptr<const std::string> bind;
+};
+
+// A persistent mismatch, for the log and SHOW MISMATCHES.
+struct MismatchRecord {
+  std::chrono::system_clock::time_point at;
+  std::string table;
+  std::string fingerprint;
+  std::string query;
+  std::string detail;
+};
+
+// The recent mismatches of all workers; says when a fingerprint may be
+// logged again (once a minute).
+class MismatchLog {
+ public:
+  void Add(MismatchRecord record);
+  std::vector<MismatchRecord> Recent() const;
+
+ private:
+  mutable absl::Mutex mutex_;
+  std::deque<MismatchRecord> recent_ ABSL_GUARDED_BY(mutex_);  // newest last, at most 100
+  absl::flat_hash_map<std::string, std::chrono::steady_clock::time_point> last_logged_
+      ABSL_GUARDED_BY(mutex_);
+};
+
+class ShadowRunner {
+ public:
+  ShadowRunner(Server& server, asio::io_context& context);
+
+  // From the worker's own thread. False (and counted dropped) when the
+  // queue holds proxy.shadow_queue_size reads: the client never waits.
+  bool Enqueue(ShadowJob job);
+
+ private:
+  awaitable<void> Loop();
+  awaitable<void> Compare(const ShadowJob& job);
+  // The read on one side (its own statement, the client's parameters).
+  awaitable<routing::ResultSet> Read(routing::BackendId side, const std::string& sql,
+                                     const std::shared_ptr<const std::string>& bind);
+  awaitable<bool> Simple(routing::BackendId side, const std::string& sql);
+  awaitable<bool> Connect(routing::BackendId side);
+  void Report(const ShadowJob& job, const routing::Comparison& comparison);
+
+  Server& server_;
+  asio::io_context& context_;
+  std::deque<ShadowJob> queue_;
+  asio::steady_timer wake_;
+  bool running_ = false;
+  struct Connection {
+    std::unique_ptr<Stream> stream;
+    PacketBuffer buffer;
+  };
+  std::array<Connection, 2> connections_;  // by routing::BackendId
+};
+
+}  // namespace pgshift::proxy
