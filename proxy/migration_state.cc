@@ -83,11 +83,37 @@ std::vector<PhaseChange> PhaseChanges(const routing::Config& running, const rout
 }
 
 absl::Status GuardAndRecord(const routing::Config& next, const std::vector<PhaseChange>& changes,
+                            const absl::flat_hash_map<std::string, ShadowEvidence>& evidence,
                             asio::ssl::context& tls) {
   if (changes.empty()) return absl::OkStatus();
   return RunToCompletion<absl::Status>([&]() -> awaitable<absl::Status> {
     auto state = co_await OpenState(next, tls);
     for (const PhaseChange& c : changes) {
+      if (c.from == routing::Phase::kShadowRead && c.to == routing::Phase::kNewPrimary) {
+        const routing::TableConfig* table = nullptr;
+        for (const routing::TableConfig& t : next.tables) {
+          if (t.name == c.table) table = &t;
+        }
+        auto it = evidence.find(c.table);
+        ShadowEvidence e = it == evidence.end() ? ShadowEvidence{} : it->second;
+        std::string why;
+        double rate = e.compared ? static_cast<double>(e.mismatched) / static_cast<double>(e.compared) : 0;
+        if (e.compared < static_cast<uint64_t>(table->min_shadow_compared)) {
+          why = StrCat("only ", e.compared, " shadow reads were compared since it entered "
+                       "shadow-read (min_shadow_compared = ", table->min_shadow_compared, ")");
+        } else if (rate > table->max_shadow_mismatch_rate) {
+          why = StrCat(e.mismatched, " of ", e.compared, " shadow reads mismatched, above "
+                       "max_shadow_mismatch_rate = ", table->max_shadow_mismatch_rate);
+        }
+        if (why.empty()) continue;
+        if (c.forced) {
+          LogEvent(LogLevel::kWarning, "guard_rail_overridden",
+                   {{"table", c.table}, {"to", "new-primary"}, {"reason", why}});
+          continue;
+        }
+        co_return absl::FailedPreconditionError(
+            StrCat(c.table, " cannot move to new-primary: ", why, " (force = true overrides)"));
+      }
       bool guarded = c.from == routing::Phase::kDualWrite && c.to == routing::Phase::kShadowRead;
       if (!guarded) continue;
       std::string why;

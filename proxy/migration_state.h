@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "proxy/asio.h"
 #include "routing/config.h"
@@ -23,12 +24,23 @@ struct PhaseChange {
 // from a file is old-only).
 std::vector<PhaseChange> PhaseChanges(const routing::Config& running, const routing::Config& next);
 
+// Shadow reads compared, and persistently mismatched, since a table
+// entered shadow-read.
+struct ShadowEvidence {
+  uint64_t compared = 0;
+  uint64_t mismatched = 0;
+};
+
 // Guard rails for `changes` (SPEC section 6): a table may move forward into
 // shadow-read only when a verify with zero differences was recorded after
-// it entered dual-write. force = true overrides, and says so in the log.
-// When they pass, the changes are recorded (with next's checksum). Returns
+// it entered dual-write; into new-primary only when at least
+// min_shadow_compared shadow reads were compared since it entered
+// shadow-read (`evidence`) and at most max_shadow_mismatch_rate of them
+// mismatched. force = true overrides, and says so in the log. When they
+// pass, the changes are recorded (with next's checksum). Returns
 // FailedPrecondition naming the table and the reason when a rail refuses.
 absl::Status GuardAndRecord(const routing::Config& next, const std::vector<PhaseChange>& changes,
+                            const absl::flat_hash_map<std::string, ShadowEvidence>& evidence,
                             asio::ssl::context& tls);
 
 // At start: compares each table's last recorded phase with the

@@ -339,12 +339,29 @@ absl::Status Server::Reload() {
              {{"table", problem.table}, {"reason", problem.reason}});
   }
   std::vector<PhaseChange> changes = PhaseChanges(*current->config, **next);
-  if (absl::Status guarded = GuardAndRecord(**next, changes, *backend_tls_); !guarded.ok()) {
+  absl::flat_hash_map<std::string, ShadowEvidence> evidence;
+  for (const PhaseChange& c : changes) {
+    const routing::TableCounters& n = table_counters_.For(c.table);
+    auto base = shadow_baseline_.find(c.table);
+    ShadowEvidence e{n.shadow_compared.load(), n.shadow_mismatched.load()};
+    if (base != shadow_baseline_.end()) {
+      e.compared -= base->second.compared;
+      e.mismatched -= base->second.mismatched;
+    }
+    evidence[c.table] = e;
+  }
+  if (absl::Status guarded = GuardAndRecord(**next, changes, evidence, *backend_tls_);
+      !guarded.ok()) {
     LogEvent(LogLevel::kError, "config_rejected",
              {{"file", config_path_}, {"reason", MessageOf(guarded)}});
     return guarded;
   }
   for (const PhaseChange& c : changes) {
+    // The evidence for the next guard rail counts from here.
+    if (c.to == routing::Phase::kShadowRead) {
+      const routing::TableCounters& n = table_counters_.For(c.table);
+      shadow_baseline_[c.table] = {n.shadow_compared.load(), n.shadow_mismatched.load()};
+    }
     LogEvent(LogLevel::kInfo, "phase_changed",
              {{"table", c.table}, {"from", routing::PhaseName(c.from)},
               {"to", routing::PhaseName(c.to)}, {"forced", c.forced ? "true" : "false"}});

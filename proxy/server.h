@@ -16,6 +16,7 @@
 #include "protocol/scram.h"
 #include "proxy/asio.h"
 #include "proxy/cancel_registry.h"
+#include "proxy/migration_state.h"
 #include "proxy/shadow_runner.h"
 #include "proxy/stats.h"
 #include "routing/config.h"
@@ -97,6 +98,8 @@ class Server {
   CancelRegistry cancels_;
   Stats stats_;
   MismatchLog mismatches_;
+  // Shadow counters when each table last entered shadow-read (main thread).
+  absl::flat_hash_map<std::string, ShadowEvidence> shadow_baseline_;
   std::atomic<int> clients_{0};
 
   asio::io_context main_;  // acceptor and signals

@@ -250,10 +250,12 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     const routing::ShadowPlan& shadow = *plan->shadow;
     thread_local std::mt19937_64 random(std::random_device{}());
     if (std::uniform_real_distribution<double>(0, 1)(random) >= shadow.sample) return;
-    if (std::find(s_.written_tables_.begin(), s_.written_tables_.end(), shadow.counters) !=
-        s_.written_tables_.end()) {
-      shadow.counters->shadow_skipped.fetch_add(1, std::memory_order_relaxed);
-      return;
+    for (routing::TableCounters* t : shadow.counters) {
+      if (std::find(s_.written_tables_.begin(), s_.written_tables_.end(), t) !=
+          s_.written_tables_.end()) {
+        shadow.Count(&routing::TableCounters::shadow_skipped);
+        return;
+      }
     }
     s_.shadow_->Enqueue(ShadowJob{plan, std::move(bind)});
   }

@@ -55,7 +55,7 @@ ShadowRunner::ShadowRunner(Server& server, asio::io_context& context)
 
 bool ShadowRunner::Enqueue(ShadowJob job) {
   if (queue_.size() >= static_cast<size_t>(server_.settings()->config->proxy.shadow_queue_size)) {
-    job.plan->shadow->counters->shadow_dropped.fetch_add(1, std::memory_order_relaxed);
+    job.plan->shadow->Count(&routing::TableCounters::shadow_dropped);
     return false;
   }
   queue_.push_back(std::move(job));
@@ -164,13 +164,12 @@ awaitable<routing::ResultSet> ShadowRunner::Read(BackendId side, const std::stri
 awaitable<void> ShadowRunner::Compare(const ShadowJob& job) {
   const routing::Plan& plan = *job.plan;
   const routing::ShadowPlan& shadow = *plan.shadow;
-  routing::TableCounters& counters = *shadow.counters;
   const BackendId served = plan.server;
   // One co_await per statement: GCC 12 mishandles them inside || and ?:.
   bool connected = co_await Connect(served);
   if (connected) connected = co_await Connect(shadow.server);
   if (!connected) {
-    counters.shadow_dropped.fetch_add(1, std::memory_order_relaxed);
+    shadow.Count(&routing::TableCounters::shadow_dropped);
     co_return;
   }
   routing::Comparison comparison;
@@ -181,7 +180,7 @@ awaitable<void> ShadowRunner::Compare(const ShadowJob& job) {
     if (begun) begun = co_await Simple(served, "SAVEPOINT pgshift_shadow");
     if (!begun) {
       co_await Simple(served, "ROLLBACK");
-      counters.shadow_dropped.fetch_add(1, std::memory_order_relaxed);
+      shadow.Count(&routing::TableCounters::shadow_dropped);
       co_return;
     }
     routing::ResultSet a = co_await Read(served, plan.sql, job.bind);
@@ -202,18 +201,18 @@ awaitable<void> ShadowRunner::Compare(const ShadowJob& job) {
       a = co_await Read(served, plan.sql, job.bind);
       b = co_await Read(shadow.server, shadow.sql, job.bind);
       if (routing::CompareResults(a, b, shadow.ordered).match) {
-        counters.shadow_compared.fetch_add(1, std::memory_order_relaxed);
-        counters.shadow_transient.fetch_add(1, std::memory_order_relaxed);
+        shadow.Count(&routing::TableCounters::shadow_compared);
+        shadow.Count(&routing::TableCounters::shadow_transient);
         co_return;
       }
     }
   }
-  counters.shadow_compared.fetch_add(1, std::memory_order_relaxed);
+  shadow.Count(&routing::TableCounters::shadow_compared);
   if (comparison.match) {
-    counters.shadow_matched.fetch_add(1, std::memory_order_relaxed);
+    shadow.Count(&routing::TableCounters::shadow_matched);
     co_return;
   }
-  counters.shadow_mismatched.fetch_add(1, std::memory_order_relaxed);
+  shadow.Count(&routing::TableCounters::shadow_mismatched);
   Report(job, comparison);
 }
 

@@ -242,14 +242,18 @@ void ReadTable(Section& s, TableConfig& t) {
       }
     }
   }
-  if (const toml::node* n = s.Find("shadow_sample")) {
-    std::optional<double> v = n->value<double>();
-    if (!v || *v < 0 || *v > 1) {
-      s.BadValue("shadow_sample", "must be a number from 0 to 1");
-    } else {
-      t.shadow_sample = *v;
+  for (auto [key, out] : {std::pair{"shadow_sample", &t.shadow_sample},
+                           std::pair{"max_shadow_mismatch_rate", &t.max_shadow_mismatch_rate}}) {
+    if (const toml::node* n = s.Find(key)) {
+      std::optional<double> v = n->value<double>();
+      if (!v || *v < 0 || *v > 1) {
+        s.BadValue(key, "must be a number from 0 to 1");
+      } else {
+        *out = *v;
+      }
     }
   }
+  s.GetInteger("min_shadow_compared", 0, int64_t{1} << 40, t.min_shadow_compared);
   using PolicyChoice = std::pair<std::string_view, MirrorErrorPolicy>;
   s.GetChoice("on_mirror_error",
               std::array{PolicyChoice{"fail", MirrorErrorPolicy::kFail},

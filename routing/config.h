@@ -71,6 +71,11 @@ struct TableConfig {
   std::vector<std::string> key;
   std::map<std::string, std::string> columns;  // old column -> new column
   double shadow_sample = 0;
+  // The guard rail into new-primary: at least this many shadow reads
+  // compared since the table entered shadow-read, and at most this share of
+  // them mismatched (persistently).
+  int64_t min_shadow_compared = 1000;
+  double max_shadow_mismatch_rate = 0.001;
   MirrorErrorPolicy on_mirror_error = MirrorErrorPolicy::kFail;
   bool force = false;
 };

@@ -132,12 +132,15 @@ std::optional<ShadowPlan> Router::ShadowFor(std::string_view sql, const Statemen
                            table->phase == Phase::kNewPrimary) && table->shadow_sample > 0;
     const bool on_new = shadowed ? table->phase == Phase::kShadowRead : ReadsFromNew(table->phase);
     servers.insert(on_new ? new_server : BackendId::kOld);
-    if (shadowed && !shadow) {
-      shadow.emplace();
-      shadow->table = table->name;
-      shadow->counters = &counters_.For(table->name);
-      shadow->sample = table->shadow_sample;
-      shadow->new_is_authoritative = table->phase == Phase::kNewPrimary;
+    if (shadowed) {
+      if (!shadow) {
+        shadow.emplace();
+        shadow->sample = table->shadow_sample;
+        shadow->new_is_authoritative = table->phase == Phase::kNewPrimary;
+      }
+      shadow->table = shadow->table.empty() ? table->name : StrCat(shadow->table, ", ", table->name);
+      shadow->counters.push_back(&counters_.For(table->name));
+      shadow->sample = std::max(shadow->sample, table->shadow_sample);
     }
     if (!on_new) continue;
     auto [new_schema, new_name] = SplitQualified(table->new_name);

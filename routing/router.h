@@ -72,13 +72,17 @@ struct PlanPart {
   std::vector<ResultShape> shapes;  // as Plan::shapes, for these statements
 };
 
-// A read of a table in shadow-read or new-primary, to be run on the other
-// side too and compared, for a sample of its executions.
+// A read of tables in shadow-read or new-primary, to be run with each of
+// them on its other side too and compared, for a sample of its executions.
 struct ShadowPlan {
+  void Count(std::atomic<uint64_t> TableCounters::*counter) const {
+    for (TableCounters* c : counters) (c->*counter).fetch_add(1, std::memory_order_relaxed);
+  }
+
   std::string sql;                  // the same read, for the other side
   BackendId server = BackendId::kOld;  // where that side is
-  std::string table;                // the shadowed table, for reports
-  TableCounters* counters = nullptr;
+  std::string table;                // the shadowed tables, for reports
+  std::vector<TableCounters*> counters;  // each comparison counts for every one
   double sample = 0;                // share of executions compared
   bool ordered = false;             // the read has ORDER BY: compare as sequences
   bool new_is_authoritative = false;

@@ -70,6 +70,7 @@ UPDATE posts SET body = 'edited ' || :p WHERE id = :p;
 INSERT INTO comments (post_id, author, body) VALUES (:p, 'load', 'load comment');
 UPDATE comments SET body = 'edited ' || :k WHERE id = :k;
 SELECT c.title, count(*) FROM channels c JOIN posts p ON p.channel_id = c.id WHERE c.id = :c GROUP BY 1;
+SELECT count(*), max(body) FROM comments WHERE post_id = :p;
 SQL
 PGPASSWORD=app pgbench -h 127.0.0.1 -p "$proxy_port" -U app -n -c 2 -j 1 -T 3600 -R 100 \
   -f "$work/load.sql" app >"$work/pgbench.log" 2>&1 &
@@ -93,6 +94,14 @@ for i in 0 1 2; do
   say "$t: verify, then shadow-read (the guard rail wants the clean verify)"
   "$build/pgshift" verify --config "$config" --table "$t"
   set_phase "$i" shadow-read "public.$t"
+
+  say "$t: shadow reads compared until the guard rail into new-primary is satisfied"
+  for _ in $(seq 150); do
+    compared=$(admin "SHOW TABLES" | awk -F ' [|] ' -v t="public.$t" '$1 == t { print $12 }')
+    [ "${compared:-0}" -ge 20 ] && break
+    sleep 0.2
+  done
+  admin "SHOW TABLES" | awk -F ' [|] ' -v t="public.$t" '$1 == t { print "   compared " $12 ", matched " $13 ", mismatched " $14 }'
 
   say "$t: new-primary; first the new table gets its own ids, past old's"
   sql -c "SELECT setval(pg_get_serial_sequence('${t}_v2', 'id'), (SELECT max(id) + 1000000 FROM $t))" >/dev/null

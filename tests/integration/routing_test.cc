@@ -33,7 +33,7 @@ constexpr const char* kNewSchema =
 std::string ChannelsTable(const std::string& phase) {
   return "[[users]]\nname = \"postgres\"\nadmin = true\n"
          "[[tables]]\nname = \"channels\"\nnew_name = \"channels_v2\"\nkey = [\"id\"]\n"
-         "columns = { title = \"name\" }\nphase = \"" +
+         "columns = { title = \"name\" }\nmin_shadow_compared = 0\nphase = \"" +
          phase +
          "\"\n"
          "[[tables]]\nname = \"comments\"\nnew_name = \"comments_v2\"\nphase = \"old-only\"\n";

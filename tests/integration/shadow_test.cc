@@ -44,11 +44,11 @@ class Shadow : public ::testing::Test {
                                               Tables(phase));
     ASSERT_TRUE(proxy_->ok()) << proxy_->log();
   }
-  static std::string Tables(const std::string& phase) {
+  static std::string Tables(const std::string& phase, const std::string& extra = "") {
     return "[[users]]\nname = \"postgres\"\nadmin = true\n"
            "[[tables]]\nname = \"channels\"\nnew_name = \"channels_v2\"\nkey = [\"id\"]\n"
            "columns = { title = \"name\" }\nshadow_sample = 1.0\nphase = \"" +
-           phase + "\"\n";
+           phase + "\"\n" + extra;
   }
   PgConn Client() { return PgConn(proxy_->ConnInfo("dbname=shadow_one")); }
   PgConn Direct() { return PgConn(Cluster().ConnInfo("dbname=shadow_one")); }
@@ -170,6 +170,32 @@ TEST_F(Shadow, NewPrimaryComparesAgainstOldAndRollsBackToShadowRead) {
   EXPECT_EQ(Direct().Value("SELECT count(*) FROM (SELECT id, title FROM channels EXCEPT ALL "
                            "SELECT id, name FROM channels_v2) d"),
             "0");
+}
+
+TEST_F(Shadow, NewPrimaryWantsEnoughMatchingShadowReads) {
+  Start("shadow-read");
+  const std::string rules = "min_shadow_compared = 20\nmax_shadow_mismatch_rate = 0.01\n";
+  proxy_->RewriteConfig(proxy_settings_, kBackend, Tables("new-primary", rules));
+  std::string verdict = proxy_->Reload();
+  EXPECT_NE(verdict.find("public.channels cannot move to new-primary: only 0 shadow reads were "
+                         "compared since it entered shadow-read (min_shadow_compared = 20)"),
+            std::string::npos)
+      << verdict;
+  PgConn client = Client();
+  for (int i = 1; i <= 30; ++i) {
+    ASSERT_TRUE(client.Ok("SELECT title FROM channels WHERE id = " + std::to_string(i)));
+  }
+  ASSERT_TRUE(Direct().Ok("UPDATE channels_v2 SET name = 'drifted' WHERE id = 3"));
+  ASSERT_TRUE(client.Ok("SELECT title FROM channels WHERE id = 3"));
+  WaitForShadows(31);
+  verdict = proxy_->Reload();
+  EXPECT_NE(verdict.find("1 of 31 shadow reads mismatched, above max_shadow_mismatch_rate = 0.01"),
+            std::string::npos)
+      << verdict;
+  proxy_->RewriteConfig(proxy_settings_, kBackend,
+                        Tables("new-primary", "min_shadow_compared = 20\nmax_shadow_mismatch_rate = 0.05\n"));
+  verdict = proxy_->Reload();
+  EXPECT_NE(verdict.find("event=config_reloaded"), std::string::npos) << verdict;
 }
 
 }  // namespace
