@@ -56,7 +56,10 @@ class Backfiller {
       auto batch = CopyBatch(checkpoint);
       if (!batch.ok()) return batch.status();
       if (batch->read == 0) break;
-      if (absl::Status s = RemoveDeletedMeanwhile(before, checkpoint.last_key); !s.ok()) return s;
+      if (absl::Status s = RemoveDeletedMeanwhile(before, checkpoint.last_key, batch->xid);
+          !s.ok()) {
+        return s;
+      }
       checkpoint.rows += batch->read;
       copied_total += batch->copied;
       double seconds = std::chrono::duration<double>(Clock::now() - started).count();
@@ -87,6 +90,7 @@ class Backfiller {
   struct BatchResult {
     int64_t read = 0;
     int64_t copied = 0;
+    std::string xid;  // the batch's transaction on old
   };
 
   int64_t EstimateRows() {
@@ -154,6 +158,12 @@ class Backfiller {
         return s;
       }
       checkpoint.last_key = next.last_key;
+      auto xid = old_db_.Exec("SELECT xid(pg_current_xact_id())::text");
+      if (!xid.ok()) {
+        old_db_.Run("ROLLBACK").IgnoreError();
+        return xid.status();
+      }
+      result.xid = *xid->rows[0][0];
     }
     if (absl::Status s = old_db_.Run("COMMIT"); !s.ok()) return s;
     return result;
@@ -235,20 +245,43 @@ class Backfiller {
     if (absl::Status s = state_.SaveCheckpoint(pair_.config->name, next); !s.ok()) {
       return rollback(s);
     }
+    auto xid = old_db_.Exec("SELECT xid(pg_current_xact_id())::text");
+    if (!xid.ok()) return rollback(xid.status());
+    result.xid = *xid->rows[0][0];
     if (absl::Status s = old_db_.Run("COMMIT"); !s.ok()) return s;
     checkpoint.last_key = next.last_key;
     return result;
   }
 
-  // A client DELETE that began before the batch committed, and waited for
-  // its row lock, mirrors with a snapshot that cannot see the batch's copy
-  // of its row, so the copy would outlive it. Once the batch is committed,
-  // the range's rows still alive in old are read FOR KEY SHARE (which waits
-  // for such deletes to finish) and new's rows of the range that are no
-  // longer in old are removed. A delete that begins after the commit sees
-  // the copy and removes it itself.
+  // A client statement whose snapshot predates the batch's commit cannot
+  // see the batch's copies: were it to delete one of the batch's rows, its
+  // mirrored delete would miss the copy, which would outlive the row. So,
+  // as CREATE INDEX CONCURRENTLY does, wait until no snapshot older than
+  // the batch remains in old's database; then every such delete has
+  // finished, and new's rows of the batch's key range that are no longer
+  // in old are removed. A statement that starts later sees the copy and
+  // mirrors its delete itself.
   absl::Status RemoveDeletedMeanwhile(const std::vector<std::string>& after,
-                                      const std::vector<std::string>& last) {
+                                      const std::vector<std::string>& last,
+                                      const std::string& batch_xid) {
+    auto waiting_since = Clock::now();
+    bool said = false;
+    while (true) {
+      auto older = old_db_.Exec(
+          "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND "
+          "datname = current_database() AND backend_xmin IS NOT NULL AND "
+          "age(backend_xmin) >= age($1::xid)",
+          {batch_xid});
+      if (!older.ok()) return older.status();
+      if (*older->rows[0][0] == "0") break;
+      if (!said && Clock::now() - waiting_since > std::chrono::seconds(2)) {
+        std::fprintf(out_, "pgshift backfill: waiting for %s transactions older than the batch "
+                           "to finish (long transactions hold backfill up)\n",
+                     older->rows[0][0]->c_str());
+        said = true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
     Params params;
     auto range = [&](const std::vector<std::string>& key) {
       std::string where;
@@ -266,20 +299,15 @@ class Backfiller {
     if (pair_.same_database) {
       std::string alive = range(pair_.old_key);
       std::string gone = range(pair_.new_key);
-      return old_db_.Run(StrCat("WITH alive AS (SELECT ", old_key, " AS k FROM ", pair_.old_table,
-                                " WHERE ", alive, " FOR KEY SHARE) DELETE FROM ", pair_.new_table,
-                                " WHERE ", gone, " AND ", new_key,
-                                " NOT IN (SELECT k FROM alive)"),
+      return old_db_.Run(StrCat("DELETE FROM ", pair_.new_table, " WHERE ", gone, " AND ", new_key,
+                                " NOT IN (SELECT ", old_key, " FROM ", pair_.old_table, " WHERE ",
+                                alive, ")"),
                          params);
     }
-    if (absl::Status s = old_db_.Run("BEGIN"); !s.ok()) return s;
-    auto alive = old_db_.Exec(StrCat("SELECT ", old_key, " FROM ", pair_.old_table, " WHERE ",
-                                     range(pair_.old_key), " FOR KEY SHARE"),
-                              params);
-    if (!alive.ok()) {
-      old_db_.Run("ROLLBACK").IgnoreError();
-      return alive.status();
-    }
+    auto alive = old_db_.Exec(
+        StrCat("SELECT ", old_key, " FROM ", pair_.old_table, " WHERE ", range(pair_.old_key)),
+        params);
+    if (!alive.ok()) return alive.status();
     std::string keys = "{";
     for (size_t i = 0; i < alive->rows.size(); ++i) {
       keys = StrCat(keys, i ? "," : "", JsonString(*alive->rows[i][0]));
@@ -288,12 +316,9 @@ class Backfiller {
     params.clear();
     std::string gone = range(pair_.new_key);
     params.emplace_back(keys);
-    absl::Status removed = new_db_->Run(
-        StrCat("DELETE FROM ", pair_.new_table, " WHERE ", gone, " AND NOT (", new_key, " = ANY($",
-               params.size(), "::text[]))"),
-        params);
-    old_db_.Run(removed.ok() ? "COMMIT" : "ROLLBACK").IgnoreError();
-    return removed;
+    return new_db_->Run(StrCat("DELETE FROM ", pair_.new_table, " WHERE ", gone, " AND NOT (",
+                               new_key, " = ANY($", params.size(), "::text[]))"),
+                        params);
   }
 
   absl::Status WaitWhileUnderPressure() {
