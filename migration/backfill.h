@@ -4,8 +4,9 @@
 //  - a row new already has is never overwritten (ON CONFLICT DO NOTHING):
 //    it came from a mirrored write, so it is as new as old's or newer;
 //  - a row deleted meanwhile is never brought back: the batch's rows are
-//    read FOR KEY SHARE, so a DELETE of one waits until the batch has
-//    committed, and its mirrored delete then removes the copy too.
+//    read FOR KEY SHARE, so none is deleted while copied; and once no
+//    snapshot older than the batch remains (a delete with one would miss
+//    the copy), the copies of rows gone from old are removed.
 // Plain UPDATEs are not blocked (KEY SHARE allows them); their mirrored
 // upsert wins over the copy whichever commits first.
 #pragma once
