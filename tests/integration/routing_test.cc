@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <thread>
 
 #include "tests/integration/environment.h"
 #include "tests/support/pg.h"
@@ -490,6 +491,42 @@ TEST_F(SecondServer, APipelineMixingServersIsRefusedAtTheSwitch) {
                                             "PGRES_PIPELINE_SYNC"}));
   ASSERT_EQ(PQexitPipelineMode(client.get()), 1) << PQerrorMessage(client.get());
   EXPECT_EQ(client.Value("SELECT title FROM channels WHERE id = 1"), "new-a");
+}
+
+TEST_F(SecondServer, ShadowReadsCompareAcrossServers) {
+  // channels in shadow-read: served by old, a copy of every read compared on new.
+  RunSql(Cluster().port(), "routing_two",
+         "UPDATE channels SET title = 'new-' || chr(96 + id); INSERT INTO channels (id, title) "
+         "VALUES (3, 'new-c')");
+  int metrics_port = FreePort();
+  std::string backends = "[backends.new]\nhost = \"127.0.0.1\"\nport = " +
+                         std::to_string(new_cluster_->port()) +
+                         "\ndbname = \"routing_two\"\nuser = \"postgres\"\n";
+  std::string tables = ChannelsTable("shadow-read");
+  tables.insert(tables.find("phase ="), "shadow_sample = 1.0\n");
+  proxy_ = std::make_unique<PgshiftProcess>(
+      Cluster().port(), "metrics_listen = \"127.0.0.1:" + std::to_string(metrics_port) + "\"",
+      "dbname = \"routing_two\"\nuser = \"postgres\"", backends + tables);
+  ASSERT_TRUE(proxy_->ok()) << proxy_->log();
+  auto metric = [&](const std::string& name) {
+    std::string text = HttpExchange(metrics_port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    std::string key = "pgshift_table_shadow_" + name + "_total{table=\"public.channels\"} ";
+    size_t at = text.find(key);
+    return at == std::string::npos ? -1 : std::stoll(text.substr(at + key.size()));
+  };
+  PgConn client = Client();
+  EXPECT_EQ(client.Value("SELECT title FROM channels WHERE id = 1"), "new-a");
+  ASSERT_TRUE(New().Ok("UPDATE channels_v2 SET name = 'drift' WHERE id = 2"));
+  EXPECT_EQ(client.Value("SELECT title FROM channels WHERE id = 2"), "new-b") << "served by old";
+  for (int i = 0; i < 100 && metric("compared") < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(metric("compared"), 2);
+  EXPECT_EQ(metric("matched"), 1);
+  EXPECT_EQ(metric("mismatched"), 1) << "still different when read again: persistent";
+  EXPECT_EQ(metric("transient"), 0);
+  EXPECT_NE(proxy_->log().find("only in old: (new-b); only in new: (drift)"), std::string::npos)
+      << proxy_->log();
 }
 
 }  // namespace
