@@ -39,7 +39,8 @@ new_table="(id bigint PRIMARY KEY, name text NOT NULL, created_at timestamptz NO
 q $old_port "CREATE TABLE channels (id bigserial PRIMARY KEY, title text NOT NULL,
   created_at timestamptz NOT NULL DEFAULT now(), payload text);
   INSERT INTO channels (title, payload) SELECT 'channel ' || g, md5(g::text) || md5((g + 1)::text)
-  FROM generate_series(1, $rows) g; VACUUM ANALYZE channels;"
+  FROM generate_series(1, $rows) g"
+q $old_port "VACUUM ANALYZE channels"
 
 config() {  # file [new-port]
   {

@@ -243,13 +243,18 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     }
   }
 
-  // A sample of the executions of a shadowed read are compared off the
-  // client's path.
-  void MaybeShadow(const routing::PlanPtr& plan, std::shared_ptr<const std::string> bind) {
-    if (!plan || !plan->shadow || plan->refusal || s_.shadow_ == nullptr) return;
-    const routing::ShadowPlan& shadow = *plan->shadow;
+  // Whether this execution of a shadowed read is in the sample.
+  static bool Sampled(const routing::PlanPtr& plan) {
+    if (!plan || !plan->shadow || plan->refusal) return false;
     thread_local std::mt19937_64 random(std::random_device{}());
-    if (std::uniform_real_distribution<double>(0, 1)(random) >= shadow.sample) return;
+    return std::uniform_real_distribution<double>(0, 1)(random) < plan->shadow->sample;
+  }
+
+  // A sampled execution of a shadowed read is compared off the client's
+  // path, unless the transaction has written one of its tables.
+  void Shadow(const routing::PlanPtr& plan, std::shared_ptr<const std::string> bind) {
+    if (s_.shadow_ == nullptr) return;
+    const routing::ShadowPlan& shadow = *plan->shadow;
     for (routing::TableCounters* t : shadow.counters) {
       if (std::find(s_.written_tables_.begin(), s_.written_tables_.end(), t) !=
           s_.written_tables_.end()) {
@@ -302,7 +307,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       NewStep(target).on_other_link_first = query->sql;
     }
     s_.copy_link_ = target;
-    MaybeShadow(plan, nullptr);
+    if (Sampled(plan)) Shadow(plan, nullptr);
     if (!plan->parts.empty()) return AddParts(*plan);
     Note(target, ReplyNote::kQuery, Units(plan->shapes));
     if (!plan->rewritten) return Add(target, message);
@@ -391,7 +396,8 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     Prepared prepared = Find(s_.statements_, statement);
     if (BatchMismatch(prepared.server)) return;
     if (prepared.plan) {
-      if (prepared.plan->shadow) prepared.bind = std::make_shared<const std::string>(message);
+      // Sampled at Bind, so that only sampled executions copy their Bind.
+      if (Sampled(prepared.plan)) prepared.bind = std::make_shared<const std::string>(message);
       s_.portals_[std::string(portal)] = prepared;
     } else {
       s_.portals_.erase(ToAbsl(portal));
@@ -420,7 +426,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       return Refuse(prepared.server, *refusal, false);
     }
     NoteWrite(plan, prepared.server);
-    MaybeShadow(prepared.plan, prepared.bind);
+    if (prepared.bind) Shadow(prepared.plan, prepared.bind);
     if (plan.transaction_control && two_servers()) {
       NewStep(prepared.server).on_other_link_first = plan.sql;
     }

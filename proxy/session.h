@@ -134,7 +134,8 @@ class Session : public std::enable_shared_from_this<Session> {
   struct Prepared {
     routing::BackendId server = routing::BackendId::kOld;
     routing::PlanPtr plan;  // null: the fast path, nothing configured touched
-    // A portal of a shadowed read: its Bind, for the shadow's parameters.
+    // A portal of a shadowed read in the sample: its Bind, for the
+    // shadow's parameters.
     std::shared_ptr<const std::string> bind;
   };
 

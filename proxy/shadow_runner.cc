@@ -100,15 +100,8 @@ awaitable<bool> ShadowRunner::Connect(BackendId side) {
   co_return true;
 }
 
-awaitable<bool> ShadowRunner::Simple(BackendId side, const std::string& sql) {
-  routing::ResultSet r = co_await Read(side, sql, nullptr);
-  co_return r.error_sqlstate.empty();
-}
-
-awaitable<routing::ResultSet> ShadowRunner::Read(BackendId side, const std::string& sql,
-                                                 const std::shared_ptr<const std::string>& bind) {
-  routing::ResultSet result;
-  Connection& c = connections_[static_cast<int>(side)];
+void ShadowRunner::AppendRead(std::string& out, const std::string& sql,
+                              const std::shared_ptr<const std::string>& bind) {
   protocol::Bind params;
   if (bind) {
     auto decoded = protocol::Bind::Decode(std::string_view(*bind).substr(protocol::kHeaderSize));
@@ -117,15 +110,27 @@ awaitable<routing::ResultSet> ShadowRunner::Read(BackendId side, const std::stri
   params.portal.clear();
   params.statement.clear();
   params.result_formats.clear();  // text, for comparing
-  std::string out;
   protocol::Parse{"", sql, {}}.Encode(out);
   params.Encode(out);
   protocol::Describe{protocol::Target::kPortal, ""}.Encode(out);
   protocol::Execute{"", 0}.Encode(out);
   protocol::Sync{}.Encode(out);
+}
+
+awaitable<bool> ShadowRunner::Send(BackendId side, const std::string& out) {
+  Connection& c = connections_[static_cast<int>(side)];
+  if (!c.stream) co_return false;
   error_code ec;
   co_await c.stream->Write(asio::buffer(out), ec);
-  while (!ec) {
+  if (ec) c.stream.reset();
+  co_return !ec;
+}
+
+awaitable<routing::ResultSet> ShadowRunner::Collect(BackendId side) {
+  routing::ResultSet result;
+  Connection& c = connections_[static_cast<int>(side)];
+  error_code ec;
+  while (c.stream) {
     auto message = co_await ReadWholeMessage(*c.stream, c.buffer, protocol::kBackendTypes, ec,
                                              protocol::kDefaultMaxMessageSize);
     if (ec || !message.ok()) break;
@@ -173,47 +178,66 @@ awaitable<void> ShadowRunner::Compare(const ShadowJob& job) {
     co_return;
   }
   routing::Comparison comparison;
+  bool transient = false;
   if (served == shadow.server) {
-    // One snapshot for both reads; a savepoint keeps it usable after an
-    // error on the first.
-    bool begun = co_await Simple(served, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-    if (begun) begun = co_await Simple(served, "SAVEPOINT pgshift_shadow");
-    if (!begun) {
-      co_await Simple(served, "ROLLBACK");
+    // Both reads in one snapshot, sent in one write: BEGIN, the two reads
+    // (each up to its Sync), ROLLBACK.
+    std::string out;
+    protocol::Query{"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"}.Encode(out);
+    AppendRead(out, plan.sql, job.bind);
+    AppendRead(out, shadow.sql, job.bind);
+    protocol::Query{"ROLLBACK"}.Encode(out);
+    bool sent = co_await Send(served, out);
+    routing::ResultSet begun = co_await Collect(served);
+    routing::ResultSet a = co_await Collect(served);
+    routing::ResultSet b = co_await Collect(served);
+    routing::ResultSet ended = co_await Collect(served);
+    if (!sent || !begun.error_sqlstate.empty() || !ended.error_sqlstate.empty()) {
       shadow.Count(&routing::TableCounters::shadow_dropped);
       co_return;
     }
-    routing::ResultSet a = co_await Read(served, plan.sql, job.bind);
-    if (!a.error_sqlstate.empty()) co_await Simple(served, "ROLLBACK TO SAVEPOINT pgshift_shadow");
-    routing::ResultSet b = co_await Read(served, shadow.sql, job.bind);
-    co_await Simple(served, "ROLLBACK");
+    if (!a.error_sqlstate.empty()) {
+      // The failed read aborted the snapshot's transaction: the other
+      // side's read runs on its own.
+      std::string alone;
+      AppendRead(alone, shadow.sql, job.bind);
+      co_await Send(served, alone);
+      b = co_await Collect(served);
+    }
     comparison = routing::CompareResults(a, b, shadow.ordered);
   } else {
-    routing::ResultSet a = co_await Read(served, plan.sql, job.bind);
-    routing::ResultSet b = co_await Read(shadow.server, shadow.sql, job.bind);
-    comparison = routing::CompareResults(a, b, shadow.ordered);
-    if (!comparison.match) {
-      // No common snapshot: a write between the two reads can explain it.
-      asio::steady_timer delay(context_);
-      delay.expires_after(kRecheckDelay);
-      error_code ignored;
-      co_await delay.async_wait(WithError(ignored));
-      a = co_await Read(served, plan.sql, job.bind);
-      b = co_await Read(shadow.server, shadow.sql, job.bind);
-      if (routing::CompareResults(a, b, shadow.ordered).match) {
-        shadow.Count(&routing::TableCounters::shadow_compared);
-        shadow.Count(&routing::TableCounters::shadow_transient);
-        co_return;
+    // No common snapshot: a write between the two reads can explain a
+    // difference, so a mismatch is read again after a short delay.
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      if (attempt == 1) {
+        asio::steady_timer delay(context_);
+        delay.expires_after(kRecheckDelay);
+        error_code ignored;
+        co_await delay.async_wait(WithError(ignored));
+      }
+      std::string first, second;
+      AppendRead(first, plan.sql, job.bind);
+      AppendRead(second, shadow.sql, job.bind);
+      co_await Send(served, first);
+      co_await Send(shadow.server, second);
+      routing::ResultSet a = co_await Collect(served);
+      routing::ResultSet b = co_await Collect(shadow.server);
+      comparison = routing::CompareResults(a, b, shadow.ordered);
+      if (comparison.match) {
+        transient = attempt == 1;
+        break;
       }
     }
   }
   shadow.Count(&routing::TableCounters::shadow_compared);
-  if (comparison.match) {
+  if (transient) {
+    shadow.Count(&routing::TableCounters::shadow_transient);
+  } else if (comparison.match) {
     shadow.Count(&routing::TableCounters::shadow_matched);
-    co_return;
+  } else {
+    shadow.Count(&routing::TableCounters::shadow_mismatched);
+    Report(job, comparison);
   }
-  shadow.Count(&routing::TableCounters::shadow_mismatched);
-  Report(job, comparison);
 }
 
 void ShadowRunner::Report(const ShadowJob& job, const routing::Comparison& comparison) {

@@ -65,10 +65,13 @@ class ShadowRunner {
  private:
   awaitable<void> Loop();
   awaitable<void> Compare(const ShadowJob& job);
-  // The read on one side (its own statement, the client's parameters).
-  awaitable<routing::ResultSet> Read(routing::BackendId side, const std::string& sql,
-                                     const std::shared_ptr<const std::string>& bind);
-  awaitable<bool> Simple(routing::BackendId side, const std::string& sql);
+  // A read (its statement, the client's parameters, results as text) in
+  // the extended protocol, up to its Sync.
+  static void AppendRead(std::string& out, const std::string& sql,
+                         const std::shared_ptr<const std::string>& bind);
+  awaitable<bool> Send(routing::BackendId side, const std::string& out);
+  // Everything up to the next ReadyForQuery on `side`.
+  awaitable<routing::ResultSet> Collect(routing::BackendId side);
   awaitable<bool> Connect(routing::BackendId side);
   void Report(const ShadowJob& job, const routing::Comparison& comparison);
 
