@@ -109,9 +109,10 @@ class Server {
   // Open admin console connections (main_ only), closed at shutdown.
   std::vector<std::weak_ptr<AdminConsole>> admin_consoles_;
   struct Worker {
-    // Before `context`, so that it is destroyed after the coroutines there.
-    std::unique_ptr<ShadowRunner> shadow;
     asio::io_context context{1};
+    // After `context`: its timer and sockets must go before the context's
+    // services do.
+    std::unique_ptr<ShadowRunner> shadow;
     std::unique_ptr<asio::executor_work_guard<asio::io_context::executor_type>> guard;
     std::thread thread;
   };

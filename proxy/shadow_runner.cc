@@ -252,7 +252,7 @@ void ShadowRunner::Report(const ShadowJob& job, const routing::Comparison& compa
     detail = StrCat(detail, "; only in ", other, ": ", Join(comparison.only_other));
   }
   server_.mismatches().Add(MismatchRecord{std::chrono::system_clock::now(), shadow.table,
-                                          shadow.fingerprint, job.plan->sql, detail});
+                                          shadow.fingerprint, shadow.normalized, detail});
 }
 
 }  // namespace pgshift::proxy

@@ -162,6 +162,7 @@ std::optional<ShadowPlan> Router::ShadowFor(std::string_view sql, const Statemen
   shadow->ordered = stmt->node_case == PG_QUERY__NODE__NODE_SELECT_STMT &&
                     stmt->select_stmt->n_sort_clause > 0;
   shadow->fingerprint = Fingerprint(std::string(sql));
+  shadow->normalized = Normalize(std::string(sql));
   return shadow;
 }
 

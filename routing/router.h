@@ -87,6 +87,7 @@ struct ShadowPlan {
   bool ordered = false;             // the read has ORDER BY: compare as sequences
   bool new_is_authoritative = false;
   std::string fingerprint;
+  std::string normalized;  // the read with its constants taken out, for reports
 };
 
 // The plan for one Query text or one Parse. Later phases add a mirror and a

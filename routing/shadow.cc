@@ -73,4 +73,11 @@ std::string Fingerprint(const std::string& sql) {
   return out;
 }
 
+std::string Normalize(const std::string& sql) {
+  PgQueryNormalizeResult r = pg_query_normalize(sql.c_str());
+  std::string out = (r.error == nullptr && r.normalized_query != nullptr) ? r.normalized_query : sql;
+  pg_query_free_normalize_result(r);
+  return out;
+}
+
 }  // namespace pgshift::routing

@@ -38,4 +38,9 @@ Comparison CompareResults(const ResultSet& authoritative, const ResultSet& other
 // differ only in constants), hex; empty when it cannot be computed.
 std::string Fingerprint(const std::string& sql);
 
+// The statement with its constants replaced by $n (libpg_query's
+// normalization), for reports that must not carry the data; `sql` itself
+// when it cannot be normalized.
+std::string Normalize(const std::string& sql);
+
 }  // namespace pgshift::routing

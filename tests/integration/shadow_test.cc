@@ -91,6 +91,8 @@ TEST_F(Shadow, ARowChangedOnNewIsCaughtWithItsKey) {
   EXPECT_EQ(Metric("shadow_mismatched"), 2);
   std::string log = proxy_->log();
   EXPECT_NE(log.find("event=shadow_mismatch table=public.channels"), std::string::npos) << log;
+  EXPECT_NE(log.find("query=\"SELECT title FROM channels WHERE id = $1\""), std::string::npos)
+      << "the query is logged normalized, without its constants: " << log;
   EXPECT_NE(log.find("only in old: (42,channel 42); only in new: (42,tampered)"),
             std::string::npos)
       << log;
