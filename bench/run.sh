@@ -17,6 +17,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 seconds=10 rounds=3 scale=10
 while [ $# -gt 0 ]; do
@@ -124,13 +126,7 @@ INI
   as_postgres "$bouncer" -d "$out/pgbouncer.ini" >/dev/null 2>&1
   targets="direct:$pg_port pgbouncer:$bouncer_port $shift_targets"
 fi
-for t in $targets; do
-  port=${t#*:}
-  for _ in $(seq 100); do
-    psql -h 127.0.0.1 -p "$port" -U postgres -Atc "SELECT 1" postgres >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-done
+wait_for_targets "$targets"
 
 # The new-only target must really answer from accounts_v2.
 psql -h 127.0.0.1 -p $pg_port -U postgres -qc "UPDATE accounts_v2 SET balance = -4242 WHERE aid = 1" postgres
@@ -149,20 +145,7 @@ workloads=(
 
 results=$out/raw.tsv
 : >"$results"
-for round in $(seq "$rounds"); do
-  for w in "${workloads[@]}"; do
-    name=${w%%|*} args=${w#*|}
-    for t in $targets; do
-      target=${t%%:*} port=${t#*:}
-      # shellcheck disable=SC2086
-      report=$(pgbench -h 127.0.0.1 -p "$port" -U postgres -n -T "$seconds" $args postgres 2>&1)
-      tps=$(awk '/^tps/ {print $3}' <<<"$report")
-      lat=$(awk '/^latency average/ {print $4}' <<<"$report")
-      printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$target" "${tps:-0}" "${lat:-0}" >>"$results"
-      echo "round $round $name $target: tps ${tps:-?} latency ${lat:-?} ms" >&2
-    done
-  done
-done
+run_rounds "$results" "$rounds" "$seconds" "$targets" "${workloads[@]}"
 
 # Resident memory with 200 idle clients: pgbench sessions that sleep.
 echo '\sleep 8 s' >"$out/idle.sql"

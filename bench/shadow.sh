@@ -7,6 +7,8 @@
 #   bench/shadow.sh [--seconds N] [--rounds N] [--scale N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 seconds=10 rounds=3 scale=10
 while [ $# -gt 0 ]; do
@@ -66,12 +68,7 @@ TOML
   targets="$targets $name:$port"
   port=$((port + 1))
 done
-for t in $targets; do
-  for _ in $(seq 100); do
-    psql -h 127.0.0.1 -p "${t#*:}" -U postgres -Atc "SELECT 1" postgres >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-done
+wait_for_targets "$targets"
 
 workloads=(
   "select-prepared-4c|-S -M prepared -c 4 -j 2"
@@ -79,20 +76,7 @@ workloads=(
 )
 results=$out/raw.tsv
 : >"$results"
-for round in $(seq "$rounds"); do
-  for w in "${workloads[@]}"; do
-    name=${w%%|*} args=${w#*|}
-    for t in $targets; do
-      target=${t%%:*} port=${t#*:}
-      # shellcheck disable=SC2086
-      report=$(pgbench -h 127.0.0.1 -p "$port" -U postgres -n -T "$seconds" $args postgres 2>&1)
-      tps=$(awk '/^tps/ {print $3}' <<<"$report")
-      lat=$(awk '/^latency average/ {print $4}' <<<"$report")
-      printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$target" "${tps:-0}" "${lat:-0}" >>"$results"
-      echo "round $round $name $target: tps ${tps:-?} latency ${lat:-?} ms" >&2
-    done
-  done
-done
+run_rounds "$results" "$rounds" "$seconds" "$targets" "${workloads[@]}"
 shadow_counts=$(grep -h "shadow" "$out"/shadow-*.log | grep -c "shadow_mismatch" || true)
 
 echo
