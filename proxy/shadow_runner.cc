@@ -87,6 +87,7 @@ awaitable<bool> ShadowRunner::Connect(BackendId side) {
   SettingsPtr settings = server_.settings();
   const routing::Config& config = *settings->config;
   const bool new_side = side == BackendId::kNew;
+  if (new_side && !config.new_backend) co_return false;  // a reload removed it
   const routing::BackendConfig& backend = new_side ? *config.new_backend : config.old_backend;
   auto opened = co_await OpenControlConnection(config, backend, new_side ? "new" : "old",
                                                server_.backend_tls());
