@@ -68,4 +68,17 @@ bool ParseInt(std::string_view s, T& out) {
   return res.ec == std::errc() && res.ptr == s.data() + s.size() && !s.empty();
 }
 
+// `text` as a SQL string literal. An escape string reads the same whatever
+// standard_conforming_strings says, so no session setting has to change
+// for pgshift's own queries.
+inline std::string QuoteLiteral(std::string_view text) {
+  std::string out = "E'";
+  for (char c : text) {
+    if (c == '\'' || c == '\\') out.push_back(c);
+    out.push_back(c);
+  }
+  out.push_back('\'');
+  return out;
+}
+
 }  // namespace pgshift

@@ -61,18 +61,6 @@ awaitable<absl::StatusOr<QueryResult>> RunQuery(Stream& backend, PacketBuffer& b
   }
 }
 
-std::string QuoteLiteral(std::string_view text) {
-  // An escape string reads the same whatever standard_conforming_strings
-  // says, so no session setting has to change for pgshift's own queries.
-  std::string out = "E'";
-  for (char c : text) {
-    if (c == '\'' || c == '\\') out.push_back(c);
-    out.push_back(c);
-  }
-  out.push_back('\'');
-  return out;
-}
-
 awaitable<absl::StatusOr<std::vector<std::string>>> ReadTableColumns(Stream& backend,
                                                                      PacketBuffer& buffer,
                                                                      std::string_view table) {

@@ -27,9 +27,6 @@ struct QueryResult {
 awaitable<absl::StatusOr<QueryResult>> RunQuery(Stream& backend, PacketBuffer& buffer,
                                                 std::string_view sql);
 
-// `text` as a SQL string literal, safe whatever it holds.
-std::string QuoteLiteral(std::string_view text);
-
 // The columns of `table` ("schema.name", each part as PostgreSQL stores it)
 // in attribute order; NotFound when there is no such table.
 awaitable<absl::StatusOr<std::vector<std::string>>> ReadTableColumns(Stream& backend,

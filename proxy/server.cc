@@ -17,9 +17,11 @@ namespace pgshift::proxy {
 namespace {
 
 SettingsPtr MakeSettings(routing::ConfigPtr config, uint64_t generation, routing::Catalog catalog,
-                         routing::TableCounterRegistry& counters) {
+                         routing::TableCounterRegistry& counters,
+                         MirrorReadiness mirroring = {}) {
   auto settings = std::make_shared<Settings>();
   settings->generation = generation;
+  settings->mirroring = mirroring;
   settings->router = std::make_shared<routing::Router>(config, std::move(catalog), counters);
   if (config->proxy.auth_method == routing::AuthMethod::kScramSha256) {
     for (const routing::UserConfig& u : config->users) {
@@ -115,9 +117,10 @@ absl::Status Server::Setup() {
              {{"table", problem.table}, {"reason", problem.reason}});
   }
   ReportAndRecordAtStart(config, *backend_tls_);
+  MirrorReadiness mirroring = ReadyMirroring(config, *backend_tls_);
   {
     SettingsPtr with_catalog = MakeSettings(settings->config, settings->generation,
-                                            std::move(catalog.catalog), table_counters_);
+                                            std::move(catalog.catalog), table_counters_, mirroring);
     absl::MutexLock lock(&settings_mutex_);
     settings_ = with_catalog;
   }
@@ -338,6 +341,11 @@ absl::Status Server::Reload() {
     LogEvent(LogLevel::kWarning, "catalog_unreadable",
              {{"table", problem.table}, {"reason", problem.reason}});
   }
+  // Columns that cannot be read now (a server down) are taken from the
+  // running configuration's catalog, so that a reload keeps mirroring.
+  for (const auto& [relation, columns] : current->router->catalog()) {
+    catalog.catalog.try_emplace(relation, columns);
+  }
   std::vector<PhaseChange> changes = PhaseChanges(*current->config, **next);
   absl::flat_hash_map<std::string, ShadowEvidence> evidence;
   for (const PhaseChange& c : changes) {
@@ -366,8 +374,9 @@ absl::Status Server::Reload() {
              {{"table", c.table}, {"from", routing::PhaseName(c.from)},
               {"to", routing::PhaseName(c.to)}, {"forced", c.forced ? "true" : "false"}});
   }
-  SettingsPtr installed =
-      MakeSettings(*next, current->generation + 1, std::move(catalog.catalog), table_counters_);
+  MirrorReadiness mirroring = ReadyMirroring(**next, *backend_tls_);
+  SettingsPtr installed = MakeSettings(*next, current->generation + 1, std::move(catalog.catalog),
+                                       table_counters_, mirroring);
   {
     absl::MutexLock lock(&settings_mutex_);
     settings_ = installed;

@@ -19,6 +19,7 @@
 #include "proxy/migration_state.h"
 #include "proxy/shadow_runner.h"
 #include "proxy/stats.h"
+#include "proxy/two_phase.h"
 #include "routing/config.h"
 #include "routing/router.h"
 
@@ -39,6 +40,8 @@ struct Settings {
   // Plans statements for this configuration; its plan cache lives and dies
   // with these settings.
   std::shared_ptr<routing::Router> router;
+  // Which servers allow PREPARE TRANSACTION, for mirrors across servers.
+  MirrorReadiness mirroring;
 
   const protocol::ScramVerifier* ScramVerifierFor(const std::string& user) const;
 };

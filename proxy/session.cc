@@ -7,13 +7,17 @@
 
 #include "common/strings.h"
 #include "protocol/messages/authentication.h"
+#include "protocol/messages/bind.h"
 #include "protocol/messages/command_complete.h"
+#include "protocol/messages/data_row.h"
 #include "protocol/messages/empty.h"
 #include "protocol/messages/describe.h"
 #include "protocol/messages/error_response.h"
+#include "protocol/messages/execute.h"
 #include "protocol/messages/parse.h"
 #include "protocol/messages/query.h"
 #include "protocol/messages/ready_for_query.h"
+#include "protocol/messages/row_description.h"
 #include "protocol/wire.h"
 #include "proxy/backend_login.h"
 #include "proxy/client_login.h"
@@ -32,7 +36,7 @@ ErrorFields AdminShutdown() {
   return Fatal(sqlstate::kAdminShutdown, "terminating connection due to administrator command");
 }
 
-BackendId Other(BackendId s) { return s == BackendId::kOld ? BackendId::kNew : BackendId::kOld; }
+BackendId Other(BackendId s) { return routing::OtherBackend(s); }
 
 // A refusal is raised by the server itself, so that it lands in its place
 // among the replies and leaves the transaction exactly as any error would:
@@ -53,9 +57,9 @@ const std::string& ProbeNonce() {
   return nonce;
 }
 
-std::string ProbeSql(uint64_t n) {
-  return StrCat("SELECT FROM \"pgshift refusal ", ProbeNonce(), " ", n, "\"");
-}
+std::string ProbeName(uint64_t n) { return StrCat("pgshift refusal ", ProbeNonce(), " ", n); }
+
+std::string ProbeSql(uint64_t n) { return StrCat("SELECT FROM \"", ProbeName(n), "\""); }
 
 std::optional<uint64_t> ProbeNumber(std::string_view message) {
   std::string marker = StrCat("pgshift refusal ", ProbeNonce(), " ");
@@ -85,6 +89,10 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       steps[i].on_other_link_first.clear();
       steps[i].notes.clear();
       steps[i].skip_if_failed = 0;
+      steps[i].opens = steps[i].sealed = steps[i].mirrored = false;
+      steps[i].transaction = routing::TransactionKind::kNone;
+      steps[i].fail_with.clear();
+      steps[i].fail_probe = 0;
     }
     count = 0;
     routing_ = !s_.config().tables.empty();
@@ -157,8 +165,16 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     return step;
   }
   Step& Target(BackendId target) {
-    if (count > 0 && steps[count - 1].target == target) return steps[count - 1];
+    if (count > 0 && steps[count - 1].target == target && !steps[count - 1].sealed) {
+      return steps[count - 1];
+    }
     return NewStep(target);
+  }
+  // With two servers a Query, and an extended batch, starts a step of its
+  // own, so that pgshift may begin a transaction before it (a write mirrored
+  // across servers outside one) or act between it and what follows.
+  void OpenStep(BackendId target) {
+    if (two_servers()) NewStep(target).opens = true;
   }
   void Add(BackendId target, std::string_view bytes) {
     Target(target).bytes.Add(bytes);
@@ -183,10 +199,30 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     Note(target, ReplyNote::kUnit, {unit});
   }
   // Extended-protocol messages go where their batch goes.
-  void AddToBatch(BackendId target, std::string_view bytes) {
+  void StartBatch(BackendId target) {
+    if (!s_.batch_link_) OpenStep(target);
     s_.batch_link_ = target;
     s_.link(target).in_batch = true;
+  }
+  void AddToBatch(BackendId target, std::string_view bytes) {
+    StartBatch(target);
     Add(target, bytes);
+  }
+  // The step of a COMMIT, SAVEPOINT or mirrored write, which pgshift
+  // prepares for when it runs. A COMMIT gets a stand-in that fails in its
+  // place, in case the mirror cannot be prepared.
+  void MarkStep(BackendId target, const routing::Plan& plan, bool simple_query) {
+    if (!two_servers()) return;
+    Step& step = Target(target);
+    step.mirrored = step.mirrored || plan.mirrors_remotely;
+    step.transaction = plan.transaction;
+    if (plan.transaction != routing::TransactionKind::kCommit) return;
+    step.fail_probe = ++s_.next_probe_;
+    if (simple_query) {
+      protocol::Query{ProbeSql(step.fail_probe)}.Encode(step.fail_with);
+    } else {
+      protocol::Execute{ProbeName(step.fail_probe), 0}.Encode(step.fail_with);
+    }
   }
 
   // Outside the fast path, and in any transaction when a second server is
@@ -272,6 +308,10 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     if (!plan.reads.empty() || !plan.writes_to.empty()) return plan.server;
     const Link& old = s_.link(BackendId::kOld);
     const Link& fresh = s_.link(BackendId::kNew);
+    // The server the transaction wrote on (there is at most one) commits
+    // last; with a mirror, it is the authoritative side.
+    if (old.written) return BackendId::kOld;
+    if (fresh.written) return BackendId::kNew;
     if (old.transaction_status == 'I' && fresh.stream && fresh.transaction_status != 'I') {
       return BackendId::kNew;
     }
@@ -288,13 +328,22 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     routing::PlanPtr plan = PlanFor(query->sql);
     if (!plan) {
       s_.copy_link_ = BackendId::kOld;
+      OpenStep(BackendId::kOld);
       Note(BackendId::kOld, ReplyNote::kQuery);
-      return Add(BackendId::kOld, message);
+      Add(BackendId::kOld, message);
+      return Seal();
     }
     plan->Count();
     BackendId target = plan->transaction_control ? TransactionTarget(*plan) : plan->server;
-    if (plan->refusal) return Refuse(target, *plan->refusal, true);
-    if (auto refusal = SecondWriter(*plan, target)) return Refuse(Other(target), *refusal, true);
+    OpenStep(target);
+    if (plan->refusal) {
+      Refuse(target, *plan->refusal, true);
+      return Seal();
+    }
+    if (auto refusal = SecondWriter(*plan, target)) {
+      Refuse(Other(target), *refusal, true);
+      return Seal();
+    }
     NoteWrite(*plan, target);
     if (plan->transaction_control && two_servers()) {
       if (!plan->reads.empty() || !plan->writes_to.empty()) {
@@ -302,18 +351,32 @@ class Session::ClientToBackend : public protocol::FrameHandler {
                                "pgshift: with two servers, send transaction control "
                                "(BEGIN, COMMIT, ROLLBACK, SAVEPOINT, ...) in a query of its "
                                "own, not with statements on migrating tables"};
-        return Refuse(target, mixed, true);
+        Refuse(target, mixed, true);
+        return Seal();
       }
-      NewStep(target).on_other_link_first = query->sql;
+      Target(target).on_other_link_first = query->sql;
     }
     s_.copy_link_ = target;
     if (Sampled(plan)) Shadow(plan, nullptr);
-    if (!plan->parts.empty()) return AddParts(*plan);
+    if (!plan->parts.empty()) {
+      AddParts(*plan);
+      return Seal();
+    }
+    MarkStep(target, *plan, true);
     Note(target, ReplyNote::kQuery, Units(plan->shapes));
-    if (!plan->rewritten) return Add(target, message);
-    std::string rewritten;
-    protocol::Query{plan->sql}.Encode(rewritten);
-    AddOwned(target, std::move(rewritten));
+    if (!plan->rewritten) {
+      Add(target, message);
+    } else {
+      std::string rewritten;
+      protocol::Query{plan->sql}.Encode(rewritten);
+      AddOwned(target, std::move(rewritten));
+    }
+    Seal();
+  }
+
+  // Nothing more goes into the current step (two servers only).
+  void Seal() {
+    if (two_servers() && count > 0) steps[count - 1].sealed = true;
   }
 
   static std::vector<ReplyUnit> Units(const std::vector<routing::ResultShape>& shapes) {
@@ -328,7 +391,10 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     uint64_t group = ++s_.next_group_;
     for (size_t k = 0; k < plan.parts.size(); ++k) {
       const routing::PlanPart& part = plan.parts[k];
-      Step& step = NewStep(part.server);
+      Step& step = k == 0 ? Target(part.server) : NewStep(part.server);
+      step.opens = true;
+      step.mirrored = std::any_of(part.shapes.begin(), part.shapes.end(),
+                                  [](const routing::ResultShape& r) { return r.remote != nullptr; });
       if (k > 0) step.skip_if_failed = group;
       ReplyNote& note = step.notes.emplace_back();
       note.kind = ReplyNote::kQuery;
@@ -374,8 +440,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     if (!plan || !plan->rewritten) return AddToBatch(target, message);
     std::string rewritten;
     protocol::Parse{parse->statement, plan->sql, parse->parameter_types}.Encode(rewritten);
-    s_.batch_link_ = target;
-    s_.link(target).in_batch = true;
+    StartBatch(target);
     AddOwned(target, std::move(rewritten));
   }
 
@@ -401,6 +466,18 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       s_.portals_[std::string(portal)] = prepared;
     } else {
       s_.portals_.erase(ToAbsl(portal));
+    }
+    if (prepared.plan && prepared.plan->mirrors_remotely) {
+      // Result formats given column by column must cover pgshift's two
+      // mirror columns too (text).
+      auto bind = protocol::Bind::Decode(payload);
+      if (bind.ok() && bind->result_formats.size() > 1) {
+        bind->result_formats.insert(bind->result_formats.end(), 2, 0);
+        std::string rewritten;
+        bind->Encode(rewritten);
+        StartBatch(prepared.server);
+        return AddOwned(prepared.server, std::move(rewritten));
+      }
     }
     AddToBatch(prepared.server, message);
   }
@@ -428,10 +505,12 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     NoteWrite(plan, prepared.server);
     if (prepared.bind) Shadow(prepared.plan, prepared.bind);
     if (plan.transaction_control && two_servers()) {
-      NewStep(prepared.server).on_other_link_first = plan.sql;
+      Target(prepared.server).on_other_link_first = plan.sql;
     }
+    MarkStep(prepared.server, plan, false);
     NoteUnit(prepared.server, false, prepared.plan);
     AddToBatch(prepared.server, message);
+    if (plan.transaction_control) Seal();
   }
 
   void OnDescribeOrClose(char type, std::string_view message, std::string_view payload) {
@@ -472,7 +551,9 @@ class Session::BackendToClient : public protocol::FrameHandler {
     link_.last_type = type;
     Cycle* cycle = link_.cycles.empty() ? nullptr : &link_.cycles.front();
     internal_ = cycle != nullptr && cycle->internal != nullptr;
+    held_ = cycle != nullptr && cycle->mirror && cycle->mirror->hold ? cycle->mirror.get() : nullptr;
     drop_ = false;
+    rows_ = nullptr;
     if (type == 'Z') {
       if (size != protocol::kHeaderSize + 1) {
         error = StrCat("invalid ReadyForQuery length ", size);
@@ -480,22 +561,30 @@ class Session::BackendToClient : public protocol::FrameHandler {
       }
       return protocol::Delivery::kWhole;
     }
-    if (internal_) return type == 'E' ? protocol::Delivery::kWhole : protocol::Delivery::kStream;
+    if (internal_) {
+      bool wanted = type == 'E' || (type == 'D' && !cycle->internal->value);
+      return wanted ? protocol::Delivery::kWhole : protocol::Delivery::kStream;
+    }
     if (cycle != nullptr && cycle->next < cycle->units.size()) {
       const ReplyUnit& unit = cycle->units[cycle->next];
       shape_ = unit.shape;
+      const bool strip = shape_.strips_mirror_columns();
       switch (type) {
         case 'T':  // RowDescription
           if (unit.describe) {
             ++cycle->next;
-            return shape_.no_rows ? protocol::Delivery::kWhole : protocol::Delivery::kStream;
+            return shape_.no_rows || strip ? protocol::Delivery::kWhole : protocol::Delivery::kStream;
           }
           drop_ = shape_.no_rows;
-          return protocol::Delivery::kStream;
+          return strip && !drop_ ? protocol::Delivery::kWhole : protocol::Delivery::kStream;
         case 'n':  // NoData
           if (unit.describe) ++cycle->next;
           return protocol::Delivery::kStream;
         case 'D':  // DataRow
+          if (strip && cycle->mirror && unit.mirror_index >= 0) {
+            rows_ = &cycle->mirror->rows[static_cast<size_t>(unit.mirror_index)];
+            return protocol::Delivery::kWhole;
+          }
           drop_ = shape_.no_rows;
           return protocol::Delivery::kStream;
         case 'C':  // CommandComplete
@@ -519,18 +608,15 @@ class Session::BackendToClient : public protocol::FrameHandler {
   }
 
   void OnStreamed(std::string_view bytes) override {
-    if (!internal_ && !drop_) out.Add(bytes);
+    if (!internal_ && !drop_) Emit(bytes);
   }
 
   void OnWhole(char type, std::string_view message) override {
     std::string_view payload = message.substr(protocol::kHeaderSize);
     switch (type) {
       case 'E': return OnError(message, payload);
-      case 'T': {  // a Describe of a write that returns nothing
-        std::string no_data;
-        protocol::NoData{}.Encode(no_data);
-        return out.AddOwned(std::move(no_data));
-      }
+      case 'T': return OnRowDescription(payload);
+      case 'D': return OnDataRow(payload);
       case 'C': return OnCommandComplete(payload);
       default: return OnReadyForQuery(message, payload);
     }
@@ -565,6 +651,18 @@ class Session::BackendToClient : public protocol::FrameHandler {
     }
     ++answered;
     s_.NoteAnswered();
+    if (cycle.mirror) {
+      // The session settles the mirror before the client goes on.
+      MirrorBatch& batch = *cycle.mirror;
+      batch.done = true;
+      batch.failed = cycle.failed;
+      batch.status = ready->status;
+      s_.Wake();
+      if (batch.hold) {
+        batch.held.append(message);
+        return;
+      }
+    }
     if (cycle.continues && !cycle.failed) return;  // the next part carries on
     if (cycle.failed) s_.failed_group_ = cycle.group;
     s_.transaction_status_ = ready->status;
@@ -578,7 +676,8 @@ class Session::BackendToClient : public protocol::FrameHandler {
       return;
     }
     if (internal_) {
-      link_.cycles.front().internal->error = *fields;
+      InternalReply& reply = *link_.cycles.front().internal;
+      if (!reply.error) reply.error = *fields;
       return;
     }
     if (std::optional<uint64_t> n = ProbeNumber(fields->message())) {
@@ -586,12 +685,74 @@ class Session::BackendToClient : public protocol::FrameHandler {
       if (it != s_.refusals_.end()) {
         std::string replaced;
         protocol::ErrorResponse(it->second).Encode(replaced);
-        out.AddOwned(std::move(replaced));
+        EmitOwned(std::move(replaced));
         s_.refusals_.erase(s_.refusals_.begin(), std::next(it));
         return;
       }
     }
-    out.Add(message);
+    Emit(message);
+  }
+
+  // A Describe of a write that returns nothing gets NoData; otherwise
+  // pgshift's mirror columns are taken out.
+  void OnRowDescription(std::string_view payload) {
+    std::string bytes;
+    if (shape_.no_rows) {
+      protocol::NoData{}.Encode(bytes);
+      return EmitOwned(std::move(bytes));
+    }
+    auto description = protocol::RowDescription::Decode(payload);
+    if (!description.ok() || description->fields.size() < 2) {
+      error = description.ok() ? "a mirrored write's result lacks pgshift's columns"
+                               : std::string(MessageOf(description.status()));
+      return;
+    }
+    description->fields.resize(description->fields.size() - 2);
+    description->Encode(bytes);
+    EmitOwned(std::move(bytes));
+  }
+
+  // A row of a write mirrored across servers: pgshift's two columns (key,
+  // row as JSON) are kept for the mirror, the rest go on when the client
+  // asked for them.
+  void OnDataRow(std::string_view payload) {
+    auto row = protocol::DataRow::Decode(payload);
+    if (internal_) {
+      if (row.ok() && !row->values.empty()) {
+        link_.cycles.front().internal->value = row->values[0].value_or("");
+      }
+      return;
+    }
+    if (!row.ok() || row->values.size() < 2 || !row->values.back()) {
+      error = row.ok() ? "a mirrored write's row lacks pgshift's columns"
+                       : std::string(MessageOf(row.status()));
+      return;
+    }
+    MirrorBatch::Rows& rows = *rows_;
+    if (rows.count++ > 0) rows.json += ',';
+    rows.json += *row->values.back();
+    rows.keys.push_back(std::move(row->values[row->values.size() - 2]));
+    if (shape_.no_rows) return;
+    row->values.resize(row->values.size() - 2);
+    std::string bytes;
+    row->Encode(bytes);
+    EmitOwned(std::move(bytes));
+  }
+
+  // Replies go to the client, or wait with a mirrored cycle's.
+  void Emit(std::string_view bytes) {
+    if (held_ != nullptr) {
+      held_->held.append(bytes);
+    } else {
+      out.Add(bytes);
+    }
+  }
+  void EmitOwned(std::string bytes) {
+    if (held_ != nullptr) {
+      held_->held.append(bytes);
+    } else {
+      out.AddOwned(std::move(bytes));
+    }
   }
 
   // The server's "SELECT n" for a rewritten write, as the write's own tag.
@@ -607,13 +768,15 @@ class Session::BackendToClient : public protocol::FrameHandler {
     reshaped.tag = shape_.tag == "INSERT" ? StrCat("INSERT 0 ", rows) : StrCat(shape_.tag, " ", rows);
     std::string bytes;
     reshaped.Encode(bytes);
-    out.AddOwned(std::move(bytes));
+    EmitOwned(std::move(bytes));
   }
 
   Session& s_;
   Link& link_;
   bool internal_ = false;
   bool drop_ = false;           // the current streamed message is not passed on
+  MirrorBatch* held_ = nullptr;  // the current cycle's replies wait here
+  MirrorBatch::Rows* rows_ = nullptr;  // the current DataRow's mirrored rows
   routing::ResultShape shape_;  // of the current result, when reshaped
 };
 
@@ -765,22 +928,18 @@ void Session::StartPump(Link& l) {
         l.pump_running = false;
         // Nothing more will answer these.
         for (Cycle& c : l.cycles) {
-          if (c.internal != nullptr) c.internal->done = true;
+          if (c.internal == nullptr) continue;
+          c.internal->done = true;
+          if (!c.internal->error) {
+            c.internal->error = Fatal(sqlstate::kConnectionFailure,
+                                      StrCat("pgshift: lost the connection to backend ", l.name));
+          }
         }
         l.cycles.clear();
         l.forward_pending = 0;
         self->Wake();
       },
       asio::detached);
-}
-
-template <typename Ready>
-awaitable<void> Session::WaitUntil(Ready ready) {
-  while (!ready() && !ended_) {
-    wake_->expires_at(asio::steady_timer::time_point::max());
-    error_code ignored;
-    co_await wake_->async_wait(WithError(ignored));
-  }
 }
 
 void Session::Wake() {
@@ -837,11 +996,30 @@ awaitable<bool> Session::RunStep(Step& step) {
     if (failed_group_ == step.skip_if_failed) co_return true;
   }
   if (step.target == BackendId::kNew && !link(BackendId::kNew).stream) {
-    if (!co_await ConnectNew()) co_return false;
+    if (co_await ConnectNew()) co_return false;
+  }
+  if (step.target == BackendId::kNew && link(step.target).broken && transaction_status_ == 'I') {
+    if (co_await ConnectNew()) co_return false;
+  }
+  if (link(step.target).broken) {
+    End(Fatal(sqlstate::kConnectionFailure,
+              StrCat("pgshift: lost the connection to backend ", link(step.target).name)));
+    co_return false;
   }
   Link& target = link(step.target);
   Link& other = link(Other(step.target));
-  if (other.stream) {
+  const bool mirrored_commit = step.transaction == routing::TransactionKind::kCommit &&
+                               other.mirrored && other.transaction_status != 'I';
+  if (step.transaction == routing::TransactionKind::kSavepoint && transaction_status_ != 'I' &&
+      settings_->router->mirrors_across_servers() && other.transaction_status == 'I') {
+    // Savepoints exist on both servers, so that a mirror that joins later
+    // can roll back to them.
+    if (other.server == BackendId::kNew && (!other.stream || other.broken)) {
+      co_await ConnectNew(false);
+    }
+    if (other.stream && !other.broken) co_await RunInternal(other, "BEGIN");
+  }
+  if (other.stream && !other.broken) {
     // One server answers at a time, so replies reach the client in order.
     co_await WaitUntil([&other] { return other.forward_pending == 0 && !HasInternal(other); });
     if (ended_) co_return false;
@@ -854,7 +1032,8 @@ awaitable<bool> Session::RunStep(Step& step) {
                  {{"session", StrCat(id_)}, {"backend", target.name}, {"reason", failed->message()}});
       }
     }
-    if (!step.on_other_link_first.empty() && other.transaction_status != 'I' && !ended_) {
+    if (!step.on_other_link_first.empty() && other.transaction_status != 'I' && !ended_ &&
+        !mirrored_commit) {
       std::optional<ErrorFields> failed = co_await RunInternal(other, step.on_other_link_first);
       if (failed) {
         LogEvent(LogLevel::kError, "transaction_control_failed",
@@ -864,39 +1043,77 @@ awaitable<bool> Session::RunStep(Step& step) {
     }
     if (ended_) co_return false;
   }
+  // Mirroring across servers: what must happen before the step, and the
+  // batch that follows its cycles.
+  std::shared_ptr<MirrorBatch> batch;
+  bool send = true;
+  if (step.mirrored || mirrored_commit) {
+    send = co_await BeforeMirroredStep(step, batch);
+    if (ended_) co_return false;
+    if (batch) settling_ = true;  // until SettleMirror: the transaction is not over
+  }
+  // Attaches `batch` to a cycle, with a place for each mirrored result.
+  // (A batch spanning steps keeps the one its first step attached.)
+  auto attach = [&batch](Cycle& cycle) {
+    if (!batch && !cycle.mirror) return;
+    if (!cycle.mirror) cycle.mirror = batch;
+    MirrorBatch& to = *cycle.mirror;
+    for (ReplyUnit& unit : cycle.units) {
+      if (unit.describe || !unit.shape.remote || unit.mirror_index >= 0) continue;
+      unit.mirror_index = static_cast<int32_t>(to.rows.size());
+      to.rows.push_back({unit.shape.remote, "[", 0, {}});
+    }
+  };
+  std::vector<std::shared_ptr<MirrorBatch>> closed;  // cycles this step closes that have one
   for (ReplyNote& note : step.notes) {
     if (note.kind == ReplyNote::kUnit) {
       if (target.cycles.empty() || !target.cycles.back().open) {
         target.cycles.emplace_back().open = true;
       }
       target.cycles.back().units.push_back(std::move(note.units[0]));
+      attach(target.cycles.back());
       continue;
     }
+    Cycle* cycle = nullptr;
     if (note.kind == ReplyNote::kSync && !target.cycles.empty() && target.cycles.back().open) {
-      target.cycles.back().open = false;
+      cycle = &target.cycles.back();
+      cycle->open = false;
     } else {
-      Cycle& cycle = target.cycles.emplace_back();
-      cycle.units = std::move(note.units);
-      cycle.continues = note.continues;
-      cycle.group = note.group;
+      cycle = &target.cycles.emplace_back();
+      cycle->units = std::move(note.units);
+      cycle->continues = note.continues;
+      cycle->group = note.group;
+      attach(*cycle);
     }
+    if (cycle->mirror) closed.push_back(cycle->mirror);
     ++target.forward_pending;
     NoteSent();
   }
-  if (step.bytes.empty()) co_return true;
-  error_code ec;
-  co_await target.stream->Write(step.bytes.buffers(), ec);
-  if (ec) {
-    if (!ended_) {
-      End(Fatal(sqlstate::kConnectionFailure,
-                StrCat("pgshift: lost the connection to backend ", target.name, ": ", ec.message())));
+  if (!send) {
+    // The COMMIT fails in its stand-in's words; the rest of its batch, if
+    // any, is skipped by the server.
+    step.bytes.clear();
+    step.bytes.AddOwned(std::move(step.fail_with));
+  }
+  if (!step.bytes.empty()) {
+    error_code ec;
+    co_await target.stream->Write(step.bytes.buffers(), ec);
+    if (ec) {
+      if (!ended_) {
+        End(Fatal(sqlstate::kConnectionFailure,
+                  StrCat("pgshift: lost the connection to backend ", target.name, ": ", ec.message())));
+      }
+      co_return false;
     }
-    co_return false;
+  }
+  for (const std::shared_ptr<MirrorBatch>& b : closed) {
+    co_await SettleMirror(target, *b);
+    if (ended_) co_return false;
   }
   co_return true;
 }
 
-awaitable<bool> Session::ConnectNew() {
+awaitable<std::optional<ErrorFields>> Session::ConnectNew(bool fatal) {
   const routing::UserConfig* entry = config().FindUser(user_);
   BackendLoginParams params{
       .backend_name = "new",
@@ -911,13 +1128,18 @@ awaitable<bool> Session::ConnectNew() {
     server_.stats().backend_failures.fetch_add(1, std::memory_order_relaxed);
     LogEvent(LogLevel::kWarning, "backend_connect_failed",
              {{"session", StrCat(id_)}, {"backend", "new"}, {"reason", error->message()}});
-    End(Fatal(sqlstate::kConnectionFailure,
-              StrCat("pgshift: cannot connect to backend new: ", error->message())));
-    co_return false;
+    ErrorFields failed = Fatal(sqlstate::kConnectionFailure,
+                               StrCat("pgshift: cannot connect to backend new: ", error->message()));
+    if (fatal) End(failed);
+    co_return failed;
   }
   BackendLogin& login = std::get<BackendLogin>(result);
   Link& fresh = link(BackendId::kNew);
+  // A mirror link lost earlier is replaced once its pump has stopped.
+  co_await WaitUntil([&fresh] { return !fresh.pump_running; });
   fresh.stream = std::move(login.stream);
+  fresh.broken = false;
+  fresh.buffer.Consume(fresh.buffer.data().size());
   fresh.backend_pid = login.key.process_id;
   fresh.transaction_status = 'I';
   if (cancel_key_) {
@@ -930,20 +1152,30 @@ awaitable<bool> Session::ConnectNew() {
             {"backend_pid", StrCat(login.key.process_id)}});
   if (ended_) {
     fresh.stream->Close();
-    co_return false;
+    co_return Fatal(sqlstate::kConnectionFailure, "session ended");
   }
   StartPump(fresh);
-  co_return true;
+  co_return std::nullopt;
 }
 
-awaitable<std::optional<ErrorFields>> Session::RunInternal(Link& l, std::string_view sql) {
-  InternalReply reply;
+awaitable<std::optional<ErrorFields>> Session::RunInternal(Link& l, std::string_view sql,
+                                                           std::string* value) {
   std::string message;
   protocol::Query{std::string(sql)}.Encode(message);
+  co_return co_await RunInternalMessages(l, std::move(message), value);
+}
+
+awaitable<std::optional<ErrorFields>> Session::RunInternalMessages(Link& l, std::string message,
+                                                                   std::string* value) {
+  if (!l.stream || l.broken) {
+    co_return Fatal(sqlstate::kConnectionFailure,
+                    StrCat("pgshift: lost the connection to backend ", l.name));
+  }
+  InternalReply reply;
   l.cycles.emplace_back().internal = &reply;
   error_code ec;
   co_await l.stream->Write(asio::buffer(message), ec);
-  if (ec && !ended_) {
+  if (ec && !ended_ && !l.broken) {
     End(Fatal(sqlstate::kConnectionFailure,
               StrCat("pgshift: lost the connection to backend ", l.name, ": ", ec.message())));
   }
@@ -955,6 +1187,7 @@ awaitable<std::optional<ErrorFields>> Session::RunInternal(Link& l, std::string_
     }
     co_return Fatal(sqlstate::kConnectionFailure, "session ended");
   }
+  if (value != nullptr && reply.value) *value = *reply.value;
   co_return reply.error;
 }
 
@@ -971,6 +1204,14 @@ awaitable<void> Session::PumpBackendToClient(Link& l) {
         server_.stats().backend_failures.fetch_add(1, std::memory_order_relaxed);
         LogEvent(LogLevel::kWarning, "backend_lost",
                  {{"session", StrCat(id_)}, {"backend", l.name}, {"reason", ec.message()}});
+      }
+      if (!ended_ && l.server == BackendId::kNew && OnlyInternal(l)) {
+        // New held only pgshift's own work (a mirror): the session goes on,
+        // and the mirror's policy decides what its loss means.
+        l.broken = true;
+        l.stream->Close();
+        if (l.transaction_status != 'I') l.transaction_status = 'E';
+        break;
       }
       End(explained ? std::nullopt
                     : std::optional(Fatal(sqlstate::kConnectionFailure,
@@ -1003,17 +1244,7 @@ awaitable<void> Session::PumpBackendToClient(Link& l) {
     if (handler.answered > 0) {
       // Counted only once written: the other server may answer next.
       l.forward_pending -= std::min(l.forward_pending, handler.answered);
-      Link& other = link(Other(l.server));
-      bool all_idle = transaction_status_ == 'I' && other.transaction_status == 'I' &&
-                      other.forward_pending == 0 && !HasInternal(other);
-      if (all_idle) {
-        l.written = other.written = false;
-        written_tables_.clear();
-        // Between transactions: the next one runs under the newest settings.
-        if (server_.settings_generation() != settings_->generation) {
-          settings_ = server_.settings();
-        }
-      }
+      AfterTransaction();
       Wake();
     }
     PublishState();
@@ -1021,9 +1252,35 @@ awaitable<void> Session::PumpBackendToClient(Link& l) {
   }
 }
 
+void Session::AfterTransaction() {
+  Link& old = link(BackendId::kOld);
+  Link& fresh = link(BackendId::kNew);
+  for (const Link* l : {&old, &fresh}) {
+    if (l->transaction_status != 'I' || l->forward_pending != 0 || HasInternal(*l)) return;
+  }
+  if (transaction_status_ != 'I' || settling_) return;
+  old.written = fresh.written = false;
+  old.mirrored = fresh.mirrored = false;
+  written_tables_.clear();
+  mirrored_keys_.clear();
+  authoritative_xid_.clear();
+  fail_on_mirror_error_ = false;
+  // Between transactions: the next one runs under the newest settings.
+  if (server_.settings_generation() != settings_->generation) {
+    settings_ = server_.settings();
+  }
+}
+
 bool Session::IdleOutsideTransaction() const {
   return PendingResults() == 0 && transaction_status_ == 'I' && !client_sent_partial_ &&
          !client_mid_message_ && !HasInternal(links_[0]) && !HasInternal(links_[1]);
+}
+
+bool Session::OnlyInternal(const Link& l) {
+  for (const Cycle& c : l.cycles) {
+    if (c.internal == nullptr) return false;
+  }
+  return true;
 }
 
 bool Session::HasInternal(const Link& l) {

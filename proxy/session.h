@@ -70,12 +70,43 @@ class Session : public std::enable_shared_from_this<Session> {
   struct InternalReply {
     bool done = false;
     std::optional<protocol::ErrorFields> error;
+    std::optional<std::string> value;  // the first column of the first row, if any
   };
 
   // One result the client expects, in order within a reply cycle.
   struct ReplyUnit {
     bool describe = false;  // a Describe's answer, else a statement's result
     routing::ResultShape shape;
+    int32_t mirror_index = -1;  // its rows' entry in the cycle's MirrorBatch
+  };
+
+  // A reply cycle whose outcome the session acts on before the client may
+  // go on: one with writes mirrored to the other server (their rows are
+  // collected and its replies held back until the mirror is settled), or a
+  // client's COMMIT whose mirror is prepared on the other server.
+  struct MirrorBatch {
+    struct Rows {
+      std::shared_ptr<const routing::RemoteMirror> mirror;
+      std::string json = "[";  // the rows as a JSON array, closed when applied
+      size_t count = 0;
+      std::vector<std::optional<std::string>> keys;
+    };
+    std::vector<Rows> rows;
+    bool hold = true;       // the client's replies wait in `held`
+    std::string held;
+    bool done = false;      // its ReadyForQuery has arrived
+    bool failed = false;    // the server raised an error in it
+    char status = 'I';      // that ReadyForQuery's transaction status
+    // pgshift began the transaction around it (the client was outside
+    // one) and ends it once the mirror is settled.
+    bool implicit = false;
+    // The client was outside a transaction but its batch had already
+    // started, so the write committed on its own: the mirror follows.
+    bool autocommitted = false;
+    // A COMMIT: the mirror's prepared transaction ("" when the mirror
+    // server cannot prepare, so it commits after).
+    bool commit = false;
+    std::string prepared_id;
   };
 
   // The replies up to one ReadyForQuery: a Query's, or an extended batch's.
@@ -90,6 +121,7 @@ class Session : public std::enable_shared_from_this<Session> {
     bool continues = false;
     bool failed = false;
     uint64_t group = 0;
+    std::shared_ptr<MirrorBatch> mirror;
   };
 
   // What a step's messages will be answered with, in their order.
@@ -109,6 +141,10 @@ class Session : public std::enable_shared_from_this<Session> {
     char transaction_status = 'I';
     bool in_batch = false;  // extended-protocol messages sent since its last Sync
     bool written = false;   // has written in the client's current transaction
+    bool mirrored = false;  // holds mirrored rows of the client's current transaction
+    // New was lost while it held only pgshift's work; it is connected again
+    // for the next transaction that needs it.
+    bool broken = false;
     // Reply cycles still to come, in order.
     std::deque<Cycle> cycles;
     uint32_t forward_pending = 0;  // the client's closed cycles in `cycles`
@@ -128,6 +164,18 @@ class Session : public std::enable_shared_from_this<Session> {
     // A later part of a Query split between servers: skipped when an
     // earlier part of the same group failed.
     uint64_t skip_if_failed = 0;
+    // Its bytes begin a Query or an extended batch: pgshift may run a BEGIN
+    // of its own before them.
+    bool opens = false;
+    bool sealed = false;    // later messages go into a new step
+    bool mirrored = false;  // a statement in it is mirrored to the other server
+    // Its statement, when it is transaction control alone (COMMIT prepares
+    // the mirror first; SAVEPOINT joins the other server).
+    routing::TransactionKind transaction = routing::TransactionKind::kNone;
+    // Sent instead of `bytes` when the COMMIT must fail (the mirror could not
+    // be prepared): a statement whose error, refusal `fail_probe`, is replaced.
+    std::string fail_with;
+    uint64_t fail_probe = 0;
   };
 
   // Where a prepared statement or portal lives and what it does.
@@ -146,19 +194,55 @@ class Session : public std::enable_shared_from_this<Session> {
   awaitable<void> PumpBackendToClient(Link& link);
   void StartPump(Link& link);
   awaitable<bool> RunStep(Step& step);
-  awaitable<bool> ConnectNew();
+  // `fatal`: a failure ends the session (else it is only returned).
+  awaitable<std::optional<protocol::ErrorFields>> ConnectNew(bool fatal = true);
   // Runs `sql` on `link` for pgshift itself; the error, if the server
   // raised one.
-  awaitable<std::optional<protocol::ErrorFields>> RunInternal(Link& link, std::string_view sql);
+  awaitable<std::optional<protocol::ErrorFields>> RunInternal(Link& link, std::string_view sql,
+                                                              std::string* value = nullptr);
+  // As RunInternal, for messages ending in one Sync (or one Query).
+  awaitable<std::optional<protocol::ErrorFields>> RunInternalMessages(Link& link,
+                                                                      std::string messages,
+                                                                      std::string* value);
+  // Mirroring across servers (session_mirror.cc).
+  // Before a step: pgshift's BEGIN around a mirrored write outside a
+  // transaction, the mirror's PREPARE before a COMMIT, the other server
+  // joined at a SAVEPOINT. False: write `fail_with` instead of the bytes.
+  awaitable<bool> BeforeMirroredStep(Step& step, std::shared_ptr<MirrorBatch>& batch);
+  // After a cycle with a MirrorBatch: applies the rows or finishes the
+  // commit on the other server, then lets the client have the replies.
+  awaitable<void> SettleMirror(Link& authoritative, MirrorBatch& batch);
+  // Connects the mirror server if need be and has it follow the client's
+  // transaction.
+  awaitable<std::optional<protocol::ErrorFields>> JoinMirror(Link& authoritative, Link& mirror,
+                                                             const MirrorBatch& batch);
+  awaitable<std::optional<protocol::ErrorFields>> ApplyRows(Link& mirror, MirrorBatch& batch,
+                                                            bool savepoint);
+  // Writes each key to pgshift_divergence on `authoritative`, in its
+  // current transaction (or on its own when it has none).
+  awaitable<std::optional<protocol::ErrorFields>> LogDivergence(
+      Link& authoritative, const std::vector<std::pair<std::string, std::optional<std::string>>>& keys,
+      std::string_view error);
+  // The transaction ended on every server: a new one starts clean, under
+  // the newest settings.
+  void AfterTransaction();
   // Waits, on the session's executor, until `ready()` or the session ends.
   template <typename Ready>
-  awaitable<void> WaitUntil(Ready ready);
+  awaitable<void> WaitUntil(Ready ready) {
+    while (!ready() && !ended_) {
+      wake_->expires_at(asio::steady_timer::time_point::max());
+      error_code ignored;
+      co_await wake_->async_wait(WithError(ignored));
+    }
+  }
   void Wake();
   // Records why the session ends (first reason wins) and stops both pumps.
   void End(std::optional<protocol::ErrorFields> final_error);
   bool IdleOutsideTransaction() const;
   // An exchange of pgshift's own is under way on `link`.
   static bool HasInternal(const Link& link);
+  // Nothing but pgshift's own exchanges await replies on `link`.
+  static bool OnlyInternal(const Link& link);
   // A reply cycle to the client was asked for, or answered. Also times the
   // query cycle.
   void NoteSent();
@@ -177,6 +261,17 @@ class Session : public std::enable_shared_from_this<Session> {
   // Migrating tables written in the client's current transaction: their
   // shadow reads are skipped (the other side cannot see those writes).
   std::vector<routing::TableCounters*> written_tables_;
+  // Keys mirrored to the other server in the client's current transaction
+  // (table, key), for the divergence log if its commit there fails.
+  std::vector<std::pair<std::string, std::optional<std::string>>> mirrored_keys_;
+  bool settling_ = false;  // a mirror is being settled: the transaction is not over
+  // A table mirrored in the current transaction fails the client when its
+  // mirror fails (on_mirror_error = "fail"), so a failed mirror commit
+  // fails the COMMIT.
+  bool fail_on_mirror_error_ = false;
+  // txid_current() of the authoritative side's transaction, once a mirror
+  // joined it: names the mirror's prepared transaction.
+  std::string authoritative_xid_;
   // The settings this session answers by; renewed between transactions.
   SettingsPtr settings_;
   const routing::Config& config() const { return *settings_->config; }

@@ -31,9 +31,19 @@ bool IsKey(const MirrorSpec& spec, std::string_view column) {
   return false;
 }
 
-// The statement that applies pgshift_rows to the mirror.
-absl::StatusOr<std::string> MirrorSql(const MirrorSpec& spec, PgQuery__Node__NodeCase kind) {
+// The statement that applies the written rows to the mirror. On one
+// database they are the CTE pgshift_rows, under the authoritative names;
+// on another server, $1 as a JSON array of rows under the mirror's names.
+absl::StatusOr<std::string> MirrorSql(const MirrorSpec& spec, PgQuery__Node__NodeCase kind,
+                                      bool remote) {
   std::string target = StrCat(QuoteIdent(spec.mirror_schema), ".", QuoteIdent(spec.mirror_name));
+  std::string source =
+      remote ? StrCat("json_populate_recordset(NULL::", target, ", $1::json) AS pgshift_rows")
+             : "pgshift_rows";
+  // The name a column has in the source rows.
+  auto from = [remote](const std::string& authoritative, const std::string& mirror) {
+    return QuoteIdent(remote ? mirror : authoritative);
+  };
   std::vector<std::pair<std::string, std::string>> keys;  // authoritative, mirror
   for (const std::string& k : spec.key) {
     const std::string* m = MirrorColumn(spec, k);
@@ -44,26 +54,65 @@ absl::StatusOr<std::string> MirrorSql(const MirrorSpec& spec, PgQuery__Node__Nod
     std::string where;
     for (const auto& [a, m] : keys) {
       where = StrCat(where, where.empty() ? "" : " AND ", "pgshift_m.", QuoteIdent(m),
-                     " = pgshift_rows.", QuoteIdent(a));
+                     " = pgshift_rows.", from(a, m));
     }
-    return StrCat("DELETE FROM ", target, " AS pgshift_m USING pgshift_rows WHERE ", where);
+    return StrCat("DELETE FROM ", target, " AS pgshift_m USING ", source, " WHERE ", where);
   }
   std::string into, select, update;
   for (const auto& [a, m] : spec.columns) {
     into = StrCat(into, into.empty() ? "" : ", ", QuoteIdent(m));
-    select = StrCat(select, select.empty() ? "" : ", ", QuoteIdent(a));
+    select = StrCat(select, select.empty() ? "" : ", ", from(a, m));
     if (!IsKey(spec, a)) {
       update = StrCat(update, update.empty() ? "" : ", ", QuoteIdent(m), " = excluded.",
                       QuoteIdent(m));
     }
   }
-  std::string sql = StrCat("INSERT INTO ", target, " (", into, ") SELECT ", select,
-                           " FROM pgshift_rows");
+  // The rows carry their identity values from the authoritative side.
+  std::string sql = StrCat("INSERT INTO ", target, " (", into, ") OVERRIDING SYSTEM VALUE SELECT ",
+                           select, " FROM ", source);
   if (keys.empty()) return sql;
   std::string conflict;
   for (const auto& [a, m] : keys) conflict = StrCat(conflict, conflict.empty() ? "" : ", ", QuoteIdent(m));
   return StrCat(sql, " ON CONFLICT (", conflict, ") DO ",
                 update.empty() ? "NOTHING" : StrCat("UPDATE SET ", update));
+}
+
+// The two columns a write mirrored to another server returns after the
+// client's own: the key as text (as verify prints keys) and the row as
+// JSON under the mirror's column names.
+absl::StatusOr<std::string> RemoteColumns(const MirrorSpec& spec, const std::string& refname) {
+  std::string ref = StrCat(QuoteIdent(refname), ".");
+  std::string key;
+  if (spec.key.empty()) {
+    key = "NULL::text";
+  } else if (spec.key.size() == 1) {
+    key = StrCat(ref, QuoteIdent(spec.key[0]), "::text");
+  } else {
+    for (const std::string& k : spec.key) {
+      key = StrCat(key, key.empty() ? "concat('(', " : ", ',', ", ref, QuoteIdent(k));
+    }
+    key += ", ')')";
+  }
+  // json_build_object takes at most 100 arguments: wide rows are built in
+  // chunks and merged.
+  constexpr size_t kChunk = 50;
+  std::vector<std::string> chunks;
+  for (size_t i = 0; i < spec.columns.size(); ++i) {
+    if (i % kChunk == 0) chunks.emplace_back();
+    const auto& [a, m] = spec.columns[i];
+    chunks.back() = StrCat(chunks.back(), chunks.back().empty() ? "" : ", ",
+                           QuoteLiteral(m), ", ", ref, QuoteIdent(a));
+  }
+  std::string row;
+  if (chunks.size() <= 1) {
+    row = StrCat("json_build_object(", chunks.empty() ? "" : chunks[0], ")");
+  } else {
+    for (const std::string& c : chunks) {
+      row = StrCat(row, row.empty() ? "(" : " || ", "jsonb_build_object(", c, ")");
+    }
+    row += ")::json";
+  }
+  return StrCat(key, " AS pgshift_key, ", row, " AS pgshift_row");
 }
 
 // A column reference in RETURNING that names another table than the target.
@@ -124,6 +173,25 @@ void PrependCtes(PgQuery__WithClause* with, Node** ctes, size_t count) {
 }
 
 }  // namespace
+
+absl::StatusOr<std::shared_ptr<const RemoteMirror>> MakeRemoteMirror(
+    const MirrorSpec& spec, const std::string& configured_name, MirrorErrorPolicy on_error,
+    PgQuery__Node__NodeCase kind) {
+  auto remote = std::make_shared<RemoteMirror>();
+  remote->table = configured_name;
+  remote->phase = spec.phase;
+  remote->on_error = on_error;
+  if (kind == PG_QUERY__NODE__NODE_TRUNCATE_STMT) {
+    remote->truncate = true;
+    remote->apply_sql =
+        StrCat("TRUNCATE ", QuoteIdent(spec.mirror_schema), ".", QuoteIdent(spec.mirror_name));
+    return remote;
+  }
+  absl::StatusOr<std::string> sql = MirrorSql(spec, kind, true);
+  if (!sql.ok()) return sql.status();
+  remote->apply_sql = *std::move(sql);
+  return remote;
+}
 
 std::string QuoteIdent(std::string_view name) {
   std::string out = "\"";
@@ -205,23 +273,36 @@ absl::Status MirrorStatement(ParseTree& tree, size_t index, const MirrorSpec& sp
     }
   }
 
-  absl::StatusOr<std::string> mirror = MirrorSql(spec, stmt->node_case);
-  if (!mirror.ok()) return mirror.status();
-  absl::StatusOr<ParseTree> frame = ParseTree::Parse(
-      StrCat("WITH pgshift_rows AS (SELECT), pgshift_mirror AS (", *mirror,
-             ") SELECT FROM pgshift_rows AS ", QuoteIdent(refname)));
+  std::string frame_sql;
+  if (spec.remote) {
+    absl::StatusOr<std::string> columns = RemoteColumns(spec, refname);
+    if (!columns.ok()) return columns.status();
+    frame_sql = StrCat("WITH pgshift_rows AS (SELECT) SELECT ", *columns,
+                       " FROM pgshift_rows AS ", QuoteIdent(refname));
+  } else {
+    absl::StatusOr<std::string> mirror = MirrorSql(spec, stmt->node_case, false);
+    if (!mirror.ok()) return mirror.status();
+    frame_sql = StrCat("WITH pgshift_rows AS (SELECT), pgshift_mirror AS (", *mirror,
+                       ") SELECT FROM pgshift_rows AS ", QuoteIdent(refname));
+  }
+  absl::StatusOr<ParseTree> frame = ParseTree::Parse(frame_sql);
   if (!frame.ok()) return absl::InternalError(StrCat("mirror statement: ", MessageOf(frame.status())));
   PgQuery__RawStmt* frame_raw = frame->get()->stmts[0];
   PgQuery__SelectStmt* outer = frame_raw->stmt->select_stmt;
   PgQuery__CommonTableExpr* rows_cte = outer->with_clause->ctes[0]->common_table_expr;
 
-  // The client's RETURNING list becomes the outer select list, evaluated
-  // over the returned rows under the target's name; the write returns its
-  // full rows.
+  // The client's RETURNING list becomes the outer select list (before
+  // pgshift's own columns, if any), evaluated over the returned rows under
+  // the target's name; the write returns its full rows.
   shape.no_rows = *n_returning == 0;
+  auto* targets = static_cast<Node**>(
+      std::malloc((*n_returning + outer->n_target_list) * sizeof(Node*)));
+  std::memcpy(targets, *returning, *n_returning * sizeof(Node*));
+  std::memcpy(targets + *n_returning, outer->target_list, outer->n_target_list * sizeof(Node*));
   std::free(outer->target_list);
-  outer->target_list = *returning;
-  outer->n_target_list = *n_returning;
+  std::free(*returning);
+  outer->target_list = targets;
+  outer->n_target_list += *n_returning;
   *returning = static_cast<Node**>(std::malloc(sizeof(Node*)));
   (*returning)[0] = TargetStar(refname);
   *n_returning = 1;

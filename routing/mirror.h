@@ -1,26 +1,46 @@
-// Row mirroring on one database: a write to a table in a mirrored phase
-// becomes one statement whose writable CTEs run the client's write with
-// RETURNING of the full row and apply those rows to the other side, upsert
-// by key (INSERT, UPDATE) or delete by key (DELETE). It commits or fails
-// with the client's statement and costs no extra round trip.
+// Row mirroring: a write to a table in a mirrored phase runs with RETURNING
+// of the full rows, and those rows are applied to the other side, upsert by
+// key (INSERT, UPDATE) or delete by key (DELETE).
+//
+// On one database the mirror is a second writable CTE of the same
+// statement, so it commits or fails with it and costs no round trip:
 //
 //   WITH pgshift_rows AS (<client's write> RETURNING <target>.*),
 //        pgshift_mirror AS (INSERT INTO <mirror> (...) SELECT ... FROM pgshift_rows
 //                           ON CONFLICT (<key>) DO UPDATE SET ...)
 //   SELECT <client's RETURNING list> FROM pgshift_rows AS <target>
 //
+// Across servers the statement instead returns two more columns, the row's
+// key as text and the row as JSON named for the mirror; the session strips
+// them from the reply and applies them on the other server (RemoteMirror).
+//
 // The server then answers as for a SELECT; the proxy turns that back into
 // what the client's write would have answered (see ResultShape).
 #pragma once
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "routing/config.h"
 #include "routing/parse_tree.h"
 
 namespace pgshift::routing {
+
+// A write mirrored to another server, applied there by the session once the
+// authoritative side has answered, in a transaction that follows the
+// client's.
+struct RemoteMirror {
+  std::string table;  // as configured, for the divergence log and messages
+  std::string phase;
+  // Run on the mirror server with $1 a JSON array of the rows (none for
+  // TRUNCATE).
+  std::string apply_sql;
+  bool truncate = false;
+  MirrorErrorPolicy on_error = MirrorErrorPolicy::kFail;
+};
 
 // What the client's statement would have answered, where the rewritten one
 // answers differently: the proxy edits the reply to match.
@@ -31,8 +51,13 @@ struct ResultShape {
   // The client's statement returns no rows: drop RowDescription and
   // DataRows from the result, and answer Describe with NoData.
   bool no_rows = false;
+  // Mirrored to another server: unless it is a TRUNCATE, the result's last
+  // two columns (pgshift_key, pgshift_row) are pgshift's, taken out of the
+  // reply and applied there.
+  std::shared_ptr<const RemoteMirror> remote;
 
-  bool shaped() const { return !tag.empty() || no_rows; }
+  bool shaped() const { return !tag.empty() || no_rows || remote; }
+  bool strips_mirror_columns() const { return remote && !remote->truncate; }
 };
 
 struct MirrorSpec {
@@ -45,7 +70,16 @@ struct MirrorSpec {
   // INSERT can be mirrored.
   std::vector<std::string> key;
   std::string phase;  // for refusals
+  // The mirror is on another server: the statement returns the rows
+  // instead of applying them (see RemoteMirror).
+  bool remote = false;
 };
+
+// A RemoteMirror for writes to spec.table, with its
+// apply statement for `kind` (INSERT, UPDATE, DELETE or TRUNCATE).
+absl::StatusOr<std::shared_ptr<const RemoteMirror>> MakeRemoteMirror(
+    const MirrorSpec& spec, const std::string& configured_name, MirrorErrorPolicy on_error,
+    PgQuery__Node__NodeCase kind);
 
 // Rewrites statement `index` of `tree` (an INSERT, UPDATE or DELETE whose
 // target is spec.table) to mirror its rows, and says how its reply must be

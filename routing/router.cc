@@ -36,6 +36,22 @@ bool IsWriteKind(StatementKind kind) {
   }
 }
 
+TransactionKind TransactionKindOf(PgQuery__TransactionStmtKind kind) {
+  switch (kind) {
+    case PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_BEGIN:
+    case PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_START:
+      return TransactionKind::kBegin;
+    case PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_COMMIT:
+      return TransactionKind::kCommit;
+    case PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_ROLLBACK:
+      return TransactionKind::kRollback;
+    case PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_SAVEPOINT:
+      return TransactionKind::kSavepoint;
+    default:
+      return TransactionKind::kOther;
+  }
+}
+
 }  // namespace
 
 std::string_view BackendName(BackendId backend) { return backend == BackendId::kOld ? "old" : "new"; }
@@ -63,6 +79,13 @@ Router::Router(ConfigPtr config, Catalog catalog, TableCounterRegistry& counters
       counters_(counters),
       filter_(*config_),
       cache_(static_cast<size_t>(config_->proxy.plan_cache_size)) {}
+
+bool Router::mirrors_across_servers() const {
+  if (!has_new_server()) return false;
+  return std::any_of(config_->tables.begin(), config_->tables.end(), [](const TableConfig& t) {
+    return t.phase != Phase::kOldOnly && t.phase != Phase::kNewOnly;
+  });
+}
 
 PlanPtr Router::PlanFor(std::string_view sql) {
   auto plan = cache_.Get(sql, [this](std::string_view text) -> absl::StatusOr<PlanPtr> {
@@ -100,6 +123,7 @@ absl::StatusOr<MirrorSpec> Router::MirrorSpecFor(const TableConfig& table) const
   spec.table = auth;
   std::tie(spec.mirror_schema, spec.mirror_name) = SplitQualified(other);
   spec.phase = std::string(PhaseName(table.phase));
+  spec.remote = has_new_server();
   const std::vector<std::string>& mirror_columns = other_columns->second;
   for (const std::string& column : auth_columns->second) {
     std::string m = to_mirror(column);
@@ -210,11 +234,7 @@ PlanPtr Router::MakePlan(std::string_view sql) const {
         refuse(StrCat("pgshift: DDL on ", name, " is refused in phase ", phase,
                       "; change the old and new tables directly"));
       } else if (written && mirrors) {
-        if (has_new_server()) {
-          refuse(StrCat("pgshift: cannot write ", name, " in phase ", phase,
-                        ": mirroring writes to a second server is not available in this "
-                        "version of pgshift"));
-        } else if (info.kind == StatementKind::kInsert || info.kind == StatementKind::kUpdate ||
+        if (info.kind == StatementKind::kInsert || info.kind == StatementKind::kUpdate ||
                    info.kind == StatementKind::kDelete || info.kind == StatementKind::kTruncate) {
           mirrored.emplace_back(i, &*table);
         } else if (info.kind == StatementKind::kRead) {
@@ -289,6 +309,9 @@ PlanPtr Router::MakePlan(std::string_view sql) const {
       }
     }
   }
+  if (infos.size() == 1 && infos[0].kind == StatementKind::kTransaction) {
+    plan->transaction = TransactionKindOf(tree->get()->stmts[0]->stmt->transaction_stmt->kind);
+  }
   if (!plan->refusal && infos.size() == 1 && infos[0].kind == StatementKind::kRead) {
     plan->shadow = ShadowFor(sql, infos[0]);
   }
@@ -302,12 +325,32 @@ PlanPtr Router::MakePlan(std::string_view sql) const {
       rewritten = spec.status();
       break;
     }
-    if (infos[index].kind == StatementKind::kTruncate) {
+    plan->shapes.resize(infos.size());
+    ResultShape& shape = plan->shapes[index];
+    if (spec->remote) {
+      auto remote = MakeRemoteMirror(*spec, table->name, table->on_mirror_error,
+                                     tree->get()->stmts[index]->stmt->node_case);
+      if (!remote.ok()) {
+        rewritten = remote.status();
+        break;
+      }
+      plan->mirrors_remotely = true;
+      if (infos[index].kind == StatementKind::kTruncate && shape.remote) {
+        // TRUNCATE of several mirrored tables truncates their mirrors together.
+        auto both = std::make_shared<RemoteMirror>(*shape.remote);
+        both->table = StrCat(both->table, ", ", (*remote)->table);
+        both->apply_sql = StrCat(both->apply_sql, ", ", (*remote)->apply_sql.substr(9));
+        if ((*remote)->on_error == MirrorErrorPolicy::kFail) both->on_error = MirrorErrorPolicy::kFail;
+        shape.remote = both;
+        continue;
+      }
+      shape.remote = *remote;
+      if (infos[index].kind == StatementKind::kTruncate) continue;
+    } else if (infos[index].kind == StatementKind::kTruncate) {
       rewritten = MirrorTruncate(*tree, index, *spec);
       continue;
     }
-    plan->shapes.resize(infos.size());
-    rewritten = MirrorStatement(*tree, index, *spec, plan->shapes[index]);
+    rewritten = MirrorStatement(*tree, index, *spec, shape);
   }
   for (size_t r = 0; r < runs.size() && runs.size() > 1 && rewritten.ok(); ++r) {
     size_t end = r + 1 < runs.size() ? runs[r + 1].first : infos.size();

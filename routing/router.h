@@ -26,6 +26,7 @@ namespace pgshift::routing {
 // tables live on the old server and everything goes to kOld.
 enum class BackendId { kOld, kNew };
 std::string_view BackendName(BackendId backend);
+inline BackendId OtherBackend(BackendId b) { return b == BackendId::kOld ? BackendId::kNew : BackendId::kOld; }
 
 // Per-table traffic, kept across reloads (SHOW TABLES, /metrics).
 struct TableCounters {
@@ -90,6 +91,10 @@ struct ShadowPlan {
   std::string normalized;  // the read with its constants taken out, for reports
 };
 
+// What a single transaction-control statement does, where the session
+// must know (two-phase commit of a mirror, savepoints on both servers).
+enum class TransactionKind { kNone, kBegin, kCommit, kRollback, kSavepoint, kOther };
+
 // The plan for one Query text or one Parse. Later phases add a mirror and a
 // shadow side next to `server`.
 struct Plan {
@@ -99,6 +104,10 @@ struct Plan {
   std::optional<Refusal> refusal;
   bool writes = false;               // some statement may change data
   bool transaction_control = false;  // some statement is BEGIN, COMMIT, SAVEPOINT, ...
+  TransactionKind transaction = TransactionKind::kNone;  // when it is the only statement
+  // Some statement's rows are mirrored to the other server by the session
+  // (see ResultShape::remote).
+  bool mirrors_remotely = false;
   std::optional<ShadowPlan> shadow;
   // Set when the statements of a Query need different servers: run one part
   // after the other, each only if the one before succeeded. `server` is
@@ -135,6 +144,8 @@ class Router {
   const Config& config() const { return *config_; }
   const Catalog& catalog() const { return catalog_; }
   bool has_new_server() const { return config_->new_backend.has_value(); }
+  // Some table's writes are mirrored to a second server.
+  bool mirrors_across_servers() const;
   size_t cached_plans() const { return cache_.size(); }
 
  private:

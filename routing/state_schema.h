@@ -20,4 +20,16 @@ inline constexpr const char* kCreateCheckpointIndex =
     "CREATE UNIQUE INDEX IF NOT EXISTS pgshift_state_checkpoint"
     " ON pgshift_state (table_name) WHERE kind = 'backfill_checkpoint'";
 
+// The divergence log, on the authoritative side: a key whose mirror to the
+// other server failed under on_mirror_error = "log" (or whose mirror commit
+// failed), written in the client's own transaction. verify --repair fixes
+// the rows and clears their entries.
+inline constexpr const char* kCreateDivergenceTable =
+    "CREATE TABLE IF NOT EXISTS pgshift_divergence ("
+    " id bigserial PRIMARY KEY,"
+    " table_name text NOT NULL,"
+    " key text,"
+    " error text NOT NULL,"
+    " recorded_at timestamptz NOT NULL DEFAULT now())";
+
 }  // namespace pgshift::routing

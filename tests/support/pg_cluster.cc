@@ -15,14 +15,28 @@ constexpr const char* kBin = "/usr/lib/postgresql/15/bin";
 
 }  // namespace
 
-PgCluster::PgCluster() : dir_(MakeTempDir("pgshift-pg")), port_(FreePort()) {
+PgCluster::PgCluster(std::string extra_conf)
+    : extra_conf_(std::move(extra_conf)), dir_(MakeTempDir("pgshift-pg")), port_(FreePort()) {
   ok_ = Start();
   if (!ok_) std::fprintf(stderr, "PgCluster failed to start; log:\n%s\n", ReadFile(dir_ + "/log").c_str());
 }
 
 PgCluster::~PgCluster() {
-  RunCommand(AsPostgres(std::string(kBin) + "/pg_ctl -D " + dir_ + "/data -m immediate -w stop"));
+  Stop();
   RemoveTree(dir_);
+}
+
+bool PgCluster::Stop() {
+  return RunCommand(AsPostgres(std::string(kBin) + "/pg_ctl -D " + dir_ +
+                               "/data -m immediate -w stop")) == 0;
+}
+
+bool PgCluster::Restart() {
+  if (RunCommand(AsPostgres(std::string(kBin) + "/pg_ctl -D " + dir_ + "/data status")) == 0) {
+    return true;  // running already
+  }
+  return RunCommand(AsPostgres(std::string(kBin) + "/pg_ctl -D " + dir_ + "/data -l " + dir_ +
+                               "/log -w -t 60 start")) == 0;
 }
 
 // initdb and postgres refuse to run as root.
@@ -56,7 +70,8 @@ bool PgCluster::Start() {
   conf += "\nport = " + std::to_string(port_) +
           "\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '" + dir_ +
           "'\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 300"
-          "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n";
+          "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n" + extra_conf_ +
+          "\n";
   WriteFile(dir_ + "/data/postgresql.conf", conf);
   WriteFile(dir_ + "/data/pg_hba.conf",
             "local all all trust\n"

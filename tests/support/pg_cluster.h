@@ -15,7 +15,8 @@ class PgCluster {
   static constexpr const char* kTlsUser = "tls_user";      // trust, but only over TLS
   // Everyone else: trust. The superuser is "postgres".
 
-  PgCluster();
+  // `extra_conf` is appended to postgresql.conf.
+  explicit PgCluster(std::string extra_conf = "");
   ~PgCluster();
   PgCluster(const PgCluster&) = delete;
   PgCluster& operator=(const PgCluster&) = delete;
@@ -25,11 +26,16 @@ class PgCluster {
   const std::string& dir() const { return dir_; }
   // libpq conninfo for a direct connection; `extra` is appended.
   std::string ConnInfo(const std::string& extra = "") const;
+  // Stops the server at once (as a crash would), and starts it again (a
+  // running server is left as it is).
+  bool Stop();
+  bool Restart();
 
  private:
   bool Start();
   std::string AsPostgres(const std::string& command) const;
 
+  std::string extra_conf_;
   std::string dir_;
   int port_ = 0;
   bool ok_ = false;

@@ -8,10 +8,11 @@ namespace pgshift::routing {
 namespace {
 
 struct Fixture {
-  explicit Fixture(std::string_view phase) : router(Config(phase), Columns(), counters) {}
-  static ConfigPtr Config(std::string_view phase) {
+  explicit Fixture(std::string_view phase, bool two_servers = false)
+      : router(Config(phase, two_servers), Columns(), counters) {}
+  static ConfigPtr Config(std::string_view phase, bool two_servers = false) {
     auto config = ParseConfig(
-        "[backends.old]\n"
+        std::string("[backends.old]\n") + (two_servers ? "[backends.new]\nport = 5433\n" : "") +
         "[[tables]]\nname = \"channels\"\nnew_name = \"channels_v2\"\nkey = [\"id\"]\n"
         "columns = { title = \"name\" }\nphase = \"" +
             std::string(phase) +
@@ -32,7 +33,8 @@ struct Fixture {
 };
 
 constexpr const char* kUpsert =
-    "pgshift_mirror AS (INSERT INTO public.channels_v2 (id, name, created_at) SELECT id, title, "
+    "pgshift_mirror AS (INSERT INTO public.channels_v2 (id, name, created_at) OVERRIDING SYSTEM "
+    "VALUE SELECT id, title, "
     "created_at FROM pgshift_rows ON CONFLICT (id) DO UPDATE SET name = excluded.name, created_at "
     "= excluded.created_at)";
 
@@ -58,7 +60,8 @@ TEST(Mirror, ReturningIsEvaluatedOverTheWrittenRows) {
   EXPECT_EQ(plan->sql,
             "WITH src AS (SELECT 'x' AS t), pgshift_rows AS (INSERT INTO channels AS c (title) "
             "SELECT t FROM src RETURNING c.*), pgshift_mirror AS (INSERT INTO public.channels_v2 "
-            "(id, name, created_at) SELECT id, title, created_at FROM pgshift_rows ON CONFLICT "
+            "(id, name, created_at) OVERRIDING SYSTEM VALUE SELECT id, title, created_at FROM "
+            "pgshift_rows ON CONFLICT "
             "(id) DO UPDATE SET name = excluded.name, created_at = excluded.created_at) SELECT "
             "c.id, upper(title) FROM pgshift_rows c");
   EXPECT_FALSE(plan->shapes[0].no_rows);
@@ -82,7 +85,8 @@ TEST(Mirror, NewPrimaryWritesNewAndMirrorsBackToOld) {
   EXPECT_EQ(plan->sql,
             "WITH pgshift_rows AS (UPDATE public.channels_v2 channels SET name = 'x' WHERE id = 1 "
             "RETURNING channels.*), pgshift_mirror AS (INSERT INTO public.channels (id, title, "
-            "created_at) SELECT id, name, created_at FROM pgshift_rows ON CONFLICT (id) DO UPDATE "
+            "created_at) OVERRIDING SYSTEM VALUE SELECT id, name, created_at FROM pgshift_rows ON "
+            "CONFLICT (id) DO UPDATE "
             "SET title = excluded.title, created_at = excluded.created_at) SELECT name AS title "
             "FROM pgshift_rows channels");
 }
@@ -135,6 +139,81 @@ TEST(Mirror, NeedsBothCatalogs) {
   EXPECT_EQ(plan->refusal->message,
             "pgshift: cannot mirror writes to public.channels in phase dual-write: the columns of "
             "public.channels could not be read from its backend's catalog");
+}
+
+// Across servers the write returns its rows (key as text, row as JSON under
+// the mirror's names) after the client's own columns, and the session
+// applies them on the other server.
+TEST(Mirror, AcrossServersTheWriteReturnsItsRowsForTheSession) {
+  Fixture f("dual-write", true);
+  PlanPtr plan = f.router.PlanFor("INSERT INTO channels AS c (title) VALUES ($1) RETURNING c.id");
+  ASSERT_FALSE(plan->refusal) << plan->refusal->message;
+  EXPECT_EQ(plan->server, BackendId::kOld);
+  EXPECT_TRUE(plan->mirrors_remotely);
+  EXPECT_EQ(plan->sql,
+            "WITH pgshift_rows AS (INSERT INTO channels AS c (title) VALUES ($1) RETURNING c.*) "
+            "SELECT c.id, c.id::text AS pgshift_key, json_build_object('id', c.id, 'name', "
+            "c.title, 'created_at', c.created_at) AS pgshift_row FROM pgshift_rows c");
+  ASSERT_EQ(plan->shapes.size(), 1u);
+  const ResultShape& shape = plan->shapes[0];
+  EXPECT_EQ(shape.tag, "INSERT");
+  EXPECT_FALSE(shape.no_rows);
+  ASSERT_TRUE(shape.strips_mirror_columns());
+  EXPECT_EQ(shape.remote->table, "public.channels");
+  EXPECT_EQ(shape.remote->apply_sql,
+            "INSERT INTO \"public\".\"channels_v2\" (\"id\", \"name\", \"created_at\") OVERRIDING "
+            "SYSTEM VALUE SELECT \"id\", \"name\", \"created_at\" FROM "
+            "json_populate_recordset(NULL::\"public\".\"channels_v2\", $1::json) AS pgshift_rows "
+            "ON CONFLICT (\"id\") DO UPDATE SET \"name\" = excluded.\"name\", \"created_at\" = "
+            "excluded.\"created_at\"");
+}
+
+TEST(Mirror, AcrossServersDeletesAndTruncatesAreAppliedByKey) {
+  Fixture f("shadow-read", true);
+  PlanPtr del = f.router.PlanFor("DELETE FROM channels WHERE id = 3");
+  ASSERT_FALSE(del->refusal) << del->refusal->message;
+  ASSERT_TRUE(del->shapes[0].strips_mirror_columns());
+  EXPECT_TRUE(del->shapes[0].no_rows);
+  EXPECT_EQ(del->shapes[0].remote->apply_sql,
+            "DELETE FROM \"public\".\"channels_v2\" AS pgshift_m USING "
+            "json_populate_recordset(NULL::\"public\".\"channels_v2\", $1::json) AS pgshift_rows "
+            "WHERE pgshift_m.\"id\" = pgshift_rows.\"id\"");
+  PlanPtr truncate = f.router.PlanFor("TRUNCATE channels");
+  ASSERT_FALSE(truncate->refusal) << truncate->refusal->message;
+  EXPECT_EQ(truncate->sql, "TRUNCATE channels");
+  ASSERT_TRUE(truncate->shapes[0].remote);
+  EXPECT_FALSE(truncate->shapes[0].strips_mirror_columns());
+  EXPECT_EQ(truncate->shapes[0].remote->apply_sql, "TRUNCATE \"public\".\"channels_v2\"");
+  PlanPtr two = f.router.PlanFor("TRUNCATE channels, tags");
+  ASSERT_TRUE(two->shapes[0].remote);
+  EXPECT_EQ(two->shapes[0].remote->apply_sql,
+            "TRUNCATE \"public\".\"channels_v2\", \"public\".\"tags_v2\"");
+  EXPECT_EQ(two->shapes[0].remote->table, "public.channels, public.tags");
+}
+
+TEST(Mirror, AcrossServersNewPrimaryWritesNewAndReturnsOldsRows) {
+  Fixture f("new-primary", true);
+  PlanPtr plan = f.router.PlanFor("UPDATE channels SET title = 'x' WHERE id = 1");
+  ASSERT_FALSE(plan->refusal) << plan->refusal->message;
+  EXPECT_EQ(plan->server, BackendId::kNew);
+  EXPECT_EQ(plan->sql,
+            "WITH pgshift_rows AS (UPDATE public.channels_v2 channels SET name = 'x' WHERE id = 1 "
+            "RETURNING channels.*) SELECT channels.id::text AS pgshift_key, "
+            "json_build_object('id', channels.id, 'title', channels.name, 'created_at', "
+            "channels.created_at) AS pgshift_row FROM pgshift_rows channels");
+  EXPECT_EQ(plan->shapes[0].remote->apply_sql.substr(0, 46),
+            "INSERT INTO \"public\".\"channels\" (\"id\", \"title\"");
+}
+
+TEST(Mirror, TransactionControlIsKnownByKind) {
+  Fixture f("dual-write", true);
+  EXPECT_EQ(f.router.PlanFor("BEGIN")->transaction, TransactionKind::kBegin);
+  EXPECT_EQ(f.router.PlanFor("commit")->transaction, TransactionKind::kCommit);
+  EXPECT_EQ(f.router.PlanFor("END")->transaction, TransactionKind::kCommit);
+  EXPECT_EQ(f.router.PlanFor("ROLLBACK")->transaction, TransactionKind::kRollback);
+  EXPECT_EQ(f.router.PlanFor("SAVEPOINT a")->transaction, TransactionKind::kSavepoint);
+  EXPECT_EQ(f.router.PlanFor("RELEASE a")->transaction, TransactionKind::kOther);
+  EXPECT_EQ(f.router.PlanFor("SELECT 1")->transaction, TransactionKind::kNone);
 }
 
 }  // namespace

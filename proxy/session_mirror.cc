@@ -1,0 +1,363 @@
+// Mirroring across servers, the session's half (the statement's half is
+// routing/mirror.cc). A mirrored write runs on the authoritative server and
+// returns its rows with the reply; once the reply cycle is complete the
+// rows are applied on the other server, in a transaction that follows the
+// client's, and only then does the client see the reply. The authoritative
+// side commits first: the mirror is prepared before and committed after
+// (PREPARE TRANSACTION), so a crash in between is resolved at start.
+//
+// A failure of the mirror follows the table's on_mirror_error: "fail" fails
+// the client's statement and leaves both sides rolled back; "log" lets the
+// write stand and writes each of its keys to pgshift_divergence on the
+// authoritative side, in the client's own transaction.
+#include <algorithm>
+
+#include "common/strings.h"
+#include "protocol/messages/bind.h"
+#include "protocol/messages/empty.h"
+#include "protocol/messages/error_response.h"
+#include "protocol/messages/execute.h"
+#include "protocol/messages/parse.h"
+#include "protocol/messages/ready_for_query.h"
+#include "proxy/log.h"
+#include "proxy/session.h"
+#include "proxy/two_phase.h"
+
+namespace pgshift::proxy {
+
+namespace {
+
+using protocol::ErrorFields;
+using routing::BackendId;
+namespace sqlstate = protocol::sqlstate;
+
+// A statement that fails, leaving the transaction aborted as the client's
+// failed statement would have; its text says why in the server's log.
+constexpr const char* kAbortTransaction =
+    "SELECT 'pgshift: the mirror of this statement failed; transaction aborted'::regclass";
+
+constexpr const char* kSavepoint = "SAVEPOINT pgshift_mirror";
+constexpr const char* kReleaseSavepoint = "RELEASE SAVEPOINT pgshift_mirror";
+constexpr const char* kUndoToSavepoint =
+    "ROLLBACK TO SAVEPOINT pgshift_mirror; RELEASE SAVEPOINT pgshift_mirror";
+
+ErrorFields MirrorError(std::string_view code, std::string_view message) {
+  return ErrorFields::Make("ERROR", code, message);
+}
+
+std::string Tables(const std::vector<std::string>& tables) {
+  std::string out;
+  for (const std::string& t : tables) out = out.empty() ? t : StrCat(out, ", ", t);
+  return out;
+}
+
+}  // namespace
+
+awaitable<bool> Session::BeforeMirroredStep(Step& step, std::shared_ptr<MirrorBatch>& batch) {
+  Link& auth = link(step.target);
+  Link& mirror = link(routing::OtherBackend(step.target));
+  batch = std::make_shared<MirrorBatch>();
+  if (step.transaction == routing::TransactionKind::kCommit) {
+    // The client's COMMIT of a transaction with mirrored rows: the mirror is
+    // prepared first, and committed once the COMMIT has succeeded.
+    batch->hold = false;
+    batch->commit = true;
+    co_await WaitUntil([&] {
+      return auth.forward_pending == 0 && mirror.forward_pending == 0 && !HasInternal(auth) &&
+             !HasInternal(mirror);
+    });
+    if (ended_) co_return true;
+    if (auth.transaction_status == 'E') {
+      // The COMMIT will roll back; so does the mirror.
+      co_await RunInternal(mirror, "ROLLBACK");
+      mirror.mirrored = false;
+      batch.reset();
+      co_return true;
+    }
+    std::optional<ErrorFields> failed;
+    if (mirror.broken || mirror.transaction_status == 'E') {
+      failed = MirrorError(sqlstate::kConnectionFailure,
+                     mirror.broken ? StrCat("lost the connection to backend ", mirror.name)
+                                   : StrCat("its transaction on backend ", mirror.name, " failed"));
+    } else if (settings_->mirroring.can_prepare[static_cast<int>(mirror.server)] &&
+               !authoritative_xid_.empty()) {
+      batch->prepared_id = PreparedTransactionId(auth.server, authoritative_xid_);
+      failed = co_await RunInternal(mirror,
+                                    StrCat("PREPARE TRANSACTION ", QuoteLiteral(batch->prepared_id)));
+    }
+    if (!failed) co_return true;
+    LogEvent(LogLevel::kError, "mirror_commit_failed",
+             {{"session", StrCat(id_)}, {"backend", mirror.name},
+              {"keys", StrCat(mirrored_keys_.size())},
+              {"policy", fail_on_mirror_error_ ? "fail" : "log"}, {"reason", failed->message()}});
+    if (mirror.transaction_status != 'I' && !mirror.broken) co_await RunInternal(mirror, "ROLLBACK");
+    mirror.mirrored = false;
+    batch.reset();
+    if (!fail_on_mirror_error_) {
+      std::optional<ErrorFields> logged = co_await LogDivergence(auth, mirrored_keys_, failed->message());
+      if (!logged) co_return true;  // the COMMIT goes ahead; the keys are logged
+      failed = logged;
+    }
+    // Both sides roll back, and the COMMIT fails in its stand-in's words.
+    if (step.opens) co_await RunInternal(auth, "ROLLBACK");
+    refusals_[step.fail_probe] = ErrorFields::Make(
+        "ERROR", failed->sqlstate(),
+        StrCat("pgshift: the mirror of this transaction on server ", mirror.name,
+               " could not be committed, so the transaction was rolled back: ", failed->message()));
+    co_return false;
+  }
+  // A mirrored write. Outside a transaction pgshift begins one around it,
+  // to end once the mirror is settled.
+  if (transaction_status_ == 'I' && step.opens) {
+    co_await WaitUntil([&] { return auth.forward_pending == 0 && !HasInternal(auth); });
+    if (ended_) co_return true;
+  }
+  if (auth.transaction_status == 'I' && transaction_status_ == 'I') {
+    if (step.opens) {
+      std::string xid;
+      std::optional<ErrorFields> failed =
+          co_await RunInternal(auth, "BEGIN; SELECT txid_current()", &xid);
+      if (!failed) {
+        batch->implicit = true;
+        authoritative_xid_ = xid;
+      }
+    } else {
+      // Its batch was already under way: the write commits on its own.
+      batch->autocommitted = true;
+    }
+  }
+  co_return true;
+}
+
+awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
+  co_await WaitUntil([&batch] { return batch.done; });
+  if (ended_) co_return;
+  Link& mirror = link(routing::OtherBackend(auth.server));
+  // The client's replies, now or in place of the held ones.
+  auto release = [&](char status) -> awaitable<void> {
+    std::string& held = batch.held;
+    if (held.size() >= 6 && held[held.size() - 6] == 'Z') held.back() = status;
+    transaction_status_ = status;
+    co_await SendToClient(held);
+  };
+  auto fail_client = [&](const ErrorFields& error, char status) -> awaitable<void> {
+    std::string out;
+    protocol::ErrorResponse(error).Encode(out);
+    protocol::ReadyForQuery{status}.Encode(out);
+    transaction_status_ = status;
+    co_await SendToClient(out);
+  };
+  auto finish = [&]() {
+    settling_ = false;
+    PublishState();
+    AfterTransaction();
+  };
+
+  if (batch.commit) {
+    // The client's COMMIT has answered: the mirror follows it.
+    const bool committed = !batch.failed;
+    std::string sql = batch.prepared_id.empty()
+                          ? std::string(committed ? "COMMIT" : "ROLLBACK")
+                          : StrCat(committed ? "COMMIT PREPARED " : "ROLLBACK PREPARED ",
+                                   QuoteLiteral(batch.prepared_id));
+    std::optional<ErrorFields> failed = co_await RunInternal(mirror, sql);
+    if (failed && committed) {
+      LogEvent(LogLevel::kError, "mirror_commit_failed",
+               {{"session", StrCat(id_)}, {"backend", mirror.name},
+                {"transaction", batch.prepared_id}, {"keys", StrCat(mirrored_keys_.size())},
+                {"reason", failed->message()}});
+      co_await LogDivergence(auth, mirrored_keys_, failed->message());
+    }
+    mirror.mirrored = false;
+    mirrored_keys_.clear();
+    finish();
+    co_return;
+  }
+
+  if (batch.failed) {
+    // The write itself failed: there is nothing to mirror.
+    if (batch.implicit) {
+      co_await RunInternal(auth, "ROLLBACK");
+      co_await release('I');
+    } else {
+      co_await release(batch.status);
+    }
+    finish();
+    co_return;
+  }
+
+  std::vector<std::string> tables;
+  std::vector<std::pair<std::string, std::optional<std::string>>> keys;
+  bool fails_client = false;
+  bool anything = false;
+  for (const MirrorBatch::Rows& r : batch.rows) {
+    if (std::find(tables.begin(), tables.end(), r.mirror->table) == tables.end()) {
+      tables.push_back(r.mirror->table);
+    }
+    fails_client = fails_client || r.mirror->on_error == routing::MirrorErrorPolicy::kFail;
+    anything = anything || r.count > 0 || r.mirror->truncate;
+    for (const auto& k : r.keys) keys.emplace_back(r.mirror->table, k);
+  }
+
+  std::optional<ErrorFields> failed;
+  std::string prepared;
+  const bool savepoint = !fails_client && !batch.implicit && !batch.autocommitted;
+  if (anything) {
+    failed = co_await JoinMirror(auth, mirror, batch);
+    if (!failed) failed = co_await ApplyRows(mirror, batch, savepoint);
+    const bool can_prepare = settings_->mirroring.can_prepare[static_cast<int>(mirror.server)];
+    if (!failed && batch.implicit && can_prepare) {
+      prepared = PreparedTransactionId(auth.server, authoritative_xid_);
+      failed = co_await RunInternal(mirror, StrCat("PREPARE TRANSACTION ", QuoteLiteral(prepared)));
+      if (failed) prepared.clear();
+    }
+    if (!failed && batch.autocommitted) failed = co_await RunInternal(mirror, "COMMIT");
+  }
+
+  if (failed) {
+    LogEvent(LogLevel::kError, "mirror_failed",
+             {{"session", StrCat(id_)}, {"tables", Tables(tables)}, {"backend", mirror.name},
+              {"keys", StrCat(keys.size())}, {"policy", fails_client ? "fail" : "log"},
+              {"reason", failed->message()}});
+    const bool usable = mirror.stream && !mirror.broken;
+    if (usable && savepoint && mirror.transaction_status == 'E') {
+      co_await RunInternal(mirror, kUndoToSavepoint);
+    } else if (usable && (batch.implicit || batch.autocommitted) && mirror.transaction_status != 'I') {
+      co_await RunInternal(mirror, "ROLLBACK");
+    }
+    std::optional<ErrorFields> unlogged;
+    if (!fails_client) {
+      unlogged = co_await LogDivergence(auth, keys, failed->message());
+      if (unlogged) failed = unlogged;
+    }
+    if ((fails_client || unlogged) && !batch.autocommitted) {
+      // Both sides roll back; the client's statement fails with the
+      // mirror's error.
+      if (batch.implicit) {
+        co_await RunInternal(auth, "ROLLBACK");
+      } else {
+        co_await RunInternal(auth, kAbortTransaction);
+      }
+      ErrorFields error = ErrorFields::Make(
+          "ERROR", failed->sqlstate(),
+          StrCat("pgshift: ", unlogged ? "the divergence log could not be written after " : "",
+                 "the mirror of this write to ", Tables(tables), " on server ", mirror.name,
+                 " failed, so the write was rolled back: ", failed->message()));
+      co_await fail_client(error, batch.implicit ? 'I' : 'E');
+      finish();
+      co_return;
+    }
+    if (batch.implicit) {
+      std::optional<ErrorFields> commit = co_await RunInternal(auth, "COMMIT");
+      if (commit) {
+        co_await fail_client(*commit, 'I');
+        finish();
+        co_return;
+      }
+    }
+    co_await release(batch.implicit ? 'I' : batch.status);
+    finish();
+    co_return;
+  }
+
+  if (anything && !batch.autocommitted) {
+    mirror.mirrored = true;
+    mirrored_keys_.insert(mirrored_keys_.end(), keys.begin(), keys.end());
+    fail_on_mirror_error_ = fail_on_mirror_error_ || fails_client;
+  }
+  if (!batch.implicit) {
+    co_await release(batch.status);
+    finish();
+    co_return;
+  }
+  // pgshift's own transaction: old commits first, then the mirror.
+  std::optional<ErrorFields> commit = co_await RunInternal(auth, "COMMIT");
+  if (anything) {
+    std::string sql = prepared.empty()
+                          ? std::string(commit ? "ROLLBACK" : "COMMIT")
+                          : StrCat(commit ? "ROLLBACK PREPARED " : "COMMIT PREPARED ",
+                                   QuoteLiteral(prepared));
+    std::optional<ErrorFields> mirrored = co_await RunInternal(mirror, sql);
+    if (mirrored && !commit) {
+      LogEvent(LogLevel::kError, "mirror_commit_failed",
+               {{"session", StrCat(id_)}, {"backend", mirror.name}, {"transaction", prepared},
+                {"keys", StrCat(keys.size())}, {"reason", mirrored->message()}});
+      co_await LogDivergence(auth, keys, mirrored->message());
+    }
+  }
+  mirror.mirrored = false;
+  mirrored_keys_.clear();
+  if (commit) {
+    co_await fail_client(*commit, 'I');
+  } else {
+    co_await release('I');
+  }
+  finish();
+}
+
+awaitable<std::optional<ErrorFields>> Session::JoinMirror(Link& auth, Link& mirror,
+                                                          const MirrorBatch& batch) {
+  if (mirror.broken && mirror.mirrored) {
+    co_return MirrorError(sqlstate::kConnectionFailure,
+                    StrCat("lost the connection to backend ", mirror.name,
+                           " with rows mirrored earlier in this transaction"));
+  }
+  if (mirror.server == BackendId::kNew && (!mirror.stream || mirror.broken)) {
+    if (auto failed = co_await ConnectNew(false)) co_return failed;
+  }
+  if (mirror.transaction_status == 'E') {
+    co_return MirrorError(sqlstate::kConnectionFailure,
+                    StrCat("the transaction on backend ", mirror.name, " has failed"));
+  }
+  if (mirror.transaction_status == 'I') {
+    if (auto failed = co_await RunInternal(mirror, "BEGIN")) co_return failed;
+  }
+  if (!batch.implicit && !batch.autocommitted && authoritative_xid_.empty()) {
+    // Names the mirror's prepared transaction at COMMIT.
+    co_await RunInternal(auth, "SELECT txid_current()", &authoritative_xid_);
+  }
+  co_return std::nullopt;
+}
+
+awaitable<std::optional<ErrorFields>> Session::ApplyRows(Link& mirror, MirrorBatch& batch,
+                                                         bool savepoint) {
+  std::string messages;
+  auto add = [&messages](std::string_view sql, std::optional<std::string> param) {
+    protocol::Parse{"", std::string(sql), {}}.Encode(messages);
+    protocol::Bind bind;
+    if (param) bind.parameters.push_back(std::move(param));
+    bind.Encode(messages);
+    protocol::Execute{"", 0}.Encode(messages);
+  };
+  if (savepoint) add(kSavepoint, std::nullopt);
+  for (MirrorBatch::Rows& r : batch.rows) {
+    if (r.mirror->truncate) {
+      add(r.mirror->apply_sql, std::nullopt);
+    } else if (r.count > 0) {
+      r.json += ']';
+      add(r.mirror->apply_sql, std::move(r.json));
+    }
+  }
+  if (savepoint) add(kReleaseSavepoint, std::nullopt);
+  protocol::Sync{}.Encode(messages);
+  co_return co_await RunInternalMessages(mirror, std::move(messages), nullptr);
+}
+
+awaitable<std::optional<ErrorFields>> Session::LogDivergence(
+    Link& auth, const std::vector<std::pair<std::string, std::optional<std::string>>>& keys,
+    std::string_view error) {
+  if (keys.empty()) co_return std::nullopt;
+  std::string values;
+  for (const auto& [table, key] : keys) {
+    values = StrCat(values, values.empty() ? "" : ", ", "(", QuoteLiteral(table), ", ",
+                    key ? QuoteLiteral(*key) : "NULL", ", ", QuoteLiteral(error), ")");
+  }
+  std::optional<ErrorFields> failed = co_await RunInternal(
+      auth, StrCat("INSERT INTO pgshift_divergence (table_name, key, error) VALUES ", values));
+  LogEvent(failed ? LogLevel::kError : LogLevel::kWarning, "divergence_logged",
+           {{"session", StrCat(id_)}, {"backend", auth.name}, {"keys", StrCat(keys.size())},
+            {"result", failed ? failed->message() : "written"}});
+  co_return failed;
+}
+
+}  // namespace pgshift::proxy
