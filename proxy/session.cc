@@ -8,6 +8,7 @@
 #include "common/strings.h"
 #include "protocol/messages/authentication.h"
 #include "protocol/messages/bind.h"
+#include "protocol/messages/close.h"
 #include "protocol/messages/command_complete.h"
 #include "protocol/messages/data_row.h"
 #include "protocol/messages/empty.h"
@@ -93,6 +94,9 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       steps[i].transaction = routing::TransactionKind::kNone;
       steps[i].fail_with.clear();
       steps[i].fail_probe = 0;
+      steps[i].reprepare.clear();
+      steps[i].close_elsewhere.clear();
+      steps[i].copy_in = steps[i].ends_copy = false;
     }
     count = 0;
     routing_ = !s_.config().tables.empty();
@@ -110,6 +114,9 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     switch (type) {
       case 'Q': case 'P': case 'B': case 'E': case 'D': case 'C': case 'S': case 'H': case 'F':
         return protocol::Delivery::kWhole;
+      case 'c': case 'f':  // CopyDone, CopyFail
+        if (two_servers()) Target(s_.copy_link_).ends_copy = true;
+        return protocol::Delivery::kStream;
       default:
         return protocol::Delivery::kStream;  // COPY data, Terminate
     }
@@ -215,6 +222,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     if (!two_servers()) return;
     Step& step = Target(target);
     step.mirrored = step.mirrored || plan.mirrors_remotely;
+    step.copy_in = plan.copies_in && plan.mirrors_remotely;
     step.transaction = plan.transaction;
     if (plan.transaction != routing::TransactionKind::kCommit) return;
     step.fail_probe = ++s_.next_probe_;
@@ -436,7 +444,10 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     BackendId target = plan ? (plan->transaction_control ? TransactionTarget(*plan) : plan->server)
                          : BackendId::kOld;
     if (BatchMismatch(target)) return;
-    if (plan) s_.statements_[parse->statement] = Prepared{target, plan, nullptr};
+    if (plan || !parse->statement.empty()) {
+      auto kept = std::make_shared<const protocol::Parse>(*parse);
+      s_.statements_[kept->statement] = Prepared{target, plan, nullptr, kept, s_.settings_->generation};
+    }
     if (!plan || !plan->rewritten) return AddToBatch(target, message);
     std::string rewritten;
     protocol::Parse{parse->statement, plan->sql, parse->parameter_types}.Encode(rewritten);
@@ -449,6 +460,47 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     return it == map.end() ? Prepared{} : it->second;
   }
 
+  // A named statement prepared under earlier settings is planned again when
+  // a batch begins with it; when its text or server changed, it is
+  // prepared again there (and closed where it was) before the batch, unseen
+  // by the client. Mid-batch it keeps its plan until the next batch. False
+  // when the new plan refuses it (a refusal is in place).
+  bool Refresh(Prepared& prepared) {
+    if (!prepared.parse || prepared.generation == s_.settings_->generation || s_.batch_link_) {
+      return true;
+    }
+    const protocol::Parse& parse = *prepared.parse;
+    routing::PlanPtr plan = PlanFor(parse.sql);
+    if (plan && plan->refusal) {
+      plan->Count();
+      s_.statements_.erase(parse.statement);
+      Refuse(plan->server, *plan->refusal, false);
+      return false;
+    }
+    BackendId target = plan ? (plan->transaction_control ? TransactionTarget(*plan) : plan->server)
+                            : BackendId::kOld;
+    const std::string& was = prepared.plan ? prepared.plan->sql : parse.sql;
+    const std::string& now = plan ? plan->sql : parse.sql;
+    if (target != prepared.server || was != now) {
+      Step& step = NewStep(target);
+      step.opens = true;
+      if (target == prepared.server) {
+        protocol::Close{protocol::Target::kStatement, parse.statement}.Encode(step.reprepare);
+      } else {
+        protocol::Close{protocol::Target::kStatement, parse.statement}.Encode(step.close_elsewhere);
+        protocol::Sync{}.Encode(step.close_elsewhere);
+      }
+      protocol::Parse{parse.statement, now, parse.parameter_types}.Encode(step.reprepare);
+      protocol::Sync{}.Encode(step.reprepare);
+      LogEvent(LogLevel::kInfo, "statement_prepared_again",
+               {{"session", StrCat(s_.id_)}, {"statement", parse.statement},
+                {"server", routing::BackendName(target)}});
+    }
+    prepared = Prepared{target, plan, nullptr, prepared.parse, s_.settings_->generation};
+    s_.statements_[parse.statement] = prepared;
+    return true;
+  }
+
   void OnBind(std::string_view message, std::string_view payload) {
     protocol::MessageReader reader(payload);
     std::string_view portal = reader.ReadCString();
@@ -459,6 +511,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     }
     if (s_.batch_refused_) return Add(*s_.batch_link_, message);
     Prepared prepared = Find(s_.statements_, statement);
+    if (!Refresh(prepared)) return;
     if (BatchMismatch(prepared.server)) return;
     if (prepared.plan) {
       // Sampled at Bind, so that only sampled executions copy their Bind.
@@ -523,6 +576,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     if (s_.batch_refused_) return Add(*s_.batch_link_, message);
     auto& map = target == protocol::Target::kStatement ? s_.statements_ : s_.portals_;
     Prepared prepared = Find(map, name);
+    if (type == 'D' && target == protocol::Target::kStatement && !Refresh(prepared)) return;
     if (BatchMismatch(prepared.server)) return;
     if (type == 'C') {
       map.erase(name);
@@ -552,6 +606,7 @@ class Session::BackendToClient : public protocol::FrameHandler {
     Cycle* cycle = link_.cycles.empty() ? nullptr : &link_.cycles.front();
     internal_ = cycle != nullptr && cycle->internal != nullptr;
     held_ = cycle != nullptr && cycle->mirror && cycle->mirror->hold ? cycle->mirror.get() : nullptr;
+    if (type == 'G') held_ = nullptr;  // CopyInResponse: the client must send its data first
     drop_ = false;
     rows_ = nullptr;
     if (type == 'Z') {
@@ -575,7 +630,7 @@ class Session::BackendToClient : public protocol::FrameHandler {
             ++cycle->next;
             return shape_.no_rows || strip ? protocol::Delivery::kWhole : protocol::Delivery::kStream;
           }
-          drop_ = shape_.no_rows;
+          drop_ = shape_.no_rows || shape_.hidden;
           return strip && !drop_ ? protocol::Delivery::kWhole : protocol::Delivery::kStream;
         case 'n':  // NoData
           if (unit.describe) ++cycle->next;
@@ -585,11 +640,13 @@ class Session::BackendToClient : public protocol::FrameHandler {
             rows_ = &cycle->mirror->rows[static_cast<size_t>(unit.mirror_index)];
             return protocol::Delivery::kWhole;
           }
-          drop_ = shape_.no_rows;
+          drop_ = shape_.no_rows || shape_.hidden;
           return protocol::Delivery::kStream;
         case 'C':  // CommandComplete
           ++cycle->next;
-          return shape_.tag.empty() ? protocol::Delivery::kStream : protocol::Delivery::kWhole;
+          drop_ = shape_.hidden;
+          return shape_.tag.empty() || drop_ ? protocol::Delivery::kStream
+                                             : protocol::Delivery::kWhole;
         case 'I':  // EmptyQueryResponse
         case 's':  // PortalSuspended
           ++cycle->next;
@@ -962,6 +1019,9 @@ awaitable<void> Session::PumpClientToBackend() {
       break;
     }
     client_buffer_.Commit(n);
+    // Between transactions, what the client sends next is planned under
+    // the newest settings.
+    AfterTransaction();
     handler.Reset();
     auto used = decoder.Decode(client_buffer_.data(), handler);
     if (!used.ok() || !handler.error.empty()) {
@@ -1008,6 +1068,17 @@ awaitable<bool> Session::RunStep(Step& step) {
   }
   Link& target = link(step.target);
   Link& other = link(Other(step.target));
+  if (!step.close_elsewhere.empty() && other.stream && !other.broken) {
+    co_await RunInternalMessages(other, std::move(step.close_elsewhere), nullptr);
+  }
+  if (!step.reprepare.empty()) {
+    std::optional<ErrorFields> failed =
+        co_await RunInternalMessages(target, std::move(step.reprepare), nullptr);
+    if (failed) {
+      LogEvent(LogLevel::kWarning, "statement_prepare_failed",
+               {{"session", StrCat(id_)}, {"backend", target.name}, {"reason", failed->message()}});
+    }
+  }
   const bool mirrored_commit = step.transaction == routing::TransactionKind::kCommit &&
                                other.mirrored && other.transaction_status != 'I';
   if (step.transaction == routing::TransactionKind::kSavepoint && transaction_status_ != 'I' &&
@@ -1105,6 +1176,15 @@ awaitable<bool> Session::RunStep(Step& step) {
       }
       co_return false;
     }
+  }
+  if (step.copy_in) {
+    // Its reply completes only after the client's data, read later.
+    awaiting_copy_.insert(awaiting_copy_.end(), closed.begin(), closed.end());
+    co_return true;
+  }
+  if (step.ends_copy) {
+    closed.insert(closed.begin(), awaiting_copy_.begin(), awaiting_copy_.end());
+    awaiting_copy_.clear();
   }
   for (const std::shared_ptr<MirrorBatch>& b : closed) {
     co_await SettleMirror(target, *b);
@@ -1258,7 +1338,7 @@ void Session::AfterTransaction() {
   for (const Link* l : {&old, &fresh}) {
     if (l->transaction_status != 'I' || l->forward_pending != 0 || HasInternal(*l)) return;
   }
-  if (transaction_status_ != 'I' || settling_) return;
+  if (transaction_status_ != 'I' || settling_ || PendingResults() > 0) return;
   old.written = fresh.written = false;
   old.mirrored = fresh.mirrored = false;
   written_tables_.clear();

@@ -17,6 +17,7 @@
 
 #include "protocol/error_fields.h"
 #include "protocol/frame.h"
+#include "protocol/messages/parse.h"
 #include "protocol/messages/startup.h"
 #include "proxy/asio.h"
 #include "proxy/forward_list.h"
@@ -176,6 +177,15 @@ class Session : public std::enable_shared_from_this<Session> {
     // be prepared): a statement whose error, refusal `fail_probe`, is replaced.
     std::string fail_with;
     uint64_t fail_probe = 0;
+    // A statement prepared before a reload, prepared again under the new
+    // plan before the step (on its server; closed on the other): messages
+    // ending in Sync, whose replies the client never sees.
+    std::string reprepare;
+    std::string close_elsewhere;
+    // A COPY FROM STDIN whose mirror is settled once the client's data has
+    // ended (the step with its CopyDone or CopyFail).
+    bool copy_in = false;
+    bool ends_copy = false;
   };
 
   // Where a prepared statement or portal lives and what it does.
@@ -185,6 +195,10 @@ class Session : public std::enable_shared_from_this<Session> {
     // A portal of a shadowed read in the sample: its Bind, for the
     // shadow's parameters.
     std::shared_ptr<const std::string> bind;
+    // A named statement: the client's Parse, and the settings generation
+    // its plan was made under, so that it is prepared again after a reload.
+    std::shared_ptr<const protocol::Parse> parse;
+    uint64_t generation = 0;
   };
 
   awaitable<void> ForwardCancel(const protocol::CancelRequest& request);
@@ -265,6 +279,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // (table, key), for the divergence log if its commit there fails.
   std::vector<std::pair<std::string, std::optional<std::string>>> mirrored_keys_;
   bool settling_ = false;  // a mirror is being settled: the transaction is not over
+  // Mirrored COPYs waiting for the client's data to end.
+  std::vector<std::shared_ptr<MirrorBatch>> awaiting_copy_;
   // A table mirrored in the current transaction fails the client when its
   // mirror fails (on_mirror_error = "fail"), so a failed mirror commit
   // fails the COMMIT.

@@ -55,8 +55,10 @@ struct ResultShape {
   // two columns (pgshift_key, pgshift_row) are pgshift's, taken out of the
   // reply and applied there.
   std::shared_ptr<const RemoteMirror> remote;
+  // A statement of pgshift's own: nothing of its result reaches the client.
+  bool hidden = false;
 
-  bool shaped() const { return !tag.empty() || no_rows || remote; }
+  bool shaped() const { return !tag.empty() || no_rows || remote || hidden; }
   bool strips_mirror_columns() const { return remote && !remote->truncate; }
 };
 

@@ -52,6 +52,9 @@ TransactionKind TransactionKindOf(PgQuery__TransactionStmtKind kind) {
   }
 }
 
+// The temporary table a COPY into a mirrored table is staged in.
+constexpr std::string_view kCopyStaging = "pg_temp.pgshift_copy";
+
 }  // namespace
 
 std::string_view BackendName(BackendId backend) { return backend == BackendId::kOld ? "old" : "new"; }
@@ -190,6 +193,67 @@ std::optional<ShadowPlan> Router::ShadowFor(std::string_view sql, const Statemen
   return shadow;
 }
 
+// COPY ... FROM into a table whose writes are mirrored: the rows are staged
+// in a temporary table and written with a mirrored INSERT, in one Query
+// (PostgreSQL runs the COPY in its place among the statements, so it stays
+// one implicit transaction):
+//
+//   CREATE TABLE pg_temp.pgshift_copy AS SELECT <columns> FROM <table> WITH NO DATA;
+//   COPY pg_temp.pgshift_copy (<columns>) FROM STDIN ...;
+//   INSERT INTO <table> (<columns>) SELECT <columns> FROM pg_temp.pgshift_copy;
+//   DROP TABLE pg_temp.pgshift_copy
+//
+// The client sees only the COPY's replies. Defaults, serials and triggers
+// of the table apply at the INSERT, as they would at the COPY.
+PlanPtr Router::CopyPlan(ParseTree& tree, const TableConfig& table) const {
+  PgQuery__CopyStmt* copy = tree.get()->stmts[0]->stmt->copy_stmt;
+  auto refused = [&](std::string why) {
+    auto plan = std::make_shared<Plan>();
+    plan->refusal = Refusal{std::string(protocol::sqlstate::kFeatureNotSupported),
+                            StrCat("pgshift: cannot mirror COPY into ", table.name, " in phase ",
+                                   PhaseName(table.phase), ": ", why)};
+    plan->refused_tables.push_back(&counters_.For(table.name));
+    return plan;
+  };
+  if (!copy->is_from || copy->relation == nullptr || copy->query != nullptr) {
+    return refused("only COPY ... FROM is mirrored");
+  }
+  std::string columns;
+  if (copy->n_attlist > 0) {
+    for (size_t i = 0; i < copy->n_attlist; ++i) {
+      const PgQuery__Node* a = copy->attlist[i];
+      if (a->node_case != PG_QUERY__NODE__NODE_STRING) return refused("unexpected column list");
+      columns = StrCat(columns, i ? ", " : "", QuoteIdent(a->string->sval));
+    }
+  } else {
+    // The table's columns as the client knows them.
+    auto known = catalog_.find(table.name);
+    if (known == catalog_.end()) return refused("its columns could not be read from the catalog");
+    for (const std::string& c : known->second) {
+      columns = StrCat(columns, columns.empty() ? "" : ", ", QuoteIdent(c));
+    }
+  }
+  const char* schema = copy->relation->schemaname;
+  std::string target = StrCat(QuoteIdent(schema != nullptr && *schema != '\0' ? schema : "public"),
+                              ".", QuoteIdent(copy->relation->relname));
+  SetString(&copy->relation->schemaname, "pg_temp");
+  SetString(&copy->relation->relname, "pgshift_copy");
+  absl::StatusOr<std::string> staged_copy = tree.Deparse();
+  if (!staged_copy.ok()) return refused(std::string(MessageOf(staged_copy.status())));
+  const std::string text =
+      StrCat("CREATE TABLE ", kCopyStaging, " AS SELECT ", columns, " FROM ", target,
+             " WITH NO DATA; ", *staged_copy, "; INSERT INTO ", target, " (", columns,
+             ") SELECT ", columns, " FROM ", kCopyStaging, "; DROP TABLE ", kCopyStaging);
+  PlanPtr expanded = MakePlan(text);
+  if (expanded->refusal) return expanded;
+  auto plan = std::make_shared<Plan>(*expanded);
+  plan->shapes.resize(4);
+  for (size_t i : {0, 2, 3}) plan->shapes[i].hidden = true;
+  plan->copies_in = true;
+  plan->shadow.reset();
+  return plan;
+}
+
 PlanPtr Router::MakePlan(std::string_view sql) const {
   auto plan = std::make_shared<Plan>();
   plan->sql = std::string(sql);
@@ -210,6 +274,13 @@ PlanPtr Router::MakePlan(std::string_view sql) const {
   };
 
   std::vector<StatementInfo> infos = AnalyzeTree(*tree);
+  if (infos.size() == 1 && infos[0].kind == StatementKind::kCopy && infos[0].writes.size() == 1) {
+    const std::string& name = *infos[0].writes.begin();
+    for (const TableConfig& t : config_->tables) {
+      const bool mirrored = t.phase != Phase::kOldOnly && t.phase != Phase::kNewOnly;
+      if (t.name == name && mirrored) return CopyPlan(*tree, t);
+    }
+  }
   for (size_t i = 0; i < infos.size(); ++i) {
     const StatementInfo& info = infos[i];
     if (info.kind == StatementKind::kTransaction) plan->transaction_control = true;
@@ -219,6 +290,7 @@ PlanPtr Router::MakePlan(std::string_view sql) const {
     std::set<BackendId> servers;
     std::vector<std::string> placements;  // "public.channels (new-only, on new)", for refusals
     for (const std::string& name : tables) {
+      if (name == kCopyStaging) continue;  // pgshift's own, wherever the COPY runs
       auto table = std::find_if(config_->tables.begin(), config_->tables.end(),
                                 [&](const TableConfig& t) { return t.name == name; });
       if (table == config_->tables.end()) {

@@ -17,6 +17,7 @@
 #include "routing/config.h"
 #include "routing/lru_cache.h"
 #include "routing/mention_filter.h"
+#include "routing/parse_tree.h"
 #include "routing/mirror.h"
 #include "routing/sql_analysis.h"
 
@@ -108,6 +109,8 @@ struct Plan {
   // Some statement's rows are mirrored to the other server by the session
   // (see ResultShape::remote).
   bool mirrors_remotely = false;
+  // A COPY FROM STDIN: its reply completes only after the client's data.
+  bool copies_in = false;
   std::optional<ShadowPlan> shadow;
   // Set when the statements of a Query need different servers: run one part
   // after the other, each only if the one before succeeded. `server` is
@@ -150,6 +153,9 @@ class Router {
 
  private:
   PlanPtr MakePlan(std::string_view sql) const;
+  // COPY FROM into a mirrored table, staged and written by a mirrored
+  // INSERT (see router.cc).
+  PlanPtr CopyPlan(ParseTree& tree, const TableConfig& table) const;
   // The shadow of a single read on shadowed tables, if it has one.
   std::optional<ShadowPlan> ShadowFor(std::string_view sql, const StatementInfo& info) const;
   // How writes to `table` (in a mirrored phase) reach the other side.

@@ -245,6 +245,74 @@ TEST_P(DualWrite, PreparedWritesDescribeAsTheyWouldDirectly) {
   EXPECT_EQ(Differences(), "0");
 }
 
+TEST_P(DualWrite, StatementsPreparedBeforeAPhaseFlipFollowTheNewPhase) {
+  ASSERT_TRUE(Reconfigure("old-only")) << proxy_->log();
+  PgConn client = Client();
+  PgResult prepared = PgResult(PQprepare(
+      client.get(), "upd", "UPDATE channels SET title = $1 WHERE id = $2 RETURNING id", 2, nullptr));
+  ASSERT_EQ(PQresultStatus(prepared.get()), PGRES_COMMAND_OK) << PQresultErrorMessage(prepared.get());
+  const char* before[] = {"before", "1"};
+  PgResult r = PgResult(PQexecPrepared(client.get(), "upd", 2, before, nullptr, nullptr, 0));
+  EXPECT_EQ(RowsOf(r.get()), (Rows{{"1"}})) << PQresultErrorMessage(r.get());
+  EXPECT_EQ(New().Value("SELECT name FROM channels_v2 WHERE id = 1"), "a") << "old-only: not mirrored";
+
+  ASSERT_TRUE(Reconfigure("dual-write")) << proxy_->log();
+  const char* after[] = {"after", "1"};
+  r = PgResult(PQexecPrepared(client.get(), "upd", 2, after, nullptr, nullptr, 0));
+  EXPECT_EQ(RowsOf(r.get()), (Rows{{"1"}})) << PQresultErrorMessage(r.get());
+  EXPECT_STREQ(PQcmdStatus(r.get()), "UPDATE 1");
+  EXPECT_EQ(New().Value("SELECT name FROM channels_v2 WHERE id = 1"), "after")
+      << "prepared again under dual-write, so mirrored";
+  PgResult described = PgResult(PQdescribePrepared(client.get(), "upd"));
+  EXPECT_EQ(ColumnsOf(described.get()), (std::vector<std::string>{"id"}));
+  const char* again[] = {"again", "1"};
+  r = PgResult(PQexecPrepared(client.get(), "upd", 2, again, nullptr, nullptr, 0));
+  EXPECT_STREQ(PQcmdStatus(r.get()), "UPDATE 1") << PQresultErrorMessage(r.get());
+  EXPECT_EQ(Differences(), "0");
+  // The client's own DEALLOCATE and Parse of the same name still work.
+  EXPECT_TRUE(client.Ok("DEALLOCATE upd")) << client.error();
+  prepared = PgResult(PQprepare(client.get(), "upd", "SELECT 1", 0, nullptr));
+  EXPECT_EQ(PQresultStatus(prepared.get()), PGRES_COMMAND_OK) << PQresultErrorMessage(prepared.get());
+}
+
+// COPY FROM STDIN, the same rows on both sides.
+PgResult Copy(PgConn& client, const std::string& sql, const std::string& data) {
+  PgResult start = client.Exec(sql);
+  if (PQresultStatus(start.get()) != PGRES_COPY_IN) return start;
+  PQputCopyData(client.get(), data.data(), static_cast<int>(data.size()));
+  PQputCopyEnd(client.get(), nullptr);
+  PgResult last;
+  while (PGresult* r = PQgetResult(client.get())) last = PgResult(r);
+  return last;
+}
+
+TEST_P(DualWrite, CopyFromStdinLandsTheSameRowsOnBothSides) {
+  PgConn client = Client();
+  PgResult r = Copy(client, "COPY channels (title, salt) FROM STDIN", "x1\ts1\nx2\t\\N\n");
+  ASSERT_EQ(PQresultStatus(r.get()), PGRES_COMMAND_OK) << PQresultErrorMessage(r.get());
+  EXPECT_STREQ(PQcmdStatus(r.get()), "COPY 2");
+  EXPECT_EQ(New().Value("SELECT string_agg(name, ',' ORDER BY id) FROM channels_v2 WHERE id > 3"),
+            "x1,x2");
+  EXPECT_EQ(Old().Value("SELECT count(*) FROM channels WHERE salt IS NOT NULL"), "5")
+      << "old's trigger ran";
+  // Every column, in CSV.
+  r = Copy(client, "COPY channels FROM STDIN (FORMAT csv)", "60,c60,2026-02-01 00:00+00,s60\n");
+  EXPECT_STREQ(PQcmdStatus(r.get()), "COPY 1") << PQresultErrorMessage(r.get());
+  EXPECT_EQ(Differences(), "0");
+  // Bad data: an error, and nothing written on either side.
+  r = Copy(client, "COPY channels (id, title) FROM STDIN", "61\tok\nnot-a-number\tx\n");
+  EXPECT_EQ(ErrorOf(r.get()).sqlstate, "22P02");
+  EXPECT_EQ(Old().Value("SELECT count(*) FROM channels WHERE id = 61"), "0");
+  // In a transaction, undone with it.
+  ASSERT_TRUE(client.Ok("BEGIN"));
+  r = Copy(client, "COPY channels (id, title) FROM STDIN", "62\tin tx\n");
+  EXPECT_STREQ(PQcmdStatus(r.get()), "COPY 1") << PQresultErrorMessage(r.get());
+  ASSERT_TRUE(client.Ok("ROLLBACK"));
+  EXPECT_EQ(Old().Value("SELECT count(*) FROM channels WHERE id = 62"), "0");
+  EXPECT_EQ(Differences(), "0");
+  EXPECT_EQ(client.Value("SELECT count(*) FROM channels"), "6") << "the session goes on";
+}
+
 TEST_P(DualWrite, MultiStatementQueriesKeepEveryTag) {
   PgConn client = Client();
   ASSERT_TRUE(PQsendQuery(client.get(),
@@ -384,6 +452,11 @@ TEST_P(DualWrite, WhatCannotBeMirroredIsRefusedAndNothingIsWritten) {
             "changes key column id");
   PgResult ddl = client.Exec("ALTER TABLE channels ADD COLUMN x int");
   EXPECT_EQ(ErrorOf(ddl.get()).sqlstate, "0A000");
+  PgResult merge = client.Exec(
+      "MERGE INTO channels c USING posts p ON c.id = p.channel_id WHEN MATCHED THEN DELETE");
+  EXPECT_EQ(ErrorOf(merge.get()).message,
+            "pgshift: cannot mirror merge on public.channels in phase dual-write; use INSERT, "
+            "UPDATE or DELETE");
   // A table without a key: inserts are mirrored, updates refused.
   PgResult tag = client.Exec("INSERT INTO tags VALUES ('t1')");
   EXPECT_STREQ(PQcmdStatus(tag.get()), "INSERT 0 1") << PQresultErrorMessage(tag.get());

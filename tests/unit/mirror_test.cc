@@ -125,10 +125,43 @@ TEST(Mirror, RefusesWhatItCannotMirror) {
   EXPECT_EQ(refusal("UPDATE channels c SET title = p.body FROM posts p RETURNING p.id"),
             "pgshift: cannot mirror this write to public.channels in phase dual-write: its "
             "RETURNING names other tables than the one written");
-  EXPECT_EQ(refusal("COPY channels FROM STDIN"),
+  EXPECT_EQ(refusal("MERGE INTO channels c USING tags t ON c.title = t.label WHEN MATCHED THEN "
+                    "DELETE"),
+            "pgshift: cannot mirror merge on public.channels in phase dual-write; use INSERT, "
+            "UPDATE or DELETE");
+  EXPECT_EQ(refusal("SELECT 1; COPY channels FROM STDIN"),
             "pgshift: cannot mirror copy on public.channels in phase dual-write; use INSERT, "
             "UPDATE or DELETE");
   EXPECT_EQ(refusal("INSERT INTO tags VALUES ('x')"), "(not refused)");
+}
+
+// COPY FROM is staged in a temporary table and written by a mirrored
+// INSERT; only the COPY's own replies reach the client.
+TEST(Mirror, CopyIsStagedAndWrittenByAMirroredInsert) {
+  Fixture f("dual-write");
+  PlanPtr plan = f.router.PlanFor("COPY channels (title) FROM STDIN WITH (FORMAT csv)");
+  ASSERT_FALSE(plan->refusal) << plan->refusal->message;
+  EXPECT_TRUE(plan->copies_in);
+  EXPECT_EQ(plan->sql,
+            "CREATE TABLE pg_temp.pgshift_copy AS SELECT title FROM public.channels WITH NO DATA; "
+            "COPY pg_temp.pgshift_copy(title) FROM STDIN CSV; "
+            "WITH pgshift_rows AS (INSERT INTO public.channels (title) SELECT title FROM "
+            "pg_temp.pgshift_copy RETURNING channels.*), pgshift_mirror AS (INSERT INTO "
+            "public.channels_v2 (id, name, created_at) OVERRIDING SYSTEM VALUE SELECT id, title, "
+            "created_at FROM pgshift_rows ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
+            "created_at = excluded.created_at) SELECT FROM pgshift_rows channels; "
+            "DROP TABLE pg_temp.pgshift_copy");
+  ASSERT_EQ(plan->shapes.size(), 4u);
+  EXPECT_TRUE(plan->shapes[0].hidden);
+  EXPECT_FALSE(plan->shapes[1].shaped()) << "the COPY's own tag";
+  EXPECT_TRUE(plan->shapes[2].hidden);
+  EXPECT_TRUE(plan->shapes[3].hidden);
+  // Without a column list, the table's columns as the client knows them.
+  PlanPtr all = f.router.PlanFor("COPY channels FROM STDIN");
+  EXPECT_EQ(all->sql.substr(0, 97),
+            "CREATE TABLE pg_temp.pgshift_copy AS SELECT id, title, created_at, gone FROM "
+            "public.channels WITH");
+  EXPECT_FALSE(f.router.PlanFor("COPY channels TO STDOUT")->copies_in);
 }
 
 TEST(Mirror, NeedsBothCatalogs) {
