@@ -6,6 +6,8 @@
 #   bench/backfill.sh [--rows N] [--batch N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 rows=1000000 batch=5000
 while [ $# -gt 0 ]; do
@@ -16,12 +18,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-scripts/install-deps.sh
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build --target pgshift >/dev/null
+build_pgshift
 
-out=$(mktemp -d /tmp/pgshift-bench-backfill.XXXXXX)
-chmod 755 "$out"
+out=$(make_out_dir backfill)
 old_port=55810 new_port=55811
 cleanup() {
   scripts/pg-cluster.sh stop "$out/old" || true

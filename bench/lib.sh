@@ -1,6 +1,57 @@
 # Shared by the benchmark scripts (sourced): waiting for targets, and
 # running pgbench workloads against targets in alternating rounds.
 
+# parse_options USAGE "$@": --seconds, --rounds and --scale into $seconds,
+# $rounds and $scale (defaults 10, 3, 10).
+parse_options() {
+  local usage=$1
+  shift
+  seconds=10 rounds=3 scale=10
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --seconds) seconds=$2; shift 2 ;;
+      --rounds) rounds=$2; shift 2 ;;
+      --scale) scale=$2; shift 2 ;;
+      *) echo "usage: $usage [--seconds N] [--rounds N] [--scale N]" >&2; exit 2 ;;
+    esac
+  done
+}
+
+# Installs what is missing and builds pgshift (optimised, with symbols).
+build_pgshift() {
+  scripts/install-deps.sh
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build build --target pgshift >/dev/null
+}
+
+# A fresh folder for one run's clusters, configs and logs ($1 names it).
+make_out_dir() {
+  local dir
+  dir=$(mktemp -d "/tmp/pgshift-bench-$1.XXXXXX")
+  chmod 755 "$dir"
+  echo "$dir"
+}
+
+# start_pgshift NAME PORT OLD_PORT EXTRA_TOML: pgshift in the background,
+# listening on PORT in front of postgres@OLD_PORT, with EXTRA_TOML added to
+# its config; config and log go in $out, its pid is added to $pids.
+start_pgshift() {
+  cat >"$out/$1.toml" <<TOML
+[proxy]
+listen = "127.0.0.1:$2"
+max_clients = 1000
+[backends.old]
+host = "127.0.0.1"
+port = $3
+dbname = "postgres"
+user = "postgres"
+sslmode = "disable"
+$4
+TOML
+  build/pgshift serve --config "$out/$1.toml" --log-level warning 2>"$out/$1.log" &
+  pids="${pids:-} $!"
+}
+
 # Waits until each "name:port" of $1 answers a query.
 wait_for_targets() {
   local t
@@ -33,4 +84,31 @@ run_rounds() {
       done
     done
   done
+}
+
+# print_table RESULTS "target ..." BASE: a markdown table of the mean tps
+# and latency of each workload on each target (in that order), then the
+# tps of every later target as a ratio to BASE's.
+print_table() {
+  awk -F'\t' -v order="$2" -v base="$3" '
+    { tps[$2 SUBSEP $3] += $4; lat[$2 SUBSEP $3] += $5; n[$2 SUBSEP $3]++;
+      if (!($2 in seen)) { seen[$2] = 1; names[++nn] = $2 } }
+    END {
+      nt = split(order, t, " ")
+      for (i = 1; i <= nt; i++) if (t[i] == base) b = i
+      printf "| workload |"
+      for (i = 1; i <= nt; i++) printf " %s tps | %s ms |", t[i], t[i]
+      for (i = b + 1; i <= nt; i++) printf " %s / %s |", t[i], base
+      printf "\n|---|"
+      for (i = 1; i <= nt; i++) printf "---:|---:|"
+      for (i = b + 1; i <= nt; i++) printf "---:|"
+      printf "\n"
+      for (k = 1; k <= nn; k++) {
+        w = names[k]; printf "| %s |", w
+        for (i = 1; i <= nt; i++) { key = w SUBSEP t[i]; printf " %.0f | %.3f |", tps[key]/n[key], lat[key]/n[key] }
+        d = tps[w SUBSEP t[b]] / n[w SUBSEP t[b]]
+        for (i = b + 1; i <= nt; i++) { key = w SUBSEP t[i]; printf " %.2f |", (tps[key]/n[key]) / d }
+        printf "\n"
+      }
+    }' "$1"
 }

@@ -20,19 +20,9 @@ root=$PWD
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 
-seconds=10 rounds=3 scale=10
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --seconds) seconds=$2; shift 2 ;;
-    --rounds) rounds=$2; shift 2 ;;
-    --scale) scale=$2; shift 2 ;;
-    *) echo "usage: bench/run.sh [--seconds N] [--rounds N] [--scale N]" >&2; exit 2 ;;
-  esac
-done
+parse_options bench/run.sh "$@"
 
-scripts/install-deps.sh
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build --target pgshift >/dev/null
+build_pgshift
 
 out=$root/bench/out
 rm -rf "$out"
@@ -44,7 +34,7 @@ as_postgres() {
 }
 
 cleanup() {
-  for pid in ${shift_pids:-}; do kill "$pid" 2>/dev/null || true; done
+  for pid in ${pids:-}; do kill "$pid" 2>/dev/null || true; done
   [ -f "$out/pgbouncer.pid" ] && kill "$(cat "$out/pgbouncer.pid")" 2>/dev/null || true
   scripts/pg-cluster.sh stop "$out/pg" || true
 }
@@ -61,25 +51,9 @@ ALTER TABLE accounts_v2 ADD PRIMARY KEY (aid);
 VACUUM ANALYZE accounts_v2;
 SQL
 
-start_pgshift() {  # name port tables-toml
-  cat >"$out/$1.toml" <<TOML
-[proxy]
-listen = "127.0.0.1:$2"
-max_clients = 1000
-[backends.old]
-host = "127.0.0.1"
-port = $pg_port
-dbname = "postgres"
-user = "postgres"
-sslmode = "disable"
-$3
-TOML
-  build/pgshift serve --config "$out/$1.toml" --log-level warning 2>"$out/$1.log" &
-  shift_pids="${shift_pids:-} $!"
-}
-start_pgshift pgshift $shift_port ""
+start_pgshift pgshift $shift_port $pg_port ""
 shift_pid=$!
-start_pgshift pgshift-loaded $loaded_port '
+start_pgshift pgshift-loaded $loaded_port $pg_port '
 [[tables]]
 name = "channels"
 new_name = "channels_v2"
@@ -93,7 +67,7 @@ phase = "new-only"
 name = "comments"
 new_name = "comments_v2"
 phase = "dual-write"'
-start_pgshift pgshift-new-only $new_only_port '
+start_pgshift pgshift-new-only $new_only_port $pg_port '
 [[tables]]
 name = "pgbench_accounts"
 new_name = "accounts_v2"
@@ -171,26 +145,7 @@ fi
 echo
 echo "## Passthrough and routing ($rounds rounds x ${seconds}s per workload and target, pgbench scale $scale, $(nproc) cores)"
 echo
-awk -F'\t' -v order="$(for t in $targets; do printf '%s ' "${t%%:*}"; done)" '
-  { tps[$2 SUBSEP $3] += $4; lat[$2 SUBSEP $3] += $5; n[$2 SUBSEP $3]++;
-    if (!($2 in seen)) { seen[$2] = 1; names[++nn] = $2 } }
-  END {
-    nt = split(order, t, " ")
-    printf "| workload |"
-    for (i = 1; i <= nt; i++) printf " %s tps | %s ms |", t[i], t[i]
-    for (i = 2; i <= nt; i++) printf " %s / direct |", t[i]
-    printf "\n|---|"
-    for (i = 1; i <= nt; i++) printf "---:|---:|"
-    for (i = 2; i <= nt; i++) printf "---:|"
-    printf "\n"
-    for (k = 1; k <= nn; k++) {
-      w = names[k]; printf "| %s |", w
-      for (i = 1; i <= nt; i++) { key = w SUBSEP t[i]; printf " %.0f | %.3f |", tps[key]/n[key], lat[key]/n[key] }
-      d = tps[w SUBSEP t[1]] / n[w SUBSEP t[1]]
-      for (i = 2; i <= nt; i++) { key = w SUBSEP t[i]; printf " %.2f |", (tps[key]/n[key]) / d }
-      printf "\n"
-    }
-  }' "$results"
+print_table "$results" "$(for t in $targets; do printf '%s ' "${t%%:*}"; done)" direct
 echo
 echo "## Resident memory with 200 idle clients"
 echo

@@ -10,22 +10,11 @@ cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 
-seconds=10 rounds=3 scale=10
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --seconds) seconds=$2; shift 2 ;;
-    --rounds) rounds=$2; shift 2 ;;
-    --scale) scale=$2; shift 2 ;;
-    *) echo "usage: bench/shadow.sh [--seconds N] [--rounds N] [--scale N]" >&2; exit 2 ;;
-  esac
-done
+parse_options bench/shadow.sh "$@"
 
-scripts/install-deps.sh
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build --target pgshift >/dev/null
+build_pgshift
 
-out=$(mktemp -d /tmp/pgshift-bench-shadow.XXXXXX)
-chmod 755 "$out"
+out=$(make_out_dir shadow)
 pg_port=55820
 pids=""
 cleanup() {
@@ -46,25 +35,14 @@ targets=""
 port=55821
 for t in "dual-write|dual-write|0" "shadow-0.1|shadow-read|0.1" "shadow-1.0|shadow-read|1.0"; do
   IFS='|' read -r name phase sample <<<"$t"
-  cat >"$out/$name.toml" <<TOML
-[proxy]
-listen = "127.0.0.1:$port"
-max_clients = 1000
-[backends.old]
-port = $pg_port
-dbname = "postgres"
-user = "postgres"
-sslmode = "disable"
+  start_pgshift "$name" $port $pg_port "
 [[tables]]
-name = "pgbench_accounts"
-new_name = "accounts_v2"
-phase = "$phase"
-key = ["aid"]
-columns = { abalance = "balance" }
-shadow_sample = $sample
-TOML
-  build/pgshift serve --config "$out/$name.toml" --log-level warning 2>"$out/$name.log" &
-  pids="$pids $!"
+name = \"pgbench_accounts\"
+new_name = \"accounts_v2\"
+phase = \"$phase\"
+key = [\"aid\"]
+columns = { abalance = \"balance\" }
+shadow_sample = $sample"
   targets="$targets $name:$port"
   port=$((port + 1))
 done
@@ -82,23 +60,6 @@ shadow_counts=$(grep -h "shadow" "$out"/shadow-*.log | grep -c "shadow_mismatch"
 echo
 echo "## Shadow reads ($rounds rounds x ${seconds}s, pgbench scale $scale, $(nproc) cores, one database)"
 echo
-awk -F'\t' '
-  { tps[$2 SUBSEP $3] += $4; lat[$2 SUBSEP $3] += $5; n[$2 SUBSEP $3]++;
-    if (!($2 in seen)) { seen[$2] = 1; names[++nn] = $2 } }
-  END {
-    split("dual-write shadow-0.1 shadow-1.0", t, " ")
-    printf "| workload |"
-    for (i = 1; i <= 3; i++) printf " %s tps | %s ms |", t[i], t[i]
-    printf " shadow-0.1 / dual-write | shadow-1.0 / dual-write |\n|---|"
-    for (i = 1; i <= 3; i++) printf "---:|---:|"
-    printf "---:|---:|\n"
-    for (k = 1; k <= nn; k++) {
-      w = names[k]; printf "| %s |", w
-      for (i = 1; i <= 3; i++) { key = w SUBSEP t[i]; printf " %.0f | %.3f |", tps[key]/n[key], lat[key]/n[key] }
-      d = tps[w SUBSEP t[1]] / n[w SUBSEP t[1]]
-      for (i = 2; i <= 3; i++) { key = w SUBSEP t[i]; printf " %.2f |", (tps[key]/n[key]) / d }
-      printf "\n"
-    }
-  }' "$results"
+print_table "$results" "dual-write shadow-0.1 shadow-1.0" dual-write
 echo
 echo "Shadow mismatches logged: $shadow_counts"

@@ -21,8 +21,6 @@ namespace {
 
 using routing::BackendId;
 
-constexpr auto kRecheckDelay = std::chrono::milliseconds(200);
-
 std::string Join(const std::vector<std::string>& rows) {
   std::string out;
   for (const std::string& r : rows) out = StrCat(out, out.empty() ? "" : " ", r);
@@ -212,7 +210,8 @@ awaitable<void> ShadowRunner::Compare(const ShadowJob& job) {
     for (int attempt = 0; attempt < 2; ++attempt) {
       if (attempt == 1) {
         asio::steady_timer delay(context_);
-        delay.expires_after(kRecheckDelay);
+        delay.expires_after(std::chrono::duration_cast<asio::steady_timer::duration>(
+            std::chrono::duration<double>(server_.settings()->config->proxy.shadow_recheck_s)));
         error_code ignored;
         co_await delay.async_wait(WithError(ignored));
       }

@@ -192,6 +192,7 @@ void ReadProxy(Section& s, ProxySettings& p) {
   s.GetInteger("max_message_size", 1024, int64_t{1} << 30, p.max_message_size);
   s.GetInteger("plan_cache_size", 0, 10'000'000, p.plan_cache_size);
   s.GetInteger("shadow_queue_size", 1, 1'000'000, p.shadow_queue_size);
+  s.GetSeconds("shadow_recheck_delay", p.shadow_recheck_s);
 }
 
 void ReadBackend(Section& s, BackendConfig& b) {

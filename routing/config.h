@@ -46,6 +46,9 @@ struct ProxySettings {
   int64_t plan_cache_size = 10000;
   // Shadow reads waiting per worker; more are dropped (and counted).
   int64_t shadow_queue_size = 1000;
+  // Across servers, a mismatched shadow read is read again after this delay
+  // (transient if it then agrees).
+  double shadow_recheck_s = 0.2;
 
   bool tls_enabled() const { return !tls_cert.empty() && !tls_key.empty(); }
 };

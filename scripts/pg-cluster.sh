@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL cluster in a local folder, for the demo and the
-# benchmark: pg-cluster.sh start DIR PORT | stop DIR
+# benchmark: pg-cluster.sh start DIR PORT [EXTRA_CONF] | stop DIR
+# EXTRA_CONF (lines for postgresql.conf) applies when the cluster is made.
 # As root, the server runs as the postgres user (initdb refuses root).
 set -euo pipefail
 bin=/usr/lib/postgresql/15/bin
@@ -26,6 +27,7 @@ shared_buffers = 256MB
 fsync = off
 synchronous_commit = off
 full_page_writes = off
+${4:-}
 CONF
     fi
     as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start >/dev/null
@@ -34,7 +36,7 @@ CONF
     [ -f "$dir/data/postmaster.pid" ] && as_postgres "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
     ;;
   *)
-    echo "usage: pg-cluster.sh start DIR PORT | stop DIR" >&2
+    echo "usage: pg-cluster.sh start DIR PORT [EXTRA_CONF] | stop DIR" >&2
     exit 2
     ;;
 esac
