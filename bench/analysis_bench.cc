@@ -1,6 +1,6 @@
 // What recognising a statement costs: the fast path's filter, a full parse
 // and analysis with libpg_query, and a routing plan made (parse, analysis,
-// rewrite, deparse) or found in the plan cache.
+// rewrite, deparse) or found in the plan cache, by text or by template.
 #include <benchmark/benchmark.h>
 
 #include "routing/router.h"
@@ -62,6 +62,31 @@ void BM_PlanCached(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(router.PlanFor(sql));
 }
 BENCHMARK(BM_PlanCached)->DenseRange(0, 3);
+
+// Simple-protocol statements: a new constant every time, so the plan is
+// found by the statement's template and its constants are put back.
+const char* kSimpleStatements[] = {
+    "SELECT abalance FROM pgbench_accounts WHERE aid = ",
+    "UPDATE pgbench_accounts SET abalance = abalance + -2380 WHERE aid = ",
+};
+
+void BM_PlanByTemplate(benchmark::State& state) {
+  TableCounterRegistry counters;
+  Router router(MigratingConfig(), {}, counters);
+  std::vector<std::string> texts;
+  for (int i = 0; i < 1000; ++i) {
+    texts.push_back(std::string(kSimpleStatements[state.range(0)]) + std::to_string(10000 + i));
+  }
+  size_t i = 0;
+  for (auto _ : state) benchmark::DoNotOptimize(router.PlanFor(texts[i++ % texts.size()]));
+}
+BENCHMARK(BM_PlanByTemplate)->DenseRange(0, 1);
+
+void BM_TemplateOnly(benchmark::State& state) {
+  std::string sql = std::string(kSimpleStatements[state.range(0)]) + "57417";
+  for (auto _ : state) benchmark::DoNotOptimize(MakeTemplate(sql));
+}
+BENCHMARK(BM_TemplateOnly)->DenseRange(0, 1);
 
 }  // namespace
 }  // namespace pgshift::routing

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -48,6 +49,16 @@ class LruCache {
       lru_.pop_back();
     }
     return lru_.front().second;
+  }
+
+  // The cached value for `key`, if there is one.
+  std::optional<Value> Find(std::string_view key) {
+    absl::MutexLock lock(&mutex_);
+    auto it = index_.find(ToAbsl(key));
+    if (it == index_.end()) return std::nullopt;
+    lru_.splice(lru_.begin(), lru_, it->second);
+    ++hits_;
+    return it->second->second;
   }
 
   size_t size() const {

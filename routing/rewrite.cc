@@ -260,10 +260,11 @@ class Rewriter {
         changed = true;
         continue;
       }
-      if (Empty(target->name) && target->val != nullptr &&
-          target->val->node_case == PG_QUERY__NODE__NODE_COLUMN_REF) {
-        const PgQuery__ColumnRef* ref = target->val->column_ref;
-        if (Resolve(ref)) SetString(&target->name, StringOf(ref->fields[ref->n_fields - 1]));
+      if (Empty(target->name)) {
+        const PgQuery__ColumnRef* ref = LabelColumn(target->val);
+        if (ref != nullptr && Resolve(ref)) {
+          SetString(&target->name, StringOf(ref->fields[ref->n_fields - 1]));
+        }
       }
       if (target->val != nullptr) WalkNode(target->val);
       out.push_back(item);
@@ -273,6 +274,20 @@ class Rewriter {
     *items = static_cast<Node**>(std::malloc(std::max<size_t>(out.size(), 1) * sizeof(Node*)));
     if (!out.empty()) std::memcpy(*items, out.data(), out.size() * sizeof(Node*));
     *count = out.size();
+  }
+
+  // The column an unnamed select-list item takes its label from, as
+  // PostgreSQL labels it: a column reference, through casts and COLLATE.
+  static const PgQuery__ColumnRef* LabelColumn(const Node* node) {
+    while (node != nullptr) {
+      switch (node->node_case) {
+        case PG_QUERY__NODE__NODE_COLUMN_REF: return node->column_ref;
+        case PG_QUERY__NODE__NODE_TYPE_CAST: node = node->type_cast->arg; break;
+        case PG_QUERY__NODE__NODE_COLLATE_CLAUSE: node = node->collate_clause->arg; break;
+        default: return nullptr;
+      }
+    }
+    return nullptr;
   }
 
   // The replacement for `*` or `name.*`, when it covers renamed columns.

@@ -81,7 +81,8 @@ Router::Router(ConfigPtr config, Catalog catalog, TableCounterRegistry& counters
       catalog_(std::move(catalog)),
       counters_(counters),
       filter_(*config_),
-      cache_(static_cast<size_t>(config_->proxy.plan_cache_size)) {}
+      cache_(static_cast<size_t>(config_->proxy.plan_cache_size)),
+      template_cache_(static_cast<size_t>(config_->proxy.plan_cache_size)) {}
 
 bool Router::mirrors_across_servers() const {
   if (!has_new_server()) return false;
@@ -91,10 +92,42 @@ bool Router::mirrors_across_servers() const {
 }
 
 PlanPtr Router::PlanFor(std::string_view sql) {
+  if (std::optional<PlanPtr> known = cache_.Find(sql)) return *known;
+  if (std::optional<StatementTemplate> t = MakeTemplate(sql)) {
+    const size_t count = t->constants.size();
+    PlanPtr base = *template_cache_.Get(
+        t->text, [&](std::string_view text) -> absl::StatusOr<PlanPtr> {
+          return MakeTemplatePlan(text, t->first, count);
+        });
+    if (base->fill) {
+      auto plan = std::make_shared<Plan>(*base);
+      plan->fill.reset();
+      plan->sql = base->rewritten ? base->fill->sql.Fill(t->constants) : std::string(sql);
+      for (size_t i = 0; i < plan->parts.size(); ++i) {
+        plan->parts[i].sql = base->fill->parts[i].Fill(t->constants);
+      }
+      if (plan->shadow) plan->shadow->sql = base->fill->shadow.Fill(t->constants);
+      return plan;
+    }
+  }
   auto plan = cache_.Get(sql, [this](std::string_view text) -> absl::StatusOr<PlanPtr> {
     return MakePlan(text);
   });
   return *plan;  // MakePlan never fails: problems become refusals
+}
+
+PlanPtr Router::MakeTemplatePlan(std::string_view text, int first, size_t count) const {
+  if (!ParseTree::Parse(text).ok()) return std::make_shared<Plan>();  // no fill: not usable
+  PlanPtr made = MakePlan(text);
+  auto plan = std::make_shared<Plan>(*made);
+  auto fill = std::make_shared<PlanTemplate>();
+  bool ok = fill->sql.Split(plan->sql, first, count);
+  for (const PlanPart& part : plan->parts) {
+    ok = ok && fill->parts.emplace_back().Split(part.sql, first, count);
+  }
+  if (plan->shadow) ok = ok && fill->shadow.Split(plan->shadow->sql, first, count);
+  if (ok) plan->fill = std::move(fill);
+  return plan;
 }
 
 absl::StatusOr<MirrorSpec> Router::MirrorSpecFor(const TableConfig& table) const {

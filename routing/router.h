@@ -20,6 +20,7 @@
 #include "routing/parse_tree.h"
 #include "routing/mirror.h"
 #include "routing/sql_analysis.h"
+#include "routing/statement_template.h"
 
 namespace pgshift::routing {
 
@@ -96,6 +97,14 @@ struct ShadowPlan {
 // must know (two-phase commit of a mirror, savepoints on both servers).
 enum class TransactionKind { kNone, kBegin, kCommit, kRollback, kSavepoint, kOther };
 
+// How to put a statement's constants back into the texts of a plan made for
+// its template (see statement_template.h).
+struct PlanTemplate {
+  TemplateText sql;
+  std::vector<TemplateText> parts;
+  TemplateText shadow;
+};
+
 // The plan for one Query text or one Parse. Later phases add a mirror and a
 // shadow side next to `server`.
 struct Plan {
@@ -119,6 +128,9 @@ struct Plan {
   // Per statement, how its reply must be reshaped into what the client's own
   // statement would have answered (mirrored writes); empty when none is.
   std::vector<ResultShape> shapes;
+  // Set on a plan made for a statement template; the plan a client's
+  // statement gets has its constants filled in (and this unset).
+  std::shared_ptr<const PlanTemplate> fill;
   // Configured tables it reads and writes, for their counters.
   std::vector<TableCounters*> reads;
   std::vector<TableCounters*> writes_to;
@@ -139,9 +151,9 @@ class Router {
   // goes to old untouched, without a plan.
   bool MayTouch(std::string_view sql) const { return filter_.MayMention(sql); }
 
-  // The plan for a Query or Parse text, cached by text. A syntax error gets
-  // a plan that forwards the text to old unchanged, so PostgreSQL reports it
-  // in its own words.
+  // The plan for a Query or Parse text, cached by text, or by its template
+  // when it has constants. A syntax error gets a plan that forwards the
+  // text to old unchanged, so PostgreSQL reports it in its own words.
   PlanPtr PlanFor(std::string_view sql);
 
   const Config& config() const { return *config_; }
@@ -149,10 +161,13 @@ class Router {
   bool has_new_server() const { return config_->new_backend.has_value(); }
   // Some table's writes are mirrored to a second server.
   bool mirrors_across_servers() const;
-  size_t cached_plans() const { return cache_.size(); }
+  size_t cached_plans() const { return cache_.size() + template_cache_.size(); }
 
  private:
   PlanPtr MakePlan(std::string_view sql) const;
+  // The plan of a template, with `fill` set; without it when the template
+  // is no statement PostgreSQL would parse.
+  PlanPtr MakeTemplatePlan(std::string_view text, int first, size_t count) const;
   // COPY FROM into a mirrored table, staged and written by a mirrored
   // INSERT (see router.cc).
   PlanPtr CopyPlan(ParseTree& tree, const TableConfig& table) const;
@@ -166,6 +181,7 @@ class Router {
   TableCounterRegistry& counters_;
   TableMentionFilter filter_;
   LruCache<PlanPtr> cache_;
+  LruCache<PlanPtr> template_cache_;  // by template text
 };
 
 
