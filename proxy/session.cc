@@ -1247,28 +1247,35 @@ awaitable<std::optional<ErrorFields>> Session::RunInternal(Link& l, std::string_
 
 awaitable<std::optional<ErrorFields>> Session::RunInternalMessages(Link& l, std::string message,
                                                                    std::string* value) {
+  std::shared_ptr<InternalReply> reply = co_await SendInternal(l, std::move(message));
+  co_return co_await AwaitInternal(reply, value);
+}
+
+awaitable<std::shared_ptr<Session::InternalReply>> Session::SendInternal(Link& l,
+                                                                         std::string message) {
+  auto reply = std::make_shared<InternalReply>();
   if (!l.stream || l.broken) {
-    co_return Fatal(sqlstate::kConnectionFailure,
-                    StrCat("pgshift: lost the connection to backend ", l.name));
+    reply->done = true;
+    reply->error = Fatal(sqlstate::kConnectionFailure,
+                         StrCat("pgshift: lost the connection to backend ", l.name));
+    co_return reply;
   }
-  InternalReply reply;
-  l.cycles.emplace_back().internal = &reply;
+  l.cycles.emplace_back().internal = reply;
   error_code ec;
   co_await l.stream->Write(asio::buffer(message), ec);
   if (ec && !ended_ && !l.broken) {
     End(Fatal(sqlstate::kConnectionFailure,
               StrCat("pgshift: lost the connection to backend ", l.name, ": ", ec.message())));
   }
-  co_await WaitUntil([&reply] { return reply.done; });
-  if (!reply.done) {
-    // The session ended first; the pump must not touch the reply any more.
-    for (Cycle& c : l.cycles) {
-      if (c.internal == &reply) c.internal = &orphaned_;
-    }
-    co_return Fatal(sqlstate::kConnectionFailure, "session ended");
-  }
-  if (value != nullptr && reply.value) *value = *reply.value;
-  co_return reply.error;
+  co_return reply;
+}
+
+awaitable<std::optional<ErrorFields>> Session::AwaitInternal(
+    const std::shared_ptr<InternalReply>& reply, std::string* value) {
+  co_await WaitUntil([&reply] { return reply->done; });
+  if (!reply->done) co_return Fatal(sqlstate::kConnectionFailure, "session ended");
+  if (value != nullptr && reply->value) *value = *reply->value;
+  co_return reply->error;
 }
 
 awaitable<void> Session::PumpBackendToClient(Link& l) {

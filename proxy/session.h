@@ -101,6 +101,7 @@ class Session : public std::enable_shared_from_this<Session> {
     // pgshift began the transaction around it (the client was outside
     // one) and ends it once the mirror is settled.
     bool implicit = false;
+    std::shared_ptr<InternalReply> begun;  // that BEGIN's reply (with the txid)
     // The client was outside a transaction but its batch had already
     // started, so the write committed on its own: the mirror follows.
     bool autocommitted = false;
@@ -112,7 +113,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // The replies up to one ReadyForQuery: a Query's, or an extended batch's.
   struct Cycle {
-    InternalReply* internal = nullptr;  // null: the client's
+    std::shared_ptr<InternalReply> internal;  // null: the client's
     bool open = false;                  // an extended batch its Sync has not closed yet
     std::vector<ReplyUnit> units;       // empty: nothing in it to reshape
     size_t next = 0;                    // the unit the next result belongs to
@@ -218,6 +219,11 @@ class Session : public std::enable_shared_from_this<Session> {
   awaitable<std::optional<protocol::ErrorFields>> RunInternalMessages(Link& link,
                                                                       std::string messages,
                                                                       std::string* value);
+  // RunInternalMessages in two halves, so that other work can overlap the
+  // round trip: the reply is filled in by the link's pump.
+  awaitable<std::shared_ptr<InternalReply>> SendInternal(Link& link, std::string messages);
+  awaitable<std::optional<protocol::ErrorFields>> AwaitInternal(
+      const std::shared_ptr<InternalReply>& reply, std::string* value);
   // Mirroring across servers (session_mirror.cc).
   // Before a step: pgshift's BEGIN around a mirrored write outside a
   // transaction, the mirror's PREPARE before a COMMIT, the other server
@@ -226,12 +232,17 @@ class Session : public std::enable_shared_from_this<Session> {
   // After a cycle with a MirrorBatch: applies the rows or finishes the
   // commit on the other server, then lets the client have the replies.
   awaitable<void> SettleMirror(Link& authoritative, MirrorBatch& batch);
-  // Connects the mirror server if need be and has it follow the client's
-  // transaction.
-  awaitable<std::optional<protocol::ErrorFields>> JoinMirror(Link& authoritative, Link& mirror,
-                                                             const MirrorBatch& batch);
+  // Connects the mirror server if need be; an error when its side of the
+  // transaction is lost or failed.
+  awaitable<std::optional<protocol::ErrorFields>> JoinMirror(Link& mirror);
+  struct ApplyOptions {
+    bool begin = false;      // the mirror joins the transaction
+    bool savepoint = false;  // undo only the mirror's part if it fails (on_mirror_error = log)
+    std::string prepare_as;  // pgshift's own transaction: prepared under this name
+    bool commit = false;     // or committed (the write committed on its own)
+  };
   awaitable<std::optional<protocol::ErrorFields>> ApplyRows(Link& mirror, MirrorBatch& batch,
-                                                            bool savepoint);
+                                                            const ApplyOptions& options);
   // Writes each key to pgshift_divergence on `authoritative`, in its
   // current transaction (or on its own when it has none).
   awaitable<std::optional<protocol::ErrorFields>> LogDivergence(
@@ -340,7 +351,6 @@ class Session : public std::enable_shared_from_this<Session> {
   char transaction_status_ = 'I';      // as the client was last told
   std::optional<protocol::ErrorFields> final_error_;
   std::unique_ptr<asio::steady_timer> wake_;  // the client pump waits on it
-  InternalReply orphaned_;  // takes the reply of an exchange whose waiter has gone
 };
 
 }  // namespace pgshift::proxy

@@ -18,6 +18,7 @@
 #include "protocol/messages/error_response.h"
 #include "protocol/messages/execute.h"
 #include "protocol/messages/parse.h"
+#include "protocol/messages/query.h"
 #include "protocol/messages/ready_for_query.h"
 #include "proxy/log.h"
 #include "proxy/session.h"
@@ -114,13 +115,11 @@ awaitable<bool> Session::BeforeMirroredStep(Step& step, std::shared_ptr<MirrorBa
   }
   if (auth.transaction_status == 'I' && transaction_status_ == 'I') {
     if (step.opens) {
-      std::string xid;
-      std::optional<ErrorFields> failed =
-          co_await RunInternal(auth, "BEGIN; SELECT txid_current()", &xid);
-      if (!failed) {
-        batch->implicit = true;
-        authoritative_xid_ = xid;
-      }
+      // Sent ahead of the client's statement, not waited for.
+      std::string begin;
+      protocol::Query{"BEGIN; SELECT txid_current()"}.Encode(begin);
+      batch->begun = co_await SendInternal(auth, std::move(begin));
+      batch->implicit = true;
     } else {
       // Its batch was already under way: the write commits on its own.
       batch->autocommitted = true;
@@ -130,6 +129,16 @@ awaitable<bool> Session::BeforeMirroredStep(Step& step, std::shared_ptr<MirrorBa
 }
 
 awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
+  if (batch.begun) {
+    std::string xid;
+    if (co_await AwaitInternal(batch.begun, &xid)) {
+      // No transaction of pgshift's own: the write committed on its own.
+      batch.implicit = false;
+      batch.autocommitted = true;
+    } else {
+      authoritative_xid_ = xid;
+    }
+  }
   co_await WaitUntil([&batch] { return batch.done; });
   if (ended_) co_return;
   Link& mirror = link(routing::OtherBackend(auth.server));
@@ -201,17 +210,28 @@ awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
 
   std::optional<ErrorFields> failed;
   std::string prepared;
-  const bool savepoint = !fails_client && !batch.implicit && !batch.autocommitted;
   if (anything) {
-    failed = co_await JoinMirror(auth, mirror, batch);
-    if (!failed) failed = co_await ApplyRows(mirror, batch, savepoint);
-    const bool can_prepare = settings_->mirroring.can_prepare[static_cast<int>(mirror.server)];
-    if (!failed && batch.implicit && can_prepare) {
-      prepared = PreparedTransactionId(auth.server, authoritative_xid_);
-      failed = co_await RunInternal(mirror, StrCat("PREPARE TRANSACTION ", QuoteLiteral(prepared)));
-      if (failed) prepared.clear();
+    // In a transaction of the client's, its txid names the mirror's
+    // prepared transaction at COMMIT: asked for while the mirror works.
+    std::shared_ptr<InternalReply> xid;
+    if (!batch.implicit && !batch.autocommitted && authoritative_xid_.empty()) {
+      std::string query;
+      protocol::Query{"SELECT txid_current()"}.Encode(query);
+      xid = co_await SendInternal(auth, std::move(query));
     }
-    if (!failed && batch.autocommitted) failed = co_await RunInternal(mirror, "COMMIT");
+    failed = co_await JoinMirror(mirror);
+    if (!failed) {
+      ApplyOptions options;
+      options.begin = mirror.transaction_status == 'I';
+      options.savepoint = !fails_client && !batch.implicit && !batch.autocommitted;
+      if (batch.implicit && settings_->mirroring.can_prepare[static_cast<int>(mirror.server)]) {
+        options.prepare_as = PreparedTransactionId(auth.server, authoritative_xid_);
+      }
+      options.commit = batch.autocommitted;
+      failed = co_await ApplyRows(mirror, batch, options);
+      if (!failed) prepared = options.prepare_as;
+    }
+    if (xid) co_await AwaitInternal(xid, &authoritative_xid_);
   }
 
   if (failed) {
@@ -220,6 +240,7 @@ awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
               {"keys", StrCat(keys.size())}, {"policy", fails_client ? "fail" : "log"},
               {"reason", failed->message()}});
     const bool usable = mirror.stream && !mirror.broken;
+    const bool savepoint = !fails_client && !batch.implicit && !batch.autocommitted;
     if (usable && savepoint && mirror.transaction_status == 'E') {
       co_await RunInternal(mirror, kUndoToSavepoint);
     } else if (usable && (batch.implicit || batch.autocommitted) && mirror.transaction_status != 'I') {
@@ -295,8 +316,7 @@ awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
   finish();
 }
 
-awaitable<std::optional<ErrorFields>> Session::JoinMirror(Link& auth, Link& mirror,
-                                                          const MirrorBatch& batch) {
+awaitable<std::optional<ErrorFields>> Session::JoinMirror(Link& mirror) {
   if (mirror.broken && mirror.mirrored) {
     co_return MirrorError(sqlstate::kConnectionFailure,
                     StrCat("lost the connection to backend ", mirror.name,
@@ -309,18 +329,14 @@ awaitable<std::optional<ErrorFields>> Session::JoinMirror(Link& auth, Link& mirr
     co_return MirrorError(sqlstate::kConnectionFailure,
                     StrCat("the transaction on backend ", mirror.name, " has failed"));
   }
-  if (mirror.transaction_status == 'I') {
-    if (auto failed = co_await RunInternal(mirror, "BEGIN")) co_return failed;
-  }
-  if (!batch.implicit && !batch.autocommitted && authoritative_xid_.empty()) {
-    // Names the mirror's prepared transaction at COMMIT.
-    co_await RunInternal(auth, "SELECT txid_current()", &authoritative_xid_);
-  }
   co_return std::nullopt;
 }
 
+// One round trip: the mirror's BEGIN when it joins, each write's rows, and
+// the PREPARE or COMMIT that ends pgshift's own transaction; an error skips
+// the rest, as in any batch.
 awaitable<std::optional<ErrorFields>> Session::ApplyRows(Link& mirror, MirrorBatch& batch,
-                                                         bool savepoint) {
+                                                         const ApplyOptions& options) {
   std::string messages;
   auto add = [&messages](std::string_view sql, std::optional<std::string> param) {
     protocol::Parse{"", std::string(sql), {}}.Encode(messages);
@@ -329,7 +345,8 @@ awaitable<std::optional<ErrorFields>> Session::ApplyRows(Link& mirror, MirrorBat
     bind.Encode(messages);
     protocol::Execute{"", 0}.Encode(messages);
   };
-  if (savepoint) add(kSavepoint, std::nullopt);
+  if (options.begin) add("BEGIN", std::nullopt);
+  if (options.savepoint) add(kSavepoint, std::nullopt);
   for (MirrorBatch::Rows& r : batch.rows) {
     if (r.mirror->truncate) {
       add(r.mirror->apply_sql, std::nullopt);
@@ -338,7 +355,11 @@ awaitable<std::optional<ErrorFields>> Session::ApplyRows(Link& mirror, MirrorBat
       add(r.mirror->apply_sql, std::move(r.json));
     }
   }
-  if (savepoint) add(kReleaseSavepoint, std::nullopt);
+  if (options.savepoint) add(kReleaseSavepoint, std::nullopt);
+  if (!options.prepare_as.empty()) {
+    add(StrCat("PREPARE TRANSACTION ", QuoteLiteral(options.prepare_as)), std::nullopt);
+  }
+  if (options.commit) add("COMMIT", std::nullopt);
   protocol::Sync{}.Encode(messages);
   co_return co_await RunInternalMessages(mirror, std::move(messages), nullptr);
 }
