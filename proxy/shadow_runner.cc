@@ -10,6 +10,7 @@
 #include "protocol/messages/parse.h"
 #include "protocol/messages/query.h"
 #include "protocol/messages/row_description.h"
+#include "proxy/backend_query.h"
 #include "proxy/control_connection.h"
 #include "proxy/log.h"
 #include "proxy/message_io.h"
@@ -96,11 +97,20 @@ awaitable<bool> ShadowRunner::Connect(BackendId side) {
   }
   c.stream = std::move(*opened);
   c.buffer = PacketBuffer();
+  // Every transaction on it is one REPEATABLE READ snapshot that cannot
+  // write: a batch of reads up to one Sync is such a transaction.
+  auto set = co_await RunQuery(*c.stream, c.buffer,
+                               "SET default_transaction_isolation = 'repeatable read'; "
+                               "SET default_transaction_read_only = on");
+  if (!set.ok()) {
+    c.stream.reset();
+    co_return false;
+  }
   co_return true;
 }
 
 void ShadowRunner::AppendRead(std::string& out, const std::string& sql,
-                              const std::shared_ptr<const std::string>& bind) {
+                              const std::shared_ptr<const std::string>& bind, bool sync) {
   protocol::Bind params;
   if (bind) {
     auto decoded = protocol::Bind::Decode(std::string_view(*bind).substr(protocol::kHeaderSize));
@@ -113,7 +123,7 @@ void ShadowRunner::AppendRead(std::string& out, const std::string& sql,
   params.Encode(out);
   protocol::Describe{protocol::Target::kPortal, ""}.Encode(out);
   protocol::Execute{"", 0}.Encode(out);
-  protocol::Sync{}.Encode(out);
+  if (sync) protocol::Sync{}.Encode(out);
 }
 
 awaitable<bool> ShadowRunner::Send(BackendId side, const std::string& out) {
@@ -125,11 +135,12 @@ awaitable<bool> ShadowRunner::Send(BackendId side, const std::string& out) {
   co_return !ec;
 }
 
-awaitable<routing::ResultSet> ShadowRunner::Collect(BackendId side) {
-  routing::ResultSet result;
+awaitable<std::vector<routing::ResultSet>> ShadowRunner::Collect(BackendId side) {
+  std::vector<routing::ResultSet> results(1);
   Connection& c = connections_[static_cast<int>(side)];
   error_code ec;
   while (c.stream) {
+    routing::ResultSet& result = results.back();
     auto message = co_await ReadWholeMessage(*c.stream, c.buffer, protocol::kBackendTypes, ec,
                                              protocol::kDefaultMaxMessageSize);
     if (ec || !message.ok()) break;
@@ -150,19 +161,32 @@ awaitable<routing::ResultSet> ShadowRunner::Collect(BackendId side) {
         auto e = protocol::ErrorResponse::Decode(payload);
         result.error_sqlstate = e.ok() ? std::string(e->sqlstate()) : "XX000";
         result.error_message = e.ok() ? std::string(e->message()) : "malformed error";
-        break;
+        break;  // the server skips the rest of the batch
       }
+      case 'C':  // this read's end: the next one's result follows
+        results.emplace_back();
+        break;
       case 'Z':
-        co_return result;
+        if (results.size() > 1 && results.back().columns.empty() && results.back().rows.empty() &&
+            results.back().error_sqlstate.empty()) {
+          results.pop_back();
+        }
+        co_return results;
       default:
         break;
     }
   }
   // The connection is gone: a fresh one next time.
   c.stream.reset();
-  result.error_sqlstate = "08006";
-  result.error_message = "pgshift's shadow connection was lost";
-  co_return result;
+  routing::ResultSet lost;
+  lost.error_sqlstate = "08006";
+  lost.error_message = "pgshift's shadow connection was lost";
+  co_return std::vector<routing::ResultSet>{lost};
+}
+
+awaitable<routing::ResultSet> ShadowRunner::CollectOne(BackendId side) {
+  std::vector<routing::ResultSet> results = co_await Collect(side);
+  co_return std::move(results.front());
 }
 
 awaitable<void> ShadowRunner::Compare(const ShadowJob& job) {
@@ -179,29 +203,28 @@ awaitable<void> ShadowRunner::Compare(const ShadowJob& job) {
   routing::Comparison comparison;
   bool transient = false;
   if (served == shadow.server) {
-    // Both reads in one snapshot, sent in one write: BEGIN, the two reads
-    // (each up to its Sync), ROLLBACK.
+    // Both reads in one batch up to one Sync: one transaction, so one
+    // REPEATABLE READ snapshot (the connection's default).
     std::string out;
-    protocol::Query{"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"}.Encode(out);
-    AppendRead(out, plan.sql, job.bind);
-    AppendRead(out, shadow.sql, job.bind);
-    protocol::Query{"ROLLBACK"}.Encode(out);
+    AppendRead(out, plan.sql, job.bind, false);
+    AppendRead(out, shadow.sql, job.bind, true);
     bool sent = co_await Send(served, out);
-    routing::ResultSet begun = co_await Collect(served);
-    routing::ResultSet a = co_await Collect(served);
-    routing::ResultSet b = co_await Collect(served);
-    routing::ResultSet ended = co_await Collect(served);
-    if (!sent || !begun.error_sqlstate.empty() || !ended.error_sqlstate.empty()) {
+    std::vector<routing::ResultSet> results = co_await Collect(served);
+    if (!sent || (results.size() == 1 && results[0].error_sqlstate == "08006")) {
       shadow.Count(&routing::TableCounters::shadow_dropped);
       co_return;
     }
-    if (!a.error_sqlstate.empty()) {
-      // The failed read aborted the snapshot's transaction: the other
-      // side's read runs on its own.
+    routing::ResultSet& a = results[0];
+    routing::ResultSet b;
+    if (!a.error_sqlstate.empty() || results.size() < 2) {
+      // The failed read ended the batch: the other side's read runs on
+      // its own.
       std::string alone;
-      AppendRead(alone, shadow.sql, job.bind);
+      AppendRead(alone, shadow.sql, job.bind, true);
       co_await Send(served, alone);
-      b = co_await Collect(served);
+      b = co_await CollectOne(served);
+    } else {
+      b = std::move(results[1]);
     }
     comparison = routing::CompareResults(a, b, shadow.ordered);
   } else {
@@ -216,12 +239,12 @@ awaitable<void> ShadowRunner::Compare(const ShadowJob& job) {
         co_await delay.async_wait(WithError(ignored));
       }
       std::string first, second;
-      AppendRead(first, plan.sql, job.bind);
-      AppendRead(second, shadow.sql, job.bind);
+      AppendRead(first, plan.sql, job.bind, true);
+      AppendRead(second, shadow.sql, job.bind, true);
       co_await Send(served, first);
       co_await Send(shadow.server, second);
-      routing::ResultSet a = co_await Collect(served);
-      routing::ResultSet b = co_await Collect(shadow.server);
+      routing::ResultSet a = co_await CollectOne(served);
+      routing::ResultSet b = co_await CollectOne(shadow.server);
       comparison = routing::CompareResults(a, b, shadow.ordered);
       if (comparison.match) {
         transient = attempt == 1;

@@ -1,9 +1,10 @@
 // Shadow reads, run off the clients' path (SPEC section 5.4). Each worker
 // has one runner: a bounded queue of reads to compare, worked through one
 // at a time on connections of pgshift's own. On one database both reads run
-// in one REPEATABLE READ READ ONLY snapshot, so writes committed in between
-// cannot make them differ; across servers a mismatch is read again after
-// a short delay and counted transient when it then agrees.
+// in one REPEATABLE READ READ ONLY snapshot (one batch, one transaction), so
+// writes committed in between cannot make them differ; across servers a
+// mismatch is read again after a short delay and counted transient when it
+// then agrees.
 #pragma once
 
 #include <array>
@@ -66,12 +67,14 @@ class ShadowRunner {
   awaitable<void> Loop();
   awaitable<void> Compare(const ShadowJob& job);
   // A read (its statement, the client's parameters, results as text) in
-  // the extended protocol, up to its Sync.
+  // the extended protocol, and a Sync when `sync`.
   static void AppendRead(std::string& out, const std::string& sql,
-                         const std::shared_ptr<const std::string>& bind);
+                         const std::shared_ptr<const std::string>& bind, bool sync);
   awaitable<bool> Send(routing::BackendId side, const std::string& out);
-  // Everything up to the next ReadyForQuery on `side`.
-  awaitable<routing::ResultSet> Collect(routing::BackendId side);
+  // The results up to the next ReadyForQuery on `side`, one per read (an
+  // error ends them).
+  awaitable<std::vector<routing::ResultSet>> Collect(routing::BackendId side);
+  awaitable<routing::ResultSet> CollectOne(routing::BackendId side);
   awaitable<bool> Connect(routing::BackendId side);
   void Report(const ShadowJob& job, const routing::Comparison& comparison);
 
