@@ -1343,6 +1343,7 @@ void Session::AfterTransaction() {
   Link& old = link(BackendId::kOld);
   Link& fresh = link(BackendId::kNew);
   for (const Link* l : {&old, &fresh}) {
+    if (l->broken) continue;  // its transaction is gone with it
     if (l->transaction_status != 'I' || l->forward_pending != 0 || HasInternal(*l)) return;
   }
   if (transaction_status_ != 'I' || settling_ || PendingResults() > 0) return;

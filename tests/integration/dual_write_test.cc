@@ -92,8 +92,9 @@ class DualWrite : public ::testing::TestWithParam<Topology> {
     StartProxy();
   }
   void StartProxy() {
-    proxy_ = std::make_unique<PgshiftProcess>(
-        Cluster().port(), "", "dbname = \"mirror_db\"\nuser = \"postgres\"", Config(phase_));
+    proxy_ = std::make_unique<PgshiftProcess>(Cluster().port(), ProxySettings(),
+                                              "dbname = \"mirror_db\"\nuser = \"postgres\"",
+                                              Config(phase_));
     ASSERT_TRUE(proxy_->ok()) << proxy_->log();
   }
   std::string Config(const std::string& phase, const std::string& on_error = "fail") const {
@@ -105,15 +106,33 @@ class DualWrite : public ::testing::TestWithParam<Topology> {
     }
     return backends +
            "[[tables]]\nname = \"channels\"\nnew_name = \"channels_v2\"\nkey = [\"id\"]\n"
-           "columns = { title = \"name\" }\nphase = \"" +
+           "columns = { title = \"name\" }\nshadow_sample = 1.0\nphase = \"" +
            phase + "\"\non_mirror_error = \"" + on_error +
            "\"\n"
            "[[tables]]\nname = \"tags\"\nnew_name = \"tags_v2\"\nphase = \"dual-write\"\n";
   }
   // Rewrites the configuration and reloads it; true when it was applied.
   bool Reconfigure(const std::string& phase, const std::string& on_error = "fail") {
-    proxy_->RewriteConfig("", "dbname = \"mirror_db\"\nuser = \"postgres\"", Config(phase, on_error));
+    proxy_->RewriteConfig(ProxySettings(), "dbname = \"mirror_db\"\nuser = \"postgres\"",
+                          Config(phase, on_error));
     return proxy_->Reload().find("config_reloaded") != std::string::npos;
+  }
+  std::string ProxySettings() const {
+    return "metrics_listen = \"127.0.0.1:" + std::to_string(metrics_port_) + "\"";
+  }
+  // A per-table counter of channels from /metrics, once it is at least
+  // `at_least` (or after a few seconds).
+  int64_t Metric(const std::string& name, int64_t at_least = 0) {
+    int64_t value = -1;
+    for (int i = 0; i < 200; ++i) {
+      std::string text = HttpExchange(metrics_port_, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+      std::string key = "pgshift_table_" + name + "_total{table=\"public.channels\"} ";
+      size_t at = text.find(key);
+      value = at == std::string::npos ? -1 : std::stoll(text.substr(at + key.size()));
+      if (value >= at_least) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return value;
   }
   PgConn Client() { return PgConn(proxy_->ConnInfo("dbname=mirror_db")); }
   PgConn Old() { return PgConn(Cluster().ConnInfo("dbname=mirror_db")); }
@@ -139,6 +158,7 @@ class DualWrite : public ::testing::TestWithParam<Topology> {
   }
 
   static PgCluster* new_cluster_;
+  const int metrics_port_ = FreePort();
   std::string phase_ = "dual-write";
   std::unique_ptr<PgshiftProcess> proxy_;
 };
@@ -510,34 +530,51 @@ TEST_P(AcrossServers, UnderLogAFailingMirrorLetsTheWriteStandAndLogsItsKeys) {
 }
 
 TEST_P(AcrossServers, WithTheNewServerDownFailFailsTheWriteAndLogKeepsIt) {
-  PgConn client = Client();
-  ASSERT_TRUE(client.Ok("INSERT INTO channels (id, title) VALUES (40, 'before')"));
-  ASSERT_TRUE(NewCluster().Stop());
   struct Restart {
     ~Restart() { EXPECT_TRUE(NewCluster().Restart()); }
   } restart_at_the_end;
-  // fail: the client's write fails, and old does not keep it.
-  PgResult r = client.Exec("INSERT INTO channels (id, title) VALUES (41, 'during')");
+  PgConn client = Client();
+  ASSERT_TRUE(client.Ok("INSERT INTO channels (id, title) VALUES (40, 'before')"));
+  // fail, new going away in the middle of a transaction: the client's next
+  // write fails, and so does the transaction, on both sides.
+  ASSERT_TRUE(client.Ok("BEGIN"));
+  ASSERT_TRUE(client.Ok("INSERT INTO channels (id, title) VALUES (41, 'in tx')"));
+  ASSERT_TRUE(NewCluster().Stop());
+  PgResult r = client.Exec("INSERT INTO channels (id, title) VALUES (42, 'during')");
   PgError e = ErrorOf(r.get());
   EXPECT_EQ(e.sqlstate, "08006");
   EXPECT_NE(e.message.find("the mirror of this write to public.channels on server new failed"),
             std::string::npos)
       << e.message;
-  EXPECT_EQ(Old().Value("SELECT count(*) FROM channels WHERE id = 41"), "0");
+  EXPECT_EQ(PQtransactionStatus(client.get()), PQTRANS_INERROR);
+  ASSERT_TRUE(client.Ok("ROLLBACK"));
+  // And outside a transaction, new still down.
+  r = client.Exec("INSERT INTO channels (id, title) VALUES (43, 'alone')");
+  EXPECT_EQ(ErrorOf(r.get()).sqlstate, "08006");
+  EXPECT_EQ(Old().Value("SELECT count(*) FROM channels WHERE id > 40"), "0") << "nothing kept";
+  EXPECT_EQ(Old().Value("SELECT count(*) FROM pgshift_divergence"), "0") << "nothing logged";
   EXPECT_EQ(client.Value("SELECT title FROM channels WHERE id = 40"), "before")
       << "the session goes on";
-  // log: the write stands, every key is logged.
+
+  // log: the writes stand, and every key is logged, including those
+  // mirrored before new went away in the middle of the transaction.
+  ASSERT_TRUE(NewCluster().Restart());
   ASSERT_TRUE(Reconfigure("dual-write", "log")) << proxy_->log();
   PgConn logged = Client();
-  PgResult kept = logged.Exec("INSERT INTO channels (id, title) VALUES (42, 'x'), (43, 'y')");
-  EXPECT_STREQ(PQcmdStatus(kept.get()), "INSERT 0 2") << PQresultErrorMessage(kept.get());
   ASSERT_TRUE(logged.Ok("BEGIN"));
-  ASSERT_TRUE(logged.Ok("UPDATE channels SET title = 'z' WHERE id = 40")) << logged.error();
+  ASSERT_TRUE(logged.Ok("INSERT INTO channels (id, title) VALUES (44, 'mirrored')"));
+  ASSERT_TRUE(NewCluster().Stop());
+  ASSERT_TRUE(logged.Ok("INSERT INTO channels (id, title) VALUES (45, 'not mirrored')"))
+      << logged.error();
   ASSERT_TRUE(logged.Ok("COMMIT")) << logged.error();
+  PgResult kept = logged.Exec("INSERT INTO channels (id, title) VALUES (46, 'x'), (47, 'y')");
+  EXPECT_STREQ(PQcmdStatus(kept.get()), "INSERT 0 2") << PQresultErrorMessage(kept.get());
+  EXPECT_EQ(Old().Value("SELECT string_agg(id::text, ',' ORDER BY id) FROM channels WHERE id > 40"),
+            "44,45,46,47");
   EXPECT_EQ(Old().Value("SELECT string_agg(key, ',' ORDER BY key) FROM pgshift_divergence"),
-            "40,42,43");
-  ASSERT_TRUE(NewCluster().Restart());
+            "44,45,46,47");
   // Back up: mirroring resumes in the same session.
+  ASSERT_TRUE(NewCluster().Restart());
   ASSERT_TRUE(logged.Ok("UPDATE channels SET title = 'after' WHERE id = 40")) << logged.error();
   EXPECT_EQ(New().Value("SELECT name FROM channels_v2 WHERE id = 40"), "after");
 }
@@ -612,6 +649,12 @@ TEST_P(NewPrimary, WritesRunOnNewAndAreMirroredBackToOld) {
   EXPECT_EQ(Old().Value("SELECT title FROM channels WHERE id = 21"), "n21");
   EXPECT_EQ(client.Value("SELECT extra FROM channels WHERE id = 1"), "7") << "reads come from new";
   EXPECT_EQ(Differences(), "0");
+  // Reads are shadow-compared against old (shadow_sample = 1.0): the read
+  // of `extra`, a column only new has, differs; one of `title` agrees.
+  EXPECT_EQ(client.Value("SELECT title FROM channels WHERE id = 21"), "n21");
+  EXPECT_EQ(Metric("shadow_compared", 2), 2);
+  EXPECT_EQ(Metric("shadow_matched"), 1);
+  EXPECT_EQ(Metric("shadow_mismatched"), 1);
   // One reload back to shadow-read is the rollback: old answers, with
   // every row new took meanwhile.
   ASSERT_TRUE(Reconfigure("shadow-read")) << proxy_->log();
