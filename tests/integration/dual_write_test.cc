@@ -527,6 +527,18 @@ TEST_P(AcrossServers, UnderLogAFailingMirrorLetsTheWriteStandAndLogsItsKeys) {
             "32,33");
   EXPECT_EQ(Old().Value("SELECT count(*) FROM pgshift_divergence WHERE key = '1'"), "1");
   EXPECT_EQ(Old().Value("SELECT title FROM channels WHERE id = 1"), "forbidden");
+
+  // Once new can take the rows, verify --repair copies them and clears
+  // their keys from the log.
+  ASSERT_TRUE(New().Ok("ALTER TABLE channels_v2 DROP CONSTRAINT channels_v2_name_check"));
+  std::string out;
+  EXPECT_EQ(CaptureCommand(PgshiftBinary() + " verify --repair --config " + proxy_->dir() +
+                               "/pgshift.toml --table channels",
+                           out),
+            0)
+      << out;
+  EXPECT_EQ(Old().Value("SELECT count(*) FROM pgshift_divergence"), "0") << out;
+  EXPECT_EQ(Differences(), "0");
 }
 
 TEST_P(AcrossServers, WithTheNewServerDownFailFailsTheWriteAndLogKeepsIt) {
