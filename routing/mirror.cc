@@ -297,8 +297,11 @@ absl::Status MirrorStatement(ParseTree& tree, size_t index, const MirrorSpec& sp
   shape.no_rows = *n_returning == 0;
   auto* targets = static_cast<Node**>(
       std::malloc((*n_returning + outer->n_target_list) * sizeof(Node*)));
-  std::memcpy(targets, *returning, *n_returning * sizeof(Node*));
-  std::memcpy(targets + *n_returning, outer->target_list, outer->n_target_list * sizeof(Node*));
+  // (memcpy wants real pointers even for no bytes; empty lists are null.)
+  if (*n_returning > 0) std::memcpy(targets, *returning, *n_returning * sizeof(Node*));
+  if (outer->n_target_list > 0) {
+    std::memcpy(targets + *n_returning, outer->target_list, outer->n_target_list * sizeof(Node*));
+  }
   std::free(outer->target_list);
   std::free(*returning);
   outer->target_list = targets;
