@@ -199,10 +199,12 @@ class Session::ClientToBackend : public protocol::FrameHandler {
   }
   // The result of an Execute or the answer to a Describe, reshaped as
   // `plan` says for its statement.
-  void NoteUnit(BackendId target, bool describe, const routing::PlanPtr& plan) {
+  void NoteUnit(BackendId target, bool describe, const routing::PlanPtr& plan,
+                std::shared_ptr<ShadowCapture> capture = nullptr) {
     ReplyUnit unit;
     unit.describe = describe;
     if (plan && !plan->shapes.empty()) unit.shape = plan->shapes[0];
+    unit.capture = std::move(capture);
     Note(target, ReplyNote::kUnit, {unit});
   }
   // Extended-protocol messages go where their batch goes.
@@ -295,18 +297,34 @@ class Session::ClientToBackend : public protocol::FrameHandler {
   }
 
   // A sampled execution of a shadowed read is compared off the client's
-  // path, unless the transaction has written one of its tables.
-  void Shadow(const routing::PlanPtr& plan, std::shared_ptr<const std::string> bind) {
-    if (s_.shadow_ == nullptr) return;
+  // path, unless the transaction has written one of its tables. When its
+  // results come as text, the client's result is kept for the comparison
+  // (the capture returned), and the job queued once it is complete.
+  std::shared_ptr<ShadowCapture> Shadow(const routing::PlanPtr& plan,
+                                        std::shared_ptr<const std::string> bind) {
+    if (s_.shadow_ == nullptr) return nullptr;
     const routing::ShadowPlan& shadow = *plan->shadow;
     for (routing::TableCounters* t : shadow.counters) {
       if (std::find(s_.written_tables_.begin(), s_.written_tables_.end(), t) !=
           s_.written_tables_.end()) {
         shadow.Count(&routing::TableCounters::shadow_skipped);
-        return;
+        return nullptr;
       }
     }
-    s_.shadow_->Enqueue(ShadowJob{plan, std::move(bind)});
+    ShadowJob job{plan, bind, nullptr};
+    if (bind) {
+      auto decoded = protocol::Bind::Decode(std::string_view(*bind).substr(protocol::kHeaderSize));
+      bool text = decoded.ok() && std::all_of(decoded->result_formats.begin(),
+                                              decoded->result_formats.end(),
+                                              [](int16_t f) { return f == 0; });
+      if (!text) {
+        s_.shadow_->Enqueue(std::move(job));
+        return nullptr;
+      }
+    }
+    auto capture = std::make_shared<ShadowCapture>();
+    capture->job = std::move(job);
+    return capture;
   }
 
   // Transaction control with no table goes where the client's transaction
@@ -365,13 +383,19 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       Target(target).on_other_link_first = query->sql;
     }
     s_.copy_link_ = target;
-    if (Sampled(plan)) Shadow(plan, nullptr);
     if (!plan->parts.empty()) {
       AddParts(*plan);
       return Seal();
     }
     MarkStep(target, *plan, true);
-    Note(target, ReplyNote::kQuery, Units(plan->shapes));
+    std::vector<ReplyUnit> units = Units(plan->shapes);
+    if (Sampled(plan)) {
+      if (std::shared_ptr<ShadowCapture> capture = Shadow(plan, nullptr)) {
+        if (units.empty()) units.resize(1);
+        units[0].capture = std::move(capture);
+      }
+    }
+    Note(target, ReplyNote::kQuery, std::move(units));
     if (!plan->rewritten) {
       Add(target, message);
     } else {
@@ -556,12 +580,13 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       return Refuse(prepared.server, *refusal, false);
     }
     NoteWrite(plan, prepared.server);
-    if (prepared.bind) Shadow(prepared.plan, prepared.bind);
+    std::shared_ptr<ShadowCapture> capture;
+    if (prepared.bind) capture = Shadow(prepared.plan, prepared.bind);
     if (plan.transaction_control && two_servers()) {
       Target(prepared.server).on_other_link_first = plan.sql;
     }
     MarkStep(prepared.server, plan, false);
-    NoteUnit(prepared.server, false, prepared.plan);
+    NoteUnit(prepared.server, false, prepared.plan, std::move(capture));
     AddToBatch(prepared.server, message);
     if (plan.transaction_control) Seal();
   }
@@ -609,6 +634,7 @@ class Session::BackendToClient : public protocol::FrameHandler {
     if (type == 'G') held_ = nullptr;  // CopyInResponse: the client must send its data first
     drop_ = false;
     rows_ = nullptr;
+    capture_ = nullptr;
     if (type == 'Z') {
       if (size != protocol::kHeaderSize + 1) {
         error = StrCat("invalid ReadyForQuery length ", size);
@@ -624,6 +650,27 @@ class Session::BackendToClient : public protocol::FrameHandler {
       const ReplyUnit& unit = cycle->units[cycle->next];
       shape_ = unit.shape;
       const bool strip = shape_.strips_mirror_columns();
+      if (unit.capture && !unit.describe && !unit.capture->queued) {
+        // A sampled read: its result is kept on the way to the client.
+        ShadowCapture& capture = *unit.capture;
+        switch (type) {
+          case 'T': case 'D': case 'E':
+            capture_ = &capture;
+            break;
+          case 'C':
+            ++cycle->next;
+            Queue(capture);
+            return protocol::Delivery::kStream;
+          case 'I': case 's':  // nothing to compare with, or only part of it
+            capture.usable = false;
+            ++cycle->next;
+            Queue(capture);
+            return protocol::Delivery::kStream;
+          default:
+            break;
+        }
+        if (type == 'T' || type == 'D') return protocol::Delivery::kWhole;
+      }
       switch (type) {
         case 'T':  // RowDescription
           if (unit.describe) {
@@ -660,7 +707,9 @@ class Session::BackendToClient : public protocol::FrameHandler {
       }
     }
     if (type == 'E' && cycle != nullptr) cycle->failed = true;
-    if (type == 'E' && !s_.refusals_.empty()) return protocol::Delivery::kWhole;
+    if (type == 'E' && (!s_.refusals_.empty() || capture_ != nullptr)) {
+      return protocol::Delivery::kWhole;
+    }
     return protocol::Delivery::kStream;
   }
 
@@ -672,8 +721,8 @@ class Session::BackendToClient : public protocol::FrameHandler {
     std::string_view payload = message.substr(protocol::kHeaderSize);
     switch (type) {
       case 'E': return OnError(message, payload);
-      case 'T': return OnRowDescription(payload);
-      case 'D': return OnDataRow(payload);
+      case 'T': return capture_ != nullptr ? Capture(message) : OnRowDescription(payload);
+      case 'D': return capture_ != nullptr ? Capture(message) : OnDataRow(payload);
       case 'C': return OnCommandComplete(payload);
       default: return OnReadyForQuery(message, payload);
     }
@@ -737,6 +786,11 @@ class Session::BackendToClient : public protocol::FrameHandler {
       if (!reply.error) reply.error = *fields;
       return;
     }
+    if (capture_ != nullptr) {
+      capture_->result->error_sqlstate = std::string(fields->sqlstate());
+      capture_->result->error_message = std::string(fields->message());
+      Queue(*capture_);
+    }
     if (std::optional<uint64_t> n = ProbeNumber(fields->message())) {
       auto it = s_.refusals_.find(*n);
       if (it != s_.refusals_.end()) {
@@ -796,6 +850,32 @@ class Session::BackendToClient : public protocol::FrameHandler {
     EmitOwned(std::move(bytes));
   }
 
+  // A sampled read's RowDescription or DataRow: kept, and passed on as it is.
+  void Capture(std::string_view message) {
+    std::string_view payload = message.substr(protocol::kHeaderSize);
+    routing::ResultSet& result = *capture_->result;
+    if (message[0] == 'T') {
+      auto description = protocol::RowDescription::Decode(payload);
+      if (description.ok()) {
+        for (const auto& f : description->fields) result.columns.push_back({f.name, f.type_oid});
+      }
+    } else if (result.rows.size() < ShadowCapture::kMaxRows) {
+      auto row = protocol::DataRow::Decode(payload);
+      if (row.ok()) result.rows.push_back(std::move(row->values));
+    } else {
+      capture_->usable = false;
+    }
+    Emit(message);
+  }
+
+  // The sampled read's result is complete: its comparison is queued.
+  void Queue(ShadowCapture& capture) {
+    if (capture.queued || s_.shadow_ == nullptr) return;
+    capture.queued = true;
+    if (capture.usable) capture.job.served = std::move(capture.result);
+    s_.shadow_->Enqueue(std::move(capture.job));
+  }
+
   // Replies go to the client, or wait with a mirrored cycle's.
   void Emit(std::string_view bytes) {
     if (held_ != nullptr) {
@@ -834,6 +914,7 @@ class Session::BackendToClient : public protocol::FrameHandler {
   bool drop_ = false;           // the current streamed message is not passed on
   MirrorBatch* held_ = nullptr;  // the current cycle's replies wait here
   MirrorBatch::Rows* rows_ = nullptr;  // the current DataRow's mirrored rows
+  ShadowCapture* capture_ = nullptr;   // the current message's sampled read
   routing::ResultShape shape_;  // of the current result, when reshaped
 };
 

@@ -74,11 +74,22 @@ class Session : public std::enable_shared_from_this<Session> {
     std::optional<std::string> value;  // the first column of the first row, if any
   };
 
+  // A sampled read's result, kept as the client gets it for its shadow
+  // comparison, whose job is queued once the result is complete.
+  struct ShadowCapture {
+    static constexpr size_t kMaxRows = 10000;  // more: the comparison reads both sides
+    ShadowJob job;
+    std::shared_ptr<routing::ResultSet> result = std::make_shared<routing::ResultSet>();
+    bool usable = true;
+    bool queued = false;
+  };
+
   // One result the client expects, in order within a reply cycle.
   struct ReplyUnit {
     bool describe = false;  // a Describe's answer, else a statement's result
     routing::ResultShape shape;
     int32_t mirror_index = -1;  // its rows' entry in the cycle's MirrorBatch
+    std::shared_ptr<ShadowCapture> capture;  // a sampled read's result is kept
   };
 
   // A reply cycle whose outcome the session acts on before the client may

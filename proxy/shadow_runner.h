@@ -25,11 +25,14 @@ namespace pgshift::proxy {
 
 class Server;
 
-// One read to compare: the plan it was served by, and the client's Bind
-// (its parameters) when it came through the extended protocol.
+// One read to compare: the plan it was served by, the client's Bind (its
+// parameters) when it came through the extended protocol, and the result
+// the client got, when the relay could keep it (text results, not too
+// many rows): then only the other side's read runs, unless they differ.
 struct ShadowJob {
   routing::PlanPtr plan;
   std::shared_ptr<const std::string> bind;
+  std::shared_ptr<const routing::ResultSet> served;
 };
 
 // A persistent mismatch, for the log and SHOW MISMATCHES.
