@@ -675,6 +675,15 @@ class Session::BackendToClient : public protocol::FrameHandler {
         case 'T':  // RowDescription
           if (unit.describe) {
             ++cycle->next;
+            // A Describe of a sampled read's portal (before its Execute):
+            // the columns of the result that is kept.
+            if (cycle->next < cycle->units.size() && !shape_.shaped()) {
+              const ReplyUnit& execute = cycle->units[cycle->next];
+              if (execute.capture && !execute.describe && !execute.capture->queued) {
+                capture_ = execute.capture.get();
+                return protocol::Delivery::kWhole;
+              }
+            }
             return shape_.no_rows || strip ? protocol::Delivery::kWhole : protocol::Delivery::kStream;
           }
           drop_ = shape_.no_rows || shape_.hidden;

@@ -213,6 +213,8 @@ awaitable<void> ShadowRunner::Compare(const ShadowJob& job) {
     if (sent && routing::CompareResults(*job.served, b, shadow.ordered).match) {
       shadow.Count(&routing::TableCounters::shadow_compared);
       shadow.Count(&routing::TableCounters::shadow_matched);
+      LogEvent(LogLevel::kDebug, "shadow_compared",
+               {{"table", shadow.table}, {"reads", "one"}, {"outcome", "matched"}});
       co_return;
     }
   }
@@ -267,6 +269,9 @@ awaitable<void> ShadowRunner::Compare(const ShadowJob& job) {
     }
   }
   shadow.Count(&routing::TableCounters::shadow_compared);
+  LogEvent(LogLevel::kDebug, "shadow_compared",
+           {{"table", shadow.table}, {"reads", "both"},
+            {"outcome", transient ? "transient" : comparison.match ? "matched" : "mismatched"}});
   if (transient) {
     shadow.Count(&routing::TableCounters::shadow_transient);
   } else if (comparison.match) {
