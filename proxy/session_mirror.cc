@@ -78,8 +78,9 @@ awaitable<bool> Session::BeforeMirroredStep(Step& step, std::shared_ptr<MirrorBa
     std::optional<ErrorFields> failed;
     if (mirror.broken || mirror.transaction_status == 'E') {
       failed = MirrorError(sqlstate::kConnectionFailure,
-                     mirror.broken ? StrCat("lost the connection to backend ", mirror.name)
-                                   : StrCat("its transaction on backend ", mirror.name, " failed"));
+                           mirror.broken
+                               ? StrCat("lost the connection to backend ", mirror.name)
+                               : StrCat("its transaction on backend ", mirror.name, " failed"));
     } else if (settings_->mirroring.can_prepare[static_cast<int>(mirror.server)] &&
                !authoritative_xid_.empty()) {
       batch->prepared_id = PreparedTransactionId(auth.server, authoritative_xid_);
@@ -319,15 +320,15 @@ awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
 awaitable<std::optional<ErrorFields>> Session::JoinMirror(Link& mirror) {
   if (mirror.broken && mirror.mirrored) {
     co_return MirrorError(sqlstate::kConnectionFailure,
-                    StrCat("lost the connection to backend ", mirror.name,
-                           " with rows mirrored earlier in this transaction"));
+                          StrCat("lost the connection to backend ", mirror.name,
+                                 " with rows mirrored earlier in this transaction"));
   }
   if (mirror.server == BackendId::kNew && (!mirror.stream || mirror.broken)) {
     if (auto failed = co_await ConnectNew(false)) co_return failed;
   }
   if (mirror.transaction_status == 'E') {
     co_return MirrorError(sqlstate::kConnectionFailure,
-                    StrCat("the transaction on backend ", mirror.name, " has failed"));
+                          StrCat("the transaction on backend ", mirror.name, " has failed"));
   }
   co_return std::nullopt;
 }
