@@ -638,6 +638,47 @@ TEST_P(AcrossServers, TheMirrorIsPreparedBeforeOldCommitsAndLeftoversAreResolved
   EXPECT_EQ(Differences(), "0");
 }
 
+// A new server that does not allow prepared transactions: pgshift says so
+// at start, commits the mirror after old, and logs every key whose mirror
+// commit fails (here, a deferred constraint that only COMMIT checks).
+TEST(MirrorWithoutPreparedTransactions, SaysSoAtStartAndLogsKeysWhoseCommitFails) {
+  PgCluster fresh;  // max_prepared_transactions = 0, PostgreSQL's default
+  ASSERT_TRUE(fresh.ok());
+  PgConn admin(Cluster().ConnInfo("dbname=postgres"));
+  admin.Ok("CREATE DATABASE mirror_no2pc");
+  PgConn old(Cluster().ConnInfo("dbname=mirror_no2pc"));
+  ASSERT_TRUE(old.Ok("DROP TABLE IF EXISTS channels, pgshift_divergence; "
+                     "CREATE TABLE channels (id int PRIMARY KEY, title text)"));
+  PgConn(fresh.ConnInfo("dbname=postgres")).Ok("CREATE DATABASE mirror_no2pc");
+  PgConn fresh_db(fresh.ConnInfo("dbname=mirror_no2pc"));
+  ASSERT_TRUE(fresh_db.Ok(
+      "CREATE TABLE channels_v2 (id int PRIMARY KEY, name text,"
+      "  CONSTRAINT one_name UNIQUE (name) DEFERRABLE INITIALLY DEFERRED)"));
+  PgshiftProcess proxy(Cluster().port(), "", "dbname = \"mirror_no2pc\"\nuser = \"postgres\"",
+                       "[backends.new]\nhost = \"127.0.0.1\"\nport = " +
+                           std::to_string(fresh.port()) +
+                           "\ndbname = \"mirror_no2pc\"\nuser = \"postgres\"\n"
+                           "[[tables]]\nname = \"channels\"\nnew_name = \"channels_v2\"\n"
+                           "key = [\"id\"]\ncolumns = { title = \"name\" }\n"
+                           "phase = \"dual-write\"\non_mirror_error = \"log\"\n");
+  ASSERT_TRUE(proxy.ok()) << proxy.log();
+  EXPECT_NE(proxy.log().find("event=two_phase_commit_unavailable backend=new"), std::string::npos)
+      << proxy.log();
+  PgConn client(proxy.ConnInfo("dbname=mirror_no2pc"));
+  ASSERT_TRUE(client.Ok("INSERT INTO channels VALUES (1, 'a')")) << client.error();
+  EXPECT_EQ(fresh_db.Value("SELECT name FROM channels_v2 WHERE id = 1"), "a");
+  // The mirror's COMMIT fails on new's deferred constraint, after old has
+  // committed: the write stands, and its key is logged.
+  for (const char* sql : {"BEGIN", "INSERT INTO channels VALUES (2, 'a')", "COMMIT"}) {
+    ASSERT_TRUE(client.Ok(sql)) << sql << ": " << client.error();
+  }
+  ASSERT_EQ(client.Value("SELECT 1"), "1");  // after the mirror's commit
+  EXPECT_EQ(old.Value("SELECT count(*) FROM channels"), "2");
+  EXPECT_EQ(fresh_db.Value("SELECT count(*) FROM channels_v2"), "1");
+  EXPECT_EQ(old.Value("SELECT string_agg(key, ',') FROM pgshift_divergence"), "2");
+  EXPECT_NE(proxy.log().find("event=mirror_commit_failed"), std::string::npos) << proxy.log();
+}
+
 class NewPrimary : public DualWrite {
  protected:
   NewPrimary() { phase_ = "new-primary"; }
