@@ -37,7 +37,6 @@ ErrorFields AdminShutdown() {
   return Fatal(sqlstate::kAdminShutdown, "terminating connection due to administrator command");
 }
 
-BackendId Other(BackendId s) { return routing::OtherBackend(s); }
 
 // A refusal is raised by the server itself, so that it lands in its place
 // among the replies and leaves the transaction exactly as any error would:
@@ -272,7 +271,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
   // atomic across two.
   std::optional<routing::Refusal> SecondWriter(const routing::Plan& plan, BackendId target) {
     if (!two_servers() || !plan.writes || !in_transaction()) return std::nullopt;
-    const Link& other = s_.link(Other(target));
+    const Link& other = s_.link(routing::OtherBackend(target));
     if (!other.written) return std::nullopt;
     return routing::Refusal{
         std::string(sqlstate::kFeatureNotSupported),
@@ -344,6 +343,13 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     return BackendId::kOld;
   }
 
+  // The server a statement goes to: its plan's (transaction control goes
+  // where the client's transaction is), or old without a plan.
+  BackendId TargetOf(const routing::PlanPtr& plan) {
+    if (!plan) return BackendId::kOld;
+    return plan->transaction_control ? TransactionTarget(*plan) : plan->server;
+  }
+
   void OnQuery(std::string_view message, std::string_view payload) {
     ++s_.queries_;
     auto query = protocol::Query::Decode(payload);
@@ -360,14 +366,14 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       return Seal();
     }
     plan->Count();
-    BackendId target = plan->transaction_control ? TransactionTarget(*plan) : plan->server;
+    BackendId target = TargetOf(plan);
     OpenStep(target);
     if (plan->refusal) {
       Refuse(target, *plan->refusal, true);
       return Seal();
     }
     if (auto refusal = SecondWriter(*plan, target)) {
-      Refuse(Other(target), *refusal, true);
+      Refuse(routing::OtherBackend(target), *refusal, true);
       return Seal();
     }
     NoteWrite(*plan, target);
@@ -465,8 +471,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       plan->Count();
       return Refuse(s_.batch_link_.value_or(plan->server), *plan->refusal, false);
     }
-    BackendId target = plan ? (plan->transaction_control ? TransactionTarget(*plan) : plan->server)
-                         : BackendId::kOld;
+    BackendId target = TargetOf(plan);
     if (BatchMismatch(target)) return;
     if (plan || !parse->statement.empty()) {
       auto kept = std::make_shared<const protocol::Parse>(*parse);
@@ -501,8 +506,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       Refuse(plan->server, *plan->refusal, false);
       return false;
     }
-    BackendId target = plan ? (plan->transaction_control ? TransactionTarget(*plan) : plan->server)
-                            : BackendId::kOld;
+    BackendId target = TargetOf(plan);
     const std::string& was = prepared.plan ? prepared.plan->sql : parse.sql;
     const std::string& now = plan ? plan->sql : parse.sql;
     if (target != prepared.server || was != now) {
@@ -1140,15 +1144,16 @@ awaitable<void> Session::PumpClientToBackend() {
 awaitable<bool> Session::RunStep(Step& step) {
   if (step.skip_if_failed != 0) {
     // Once the part before has answered, so that its outcome is known.
-    Link& before = link(Other(step.target));
+    Link& before = link(routing::OtherBackend(step.target));
     co_await WaitUntil([&before] { return before.forward_pending == 0; });
     if (ended_) co_return false;
     if (failed_group_ == step.skip_if_failed) co_return true;
   }
-  if (step.target == BackendId::kNew && !link(BackendId::kNew).stream) {
-    if (co_await ConnectNew()) co_return false;
-  }
-  if (step.target == BackendId::kNew && link(step.target).broken && transaction_status_ == 'I') {
+  // New is connected when first needed, and again after it was lost, once
+  // the client is outside the transaction that lost it.
+  const Link& fresh = link(BackendId::kNew);
+  if (step.target == BackendId::kNew &&
+      (!fresh.stream || (fresh.broken && transaction_status_ == 'I'))) {
     if (co_await ConnectNew()) co_return false;
   }
   if (link(step.target).broken) {
@@ -1157,7 +1162,7 @@ awaitable<bool> Session::RunStep(Step& step) {
     co_return false;
   }
   Link& target = link(step.target);
-  Link& other = link(Other(step.target));
+  Link& other = link(routing::OtherBackend(step.target));
   if (!step.close_elsewhere.empty() && other.stream && !other.broken) {
     co_await RunInternalMessages(other, std::move(step.close_elsewhere), nullptr);
   }
