@@ -256,28 +256,38 @@ class Backfiller {
   // A client statement whose snapshot predates the batch's commit cannot
   // see the batch's copies: were it to delete one of the batch's rows, its
   // mirrored delete would miss the copy, which would outlive the row. So,
-  // as CREATE INDEX CONCURRENTLY does, wait until no snapshot older than
-  // the batch remains in old's database; then every such delete has
-  // finished, and new's rows of the batch's key range that are no longer
-  // in old are removed. A statement that starts later sees the copy and
-  // mirrors its delete itself.
+  // much as CREATE INDEX CONCURRENTLY does, wait for every transaction that
+  // may hold such a statement's work to end: those whose snapshot is older
+  // than the batch, and those that have written (a statement that has run
+  // holds no snapshot any more, yet commits its delete later). Then new's
+  // rows of the batch's key range that are no longer in old are removed. A
+  // transaction that starts later sees the copy and mirrors its delete
+  // itself.
   absl::Status RemoveDeletedMeanwhile(const std::vector<std::string>& after,
                                       const std::vector<std::string>& last,
                                       const std::string& batch_xid) {
+    auto older = old_db_.Exec(
+        "SELECT coalesce(array_agg(pid || ' ' || xact_start), '{}')::text FROM pg_stat_activity "
+        "WHERE pid <> pg_backend_pid() AND datname = current_database() AND "
+        "backend_type = 'client backend' AND xact_start IS NOT NULL AND "
+        "((backend_xmin IS NOT NULL AND age(backend_xmin) >= age($1::xid)) OR "
+        "backend_xid IS NOT NULL)",
+        {batch_xid});
+    if (!older.ok()) return older.status();
+    const std::string transactions = *older->rows[0][0];
     auto waiting_since = Clock::now();
     bool said = false;
-    while (true) {
-      auto older = old_db_.Exec(
-          "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND "
-          "datname = current_database() AND backend_xmin IS NOT NULL AND "
-          "age(backend_xmin) >= age($1::xid)",
-          {batch_xid});
-      if (!older.ok()) return older.status();
-      if (*older->rows[0][0] == "0") break;
+    while (transactions != "{}") {
+      auto running = old_db_.Exec(
+          "SELECT count(*) FROM pg_stat_activity WHERE pid || ' ' || xact_start = ANY($1::text[])",
+          {transactions});
+      if (!running.ok()) return running.status();
+      if (*running->rows[0][0] == "0") break;
       if (!said && Clock::now() - waiting_since > std::chrono::seconds(2)) {
         std::fprintf(out_, "pgshift backfill: waiting for %s transactions older than the batch "
                            "to finish (long transactions hold backfill up)\n",
-                     older->rows[0][0]->c_str());
+                     running->rows[0][0]->c_str());
+        std::fflush(out_);
         said = true;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
