@@ -4,6 +4,7 @@
 // at the few abseil calls that need it.
 #pragma once
 
+#include <algorithm>
 #include <charconv>
 #include <concepts>
 #include <string>
@@ -66,6 +67,13 @@ template <typename T>
 bool ParseInt(std::string_view s, T& out) {
   auto res = std::from_chars(s.data(), s.data() + s.size(), out);
   return res.ec == std::errc() && res.ptr == s.data() + s.size() && !s.empty();
+}
+
+// Whether `text` contains `lower` (all lower case) in any case.
+inline bool ContainsIgnoreCase(std::string_view text, std::string_view lower) {
+  auto folded = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+  return std::search(text.begin(), text.end(), lower.begin(), lower.end(),
+                     [&](char a, char b) { return folded(a) == b; }) != text.end();
 }
 
 // `text` as a SQL string literal. An escape string reads the same whatever

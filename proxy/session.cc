@@ -191,10 +191,11 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     last_target_ = target;
   }
   // What the message about to be added will be answered with.
-  void Note(BackendId target, ReplyNote::Kind kind, std::vector<ReplyUnit> units = {}) {
+  ReplyNote& Note(BackendId target, ReplyNote::Kind kind, std::vector<ReplyUnit> units = {}) {
     ReplyNote& note = Target(target).notes.emplace_back();
     note.kind = kind;
     note.units = std::move(units);
+    return note;
   }
   // The result of an Execute or the answer to a Describe, reshaped as
   // `plan` says for its statement.
@@ -357,6 +358,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       error = std::string(MessageOf(query.status()));
       return;
     }
+    ForgetStatementsIfDeallocated(query->sql);
     routing::PlanPtr plan = PlanFor(query->sql);
     if (!plan) {
       s_.copy_link_ = BackendId::kOld;
@@ -401,15 +403,63 @@ class Session::ClientToBackend : public protocol::FrameHandler {
         units[0].capture = std::move(capture);
       }
     }
-    Note(target, ReplyNote::kQuery, std::move(units));
+    ReplyNote& note = Note(target, ReplyNote::kQuery, std::move(units));
     if (!plan->rewritten) {
       Add(target, message);
-    } else {
+    } else if (!plan->parameterized || !SendPrepared(target, *plan->parameterized, note)) {
       std::string rewritten;
       protocol::Query{plan->sql}.Encode(rewritten);
       AddOwned(target, std::move(rewritten));
     }
     Seal();
+  }
+
+  // A Query as an extended batch on a statement pgshift prepares once per
+  // server connection: PostgreSQL parses and plans a mirrored write's long
+  // text once, not on every execution. False: sent as a Query after all.
+  bool SendPrepared(BackendId target, const routing::ParameterizedText& p, ReplyNote& note) {
+    static constexpr size_t kMaxStatements = 256;  // per connection; more are sent as text
+    Link& link = s_.link(target);
+    // In an aborted transaction the Parse would fail as the Query does,
+    // and in the client's open batch a Sync of pgshift's would end it.
+    if (s_.transaction_status_ == 'E' || s_.batch_link_ || link.in_batch) return false;
+    std::string key = p.sql;
+    key.push_back('\0');
+    for (int32_t type : p.types) key += StrCat(type, " ");
+    std::string messages;
+    std::string name;
+    if (auto it = link.statements.find(key); it != link.statements.end()) {
+      name = it->second;
+    } else {
+      if (link.statements.size() >= kMaxStatements) return false;
+      name = StrCat("pgshift_statement_", ++s_.next_statement_);
+      protocol::Parse{name, p.sql, p.types}.Encode(messages);
+      link.statements.emplace(key, name);
+      note.prepares = true;
+    }
+    protocol::Bind bind;
+    bind.statement = name;
+    bind.parameters.assign(p.values.begin(), p.values.end());
+    bind.Encode(messages);
+    protocol::Describe{protocol::Target::kPortal, ""}.Encode(messages);
+    protocol::Execute{"", 0}.Encode(messages);
+    protocol::Sync{}.Encode(messages);
+    note.statement_key = std::move(key);
+    AddOwned(target, std::move(messages));
+    return true;
+  }
+
+  // DISCARD ALL and DEALLOCATE drop pgshift's prepared statements with the
+  // client's. A text that merely mentions either word costs only preparing
+  // again, under new names, so a case-insensitive search is enough here.
+  void ForgetStatementsIfDeallocated(std::string_view sql) {
+    std::array<Link, 2>& links = s_.links_;
+    if (std::all_of(links.begin(), links.end(), [](const Link& l) { return l.statements.empty(); })) {
+      return;
+    }
+    if (ContainsIgnoreCase(sql, "discard") || ContainsIgnoreCase(sql, "deallocate")) {
+      for (Link& l : links) l.statements.clear();
+    }
   }
 
   // Nothing more goes into the current step (two servers only).
@@ -464,6 +514,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       error = std::string(MessageOf(parse.status()));
       return;
     }
+    ForgetStatementsIfDeallocated(parse->sql);
     if (s_.batch_refused_) return Add(*s_.batch_link_, message);
     routing::PlanPtr plan = PlanFor(parse->sql);
     s_.statements_.erase(parse->statement);
@@ -637,6 +688,7 @@ class Session::BackendToClient : public protocol::FrameHandler {
     held_ = cycle != nullptr && cycle->mirror && cycle->mirror->hold ? cycle->mirror.get() : nullptr;
     if (type == 'G') held_ = nullptr;  // CopyInResponse: the client must send its data first
     drop_ = false;
+    statement_error_ = false;
     rows_ = nullptr;
     capture_ = nullptr;
     if (type == 'Z') {
@@ -649,6 +701,16 @@ class Session::BackendToClient : public protocol::FrameHandler {
     if (internal_) {
       bool wanted = type == 'E' || (type == 'D' && !cycle->internal->value);
       return wanted ? protocol::Delivery::kWhole : protocol::Delivery::kStream;
+    }
+    if (cycle != nullptr && !cycle->statement_key.empty()) {
+      // A Query sent on pgshift's prepared statement: the extended
+      // protocol's own replies are not the client's.
+      if (type == '1') cycle->parse_completed = true;
+      if (type == '1' || type == '2' || type == 'n') {
+        drop_ = true;
+        return protocol::Delivery::kStream;
+      }
+      if (type == 'E') statement_error_ = true;
     }
     if (cycle != nullptr && cycle->next < cycle->units.size()) {
       const ReplyUnit& unit = cycle->units[cycle->next];
@@ -720,7 +782,7 @@ class Session::BackendToClient : public protocol::FrameHandler {
       }
     }
     if (type == 'E' && cycle != nullptr) cycle->failed = true;
-    if (type == 'E' && (!s_.refusals_.empty() || capture_ != nullptr)) {
+    if (type == 'E' && (!s_.refusals_.empty() || capture_ != nullptr || statement_error_)) {
       return protocol::Delivery::kWhole;
     }
     return protocol::Delivery::kStream;
@@ -768,6 +830,8 @@ class Session::BackendToClient : public protocol::FrameHandler {
       s_.Wake();
       return;
     }
+    // A statement pgshift prepared whose Parse failed does not exist.
+    if (cycle.prepares && !cycle.parse_completed) link_.statements.erase(cycle.statement_key);
     ++answered;
     s_.NoteAnswered();
     if (cycle.mirror) {
@@ -798,6 +862,12 @@ class Session::BackendToClient : public protocol::FrameHandler {
       InternalReply& reply = *link_.cycles.front().internal;
       if (!reply.error) reply.error = *fields;
       return;
+    }
+    if (statement_error_ && fields->sqlstate() == sqlstate::kFeatureNotSupported &&
+        fields->message().starts_with("cached plan must not change result type")) {
+      // A table's columns changed under pgshift's prepared statement: it is
+      // prepared again, under a new name, at the next execution.
+      link_.statements.erase(link_.cycles.front().statement_key);
     }
     if (capture_ != nullptr) {
       capture_->result->error_sqlstate = std::string(fields->sqlstate());
@@ -925,6 +995,7 @@ class Session::BackendToClient : public protocol::FrameHandler {
   Link& link_;
   bool internal_ = false;
   bool drop_ = false;           // the current streamed message is not passed on
+  bool statement_error_ = false;  // the current error is from pgshift's prepared statement
   MirrorBatch* held_ = nullptr;  // the current cycle's replies wait here
   MirrorBatch::Rows* rows_ = nullptr;  // the current DataRow's mirrored rows
   ShadowCapture* capture_ = nullptr;   // the current message's sampled read
@@ -1249,6 +1320,8 @@ awaitable<bool> Session::RunStep(Step& step) {
       cycle->units = std::move(note.units);
       cycle->continues = note.continues;
       cycle->group = note.group;
+      cycle->statement_key = std::move(note.statement_key);
+      cycle->prepares = note.prepares;
       attach(*cycle);
     }
     if (cycle->mirror) closed.push_back(cycle->mirror);
@@ -1317,6 +1390,7 @@ awaitable<std::optional<ErrorFields>> Session::ConnectNew(bool fatal) {
   fresh.buffer.Consume(fresh.buffer.data().size());
   fresh.backend_pid = login.key.process_id;
   fresh.transaction_status = 'I';
+  fresh.statements.clear();
   if (cancel_key_) {
     server_.cancels().Add({cancel_key_->first, cancel_key_->second},
                           CancelTarget{config().new_backend->endpoint, login.key.process_id,

@@ -135,6 +135,10 @@ class Session : public std::enable_shared_from_this<Session> {
     bool failed = false;
     uint64_t group = 0;
     std::shared_ptr<MirrorBatch> mirror;
+    // As ReplyNote's: a Query sent as pgshift's prepared statement.
+    std::string statement_key;
+    bool prepares = false;
+    bool parse_completed = false;
   };
 
   // What a step's messages will be answered with, in their order.
@@ -143,6 +147,12 @@ class Session : public std::enable_shared_from_this<Session> {
     std::vector<ReplyUnit> units;  // kQuery: one per statement, or none; kUnit: exactly one
     bool continues = false;        // kQuery: as Cycle::continues
     uint64_t group = 0;
+    // kQuery: the client's Query was sent as an extended batch on a
+    // statement pgshift prepared (Plan::parameterized), this key in
+    // Link::statements; its ParseComplete, BindComplete and NoData are not
+    // the client's. `prepares`: the batch's Parse creates the statement.
+    std::string statement_key;
+    bool prepares = false;
   };
 
   // One of the session's server connections.
@@ -162,6 +172,9 @@ class Session : public std::enable_shared_from_this<Session> {
     std::deque<Cycle> cycles;
     uint32_t forward_pending = 0;  // the client's closed cycles in `cycles`
     bool pump_running = false;
+    // Statements pgshift prepared on this connection for the client's
+    // Queries (Plan::parameterized), by text and parameter types.
+    absl::flat_hash_map<std::string, std::string> statements;
     char last_type = 0;
     int32_t backend_pid = 0;
   };
@@ -351,6 +364,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // Queries split between servers: the last one whose part failed.
   uint64_t next_group_ = 0;
   uint64_t failed_group_ = 0;
+  uint64_t next_statement_ = 0;  // names pgshift's prepared statements
 
   // Relay state. All pumps run on this session's executor, so no locking.
   bool relaying_ = false;

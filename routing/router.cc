@@ -91,6 +91,37 @@ bool Router::mirrors_across_servers() const {
   });
 }
 
+namespace {
+
+// A single write mirrored on one database: its rewritten text is several
+// times the client's, so it is worth preparing (see Plan::parameterized).
+bool SentPrepared(const Plan& plan) {
+  return plan.rewritten && !plan.refusal && plan.parts.empty() && !plan.shadow &&
+         !plan.copies_in && plan.shapes.size() == 1 && !plan.shapes[0].tag.empty() &&
+         !plan.shapes[0].remote && !plan.shapes[0].hidden;
+}
+
+// The plan's text with each numeric constant in a place that allows it as a
+// parameter of the type PostgreSQL would give the constant; nullopt when
+// there is none.
+std::optional<ParameterizedText> Parameterize(const PlanTemplate& fill,
+                                              const std::vector<std::string_view>& constants) {
+  ParameterizedText out;
+  std::vector<int> number(constants.size(), 0);
+  for (size_t k = 0; k < constants.size(); ++k) {
+    int32_t type = fill.parameters[k] ? NumericConstantType(constants[k]) : 0;
+    if (type == 0) continue;
+    out.types.push_back(type);
+    out.values.emplace_back(constants[k]);
+    number[k] = static_cast<int>(out.types.size());
+  }
+  if (out.types.empty()) return std::nullopt;
+  out.sql = fill.sql.FillParameters(constants, number);
+  return out;
+}
+
+}  // namespace
+
 PlanPtr Router::PlanFor(std::string_view sql) {
   if (std::optional<PlanPtr> known = cache_.Find(sql)) return *known;
   if (std::optional<StatementTemplate> t = MakeTemplate(sql)) {
@@ -107,6 +138,9 @@ PlanPtr Router::PlanFor(std::string_view sql) {
         plan->parts[i].sql = base->fill->parts[i].Fill(t->constants);
       }
       if (plan->shadow) plan->shadow->sql = base->fill->shadow.Fill(t->constants);
+      if (!base->fill->parameters.empty()) {
+        plan->parameterized = Parameterize(*base->fill, t->constants);
+      }
       return plan;
     }
   }
@@ -117,7 +151,8 @@ PlanPtr Router::PlanFor(std::string_view sql) {
 }
 
 PlanPtr Router::MakeTemplatePlan(std::string_view text, int first, size_t count) const {
-  if (!ParseTree::Parse(text).ok()) return std::make_shared<Plan>();  // no fill: not usable
+  absl::StatusOr<ParseTree> tree = ParseTree::Parse(text);
+  if (!tree.ok()) return std::make_shared<Plan>();  // no fill: not usable
   PlanPtr made = MakePlan(text);
   auto plan = std::make_shared<Plan>(*made);
   auto fill = std::make_shared<PlanTemplate>();
@@ -126,6 +161,9 @@ PlanPtr Router::MakeTemplatePlan(std::string_view text, int first, size_t count)
     ok = ok && fill->parts.emplace_back().Split(part.sql, first, count);
   }
   if (plan->shadow) ok = ok && fill->shadow.Split(plan->shadow->sql, first, count);
+  // The client's text has no parameters of its own (a Query), so the
+  // constants can be numbered from $1.
+  if (ok && first == 1 && SentPrepared(*plan)) fill->parameters = ParameterPositions(*tree, first, count);
   if (ok) plan->fill = std::move(fill);
   return plan;
 }

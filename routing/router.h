@@ -103,6 +103,9 @@ struct PlanTemplate {
   TemplateText sql;
   std::vector<TemplateText> parts;
   TemplateText shadow;
+  // Per constant, whether it may be sent as a parameter (see
+  // Plan::parameterized); empty when the plan is not sent that way.
+  std::vector<bool> parameters;
 };
 
 // The plan for one Query text or one Parse. Later phases add a mirror and a
@@ -131,6 +134,11 @@ struct Plan {
   // Set on a plan made for a statement template; the plan a client's
   // statement gets has its constants filled in (and this unset).
   std::shared_ptr<const PlanTemplate> fill;
+  // A single write mirrored on one database, sent as a Query: the same
+  // statement with its numeric constants as parameters, so that the session
+  // can prepare its long rewritten text once per server connection instead
+  // of PostgreSQL parsing and planning it on every execution.
+  std::optional<ParameterizedText> parameterized;
   // Configured tables it reads and writes, for their counters.
   std::vector<TableCounters*> reads;
   std::vector<TableCounters*> writes_to;

@@ -5,7 +5,10 @@
 
 #include <memory>
 
+#include "absl/strings/ascii.h"
+
 #include "common/strings.h"
+#include "routing/parse_tree.h"
 
 namespace pgshift::routing {
 
@@ -116,6 +119,67 @@ std::string TemplateText::Fill(const std::vector<std::string_view>& constants) c
     if (p.constant >= 0) out.append(constants[static_cast<size_t>(p.constant)]);
   }
   return out;
+}
+
+std::string TemplateText::FillParameters(const std::vector<std::string_view>& constants,
+                                         const std::vector<int>& number) const {
+  std::string out;
+  for (const Piece& p : pieces_) {
+    out += p.text;
+    if (p.constant < 0) continue;
+    const size_t k = static_cast<size_t>(p.constant);
+    if (number[k] != 0) {
+      out += StrCat("$", number[k]);
+    } else {
+      out.append(constants[k]);
+    }
+  }
+  return out;
+}
+
+namespace {
+
+// Marks the placeholders under `msg` that may stay parameters; `fixed`:
+// the subtree is a place where only a constant means the same.
+void MarkParameterPositions(const ProtoMessage* msg, bool fixed, int first,
+                            std::vector<bool>& ok) {
+  if (Is(msg, pg_query__param_ref__descriptor)) {
+    int n = reinterpret_cast<const PgQuery__ParamRef*>(msg)->number - first;
+    if (!fixed && n >= 0 && static_cast<size_t>(n) < ok.size()) ok[static_cast<size_t>(n)] = true;
+    return;
+  }
+  const bool type_name = Is(msg, pg_query__type_name__descriptor);
+  const bool select = Is(msg, pg_query__select_stmt__descriptor);
+  const bool sort_by = Is(msg, pg_query__sort_by__descriptor);
+  ForEachChild(msg, [&](std::string_view field, const ProtoMessage* child) {
+    bool child_fixed = fixed || type_name || (sort_by && field == "node") ||
+                       (select && (field == "group_clause" || field == "distinct_clause"));
+    MarkParameterPositions(child, child_fixed, first, ok);
+  });
+}
+
+}  // namespace
+
+std::vector<bool> ParameterPositions(const ParseTree& tree, int first, size_t count) {
+  std::vector<bool> ok(count, false);
+  MarkParameterPositions(&tree.get()->base, false, first, ok);
+  return ok;
+}
+
+int32_t NumericConstantType(std::string_view constant) {
+  constexpr int32_t kInt4 = 23, kInt8 = 20, kNumeric = 1700;
+  if (constant.empty() || !(absl::ascii_isdigit(static_cast<unsigned char>(constant[0])) ||
+                            constant[0] == '.')) {
+    return 0;
+  }
+  // -2147483648 is an int4 and -9223372036854775808 an int8 as written,
+  // but their positive halves are one type wider.
+  if (constant == "2147483648" || constant == "9223372036854775808") return 0;
+  int32_t i4 = 0;
+  if (ParseInt(constant, i4)) return kInt4;
+  int64_t i8 = 0;
+  if (ParseInt(constant, i8)) return kInt8;
+  return kNumeric;
 }
 
 }  // namespace pgshift::routing

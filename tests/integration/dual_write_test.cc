@@ -355,6 +355,74 @@ TEST_P(DualWrite, MultiStatementQueriesKeepEveryTag) {
   EXPECT_EQ(Differences(), "0");
 }
 
+// On one database a simple-protocol write is sent on a statement pgshift
+// prepares once per connection, its numeric constants as parameters. What
+// the client sees must not change: types, ORDER BY positions and type
+// modifiers as written, errors, and statements dropped by the client.
+TEST_P(DualWrite, SimpleWritesAnswerAsWrittenWhenPreparedByPgshift) {
+  ASSERT_TRUE(Old().Ok("DROP FUNCTION IF EXISTS shout(int)"));
+  PgConn client = Client();
+  const std::string count_statements =
+      "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'pgshift%'";
+  for (int id : {1, 2, 3}) {
+    PgResult r = client.Exec("UPDATE channels SET title = title || '+' WHERE id = " +
+                             std::to_string(id));
+    ASSERT_EQ(PQresultStatus(r.get()), PGRES_COMMAND_OK) << PQresultErrorMessage(r.get());
+    EXPECT_STREQ(PQcmdStatus(r.get()), "UPDATE 1");
+  }
+  EXPECT_EQ(client.Value(count_statements), two_servers() ? "0" : "1")
+      << "one statement for the three executions (one database only)";
+
+  // Constants keep the types PostgreSQL gives them as written.
+  PgResult typed = client.Exec(
+      "UPDATE channels SET title = -2147483648 || '/' || 2.50 || '/' || 4000000000 WHERE id = 3 "
+      "RETURNING title, pg_typeof(-2147483648)::text, pg_typeof(4000000000)::text, "
+      "pg_typeof(2.50)::text, 7 AS seven");
+  ASSERT_EQ(PQresultStatus(typed.get()), PGRES_TUPLES_OK) << PQresultErrorMessage(typed.get());
+  EXPECT_STREQ(PQcmdStatus(typed.get()), "UPDATE 1");
+  EXPECT_EQ(ColumnsOf(typed.get()),
+            (std::vector<std::string>{"title", "pg_typeof", "pg_typeof", "pg_typeof", "seven"}));
+  EXPECT_EQ(RowsOf(typed.get()),
+            (Rows{{"-2147483648/2.50/4000000000", "integer", "bigint", "numeric", "7"}}));
+  // A position in ORDER BY names a column; a type modifier stays one.
+  PgResult ordered = client.Exec(
+      "INSERT INTO channels (title) SELECT body FROM posts ORDER BY 1 DESC LIMIT 1 RETURNING title");
+  ASSERT_EQ(PQresultStatus(ordered.get()), PGRES_TUPLES_OK) << PQresultErrorMessage(ordered.get());
+  EXPECT_EQ(RowsOf(ordered.get()), (Rows{{"p2"}}));
+  PgResult cut = client.Exec(
+      "UPDATE channels SET title = 'abcdef'::varchar(3) WHERE id = 1 RETURNING title");
+  ASSERT_EQ(PQresultStatus(cut.get()), PGRES_TUPLES_OK) << PQresultErrorMessage(cut.get());
+  EXPECT_EQ(RowsOf(cut.get()), (Rows{{"abc"}}));
+
+  // A statement PostgreSQL cannot prepare fails as the client's would, and
+  // works once it can.
+  const std::string missing = "UPDATE channels SET title = shout(5) WHERE id = 2";
+  PgResult direct = Old().Exec("SELECT shout(5)");
+  PgResult failed = client.Exec(missing);
+  EXPECT_EQ(ErrorOf(failed.get()).sqlstate, "42883");
+  EXPECT_EQ(ErrorOf(failed.get()).message, ErrorOf(direct.get()).message);
+  ASSERT_TRUE(Old().Ok("CREATE FUNCTION shout(int) RETURNS text LANGUAGE sql AS "
+                       "$$SELECT $1::text || '!'$$"));
+  PgResult works = client.Exec(missing);
+  EXPECT_STREQ(PQcmdStatus(works.get()), "UPDATE 1") << PQresultErrorMessage(works.get());
+  EXPECT_EQ(New().Value("SELECT name FROM channels_v2 WHERE id = 2"), "5!");
+
+  // In an aborted transaction, the error the client would get.
+  ASSERT_TRUE(client.Ok("BEGIN"));
+  EXPECT_FALSE(client.Ok("SELECT 1/0"));
+  PgResult aborted = client.Exec("UPDATE channels SET title = 'x' WHERE id = 1");
+  EXPECT_EQ(ErrorOf(aborted.get()).sqlstate, "25P02");
+  ASSERT_TRUE(client.Ok("ROLLBACK"));
+
+  // DISCARD ALL drops pgshift's statements too: they are prepared again.
+  ASSERT_TRUE(client.Ok("DISCARD ALL"));
+  EXPECT_EQ(client.Value(count_statements), "0");
+  PgResult again = client.Exec("UPDATE channels SET title = 'again' WHERE id = 1");
+  EXPECT_STREQ(PQcmdStatus(again.get()), "UPDATE 1") << PQresultErrorMessage(again.get());
+  EXPECT_EQ(New().Value("SELECT name FROM channels_v2 WHERE id = 1"), "again");
+  EXPECT_EQ(Differences(), "0");
+}
+
 TEST_P(DualWrite, AFailingMirrorFailsTheWholeStatement) {
   PgConn client = Client();
   PgResult r = client.Exec("INSERT INTO channels (title) VALUES ('fine'), ('forbidden')");

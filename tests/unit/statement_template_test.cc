@@ -85,5 +85,49 @@ TEST(StatementTemplate, MirroredWritesGetTheirConstantsBack) {
             "SELECT 1 FROM channels WHERE id = 5");
 }
 
+TEST(StatementTemplate, MirroredWritesCarryTheirNumbersAsTypedParameters) {
+  TableCounterRegistry counters;
+  Router router(Config("dual-write"), Columns(), counters);
+  PlanPtr plan = router.PlanFor(
+      "UPDATE channels SET title = 'x' || -5 || 2.5 || 9000000000 || 2147483648 WHERE id = 9");
+  ASSERT_TRUE(plan->parameterized) << plan->sql;
+  const ParameterizedText& p = *plan->parameterized;
+  EXPECT_EQ(p.sql,
+            "WITH pgshift_rows AS (UPDATE channels SET title = ((('x' || (- $1)) || $2) || $3) "
+            "|| 2147483648 WHERE id = $4 RETURNING channels.*), pgshift_mirror "
+            "AS (INSERT INTO public.channels_v2 (id, name) OVERRIDING SYSTEM VALUE SELECT id, "
+            "title FROM pgshift_rows ON CONFLICT (id) DO UPDATE SET name = excluded.name) SELECT "
+            "FROM pgshift_rows channels")
+      << "strings and 2147483648 (int4 when negated) stay as written";
+  EXPECT_EQ(p.types, (std::vector<int32_t>{23, 1700, 20, 23}));
+  EXPECT_EQ(p.values, (std::vector<std::string>{"5", "2.5", "9000000000", "9"}));
+  // Positions in ORDER BY, GROUP BY and DISTINCT ON name output columns.
+  PlanPtr ordered = router.PlanFor(
+      "INSERT INTO channels (title) SELECT DISTINCT ON (1) body FROM posts GROUP BY 1 "
+      "ORDER BY 1 LIMIT 3");
+  ASSERT_TRUE(ordered->parameterized);
+  EXPECT_NE(ordered->parameterized->sql.find("DISTINCT ON (1)"), std::string::npos);
+  EXPECT_NE(ordered->parameterized->sql.find("GROUP BY 1 ORDER BY 1 LIMIT $1"), std::string::npos)
+      << ordered->parameterized->sql;
+  // Reads, writes with nothing numeric, and statements planned by their
+  // text (a type modifier cannot be a parameter) are sent as they are.
+  EXPECT_FALSE(router.PlanFor("UPDATE channels SET title = 'y'::varchar(3) WHERE id = 9")
+                   ->parameterized);
+  EXPECT_FALSE(router.PlanFor("UPDATE channels SET title = 'a' WHERE title = 'b'")->parameterized);
+  Router new_only(Config("new-only"), Columns(), counters);
+  EXPECT_FALSE(new_only.PlanFor("SELECT title FROM channels WHERE id = 7")->parameterized);
+}
+
+TEST(StatementTemplate, NumericConstantsHaveTheirWrittenTypes) {
+  EXPECT_EQ(NumericConstantType("7"), 23);
+  EXPECT_EQ(NumericConstantType("2147483647"), 23);
+  EXPECT_EQ(NumericConstantType("2147483649"), 20);
+  EXPECT_EQ(NumericConstantType("99999999999999999999"), 1700);
+  EXPECT_EQ(NumericConstantType("1e3"), 1700);
+  EXPECT_EQ(NumericConstantType(".5"), 1700);
+  EXPECT_EQ(NumericConstantType("'7'"), 0);
+  EXPECT_EQ(NumericConstantType("9223372036854775808"), 0);
+}
+
 }  // namespace
 }  // namespace pgshift::routing
