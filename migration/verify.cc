@@ -222,17 +222,21 @@ class Verifier {
     }
     if (absl::Status s = to.db->Run("COMMIT"); !s.ok()) return s;
     // The divergence log (mirror errors logged instead of failing the
-    // client) holds what repair has now fixed.
-    auto log = old_.db->Exec("SELECT to_regclass('pgshift_divergence') IS NOT NULL");
-    if (log.ok() && *log->rows[0][0] == "t") {
-      std::vector<std::string> keys;
-      for (const Key& k : differing_) keys.push_back(KeyText(k));
-      std::string array = "{";
-      for (size_t i = 0; i < keys.size(); ++i) {
-        array = StrCat(array, i ? "," : "", JsonString(keys[i]));
-      }
-      array += "}";
-      if (absl::Status s = old_.db->Run(
+    // client) holds what repair has now fixed. It is on the authoritative
+    // side of the time: old, or new from new-primary on.
+    std::vector<std::string> keys;
+    for (const Key& k : differing_) keys.push_back(KeyText(k));
+    std::string array = "{";
+    for (size_t i = 0; i < keys.size(); ++i) {
+      array = StrCat(array, i ? "," : "", JsonString(keys[i]));
+    }
+    array += "}";
+    std::vector<PgClient*> databases{old_.db};
+    if (new_.db != old_.db) databases.push_back(new_.db);
+    for (PgClient* db : databases) {
+      auto log = db->Exec("SELECT to_regclass('pgshift_divergence') IS NOT NULL");
+      if (!log.ok() || *log->rows[0][0] != "t") continue;
+      if (absl::Status s = db->Run(
               "DELETE FROM pgshift_divergence WHERE table_name = $1 AND key = ANY($2::text[])",
               {pair_.config->name, array});
           !s.ok()) {

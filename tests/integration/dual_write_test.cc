@@ -793,5 +793,35 @@ TEST_P(NewPrimary, WritesRunOnNewAndAreMirroredBackToOld) {
   EXPECT_EQ(Differences(), "0");
 }
 
+// Under new-primary across servers the mirror writes to old, and a failed
+// mirror's keys are logged on new, the authoritative side, where verify
+// --repair clears them.
+class NewPrimaryAcrossServers : public NewPrimary {};
+
+INSTANTIATE_TEST_SUITE_P(Topologies, NewPrimaryAcrossServers,
+                         ::testing::Values(Topology::kTwoServers), Name);
+
+TEST_P(NewPrimaryAcrossServers, UnderLogAFailedMirrorIsLoggedOnNewAndRepairClearsIt) {
+  ASSERT_TRUE(Old().Ok("ALTER TABLE channels ADD CONSTRAINT old_refuses CHECK (title <> 'no')"));
+  ASSERT_TRUE(Reconfigure("new-primary", "log")) << proxy_->log();
+  PgConn client = Client();
+  ASSERT_TRUE(client.Ok("UPDATE channels SET title = 'no' WHERE id = 3")) << client.error();
+  EXPECT_EQ(New().Value("SELECT name FROM channels_v2 WHERE id = 3"), "no");
+  EXPECT_EQ(Old().Value("SELECT title FROM channels WHERE id = 3"), "c");
+  EXPECT_EQ(New().Value("SELECT string_agg(table_name || ':' || key, ',') FROM pgshift_divergence"),
+            "public.channels:3");
+
+  ASSERT_TRUE(Old().Ok("ALTER TABLE channels DROP CONSTRAINT old_refuses"));
+  std::string out;
+  EXPECT_EQ(CaptureCommand(PgshiftBinary() + " verify --repair --config " + proxy_->dir() +
+                               "/pgshift.toml --table channels",
+                           out),
+            0)
+      << out;
+  EXPECT_EQ(Old().Value("SELECT title FROM channels WHERE id = 3"), "no") << out;
+  EXPECT_EQ(New().Value("SELECT count(*) FROM pgshift_divergence"), "0") << out;
+  EXPECT_EQ(Differences(), "0");
+}
+
 }  // namespace
 }  // namespace pgshift::testing
