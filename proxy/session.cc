@@ -84,19 +84,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
   explicit ClientToBackend(Session& s) : s_(s) {}
 
   void Reset() {
-    for (size_t i = 0; i < count; ++i) {
-      steps[i].bytes.clear();
-      steps[i].on_other_link_first.clear();
-      steps[i].notes.clear();
-      steps[i].skip_if_failed = 0;
-      steps[i].opens = steps[i].sealed = steps[i].mirrored = false;
-      steps[i].transaction = routing::TransactionKind::kNone;
-      steps[i].fail_with.clear();
-      steps[i].fail_probe = 0;
-      steps[i].reprepare.clear();
-      steps[i].close_elsewhere.clear();
-      steps[i].copy_in = steps[i].ends_copy = false;
-    }
+    for (size_t i = 0; i < count; ++i) steps[i].Clear();
     count = 0;
     routing_ = !s_.config().tables.empty();
   }

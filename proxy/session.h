@@ -181,6 +181,18 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // A run of client messages for one link, and what must happen first.
   struct Step {
+    // Back to a new step's state, keeping the buffers of `bytes` and
+    // `notes` for the next client read.
+    void Clear() {
+      ForwardList kept_bytes = std::move(bytes);
+      std::vector<ReplyNote> kept_notes = std::move(notes);
+      kept_bytes.clear();
+      kept_notes.clear();
+      *this = Step{};
+      bytes = std::move(kept_bytes);
+      notes = std::move(kept_notes);
+    }
+
     routing::BackendId target = routing::BackendId::kOld;
     ForwardList bytes;
     std::vector<ReplyNote> notes;
