@@ -50,22 +50,32 @@ class Verifier {
       low = **high;
     }
     // A write between reading old and reading new is not a difference:
-    // read each suspect again a moment later.
+    // read the suspects again a moment later, a batch of keys at a time.
     if (!suspects.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    for (const auto& [key, kind] : suspects) {
-      auto old_hash = RowHashOf(old_, key);
-      if (!old_hash.ok()) return old_hash.status();
-      auto new_hash = RowHashOf(new_, key);
-      if (!new_hash.ok()) return new_hash.status();
-      if (*old_hash == *new_hash) continue;
-      if (!*new_hash) {
-        report_.missing.push_back(KeyText(key));
-      } else if (!*old_hash) {
-        report_.extra.push_back(KeyText(key));
-      } else {
-        report_.different.push_back(KeyText(key));
+    const size_t batch = std::max<size_t>(1, std::min<size_t>(1000, 60000 / old_.key.size()));
+    std::vector<Key> keys;
+    for (auto it = suspects.begin(); it != suspects.end();) {
+      keys.clear();
+      for (; it != suspects.end() && keys.size() < batch; ++it) keys.push_back(it->first);
+      auto old_rows = HashesOf(old_, keys);
+      if (!old_rows.ok()) return old_rows.status();
+      auto new_rows = HashesOf(new_, keys);
+      if (!new_rows.ok()) return new_rows.status();
+      for (const Key& key : keys) {
+        auto in_old = old_rows->find(key);
+        auto in_new = new_rows->find(key);
+        if (in_old == old_rows->end() && in_new == new_rows->end()) continue;
+        if (in_new == new_rows->end()) {
+          report_.missing.push_back(KeyText(key));
+        } else if (in_old == old_rows->end()) {
+          report_.extra.push_back(KeyText(key));
+        } else if (in_old->second == in_new->second) {
+          continue;
+        } else {
+          report_.different.push_back(KeyText(key));
+        }
+        differing_.push_back(key);
       }
-      differing_.push_back(key);
     }
     if (options_.repair && !differing_.empty()) {
       if (absl::Status s = Repair(); !s.ok()) return s;
@@ -133,6 +143,23 @@ class Verifier {
                                                     const std::optional<Key>& high) {
     Params params;
     std::string where = Range(side, low, high, params);
+    return HashesWhere(side, where, params);
+  }
+
+  // The row hashes of these keys on one side (a key it lacks is absent).
+  absl::StatusOr<std::map<Key, std::string>> HashesOf(const Side& side,
+                                                      const std::vector<Key>& keys) {
+    Params params;
+    std::string list;
+    for (const Key& key : keys) {
+      list = StrCat(list, list.empty() ? "" : ", ", pair_.KeyParams(static_cast<int>(params.size()) + 1));
+      params.insert(params.end(), key.begin(), key.end());
+    }
+    return HashesWhere(side, StrCat(" WHERE (", KeyList(side), ") IN (", list, ")"), params);
+  }
+
+  absl::StatusOr<std::map<Key, std::string>> HashesWhere(const Side& side, const std::string& where,
+                                                         const Params& params) {
     std::string keys;
     for (const std::string& k : side.key) keys = StrCat(keys, k, "::text, ");
     auto r = side.db->Exec(
@@ -179,16 +206,6 @@ class Verifier {
 
   std::string KeyEquals(const Side& side, int first) const {
     return StrCat("(", KeyList(side), ") = ", pair_.KeyParams(first));
-  }
-
-  absl::StatusOr<std::optional<std::string>> RowHashOf(const Side& side, const Key& key) {
-    Params params(key.begin(), key.end());
-    auto r = side.db->Exec(StrCat("SELECT ", TablePair::RowHash(side.columns), " FROM ", side.table,
-                                  " WHERE ", KeyEquals(side, 1)),
-                           params);
-    if (!r.ok()) return r.status();
-    if (r->rows.empty()) return std::optional<std::string>();
-    return std::optional<std::string>(*r->rows[0][0]);
   }
 
   // Copies each differing key again from the authoritative side: the

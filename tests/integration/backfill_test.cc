@@ -201,6 +201,43 @@ TEST_F(Backfill, VerifyFindsEachKindOfDifferenceAndRepairFixesThem) {
   EXPECT_NE(out.find(" 0 differences"), std::string::npos) << out;
 }
 
+// A key of two columns: copied, compared and repaired by both.
+TEST_F(Backfill, TwoColumnKeysAreCopiedVerifiedAndRepaired) {
+  PgConn direct = Direct();
+  Exec(direct,
+       "DROP TABLE IF EXISTS memberships, memberships_v2;"
+       "CREATE TABLE memberships (channel_id int, user_id int, role text,"
+       "  PRIMARY KEY (channel_id, user_id));"
+       "INSERT INTO memberships SELECT c, u, 'member' FROM generate_series(1, 30) c,"
+       "  generate_series(1, 100) u;"
+       "CREATE TABLE memberships_v2 (channel_id int, user_id int, role text,"
+       "  PRIMARY KEY (channel_id, user_id));");
+  const std::string config = proxy_->dir() + "/memberships.toml";
+  std::string text = ReadFile(proxy_->dir() + "/pgshift.toml");
+  text += "\n[[tables]]\nname = \"memberships\"\nnew_name = \"memberships_v2\"\n"
+          "key = [\"channel_id\", \"user_id\"]\nphase = \"dual-write\"\n";
+  WriteFile(config, text);
+  const std::string command = " --config " + config + " --table memberships";
+  std::string out;
+  ASSERT_EQ(CaptureCommand(PgshiftBinary() + " backfill --batch 700" + command, out), 0) << out;
+  EXPECT_EQ(direct.Value("SELECT count(*) FROM memberships_v2"), "3000");
+  Exec(direct,
+       "DELETE FROM memberships_v2 WHERE (channel_id, user_id) IN ((2, 7), (30, 100));"
+       "INSERT INTO memberships_v2 VALUES (99, 1, 'stray');"
+       "UPDATE memberships_v2 SET role = 'owner' WHERE (channel_id, user_id) = (5, 10);");
+  EXPECT_EQ(CaptureCommand(PgshiftBinary() + " verify --json --chunk 500" + command, out), 1)
+      << out;
+  EXPECT_NE(out.find("\"missing\":[\"(2,7)\",\"(30,100)\"]"), std::string::npos) << out;
+  EXPECT_NE(out.find("\"extra\":[\"(99,1)\"]"), std::string::npos) << out;
+  EXPECT_NE(out.find("\"different\":[\"(5,10)\"]"), std::string::npos) << out;
+  ASSERT_EQ(CaptureCommand(PgshiftBinary() + " verify --repair" + command, out), 0) << out;
+  EXPECT_EQ(direct.Value("SELECT count(*) FROM (SELECT * FROM memberships EXCEPT ALL SELECT * "
+                         "FROM memberships_v2) a"),
+            "0");
+  EXPECT_EQ(direct.Value("SELECT count(*) FROM memberships_v2"), "3000");
+  Exec(direct, "DROP TABLE memberships, memberships_v2");
+}
+
 TEST_F(Backfill, ClearErrorsForWhatCannotBeDone) {
   std::string out;
   EXPECT_NE(CaptureCommand(PgshiftBinary() + " backfill --config " + proxy_->dir() +
