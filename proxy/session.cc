@@ -851,9 +851,12 @@ class Session::BackendToClient : public protocol::FrameHandler {
       if (!reply.error) reply.error = *fields;
       return;
     }
-    if (statement_error_ && fields->sqlstate() == sqlstate::kFeatureNotSupported &&
-        fields->message().starts_with("cached plan must not change result type")) {
-      // A table's columns changed under pgshift's prepared statement: it is
+    if (statement_error_ &&
+        ((fields->sqlstate() == sqlstate::kFeatureNotSupported &&
+          fields->message().starts_with("cached plan must not change result type")) ||
+         fields->sqlstate() == sqlstate::kInvalidStatementName)) {
+      // A table's columns changed under pgshift's prepared statement, or a
+      // DEALLOCATE pgshift did not see (in a function) dropped it: it is
       // prepared again, under a new name, at the next execution.
       link_.statements.erase(link_.cycles.front().statement_key);
     }
