@@ -204,12 +204,9 @@ class Verifier {
     return rows;
   }
 
-  std::string KeyEquals(const Side& side, int first) const {
-    return StrCat("(", KeyList(side), ") = ", pair_.KeyParams(first));
-  }
-
   // Copies each differing key again from the authoritative side: the
-  // mirror's row is deleted, and the authoritative row, if any, inserted.
+  // mirror's rows are deleted, and the authoritative rows, if any, inserted,
+  // a batch of keys per statement, all in one transaction on the mirror.
   absl::Status Repair() {
     const Side& from = pair_.new_is_authoritative ? new_ : old_;
     const Side& to = pair_.new_is_authoritative ? old_ : new_;
@@ -218,22 +215,35 @@ class Verifier {
       to.db->Run("ROLLBACK").IgnoreError();
       return s;
     };
-    std::string placeholders;
-    for (size_t i = 0; i < to.columns.size(); ++i) {
-      placeholders = StrCat(placeholders, i ? ", " : "", "$", i + 1);
-    }
-    for (const Key& key : differing_) {
-      Params params(key.begin(), key.end());
-      auto row = from.db->Exec(StrCat("SELECT ", TablePair::List(from.columns), " FROM ",
-                                      from.table, " WHERE ", KeyEquals(from, 1)),
-                               params);
-      if (!row.ok()) return fail(row.status());
-      auto deleted = to.db->Exec(StrCat("DELETE FROM ", to.table, " WHERE ", KeyEquals(to, 1)), params);
+    const size_t width = std::max(to.columns.size(), to.key.size());
+    const size_t batch = std::max<size_t>(1, std::min<size_t>(1000, 60000 / width));
+    for (size_t at = 0; at < differing_.size(); at += batch) {
+      Params keys;
+      std::string list;
+      for (size_t i = at; i < std::min(differing_.size(), at + batch); ++i) {
+        list = StrCat(list, list.empty() ? "" : ", ", pair_.KeyParams(static_cast<int>(keys.size()) + 1));
+        keys.insert(keys.end(), differing_[i].begin(), differing_[i].end());
+      }
+      auto rows = from.db->Exec(StrCat("SELECT ", TablePair::List(from.columns), " FROM ", from.table,
+                                       " WHERE (", KeyList(from), ") IN (", list, ")"),
+                                keys);
+      if (!rows.ok()) return fail(rows.status());
+      auto deleted = to.db->Exec(
+          StrCat("DELETE FROM ", to.table, " WHERE (", KeyList(to), ") IN (", list, ")"), keys);
       if (!deleted.ok()) return fail(deleted.status());
-      if (row->rows.empty()) continue;
-      Params values(row->rows[0].begin(), row->rows[0].end());
+      if (rows->rows.empty()) continue;
+      Params values;
+      std::string tuples;
+      for (const Row& row : rows->rows) {
+        std::string placeholders;
+        for (size_t i = 0; i < row.size(); ++i) {
+          placeholders = StrCat(placeholders, i ? ", " : "", "$", values.size() + i + 1);
+        }
+        tuples = StrCat(tuples, tuples.empty() ? "" : ", ", "(", placeholders, ")");
+        values.insert(values.end(), row.begin(), row.end());
+      }
       auto inserted = to.db->Exec(StrCat("INSERT INTO ", to.table, " (", TablePair::List(to.columns),
-                                         ") VALUES (", placeholders, ")"),
+                                         ") VALUES ", tuples),
                                   values);
       if (!inserted.ok()) return fail(inserted.status());
     }

@@ -231,10 +231,18 @@ TEST_F(Backfill, TwoColumnKeysAreCopiedVerifiedAndRepaired) {
   EXPECT_NE(out.find("\"extra\":[\"(99,1)\"]"), std::string::npos) << out;
   EXPECT_NE(out.find("\"different\":[\"(5,10)\"]"), std::string::npos) << out;
   ASSERT_EQ(CaptureCommand(PgshiftBinary() + " verify --repair" + command, out), 0) << out;
-  EXPECT_EQ(direct.Value("SELECT count(*) FROM (SELECT * FROM memberships EXCEPT ALL SELECT * "
-                         "FROM memberships_v2) a"),
-            "0");
+  const std::string except_all =
+      "SELECT (SELECT count(*) FROM (SELECT * FROM memberships EXCEPT ALL SELECT * FROM "
+      "memberships_v2) a) + (SELECT count(*) FROM (SELECT * FROM memberships_v2 EXCEPT ALL "
+      "SELECT * FROM memberships) b)";
+  EXPECT_EQ(direct.Value(except_all), "0");
   EXPECT_EQ(direct.Value("SELECT count(*) FROM memberships_v2"), "3000");
+  // More keys than one repair statement takes, and NULLs.
+  Exec(direct, "UPDATE memberships SET role = NULL WHERE user_id = 50;"
+               "DELETE FROM memberships_v2 WHERE channel_id <= 15;");
+  ASSERT_EQ(CaptureCommand(PgshiftBinary() + " verify --repair" + command, out), 0) << out;
+  EXPECT_NE(out.find("1515 differences, repaired"), std::string::npos) << out;
+  EXPECT_EQ(direct.Value(except_all), "0");
   Exec(direct, "DROP TABLE memberships, memberships_v2");
 }
 
