@@ -417,12 +417,13 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     std::string messages;
     std::string name;
     if (auto it = link.statements.find(key); it != link.statements.end()) {
-      name = it->second;
+      if (!it->second.parsed) return false;
+      name = it->second.name;
     } else {
       if (link.statements.size() >= kMaxStatements) return false;
       name = StrCat("pgshift_statement_", ++s_.next_statement_);
       protocol::Parse{name, p.sql, p.types}.Encode(messages);
-      link.statements.emplace(key, name);
+      link.statements.emplace(key, Link::ServerStatement{name, false});
       note.prepares = true;
     }
     protocol::Bind bind;
@@ -693,7 +694,11 @@ class Session::BackendToClient : public protocol::FrameHandler {
     if (cycle != nullptr && !cycle->statement_key.empty()) {
       // A Query sent on pgshift's prepared statement: the extended
       // protocol's own replies are not the client's.
-      if (type == '1') cycle->parse_completed = true;
+      if (type == '1') {
+        cycle->parse_completed = true;
+        auto it = link_.statements.find(cycle->statement_key);
+        if (it != link_.statements.end()) it->second.parsed = true;
+      }
       if (type == '1' || type == '2' || type == 'n') {
         drop_ = true;
         return protocol::Delivery::kStream;

@@ -173,8 +173,14 @@ class Session : public std::enable_shared_from_this<Session> {
     uint32_t forward_pending = 0;  // the client's closed cycles in `cycles`
     bool pump_running = false;
     // Statements pgshift prepared on this connection for the client's
-    // Queries (Plan::parameterized), by text and parameter types.
-    absl::flat_hash_map<std::string, std::string> statements;
+    // Queries (Plan::parameterized), by text and parameter types; used once
+    // their ParseComplete has come (until then a Query goes as text, so
+    // that a failing Parse fails only its own Query).
+    struct ServerStatement {
+      std::string name;
+      bool parsed = false;
+    };
+    absl::flat_hash_map<std::string, ServerStatement> statements;
     char last_type = 0;
     int32_t backend_pid = 0;
   };

@@ -11,10 +11,12 @@
 #include <random>
 #include <thread>
 
+#include "protocol/messages/query.h"
 #include "tests/integration/environment.h"
 #include "tests/support/pg.h"
 #include "tests/support/pgshift_process.h"
 #include "tests/support/process.h"
+#include "tests/support/raw_client.h"
 
 namespace pgshift::testing {
 namespace {
@@ -406,6 +408,21 @@ TEST_P(DualWrite, SimpleWritesAnswerAsWrittenWhenPreparedByPgshift) {
   PgResult works = client.Exec(missing);
   EXPECT_STREQ(PQcmdStatus(works.get()), "UPDATE 1") << PQresultErrorMessage(works.get());
   EXPECT_EQ(New().Value("SELECT name FROM channels_v2 WHERE id = 2"), "5!");
+
+  // Two Queries of one template sent together, the first preparing a
+  // statement whose Parse fails: the second goes as text and fails with its
+  // own error, not for want of the statement.
+  RawClient raw(proxy_->port());
+  ASSERT_FALSE(raw.Login("postgres", "", {{"database", "mirror_db"}}));
+  std::string both;
+  protocol::Query{"UPDATE channels SET title = nothing(1) WHERE id = 1"}.Encode(both);
+  protocol::Query{"UPDATE channels SET title = nothing(2) WHERE id = 2"}.Encode(both);
+  ASSERT_TRUE(raw.Send(both));
+  for (int i = 0; i < 2; ++i) {
+    std::optional<protocol::ErrorFields> error = raw.ReadError();
+    ASSERT_TRUE(error);
+    EXPECT_EQ(error->sqlstate(), "42883") << error->message();
+  }
 
   // In an aborted transaction, the error the client would get.
   ASSERT_TRUE(client.Ok("BEGIN"));
