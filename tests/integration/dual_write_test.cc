@@ -11,6 +11,12 @@
 #include <random>
 #include <thread>
 
+#include "protocol/messages/bind.h"
+#include "protocol/messages/data_row.h"
+#include "protocol/messages/empty.h"
+#include "protocol/messages/error_response.h"
+#include "protocol/messages/execute.h"
+#include "protocol/messages/parse.h"
 #include "protocol/messages/query.h"
 #include "tests/integration/environment.h"
 #include "tests/support/pg.h"
@@ -605,6 +611,43 @@ TEST_P(DualWrite, WhatCannotBeMirroredIsRefusedAndNothingIsWritten) {
 class AcrossServers : public DualWrite {};
 
 INSTANTIATE_TEST_SUITE_P(Topologies, AcrossServers, ::testing::Values(Topology::kTwoServers), Name);
+
+// A driver may give result formats column by column; pgshift's two mirror
+// columns are added to the list (as text) and taken out of the rows.
+TEST_P(AcrossServers, ResultFormatsGivenPerColumnCoverTheMirrorColumns) {
+  RawClient raw(proxy_->port());
+  ASSERT_FALSE(raw.Login("postgres", "", {{"database", "mirror_db"}}));
+  std::string batch;
+  protocol::Parse{"ins", "INSERT INTO channels (id, title) VALUES ($1, $2) RETURNING id, title",
+                  {}}
+      .Encode(batch);
+  protocol::Bind bind;
+  bind.statement = "ins";
+  bind.parameters = {"40", "formats"};
+  bind.result_formats = {1, 0};  // id in binary, title as text
+  bind.Encode(batch);
+  protocol::Execute{"", 0}.Encode(batch);
+  protocol::Sync{}.Encode(batch);
+  ASSERT_TRUE(raw.Send(batch));
+  std::string types;
+  std::optional<protocol::DataRow> row;
+  std::string tag;
+  while (std::optional<RawClient::Message> m = raw.Read()) {
+    types.push_back(m->type);
+    if (m->type == 'D') row = *protocol::DataRow::Decode(m->payload);
+    if (m->type == 'C') tag = m->payload.substr(0, m->payload.size() - 1);
+    if (m->type == 'E') ADD_FAILURE() << protocol::ErrorResponse::Decode(m->payload)->message();
+    if (m->type == 'Z') break;
+  }
+  EXPECT_EQ(types, "12DCZ");
+  ASSERT_TRUE(row);
+  ASSERT_EQ(row->values.size(), 2u) << "pgshift's columns are taken out";
+  EXPECT_EQ(row->values[0], std::string("\0\0\0\x28", 4)) << "40 as a binary int4";
+  EXPECT_EQ(row->values[1], "formats");
+  EXPECT_EQ(tag, "INSERT 0 1");
+  EXPECT_EQ(New().Value("SELECT name FROM channels_v2 WHERE id = 40"), "formats");
+  EXPECT_EQ(Differences(), "0");
+}
 
 TEST_P(AcrossServers, UnderLogAFailingMirrorLetsTheWriteStandAndLogsItsKeys) {
   ASSERT_TRUE(Reconfigure("dual-write", "log")) << proxy_->log();
