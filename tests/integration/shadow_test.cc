@@ -117,6 +117,25 @@ TEST_F(Shadow, ARowChangedOnNewIsCaughtWithItsKey) {
       << out;
 }
 
+// A result of more rows than the relay keeps (10,000) is not kept: the
+// comparison reads both sides instead, and still agrees.
+TEST_F(Shadow, AResultTooBigToKeepIsReadOnBothSides) {
+  Start("shadow-read");
+  ASSERT_TRUE(Direct().Ok(
+      "INSERT INTO channels (title) SELECT 'bulk ' || g FROM generate_series(1, 10500) g;"
+      "INSERT INTO channels_v2 (id, name) SELECT id, title FROM channels WHERE id > 200"));
+  PgConn client = Client();
+  PgResult big = client.Exec("SELECT id, title FROM channels");
+  ASSERT_EQ(PQresultStatus(big.get()), PGRES_TUPLES_OK) << PQresultErrorMessage(big.get());
+  EXPECT_EQ(PQntuples(big.get()), 10700);
+  EXPECT_EQ(client.Value("SELECT title FROM channels WHERE id = 9"), "channel 9");
+  WaitForShadows(2);
+  EXPECT_EQ(Metric("shadow_matched"), 2);
+  std::string log = proxy_->log();
+  EXPECT_NE(log.find("reads=both outcome=matched"), std::string::npos) << "the big read";
+  EXPECT_NE(log.find("reads=one outcome=matched"), std::string::npos) << "the small read";
+}
+
 TEST_F(Shadow, ConcurrentWritesRaiseNoFalseAlarm) {
   Start("shadow-read");
   std::atomic<bool> stop{false};
