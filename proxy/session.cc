@@ -1267,7 +1267,11 @@ awaitable<bool> Session::RunStep(Step& step) {
     }
     if (!step.on_other_link_first.empty() && other.transaction_status != 'I' && !ended_ &&
         !mirrored_commit) {
-      std::optional<ErrorFields> failed = co_await RunInternal(other, step.on_other_link_first);
+      // The client's own text (it may hold several statements): a Query.
+      std::string query;
+      protocol::Query{step.on_other_link_first}.Encode(query);
+      std::optional<ErrorFields> failed =
+          co_await RunInternalMessages(other, std::move(query), nullptr);
       if (failed) {
         LogEvent(LogLevel::kError, "transaction_control_failed",
                  {{"session", StrCat(id_)}, {"backend", other.name},
@@ -1403,11 +1407,36 @@ awaitable<std::optional<ErrorFields>> Session::ConnectNew(bool fatal) {
   co_return std::nullopt;
 }
 
+void Session::AppendInternal(std::string& out, std::string_view sql,
+                             std::optional<std::string> param, const std::string* prepared) {
+  static constexpr const char* kOnce = "pgshift_once";
+  static constexpr const char* kPortal = "pgshift_portal";
+  if (prepared == nullptr) {
+    protocol::Close{protocol::Target::kStatement, kOnce}.Encode(out);
+    protocol::Parse{kOnce, std::string(sql), {}}.Encode(out);
+  }
+  // A portal left by a batch that failed before closing it goes first.
+  protocol::Close{protocol::Target::kPortal, kPortal}.Encode(out);
+  protocol::Bind bind;
+  bind.portal = kPortal;
+  bind.statement = prepared != nullptr ? *prepared : kOnce;
+  if (param) bind.parameters.push_back(std::move(param));
+  bind.Encode(out);
+  protocol::Execute{kPortal, 0}.Encode(out);
+  protocol::Close{protocol::Target::kPortal, kPortal}.Encode(out);
+}
+
+std::string Session::InternalBatch(std::initializer_list<std::string_view> statements) {
+  std::string out;
+  for (std::string_view sql : statements) AppendInternal(out, sql);
+  protocol::Sync{}.Encode(out);
+  return out;
+}
+
 awaitable<std::optional<ErrorFields>> Session::RunInternal(Link& l, std::string_view sql,
                                                            std::string* value) {
-  std::string message;
-  protocol::Query{std::string(sql)}.Encode(message);
-  co_return co_await RunInternalMessages(l, std::move(message), value);
+  std::string batch = InternalBatch({sql});
+  co_return co_await RunInternalMessages(l, std::move(batch), value);
 }
 
 awaitable<std::optional<ErrorFields>> Session::RunInternalMessages(Link& l, std::string message,

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -253,6 +254,16 @@ class Session : public std::enable_shared_from_this<Session> {
   awaitable<bool> RunStep(Step& step);
   // `fatal`: a failure ends the session (else it is only returned).
   awaitable<std::optional<protocol::ErrorFields>> ConnectNew(bool fatal = true);
+  // Messages that run `statements` (one statement each) for pgshift on
+  // `link`, ending in Sync. They use a statement and a portal of pgshift's
+  // own names, so the client's unnamed statement and portal on that
+  // connection, which may outlive a Sync, are left alone.
+  static std::string InternalBatch(std::initializer_list<std::string_view> statements);
+  // Appends the messages that run `sql` (with `param`) in pgshift's portal:
+  // as the statement `prepared` names, or else parsed afresh.
+  static void AppendInternal(std::string& out, std::string_view sql,
+                             std::optional<std::string> param = std::nullopt,
+                             const std::string* prepared = nullptr);
   // Runs `sql` on `link` for pgshift itself; the error, if the server
   // raised one.
   awaitable<std::optional<protocol::ErrorFields>> RunInternal(Link& link, std::string_view sql,

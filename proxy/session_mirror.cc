@@ -14,6 +14,7 @@
 
 #include "common/strings.h"
 #include "protocol/messages/bind.h"
+#include "protocol/messages/close.h"
 #include "protocol/messages/empty.h"
 #include "protocol/messages/error_response.h"
 #include "protocol/messages/execute.h"
@@ -39,8 +40,7 @@ constexpr const char* kAbortTransaction =
 
 constexpr const char* kSavepoint = "SAVEPOINT pgshift_mirror";
 constexpr const char* kReleaseSavepoint = "RELEASE SAVEPOINT pgshift_mirror";
-constexpr const char* kUndoToSavepoint =
-    "ROLLBACK TO SAVEPOINT pgshift_mirror; RELEASE SAVEPOINT pgshift_mirror";
+constexpr const char* kRollbackToSavepoint = "ROLLBACK TO SAVEPOINT pgshift_mirror";
 
 ErrorFields MirrorError(std::string_view code, std::string_view message) {
   return ErrorFields::Make("ERROR", code, message);
@@ -117,8 +117,7 @@ awaitable<bool> Session::BeforeMirroredStep(Step& step, std::shared_ptr<MirrorBa
   if (auth.transaction_status == 'I' && transaction_status_ == 'I') {
     if (step.opens) {
       // Sent ahead of the client's statement, not waited for.
-      std::string begin;
-      protocol::Query{"BEGIN; SELECT txid_current()"}.Encode(begin);
+      std::string begin = InternalBatch({"BEGIN", "SELECT txid_current()"});
       batch->begun = co_await SendInternal(auth, std::move(begin));
       batch->implicit = true;
     } else {
@@ -216,8 +215,7 @@ awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
     // prepared transaction at COMMIT: asked for while the mirror works.
     std::shared_ptr<InternalReply> xid;
     if (!batch.implicit && !batch.autocommitted && authoritative_xid_.empty()) {
-      std::string query;
-      protocol::Query{"SELECT txid_current()"}.Encode(query);
+      std::string query = InternalBatch({"SELECT txid_current()"});
       xid = co_await SendInternal(auth, std::move(query));
     }
     failed = co_await JoinMirror(mirror);
@@ -243,7 +241,8 @@ awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
     const bool usable = mirror.stream && !mirror.broken;
     const bool savepoint = !fails_client && !batch.implicit && !batch.autocommitted;
     if (usable && savepoint && mirror.transaction_status == 'E') {
-      co_await RunInternal(mirror, kUndoToSavepoint);
+      std::string undo = InternalBatch({kRollbackToSavepoint, kReleaseSavepoint});
+      co_await RunInternalMessages(mirror, std::move(undo), nullptr);
     } else if (usable && (batch.implicit || batch.autocommitted) && mirror.transaction_status != 'I') {
       co_await RunInternal(mirror, "ROLLBACK");
     }
@@ -336,15 +335,24 @@ awaitable<std::optional<ErrorFields>> Session::JoinMirror(Link& mirror) {
 // One round trip: the mirror's BEGIN when it joins, each write's rows, and
 // the PREPARE or COMMIT that ends pgshift's own transaction; an error skips
 // the rest, as in any batch.
+//
+// The statements are prepared once per connection (a PREPARE TRANSACTION,
+// whose name changes, each time), under pgshift's names (AppendInternal).
 awaitable<std::optional<ErrorFields>> Session::ApplyRows(Link& mirror, MirrorBatch& batch,
                                                          const ApplyOptions& options) {
   std::string messages;
-  auto add = [&messages](std::string_view sql, std::optional<std::string> param) {
-    protocol::Parse{"", std::string(sql), {}}.Encode(messages);
-    protocol::Bind bind;
-    if (param) bind.parameters.push_back(std::move(param));
-    bind.Encode(messages);
-    protocol::Execute{"", 0}.Encode(messages);
+  std::vector<std::string> parsed_here;  // forgotten if the batch fails
+  auto add = [&](std::string_view sql, std::optional<std::string> param, bool reuse = true) {
+    if (!reuse) return AppendInternal(messages, sql, std::move(param));
+    std::string key = StrCat(sql, std::string_view("\0internal", 9));
+    auto it = mirror.statements.find(key);
+    if (it == mirror.statements.end()) {
+      std::string name = StrCat("pgshift_statement_", ++next_statement_);
+      protocol::Parse{name, std::string(sql), {}}.Encode(messages);
+      it = mirror.statements.emplace(key, Link::ServerStatement{name, true}).first;
+      parsed_here.push_back(std::move(key));
+    }
+    AppendInternal(messages, sql, std::move(param), &it->second.name);
   };
   if (options.begin) add("BEGIN", std::nullopt);
   if (options.savepoint) add(kSavepoint, std::nullopt);
@@ -358,11 +366,16 @@ awaitable<std::optional<ErrorFields>> Session::ApplyRows(Link& mirror, MirrorBat
   }
   if (options.savepoint) add(kReleaseSavepoint, std::nullopt);
   if (!options.prepare_as.empty()) {
-    add(StrCat("PREPARE TRANSACTION ", QuoteLiteral(options.prepare_as)), std::nullopt);
+    add(StrCat("PREPARE TRANSACTION ", QuoteLiteral(options.prepare_as)), std::nullopt, false);
   }
   if (options.commit) add("COMMIT", std::nullopt);
   protocol::Sync{}.Encode(messages);
-  co_return co_await RunInternalMessages(mirror, std::move(messages), nullptr);
+  std::optional<ErrorFields> failed =
+      co_await RunInternalMessages(mirror, std::move(messages), nullptr);
+  if (failed) {
+    for (const std::string& key : parsed_here) mirror.statements.erase(key);
+  }
+  co_return failed;
 }
 
 awaitable<std::optional<ErrorFields>> Session::LogDivergence(

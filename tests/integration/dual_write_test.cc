@@ -371,7 +371,7 @@ TEST_P(DualWrite, SimpleWritesAnswerAsWrittenWhenPreparedByPgshift) {
   ASSERT_TRUE(Old().Ok("DROP FUNCTION IF EXISTS shout(int)"));
   PgConn client = Client();
   const std::string count_statements =
-      "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'pgshift%'";
+      "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'pgshift\\_statement\\_%'";
   for (int id : {1, 2, 3}) {
     PgResult r = client.Exec("UPDATE channels SET title = title || '+' WHERE id = " +
                              std::to_string(id));
@@ -611,6 +611,32 @@ TEST_P(DualWrite, WhatCannotBeMirroredIsRefusedAndNothingIsWritten) {
 class AcrossServers : public DualWrite {};
 
 INSTANTIATE_TEST_SUITE_P(Topologies, AcrossServers, ::testing::Values(Topology::kTwoServers), Name);
+
+// pgshift's own statements on a connection (its BEGIN, the mirror's rows,
+// its COMMIT) leave the client's unnamed prepared statement there alone.
+TEST_P(AcrossServers, TheClientsUnnamedStatementOutlivesPgshiftsOwn) {
+  PgConn client = Client();
+  PgResult prepared =
+      PgResult(PQprepare(client.get(), "", "SELECT count(*) FROM posts", 0, nullptr));
+  ASSERT_EQ(PQresultStatus(prepared.get()), PGRES_COMMAND_OK)
+      << PQresultErrorMessage(prepared.get());
+  // (A Query would drop the unnamed statement itself: the write is a
+  // named statement's.)
+  PgResult update = PgResult(
+      PQprepare(client.get(), "upd", "UPDATE channels SET title = $1 WHERE id = 1", 1, nullptr));
+  ASSERT_EQ(PQresultStatus(update.get()), PGRES_COMMAND_OK) << PQresultErrorMessage(update.get());
+  const char* title[] = {"between"};
+  PgResult updated =
+      PgResult(PQexecPrepared(client.get(), "upd", 1, title, nullptr, nullptr, 0));
+  ASSERT_EQ(PQresultStatus(updated.get()), PGRES_COMMAND_OK)
+      << PQresultErrorMessage(updated.get());
+  PgResult executed =
+      PgResult(PQexecPrepared(client.get(), "", 0, nullptr, nullptr, nullptr, 0));
+  ASSERT_EQ(PQresultStatus(executed.get()), PGRES_TUPLES_OK)
+      << PQresultErrorMessage(executed.get());
+  EXPECT_EQ(RowsOf(executed.get()), (Rows{{"2"}}));
+  EXPECT_EQ(New().Value("SELECT name FROM channels_v2 WHERE id = 1"), "between");
+}
 
 // A driver may give result formats column by column; pgshift's two mirror
 // columns are added to the list (as text) and taken out of the rows.
