@@ -406,7 +406,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
   // server connection: PostgreSQL parses and plans a mirrored write's long
   // text once, not on every execution. False: sent as a Query after all.
   bool SendPrepared(BackendId target, const routing::ParameterizedText& p, ReplyNote& note) {
-    static constexpr size_t kMaxStatements = 256;  // per connection; more are sent as text
+    static constexpr size_t kMaxStatements = 256;  // per connection; then the least used goes
     Link& link = s_.link(target);
     // In an aborted transaction the Parse would fail as the Query does,
     // and in the client's open batch a Sync of pgshift's would end it.
@@ -419,11 +419,14 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     if (auto it = link.statements.find(key); it != link.statements.end()) {
       if (!it->second.parsed) return false;
       name = it->second.name;
+      it->second.last_used = ++link.statement_uses;
     } else {
-      if (link.statements.size() >= kMaxStatements) return false;
+      if (link.statements.size() >= kMaxStatements && !CloseLeastUsed(link, messages)) {
+        return false;
+      }
       name = StrCat("pgshift_statement_", ++s_.next_statement_);
       protocol::Parse{name, p.sql, p.types}.Encode(messages);
-      link.statements.emplace(key, Link::ServerStatement{name, false});
+      link.statements.emplace(key, Link::ServerStatement{name, false, ++link.statement_uses});
       note.prepares = true;
     }
     protocol::Bind bind;
@@ -435,6 +438,22 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     protocol::Sync{}.Encode(messages);
     note.statement_key = std::move(key);
     AddOwned(target, std::move(messages));
+    return true;
+  }
+
+  // Makes room among a full link's statements: the one used least recently
+  // (and not in flight) is closed ahead of the Parse in `messages`.
+  static bool CloseLeastUsed(Link& link, std::string& messages) {
+    auto oldest = link.statements.end();
+    for (auto it = link.statements.begin(); it != link.statements.end(); ++it) {
+      if (!it->second.parsed) continue;
+      if (oldest == link.statements.end() || it->second.last_used < oldest->second.last_used) {
+        oldest = it;
+      }
+    }
+    if (oldest == link.statements.end()) return false;
+    protocol::Close{protocol::Target::kStatement, oldest->second.name}.Encode(messages);
+    link.statements.erase(oldest);
     return true;
   }
 

@@ -180,8 +180,10 @@ class Session : public std::enable_shared_from_this<Session> {
     struct ServerStatement {
       std::string name;
       bool parsed = false;
+      uint64_t last_used = 0;  // statement_uses when last sent
     };
     absl::flat_hash_map<std::string, ServerStatement> statements;
+    uint64_t statement_uses = 0;
     char last_type = 0;
     int32_t backend_pid = 0;
   };

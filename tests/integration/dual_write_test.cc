@@ -456,6 +456,33 @@ TEST_P(DualWrite, SimpleWritesAnswerAsWrittenWhenPreparedByPgshift) {
   EXPECT_EQ(Differences(), "0");
 }
 
+// A connection keeps at most 256 of pgshift's statements: once full, the
+// one used least recently is closed to make room, so a template that comes
+// late is prepared too.
+TEST_P(DualWrite, AFullSetOfPreparedWritesMakesRoomForNewOnes) {
+  if (two_servers()) GTEST_SKIP() << "one database only";
+  PgConn client = Client();
+  for (int i = 0; i < 300; ++i) {
+    // A string stays in the text: each of these is a statement of its own.
+    ASSERT_TRUE(client.Ok("UPDATE channels SET title = 'n" + std::to_string(i) + "' WHERE id = 1"))
+        << client.error();
+  }
+  ASSERT_TRUE(client.Ok("UPDATE channels SET title = title WHERE id = 2")) << client.error();
+  EXPECT_EQ(client.Value("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE "
+                         "'pgshift\\_statement\\_%'"),
+            "256");
+  EXPECT_EQ(client.Value("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE "
+                         "'%title = title%'"),
+            "1")
+      << "the late template is prepared";
+  EXPECT_EQ(client.Value("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE "
+                         "'%''n0''%'"),
+            "0")
+      << "the least used went";
+  EXPECT_EQ(New().Value("SELECT name FROM channels_v2 WHERE id = 1"), "n299");
+  EXPECT_EQ(Differences(), "0");
+}
+
 TEST_P(DualWrite, AFailingMirrorFailsTheWholeStatement) {
   PgConn client = Client();
   PgResult r = client.Exec("INSERT INTO channels (title) VALUES ('fine'), ('forbidden')");
