@@ -173,10 +173,10 @@ class Session : public std::enable_shared_from_this<Session> {
     std::deque<Cycle> cycles;
     uint32_t forward_pending = 0;  // the client's closed cycles in `cycles`
     bool pump_running = false;
-    // Statements pgshift prepared on this connection for the client's
-    // Queries (Plan::parameterized), by text and parameter types; used once
-    // their ParseComplete has come (until then a Query goes as text, so
-    // that a failing Parse fails only its own Query).
+    // Statements pgshift prepared on this connection: for the client's
+    // Queries (Plan::parameterized; keyed by text and parameter types, used
+    // once their ParseComplete has come, so that a failing Parse fails only
+    // its own Query), and for its own mirror writes (ApplyRows).
     struct ServerStatement {
       std::string name;
       bool parsed = false;

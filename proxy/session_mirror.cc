@@ -349,7 +349,7 @@ awaitable<std::optional<ErrorFields>> Session::ApplyRows(Link& mirror, MirrorBat
     if (it == mirror.statements.end()) {
       std::string name = StrCat("pgshift_statement_", ++next_statement_);
       protocol::Parse{name, std::string(sql), {}}.Encode(messages);
-      it = mirror.statements.emplace(key, Link::ServerStatement{name, true, ++mirror.statement_uses}).first;
+      it = mirror.statements.emplace(key, Link::ServerStatement{name, true, 0}).first;
       parsed_here.push_back(std::move(key));
     }
     it->second.last_used = ++mirror.statement_uses;

@@ -95,7 +95,7 @@ namespace {
 
 // A single write mirrored on one database: its rewritten text is several
 // times the client's, so it is worth preparing (see Plan::parameterized).
-bool SentPrepared(const Plan& plan) {
+bool WorthPreparing(const Plan& plan) {
   return plan.rewritten && !plan.refusal && plan.parts.empty() && !plan.shadow &&
          !plan.copies_in && plan.shapes.size() == 1 && !plan.shapes[0].tag.empty() &&
          !plan.shapes[0].remote && !plan.shapes[0].hidden;
@@ -163,7 +163,7 @@ PlanPtr Router::MakeTemplatePlan(std::string_view text, int first, size_t count)
   if (plan->shadow) ok = ok && fill->shadow.Split(plan->shadow->sql, first, count);
   // The client's text has no parameters of its own (a Query), so the
   // constants can be numbered from $1.
-  if (ok && first == 1 && SentPrepared(*plan)) fill->parameters = ParameterPositions(*tree, first, count);
+  if (ok && first == 1 && WorthPreparing(*plan)) fill->parameters = ParameterPositions(*tree, first, count);
   if (ok) plan->fill = std::move(fill);
   return plan;
 }

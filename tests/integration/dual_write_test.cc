@@ -142,6 +142,12 @@ class DualWrite : public ::testing::TestWithParam<Topology> {
     }
     return value;
   }
+  // `pgshift verify --repair` of channels; its exit status, output in `out`.
+  int RepairChannels(std::string& out) {
+    return CaptureCommand(PgshiftBinary() + " verify --repair --config " + proxy_->dir() +
+                              "/pgshift.toml --table channels",
+                          out);
+  }
   PgConn Client() { return PgConn(proxy_->ConnInfo("dbname=mirror_db")); }
   PgConn Old() { return PgConn(Cluster().ConnInfo("dbname=mirror_db")); }
   PgConn New() {
@@ -730,11 +736,7 @@ TEST_P(AcrossServers, UnderLogAFailingMirrorLetsTheWriteStandAndLogsItsKeys) {
   // their keys from the log.
   ASSERT_TRUE(New().Ok("ALTER TABLE channels_v2 DROP CONSTRAINT channels_v2_name_check"));
   std::string out;
-  EXPECT_EQ(CaptureCommand(PgshiftBinary() + " verify --repair --config " + proxy_->dir() +
-                               "/pgshift.toml --table channels",
-                           out),
-            0)
-      << out;
+  EXPECT_EQ(RepairChannels(out), 0) << out;
   EXPECT_EQ(Old().Value("SELECT count(*) FROM pgshift_divergence"), "0") << out;
   EXPECT_EQ(Differences(), "0");
 }
@@ -936,11 +938,7 @@ TEST_P(NewPrimaryAcrossServers, UnderLogAFailedMirrorIsLoggedOnNewAndRepairClear
 
   ASSERT_TRUE(Old().Ok("ALTER TABLE channels DROP CONSTRAINT old_refuses"));
   std::string out;
-  EXPECT_EQ(CaptureCommand(PgshiftBinary() + " verify --repair --config " + proxy_->dir() +
-                               "/pgshift.toml --table channels",
-                           out),
-            0)
-      << out;
+  EXPECT_EQ(RepairChannels(out), 0) << out;
   EXPECT_EQ(Old().Value("SELECT title FROM channels WHERE id = 3"), "no") << out;
   EXPECT_EQ(New().Value("SELECT count(*) FROM pgshift_divergence"), "0") << out;
   EXPECT_EQ(Differences(), "0");
