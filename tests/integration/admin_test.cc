@@ -31,7 +31,7 @@ class Admin : public ::testing::Test {
                               " -d pgshift -At -F '|' -c '" + command + "'",
                           out);
   }
-  void SetUp() override { ASSERT_TRUE(proxy_.ok()) << proxy_.log(); }
+  void SetUp() override { ASSERT_TRUE(proxy_.ok()) << proxy_.LogEnd(); }
 
   int admin_port_ = FreePort();
   int metrics_port_ = FreePort();

@@ -23,7 +23,7 @@ TEST(Auth, ScramOnBothSides) {
                        "user = \"scram_user\"\npassword = \"scram_user_pw\"", User("app", "app_pw"));
   ASSERT_TRUE(proxy.ok());
   PgConn conn(proxy.ConnInfo("user=app password=app_pw"));
-  ASSERT_TRUE(conn.ok()) << conn.error() << proxy.log();
+  ASSERT_TRUE(conn.ok()) << conn.error() << proxy.LogEnd();
   EXPECT_EQ(conn.Value("SELECT current_user"), "scram_user");
 
   PgConn wrong(proxy.ConnInfo("user=app password=nope"));

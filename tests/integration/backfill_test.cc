@@ -62,7 +62,7 @@ class Backfill : public ::testing::Test {
     proxy_ = std::make_unique<PgshiftProcess>(Cluster().port(), "",
                                               "dbname = \"backfill_one\"\nuser = \"postgres\"",
                                               kTables);
-    ASSERT_TRUE(proxy_->ok()) << proxy_->log();
+    ASSERT_TRUE(proxy_->ok()) << proxy_->LogEnd();
   }
   PgConn Direct() { return PgConn(Cluster().ConnInfo("dbname=backfill_one")); }
   std::string Command(const std::string& what) const {
@@ -274,10 +274,10 @@ TEST_F(Backfill, GuardRailsWantACleanVerifyAndTheHistoryIsKept) {
   };
   proxy_ = std::make_unique<PgshiftProcess>(Cluster().port(), proxy_settings, backend,
                                             phase("dual-write"));
-  ASSERT_TRUE(proxy_->ok()) << proxy_->log();
+  ASSERT_TRUE(proxy_->ok()) << proxy_->LogEnd();
   EXPECT_NE(proxy_->log().find("event=phase_state table=public.channels phase=dual-write"),
             std::string::npos)
-      << proxy_->log();
+      << proxy_->LogEnd();
 
   proxy_->RewriteConfig(proxy_settings, backend, phase("shadow-read"));
   std::string verdict = proxy_->Reload();
@@ -318,10 +318,10 @@ TEST_F(Backfill, GuardRailsWantACleanVerifyAndTheHistoryIsKept) {
   // A restarted pgshift says where each table stands.
   ASSERT_EQ(proxy_->Stop(), 0);
   PgshiftProcess restarted(Cluster().port(), "", backend, phase("shadow-read"));
-  ASSERT_TRUE(restarted.ok()) << restarted.log();
+  ASSERT_TRUE(restarted.ok()) << restarted.LogEnd();
   EXPECT_NE(restarted.log().find("event=phase_state table=public.channels phase=shadow-read since="),
             std::string::npos)
-      << restarted.log();
+      << restarted.LogEnd();
 }
 
 // Across servers: the new table on a second PostgreSQL.

@@ -34,7 +34,7 @@ class BadInput : public ::testing::Test {
     EXPECT_EQ(bystander_.Value("SELECT x FROM witness"), "1");
     EXPECT_TRUE(bystander_.Ok("COMMIT"));
     EXPECT_EQ(PgConn(proxy_.ConnInfo()).Value("SELECT 'new sessions work'"), "new sessions work");
-    EXPECT_EQ(proxy_.Stop(), 0) << proxy_.log();
+    EXPECT_EQ(proxy_.Stop(), 0) << proxy_.LogEnd();
   }
 
   // A logged-in raw session.

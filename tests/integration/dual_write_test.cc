@@ -103,7 +103,7 @@ class DualWrite : public ::testing::TestWithParam<Topology> {
     proxy_ = std::make_unique<PgshiftProcess>(Cluster().port(), ProxySettings(),
                                               "dbname = \"mirror_db\"\nuser = \"postgres\"",
                                               Config(phase_));
-    ASSERT_TRUE(proxy_->ok()) << proxy_->log();
+    ASSERT_TRUE(proxy_->ok()) << proxy_->LogEnd();
   }
   std::string Config(const std::string& phase, const std::string& on_error = "fail") const {
     std::string backends;
@@ -287,7 +287,7 @@ TEST_P(DualWrite, PreparedWritesDescribeAsTheyWouldDirectly) {
 }
 
 TEST_P(DualWrite, StatementsPreparedBeforeAPhaseFlipFollowTheNewPhase) {
-  ASSERT_TRUE(Reconfigure("old-only")) << proxy_->log();
+  ASSERT_TRUE(Reconfigure("old-only")) << proxy_->LogEnd();
   PgConn client = Client();
   PgResult prepared = PgResult(PQprepare(
       client.get(), "upd", "UPDATE channels SET title = $1 WHERE id = $2 RETURNING id", 2, nullptr));
@@ -297,7 +297,7 @@ TEST_P(DualWrite, StatementsPreparedBeforeAPhaseFlipFollowTheNewPhase) {
   EXPECT_EQ(RowsOf(r.get()), (Rows{{"1"}})) << PQresultErrorMessage(r.get());
   EXPECT_EQ(New().Value("SELECT name FROM channels_v2 WHERE id = 1"), "a") << "old-only: not mirrored";
 
-  ASSERT_TRUE(Reconfigure("dual-write")) << proxy_->log();
+  ASSERT_TRUE(Reconfigure("dual-write")) << proxy_->LogEnd();
   const char* after[] = {"after", "1"};
   r = PgResult(PQexecPrepared(client.get(), "upd", 2, after, nullptr, nullptr, 0));
   EXPECT_EQ(RowsOf(r.get()), (Rows{{"1"}})) << PQresultErrorMessage(r.get());
@@ -709,7 +709,7 @@ TEST_P(AcrossServers, ResultFormatsGivenPerColumnCoverTheMirrorColumns) {
 }
 
 TEST_P(AcrossServers, UnderLogAFailingMirrorLetsTheWriteStandAndLogsItsKeys) {
-  ASSERT_TRUE(Reconfigure("dual-write", "log")) << proxy_->log();
+  ASSERT_TRUE(Reconfigure("dual-write", "log")) << proxy_->LogEnd();
   PgConn client = Client();
   PgResult r = client.Exec("INSERT INTO channels (id, title) VALUES (30, 'fine'), (31, 'forbidden')");
   ASSERT_EQ(PQresultStatus(r.get()), PGRES_COMMAND_OK) << PQresultErrorMessage(r.get());
@@ -771,7 +771,7 @@ TEST_P(AcrossServers, WithTheNewServerDownFailFailsTheWriteAndLogKeepsIt) {
   // log: the writes stand, and every key is logged, including those
   // mirrored before new went away in the middle of the transaction.
   ASSERT_TRUE(NewCluster().Restart());
-  ASSERT_TRUE(Reconfigure("dual-write", "log")) << proxy_->log();
+  ASSERT_TRUE(Reconfigure("dual-write", "log")) << proxy_->LogEnd();
   PgConn logged = Client();
   ASSERT_TRUE(logged.Ok("BEGIN"));
   ASSERT_TRUE(logged.Ok("INSERT INTO channels (id, title) VALUES (44, 'mirrored')"));
@@ -825,7 +825,7 @@ TEST_P(AcrossServers, TheMirrorIsPreparedBeforeOldCommitsAndLeftoversAreResolved
     ASSERT_TRUE(fresh.Ok("PREPARE TRANSACTION 'pgshift_old_" + xid + "'")) << fresh.error();
   }
   StartProxy();
-  EXPECT_EQ(New().Value("SELECT count(*) FROM pg_prepared_xacts"), "0") << proxy_->log();
+  EXPECT_EQ(New().Value("SELECT count(*) FROM pg_prepared_xacts"), "0") << proxy_->LogEnd();
   EXPECT_EQ(New().Value("SELECT string_agg(id::text, ',') FROM channels_v2 WHERE id > 51"), "52");
   EXPECT_NE(proxy_->log().find("prepared_mirror_resolved"), std::string::npos);
   EXPECT_EQ(Differences(), "0");
@@ -854,9 +854,9 @@ TEST(MirrorWithoutPreparedTransactions, SaysSoAtStartAndLogsKeysWhoseCommitFails
                            "[[tables]]\nname = \"channels\"\nnew_name = \"channels_v2\"\n"
                            "key = [\"id\"]\ncolumns = { title = \"name\" }\n"
                            "phase = \"dual-write\"\non_mirror_error = \"log\"\n");
-  ASSERT_TRUE(proxy.ok()) << proxy.log();
+  ASSERT_TRUE(proxy.ok()) << proxy.LogEnd();
   EXPECT_NE(proxy.log().find("event=two_phase_commit_unavailable backend=new"), std::string::npos)
-      << proxy.log();
+      << proxy.LogEnd();
   PgConn client(proxy.ConnInfo("dbname=mirror_no2pc"));
   ASSERT_TRUE(client.Ok("INSERT INTO channels VALUES (1, 'a')")) << client.error();
   EXPECT_EQ(fresh_db.Value("SELECT name FROM channels_v2 WHERE id = 1"), "a");
@@ -869,7 +869,7 @@ TEST(MirrorWithoutPreparedTransactions, SaysSoAtStartAndLogsKeysWhoseCommitFails
   EXPECT_EQ(old.Value("SELECT count(*) FROM channels"), "2");
   EXPECT_EQ(fresh_db.Value("SELECT count(*) FROM channels_v2"), "1");
   EXPECT_EQ(old.Value("SELECT string_agg(key, ',') FROM pgshift_divergence"), "2");
-  EXPECT_NE(proxy.log().find("event=mirror_commit_failed"), std::string::npos) << proxy.log();
+  EXPECT_NE(proxy.log().find("event=mirror_commit_failed"), std::string::npos) << proxy.LogEnd();
 }
 
 class NewPrimary : public DualWrite {
@@ -910,7 +910,7 @@ TEST_P(NewPrimary, WritesRunOnNewAndAreMirroredBackToOld) {
   EXPECT_EQ(Metric("shadow_mismatched"), 1);
   // One reload back to shadow-read is the rollback: old answers, with
   // every row new took meanwhile.
-  ASSERT_TRUE(Reconfigure("shadow-read")) << proxy_->log();
+  ASSERT_TRUE(Reconfigure("shadow-read")) << proxy_->LogEnd();
   PgConn after = Client();
   EXPECT_EQ(after.Value("SELECT title FROM channels WHERE id = 21"), "n21");
   ASSERT_TRUE(after.Ok("INSERT INTO channels (id, title) VALUES (22, 'back on old')"))
@@ -928,7 +928,7 @@ INSTANTIATE_TEST_SUITE_P(Topologies, NewPrimaryAcrossServers,
 
 TEST_P(NewPrimaryAcrossServers, UnderLogAFailedMirrorIsLoggedOnNewAndRepairClearsIt) {
   ASSERT_TRUE(Old().Ok("ALTER TABLE channels ADD CONSTRAINT old_refuses CHECK (title <> 'no')"));
-  ASSERT_TRUE(Reconfigure("new-primary", "log")) << proxy_->log();
+  ASSERT_TRUE(Reconfigure("new-primary", "log")) << proxy_->LogEnd();
   PgConn client = Client();
   ASSERT_TRUE(client.Ok("UPDATE channels SET title = 'no' WHERE id = 3")) << client.error();
   EXPECT_EQ(New().Value("SELECT name FROM channels_v2 WHERE id = 3"), "no");

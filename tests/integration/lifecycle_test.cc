@@ -36,7 +36,7 @@ TEST(Shutdown, IdleSessionsCloseAndTransactionsFinish) {
   // The session in a transaction may finish it; then it is closed.
   EXPECT_TRUE(busy.Ok("INSERT INTO shutdown_rows VALUES (2)"));
   EXPECT_TRUE(busy.Ok("COMMIT"));
-  EXPECT_EQ(proxy.Stop(), 0) << proxy.log();
+  EXPECT_EQ(proxy.Stop(), 0) << proxy.LogEnd();
   EXPECT_EQ(setup.Value("SELECT count(*) FROM shutdown_rows"), "2");
   EXPECT_FALSE(busy.Ok("SELECT 1"));
   // No new clients during or after shutdown.
@@ -52,7 +52,7 @@ TEST(Shutdown, TimeoutEndsSessionsThatDoNotFinish) {
   ASSERT_TRUE(stuck.Ok("BEGIN"));
   ASSERT_TRUE(stuck.Ok("INSERT INTO stuck_rows VALUES (1)"));
   auto start = Clock::now();
-  EXPECT_EQ(proxy.Stop(), 0) << proxy.log();
+  EXPECT_EQ(proxy.Stop(), 0) << proxy.LogEnd();
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(10)) << "hang guard";
   EXPECT_NE(proxy.log().find("event=shutdown_timeout"), std::string::npos);
   // The open transaction was never committed.
@@ -103,7 +103,7 @@ TEST(Shutdown, SigintIsGracefulToo) {
   EXPECT_FALSE(idle.Ok("SELECT 1"));
   EXPECT_NE(idle.error().find("terminating connection due to administrator command"),
             std::string::npos);
-  EXPECT_EQ(proxy.Stop(), 0) << proxy.log();
+  EXPECT_EQ(proxy.Stop(), 0) << proxy.LogEnd();
 }
 
 }  // namespace

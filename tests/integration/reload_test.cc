@@ -88,7 +88,7 @@ TEST(Reload, SettingsBoundAtStartAskForARestart) {
   EXPECT_NE(proxy.log().find(
                 "event=config_needs_restart key=proxy.admin_listen running=unset file=127.0.0.1:7001"),
             std::string::npos)
-      << proxy.log();
+      << proxy.LogEnd();
 }
 
 }  // namespace

@@ -66,7 +66,7 @@ class OneDatabase : public ::testing::Test {
     proxy_ = std::make_unique<PgshiftProcess>(
         Cluster().port(), Proxy(), "dbname = \"routing_one\"\nuser = \"postgres\"",
         ChannelsTable(phase_));
-    ASSERT_TRUE(proxy_->ok()) << proxy_->log();
+    ASSERT_TRUE(proxy_->ok()) << proxy_->LogEnd();
   }
   std::string Proxy() const {
     return "admin_listen = \"127.0.0.1:" + std::to_string(admin_port_) +
@@ -324,7 +324,7 @@ class SecondServer : public ::testing::Test {
     proxy_ = std::make_unique<PgshiftProcess>(Cluster().port(), "",
                                               "dbname = \"routing_two\"\nuser = \"postgres\"",
                                               backends + ChannelsTable("new-only"));
-    ASSERT_TRUE(proxy_->ok()) << proxy_->log();
+    ASSERT_TRUE(proxy_->ok()) << proxy_->LogEnd();
   }
   PgConn Client() { return PgConn(proxy_->ConnInfo("dbname=routing_two")); }
   PgConn Old() { return PgConn(Cluster().ConnInfo("dbname=routing_two")); }
@@ -511,7 +511,7 @@ TEST_F(SecondServer, ShadowReadsCompareAcrossServers) {
       "metrics_listen = \"127.0.0.1:" + std::to_string(metrics_port) +
           "\"\nshadow_recheck_delay = 1.5",
       "dbname = \"routing_two\"\nuser = \"postgres\"", backends + tables);
-  ASSERT_TRUE(proxy_->ok()) << proxy_->log();
+  ASSERT_TRUE(proxy_->ok()) << proxy_->LogEnd();
   auto metric = [&](const std::string& name) {
     std::string text = HttpExchange(metrics_port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
     std::string key = "pgshift_table_shadow_" + name + "_total{table=\"public.channels\"} ";
@@ -530,7 +530,7 @@ TEST_F(SecondServer, ShadowReadsCompareAcrossServers) {
   EXPECT_EQ(metric("mismatched"), 1) << "still different when read again: persistent";
   EXPECT_EQ(metric("transient"), 0);
   EXPECT_NE(proxy_->log().find("only in old: (new-b); only in new: (drift)"), std::string::npos)
-      << proxy_->log();
+      << proxy_->LogEnd();
 
   // A difference that is gone when read again (as a write committed on old
   // and not yet on new would be) is transient, not a mismatch.

@@ -42,7 +42,7 @@ class Shadow : public ::testing::Test {
                       "\"\n" + proxy_extra;
     proxy_ = std::make_unique<PgshiftProcess>(Cluster().port(), proxy_settings_, kBackend,
                                               Tables(phase));
-    ASSERT_TRUE(proxy_->ok()) << proxy_->log();
+    ASSERT_TRUE(proxy_->ok()) << proxy_->LogEnd();
   }
   static std::string Tables(const std::string& phase, const std::string& extra = "") {
     return "[[users]]\nname = \"postgres\"\nadmin = true\n"
@@ -160,7 +160,7 @@ TEST_F(Shadow, ConcurrentWritesRaiseNoFalseAlarm) {
   writer.join();
   WaitForShadows(reads);
   EXPECT_GT(Metric("shadow_compared"), 100);
-  EXPECT_EQ(Metric("shadow_mismatched"), 0) << proxy_->log();
+  EXPECT_EQ(Metric("shadow_mismatched"), 0) << proxy_->LogEnd();
   // Reads in a transaction that wrote the table are skipped, and counted.
   ASSERT_TRUE(reader.Ok("BEGIN"));
   ASSERT_TRUE(reader.Ok("UPDATE channels SET title = 'mine' WHERE id = 1"));

@@ -17,7 +17,7 @@ TEST(Tls, ClientsConnectOverTls) {
             0);
   PgshiftProcess proxy(Cluster().port(), "tls_cert = \"" + dir + "/proxy.crt\"\ntls_key = \"" +
                                              dir + "/proxy.key\"");
-  ASSERT_TRUE(proxy.ok()) << proxy.log();
+  ASSERT_TRUE(proxy.ok()) << proxy.LogEnd();
   PgConn tls(proxy.ConnInfo("sslmode=require"));
   ASSERT_TRUE(tls.ok()) << tls.error();
   EXPECT_EQ(PQsslInUse(tls.get()), 1);

@@ -35,7 +35,7 @@ PgshiftProcess::PgshiftProcess(int backend_port, const std::string& proxy_settin
     _exit(127);
   }
   if (!WaitForPort(port_, 20000)) {
-    std::fprintf(stderr, "pgshift did not start listening; log:\n%s\n", log().c_str());
+    std::fprintf(stderr, "pgshift did not start listening; end of its log:\n%s\n", LogEnd().c_str());
     kill(pid_, SIGKILL);
     WaitForExit(pid_, 5000);
     pid_ = -1;
@@ -47,12 +47,27 @@ PgshiftProcess::~PgshiftProcess() {
   // sanitizer report fails the test that caused it.
   if (pid_ > 0) {
     int code = Stop();
-    EXPECT_EQ(code, 0) << "pgshift did not exit cleanly; log:\n" << log();
+    EXPECT_EQ(code, 0) << "pgshift did not exit cleanly; end of its log:\n" << LogEnd();
   }
   RemoveTree(dir_);
 }
 
 std::string PgshiftProcess::log() const { return ReadFile(dir_ + "/pgshift.log"); }
+
+std::string PgshiftProcess::LogEnd() const {
+  // A debug log runs to thousands of lines; a sanitizer report, when there
+  // is one, is what explains the exit.
+  std::string text = log();
+  for (const char* marker : {"ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer"}) {
+    size_t at = text.find(marker);
+    if (at != std::string::npos) return text.substr(text.rfind('\n', at) + 1);
+  }
+  size_t start = text.size();
+  for (int lines = 0; lines <= 40 && start != std::string::npos && start > 0; ++lines) {
+    start = text.rfind('\n', start - 1);
+  }
+  return start == std::string::npos ? text : text.substr(start + 1);
+}
 
 std::string PgshiftProcess::ConfigText(const std::string& proxy_settings,
                                        const std::string& backend_settings,

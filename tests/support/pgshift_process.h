@@ -21,6 +21,9 @@ class PgshiftProcess {
   pid_t pid() const { return pid_; }
   const std::string& dir() const { return dir_; }
   std::string log() const;
+  // The part of the log that explains an exit: a sanitizer report if there
+  // is one, else the last 40 lines.
+  std::string LogEnd() const;
   // libpq conninfo through pgshift; `extra` is appended.
   std::string ConnInfo(const std::string& extra = "") const;
 
