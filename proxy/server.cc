@@ -189,6 +189,7 @@ absl::StatusOr<std::unique_ptr<tcp::acceptor>> Server::Listen(std::string_view k
 }
 
 int Server::Run() {
+  signals_ = std::make_unique<asio::signal_set>(main_, SIGTERM, SIGINT, SIGHUP);
   if (absl::Status s = Setup(); !s.ok()) {
     LogEvent(LogLevel::kError, "startup_failed", {{"reason", MessageOf(s)}});
     return 1;
@@ -272,10 +273,9 @@ void Server::ServeAdmin(tcp::socket socket) {
 }
 
 awaitable<void> Server::HandleSignals() {
-  asio::signal_set signals(main_, SIGTERM, SIGINT, SIGHUP);
   while (true) {
     error_code ec;
-    int signal = co_await signals.async_wait(WithError(ec));
+    int signal = co_await signals_->async_wait(WithError(ec));
     if (ec) co_return;
     if (signal == SIGHUP) {
       Reload().IgnoreError();  // Reload logs its verdict

@@ -9,6 +9,8 @@
 #include <thread>
 #include <vector>
 
+#include <boost/asio/signal_set.hpp>
+
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -106,6 +108,10 @@ class Server {
   std::atomic<int> clients_{0};
 
   asio::io_context main_;  // acceptor and signals
+  // Installed before the port opens: a signal sent as soon as pgshift
+  // accepts connections waits for the handler instead of being lost (or
+  // ending the process).
+  std::unique_ptr<asio::signal_set> signals_;
   std::unique_ptr<tcp::acceptor> acceptor_;
   std::unique_ptr<tcp::acceptor> admin_acceptor_;    // absent without admin_listen
   std::unique_ptr<tcp::acceptor> metrics_acceptor_;  // absent without metrics_listen

@@ -1,6 +1,15 @@
 // SIGHUP: a valid file applies to what starts after it; a bad file or a
 // refused phase step keeps the running configuration, with the reason logged.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
 
 #include "tests/integration/environment.h"
 #include "tests/support/pg.h"
@@ -37,6 +46,36 @@ TEST(Reload, NewUsersCanLogInAfterSighup) {
   PgConn bob(proxy.ConnInfo("user=bob password=bob_pw"));
   EXPECT_TRUE(bob.ok()) << bob.error();
   EXPECT_EQ(alice.Value("SELECT 'alice still here'"), "alice still here");
+}
+
+// A SIGHUP while pgshift is still starting (here: waiting on a silent
+// second server for the new table's columns) is handled once it runs,
+// neither lost nor fatal.
+TEST(Reload, ASighupDuringStartupIsHandledOnceRunning) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(fd, 16), 0);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  std::string silent_new = "[backends.new]\nhost = \"127.0.0.1\"\nport = " +
+                           std::to_string(ntohs(addr.sin_port)) + "\ndbname = \"postgres\"\nuser = \"postgres\"\nsslmode = \"disable\"\n";
+  PgshiftProcess proxy(Cluster().port(), "connect_timeout = 1", "", silent_new + Channels("dual-write"),
+                       [](pid_t pid) {
+                         std::this_thread::sleep_for(std::chrono::milliseconds(300));
+                         kill(pid, SIGHUP);
+                       });
+  ASSERT_TRUE(proxy.ok()) << "pgshift did not survive the SIGHUP";
+  bool handled = false;
+  for (int i = 0; i < 1500 && !handled; ++i) {
+    handled = proxy.log().find("event=config_re") != std::string::npos;
+    if (!handled) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(handled) << proxy.LogEnd();
+  EXPECT_TRUE(PgConn(proxy.ConnInfo()).ok());
+  close(fd);
 }
 
 TEST(Reload, InvalidFileKeepsTheRunningConfiguration) {

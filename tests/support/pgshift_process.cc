@@ -19,7 +19,8 @@ std::string PgshiftBinary() { return PGSHIFT_BINARY; }
 
 PgshiftProcess::PgshiftProcess(int backend_port, const std::string& proxy_settings,
                                const std::string& backend_settings,
-                               const std::string& extra_toml)
+                               const std::string& extra_toml,
+                               const std::function<void(pid_t)>& on_spawn)
     : dir_(MakeTempDir("pgshift-proxy")), port_(FreePort()), backend_port_(backend_port) {
   std::string config_path = dir_ + "/pgshift.toml";
   RewriteConfig(proxy_settings, backend_settings, extra_toml);
@@ -34,6 +35,7 @@ PgshiftProcess::PgshiftProcess(int backend_port, const std::string& proxy_settin
           "--log-level", "debug", static_cast<char*>(nullptr));
     _exit(127);
   }
+  if (on_spawn) on_spawn(pid_);
   if (!WaitForPort(port_, 20000)) {
     std::fprintf(stderr, "pgshift did not start listening; end of its log:\n%s\n", LogEnd().c_str());
     kill(pid_, SIGKILL);

@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <string>
 
 namespace pgshift::testing {
@@ -12,8 +13,11 @@ class PgshiftProcess {
   // `extra_toml` is appended to a config that listens on a free port and
   // points backends.old at 127.0.0.1:`backend_port`; `proxy_settings` goes
   // into [proxy]; `backend_settings` into [backends.old].
+  // `on_spawn` runs with the child's pid as soon as it is started, before
+  // pgshift listens.
   PgshiftProcess(int backend_port, const std::string& proxy_settings = "",
-                 const std::string& backend_settings = "", const std::string& extra_toml = "");
+                 const std::string& backend_settings = "", const std::string& extra_toml = "",
+                 const std::function<void(pid_t)>& on_spawn = nullptr);
   ~PgshiftProcess();
 
   bool ok() const { return pid_ > 0; }
