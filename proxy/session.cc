@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <random>
 
+#include "absl/strings/str_join.h"
 #include "common/strings.h"
 #include "protocol/messages/authentication.h"
 #include "protocol/messages/bind.h"
@@ -269,6 +270,24 @@ class Session::ClientToBackend : public protocol::FrameHandler {
                " would make one transaction span two servers")};
   }
 
+  // With a second server, the client's setting changes, which run on old
+  // only, are kept so that new can be given them (Session::SyncSettings).
+  // A prepared one counts when it is parsed.
+  void NoteSettings(std::string_view sql) {
+    if (!two_servers() || !routing::MayChangeSettings(sql)) return;
+    for (routing::SettingChange& change : routing::SettingChangesOf(sql)) {
+      s_.client_settings_.Record(std::move(change), in_transaction());
+    }
+  }
+  // Whether the transaction's setting changes stand once it ends.
+  void NoteTransactionEnd(const routing::Plan& plan) {
+    if (plan.transaction == routing::TransactionKind::kCommit) {
+      s_.commit_requested_ = s_.transaction_status_ == 'T';
+    } else if (plan.transaction == routing::TransactionKind::kRollback) {
+      s_.commit_requested_ = false;
+    }
+  }
+
   void NoteWrite(const routing::Plan& plan, BackendId target) {
     if (plan.writes && (in_transaction() || plan.transaction_control)) {
       s_.link(target).written = true;
@@ -347,7 +366,9 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       return;
     }
     ForgetStatementsIfDeallocated(query->sql);
+    NoteSettings(query->sql);
     routing::PlanPtr plan = PlanFor(query->sql);
+    if (plan) NoteTransactionEnd(*plan);
     if (!plan) {
       s_.copy_link_ = BackendId::kOld;
       OpenStep(BackendId::kOld);
@@ -523,6 +544,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       return;
     }
     ForgetStatementsIfDeallocated(parse->sql);
+    NoteSettings(parse->sql);
     if (s_.batch_refused_) return Add(*s_.batch_link_, message);
     routing::PlanPtr plan = PlanFor(parse->sql);
     s_.statements_.erase(parse->statement);
@@ -643,6 +665,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       return Refuse(prepared.server, *refusal, false);
     }
     NoteWrite(plan, prepared.server);
+    NoteTransactionEnd(plan);
     std::shared_ptr<ShadowCapture> capture;
     if (prepared.bind) capture = Shadow(prepared.plan, prepared.bind);
     if (plan.transaction_control && two_servers()) {
@@ -1269,12 +1292,17 @@ awaitable<bool> Session::RunStep(Step& step) {
     if (other.server == BackendId::kNew && (!other.stream || other.broken)) {
       co_await ConnectNew(false);
     }
-    if (other.stream && !other.broken) co_await RunInternal(other, "BEGIN");
+    if (other.stream && !other.broken) {
+      co_await SyncSettings(other);
+      co_await RunInternal(other, "BEGIN");
+      co_await SyncSettings(other);
+    }
   }
   if (other.stream && !other.broken) {
     // One server answers at a time, so replies reach the client in order.
     co_await WaitUntil([&other] { return other.forward_pending == 0 && !HasInternal(other); });
     if (ended_) co_return false;
+    co_await SyncSettings(target);
     // The client is in a transaction this server has not joined yet.
     if (transaction_status_ != 'I' && target.transaction_status == 'I' &&
         target.forward_pending == 0 && !target.in_batch && !HasInternal(target)) {
@@ -1297,7 +1325,10 @@ awaitable<bool> Session::RunStep(Step& step) {
                   {"statement", step.on_other_link_first}, {"reason", failed->message()}});
       }
     }
+    co_await SyncSettings(target);
     if (ended_) co_return false;
+  } else {
+    co_await SyncSettings(target);
   }
   // Mirroring across servers: what must happen before the step, and the
   // batch that follows its cycles.
@@ -1410,6 +1441,8 @@ awaitable<std::optional<ErrorFields>> Session::ConnectNew(bool fatal) {
   fresh.backend_pid = login.key.process_id;
   fresh.transaction_status = 'I';
   fresh.statements.clear();
+  fresh.settings_version = 0;  // its startup parameters are the client's
+  fresh.transaction_settings = 0;
   if (cancel_key_) {
     server_.cancels().Add({cancel_key_->first, cancel_key_->second},
                           CancelTarget{config().new_backend->endpoint, login.key.process_id,
@@ -1552,6 +1585,51 @@ awaitable<void> Session::PumpBackendToClient(Link& l) {
   }
 }
 
+awaitable<void> Session::SyncSettings(Link& l) {
+  if (l.server != BackendId::kNew || !l.stream || l.broken || l.in_batch || ended_) co_return;
+  const std::vector<std::string>& changes = client_settings_.TransactionStatements();
+  if (l.settings_version == client_settings_.version() && l.transaction_settings >= changes.size()) {
+    co_return;
+  }
+  // Its transaction status must be known.
+  co_await WaitUntil([&l] { return l.forward_pending == 0 && !HasInternal(l); });
+  if (ended_ || l.broken) co_return;
+  if (l.transaction_status == 'I') {
+    if (l.settings_version == client_settings_.version()) co_return;
+    co_await RunSettings(l, client_settings_.SessionStatements(), false);
+    l.settings_version = client_settings_.version();
+  } else if (l.transaction_settings < changes.size()) {
+    std::vector<std::string> rest(changes.begin() + static_cast<ptrdiff_t>(l.transaction_settings),
+                                  changes.end());
+    l.transaction_settings = changes.size();
+    co_await RunSettings(l, rest, true);
+  }
+}
+
+awaitable<void> Session::RunSettings(Link& l, const std::vector<std::string>& statements,
+                                     bool in_transaction) {
+  // Outside a transaction, one Query does them all unless one fails (the
+  // Query then undoes them all): then each runs on its own, so that only
+  // the failing one is missing. Inside one, a failure aborts it, as the
+  // same failure on old would have.
+  if (!in_transaction && statements.size() > 1) {
+    std::string query;
+    protocol::Query{absl::StrJoin(statements, ";\n")}.Encode(query);
+    std::optional<ErrorFields> failed = co_await RunInternalMessages(l, std::move(query), nullptr);
+    if (!failed) co_return;
+  }
+  for (const std::string& sql : statements) {
+    std::string query;
+    protocol::Query{sql}.Encode(query);
+    std::optional<ErrorFields> failed = co_await RunInternalMessages(l, std::move(query), nullptr);
+    if (failed) {
+      LogEvent(LogLevel::kWarning, "setting_not_applied",
+               {{"session", StrCat(id_)}, {"backend", l.name}, {"statement", sql},
+                {"reason", failed->message()}});
+    }
+  }
+}
+
 void Session::AfterTransaction() {
   Link& old = link(BackendId::kOld);
   Link& fresh = link(BackendId::kNew);
@@ -1562,6 +1640,9 @@ void Session::AfterTransaction() {
   if (transaction_status_ != 'I' || settling_ || PendingResults() > 0) return;
   old.written = fresh.written = false;
   old.mirrored = fresh.mirrored = false;
+  client_settings_.EndTransaction(commit_requested_);
+  commit_requested_ = false;
+  old.transaction_settings = fresh.transaction_settings = 0;
   written_tables_.clear();
   mirrored_keys_.clear();
   authoritative_xid_.clear();

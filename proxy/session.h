@@ -27,6 +27,7 @@
 #include "proxy/server.h"
 #include "routing/config.h"
 #include "routing/router.h"
+#include "routing/session_settings.h"
 #include "absl/container/flat_hash_map.h"
 
 namespace pgshift::proxy {
@@ -184,6 +185,11 @@ class Session : public std::enable_shared_from_this<Session> {
     };
     absl::flat_hash_map<std::string, ServerStatement> statements;
     uint64_t statement_uses = 0;
+    // New: the version of the client's settings it was given
+    // (SessionSettings::version()), and how many of the current
+    // transaction's setting changes it has run.
+    uint64_t settings_version = 0;
+    size_t transaction_settings = 0;
     char last_type = 0;
     int32_t backend_pid = 0;
   };
@@ -303,6 +309,13 @@ class Session : public std::enable_shared_from_this<Session> {
   awaitable<std::optional<protocol::ErrorFields>> LogDivergence(
       Link& authoritative, const std::vector<std::pair<std::string, std::optional<std::string>>>& keys,
       std::string_view error);
+  // Brings new to the settings the client gave old (SET, RESET, DISCARD
+  // ALL, BEGIN's modes) before it answers for the session: outside a
+  // transaction the session's, inside one the transaction's changes it has
+  // not run yet. A change new refuses is logged.
+  awaitable<void> SyncSettings(Link& link);
+  awaitable<void> RunSettings(Link& link, const std::vector<std::string>& statements,
+                              bool in_transaction);
   // The transaction ended on every server: a new one starts clean, under
   // the newest settings.
   void AfterTransaction();
@@ -354,6 +367,10 @@ class Session : public std::enable_shared_from_this<Session> {
   // txid_current() of the authoritative side's transaction, once a mirror
   // joined it: names the mirror's prepared transaction.
   std::string authoritative_xid_;
+  // The client's SETs and the like, which ran on old only.
+  routing::SessionSettings client_settings_;
+  // The client's transaction ends with a COMMIT (its setting changes stand).
+  bool commit_requested_ = false;
   // The settings this session answers by; renewed between transactions.
   SettingsPtr settings_;
   const routing::Config& config() const { return *settings_->config; }

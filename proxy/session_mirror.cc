@@ -329,6 +329,7 @@ awaitable<std::optional<ErrorFields>> Session::JoinMirror(Link& mirror) {
     co_return MirrorError(sqlstate::kConnectionFailure,
                           StrCat("the transaction on backend ", mirror.name, " has failed"));
   }
+  co_await SyncSettings(mirror);
   co_return std::nullopt;
 }
 
@@ -355,7 +356,15 @@ awaitable<std::optional<ErrorFields>> Session::ApplyRows(Link& mirror, MirrorBat
     it->second.last_used = ++mirror.statement_uses;
     AppendInternal(messages, sql, std::move(param), &it->second.name);
   };
-  if (options.begin) add("BEGIN", std::nullopt);
+  if (options.begin) {
+    add("BEGIN", std::nullopt);
+    // The setting changes the client made in its transaction so far.
+    const std::vector<std::string>& changes = client_settings_.TransactionStatements();
+    if (mirror.server == BackendId::kNew) {
+      for (const std::string& sql : changes) add(sql, std::nullopt, false);
+      mirror.transaction_settings = changes.size();
+    }
+  }
   if (options.savepoint) add(kSavepoint, std::nullopt);
   for (MirrorBatch::Rows& r : batch.rows) {
     if (r.mirror->truncate) {

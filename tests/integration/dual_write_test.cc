@@ -489,6 +489,29 @@ TEST_P(DualWrite, AFullSetOfPreparedWritesMakesRoomForNewOnes) {
   EXPECT_EQ(Differences(), "0");
 }
 
+// The mirror's writes run under the client's settings, as they do on one
+// database: a trigger on the new table reads one.
+TEST_P(DualWrite, TheMirrorRunsUnderTheClientsSettings) {
+  ASSERT_TRUE(New().Ok(
+      "CREATE OR REPLACE FUNCTION extra() RETURNS trigger LANGUAGE plpgsql AS"
+      "  $$BEGIN NEW.extra := coalesce(current_setting('app.extra', true), '7')::int;"
+      "  RETURN NEW; END$$;"
+      "CREATE TRIGGER extra BEFORE INSERT OR UPDATE ON channels_v2 FOR EACH ROW"
+      "  EXECUTE FUNCTION extra()"));
+  PgConn client = Client();
+  ASSERT_TRUE(client.Ok("SET app.extra = '11'"));
+  ASSERT_TRUE(client.Ok("INSERT INTO channels (id, title) VALUES (10, 'session')"));
+  ASSERT_TRUE(client.Ok("BEGIN"));
+  ASSERT_TRUE(client.Ok("SET LOCAL app.extra = '12'"));
+  ASSERT_TRUE(client.Ok("INSERT INTO channels (id, title) VALUES (11, 'local')"));
+  ASSERT_TRUE(client.Ok("COMMIT"));
+  ASSERT_TRUE(client.Ok("INSERT INTO channels (id, title) VALUES (12, 'after')"));
+  EXPECT_EQ(Differences(), "0");
+  PgResult extras = New().Exec("SELECT id, extra FROM channels_v2 WHERE id >= 10 ORDER BY id");
+  EXPECT_EQ(RowsOf(extras.get()), (Rows{{"10", "11"}, {"11", "12"}, {"12", "11"}}))
+      << PQresultErrorMessage(extras.get());
+}
+
 TEST_P(DualWrite, AFailingMirrorFailsTheWholeStatement) {
   PgConn client = Client();
   PgResult r = client.Exec("INSERT INTO channels (title) VALUES ('fine'), ('forbidden')");

@@ -493,6 +493,76 @@ TEST_F(SecondServer, APipelineMixingServersIsRefusedAtTheSwitch) {
   EXPECT_EQ(client.Value("SELECT title FROM channels WHERE id = 1"), "new-a");
 }
 
+// SET and the like run on old; a read served by new sees them too, as it
+// would on a direct connection: committed session changes, the current
+// transaction's changes and BEGIN's modes, whichever protocol set them.
+TEST_F(SecondServer, TheClientsSettingsReachTheNewServer) {
+  PgConn client = Client();
+  ASSERT_TRUE(client.ok()) << client.error();
+  auto on_new = [&](const std::string& name) {
+    return client.Value("SELECT current_setting('" + name + "') FROM channels WHERE id = 1");
+  };
+  auto on_old = [&](const std::string& name) {
+    return client.Value("SELECT current_setting('" + name + "')");
+  };
+  // Set before new is connected, then while it is.
+  ASSERT_TRUE(client.Ok("SET TIME ZONE 'Pacific/Auckland'"));
+  ASSERT_TRUE(client.Ok("SET app.tenant = '42'; SET search_path TO pg_catalog, public"));
+  EXPECT_EQ(on_new("TimeZone"), "Pacific/Auckland");
+  EXPECT_EQ(on_new("app.tenant"), "42");
+  EXPECT_EQ(on_new("search_path"), "pg_catalog, public");
+  PgResult extended = PgResult(PQexecParams(client.get(), "SET datestyle TO 'SQL, DMY'", 0,
+                                            nullptr, nullptr, nullptr, nullptr, 0));
+  ASSERT_EQ(PQresultStatus(extended.get()), PGRES_COMMAND_OK);
+  ASSERT_TRUE(client.Ok("RESET TimeZone"));
+  EXPECT_EQ(on_new("DateStyle"), "SQL, DMY");
+  EXPECT_EQ(on_new("TimeZone"), on_old("TimeZone"));
+
+  // A transaction's changes: undone by ROLLBACK, kept by COMMIT; SET LOCAL
+  // only for the transaction.
+  ASSERT_TRUE(client.Ok("BEGIN"));
+  ASSERT_TRUE(client.Ok("SET app.tenant = '7'"));
+  ASSERT_TRUE(client.Ok("SET LOCAL statement_timeout = '5s'"));
+  EXPECT_EQ(on_new("app.tenant"), "7");
+  EXPECT_EQ(on_new("statement_timeout"), "5s");
+  ASSERT_TRUE(client.Ok("ROLLBACK"));
+  EXPECT_EQ(on_new("app.tenant"), "42");
+  EXPECT_EQ(on_new("statement_timeout"), "0");
+  ASSERT_TRUE(client.Ok("BEGIN"));
+  EXPECT_EQ(on_new("app.tenant"), "42") << "new in the transaction before the change";
+  ASSERT_TRUE(client.Ok("SET app.tenant = '8'"));
+  ASSERT_TRUE(client.Ok("SET LOCAL lock_timeout = '3s'"));
+  EXPECT_EQ(on_new("app.tenant"), "8");
+  EXPECT_EQ(on_new("lock_timeout"), "3s");
+  ASSERT_TRUE(client.Ok("COMMIT"));
+  EXPECT_EQ(on_new("app.tenant"), "8");
+  EXPECT_EQ(on_new("lock_timeout"), "0");
+
+  ASSERT_TRUE(client.Ok("BEGIN ISOLATION LEVEL SERIALIZABLE, READ ONLY"));
+  ASSERT_TRUE(client.Ok("SELECT 1"));
+  EXPECT_EQ(on_new("transaction_isolation"), "serializable");
+  EXPECT_EQ(on_new("transaction_read_only"), "on");
+  ASSERT_TRUE(client.Ok("COMMIT"));
+  EXPECT_EQ(on_new("transaction_isolation"), "read committed");
+
+  // A change new refuses is logged; the others still reach it.
+  ASSERT_TRUE(Old().Ok("DO $$ BEGIN CREATE ROLE pgshift_only_on_old; "
+                       "EXCEPTION WHEN duplicate_object THEN NULL; END $$"));
+  ASSERT_TRUE(client.Ok("SET ROLE pgshift_only_on_old"));
+  ASSERT_TRUE(client.Ok("SET app.tenant = '9'"));
+  EXPECT_EQ(on_new("app.tenant"), "9");
+  EXPECT_NE(proxy_->log().find("event=setting_not_applied"), std::string::npos)
+      << proxy_->LogEnd();
+  EXPECT_NE(proxy_->log().find("pgshift_only_on_old"), std::string::npos);
+
+  // DISCARD ALL puts both back as they were at login.
+  ASSERT_TRUE(client.Ok("DISCARD ALL"));
+  EXPECT_EQ(on_new("app.tenant"), "");
+  EXPECT_EQ(on_new("DateStyle"), on_old("DateStyle"));
+  EXPECT_EQ(on_new("search_path"), on_old("search_path"));
+  EXPECT_EQ(client.Value("SELECT current_user FROM channels WHERE id = 1"), "postgres");
+}
+
 TEST_F(SecondServer, ShadowReadsCompareAcrossServers) {
   // channels in shadow-read: served by old, a copy of every read compared on new.
   RunSql(Cluster().port(), "routing_two",
