@@ -1,8 +1,6 @@
 // Bad input costs only the session that sent it: an ErrorResponse and its
 // connection. The process and every other session carry on.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -16,6 +14,7 @@
 #include "tests/integration/environment.h"
 #include "tests/support/pg.h"
 #include "tests/support/pgshift_process.h"
+#include "tests/support/process.h"
 #include "tests/support/raw_client.h"
 
 namespace pgshift::testing {
@@ -209,17 +208,9 @@ namespace pgshift::testing {
 namespace {
 
 TEST(BackendFailure, SilentBackendHitsTheConnectTimeout) {
-  // Something that completes the TCP handshake (the kernel does, from the
-  // listen backlog) and then never says a word.
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(listen(fd, 16), 0);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  PgshiftProcess proxy(ntohs(addr.sin_port), "connect_timeout = 1", "sslmode = \"disable\"");
+  SilentListener silent;
+  ASSERT_NE(silent.port(), 0);
+  PgshiftProcess proxy(silent.port(), "connect_timeout = 1", "sslmode = \"disable\"");
   ASSERT_TRUE(proxy.ok());
   RawClient c(proxy.port());
   auto start = std::chrono::steady_clock::now();
@@ -228,7 +219,6 @@ TEST(BackendFailure, SilentBackendHitsTheConnectTimeout) {
   ASSERT_TRUE(error);
   EXPECT_EQ(error->sqlstate(), "08006");
   EXPECT_NE(error->message().find("timeout expired"), std::string_view::npos) << error->message();
-  close(fd);
 }
 
 TEST(BackendFailure, KilledBackendLeavesTheClientAnError) {

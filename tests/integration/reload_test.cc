@@ -1,10 +1,6 @@
 // SIGHUP: a valid file applies to what starts after it; a bad file or a
 // refused phase step keeps the running configuration, with the reason logged.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -14,6 +10,7 @@
 #include "tests/integration/environment.h"
 #include "tests/support/pg.h"
 #include "tests/support/pgshift_process.h"
+#include "tests/support/process.h"
 
 namespace pgshift::testing {
 namespace {
@@ -52,16 +49,10 @@ TEST(Reload, NewUsersCanLogInAfterSighup) {
 // second server for the new table's columns) is handled once it runs,
 // neither lost nor fatal.
 TEST(Reload, ASighupDuringStartupIsHandledOnceRunning) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(listen(fd, 16), 0);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  SilentListener silent;
+  ASSERT_NE(silent.port(), 0);
   std::string silent_new = "[backends.new]\nhost = \"127.0.0.1\"\nport = " +
-                           std::to_string(ntohs(addr.sin_port)) + "\ndbname = \"postgres\"\nuser = \"postgres\"\nsslmode = \"disable\"\n";
+                           std::to_string(silent.port()) + "\ndbname = \"postgres\"\nuser = \"postgres\"\nsslmode = \"disable\"\n";
   PgshiftProcess proxy(Cluster().port(), "connect_timeout = 1", "", silent_new + Channels("dual-write"),
                        [](pid_t pid) {
                          std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -75,7 +66,6 @@ TEST(Reload, ASighupDuringStartupIsHandledOnceRunning) {
   }
   EXPECT_TRUE(handled) << proxy.LogEnd();
   EXPECT_TRUE(PgConn(proxy.ConnInfo()).ok());
-  close(fd);
 }
 
 TEST(Reload, InvalidFileKeepsTheRunningConfiguration) {

@@ -65,6 +65,18 @@ int FreePort() {
   return ntohs(addr.sin_port);
 }
 
+SilentListener::SilentListener() : fd_(socket(AF_INET, SOCK_STREAM, 0)) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(fd_, 16) != 0) return;
+  socklen_t len = sizeof addr;
+  getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+  port_ = ntohs(addr.sin_port);
+}
+
+SilentListener::~SilentListener() { close(fd_); }
+
 std::string MakeTempDir(const std::string& prefix) {
   std::string templ = "/tmp/" + prefix + "-XXXXXX";
   char* dir = mkdtemp(templ.data());

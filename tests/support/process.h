@@ -23,6 +23,21 @@ std::string HttpExchange(int port, const std::string& request);
 // A port on 127.0.0.1 that was free a moment ago.
 int FreePort();
 
+// Something on 127.0.0.1 that completes the TCP handshake (the kernel does,
+// from the listen backlog) and then never says a word: a server that hangs.
+class SilentListener {
+ public:
+  SilentListener();
+  ~SilentListener();
+  SilentListener(const SilentListener&) = delete;
+  SilentListener& operator=(const SilentListener&) = delete;
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
 // A fresh temporary directory, removed by RemoveTree.
 std::string MakeTempDir(const std::string& prefix);
 void RemoveTree(const std::string& path);
