@@ -1,5 +1,7 @@
 #include "migration/pg_client.h"
 
+#include <openssl/x509.h>
+
 #include "common/strings.h"
 
 namespace pgshift::migration {
@@ -18,24 +20,27 @@ absl::StatusOr<PgClient> PgClient::Connect(const routing::Config& config,
     password = u->password;
   }
   std::string port = StrCat(backend.endpoint.port);
-  const char* sslmode = backend.sslmode == routing::SslMode::kDisable   ? "disable"
-                        : backend.sslmode == routing::SslMode::kRequire ? "require"
-                                                                        : "prefer";
+  std::string sslmode(routing::SslModeName(backend.sslmode));
+  // libpq 15 reads sslrootcert as a file name only: "system" is OpenSSL's
+  // default CA file.
+  std::string rootcert = backend.sslrootcert == "system" ? X509_get_default_cert_file()
+                                                         : backend.sslrootcert;
   std::string app(application);
   const char* keys[] = {"host",     "port",    "dbname",           "user",
                         "password", "sslmode", "application_name", "options",
-                        "connect_timeout", nullptr};
+                        "connect_timeout", "sslrootcert", nullptr};
   std::string timeout = StrCat(static_cast<int>(config.proxy.connect_timeout_s));
   const char* values[] = {backend.endpoint.host.c_str(),
                           port.c_str(),
                           backend.dbname->c_str(),
                           backend.user->c_str(),
                           password.empty() ? nullptr : password.c_str(),
-                          sslmode,
+                          sslmode.c_str(),
                           app.c_str(),
                           "-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=3 "
                           "-c bytea_output=hex -c IntervalStyle=postgres",
                           timeout.c_str(),
+                          rootcert.empty() ? nullptr : rootcert.c_str(),
                           nullptr};
   PGconn* conn = PQconnectdbParams(keys, values, 0);
   if (conn == nullptr || PQstatus(conn) != CONNECTION_OK) {

@@ -108,10 +108,10 @@ Table ShowConfig(const Settings& s, const std::string& path) {
     rows.push_back({StrCat("backends.", name, ".dbname"), b.dbname.value_or("(client's)")});
     rows.push_back({StrCat("backends.", name, ".user"), b.user.value_or("(client's)")});
     rows.push_back({StrCat("backends.", name, ".password"), b.password ? "(set)" : "(client's)"});
-    rows.push_back({StrCat("backends.", name, ".sslmode"),
-                    b.sslmode == routing::SslMode::kDisable   ? "disable"
-                    : b.sslmode == routing::SslMode::kPrefer ? "prefer"
-                                                             : "require"});
+    rows.push_back({StrCat("backends.", name, ".sslmode"), std::string(routing::SslModeName(b.sslmode))});
+    if (!b.sslrootcert.empty()) {
+      rows.push_back({StrCat("backends.", name, ".sslrootcert"), b.sslrootcert});
+    }
   };
   Table t{{"key", "value"}, {}};
   t.rows = {

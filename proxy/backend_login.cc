@@ -1,6 +1,11 @@
 #include "proxy/backend_login.h"
 
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+
 #include <chrono>
+#include <functional>
 
 #include "common/strings.h"
 #include "protocol/md5_auth.h"
@@ -146,17 +151,57 @@ class Login {
     char answer = 0;
     if (!ec) co_await stream_->ReadExactly(asio::buffer(&answer, 1), ec);
     if (ec) co_return Failure(ec.message());
+    const routing::SslMode mode = p_.backend.sslmode;
     if (answer == 'S') {
-      co_await stream_->TlsHandshake(p_.tls_context, asio::ssl::stream_base::client, ec);
-      if (ec) co_return Failure(StrCat("TLS handshake failed: ", ec.message()));
+      std::function<void(SSL*)> verify;
+      if (routing::VerifiesServer(mode)) {
+        verify = [this](SSL* ssl) { RequireTrustedCertificate(ssl); };
+      }
+      co_await stream_->TlsHandshake(p_.tls_context, asio::ssl::stream_base::client, ec, verify);
+      if (ec) {
+        long result = SSL_get_verify_result(stream_->tls_handle());
+        if (verify && result != X509_V_OK) {
+          co_return Failure(StrCat("the server's certificate is not accepted (sslmode ",
+                                   routing::SslModeName(mode), ", sslrootcert \"",
+                                   p_.backend.sslrootcert, "\"): ",
+                                   X509_verify_cert_error_string(result)));
+        }
+        co_return Failure(StrCat("TLS handshake failed: ", ec.message()));
+      }
     } else if (answer == 'N') {
-      if (p_.backend.sslmode == routing::SslMode::kRequire) {
-        co_return Failure("server does not support SSL, but sslmode is require");
+      if (mode != routing::SslMode::kPrefer) {
+        co_return Failure(StrCat("server does not support SSL, but sslmode is ",
+                                 routing::SslModeName(mode)));
       }
     } else {
       co_return Failure("invalid response to SSLRequest");
     }
     co_return std::nullopt;
+  }
+
+  // verify-ca and verify-full, as libpq checks them: the server's
+  // certificate must chain to sslrootcert, and for verify-full name the
+  // host pgshift connects to (as a DNS name or an IP address).
+  void RequireTrustedCertificate(SSL* ssl) const {
+    const routing::BackendConfig& b = p_.backend;
+    X509_STORE* store = X509_STORE_new();
+    if (b.sslrootcert == "system") {
+      X509_STORE_set_default_paths(store);
+    } else {
+      X509_STORE_load_locations(store, b.sslrootcert.c_str(), nullptr);
+    }
+    SSL_set0_verify_cert_store(ssl, store);  // the SSL object owns it now
+    SSL_set_verify(ssl, SSL_VERIFY_PEER, nullptr);
+    if (b.sslmode != routing::SslMode::kVerifyFull) return;
+    const std::string& host = b.endpoint.host;
+    error_code not_an_address;
+    asio::ip::make_address(host, not_an_address);
+    if (!not_an_address) {
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host.c_str());
+    } else {
+      SSL_set1_host(ssl, host.c_str());
+      SSL_set_tlsext_host_name(ssl, host.c_str());
+    }
   }
 
   awaitable<void> Send(std::string_view bytes, error_code& ec) {

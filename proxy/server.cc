@@ -104,7 +104,8 @@ absl::Status Server::Setup() {
     client_tls_->use_private_key_file(p.tls_key, asio::ssl::context::pem, ec);
     if (ec) return absl::InvalidArgumentError(StrCat("proxy.tls_key \"", p.tls_key, "\": ", ec.message()));
   }
-  // Toward backends TLS encrypts but does not verify, as libpq's sslmode=require.
+  // Toward backends TLS encrypts; with sslmode verify-ca or verify-full each
+  // connection also checks the server's certificate (backend_login.cc).
   backend_tls_ = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
   backend_tls_->set_verify_mode(asio::ssl::verify_none);
 

@@ -49,9 +49,10 @@ awaitable<size_t> Stream::ReadExactly(asio::mutable_buffer buffer, error_code& e
 }
 
 awaitable<void> Stream::TlsHandshake(asio::ssl::context& context,
-                                     asio::ssl::stream_base::handshake_type type,
-                                     error_code& ec) {
+                                     asio::ssl::stream_base::handshake_type type, error_code& ec,
+                                     const std::function<void(SSL*)>& prepare) {
   tls_ = std::make_unique<asio::ssl::stream<tcp::socket>>(std::move(socket_), context);
+  if (prepare) prepare(tls_->native_handle());
   return tls_->async_handshake(type, WithError(ec));
 }
 

@@ -1,6 +1,7 @@
 // A connection to a client or a backend: plain TCP, or TLS once upgraded.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,9 +21,13 @@ class Stream {
   // Reads exactly buffer.size() bytes.
   awaitable<size_t> ReadExactly(asio::mutable_buffer buffer, error_code& ec);
 
+  // `prepare`, when given, sets up the connection's SSL object before the
+  // handshake (what the peer's certificate must be).
   awaitable<void> TlsHandshake(asio::ssl::context& context,
-                               asio::ssl::stream_base::handshake_type type, error_code& ec);
+                               asio::ssl::stream_base::handshake_type type, error_code& ec,
+                               const std::function<void(SSL*)>& prepare = nullptr);
   bool tls() const { return tls_ != nullptr; }
+  SSL* tls_handle() { return tls_ ? tls_->native_handle() : nullptr; }
 
   tcp::socket& socket() { return tls_ ? tls_->next_layer() : socket_; }
   // Aborts pending operations; the stream stays open.

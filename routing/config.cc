@@ -201,12 +201,15 @@ void ReadBackend(Section& s, BackendConfig& b) {
   s.GetOptionalString("dbname", b.dbname);
   s.GetOptionalString("user", b.user);
   s.GetOptionalString("password", b.password);
-  using SslChoice = std::pair<std::string_view, SslMode>;
-  s.GetChoice("sslmode",
-              std::array{SslChoice{"disable", SslMode::kDisable},
-                         SslChoice{"prefer", SslMode::kPrefer},
-                         SslChoice{"require", SslMode::kRequire}},
-              b.sslmode);
+  s.GetChoice("sslmode", kSslModeNames, b.sslmode);
+  s.GetString("sslrootcert", b.sslrootcert);
+  if (VerifiesServer(b.sslmode) && b.sslrootcert.empty()) {
+    s.BadValue("sslrootcert", StrCat("is required with sslmode \"", SslModeName(b.sslmode),
+                                     "\" (a PEM file of CA certificates, or \"system\")"));
+  } else if (!b.sslrootcert.empty() && b.sslrootcert != "system" &&
+             !std::ifstream(b.sslrootcert).good()) {
+    s.BadValue("sslrootcert", StrCat("cannot read \"", b.sslrootcert, "\""));
+  }
 }
 
 void ReadUser(Section& s, UserConfig& u) {
@@ -367,6 +370,13 @@ std::string_view AuthMethodName(AuthMethod method) {
     case AuthMethod::kTrust: return "trust";
     case AuthMethod::kMd5: return "md5";
     case AuthMethod::kScramSha256: return "scram-sha-256";
+  }
+  return "unknown";
+}
+
+std::string_view SslModeName(SslMode mode) {
+  for (const auto& [name, m] : kSslModeNames) {
+    if (m == mode) return name;
   }
   return "unknown";
 }

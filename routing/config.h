@@ -3,12 +3,14 @@
 // transaction sees.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -20,7 +22,18 @@ enum class AuthMethod { kTrust, kMd5, kScramSha256 };
 std::string_view AuthMethodName(AuthMethod method);
 
 // As libpq's sslmode, limited to what a proxy needs.
-enum class SslMode { kDisable, kPrefer, kRequire };
+enum class SslMode { kDisable, kPrefer, kRequire, kVerifyCa, kVerifyFull };
+inline constexpr std::array<std::pair<std::string_view, SslMode>, 5> kSslModeNames = {{
+    {"disable", SslMode::kDisable},
+    {"prefer", SslMode::kPrefer},
+    {"require", SslMode::kRequire},
+    {"verify-ca", SslMode::kVerifyCa},
+    {"verify-full", SslMode::kVerifyFull},
+}};
+std::string_view SslModeName(SslMode mode);
+inline bool VerifiesServer(SslMode mode) {
+  return mode == SslMode::kVerifyCa || mode == SslMode::kVerifyFull;
+}
 
 enum class MirrorErrorPolicy { kFail, kLog };
 
@@ -65,6 +78,9 @@ struct BackendConfig {
   std::optional<std::string> user;      // default: the client's
   std::optional<std::string> password;  // default: the client's [[users]] password
   SslMode sslmode = SslMode::kPrefer;
+  // verify-ca and verify-full: the CA certificates (a PEM file) the
+  // server's certificate must chain to, or "system" for the system's own.
+  std::string sslrootcert;
 };
 
 struct TableConfig {

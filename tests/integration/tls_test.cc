@@ -53,5 +53,39 @@ TEST(Tls, BackendConnectionUsesTlsWhenRequired) {
       << refused.error();
 }
 
+// sslmode verify-ca and verify-full check the server's certificate as libpq
+// does. The test cluster's is self-signed for CN=localhost.
+TEST(Tls, VerifyingModesCheckTheServersCertificate) {
+  std::string own_ca = Cluster().dir() + "/data/server.crt";
+  std::string dir = MakeTempDir("pgshift-tls");
+  ASSERT_EQ(RunCommand("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other "
+                       "-keyout " + dir + "/other.key -out " + dir + "/other.crt"),
+            0);
+  std::string other_ca = dir + "/other.crt";
+  auto attempt = [](const std::string& backend) {
+    PgshiftProcess proxy(Cluster().port(), "", "user = \"tls_user\"\n" + backend);
+    EXPECT_TRUE(proxy.ok()) << proxy.LogEnd();
+    PgConn conn(proxy.ConnInfo());
+    if (!conn.ok()) return conn.error();
+    return std::string(conn.Value("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                           .value_or("error"));
+  };
+  EXPECT_EQ(attempt("sslmode = \"verify-ca\"\nsslrootcert = \"" + own_ca + "\""), "t");
+  EXPECT_EQ(attempt("host = \"localhost\"\nsslmode = \"verify-full\"\nsslrootcert = \"" + own_ca +
+                    "\""),
+            "t");
+  std::string wrong_host =
+      attempt("sslmode = \"verify-full\"\nsslrootcert = \"" + own_ca + "\"");
+  EXPECT_NE(wrong_host.find("the server's certificate is not accepted (sslmode verify-full"),
+            std::string::npos)
+      << wrong_host;
+  EXPECT_NE(wrong_host.find("IP address mismatch"), std::string::npos) << wrong_host;
+  std::string wrong_ca = attempt("sslmode = \"verify-ca\"\nsslrootcert = \"" + other_ca + "\"");
+  EXPECT_NE(wrong_ca.find("the server's certificate is not accepted (sslmode verify-ca"),
+            std::string::npos)
+      << wrong_ca;
+  RemoveTree(dir);
+}
+
 }  // namespace
 }  // namespace pgshift::testing

@@ -74,8 +74,11 @@ std::string PgshiftProcess::LogEnd() const {
 std::string PgshiftProcess::ConfigText(const std::string& proxy_settings,
                                        const std::string& backend_settings,
                                        const std::string& extra_toml) const {
+  // backend_settings may name the host itself.
+  std::string host =
+      backend_settings.find("host =") == std::string::npos ? "host = \"127.0.0.1\"\n" : "";
   return "[proxy]\nlisten = \"127.0.0.1:" + std::to_string(port_) + "\"\nworkers = 2\n" +
-         proxy_settings + "\n\n[backends.old]\nhost = \"127.0.0.1\"\nport = " +
+         proxy_settings + "\n\n[backends.old]\n" + host + "port = " +
          std::to_string(backend_port_) + "\n" + backend_settings + "\n\n" + extra_toml + "\n";
 }
 

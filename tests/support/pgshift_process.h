@@ -12,7 +12,8 @@ class PgshiftProcess {
  public:
   // `extra_toml` is appended to a config that listens on a free port and
   // points backends.old at 127.0.0.1:`backend_port`; `proxy_settings` goes
-  // into [proxy]; `backend_settings` into [backends.old].
+  // into [proxy]; `backend_settings` into [backends.old] (with a host of
+  // its own, if it names one).
   // `on_spawn` runs with the child's pid as soon as it is started, before
   // pgshift listens.
   PgshiftProcess(int backend_port, const std::string& proxy_settings = "",

@@ -85,6 +85,15 @@ TEST(Config, MinimalFileHasDefaults) {
   EXPECT_FALSE((*c)->new_backend);
 }
 
+TEST(Config, VerifyingTheServerWantsItsCertificateAuthority) {
+  auto c = ParseConfig("[backends.old]\nsslmode = \"verify-full\"\nsslrootcert = \"system\"\n",
+                       "verify.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ((*c)->old_backend.sslmode, SslMode::kVerifyFull);
+  EXPECT_EQ((*c)->old_backend.sslrootcert, "system");
+  EXPECT_EQ(SslModeName(SslMode::kVerifyCa), "verify-ca");
+}
+
 struct BadCase {
   std::string toml;
   std::string expected;  // a substring of the error
@@ -123,6 +132,11 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"[backends.old]\n[[users]]\nname = \"a\"\n[[users]]\nname = \"a\"\n", "user \"a\" is listed twice"},
         BadCase{"[backends.old]\nport = 5432\n[[users]]\nname = \"a\"\npassword = \"SCRAM-SHA-256$oops\"\n",
                 "looks like a SCRAM-SHA-256 verifier but is malformed"},
+        BadCase{"[backends.old]\nsslmode = \"verify-full\"\n",
+                "backends.old.sslrootcert is required with sslmode \"verify-full\""},
+        BadCase{"[backends.old]\nsslmode = \"verify-ca\"\nsslrootcert = \"/nonexistent/root.crt\"\n",
+                "\"backends.old.sslrootcert\" cannot read \"/nonexistent/root.crt\""},
+        BadCase{"[backends.old]\nsslmode = \"verify\"\n", "must be one of disable, prefer, require, verify-ca, verify-full"},
         BadCase{"[backends.old\n", "bad.toml:1:"}));
 
 }  // namespace
