@@ -20,7 +20,9 @@ int CaptureCommand(const std::string& command, std::string& output);
 // answered until it closed the connection.
 std::string HttpExchange(int port, const std::string& request);
 
-// A port on 127.0.0.1 that was free a moment ago.
+// A port on 127.0.0.1 that was free a moment ago, below the kernel's
+// ephemeral range (so that no outgoing connection takes it meanwhile), and
+// not handed out before by this process.
 int FreePort();
 
 // Something on 127.0.0.1 that completes the TCP handshake (the kernel does,
