@@ -12,6 +12,7 @@ namespace {
 struct Wanted {
   const routing::TableConfig* table;
   std::string relation;  // the old or the new name
+  bool is_new = false;
 };
 
 // Reads the columns of `wanted` over one connection to `backend`.
@@ -37,7 +38,8 @@ awaitable<void> ReadFrom(const routing::Config& config, asio::ssl::context& tls,
   for (const Wanted& w : wanted) {
     auto columns = co_await ReadTableColumns(stream, buffer, w.relation);
     if (columns.ok()) {
-      out.catalog[w.relation] = *std::move(columns);
+      (w.is_new ? out.catalog.new_tables : out.catalog.old_tables)[w.relation] =
+          *std::move(columns);
     } else {
       fail(w, MessageOf(columns.status()), true);
     }
@@ -53,8 +55,8 @@ awaitable<void> Read(const routing::Config& config, asio::ssl::context& tls,
   std::vector<Wanted> on_old, on_new;
   for (const routing::TableConfig& t : config.tables) {
     if (t.phase == routing::Phase::kOldOnly) continue;
-    (second_server ? on_new : on_old).push_back({&t, t.new_name});
-    if (t.phase != routing::Phase::kNewOnly) on_old.push_back({&t, t.name});
+    (second_server ? on_new : on_old).push_back({&t, t.new_name, true});
+    if (t.phase != routing::Phase::kNewOnly) on_old.push_back({&t, t.name, false});
   }
   co_await ReadFrom(config, tls, "old", config.old_backend, on_old, out);
   if (second_server) co_await ReadFrom(config, tls, "new", *config.new_backend, on_new, out);

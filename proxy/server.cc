@@ -344,8 +344,12 @@ absl::Status Server::Reload() {
   }
   // Columns that cannot be read now (a server down) are taken from the
   // running configuration's catalog, so that a reload keeps mirroring.
-  for (const auto& [relation, columns] : current->router->catalog()) {
-    catalog.catalog.try_emplace(relation, columns);
+  const routing::Catalog& running = current->router->catalog();
+  for (const auto& [relation, columns] : running.old_tables) {
+    catalog.catalog.old_tables.try_emplace(relation, columns);
+  }
+  for (const auto& [relation, columns] : running.new_tables) {
+    catalog.catalog.new_tables.try_emplace(relation, columns);
   }
   std::vector<PhaseChange> changes = PhaseChanges(*current->config, **next);
   absl::flat_hash_map<std::string, ShadowEvidence> evidence;

@@ -172,13 +172,18 @@ absl::StatusOr<MirrorSpec> Router::MirrorSpecFor(const TableConfig& table) const
   const bool new_is_authoritative = ReadsFromNew(table.phase);
   const std::string& auth = new_is_authoritative ? table.new_name : table.name;
   const std::string& other = new_is_authoritative ? table.name : table.new_name;
-  auto auth_columns = catalog_.find(auth);
-  auto other_columns = catalog_.find(other);
-  for (const std::string* t : {&auth, &other}) {
-    if (!catalog_.contains(*t)) {
+  const Catalog::Tables& auth_side =
+      new_is_authoritative ? catalog_.new_tables : catalog_.old_tables;
+  const Catalog::Tables& other_side =
+      new_is_authoritative ? catalog_.old_tables : catalog_.new_tables;
+  auto auth_columns = auth_side.find(auth);
+  auto other_columns = other_side.find(other);
+  for (const auto& [name, found] : {std::pair{&auth, auth_columns != auth_side.end()},
+                                    std::pair{&other, other_columns != other_side.end()}}) {
+    if (!found) {
       return absl::FailedPreconditionError(
           StrCat("pgshift: cannot mirror writes to ", table.name, " in phase ",
-                 PhaseName(table.phase), ": the columns of ", *t,
+                 PhaseName(table.phase), ": the columns of ", *name,
                  " could not be read from its backend's catalog"));
     }
   }
@@ -244,7 +249,8 @@ std::optional<ShadowPlan> Router::ShadowFor(std::string_view sql, const Statemen
     auto [new_schema, new_name] = SplitQualified(table->new_name);
     auto [old_schema, old_name] = SplitQualified(table->name);
     TableRename rename{old_schema, old_name, new_schema, new_name, table->columns, nullptr};
-    if (auto columns = catalog_.find(table->new_name); columns != catalog_.end()) {
+    if (auto columns = catalog_.new_tables.find(table->new_name);
+        columns != catalog_.new_tables.end()) {
       rename.new_columns = &columns->second;
     }
     renames.push_back(std::move(rename));
@@ -298,8 +304,10 @@ PlanPtr Router::CopyPlan(ParseTree& tree, const TableConfig& table) const {
     }
   } else {
     // The table's columns as the client knows them.
-    auto known = catalog_.find(table.name);
-    if (known == catalog_.end()) return refused("its columns could not be read from the catalog");
+    auto known = catalog_.old_tables.find(table.name);
+    if (known == catalog_.old_tables.end()) {
+      return refused("its columns could not be read from the catalog");
+    }
     for (const std::string& c : known->second) {
       columns = StrCat(columns, columns.empty() ? "" : ", ", QuoteIdent(c));
     }
@@ -407,7 +415,8 @@ PlanPtr Router::MakePlan(std::string_view sql) const {
       });
       if (known) continue;
       TableRename rename{old_schema, old_name, new_schema, new_name, table->columns, nullptr};
-      if (auto columns = catalog_.find(table->new_name); columns != catalog_.end()) {
+      if (auto columns = catalog_.new_tables.find(table->new_name);
+        columns != catalog_.new_tables.end()) {
         rename.new_columns = &columns->second;
       }
       renames.push_back(std::move(rename));

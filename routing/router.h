@@ -56,10 +56,15 @@ class TableCounterRegistry {
       ABSL_GUARDED_BY(mutex_);
 };
 
-// The columns of each migrating table, old and new ("schema.name" ->
-// columns in attribute order), read from the catalog of the server that
-// holds it.
-using Catalog = absl::flat_hash_map<std::string, std::vector<std::string>>;
+// The columns of the migrating tables ("schema.name" -> columns in
+// attribute order), read from the catalog of the server that holds each:
+// old tables from backends.old, new ones from their server. Kept per side,
+// since on a second server a new table may have the old one's name.
+struct Catalog {
+  using Tables = absl::flat_hash_map<std::string, std::vector<std::string>>;
+  Tables old_tables;
+  Tables new_tables;
+};
 
 // An error pgshift answers in place of running a statement.
 struct Refusal {

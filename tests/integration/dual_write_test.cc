@@ -694,6 +694,29 @@ TEST_P(AcrossServers, TheClientsUnnamedStatementOutlivesPgshiftsOwn) {
   EXPECT_EQ(New().Value("SELECT name FROM channels_v2 WHERE id = 1"), "between");
 }
 
+// On a second server the new table may keep the old one's name; each
+// side's columns are its own (here new has one more, old one new lacks).
+TEST_P(AcrossServers, ANewTableOnTheSecondServerMayKeepTheOldName) {
+  ASSERT_TRUE(Old().Ok("DROP TABLE IF EXISTS moved; CREATE TABLE moved (id serial PRIMARY KEY,"
+                       " title text, legacy text DEFAULT 'l')"));
+  ASSERT_TRUE(New().Ok("DROP TABLE IF EXISTS moved; CREATE TABLE moved (id int PRIMARY KEY,"
+                       " title text, extra int DEFAULT 7)"));
+  std::string backends = "[backends.new]\nhost = \"127.0.0.1\"\nport = " +
+                         std::to_string(NewCluster().port()) +
+                         "\ndbname = \"mirror_db\"\nuser = \"postgres\"\n";
+  PgshiftProcess proxy(Cluster().port(), "", "dbname = \"mirror_db\"\nuser = \"postgres\"",
+                       backends +
+                           "[[tables]]\nname = \"moved\"\nnew_name = \"moved\"\nkey = [\"id\"]\n"
+                           "phase = \"dual-write\"\n");
+  ASSERT_TRUE(proxy.ok()) << proxy.LogEnd();
+  PgConn client(proxy.ConnInfo("dbname=mirror_db"));
+  PgResult r = client.Exec("INSERT INTO moved (title) VALUES ('a'), ('b') RETURNING *");
+  ASSERT_EQ(PQresultStatus(r.get()), PGRES_TUPLES_OK) << PQresultErrorMessage(r.get());
+  EXPECT_EQ(ColumnsOf(r.get()), (std::vector<std::string>{"id", "title", "legacy"}));
+  PgResult copied = New().Exec("SELECT id, title, extra FROM moved ORDER BY id");
+  EXPECT_EQ(RowsOf(copied.get()), (Rows{{"1", "a", "7"}, {"2", "b", "7"}}));
+}
+
 // A driver may give result formats column by column; pgshift's two mirror
 // columns are added to the list (as text) and taken out of the rows.
 TEST_P(AcrossServers, ResultFormatsGivenPerColumnCoverTheMirrorColumns) {

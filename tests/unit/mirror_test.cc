@@ -23,10 +23,10 @@ struct Fixture {
     return *config;
   }
   static Catalog Columns() {
-    return {{"public.channels", {"id", "title", "created_at", "gone"}},
-            {"public.channels_v2", {"id", "name", "created_at", "extra"}},
-            {"public.tags", {"label"}},
-            {"public.tags_v2", {"label"}}};
+    return {{{"public.channels", {"id", "title", "created_at", "gone"}},
+             {"public.tags", {"label"}}},
+            {{"public.channels_v2", {"id", "name", "created_at", "extra"}},
+             {"public.tags_v2", {"label"}}}};
   }
   TableCounterRegistry counters;
   Router router;

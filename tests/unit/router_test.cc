@@ -20,7 +20,7 @@ ConfigPtr MakeConfig(std::string_view channels_phase, bool second_server) {
 struct Fixture {
   explicit Fixture(std::string_view phase, bool second_server = false)
       : router(MakeConfig(phase, second_server),
-               Catalog{{"public.channels_v2", {"id", "name", "created_at"}}}, counters) {}
+               Catalog{{}, {{"public.channels_v2", {"id", "name", "created_at"}}}}, counters) {}
   TableCounterRegistry counters;
   Router router;
 };

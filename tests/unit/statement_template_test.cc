@@ -49,7 +49,7 @@ ConfigPtr Config(std::string_view phase) {
 }
 
 Catalog Columns() {
-  return {{"public.channels", {"id", "title"}}, {"public.channels_v2", {"id", "name"}}};
+  return {{{"public.channels", {"id", "title"}}}, {{"public.channels_v2", {"id", "name"}}}};
 }
 
 TEST(StatementTemplate, StatementsDifferingInConstantsShareOnePlan) {
