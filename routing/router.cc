@@ -391,6 +391,11 @@ PlanPtr Router::MakePlan(std::string_view sql) const {
         } else if (info.kind == StatementKind::kRead) {
           refuse(StrCat("pgshift: cannot mirror this write to ", name, " in phase ", phase,
                         ": the table is written inside WITH, where its rows cannot be mirrored"));
+        } else if (tree->get()->stmts[i]->stmt->node_case == PG_QUERY__NODE__NODE_PREPARE_STMT) {
+          // Its EXECUTE would not be seen as a write.
+          refuse(StrCat("pgshift: cannot mirror a write to ", name, " in phase ", phase,
+                        " prepared with SQL PREPARE; send it as it is, or prepare it with the "
+                        "protocol's Parse message (as drivers do)"));
         } else {
           refuse(StrCat("pgshift: cannot mirror ", StatementKindName(info.kind), " on ", name,
                         " in phase ", phase, "; use INSERT, UPDATE or DELETE"));

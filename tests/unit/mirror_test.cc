@@ -132,6 +132,10 @@ TEST(Mirror, RefusesWhatItCannotMirror) {
   EXPECT_EQ(refusal("SELECT 1; COPY channels FROM STDIN"),
             "pgshift: cannot mirror copy on public.channels in phase dual-write; use INSERT, "
             "UPDATE or DELETE");
+  EXPECT_EQ(refusal("PREPARE w AS UPDATE channels SET title = $1"),
+            "pgshift: cannot mirror a write to public.channels in phase dual-write prepared with "
+            "SQL PREPARE; send it as it is, or prepare it with the protocol's Parse message (as "
+            "drivers do)");
   EXPECT_EQ(refusal("INSERT INTO tags VALUES ('x')"), "(not refused)");
 }
 
