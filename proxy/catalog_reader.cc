@@ -13,6 +13,9 @@ struct Wanted {
   const routing::TableConfig* table;
   std::string relation;  // the old or the new name
   bool is_new = false;
+  // An old table in new-only, read only to check INSERTs without a column
+  // list: it may be gone.
+  bool optional = false;
 };
 
 // Reads the columns of `wanted` over one connection to `backend`.
@@ -41,14 +44,14 @@ awaitable<void> ReadFrom(const routing::Config& config, asio::ssl::context& tls,
       (w.is_new ? out.catalog.new_tables : out.catalog.old_tables)[w.relation] =
           *std::move(columns);
     } else {
-      fail(w, MessageOf(columns.status()), true);
+      fail(w, MessageOf(columns.status()), !w.optional);
     }
   }
   stream.Close();
 }
 
-// New tables are read for every table past old-only; old tables where the
-// old side still takes writes or mirrors (dual-write to new-primary).
+// Both tables of every table past old-only: the old one in new-only only
+// for INSERTs without a column list (routing/rewrite.cc).
 awaitable<void> Read(const routing::Config& config, asio::ssl::context& tls,
                      CatalogReadResult& out) {
   const bool second_server = config.new_backend.has_value();
@@ -56,7 +59,7 @@ awaitable<void> Read(const routing::Config& config, asio::ssl::context& tls,
   for (const routing::TableConfig& t : config.tables) {
     if (t.phase == routing::Phase::kOldOnly) continue;
     (second_server ? on_new : on_old).push_back({&t, t.new_name, true});
-    if (t.phase != routing::Phase::kNewOnly) on_old.push_back({&t, t.name, false});
+    on_old.push_back({&t, t.name, false, t.phase == routing::Phase::kNewOnly});
   }
   co_await ReadFrom(config, tls, "old", config.old_backend, on_old, out);
   if (second_server) co_await ReadFrom(config, tls, "new", *config.new_backend, on_new, out);

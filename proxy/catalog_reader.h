@@ -23,9 +23,9 @@ struct CatalogReadResult {
 };
 
 // Connects with each backend's configured credentials (it needs `dbname`
-// and `user`) and reads the columns of every new table past old-only, and
-// of every old table in a phase that writes or mirrors it. Blocks the
-// calling thread for at most the connect timeouts.
+// and `user`) and reads the columns of the new and the old table of every
+// table past old-only (an old table missing in new-only is no fault).
+// Blocks the calling thread for at most the connect timeouts.
 CatalogReadResult ReadCatalog(const routing::Config& config, asio::ssl::context& tls);
 
 }  // namespace pgshift::proxy

@@ -347,6 +347,55 @@ class Rewriter {
     }
   }
 
+  // An INSERT without a column list fills the table's first columns in
+  // order: the old table's, as the application knows it. When the new
+  // table orders them differently, the list is written out.
+  void NameInsertedColumns(const TableRename& r, PgQuery__InsertStmt* s) {
+    if (s->select_stmt == nullptr || r.old_columns == nullptr) return;  // DEFAULT VALUES; unknown
+    std::vector<std::string> wanted;  // the old columns under their new names
+    for (const std::string& column : *r.old_columns) {
+      auto renamed = r.columns.find(column);
+      wanted.push_back(renamed == r.columns.end() ? column : renamed->second);
+    }
+    if (r.new_columns != nullptr && r.new_columns->size() >= wanted.size() &&
+        std::equal(wanted.begin(), wanted.end(), r.new_columns->begin())) {
+      return;  // the same order: nothing to say
+    }
+    size_t count = 0;  // the values each row gives
+    if (s->select_stmt->node_case == PG_QUERY__NODE__NODE_SELECT_STMT) {
+      const PgQuery__SelectStmt* select = s->select_stmt->select_stmt;
+      if (select->n_values_lists > 0) {
+        const Node* row = select->values_lists[0];
+        if (row->node_case == PG_QUERY__NODE__NODE_LIST) count = row->list->n_items;
+      } else if (select->op == PG_QUERY__SET_OPERATION__SETOP_NONE) {
+        count = select->n_target_list;
+        for (size_t i = 0; i < select->n_target_list; ++i) {
+          const Node* t = select->target_list[i];
+          const Node* val = t->node_case == PG_QUERY__NODE__NODE_RES_TARGET ? t->res_target->val
+                                                                             : nullptr;
+          if (val != nullptr && val->node_case == PG_QUERY__NODE__NODE_COLUMN_REF &&
+              val->column_ref->n_fields > 0 &&
+              val->column_ref->fields[val->column_ref->n_fields - 1]->node_case ==
+                  PG_QUERY__NODE__NODE_A_STAR) {
+            count = 0;  // `*`: how many is not known here
+          }
+        }
+      }
+    }
+    if (count == 0 || count > r.old_columns->size()) {
+      Fail(StrCat("pgshift: name the columns of this INSERT into ", r.old_schema, ".", r.old_name,
+                  ": its new table ", r.new_schema, ".", r.new_name,
+                  " orders its columns differently"));
+      return;
+    }
+    s->cols = static_cast<Node**>(std::malloc(count * sizeof(Node*)));
+    s->n_cols = count;
+    for (size_t i = 0; i < count; ++i) {
+      // Old names: the renames are applied to the list as to any other.
+      s->cols[i] = MakeResTarget(nullptr, (*r.old_columns)[i]);
+    }
+  }
+
   void WalkWith(PgQuery__WithClause* with) {
     if (with == nullptr) return;
     std::vector<PgQuery__CommonTableExpr*> ctes;
@@ -390,6 +439,7 @@ class Rewriter {
     // The target is not visible in the statement's own SELECT or VALUES.
     if (s->select_stmt) WalkNode(s->select_stmt);
     const TableRename* r = s->relation ? Match(s->relation) : nullptr;
+    if (r != nullptr && s->n_cols == 0) NameInsertedColumns(*r, s);
     RenameTargetColumns(r, s->n_cols, s->cols);
     Frame frame;
     if (s->relation) {

@@ -21,6 +21,9 @@ struct TableRename {
   // The new table's columns in attribute order, when read from its catalog;
   // null when unknown, which makes `*` over renamed columns an error.
   const std::vector<std::string>* new_columns = nullptr;
+  // The old table's, likewise: an INSERT without a column list means them,
+  // in their order, which the new table may not share.
+  const std::vector<std::string>* old_columns = nullptr;
 };
 
 // Edits every statement of `tree` for `renames`. Fails (FailedPrecondition,

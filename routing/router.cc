@@ -168,6 +168,15 @@ PlanPtr Router::MakeTemplatePlan(std::string_view text, int first, size_t count)
   return plan;
 }
 
+void Router::SetCatalogColumns(const TableConfig& table, TableRename& rename) const {
+  if (auto columns = catalog_.new_tables.find(table.new_name); columns != catalog_.new_tables.end()) {
+    rename.new_columns = &columns->second;
+  }
+  if (auto columns = catalog_.old_tables.find(table.name); columns != catalog_.old_tables.end()) {
+    rename.old_columns = &columns->second;
+  }
+}
+
 absl::StatusOr<MirrorSpec> Router::MirrorSpecFor(const TableConfig& table) const {
   const bool new_is_authoritative = ReadsFromNew(table.phase);
   const std::string& auth = new_is_authoritative ? table.new_name : table.name;
@@ -249,10 +258,7 @@ std::optional<ShadowPlan> Router::ShadowFor(std::string_view sql, const Statemen
     auto [new_schema, new_name] = SplitQualified(table->new_name);
     auto [old_schema, old_name] = SplitQualified(table->name);
     TableRename rename{old_schema, old_name, new_schema, new_name, table->columns, nullptr};
-    if (auto columns = catalog_.new_tables.find(table->new_name);
-        columns != catalog_.new_tables.end()) {
-      rename.new_columns = &columns->second;
-    }
+    SetCatalogColumns(*table, rename);
     renames.push_back(std::move(rename));
   }
   if (!shadow || servers.size() != 1) return std::nullopt;
@@ -420,10 +426,7 @@ PlanPtr Router::MakePlan(std::string_view sql) const {
       });
       if (known) continue;
       TableRename rename{old_schema, old_name, new_schema, new_name, table->columns, nullptr};
-      if (auto columns = catalog_.new_tables.find(table->new_name);
-        columns != catalog_.new_tables.end()) {
-        rename.new_columns = &columns->second;
-      }
+      SetCatalogColumns(*table, rename);
       renames.push_back(std::move(rename));
     }
     if (servers.size() > 1) {

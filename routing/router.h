@@ -56,6 +56,8 @@ class TableCounterRegistry {
       ABSL_GUARDED_BY(mutex_);
 };
 
+struct TableRename;
+
 // The columns of the migrating tables ("schema.name" -> columns in
 // attribute order), read from the catalog of the server that holds each:
 // old tables from backends.old, new ones from their server. Kept per side,
@@ -188,6 +190,8 @@ class Router {
   std::optional<ShadowPlan> ShadowFor(std::string_view sql, const StatementInfo& info) const;
   // How writes to `table` (in a mirrored phase) reach the other side.
   absl::StatusOr<MirrorSpec> MirrorSpecFor(const TableConfig& table) const;
+  // The new and old tables' columns, from the catalog, where known.
+  void SetCatalogColumns(const TableConfig& table, TableRename& rename) const;
 
   ConfigPtr config_;
   Catalog catalog_;

@@ -209,6 +209,28 @@ TEST_F(OneDatabase, RefusalsNameTheTableAndPhaseAndAbortLikeAnyError) {
             "an unnamed FROM item); list the columns");
 }
 
+// An INSERT without a column list means the application's table's columns;
+// a new table that orders them otherwise gets them named.
+TEST_F(OneDatabase, InsertsWithoutAColumnListLandInTheRightColumns) {
+  RunSql(Cluster().port(), "routing_one",
+         "DROP TABLE channels_v2; CREATE TABLE channels_v2 (id int PRIMARY KEY,"
+         " created_at timestamptz NOT NULL DEFAULT now(), rank int NOT NULL DEFAULT 7,"
+         " name text NOT NULL)");
+  std::string verdict = proxy_->Reload();  // the catalog is read again
+  ASSERT_NE(verdict.find("config_reloaded"), std::string::npos) << verdict;
+  PgConn client = Client();
+  ASSERT_TRUE(client.Ok("INSERT INTO channels VALUES (10, 'ten')")) << client.error();
+  ASSERT_TRUE(client.Ok("INSERT INTO channels SELECT 11, 'eleven', '2026-01-01'")) << client.error();
+  PgResult rows = Direct().Exec("SELECT id, name, rank FROM channels_v2 ORDER BY id");
+  EXPECT_EQ(RowsOf(rows.get()), (Rows{{"10", "ten", "7"}, {"11", "eleven", "7"}}));
+  PgResult star = client.Exec("INSERT INTO channels SELECT * FROM channels");
+  PgError e = ErrorOf(star.get());
+  EXPECT_EQ(e.sqlstate, "0A000");
+  EXPECT_NE(e.message.find("name the columns of this INSERT into public.channels"),
+            std::string::npos)
+      << e.message;
+}
+
 TEST_F(OneDatabase, SyntaxErrorsAreThePostgresOnes) {
   PgConn client = Client();
   PgConn direct = Direct();

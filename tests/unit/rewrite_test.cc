@@ -134,5 +134,35 @@ TEST(Rewrite, SwappedColumnNamesAreNotRenamedTwice) {
   EXPECT_EQ(*tree->Deparse(), "SELECT t.a AS b, t.b AS a, b AS a FROM public.t2 t WHERE a = 1");
 }
 
+// An INSERT without a column list means the old table's columns in their
+// order; when the new table orders them otherwise, the list is written out.
+TEST(Rewrite, InsertsWithoutAColumnListNameTheOldColumns) {
+  std::vector<std::string> old_columns = {"id", "title", "created_at"};
+  std::vector<std::string> new_columns = {"id", "created_at", "name", "extra"};
+  std::vector<TableRename> renames = {
+      {"public", "channels", "public", "channels_v2", {{"title", "name"}}, &new_columns}};
+  renames[0].old_columns = &old_columns;
+  auto rewrite = [&](std::string_view sql) -> std::string {
+    auto tree = ParseTree::Parse(sql);
+    EXPECT_TRUE(tree.ok());
+    absl::Status status = RewriteTree(*tree, renames);
+    if (!status.ok()) return "ERROR: " + std::string(status.message());
+    return *tree->Deparse();
+  };
+  EXPECT_EQ(rewrite("INSERT INTO channels VALUES (1, 'a'), (2, 'b')"),
+            "INSERT INTO public.channels_v2 AS channels (id, name) VALUES (1, 'a'), (2, 'b')");
+  EXPECT_EQ(rewrite("INSERT INTO channels SELECT 3, 'c', now()"),
+            "INSERT INTO public.channels_v2 AS channels (id, name, created_at) SELECT 3, 'c', now()");
+  EXPECT_EQ(rewrite("INSERT INTO channels DEFAULT VALUES"),
+            "INSERT INTO public.channels_v2 AS channels DEFAULT VALUES");
+  EXPECT_EQ(rewrite("INSERT INTO channels SELECT * FROM channels"),
+            "ERROR: pgshift: name the columns of this INSERT into public.channels: its new table "
+            "public.channels_v2 orders its columns differently");
+  // The same order (more columns after them): left as written.
+  new_columns = {"id", "name", "created_at", "extra"};
+  EXPECT_EQ(rewrite("INSERT INTO channels VALUES (1, 'a')"),
+            "INSERT INTO public.channels_v2 AS channels VALUES (1, 'a')");
+}
+
 }  // namespace
 }  // namespace pgshift::routing
