@@ -33,12 +33,6 @@ absl::StatusOr<std::vector<Column>> ReadColumns(PgClient& db, const std::string&
   return columns;
 }
 
-std::string QuoteQualified(const std::string& table) {
-  size_t dot = table.find('.');
-  return StrCat(routing::QuoteIdent(table.substr(0, dot)), ".",
-                routing::QuoteIdent(table.substr(dot + 1)));
-}
-
 }  // namespace
 
 std::string KeyText(const std::vector<std::string>& key) {
@@ -89,8 +83,8 @@ absl::StatusOr<TablePair> ResolveTable(const routing::Config& config, std::strin
   pair.config = &*table;
   pair.same_database = !config.new_backend.has_value();
   pair.new_is_authoritative = routing::ReadsFromNew(table->phase);
-  pair.old_table = QuoteQualified(table->name);
-  pair.new_table = QuoteQualified(table->new_name);
+  pair.old_table = routing::QuoteQualified(table->name);
+  pair.new_table = routing::QuoteQualified(table->new_name);
   for (const Column& c : *old_columns) {
     auto renamed = table->columns.find(c.name);
     std::string mapped = renamed == table->columns.end() ? c.name : renamed->second;

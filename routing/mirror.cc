@@ -202,6 +202,12 @@ std::string QuoteIdent(std::string_view name) {
   return out + "\"";
 }
 
+std::string QuoteQualified(std::string_view table) {
+  size_t dot = table.find('.');
+  if (dot == std::string_view::npos) return QuoteIdent(table);
+  return StrCat(QuoteIdent(table.substr(0, dot)), ".", QuoteIdent(table.substr(dot + 1)));
+}
+
 absl::Status MirrorStatement(ParseTree& tree, size_t index, const MirrorSpec& spec,
                              ResultShape& shape) {
   PgQuery__RawStmt* raw = tree.get()->stmts[index];

@@ -95,5 +95,7 @@ absl::Status MirrorTruncate(ParseTree& tree, size_t index, const MirrorSpec& spe
 
 // "name" as a SQL identifier, always quoted.
 std::string QuoteIdent(std::string_view name);
+// A configured table's "schema.name", each part quoted.
+std::string QuoteQualified(std::string_view table);
 
 }  // namespace pgshift::routing
