@@ -6,6 +6,7 @@
 #include "proxy/control_connection.h"
 #include "proxy/log.h"
 #include "proxy/packet_buffer.h"
+#include "routing/mirror.h"
 #include "routing/state_schema.h"
 
 namespace pgshift::proxy {
@@ -64,6 +65,52 @@ std::string CleanVerifySql(const std::string& table) {
       t, " AND p.kind = 'phase' AND p.detail->>'to' = 'dual-write'), '-infinity'))");
 }
 
+// The side that takes writes over (new at shadow-read -> new-primary, old
+// on the way back) hands out keys from its own sequence: they must be past
+// the keys it already holds, which the mirror and backfill brought with the
+// other side's values, or its next INSERTs fail on duplicate keys. Why not,
+// or "" (also when the key is not one column with a sequence behind it).
+awaitable<std::string> KeySequenceBehind(const routing::Config& config,
+                                         const routing::TableConfig& t, bool to_new,
+                                         asio::ssl::context& tls) {
+  if (t.key.size() != 1) co_return "";
+  std::string key = t.key[0];
+  if (to_new) {
+    if (auto renamed = t.columns.find(key); renamed != t.columns.end()) key = renamed->second;
+  }
+  const std::string& table = to_new ? t.new_name : t.name;
+  const routing::BackendConfig& backend =
+      to_new && config.new_backend ? *config.new_backend : config.old_backend;
+  std::string side = to_new && config.new_backend ? "new" : "old";
+  auto opened = co_await OpenControlConnection(config, backend, side, tls);
+  if (!opened.ok()) {
+    co_return StrCat("cannot check the key sequence of ", table, ": ", MessageOf(opened.status()));
+  }
+  std::string sql = StrCat(
+      "SELECT s.name, n.next::text, m.max::text FROM (SELECT pg_get_serial_sequence(",
+      QuoteLiteral(table), ", ", QuoteLiteral(key), ") AS name) s "
+      "LEFT JOIN LATERAL (SELECT CASE WHEN q.last_value IS NULL THEN q.start_value ELSE "
+      "q.last_value + q.increment_by END AS next FROM pg_sequences q WHERE "
+      "format('%I.%I', q.schemaname, q.sequencename) = s.name) n ON true "
+      "LEFT JOIN LATERAL (SELECT max(", routing::QuoteIdent(key), ") AS max FROM ",
+      routing::QuoteQualified(table), " WHERE s.name IS NOT NULL) m ON true");
+  PacketBuffer buffer;
+  auto result = co_await RunQuery(**opened, buffer, sql);
+  (*opened)->Close();
+  if (!result.ok()) {
+    co_return StrCat("cannot check the key sequence of ", table, ": ", MessageOf(result.status()));
+  }
+  const auto& row = result->rows.at(0);
+  int64_t next = 0, max = 0;
+  if (!row[0] || !row[1] || !row[2] || !ParseInt(*row[1], next) || !ParseInt(*row[2], max) ||
+      next > max) {
+    co_return "";
+  }
+  co_return StrCat("its key sequence ", *row[0], " on ", side, " would hand out ", next,
+                   " next, but ", table, " already holds ", key, " ", max,
+                   "; first run SELECT setval('", *row[0], "', ", max, ") on ", side);
+}
+
 }  // namespace
 
 std::vector<PhaseChange> PhaseChanges(const routing::Config& running, const routing::Config& next) {
@@ -89,11 +136,28 @@ absl::Status GuardAndRecord(const routing::Config& next, const std::vector<Phase
   return RunToCompletion<absl::Status>([&]() -> awaitable<absl::Status> {
     auto state = co_await OpenState(next, tls);
     for (const PhaseChange& c : changes) {
-      if (c.from == routing::Phase::kShadowRead && c.to == routing::Phase::kNewPrimary) {
-        const routing::TableConfig* table = nullptr;
-        for (const routing::TableConfig& t : next.tables) {
-          if (t.name == c.table) table = &t;
+      const routing::TableConfig* table = nullptr;
+      for (const routing::TableConfig& t : next.tables) {
+        if (t.name == c.table) table = &t;
+      }
+      const bool takes_over =
+          table != nullptr &&
+          ((c.from == routing::Phase::kShadowRead && c.to == routing::Phase::kNewPrimary) ||
+           (c.from == routing::Phase::kNewPrimary && c.to == routing::Phase::kShadowRead));
+      if (takes_over) {
+        const bool to_new = c.to == routing::Phase::kNewPrimary;
+        std::string why = co_await KeySequenceBehind(next, *table, to_new, tls);
+        if (!why.empty()) {
+          std::string_view to = routing::PhaseName(c.to);
+          if (!c.forced) {
+            co_return absl::FailedPreconditionError(
+                StrCat(c.table, " cannot move to ", to, ": ", why, " (force = true overrides)"));
+          }
+          LogEvent(LogLevel::kWarning, "guard_rail_overridden",
+                   {{"table", c.table}, {"to", to}, {"reason", why}});
         }
+      }
+      if (c.from == routing::Phase::kShadowRead && c.to == routing::Phase::kNewPrimary) {
         auto it = evidence.find(c.table);
         ShadowEvidence e = it == evidence.end() ? ShadowEvidence{} : it->second;
         std::string why;

@@ -309,6 +309,43 @@ TEST_F(OneDatabaseReload, OpenTransactionsFinishUnderThePhasesTheyBeganWith) {
   EXPECT_EQ(Client().Value("SELECT title FROM channels WHERE id = 1"), "new-a");
 }
 
+// The side that takes writes over hands out keys from its own sequence:
+// they must be past the keys the mirror brought it.
+TEST_F(OneDatabaseReload, TakingOverWritesWantsTheKeySequencePastTheKeys) {
+  RunSql(Cluster().port(), "routing_one",
+         "INSERT INTO channels_v2 (id, name) VALUES (50, 'mirrored')");
+  const std::string backend = "dbname = \"routing_one\"\nuser = \"postgres\"";
+  proxy_->RewriteConfig(Proxy(), backend, ChannelsTable("new-primary"));
+  std::string verdict = proxy_->Reload();
+  EXPECT_NE(verdict.find("event=config_rejected"), std::string::npos) << verdict;
+  EXPECT_NE(verdict.find("public.channels cannot move to new-primary: its key sequence "
+                         "public.channels_v2_id_seq on old would hand out 4 next, but "
+                         "public.channels_v2 already holds id 50; first run SELECT "
+                         "setval('public.channels_v2_id_seq', 50) on old"),
+            std::string::npos)
+      << verdict;
+  RunSql(Cluster().port(), "routing_one", "SELECT setval('channels_v2_id_seq', 50)");
+  verdict = proxy_->Reload();
+  ASSERT_NE(verdict.find("event=config_reloaded"), std::string::npos) << verdict;
+  PgConn client = Client();
+  EXPECT_EQ(client.Value("INSERT INTO channels (title) VALUES ('on new') RETURNING id"), "51");
+
+  // And back: old's sequence must pass the keys new handed out.
+  proxy_->RewriteConfig(Proxy(), backend, ChannelsTable("shadow-read"));
+  verdict = proxy_->Reload();
+  EXPECT_NE(verdict.find("public.channels cannot move to shadow-read: its key sequence "
+                         "public.channels_id_seq on old would hand out 3 next, but "
+                         "public.channels already holds id 51"),
+            std::string::npos)
+      << verdict;
+  proxy_->RewriteConfig(Proxy(), backend,
+                        ChannelsTable("shadow-read").insert(
+                            ChannelsTable("shadow-read").find("phase ="), "force = true\n"));
+  verdict = proxy_->Reload();
+  EXPECT_NE(verdict.find("event=config_reloaded"), std::string::npos) << verdict;
+  EXPECT_NE(proxy_->log().find("event=guard_rail_overridden"), std::string::npos);
+}
+
 TEST_F(OneDatabaseReload, MovingToATableThatDoesNotExistIsRefused) {
   proxy_->RewriteConfig(Proxy(), "dbname = \"routing_one\"\nuser = \"postgres\"",
                         ChannelsTable("new-primary") +
