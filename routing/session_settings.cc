@@ -36,11 +36,36 @@ std::optional<std::string> ModesAsSetTransaction(PgQuery__TransactionStmt* begin
 }  // namespace
 
 bool MayChangeSettings(std::string_view sql) {
-  // "set" also finds RESET; the parser decides.
-  for (std::string_view word : {"set", "discard", "begin", "start"}) {
-    if (ContainsIgnoreCase(sql, word)) return true;
+  // Every statement begins the text or follows a ';' (one inside a string
+  // or comment only costs a parse): look at the first word there, past
+  // blanks and comments. "UPDATE t SET ..." is not a SET.
+  auto starts_with_word = [](std::string_view rest) {
+    while (!rest.empty()) {
+      if (rest.front() == ' ' || rest.front() == '\t' || rest.front() == '\n' ||
+          rest.front() == '\r' || rest.front() == '\f' || rest.front() == '(') {
+        rest.remove_prefix(1);
+      } else if (rest.starts_with("--")) {
+        size_t end = rest.find('\n');
+        rest.remove_prefix(end == std::string_view::npos ? rest.size() : end);
+      } else if (rest.starts_with("/*")) {
+        size_t end = rest.find("*/");
+        rest.remove_prefix(end == std::string_view::npos ? rest.size() : end + 2);
+      } else {
+        break;
+      }
+    }
+    for (std::string_view word : {"set", "reset", "discard", "begin", "start"}) {
+      if (rest.size() >= word.size() && ContainsIgnoreCase(rest.substr(0, word.size()), word)) {
+        return true;
+      }
+    }
+    return false;
+  };
+  for (size_t at = 0;; ++at) {
+    if (starts_with_word(sql.substr(at))) return true;
+    at = sql.find(';', at);
+    if (at == std::string_view::npos) return false;
   }
-  return false;
 }
 
 std::vector<SettingChange> SettingChangesOf(std::string_view sql) {

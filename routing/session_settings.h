@@ -30,8 +30,8 @@ struct SettingChange {
   bool opens_transaction = false;
 };
 
-// False when `sql` certainly changes no setting: a look at the text that
-// spares parsing statements that cannot.
+// False when `sql` certainly changes no setting: a look at the first word
+// of each statement that spares parsing the others (an UPDATE's SET too).
 bool MayChangeSettings(std::string_view sql);
 
 // The setting changes among the statements of `sql`, in order (none for a

@@ -11,11 +11,15 @@ using Strings = std::vector<std::string>;
 
 TEST(SessionSettings, ThePrefilterPassesEveryChangeAndSkipsPlainStatements) {
   for (const char* sql : {"SET x = 1", "reset all", "Discard All", "SELECT 1; set search_path to a",
-                          "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"}) {
+                          "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+                          "begin isolation level serializable", "  /* c */ -- d\n SET x = 1",
+                          "SELECT 1;START TRANSACTION"}) {
     EXPECT_TRUE(MayChangeSettings(sql)) << sql;
   }
-  EXPECT_FALSE(MayChangeSettings("SELECT * FROM posts WHERE id = 1"));
-  EXPECT_TRUE(MayChangeSettings("begin isolation level serializable"));
+  for (const char* sql : {"SELECT * FROM posts WHERE id = 1", "UPDATE t SET a = 1 WHERE b = 'set'",
+                          "SELECT offset_set FROM settings", "", "SELECT 1;"}) {
+    EXPECT_FALSE(MayChangeSettings(sql)) << sql;
+  }
 }
 
 TEST(SessionSettings, ChangesAreFoundByKindWithTheClientsText) {
