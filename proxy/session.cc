@@ -25,6 +25,8 @@
 #include "proxy/client_login.h"
 #include "proxy/log.h"
 #include "proxy/server.h"
+#include "routing/mirror.h"
+#include "routing/sql_analysis.h"
 
 namespace pgshift::proxy {
 
@@ -367,6 +369,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     }
     ForgetStatementsIfDeallocated(query->sql);
     NoteSettings(query->sql);
+    if (!s_.sql_prepared_.empty() && RouteSqlPrepared(message, query->sql)) return;
     routing::PlanPtr plan = PlanFor(query->sql);
     if (plan) NoteTransactionEnd(*plan);
     if (!plan) {
@@ -388,6 +391,10 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       return Seal();
     }
     NoteWrite(*plan, target);
+    if (!plan->prepares.empty()) {
+      s_.sql_prepared_[plan->prepares] =
+          SqlPrepared{target, plan, query->sql, s_.settings_->generation};
+    }
     if (plan->transaction_control && two_servers()) {
       if (!plan->reads.empty() || !plan->writes_to.empty()) {
         routing::Refusal mixed{std::string(sqlstate::kFeatureNotSupported),
@@ -421,6 +428,114 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       AddOwned(target, std::move(rewritten));
     }
     Seal();
+  }
+
+  // An SQL-level EXECUTE or DEALLOCATE of a statement PREPAREd on a
+  // configured table goes where the PREPARE went; one prepared under
+  // earlier settings is prepared again first (on its new server, and
+  // dropped on the old one), unseen by the client. DEALLOCATE ALL and
+  // DISCARD ALL go to old as any statement does, and drop those on new
+  // too. True when `sql` was routed here.
+  bool RouteSqlPrepared(std::string_view message, std::string_view sql) {
+    bool may = false;
+    for (std::string_view word : {"execute", "deallocate", "prepare", "discard"}) {
+      may = may || ContainsIgnoreCase(sql, word);
+    }
+    std::optional<routing::PreparedStatementUse> use;
+    if (may) use = routing::PreparedStatementUseOf(sql);
+    if (!use) return false;
+    using Use = routing::PreparedStatementUse;
+    auto& prepared = s_.sql_prepared_;
+    if (use->kind == Use::kPrepare) {
+      prepared.erase(use->name);  // a plan, if any, records it again
+      return false;
+    }
+    if (use->kind == Use::kDeallocate && use->name.empty()) {
+      std::string on_new;
+      for (const auto& [name, p] : prepared) {
+        if (p.server == BackendId::kNew) on_new = StrCat(on_new, "DEALLOCATE ", routing::QuoteIdent(name), ";");
+      }
+      prepared.clear();
+      if (on_new.empty()) return false;
+      Step& step = NewStep(BackendId::kOld);
+      step.opens = true;
+      protocol::Query{on_new}.Encode(step.close_elsewhere);
+      Note(BackendId::kOld, ReplyNote::kQuery);
+      Add(BackendId::kOld, message);
+      Seal();
+      return true;
+    }
+    auto it = prepared.find(use->name);
+    if (it == prepared.end()) return false;
+    SqlPrepared& p = it->second;
+    if (use->kind == Use::kDeallocate) {
+      BackendId server = p.server;
+      prepared.erase(it);
+      OpenStep(server);
+      Note(server, ReplyNote::kQuery);
+      Add(server, message);
+      Seal();
+      return true;
+    }
+    bool stepped = false;  // a step of its own already opened (to prepare it again)
+    if (p.generation != s_.settings_->generation) {
+      std::string name = use->name;
+      if (!Reprepare(name, p)) return true;
+      stepped = true;
+      it = prepared.find(name);
+      if (it == prepared.end()) return false;  // now as any other statement
+    }
+    const SqlPrepared& now = it->second;
+    if (!stepped) OpenStep(now.server);
+    if (auto refusal = SecondWriter(*now.plan, now.server)) {
+      Refuse(routing::OtherBackend(now.server), *refusal, true);
+      Seal();
+      return true;
+    }
+    NoteWrite(*now.plan, now.server);
+    Note(now.server, ReplyNote::kQuery);
+    Add(now.server, message);
+    Seal();
+    return true;
+  }
+
+  // Plans an SQL-level PREPARE again under the current settings and
+  // prepares it again where that plan sends it, in a step of its own that
+  // the EXECUTE joins. False when the new plan refuses it (the refusal
+  // answers the EXECUTE). Its entry is gone when it no longer touches a
+  // configured table.
+  bool Reprepare(const std::string& name, SqlPrepared& p) {
+    routing::PlanPtr plan = PlanFor(p.sql);
+    BackendId target = plan ? TargetOf(plan) : BackendId::kOld;
+    if (plan && plan->refusal) {
+      s_.sql_prepared_.erase(name);
+      OpenStep(target);
+      Refuse(target, *plan->refusal, true);
+      Seal();
+      return false;
+    }
+    const std::string& now = plan ? plan->sql : p.sql;
+    Step& step = NewStep(target);
+    step.opens = true;
+    if (!plan || target != p.server || now != p.plan->sql) {
+      std::string drop = StrCat("DEALLOCATE ", routing::QuoteIdent(name));
+      if (target == p.server) {
+        protocol::Query{StrCat(drop, "; ", now)}.Encode(step.reprepare);
+      } else {
+        protocol::Query{drop}.Encode(step.close_elsewhere);
+        protocol::Query{now}.Encode(step.reprepare);
+      }
+      LogEvent(LogLevel::kInfo, "statement_prepared_again",
+               {{"session", StrCat(s_.id_)}, {"statement", name},
+                {"server", routing::BackendName(target)}});
+    }
+    if (!plan) {
+      // It no longer touches a configured table: old, as any other.
+      s_.sql_prepared_.erase(name);
+      return true;
+    }
+    p = SqlPrepared{target, plan, p.sql, s_.settings_->generation};
+    return true;
   }
 
   // A Query as an extended batch on a statement pgshift prepares once per

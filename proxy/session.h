@@ -401,6 +401,16 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<std::pair<int32_t, int32_t>> cancel_key_;
 
   // Routing state, kept by the client pump.
+  // SQL-level PREPAREs of statements on configured tables: where each went,
+  // its plan and text, and the settings generation it was planned under, so
+  // that EXECUTE and DEALLOCATE follow it and a reload prepares it again.
+  struct SqlPrepared {
+    routing::BackendId server = routing::BackendId::kOld;
+    routing::PlanPtr plan;
+    std::string sql;  // the client's PREPARE
+    uint64_t generation = 0;
+  };
+  absl::flat_hash_map<std::string, SqlPrepared> sql_prepared_;
   absl::flat_hash_map<std::string, Prepared> statements_;
   absl::flat_hash_map<std::string, Prepared> portals_;
   std::optional<routing::BackendId> batch_link_;  // where this extended batch goes

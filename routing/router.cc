@@ -472,6 +472,10 @@ PlanPtr Router::MakePlan(std::string_view sql) const {
   if (infos.size() == 1 && infos[0].kind == StatementKind::kTransaction) {
     plan->transaction = TransactionKindOf(tree->get()->stmts[0]->stmt->transaction_stmt->kind);
   }
+  if (infos.size() == 1 && tree->get()->stmts[0]->stmt != nullptr &&
+      tree->get()->stmts[0]->stmt->node_case == PG_QUERY__NODE__NODE_PREPARE_STMT) {
+    plan->prepares = tree->get()->stmts[0]->stmt->prepare_stmt->name;
+  }
   if (!plan->refusal && infos.size() == 1 && infos[0].kind == StatementKind::kRead) {
     plan->shadow = ShadowFor(sql, infos[0]);
   }

@@ -130,6 +130,9 @@ struct Plan {
   bool mirrors_remotely = false;
   // A COPY FROM STDIN: its reply completes only after the client's data.
   bool copies_in = false;
+  // A single SQL-level PREPARE: the name it prepares, whose EXECUTE must go
+  // where it went.
+  std::string prepares;
   std::optional<ShadowPlan> shadow;
   // Set when the statements of a Query need different servers: run one part
   // after the other, each only if the one before succeeded. `server` is

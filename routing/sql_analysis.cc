@@ -253,6 +253,30 @@ std::vector<StatementInfo> AnalyzeTree(const ParseTree& tree) {
   return statements;
 }
 
+std::optional<PreparedStatementUse> PreparedStatementUseOf(std::string_view sql) {
+  absl::StatusOr<ParseTree> tree = ParseTree::Parse(sql);
+  if (!tree.ok() || tree->get()->n_stmts != 1 || tree->get()->stmts[0]->stmt == nullptr) {
+    return std::nullopt;
+  }
+  const PgQuery__Node* node = tree->get()->stmts[0]->stmt;
+  using Use = PreparedStatementUse;
+  switch (node->node_case) {
+    case PG_QUERY__NODE__NODE_PREPARE_STMT:
+      return Use{Use::kPrepare, node->prepare_stmt->name};
+    case PG_QUERY__NODE__NODE_EXECUTE_STMT:
+      return Use{Use::kExecute, node->execute_stmt->name};
+    case PG_QUERY__NODE__NODE_DEALLOCATE_STMT:
+      // DEALLOCATE ALL has no name.
+      return Use{Use::kDeallocate,
+                 node->deallocate_stmt->name ? node->deallocate_stmt->name : ""};
+    case PG_QUERY__NODE__NODE_DISCARD_STMT:
+      if (node->discard_stmt->target != PG_QUERY__DISCARD_MODE__DISCARD_ALL) return std::nullopt;
+      return Use{Use::kDeallocate, ""};
+    default:
+      return std::nullopt;
+  }
+}
+
 absl::StatusOr<std::vector<StatementInfo>> AnalyzeSql(std::string_view sql) {
   absl::StatusOr<ParseTree> tree = ParseTree::Parse(sql);
   if (!tree.ok()) return tree.status();

@@ -2,6 +2,7 @@
 // PostgreSQL's own parser (libpg_query), never from patterns on the text.
 #pragma once
 
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -42,6 +43,14 @@ struct StatementInfo {
 // InvalidArgument status with PostgreSQL's message; the proxy passes such
 // text on so that the server reports it in its own words.
 absl::StatusOr<std::vector<StatementInfo>> AnalyzeSql(std::string_view sql);
+
+// A single statement that makes, runs or drops an SQL-level prepared
+// statement, and its name ("" for DEALLOCATE ALL and DISCARD ALL).
+struct PreparedStatementUse {
+  enum Kind { kPrepare, kExecute, kDeallocate } kind = kExecute;
+  std::string name;
+};
+std::optional<PreparedStatementUse> PreparedStatementUseOf(std::string_view sql);
 
 class ParseTree;
 // The same, for text already parsed; entry i is statement i of the tree.

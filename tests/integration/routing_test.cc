@@ -346,6 +346,21 @@ TEST_F(OneDatabaseReload, TakingOverWritesWantsTheKeySequencePastTheKeys) {
   EXPECT_NE(proxy_->log().find("event=guard_rail_overridden"), std::string::npos);
 }
 
+// An SQL-level PREPARE made before a phase change is prepared again under
+// the new phase when next executed.
+TEST_F(OneDatabaseReload, SqlPreparedStatementsFollowAPhaseChange) {
+  PgConn client = Client();
+  ASSERT_TRUE(client.Ok("PREPARE r AS SELECT title FROM channels WHERE id = 1")) << client.error();
+  EXPECT_EQ(client.Value("EXECUTE r"), "old-a");
+  proxy_->RewriteConfig(Proxy(), "dbname = \"routing_one\"\nuser = \"postgres\"",
+                        ChannelsTable("new-primary"));
+  std::string verdict = proxy_->Reload();
+  ASSERT_NE(verdict.find("event=config_reloaded"), std::string::npos) << verdict;
+  EXPECT_EQ(client.Value("EXECUTE r"), "new-a");
+  EXPECT_EQ(client.Value("EXECUTE r"), "new-a");
+  EXPECT_EQ(client.Value("SELECT count(*) FROM pg_prepared_statements WHERE name = 'r'"), "1");
+}
+
 TEST_F(OneDatabaseReload, MovingToATableThatDoesNotExistIsRefused) {
   proxy_->RewriteConfig(Proxy(), "dbname = \"routing_one\"\nuser = \"postgres\"",
                         ChannelsTable("new-primary") +
@@ -550,6 +565,27 @@ TEST_F(SecondServer, APipelineMixingServersIsRefusedAtTheSwitch) {
                                             "PGRES_PIPELINE_SYNC"}));
   ASSERT_EQ(PQexitPipelineMode(client.get()), 1) << PQerrorMessage(client.get());
   EXPECT_EQ(client.Value("SELECT title FROM channels WHERE id = 1"), "new-a");
+}
+
+// SQL-level PREPARE: EXECUTE and DEALLOCATE go where the PREPARE went.
+TEST_F(SecondServer, SqlPreparedStatementsRunWhereTheyWerePrepared) {
+  PgConn client = Client();
+  ASSERT_TRUE(client.Ok("PREPARE ch AS SELECT title FROM channels WHERE id = $1")) << client.error();
+  ASSERT_TRUE(client.Ok("PREPARE po AS SELECT body FROM posts WHERE id = $1")) << client.error();
+  EXPECT_EQ(client.Value("EXECUTE ch(1)"), "new-a");
+  EXPECT_EQ(client.Value("EXECUTE po(1)"), "p1");
+  ASSERT_TRUE(client.Ok("BEGIN"));
+  EXPECT_EQ(client.Value("EXECUTE po(1)"), "p1");
+  EXPECT_EQ(client.Value("EXECUTE ch(2)"), "new-b");
+  ASSERT_TRUE(client.Ok("COMMIT"));
+  ASSERT_TRUE(client.Ok("DEALLOCATE ch")) << client.error();
+  PgResult gone = client.Exec("EXECUTE ch(1)");
+  EXPECT_EQ(ErrorOf(gone.get()).sqlstate, "26000");
+  ASSERT_TRUE(client.Ok("PREPARE ch AS SELECT title FROM channels WHERE id = $1")) << client.error();
+  ASSERT_TRUE(client.Ok("DEALLOCATE ALL")) << client.error();
+  ASSERT_TRUE(client.Ok("PREPARE ch AS SELECT title FROM channels WHERE id = $1"))
+      << "DEALLOCATE ALL dropped it on new too: " << client.error();
+  EXPECT_EQ(client.Value("EXECUTE ch(2)"), "new-b");
 }
 
 // SET and the like run on old; a read served by new sees them too, as it

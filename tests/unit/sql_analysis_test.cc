@@ -272,5 +272,27 @@ TEST(Analysis, SyntaxErrorsCarryPostgresMessage) {
       << result.status();
 }
 
+TEST(PreparedStatementUse, NamesWhatIsPreparedRunOrDropped) {
+  using Use = PreparedStatementUse;
+  auto use = [](std::string_view sql) -> std::string {
+    auto u = PreparedStatementUseOf(sql);
+    if (!u) return "none";
+    switch (u->kind) {
+      case Use::kPrepare: return "prepare " + u->name;
+      case Use::kExecute: return "execute " + u->name;
+      case Use::kDeallocate: return "deallocate " + u->name;
+    }
+    return "?";
+  };
+  EXPECT_EQ(use("PREPARE p (int) AS SELECT $1"), "prepare p");
+  EXPECT_EQ(use("execute \"P\"(1, 'x')"), "execute P");
+  EXPECT_EQ(use("DEALLOCATE PREPARE p"), "deallocate p");
+  EXPECT_EQ(use("DEALLOCATE ALL"), "deallocate ");
+  EXPECT_EQ(use("DISCARD ALL"), "deallocate ");
+  EXPECT_EQ(use("DISCARD PLANS"), "none");
+  EXPECT_EQ(use("EXECUTE p; EXECUTE q"), "none");
+  EXPECT_EQ(use("SELECT 'execute p'"), "none");
+}
+
 }  // namespace
 }  // namespace pgshift::routing
