@@ -37,12 +37,11 @@ std::optional<std::string> ModesAsSetTransaction(PgQuery__TransactionStmt* begin
 
 bool MayChangeSettings(std::string_view sql) {
   // Every statement begins the text or follows a ';' (one inside a string
-  // or comment only costs a parse): look at the first word there, past
-  // blanks and comments. "UPDATE t SET ..." is not a SET.
-  auto starts_with_word = [](std::string_view rest) {
+  // or comment only costs a parse): its first word, past blanks and
+  // comments, says whether it may be one. "UPDATE t SET ..." is not.
+  auto first_word = [](std::string_view rest) -> std::string_view {
     while (!rest.empty()) {
-      if (rest.front() == ' ' || rest.front() == '\t' || rest.front() == '\n' ||
-          rest.front() == '\r' || rest.front() == '\f' || rest.front() == '(') {
+      if (std::string_view(" \t\n\r\f(").find(rest.front()) != std::string_view::npos) {
         rest.remove_prefix(1);
       } else if (rest.starts_with("--")) {
         size_t end = rest.find('\n');
@@ -56,13 +55,22 @@ bool MayChangeSettings(std::string_view sql) {
     }
     for (std::string_view word : {"set", "reset", "discard", "begin", "start"}) {
       if (rest.size() >= word.size() && ContainsIgnoreCase(rest.substr(0, word.size()), word)) {
-        return true;
+        return word;
       }
     }
-    return false;
+    return {};
   };
   for (size_t at = 0;; ++at) {
-    if (starts_with_word(sql.substr(at))) return true;
+    std::string_view word = first_word(sql.substr(at));
+    if (word == "begin" || word == "start") {
+      // A BEGIN matters only with transaction modes, each of which has one
+      // of these words: a plain BEGIN, once per transaction, is not parsed.
+      for (std::string_view mode : {"isolation", "read", "deferrable"}) {
+        if (ContainsIgnoreCase(sql, mode)) return true;
+      }
+    } else if (!word.empty()) {
+      return true;
+    }
     at = sql.find(';', at);
     if (at == std::string_view::npos) return false;
   }

@@ -13,11 +13,12 @@ TEST(SessionSettings, ThePrefilterPassesEveryChangeAndSkipsPlainStatements) {
   for (const char* sql : {"SET x = 1", "reset all", "Discard All", "SELECT 1; set search_path to a",
                           "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
                           "begin isolation level serializable", "  /* c */ -- d\n SET x = 1",
-                          "SELECT 1;START TRANSACTION"}) {
+                          "SELECT 1;START TRANSACTION READ ONLY"}) {
     EXPECT_TRUE(MayChangeSettings(sql)) << sql;
   }
   for (const char* sql : {"SELECT * FROM posts WHERE id = 1", "UPDATE t SET a = 1 WHERE b = 'set'",
-                          "SELECT offset_set FROM settings", "", "SELECT 1;"}) {
+                          "SELECT offset_set FROM settings", "", "SELECT 1;", "BEGIN;",
+                          "start transaction"}) {
     EXPECT_FALSE(MayChangeSettings(sql)) << sql;
   }
 }
