@@ -453,7 +453,9 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     if (use->kind == Use::kDeallocate && use->name.empty()) {
       std::string on_new;
       for (const auto& [name, p] : prepared) {
-        if (p.server == BackendId::kNew) on_new = StrCat(on_new, "DEALLOCATE ", routing::QuoteIdent(name), ";");
+        if (p.server == BackendId::kNew) {
+          on_new = StrCat(on_new, "DEALLOCATE ", routing::QuoteIdent(name), ";");
+        }
       }
       prepared.clear();
       if (on_new.empty()) return false;
@@ -596,13 +598,13 @@ class Session::ClientToBackend : public protocol::FrameHandler {
   // DISCARD ALL and DEALLOCATE drop pgshift's prepared statements with the
   // client's. A text that merely mentions either word costs only preparing
   // again, under new names, so a case-insensitive search is enough here.
+  // Such a text names no configured table, so it runs on old: new keeps
+  // pgshift's statements (forgetting them there would leave them behind).
   void ForgetStatementsIfDeallocated(std::string_view sql) {
-    std::array<Link, 2>& links = s_.links_;
-    if (std::all_of(links.begin(), links.end(), [](const Link& l) { return l.statements.empty(); })) {
-      return;
-    }
+    Link& old = s_.link(BackendId::kOld);
+    if (old.statements.empty()) return;
     if (ContainsIgnoreCase(sql, "discard") || ContainsIgnoreCase(sql, "deallocate")) {
-      for (Link& l : links) l.statements.clear();
+      old.statements.clear();
     }
   }
 
