@@ -61,6 +61,35 @@ const char* StringOf(const Node* node) {
   return node->node_case == PG_QUERY__NODE__NODE_STRING ? node->string->sval : nullptr;
 }
 
+// `*` or `name.*` in a select list.
+bool IsStar(const PgQuery__ResTarget* target) {
+  if (target->val == nullptr || target->val->node_case != PG_QUERY__NODE__NODE_COLUMN_REF) {
+    return false;
+  }
+  const PgQuery__ColumnRef* ref = target->val->column_ref;
+  return ref->n_fields > 0 &&
+         ref->fields[ref->n_fields - 1]->node_case == PG_QUERY__NODE__NODE_A_STAR;
+}
+
+// The values each row of an INSERT's VALUES or SELECT gives, as written;
+// 0 when that is not known from the statement itself (a `*`, a UNION).
+size_t ValuesPerRow(const PgQuery__InsertStmt* s) {
+  if (s->select_stmt == nullptr || s->select_stmt->node_case != PG_QUERY__NODE__NODE_SELECT_STMT) {
+    return 0;
+  }
+  const PgQuery__SelectStmt* select = s->select_stmt->select_stmt;
+  if (select->n_values_lists > 0) {
+    const Node* row = select->values_lists[0];
+    return row->node_case == PG_QUERY__NODE__NODE_LIST ? row->list->n_items : 0;
+  }
+  if (select->op != PG_QUERY__SET_OPERATION__SETOP_NONE) return 0;
+  for (size_t i = 0; i < select->n_target_list; ++i) {
+    const Node* t = select->target_list[i];
+    if (t->node_case == PG_QUERY__NODE__NODE_RES_TARGET && IsStar(t->res_target)) return 0;
+  }
+  return select->n_target_list;
+}
+
 class Rewriter {
  public:
   explicit Rewriter(const std::vector<TableRename>& renames) : renames_(renames) {}
@@ -292,15 +321,8 @@ class Rewriter {
 
   // The replacement for `*` or `name.*`, when it covers renamed columns.
   std::optional<std::vector<Node*>> ExpandStar(const PgQuery__ResTarget* target) {
-    if (target->val == nullptr || target->val->node_case != PG_QUERY__NODE__NODE_COLUMN_REF) {
-      return std::nullopt;
-    }
+    if (!IsStar(target) || frames_.empty()) return std::nullopt;
     const PgQuery__ColumnRef* ref = target->val->column_ref;
-    if (ref->n_fields == 0 || ref->fields[ref->n_fields - 1]->node_case !=
-                                  PG_QUERY__NODE__NODE_A_STAR) {
-      return std::nullopt;
-    }
-    if (frames_.empty()) return std::nullopt;
     const Frame& frame = frames_.back();
     auto renamed = [](const Binding& b) { return b.rename != nullptr && !b.rename->columns.empty(); };
     std::vector<Node*> out;
@@ -349,8 +371,9 @@ class Rewriter {
 
   // An INSERT without a column list fills the table's first columns in
   // order: the old table's, as the application knows it. When the new
-  // table orders them differently, the list is written out.
-  void NameInsertedColumns(const TableRename& r, PgQuery__InsertStmt* s) {
+  // table orders them differently, the list is written out; `values` is
+  // how many each row gives, counted before the SELECT was rewritten.
+  void NameInsertedColumns(const TableRename& r, PgQuery__InsertStmt* s, size_t values) {
     if (s->select_stmt == nullptr || r.old_columns == nullptr) return;  // DEFAULT VALUES; unknown
     std::vector<std::string> wanted;  // the old columns under their new names
     for (const std::string& column : *r.old_columns) {
@@ -361,36 +384,15 @@ class Rewriter {
         std::equal(wanted.begin(), wanted.end(), r.new_columns->begin())) {
       return;  // the same order: nothing to say
     }
-    size_t count = 0;  // the values each row gives
-    if (s->select_stmt->node_case == PG_QUERY__NODE__NODE_SELECT_STMT) {
-      const PgQuery__SelectStmt* select = s->select_stmt->select_stmt;
-      if (select->n_values_lists > 0) {
-        const Node* row = select->values_lists[0];
-        if (row->node_case == PG_QUERY__NODE__NODE_LIST) count = row->list->n_items;
-      } else if (select->op == PG_QUERY__SET_OPERATION__SETOP_NONE) {
-        count = select->n_target_list;
-        for (size_t i = 0; i < select->n_target_list; ++i) {
-          const Node* t = select->target_list[i];
-          const Node* val = t->node_case == PG_QUERY__NODE__NODE_RES_TARGET ? t->res_target->val
-                                                                             : nullptr;
-          if (val != nullptr && val->node_case == PG_QUERY__NODE__NODE_COLUMN_REF &&
-              val->column_ref->n_fields > 0 &&
-              val->column_ref->fields[val->column_ref->n_fields - 1]->node_case ==
-                  PG_QUERY__NODE__NODE_A_STAR) {
-            count = 0;  // `*`: how many is not known here
-          }
-        }
-      }
-    }
-    if (count == 0 || count > r.old_columns->size()) {
+    if (values == 0 || values > r.old_columns->size()) {
       Fail(StrCat("pgshift: name the columns of this INSERT into ", r.old_schema, ".", r.old_name,
                   ": its new table ", r.new_schema, ".", r.new_name,
                   " orders its columns differently"));
       return;
     }
-    s->cols = static_cast<Node**>(std::malloc(count * sizeof(Node*)));
-    s->n_cols = count;
-    for (size_t i = 0; i < count; ++i) {
+    s->cols = static_cast<Node**>(std::malloc(values * sizeof(Node*)));
+    s->n_cols = values;
+    for (size_t i = 0; i < values; ++i) {
       // Old names: the renames are applied to the list as to any other.
       s->cols[i] = MakeResTarget(nullptr, (*r.old_columns)[i]);
     }
@@ -436,10 +438,11 @@ class Rewriter {
   void WalkInsert(PgQuery__InsertStmt* s) {
     size_t cte_depth = ctes_.size();
     WalkWith(s->with_clause);
+    const TableRename* r = s->relation ? Match(s->relation) : nullptr;
+    const size_t values = ValuesPerRow(s);  // before a `*` in it is spelled out
     // The target is not visible in the statement's own SELECT or VALUES.
     if (s->select_stmt) WalkNode(s->select_stmt);
-    const TableRename* r = s->relation ? Match(s->relation) : nullptr;
-    if (r != nullptr && s->n_cols == 0) NameInsertedColumns(*r, s);
+    if (r != nullptr && s->n_cols == 0) NameInsertedColumns(*r, s, values);
     RenameTargetColumns(r, s->n_cols, s->cols);
     Frame frame;
     if (s->relation) {

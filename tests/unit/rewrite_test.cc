@@ -155,9 +155,17 @@ TEST(Rewrite, InsertsWithoutAColumnListNameTheOldColumns) {
             "INSERT INTO public.channels_v2 AS channels (id, name, created_at) SELECT 3, 'c', now()");
   EXPECT_EQ(rewrite("INSERT INTO channels DEFAULT VALUES"),
             "INSERT INTO public.channels_v2 AS channels DEFAULT VALUES");
-  EXPECT_EQ(rewrite("INSERT INTO channels SELECT * FROM channels"),
-            "ERROR: pgshift: name the columns of this INSERT into public.channels: its new table "
-            "public.channels_v2 orders its columns differently");
+  // `*` over the same columns reordered: counted as written, not as spelled out.
+  std::vector<std::string> reordered = {"id", "created_at", "name"};
+  renames[0].new_columns = &reordered;
+  for (const char* sql : {"INSERT INTO channels SELECT * FROM channels",
+                          "INSERT INTO channels SELECT 1, 'x' UNION SELECT 2, 'y'"}) {
+    EXPECT_EQ(rewrite(sql),
+              "ERROR: pgshift: name the columns of this INSERT into public.channels: its new "
+              "table public.channels_v2 orders its columns differently")
+        << sql;
+  }
+  renames[0].new_columns = &new_columns;
   // The same order (more columns after them): left as written.
   new_columns = {"id", "name", "created_at", "extra"};
   EXPECT_EQ(rewrite("INSERT INTO channels VALUES (1, 'a')"),
