@@ -375,9 +375,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     if (!plan) {
       s_.copy_link_ = BackendId::kOld;
       OpenStep(BackendId::kOld);
-      Note(BackendId::kOld, ReplyNote::kQuery);
-      Add(BackendId::kOld, message);
-      return Seal();
+      return ForwardQuery(BackendId::kOld, message);
     }
     plan->Count();
     BackendId target = TargetOf(plan);
@@ -462,9 +460,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       Step& step = NewStep(BackendId::kOld);
       step.opens = true;
       protocol::Query{on_new}.Encode(step.close_elsewhere);
-      Note(BackendId::kOld, ReplyNote::kQuery);
-      Add(BackendId::kOld, message);
-      Seal();
+      ForwardQuery(BackendId::kOld, message);
       return true;
     }
     auto it = prepared.find(use->name);
@@ -474,9 +470,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       BackendId server = p.server;
       prepared.erase(it);
       OpenStep(server);
-      Note(server, ReplyNote::kQuery);
-      Add(server, message);
-      Seal();
+      ForwardQuery(server, message);
       return true;
     }
     bool stepped = false;  // a step of its own already opened (to prepare it again)
@@ -495,9 +489,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       return true;
     }
     NoteWrite(*now.plan, now.server);
-    Note(now.server, ReplyNote::kQuery);
-    Add(now.server, message);
-    Seal();
+    ForwardQuery(now.server, message);
     return true;
   }
 
@@ -606,6 +598,13 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     if (ContainsIgnoreCase(sql, "discard") || ContainsIgnoreCase(sql, "deallocate")) {
       old.statements.clear();
     }
+  }
+
+  // The client's Query as it is, answered as it would be directly.
+  void ForwardQuery(BackendId target, std::string_view message) {
+    Note(target, ReplyNote::kQuery);
+    Add(target, message);
+    Seal();
   }
 
   // Nothing more goes into the current step (two servers only).
@@ -1410,16 +1409,16 @@ awaitable<bool> Session::RunStep(Step& step) {
       co_await ConnectNew(false);
     }
     if (other.stream && !other.broken) {
-      co_await SyncSettings(other);
+      if (SettingsBehind(other)) co_await SyncSettings(other);
       co_await RunInternal(other, "BEGIN");
-      co_await SyncSettings(other);
+      if (SettingsBehind(other)) co_await SyncSettings(other);
     }
   }
   if (other.stream && !other.broken) {
     // One server answers at a time, so replies reach the client in order.
     co_await WaitUntil([&other] { return other.forward_pending == 0 && !HasInternal(other); });
     if (ended_) co_return false;
-    co_await SyncSettings(target);
+    if (SettingsBehind(target)) co_await SyncSettings(target);
     // The client is in a transaction this server has not joined yet.
     if (transaction_status_ != 'I' && target.transaction_status == 'I' &&
         target.forward_pending == 0 && !target.in_batch && !HasInternal(target)) {
@@ -1442,10 +1441,8 @@ awaitable<bool> Session::RunStep(Step& step) {
                   {"statement", step.on_other_link_first}, {"reason", failed->message()}});
       }
     }
-    co_await SyncSettings(target);
+    if (SettingsBehind(target)) co_await SyncSettings(target);
     if (ended_) co_return false;
-  } else {
-    co_await SyncSettings(target);
   }
   // Mirroring across servers: what must happen before the step, and the
   // batch that follows its cycles.
@@ -1702,12 +1699,15 @@ awaitable<void> Session::PumpBackendToClient(Link& l) {
   }
 }
 
+bool Session::SettingsBehind(const Link& l) const {
+  if (l.server != BackendId::kNew || !l.stream || l.broken || l.in_batch || ended_) return false;
+  return l.settings_version != client_settings_.version() ||
+         l.transaction_settings < client_settings_.TransactionStatements().size();
+}
+
 awaitable<void> Session::SyncSettings(Link& l) {
-  if (l.server != BackendId::kNew || !l.stream || l.broken || l.in_batch || ended_) co_return;
+  if (!SettingsBehind(l)) co_return;
   const std::vector<std::string>& changes = client_settings_.TransactionStatements();
-  if (l.settings_version == client_settings_.version() && l.transaction_settings >= changes.size()) {
-    co_return;
-  }
   // Its transaction status must be known.
   co_await WaitUntil([&l] { return l.forward_pending == 0 && !HasInternal(l); });
   if (ended_ || l.broken) co_return;
@@ -1759,7 +1759,7 @@ void Session::AfterTransaction() {
   old.mirrored = fresh.mirrored = false;
   client_settings_.EndTransaction(commit_requested_);
   commit_requested_ = false;
-  old.transaction_settings = fresh.transaction_settings = 0;
+  fresh.transaction_settings = 0;
   written_tables_.clear();
   mirrored_keys_.clear();
   authoritative_xid_.clear();

@@ -314,6 +314,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // transaction the session's, inside one the transaction's changes it has
   // not run yet. A change new refuses is logged.
   awaitable<void> SyncSettings(Link& link);
+  // Whether SyncSettings has anything to do: checked first, so that the
+  // steps that have none (nearly all) start no coroutine for it.
+  bool SettingsBehind(const Link& link) const;
   awaitable<void> RunSettings(Link& link, const std::vector<std::string>& statements,
                               bool in_transaction);
   // The transaction ended on every server: a new one starts clean, under

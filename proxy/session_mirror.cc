@@ -329,7 +329,7 @@ awaitable<std::optional<ErrorFields>> Session::JoinMirror(Link& mirror) {
     co_return MirrorError(sqlstate::kConnectionFailure,
                           StrCat("the transaction on backend ", mirror.name, " has failed"));
   }
-  co_await SyncSettings(mirror);
+  if (SettingsBehind(mirror)) co_await SyncSettings(mirror);
   co_return std::nullopt;
 }
 
