@@ -187,14 +187,12 @@ absl::StatusOr<MirrorSpec> Router::MirrorSpecFor(const TableConfig& table) const
       new_is_authoritative ? catalog_.old_tables : catalog_.new_tables;
   auto auth_columns = auth_side.find(auth);
   auto other_columns = other_side.find(other);
-  for (const auto& [name, found] : {std::pair{&auth, auth_columns != auth_side.end()},
-                                    std::pair{&other, other_columns != other_side.end()}}) {
-    if (!found) {
-      return absl::FailedPreconditionError(
-          StrCat("pgshift: cannot mirror writes to ", table.name, " in phase ",
-                 PhaseName(table.phase), ": the columns of ", *name,
-                 " could not be read from its backend's catalog"));
-    }
+  if (auth_columns == auth_side.end() || other_columns == other_side.end()) {
+    const std::string& missing = auth_columns == auth_side.end() ? auth : other;
+    return absl::FailedPreconditionError(
+        StrCat("pgshift: cannot mirror writes to ", table.name, " in phase ",
+               PhaseName(table.phase), ": the columns of ", missing,
+               " could not be read from its backend's catalog"));
   }
   // Column names on the authoritative side -> on the mirror.
   auto to_mirror = [&](const std::string& column) -> std::string {
