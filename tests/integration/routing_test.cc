@@ -588,6 +588,27 @@ TEST_F(SecondServer, SqlPreparedStatementsRunWhereTheyWerePrepared) {
   EXPECT_EQ(client.Value("EXECUTE ch(2)"), "new-b");
 }
 
+// One prepared while old served the table moves to new with it.
+TEST_F(SecondServer, SqlPreparedStatementsMoveServerWithTheirTable) {
+  std::string backends = "[backends.new]\nhost = \"127.0.0.1\"\nport = " +
+                         std::to_string(new_cluster_->port()) +
+                         "\ndbname = \"routing_two\"\nuser = \"postgres\"\n";
+  const std::string backend = "dbname = \"routing_two\"\nuser = \"postgres\"";
+  proxy_ = std::make_unique<PgshiftProcess>(Cluster().port(), "", backend,
+                                            backends + ChannelsTable("shadow-read"));
+  ASSERT_TRUE(proxy_->ok()) << proxy_->LogEnd();
+  PgConn client = Client();
+  ASSERT_TRUE(client.Ok("PREPARE r AS SELECT title FROM channels WHERE id = 1")) << client.error();
+  EXPECT_EQ(client.Value("EXECUTE r"), "old-a");
+  proxy_->RewriteConfig("", backend, backends + ChannelsTable("new-primary"));
+  std::string verdict = proxy_->Reload();
+  ASSERT_NE(verdict.find("event=config_reloaded"), std::string::npos) << verdict;
+  EXPECT_EQ(client.Value("EXECUTE r"), "new-a");
+  EXPECT_EQ(client.Value("SELECT count(*) FROM pg_prepared_statements WHERE name = 'r'"), "0")
+      << "dropped on old";
+  ASSERT_TRUE(client.Ok("DEALLOCATE r")) << client.error();
+}
+
 // SET and the like run on old; a read served by new sees them too, as it
 // would on a direct connection: committed session changes, the current
 // transaction's changes and BEGIN's modes, whichever protocol set them.
