@@ -132,6 +132,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
         s_.link(target).in_batch = false;
         s_.batch_link_.reset();
         s_.batch_refused_ = false;
+        mirrored_in_batch_ = false;
         return;
       }
       case 'H':
@@ -149,11 +150,23 @@ class Session::ClientToBackend : public protocol::FrameHandler {
   size_t count = 0;
   bool terminated = false;
   std::string error;  // a malformed message: the session ends with 08P01
+  // A write mirrored across servers is in the client's open extended batch.
+  bool mirrored_in_batch_ = false;
 
  private:
   routing::Router& router() { return *s_.settings_->router; }
   bool two_servers() { return router().has_new_server(); }
-  bool in_transaction() const { return s_.transaction_status_ != 'I'; }
+  // As the client's statements planned so far leave it: a BEGIN sent ahead
+  // of its reply (pgjdbc sends it in the batch of the first statement)
+  // makes what follows part of the client's transaction.
+  bool in_transaction() const {
+    switch (s_.sent_transaction_) {
+      case SentTransaction::kBegun: return true;
+      case SentTransaction::kEnded: return false;
+      case SentTransaction::kAsReported: break;
+    }
+    return s_.transaction_status_ != 'I';
+  }
 
   Step& NewStep(BackendId target) {
     if (count == steps.size()) steps.emplace_back();
@@ -215,6 +228,10 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     if (!two_servers()) return;
     Step& step = Target(target);
     step.mirrored = step.mirrored || plan.mirrors_remotely;
+    if (plan.mirrors_remotely) {
+      step.in_client_transaction = in_transaction();
+      if (!simple_query) mirrored_in_batch_ = true;
+    }
     step.copy_in = plan.copies_in && plan.mirrors_remotely;
     step.transaction = plan.transaction;
     if (plan.transaction != routing::TransactionKind::kCommit) return;
@@ -230,7 +247,8 @@ class Session::ClientToBackend : public protocol::FrameHandler {
   // in play (so that writes and transaction control are known), a text gets
   // a plan.
   routing::PlanPtr PlanFor(std::string_view sql) {
-    if (router().MayTouch(sql) || (two_servers() && in_transaction())) {
+    if (router().MayTouch(sql) ||
+        (two_servers() && (in_transaction() || routing::MayBeginTransaction(sql)))) {
       return router().PlanFor(sql);
     }
     return nullptr;
@@ -281,13 +299,30 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       s_.client_settings_.Record(std::move(change), in_transaction());
     }
   }
-  // Whether the transaction's setting changes stand once it ends.
-  void NoteTransactionEnd(const routing::Plan& plan) {
-    if (plan.transaction == routing::TransactionKind::kCommit) {
-      s_.commit_requested_ = s_.transaction_status_ == 'T';
+  // The client's transaction as this statement leaves it, and whether the
+  // transaction's setting changes stand once it ends.
+  void NoteTransactionControl(const routing::Plan& plan) {
+    if (plan.transaction == routing::TransactionKind::kBegin) {
+      if (!in_transaction()) s_.sent_transaction_ = SentTransaction::kBegun;
+    } else if (plan.transaction == routing::TransactionKind::kCommit) {
+      s_.commit_requested_ = in_transaction() && s_.transaction_status_ != 'E';
+      s_.sent_transaction_ = SentTransaction::kEnded;
     } else if (plan.transaction == routing::TransactionKind::kRollback) {
       s_.commit_requested_ = false;
+      s_.sent_transaction_ = SentTransaction::kEnded;
     }
+  }
+
+  // A write mirrored across servers is applied once its batch's
+  // ReadyForQuery has come: transaction control after it in the same batch
+  // would run on the mirror before the write it follows.
+  std::optional<routing::Refusal> ControlAfterMirroredWrite(const routing::Plan& plan) {
+    if (!mirrored_in_batch_ || !plan.transaction_control) return std::nullopt;
+    return routing::Refusal{
+        std::string(sqlstate::kFeatureNotSupported),
+        "pgshift: with two servers, a batch that writes to a migrating table must end "
+        "(Sync) before transaction control (COMMIT, ROLLBACK, SAVEPOINT, ...): send it "
+        "in a batch of its own"};
   }
 
   void NoteWrite(const routing::Plan& plan, BackendId target) {
@@ -371,7 +406,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     NoteSettings(query->sql);
     if (!s_.sql_prepared_.empty() && RouteSqlPrepared(message, query->sql)) return;
     routing::PlanPtr plan = PlanFor(query->sql);
-    if (plan) NoteTransactionEnd(*plan);
+    if (plan) NoteTransactionControl(*plan);
     if (!plan) {
       s_.copy_link_ = BackendId::kOld;
       OpenStep(BackendId::kOld);
@@ -780,8 +815,11 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     if (auto refusal = SecondWriter(plan, prepared.server)) {
       return Refuse(prepared.server, *refusal, false);
     }
+    if (auto refusal = ControlAfterMirroredWrite(plan)) {
+      return Refuse(prepared.server, *refusal, false);
+    }
     NoteWrite(plan, prepared.server);
-    NoteTransactionEnd(plan);
+    NoteTransactionControl(plan);
     std::shared_ptr<ShadowCapture> capture;
     if (prepared.bind) capture = Shadow(prepared.plan, prepared.bind);
     if (plan.transaction_control && two_servers()) {
@@ -1691,6 +1729,7 @@ awaitable<void> Session::PumpBackendToClient(Link& l) {
     if (handler.answered > 0) {
       // Counted only once written: the other server may answer next.
       l.forward_pending -= std::min(l.forward_pending, handler.answered);
+      ReconcileSentTransaction();
       AfterTransaction();
       Wake();
     }
@@ -1795,6 +1834,13 @@ void Session::NoteSent() {
     return;
   }
   sent_at_[(sent_head_ + sent_count_++) % sent_at_.size()] = Clock::now();
+}
+
+void Session::ReconcileSentTransaction() {
+  if (links_[0].forward_pending == 0 && links_[1].forward_pending == 0 && !batch_link_ &&
+      !settling_) {
+    sent_transaction_ = SentTransaction::kAsReported;
+  }
 }
 
 void Session::NoteAnswered() {

@@ -222,6 +222,9 @@ class Session : public std::enable_shared_from_this<Session> {
     bool opens = false;
     bool sealed = false;    // later messages go into a new step
     bool mirrored = false;  // a statement in it is mirrored to the other server
+    // Its mirrored statement is in the client's transaction, as the client's
+    // statements before it leave it (a BEGIN may precede it in the batch).
+    bool in_client_transaction = false;
     // Its statement, when it is transaction control alone (COMMIT prepares
     // the mirror first; SAVEPOINT joins the other server).
     routing::TransactionKind transaction = routing::TransactionKind::kNone;
@@ -322,6 +325,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // The transaction ended on every server: a new one starts clean, under
   // the newest settings.
   void AfterTransaction();
+  // Once every statement the client sent is answered, its transaction is as
+  // the last ReadyForQuery says.
+  void ReconcileSentTransaction();
   // Waits, on the session's executor, until `ready()` or the session ends.
   template <typename Ready>
   awaitable<void> WaitUntil(Ready ready) {
@@ -435,6 +441,10 @@ class Session : public std::enable_shared_from_this<Session> {
   bool client_mid_message_ = false;    // the client has been sent part of a message
   bool client_sent_partial_ = false;   // a backend has been sent part of a message
   char transaction_status_ = 'I';      // as the client was last told
+  // The client's transaction as its statements sent since leave it, until
+  // every reply to them has come (ReconcileSentTransaction).
+  enum class SentTransaction { kAsReported, kBegun, kEnded };
+  SentTransaction sent_transaction_ = SentTransaction::kAsReported;
   std::optional<protocol::ErrorFields> final_error_;
   std::unique_ptr<asio::steady_timer> wake_;  // the client pump waits on it
 };

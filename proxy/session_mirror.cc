@@ -109,7 +109,9 @@ awaitable<bool> Session::BeforeMirroredStep(Step& step, std::shared_ptr<MirrorBa
     co_return false;
   }
   // A mirrored write. Outside a transaction pgshift begins one around it,
-  // to end once the mirror is settled.
+  // to end once the mirror is settled; in the client's (begun earlier, or
+  // ahead of it in its batch) the mirror joins that one.
+  if (step.in_client_transaction) co_return true;
   if (transaction_status_ == 'I' && step.opens) {
     co_await WaitUntil([&] { return auth.forward_pending == 0 && !HasInternal(auth); });
     if (ended_) co_return true;
@@ -141,6 +143,9 @@ awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
   }
   co_await WaitUntil([&batch] { return batch.done; });
   if (ended_) co_return;
+  // No transaction is open after the batch (a BEGIN before the write
+  // failed): the write committed on its own.
+  if (!batch.implicit && batch.status == 'I') batch.autocommitted = true;
   Link& mirror = link(routing::OtherBackend(auth.server));
   // The client's replies, now or in place of the held ones.
   auto release = [&](char status) -> awaitable<void> {
@@ -158,6 +163,7 @@ awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
   };
   auto finish = [&]() {
     settling_ = false;
+    ReconcileSentTransaction();
     PublishState();
     AfterTransaction();
   };

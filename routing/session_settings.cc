@@ -33,35 +33,38 @@ std::optional<std::string> ModesAsSetTransaction(PgQuery__TransactionStmt* begin
   return *text;
 }
 
+// The first word of `rest` past blanks and comments, when it is one that may
+// begin a statement changing settings or opening a transaction; else "".
+std::string_view KeyWordAt(std::string_view rest) {
+  while (!rest.empty()) {
+    if (std::string_view(" \t\n\r\f(").find(rest.front()) != std::string_view::npos) {
+      rest.remove_prefix(1);
+    } else if (rest.starts_with("--")) {
+      size_t end = rest.find('\n');
+      rest.remove_prefix(end == std::string_view::npos ? rest.size() : end);
+    } else if (rest.starts_with("/*")) {
+      size_t end = rest.find("*/");
+      rest.remove_prefix(end == std::string_view::npos ? rest.size() : end + 2);
+    } else {
+      break;
+    }
+  }
+  for (std::string_view word : {"set", "reset", "discard", "begin", "start"}) {
+    if (rest.size() >= word.size() && ContainsIgnoreCase(rest.substr(0, word.size()), word)) {
+      return word;
+    }
+  }
+  return {};
+}
+
 }  // namespace
 
 bool MayChangeSettings(std::string_view sql) {
   // Every statement begins the text or follows a ';' (one inside a string
   // or comment only costs a parse): its first word, past blanks and
   // comments, says whether it may be one. "UPDATE t SET ..." is not.
-  auto first_word = [](std::string_view rest) -> std::string_view {
-    while (!rest.empty()) {
-      if (std::string_view(" \t\n\r\f(").find(rest.front()) != std::string_view::npos) {
-        rest.remove_prefix(1);
-      } else if (rest.starts_with("--")) {
-        size_t end = rest.find('\n');
-        rest.remove_prefix(end == std::string_view::npos ? rest.size() : end);
-      } else if (rest.starts_with("/*")) {
-        size_t end = rest.find("*/");
-        rest.remove_prefix(end == std::string_view::npos ? rest.size() : end + 2);
-      } else {
-        break;
-      }
-    }
-    for (std::string_view word : {"set", "reset", "discard", "begin", "start"}) {
-      if (rest.size() >= word.size() && ContainsIgnoreCase(rest.substr(0, word.size()), word)) {
-        return word;
-      }
-    }
-    return {};
-  };
   for (size_t at = 0;; ++at) {
-    std::string_view word = first_word(sql.substr(at));
+    std::string_view word = KeyWordAt(sql.substr(at));
     if (word == "begin" || word == "start") {
       // A BEGIN matters only with transaction modes, each of which has one
       // of these words: a plain BEGIN, once per transaction, is not parsed.
@@ -74,6 +77,11 @@ bool MayChangeSettings(std::string_view sql) {
     at = sql.find(';', at);
     if (at == std::string_view::npos) return false;
   }
+}
+
+bool MayBeginTransaction(std::string_view sql) {
+  std::string_view word = KeyWordAt(sql);
+  return word == "begin" || word == "start";
 }
 
 std::vector<SettingChange> SettingChangesOf(std::string_view sql) {

@@ -34,6 +34,10 @@ struct SettingChange {
 // of each statement that spares parsing the others (an UPDATE's SET too).
 bool MayChangeSettings(std::string_view sql);
 
+// False when `sql` certainly does not begin with BEGIN or START TRANSACTION
+// (the same look at the first word; the router's plan says for sure).
+bool MayBeginTransaction(std::string_view sql);
+
 // The setting changes among the statements of `sql`, in order (none for a
 // syntax error: the server rejects the text anyway). A BEGIN with
 // transaction modes counts as their SET TRANSACTION.

@@ -354,6 +354,78 @@ TEST_P(DualWrite, CopyFromStdinLandsTheSameRowsOnBothSides) {
   EXPECT_EQ(client.Value("SELECT count(*) FROM channels"), "6") << "the session goes on";
 }
 
+// Runs `statements` as one extended-protocol batch ending in a single Sync,
+// as pgjdbc sends a transaction's BEGIN with its first statement; the error
+// message of each statement ("" when it succeeded).
+std::vector<std::string> Pipelined(PgConn& client, const std::vector<std::string>& statements) {
+  std::vector<std::string> errors;
+  if (PQenterPipelineMode(client.get()) != 1) return {"no pipeline mode"};
+  for (const std::string& sql : statements) {
+    PQsendQueryParams(client.get(), sql.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0);
+  }
+  PQpipelineSync(client.get());
+  for (size_t i = 0; i < statements.size(); ++i) {
+    PgResult r(PQgetResult(client.get()));
+    ExecStatusType status = PQresultStatus(r.get());
+    errors.push_back(status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK
+                         ? ""
+                         : std::string(PQresultErrorMessage(r.get())) + "(" +
+                               PQresStatus(status) + ")");
+    while (PGresult* rest = PQgetResult(client.get())) PQclear(rest);  // the NULL after each
+  }
+  PgResult sync(PQgetResult(client.get()));
+  EXPECT_EQ(PQresultStatus(sync.get()), PGRES_PIPELINE_SYNC);
+  PQexitPipelineMode(client.get());
+  return errors;
+}
+
+TEST_P(DualWrite, BeginPipelinedWithTheFirstWriteIsTheClientsTransaction) {
+  PgConn client = Client();
+  const std::vector<std::string> ok(2, "");
+  // BEGIN and the write in one batch, then the application rolls back.
+  EXPECT_EQ(Pipelined(client, {"BEGIN", "INSERT INTO channels (id, title) VALUES (70, 'r')"}), ok);
+  EXPECT_EQ(PQtransactionStatus(client.get()), PQTRANS_INTRANS);
+  EXPECT_TRUE(client.notices().empty()) << "no BEGIN of pgshift's before the client's";
+  EXPECT_EQ(Pipelined(client, {"UPDATE channels SET title = 'r2' WHERE id = 1"}),
+            std::vector<std::string>{""});
+  ASSERT_TRUE(client.Ok("ROLLBACK")) << client.error();
+  EXPECT_EQ(Old().Value("SELECT count(*) FROM channels WHERE id = 70 OR title = 'r2'"), "0");
+  EXPECT_EQ(New().Value("SELECT count(*) FROM channels_v2 WHERE id = 70 OR name = 'r2'"), "0");
+  // START TRANSACTION in the batch, a second write in it, committed: on both.
+  EXPECT_EQ(Pipelined(client, {"START TRANSACTION", "INSERT INTO channels (id, title) VALUES (71, 'c')",
+                               "UPDATE channels SET title = 'c2' WHERE id = 2"}),
+            std::vector<std::string>(3, ""));
+  ASSERT_TRUE(client.Ok("COMMIT")) << client.error();
+  EXPECT_EQ(New().Value("SELECT string_agg(name, ',' ORDER BY id) FROM channels_v2 WHERE id IN (2, 71)"),
+            "c2,c");
+  // A failed statement aborts the client's transaction: rolled back on both.
+  EXPECT_EQ(Pipelined(client, {"BEGIN", "INSERT INTO channels (id, title) VALUES (72, 'f')"}), ok);
+  EXPECT_FALSE(client.Ok("INSERT INTO channels (id, title) VALUES (72, 'dup')"));
+  ASSERT_TRUE(client.Ok("ROLLBACK")) << client.error();
+  EXPECT_EQ(Old().Value("SELECT count(*) FROM channels WHERE id = 72"), "0");
+  EXPECT_EQ(New().Value("SELECT count(*) FROM channels_v2 WHERE id = 72"), "0");
+  // BEGIN and COMMIT around the write in one batch: committed on both, or
+  // (across servers, where the mirror applies after the batch) refused at
+  // the COMMIT, leaving nothing on either side.
+  std::vector<std::string> one_batch =
+      Pipelined(client, {"BEGIN", "INSERT INTO channels (id, title) VALUES (73, 'b')", "COMMIT"});
+  ASSERT_EQ(one_batch.size(), 3u);
+  EXPECT_EQ(one_batch[1], "");
+  if (two_servers()) {
+    EXPECT_NE(one_batch[2].find("must end (Sync) before transaction control"), std::string::npos)
+        << one_batch[2];
+    ASSERT_TRUE(client.Ok("ROLLBACK")) << client.error();
+    EXPECT_EQ(Old().Value("SELECT count(*) FROM channels WHERE id = 73"), "0");
+  } else {
+    EXPECT_EQ(one_batch[2], "");
+    EXPECT_EQ(Old().Value("SELECT count(*) FROM channels WHERE id = 73"), "1");
+  }
+  EXPECT_EQ(PQtransactionStatus(client.get()), PQTRANS_IDLE);
+  EXPECT_EQ(Differences(), "0");
+  EXPECT_EQ(client.Value("SELECT count(*) FROM channels WHERE id > 3"), two_servers() ? "1" : "2")
+      << "the session goes on";
+}
+
 TEST_P(DualWrite, MultiStatementQueriesKeepEveryTag) {
   PgConn client = Client();
   ASSERT_TRUE(PQsendQuery(client.get(),

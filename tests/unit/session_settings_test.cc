@@ -23,6 +23,17 @@ TEST(SessionSettings, ThePrefilterPassesEveryChangeAndSkipsPlainStatements) {
   }
 }
 
+TEST(SessionSettings, ThePrefilterPassesEveryBeginAndSkipsOtherStatements) {
+  for (const char* sql : {"BEGIN", "begin work", "  /* c */ START TRANSACTION READ ONLY",
+                          "-- x\nBegin ISOLATION LEVEL SERIALIZABLE", "(begin)"}) {
+    EXPECT_TRUE(MayBeginTransaction(sql)) << sql;
+  }
+  for (const char* sql : {"COMMIT", "INSERT INTO t VALUES ('begin')", "SELECT 1; BEGIN", "",
+                          "SET x = 1", "ROLLBACK"}) {
+    EXPECT_FALSE(MayBeginTransaction(sql)) << sql;
+  }
+}
+
 TEST(SessionSettings, ChangesAreFoundByKindWithTheClientsText) {
   std::vector<SettingChange> changes = SettingChangesOf(
       "SET search_path TO app, public; SELECT 1; SET LOCAL statement_timeout = 5;"
