@@ -9,6 +9,7 @@
 #include "common/strings.h"
 #include "migration/state_store.h"
 #include "migration/table_pair.h"
+#include "routing/state_schema.h"
 
 namespace pgshift::migration {
 
@@ -261,10 +262,12 @@ class Verifier {
     std::vector<PgClient*> databases{old_.db};
     if (new_.db != old_.db) databases.push_back(new_.db);
     for (PgClient* db : databases) {
-      auto log = db->Exec("SELECT to_regclass('pgshift_divergence') IS NOT NULL");
+      auto log = db->Exec(
+          StrCat("SELECT to_regclass('", routing::kDivergenceTable, "') IS NOT NULL"));
       if (!log.ok() || *log->rows[0][0] != "t") continue;
       if (absl::Status s = db->Run(
-              "DELETE FROM pgshift_divergence WHERE table_name = $1 AND key = ANY($2::text[])",
+              StrCat("DELETE FROM ", routing::kDivergenceTable,
+                     " WHERE table_name = $1 AND key = ANY($2::text[])"),
               {pair_.config->name, array});
           !s.ok()) {
         return s;

@@ -21,6 +21,7 @@
 #include "protocol/messages/parse.h"
 #include "protocol/messages/query.h"
 #include "protocol/messages/ready_for_query.h"
+#include "routing/state_schema.h"
 #include "proxy/log.h"
 #include "proxy/session.h"
 #include "proxy/two_phase.h"
@@ -119,7 +120,7 @@ awaitable<bool> Session::BeforeMirroredStep(Step& step, std::shared_ptr<MirrorBa
   if (auth.transaction_status == 'I' && transaction_status_ == 'I') {
     if (step.opens) {
       // Sent ahead of the client's statement, not waited for.
-      std::string begin = InternalBatch({"BEGIN", "SELECT txid_current()"});
+      std::string begin = InternalBatch({"BEGIN", "SELECT pg_catalog.txid_current()"});
       batch->begun = co_await SendInternal(auth, std::move(begin));
       batch->implicit = true;
     } else {
@@ -221,7 +222,7 @@ awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
     // prepared transaction at COMMIT: asked for while the mirror works.
     std::shared_ptr<InternalReply> xid;
     if (!batch.implicit && !batch.autocommitted && authoritative_xid_.empty()) {
-      std::string query = InternalBatch({"SELECT txid_current()"});
+      std::string query = InternalBatch({"SELECT pg_catalog.txid_current()"});
       xid = co_await SendInternal(auth, std::move(query));
     }
     failed = co_await JoinMirror(mirror);
@@ -404,7 +405,7 @@ awaitable<std::optional<ErrorFields>> Session::LogDivergence(
                     key ? QuoteLiteral(*key) : "NULL", ", ", QuoteLiteral(error), ")");
   }
   std::optional<ErrorFields> failed = co_await RunInternal(
-      auth, StrCat("INSERT INTO pgshift_divergence (table_name, key, error) VALUES ", values));
+      auth, StrCat("INSERT INTO ", routing::kDivergenceTable, " (table_name, key, error) VALUES ", values));
   LogEvent(failed ? LogLevel::kError : LogLevel::kWarning, "divergence_logged",
            {{"session", StrCat(id_)}, {"backend", auth.name}, {"keys", StrCat(keys.size())},
             {"result", failed ? failed->message() : "written"}});

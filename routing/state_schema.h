@@ -24,8 +24,13 @@ inline constexpr const char* kCreateCheckpointIndex =
 // other server failed under on_mirror_error = "log" (or whose mirror commit
 // failed), written in the client's own transaction. verify --repair fixes
 // the rows and clears their entries.
+// Named by schema wherever pgshift writes or reads it: on a client's
+// connection its search_path, or a temporary table of the same name, must
+// not capture or break the log.
+#define PGSHIFT_DIVERGENCE_TABLE "public.pgshift_divergence"
+inline constexpr const char* kDivergenceTable = PGSHIFT_DIVERGENCE_TABLE;
 inline constexpr const char* kCreateDivergenceTable =
-    "CREATE TABLE IF NOT EXISTS pgshift_divergence ("
+    "CREATE TABLE IF NOT EXISTS " PGSHIFT_DIVERGENCE_TABLE " ("
     " id bigserial PRIMARY KEY,"
     " table_name text NOT NULL,"
     " key text,"
