@@ -874,7 +874,7 @@ class Session::BackendToClient : public protocol::FrameHandler {
     if (type == 'G') held_ = nullptr;  // CopyInResponse: the client must send its data first
     drop_ = false;
     statement_error_ = false;
-    rows_ = nullptr;
+    rows_batch_.reset();
     capture_ = nullptr;
     if (type == 'Z') {
       if (size != protocol::kHeaderSize + 1) {
@@ -948,7 +948,8 @@ class Session::BackendToClient : public protocol::FrameHandler {
           return protocol::Delivery::kStream;
         case 'D':  // DataRow
           if (strip && cycle->mirror && unit.mirror_index >= 0) {
-            rows_ = &cycle->mirror->rows[static_cast<size_t>(unit.mirror_index)];
+            rows_batch_ = cycle->mirror;
+            rows_index_ = static_cast<size_t>(unit.mirror_index);
             return protocol::Delivery::kWhole;
           }
           drop_ = shape_.no_rows || shape_.hidden;
@@ -1114,7 +1115,7 @@ class Session::BackendToClient : public protocol::FrameHandler {
                        : std::string(MessageOf(row.status()));
       return;
     }
-    MirrorBatch::Rows& rows = *rows_;
+    MirrorBatch::Rows& rows = rows_batch_->rows[rows_index_];
     if (rows.count++ > 0) rows.json += ',';
     rows.json += *row->values.back();
     rows.keys.push_back(std::move(row->values[row->values.size() - 2]));
@@ -1189,7 +1190,10 @@ class Session::BackendToClient : public protocol::FrameHandler {
   bool drop_ = false;           // the current streamed message is not passed on
   bool statement_error_ = false;  // the current error is from pgshift's prepared statement
   MirrorBatch* held_ = nullptr;  // the current cycle's replies wait here
-  MirrorBatch::Rows* rows_ = nullptr;  // the current DataRow's mirrored rows
+  // The current DataRow's mirrored rows, by index: a DataRow may span socket
+  // reads, and a later step of its batch adds rows (moving the vector).
+  std::shared_ptr<MirrorBatch> rows_batch_;
+  size_t rows_index_ = 0;
   ShadowCapture* capture_ = nullptr;   // the current message's sampled read
   routing::ResultShape shape_;  // of the current result, when reshaped
 };
