@@ -818,6 +818,26 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     if (auto refusal = ControlAfterMirroredWrite(plan)) {
       return Refuse(prepared.server, *refusal, false);
     }
+    // A write mirrored across servers hands its rows over as its result
+    // (pgshift's columns): under a row limit (pgjdbc sends 1 for a statement
+    // without one) all but the first would stay unmirrored. Without a
+    // RETURNING of the client's the limit changes nothing it sees.
+    std::string unlimited;
+    if (plan.mirrors_remotely) {
+      auto execute = protocol::Execute::Decode(payload);
+      if (execute.ok() && execute->max_rows != 0) {
+        if (plan.shapes.empty() || !plan.shapes[0].no_rows) {
+          return Refuse(prepared.server,
+                        routing::Refusal{std::string(sqlstate::kFeatureNotSupported),
+                                         "pgshift: a write with RETURNING on a table mirrored to "
+                                         "the other server must be executed whole (Execute "
+                                         "without a row limit)"},
+                        false);
+        }
+        execute->max_rows = 0;
+        execute->Encode(unlimited);
+      }
+    }
     NoteWrite(plan, prepared.server);
     NoteTransactionControl(plan);
     std::shared_ptr<ShadowCapture> capture;
@@ -827,7 +847,12 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     }
     MarkStep(prepared.server, plan, false);
     NoteUnit(prepared.server, false, prepared.plan, std::move(capture));
-    AddToBatch(prepared.server, message);
+    if (unlimited.empty()) {
+      AddToBatch(prepared.server, message);
+    } else {
+      StartBatch(prepared.server);
+      AddOwned(prepared.server, std::move(unlimited));
+    }
     if (plan.transaction_control) Seal();
   }
 
