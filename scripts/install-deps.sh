@@ -8,6 +8,7 @@ packages=(
   libboost-dev libabsl-dev libtomlplusplus-dev libpg-query-dev libprotobuf-c-dev libssl-dev libpq-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   postgresql-15 postgresql-client-15 pgbouncer
+  default-jdk-headless libpostgresql-jdbc-java
 )
 
 missing=()

@@ -11,6 +11,8 @@
 #include <random>
 #include <thread>
 
+#include <unistd.h>
+
 #include "protocol/messages/bind.h"
 #include "protocol/messages/data_row.h"
 #include "protocol/messages/empty.h"
@@ -437,6 +439,22 @@ TEST_P(DualWrite, BeginPipelinedWithTheFirstWriteIsTheClientsTransaction) {
   EXPECT_EQ(Differences(), "0");
   EXPECT_EQ(client.Value("SELECT count(*) FROM channels WHERE id > 3"), two_servers() ? "2" : "3")
       << "the session goes on";
+}
+
+// pgjdbc, the way enterprise applications send transactions: autoCommit
+// off, rollback, savepoints, batches, server-side prepared statements
+// (tests/jdbc/MirrorTransactions.java compares both sides after each).
+TEST_P(DualWrite, PgjdbcTransactionsAreTheApplicationsOnBothSides) {
+  const std::string jar = "/usr/share/java/postgresql.jar";
+  ASSERT_EQ(access(jar.c_str(), R_OK), 0) << jar << ": scripts/install-deps.sh installs pgjdbc";
+  std::string out;
+  int status = CaptureCommand(
+      "java -cp " + jar + " " PGSHIFT_SOURCE_DIR "/tests/jdbc/MirrorTransactions.java " +
+          std::to_string(proxy_->port()) + " " + std::to_string(Cluster().port()) + " " +
+          std::to_string((two_servers() ? NewCluster() : Cluster()).port()) + " 2>&1",
+      out);
+  EXPECT_EQ(status, 0) << out << proxy_->LogEnd();
+  EXPECT_EQ(Differences(), "0");
 }
 
 TEST_P(DualWrite, MultiStatementQueriesKeepEveryTag) {
