@@ -405,7 +405,8 @@ awaitable<std::optional<ErrorFields>> Session::LogDivergence(
                     key ? QuoteLiteral(*key) : "NULL", ", ", QuoteLiteral(error), ")");
   }
   std::optional<ErrorFields> failed = co_await RunInternal(
-      auth, StrCat("INSERT INTO ", routing::kDivergenceTable, " (table_name, key, error) VALUES ", values));
+      auth, StrCat("INSERT INTO ", routing::kDivergenceTable, " (table_name, key, error) VALUES ",
+                   values));
   LogEvent(failed ? LogLevel::kError : LogLevel::kWarning, "divergence_logged",
            {{"session", StrCat(id_)}, {"backend", auth.name}, {"keys", StrCat(keys.size())},
             {"result", failed ? failed->message() : "written"}});

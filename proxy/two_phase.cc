@@ -97,7 +97,8 @@ awaitable<void> Ready(const routing::Config& config, asio::ssl::context& tls,
       const int authority = parts[1] == "old" ? 0 : 1;
       if (authority == s || !servers[authority]) continue;
       Connection& a = *servers[authority];
-      auto fate = co_await RunQuery(*a.stream, a.buffer, StrCat("SELECT pg_catalog.txid_status(", xid, ")"));
+      auto fate = co_await RunQuery(*a.stream, a.buffer,
+                                    StrCat("SELECT pg_catalog.txid_status(", xid, ")"));
       if (!fate.ok()) continue;
       std::optional<std::string> status = fate->rows.empty() ? std::nullopt : fate->rows[0][0];
       if (status == "in progress") continue;  // a running pgshift is finishing it

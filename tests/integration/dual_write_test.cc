@@ -857,6 +857,42 @@ TEST_P(AcrossServers, ResultFormatsGivenPerColumnCoverTheMirrorColumns) {
   EXPECT_EQ(Differences(), "0");
 }
 
+// pgjdbc executes a statement it expects no rows from with a row limit of
+// 1; a mirrored write's rows come back as its result, so the limit must not
+// cut them short. With a RETURNING of the client's it is refused instead.
+TEST_P(AcrossServers, AMirroredWriteUnderARowLimitIsMirroredWhole) {
+  RawClient raw(proxy_->port());
+  ASSERT_FALSE(raw.Login("postgres", "", {{"database", "mirror_db"}}));
+  auto run = [&raw](const std::string& sql) {
+    std::string batch;
+    protocol::Parse{"", sql, {}}.Encode(batch);
+    protocol::Bind{}.Encode(batch);
+    protocol::Execute{"", 1}.Encode(batch);
+    protocol::Sync{}.Encode(batch);
+    EXPECT_TRUE(raw.Send(batch));
+    std::string seen;  // message types, and the tag or error
+    while (std::optional<RawClient::Message> m = raw.Read()) {
+      seen.push_back(m->type);
+      if (m->type == 'C') seen += "(" + m->payload.substr(0, m->payload.size() - 1) + ")";
+      if (m->type == 'E') {
+        seen += "(" + std::string(protocol::ErrorResponse::Decode(m->payload)->sqlstate()) + ")";
+      }
+      if (m->type == 'Z') break;
+    }
+    return seen;
+  };
+  EXPECT_EQ(run("INSERT INTO channels (id, title) VALUES (50, 'a'), (51, 'b'), (52, 'c')"),
+            "12C(INSERT 0 3)Z");
+  EXPECT_EQ(New().Value("SELECT string_agg(id::text, ',' ORDER BY id) FROM channels_v2 "
+                        "WHERE id >= 50"),
+            "50,51,52");
+  EXPECT_EQ(run("INSERT INTO channels (id, title) VALUES (53, 'd'), (54, 'e') RETURNING id"),
+            "12E(0A000)Z")
+      << "refused at the Execute, after its Parse and Bind";
+  EXPECT_EQ(Old().Value("SELECT count(*) FROM channels WHERE id >= 53"), "0");
+  EXPECT_EQ(Differences(), "0");
+}
+
 TEST_P(AcrossServers, UnderLogAFailingMirrorLetsTheWriteStandAndLogsItsKeys) {
   ASSERT_TRUE(Reconfigure("dual-write", "log")) << proxy_->LogEnd();
   PgConn client = Client();

@@ -77,6 +77,17 @@ public class MirrorTransactions {
     }
   }
 
+  // executeBatch of 300 rows from `from`: rolled back (none on either side),
+  // then committed (all on both).
+  static void batchRolledBackThenCommitted(Connection c, String name, int from) throws Exception {
+    batch(c, from, 300);
+    c.rollback();
+    expect(name + ", rollback", from, from + 299, "");
+    batch(c, from, 300);
+    c.commit();
+    expect(name + ", commit", from, from + 299, range(from, 300));
+  }
+
   public static void main(String[] args) throws Exception {
     proxyPort = args[0];
     oldPort = args[1];
@@ -122,23 +133,12 @@ public class MirrorTransactions {
       for (int id = 1010; id < 1020; ++id) insert(c, id);
       c.commit();
       expect("prepared, commit", 1010, 1019, "1010,1011,1012,1013,1014,1015,1016,1017,1018,1019");
-      // executeBatch of hundreds of rows.
-      batch(c, 2000, 300);
-      c.rollback();
-      expect("executeBatch, rollback", 2000, 2299, "");
-      batch(c, 2000, 300);
-      c.commit();
-      expect("executeBatch, commit", 2000, 2299, range(2000, 300));
+      batchRolledBackThenCommitted(c, "executeBatch", 2000);
     }
     // reWriteBatchedInserts: multi-row INSERTs.
     try (Connection c = connect(proxyPort, "&reWriteBatchedInserts=true")) {
       c.setAutoCommit(false);
-      batch(c, 3000, 300);
-      c.rollback();
-      expect("rewritten batch, rollback", 3000, 3299, "");
-      batch(c, 3000, 300);
-      c.commit();
-      expect("rewritten batch, commit", 3000, 3299, range(3000, 300));
+      batchRolledBackThenCommitted(c, "rewritten batch", 3000);
     }
     // autoCommit on: each statement commits on both.
     try (Connection c = connect(proxyPort, "")) {
