@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/strings.h"
+#include "protocol/message_type.h"
 #include "protocol/wire.h"
 
 namespace pgshift::protocol {
@@ -86,50 +87,50 @@ absl::StatusOr<size_t> FrameDecoder::Decode(std::string_view input, FrameHandler
 
 std::string_view FrontendMessageName(char type) {
   switch (type) {
-    case 'Q': return "Query";
-    case 'P': return "Parse";
-    case 'B': return "Bind";
-    case 'D': return "Describe";
-    case 'E': return "Execute";
-    case 'C': return "Close";
-    case 'S': return "Sync";
-    case 'H': return "Flush";
-    case 'F': return "FunctionCall";
-    case 'X': return "Terminate";
-    case 'd': return "CopyData";
-    case 'c': return "CopyDone";
-    case 'f': return "CopyFail";
-    case 'p': return "PasswordMessage";
+    case frontend::kQuery: return "Query";
+    case frontend::kParse: return "Parse";
+    case frontend::kBind: return "Bind";
+    case frontend::kDescribe: return "Describe";
+    case frontend::kExecute: return "Execute";
+    case frontend::kClose: return "Close";
+    case frontend::kSync: return "Sync";
+    case frontend::kFlush: return "Flush";
+    case frontend::kFunctionCall: return "FunctionCall";
+    case frontend::kTerminate: return "Terminate";
+    case frontend::kCopyData: return "CopyData";
+    case frontend::kCopyDone: return "CopyDone";
+    case frontend::kCopyFail: return "CopyFail";
+    case frontend::kPassword: return "PasswordMessage";
     default: return "unknown";
   }
 }
 
 std::string_view BackendMessageName(char type) {
   switch (type) {
-    case 'R': return "Authentication";
-    case 'K': return "BackendKeyData";
-    case 'S': return "ParameterStatus";
-    case 'Z': return "ReadyForQuery";
-    case 'T': return "RowDescription";
-    case 'D': return "DataRow";
-    case 'C': return "CommandComplete";
-    case 'I': return "EmptyQueryResponse";
-    case 'E': return "ErrorResponse";
-    case 'N': return "NoticeResponse";
-    case '1': return "ParseComplete";
-    case '2': return "BindComplete";
-    case '3': return "CloseComplete";
-    case 'n': return "NoData";
-    case 't': return "ParameterDescription";
-    case 's': return "PortalSuspended";
-    case 'A': return "NotificationResponse";
-    case 'G': return "CopyInResponse";
-    case 'H': return "CopyOutResponse";
-    case 'W': return "CopyBothResponse";
-    case 'd': return "CopyData";
-    case 'c': return "CopyDone";
-    case 'V': return "FunctionCallResponse";
-    case 'v': return "NegotiateProtocolVersion";
+    case backend::kAuthentication: return "Authentication";
+    case backend::kBackendKeyData: return "BackendKeyData";
+    case backend::kParameterStatus: return "ParameterStatus";
+    case backend::kReadyForQuery: return "ReadyForQuery";
+    case backend::kRowDescription: return "RowDescription";
+    case backend::kDataRow: return "DataRow";
+    case backend::kCommandComplete: return "CommandComplete";
+    case backend::kEmptyQueryResponse: return "EmptyQueryResponse";
+    case backend::kErrorResponse: return "ErrorResponse";
+    case backend::kNoticeResponse: return "NoticeResponse";
+    case backend::kParseComplete: return "ParseComplete";
+    case backend::kBindComplete: return "BindComplete";
+    case backend::kCloseComplete: return "CloseComplete";
+    case backend::kNoData: return "NoData";
+    case backend::kParameterDescription: return "ParameterDescription";
+    case backend::kPortalSuspended: return "PortalSuspended";
+    case backend::kNotificationResponse: return "NotificationResponse";
+    case backend::kCopyInResponse: return "CopyInResponse";
+    case backend::kCopyOutResponse: return "CopyOutResponse";
+    case backend::kCopyBothResponse: return "CopyBothResponse";
+    case backend::kCopyData: return "CopyData";
+    case backend::kCopyDone: return "CopyDone";
+    case backend::kFunctionCallResponse: return "FunctionCallResponse";
+    case backend::kNegotiateProtocolVersion: return "NegotiateProtocolVersion";
     default: return "unknown";
   }
 }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/strings.h"
+#include "protocol/message_type.h"
 #include "protocol/messages/authentication.h"
 #include "protocol/messages/backend_key_data.h"
 #include "protocol/messages/command_complete.h"
@@ -19,8 +20,8 @@
 #include "protocol/messages/row_description.h"
 #include "proxy/client_login.h"
 #include "proxy/log.h"
-#include "proxy/migration_state.h"
 #include "proxy/message_io.h"
+#include "proxy/migration_state.h"
 #include "proxy/server.h"
 #include "proxy/session.h"
 
@@ -213,7 +214,7 @@ awaitable<void> AdminConsole::Run() {
   protocol::BackendKeyData key;
   RAND_bytes(reinterpret_cast<unsigned char*>(&key), sizeof key);
   key.Encode(hello);
-  protocol::ReadyForQuery{'I'}.Encode(hello);
+  protocol::ReadyForQuery{protocol::TransactionStatus::kIdle}.Encode(hello);
   co_await login.Send(hello);
   LogEvent(LogLevel::kInfo, "admin_session_start", {{"client", address_}, {"user", user}});
 
@@ -226,17 +227,17 @@ awaitable<void> AdminConsole::Run() {
       co_return;
     }
     char type = (*message)[0];
-    if (type == 'X') break;
+    if (type == protocol::frontend::kTerminate) break;
     std::string reply;
-    if (type == 'Q') {
+    if (type == protocol::frontend::kQuery) {
       auto query = protocol::Query::Decode(std::string_view(*message).substr(protocol::kHeaderSize));
       reply = Execute(query.ok() ? query->sql : "");
-    } else if (type == 'S') {
+    } else if (type == protocol::frontend::kSync) {
       protocol::ErrorResponse(protocol::ErrorFields::Make(
                                   "ERROR", sqlstate::kFeatureNotSupported,
                                   "pgshift admin console: only the simple query protocol is supported"))
           .Encode(reply);
-      protocol::ReadyForQuery{'I'}.Encode(reply);
+      protocol::ReadyForQuery{protocol::TransactionStatus::kIdle}.Encode(reply);
     }
     if (!reply.empty()) co_await login.Send(reply);
   }
@@ -296,7 +297,7 @@ std::string AdminConsole::Execute(std::string_view sql) {
     error(sqlstate::kSyntaxError, StrCat("pgshift admin console: unknown command \"",
                                          std::string(sql), "\"; SHOW HELP lists the commands"));
   }
-  protocol::ReadyForQuery{'I'}.Encode(out);
+  protocol::ReadyForQuery{protocol::TransactionStatus::kIdle}.Encode(out);
   return out;
 }
 

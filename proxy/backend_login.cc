@@ -9,6 +9,7 @@
 
 #include "common/strings.h"
 #include "protocol/md5_auth.h"
+#include "protocol/message_type.h"
 #include "protocol/messages/authentication.h"
 #include "protocol/messages/error_response.h"
 #include "protocol/messages/password.h"
@@ -104,13 +105,16 @@ class Login {
       if (!message.ok()) co_return Failure(std::string(MessageOf(message.status())));
       char type = (*message)[0];
       std::string_view payload = std::string_view(*message).substr(protocol::kHeaderSize);
-      if (type == 'E') {
+      if (type == protocol::backend::kErrorResponse) {
         auto error = protocol::ErrorResponse::Decode(payload);
         if (!error.ok()) co_return Failure("malformed ErrorResponse");
         co_return static_cast<ErrorFields>(*error);
       }
       if (!authenticated) {
-        if (type != 'R') co_return Failure(StrCat("unexpected message '", std::string(1, type), "' during authentication"));
+        if (type != protocol::backend::kAuthentication) {
+          co_return Failure(
+              StrCat("unexpected message '", std::string(1, type), "' during authentication"));
+        }
         auto auth = protocol::Authentication::Decode(payload);
         if (!auth.ok()) co_return Failure("malformed authentication request");
         if (auth->code == protocol::Authentication::kOk) {
@@ -121,12 +125,12 @@ class Login {
         continue;
       }
       login.greeting.append(*message);
-      if (type == 'K') {
+      if (type == protocol::backend::kBackendKeyData) {
         auto key = protocol::BackendKeyData::Decode(payload);
         if (!key.ok()) co_return Failure("malformed BackendKeyData");
         login.key = *key;
       }
-      if (type == 'Z') break;
+      if (type == protocol::backend::kReadyForQuery) break;
     }
     if (!buffer_.empty()) co_return Failure("unexpected data after ReadyForQuery");
     login.stream = std::move(stream_);
@@ -152,7 +156,7 @@ class Login {
     if (!ec) co_await stream_->ReadExactly(asio::buffer(&answer, 1), ec);
     if (ec) co_return Failure(ec.message());
     const routing::SslMode mode = p_.backend.sslmode;
-    if (answer == 'S') {
+    if (answer == protocol::kEncryptionAccepted) {
       std::function<void(SSL*)> verify;
       if (routing::VerifiesServer(mode)) {
         verify = [this](SSL* ssl) { RequireTrustedCertificate(ssl); };
@@ -168,7 +172,7 @@ class Login {
         }
         co_return Failure(StrCat("TLS handshake failed: ", ec.message()));
       }
-    } else if (answer == 'N') {
+    } else if (answer == protocol::kEncryptionRefused) {
       if (mode != routing::SslMode::kPrefer) {
         co_return Failure(StrCat("server does not support SSL, but sslmode is ",
                                  routing::SslModeName(mode)));

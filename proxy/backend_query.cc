@@ -1,6 +1,7 @@
 #include "proxy/backend_query.h"
 
 #include "common/strings.h"
+#include "protocol/message_type.h"
 #include "protocol/messages/command_complete.h"
 #include "protocol/messages/data_row.h"
 #include "protocol/messages/error_response.h"
@@ -27,24 +28,24 @@ awaitable<absl::StatusOr<QueryResult>> RunQuery(Stream& backend, PacketBuffer& b
     if (!message.ok()) co_return message.status();
     std::string_view payload = std::string_view(*message).substr(protocol::kHeaderSize);
     switch ((*message)[0]) {
-      case 'T': {
+      case protocol::backend::kRowDescription: {
         auto desc = protocol::RowDescription::Decode(payload);
         if (!desc.ok()) co_return desc.status();
         for (auto& f : desc->fields) result.columns.push_back(std::move(f.name));
         break;
       }
-      case 'D': {
+      case protocol::backend::kDataRow: {
         auto row = protocol::DataRow::Decode(payload);
         if (!row.ok()) co_return row.status();
         result.rows.push_back(std::move(row->values));
         break;
       }
-      case 'C': {
+      case protocol::backend::kCommandComplete: {
         auto done = protocol::CommandComplete::Decode(payload);
         if (done.ok()) result.tag = done->tag;
         break;
       }
-      case 'E': {
+      case protocol::backend::kErrorResponse: {
         // Remembered, not returned: the ReadyForQuery that follows must be
         // read for the connection to stay usable.
         auto e = protocol::ErrorResponse::Decode(payload);
@@ -52,7 +53,7 @@ awaitable<absl::StatusOr<QueryResult>> RunQuery(Stream& backend, PacketBuffer& b
             e.ok() ? StrCat(e->sqlstate(), " ", e->message()) : std::string("malformed error"));
         break;
       }
-      case 'Z':
+      case protocol::backend::kReadyForQuery:
         if (!error.ok()) co_return error;
         co_return result;
       default:  // notices, ParameterStatus, NotificationResponse: not ours to act on

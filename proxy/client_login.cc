@@ -4,6 +4,7 @@
 
 #include "common/strings.h"
 #include "protocol/md5_auth.h"
+#include "protocol/message_type.h"
 #include "protocol/messages/authentication.h"
 #include "protocol/messages/error_response.h"
 #include "protocol/messages/password.h"
@@ -52,7 +53,7 @@ awaitable<std::optional<ClientStart>> ClientLogin::ReadStartup(asio::ssl::contex
     }
     negotiated_encryption = true;
     bool accept_tls = std::holds_alternative<protocol::SslRequest>(*parsed) && tls != nullptr;
-    char answer = accept_tls ? 'S' : 'N';
+    char answer = accept_tls ? protocol::kEncryptionAccepted : protocol::kEncryptionRefused;
     co_await stream_.Write(asio::buffer(&answer, 1), ec);
     if (ec) co_return std::nullopt;
     if (accept_tls) {

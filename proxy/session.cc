@@ -33,7 +33,10 @@ namespace pgshift::proxy {
 namespace {
 
 using protocol::ErrorFields;
+using protocol::TransactionStatus;
 using routing::BackendId;
+namespace backend = protocol::backend;
+namespace frontend = protocol::frontend;
 namespace sqlstate = protocol::sqlstate;
 
 ErrorFields AdminShutdown() {
@@ -93,18 +96,26 @@ class Session::ClientToBackend : public protocol::FrameHandler {
   }
 
   protocol::Delivery OnHeader(char type, size_t) override {
-    if (type == 'X') terminated = true;
+    if (type == frontend::kTerminate) terminated = true;
     if (!routing_) {
-      if (type == 'Q' || type == 'S' || type == 'F') {
+      if (type == frontend::kQuery || type == frontend::kSync || type == frontend::kFunctionCall) {
         ++s_.queries_;
-        Note(BackendId::kOld, type == 'S' ? ReplyNote::kSync : ReplyNote::kQuery);
+        Note(BackendId::kOld, type == frontend::kSync ? ReplyNote::kSync : ReplyNote::kQuery);
       }
       return protocol::Delivery::kStream;
     }
     switch (type) {
-      case 'Q': case 'P': case 'B': case 'E': case 'D': case 'C': case 'S': case 'H': case 'F':
-        return protocol::Delivery::kWhole;
-      case 'c': case 'f':  // CopyDone, CopyFail
+      case frontend::kQuery:
+      case frontend::kParse:
+      case frontend::kBind:
+      case frontend::kExecute:
+      case frontend::kDescribe:
+      case frontend::kClose:
+      case frontend::kSync:
+      case frontend::kFlush:
+      case frontend::kFunctionCall: return protocol::Delivery::kWhole;
+      case frontend::kCopyDone:
+      case frontend::kCopyFail:
         if (two_servers()) Target(s_.copy_link_).ends_copy = true;
         return protocol::Delivery::kStream;
       default:
@@ -119,12 +130,13 @@ class Session::ClientToBackend : public protocol::FrameHandler {
   void OnWhole(char type, std::string_view message) override {
     std::string_view payload = message.substr(protocol::kHeaderSize);
     switch (type) {
-      case 'Q': return OnQuery(message, payload);
-      case 'P': return OnParse(message, payload);
-      case 'B': return OnBind(message, payload);
-      case 'E': return OnExecute(message, payload);
-      case 'D': case 'C': return OnDescribeOrClose(type, message, payload);
-      case 'S': {
+      case frontend::kQuery: return OnQuery(message, payload);
+      case frontend::kParse: return OnParse(message, payload);
+      case frontend::kBind: return OnBind(message, payload);
+      case frontend::kExecute: return OnExecute(message, payload);
+      case frontend::kDescribe:
+      case frontend::kClose: return OnDescribeOrClose(type, message, payload);
+      case frontend::kSync: {
         ++s_.queries_;
         BackendId target = s_.batch_link_.value_or(last_target_);
         Note(target, ReplyNote::kSync);
@@ -135,9 +147,8 @@ class Session::ClientToBackend : public protocol::FrameHandler {
         mirrored_in_batch_ = false;
         return;
       }
-      case 'H':
-        return Add(s_.batch_link_.value_or(last_target_), message);
-      case 'F':
+      case frontend::kFlush: return Add(s_.batch_link_.value_or(last_target_), message);
+      case frontend::kFunctionCall:
         ++s_.queries_;
         Note(BackendId::kOld, ReplyNote::kQuery);
         return Add(BackendId::kOld, message);
@@ -165,7 +176,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       case SentTransaction::kEnded: return false;
       case SentTransaction::kAsReported: break;
     }
-    return s_.transaction_status_ != 'I';
+    return s_.transaction_status_ != TransactionStatus::kIdle;
   }
 
   Step& NewStep(BackendId target) {
@@ -305,7 +316,8 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     if (plan.transaction == routing::TransactionKind::kBegin) {
       if (!in_transaction()) s_.sent_transaction_ = SentTransaction::kBegun;
     } else if (plan.transaction == routing::TransactionKind::kCommit) {
-      s_.commit_requested_ = in_transaction() && s_.transaction_status_ != 'E';
+      s_.commit_requested_ =
+          in_transaction() && s_.transaction_status_ != TransactionStatus::kFailed;
       s_.sent_transaction_ = SentTransaction::kEnded;
     } else if (plan.transaction == routing::TransactionKind::kRollback) {
       s_.commit_requested_ = false;
@@ -382,7 +394,8 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     // last; with a mirror, it is the authoritative side.
     if (old.written) return BackendId::kOld;
     if (fresh.written) return BackendId::kNew;
-    if (old.transaction_status == 'I' && fresh.stream && fresh.transaction_status != 'I') {
+    if (old.transaction_status == TransactionStatus::kIdle && fresh.stream &&
+        fresh.transaction_status != TransactionStatus::kIdle) {
       return BackendId::kNew;
     }
     return BackendId::kOld;
@@ -575,7 +588,9 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     Link& link = s_.link(target);
     // In an aborted transaction the Parse would fail as the Query does,
     // and in the client's open batch a Sync of pgshift's would end it.
-    if (s_.transaction_status_ == 'E' || s_.batch_link_ || link.in_batch) return false;
+    if (s_.transaction_status_ == TransactionStatus::kFailed || s_.batch_link_ || link.in_batch) {
+      return false;
+    }
     std::string key = p.sql;
     key.push_back('\0');
     for (int32_t type : p.types) key += StrCat(type, " ");
@@ -866,9 +881,11 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     if (s_.batch_refused_) return Add(*s_.batch_link_, message);
     auto& map = target == protocol::Target::kStatement ? s_.statements_ : s_.portals_;
     Prepared prepared = Find(map, name);
-    if (type == 'D' && target == protocol::Target::kStatement && !Refresh(prepared)) return;
+    if (type == frontend::kDescribe && target == protocol::Target::kStatement && !Refresh(prepared)) {
+      return;
+    }
     if (BatchMismatch(prepared.server)) return;
-    if (type == 'C') {
+    if (type == frontend::kClose) {
       map.erase(name);
     } else {
       NoteUnit(prepared.server, true, prepared.plan);
@@ -896,12 +913,13 @@ class Session::BackendToClient : public protocol::FrameHandler {
     Cycle* cycle = link_.cycles.empty() ? nullptr : &link_.cycles.front();
     internal_ = cycle != nullptr && cycle->internal != nullptr;
     held_ = cycle != nullptr && cycle->mirror && cycle->mirror->hold ? cycle->mirror.get() : nullptr;
-    if (type == 'G') held_ = nullptr;  // CopyInResponse: the client must send its data first
+    // The client must send its COPY data first.
+    if (type == backend::kCopyInResponse) held_ = nullptr;
     drop_ = false;
     statement_error_ = false;
     rows_batch_.reset();
     capture_ = nullptr;
-    if (type == 'Z') {
+    if (type == backend::kReadyForQuery) {
       if (size != protocol::kHeaderSize + 1) {
         error = StrCat("invalid ReadyForQuery length ", size);
         return protocol::Delivery::kStream;
@@ -909,22 +927,24 @@ class Session::BackendToClient : public protocol::FrameHandler {
       return protocol::Delivery::kWhole;
     }
     if (internal_) {
-      bool wanted = type == 'E' || (type == 'D' && !cycle->internal->value);
+      bool wanted =
+          type == backend::kErrorResponse || (type == backend::kDataRow && !cycle->internal->value);
       return wanted ? protocol::Delivery::kWhole : protocol::Delivery::kStream;
     }
     if (cycle != nullptr && !cycle->statement_key.empty()) {
       // A Query sent on pgshift's prepared statement: the extended
       // protocol's own replies are not the client's.
-      if (type == '1') {
+      if (type == backend::kParseComplete) {
         cycle->parse_completed = true;
         auto it = link_.statements.find(cycle->statement_key);
         if (it != link_.statements.end()) it->second.parsed = true;
       }
-      if (type == '1' || type == '2' || type == 'n') {
+      if (type == backend::kParseComplete || type == backend::kBindComplete ||
+          type == backend::kNoData) {
         drop_ = true;
         return protocol::Delivery::kStream;
       }
-      if (type == 'E') statement_error_ = true;
+      if (type == backend::kErrorResponse) statement_error_ = true;
     }
     if (cycle != nullptr && cycle->next < cycle->units.size()) {
       const ReplyUnit& unit = cycle->units[cycle->next];
@@ -934,14 +954,15 @@ class Session::BackendToClient : public protocol::FrameHandler {
         // A sampled read: its result is kept on the way to the client.
         ShadowCapture& capture = *unit.capture;
         switch (type) {
-          case 'T': case 'D': case 'E':
-            capture_ = &capture;
-            break;
-          case 'C':
+          case backend::kRowDescription:
+          case backend::kDataRow:
+          case backend::kErrorResponse: capture_ = &capture; break;
+          case backend::kCommandComplete:
             ++cycle->next;
             Queue(capture);
             return protocol::Delivery::kStream;
-          case 'I': case 's':  // nothing to compare with, or only part of it
+          case backend::kEmptyQueryResponse:
+          case backend::kPortalSuspended:  // nothing to compare with, or only part of it
             capture.usable = false;
             ++cycle->next;
             Queue(capture);
@@ -949,10 +970,12 @@ class Session::BackendToClient : public protocol::FrameHandler {
           default:
             break;
         }
-        if (type == 'T' || type == 'D') return protocol::Delivery::kWhole;
+        if (type == backend::kRowDescription || type == backend::kDataRow) {
+          return protocol::Delivery::kWhole;
+        }
       }
       switch (type) {
-        case 'T':  // RowDescription
+        case backend::kRowDescription:  // RowDescription
           if (unit.describe) {
             ++cycle->next;
             // A Describe of a sampled read's portal (before its Execute):
@@ -968,10 +991,10 @@ class Session::BackendToClient : public protocol::FrameHandler {
           }
           drop_ = shape_.no_rows || shape_.hidden;
           return strip && !drop_ ? protocol::Delivery::kWhole : protocol::Delivery::kStream;
-        case 'n':  // NoData
+        case backend::kNoData:  // NoData
           if (unit.describe) ++cycle->next;
           return protocol::Delivery::kStream;
-        case 'D':  // DataRow
+        case backend::kDataRow:  // DataRow
           if (strip && cycle->mirror && unit.mirror_index >= 0) {
             rows_batch_ = cycle->mirror;
             rows_index_ = static_cast<size_t>(unit.mirror_index);
@@ -979,16 +1002,16 @@ class Session::BackendToClient : public protocol::FrameHandler {
           }
           drop_ = shape_.no_rows || shape_.hidden;
           return protocol::Delivery::kStream;
-        case 'C':  // CommandComplete
+        case backend::kCommandComplete:  // CommandComplete
           ++cycle->next;
           drop_ = shape_.hidden;
           return shape_.tag.empty() || drop_ ? protocol::Delivery::kStream
                                              : protocol::Delivery::kWhole;
-        case 'I':  // EmptyQueryResponse
-        case 's':  // PortalSuspended
+        case backend::kEmptyQueryResponse:  // EmptyQueryResponse
+        case backend::kPortalSuspended:     // PortalSuspended
           ++cycle->next;
           return protocol::Delivery::kStream;
-        case 'E':  // the server skips the rest of the cycle
+        case backend::kErrorResponse:  // the server skips the rest of the cycle
           cycle->next = cycle->units.size();
           cycle->failed = true;
           break;
@@ -996,8 +1019,9 @@ class Session::BackendToClient : public protocol::FrameHandler {
           return protocol::Delivery::kStream;
       }
     }
-    if (type == 'E' && cycle != nullptr) cycle->failed = true;
-    if (type == 'E' && (!s_.refusals_.empty() || capture_ != nullptr || statement_error_)) {
+    if (type == backend::kErrorResponse && cycle != nullptr) cycle->failed = true;
+    if (type == backend::kErrorResponse &&
+        (!s_.refusals_.empty() || capture_ != nullptr || statement_error_)) {
       return protocol::Delivery::kWhole;
     }
     return protocol::Delivery::kStream;
@@ -1010,10 +1034,11 @@ class Session::BackendToClient : public protocol::FrameHandler {
   void OnWhole(char type, std::string_view message) override {
     std::string_view payload = message.substr(protocol::kHeaderSize);
     switch (type) {
-      case 'E': return OnError(message, payload);
-      case 'T': return capture_ != nullptr ? Capture(message) : OnRowDescription(payload);
-      case 'D': return capture_ != nullptr ? Capture(message) : OnDataRow(payload);
-      case 'C': return OnCommandComplete(payload);
+      case backend::kErrorResponse: return OnError(message, payload);
+      case backend::kRowDescription:
+        return capture_ != nullptr ? Capture(message) : OnRowDescription(payload);
+      case backend::kDataRow: return capture_ != nullptr ? Capture(message) : OnDataRow(payload);
+      case backend::kCommandComplete: return OnCommandComplete(payload);
       default: return OnReadyForQuery(message, payload);
     }
   }
@@ -1155,7 +1180,7 @@ class Session::BackendToClient : public protocol::FrameHandler {
   void Capture(std::string_view message) {
     std::string_view payload = message.substr(protocol::kHeaderSize);
     routing::ResultSet& result = *capture_->result;
-    if (message[0] == 'T') {
+    if (message[0] == backend::kRowDescription) {
       auto description = protocol::RowDescription::Decode(payload);
       if (description.ok()) {
         for (const auto& f : description->fields) result.columns.push_back({f.name, f.type_oid});
@@ -1445,7 +1470,7 @@ awaitable<bool> Session::RunStep(Step& step) {
   // the client is outside the transaction that lost it.
   const Link& fresh = link(BackendId::kNew);
   if (step.target == BackendId::kNew &&
-      (!fresh.stream || (fresh.broken && transaction_status_ == 'I'))) {
+      (!fresh.stream || (fresh.broken && transaction_status_ == TransactionStatus::kIdle))) {
     if (co_await ConnectNew()) co_return false;
   }
   if (link(step.target).broken) {
@@ -1467,9 +1492,12 @@ awaitable<bool> Session::RunStep(Step& step) {
     }
   }
   const bool mirrored_commit = step.transaction == routing::TransactionKind::kCommit &&
-                               other.mirrored && other.transaction_status != 'I';
-  if (step.transaction == routing::TransactionKind::kSavepoint && transaction_status_ != 'I' &&
-      settings_->router->mirrors_across_servers() && other.transaction_status == 'I') {
+                               other.mirrored &&
+                               other.transaction_status != TransactionStatus::kIdle;
+  if (step.transaction == routing::TransactionKind::kSavepoint &&
+      transaction_status_ != TransactionStatus::kIdle &&
+      settings_->router->mirrors_across_servers() &&
+      other.transaction_status == TransactionStatus::kIdle) {
     // Savepoints exist on both servers, so that a mirror that joins later
     // can roll back to them.
     if (other.server == BackendId::kNew && (!other.stream || other.broken)) {
@@ -1487,16 +1515,17 @@ awaitable<bool> Session::RunStep(Step& step) {
     if (ended_) co_return false;
     if (SettingsBehind(target)) co_await SyncSettings(target);
     // The client is in a transaction this server has not joined yet.
-    if (transaction_status_ != 'I' && target.transaction_status == 'I' &&
-        target.forward_pending == 0 && !target.in_batch && !HasInternal(target)) {
+    if (transaction_status_ != TransactionStatus::kIdle &&
+        target.transaction_status == TransactionStatus::kIdle && target.forward_pending == 0 &&
+        !target.in_batch && !HasInternal(target)) {
       std::optional<ErrorFields> failed = co_await RunInternal(target, "BEGIN");
       if (failed) {
         LogEvent(LogLevel::kWarning, "transaction_join_failed",
                  {{"session", StrCat(id_)}, {"backend", target.name}, {"reason", failed->message()}});
       }
     }
-    if (!step.on_other_link_first.empty() && other.transaction_status != 'I' && !ended_ &&
-        !mirrored_commit) {
+    if (!step.on_other_link_first.empty() && other.transaction_status != TransactionStatus::kIdle &&
+        !ended_ && !mirrored_commit) {
       // The client's own text (it may hold several statements): a Query.
       std::string query;
       protocol::Query{step.on_other_link_first}.Encode(query);
@@ -1620,7 +1649,7 @@ awaitable<std::optional<ErrorFields>> Session::ConnectNew(bool fatal) {
   fresh.broken = false;
   fresh.buffer.Consume(fresh.buffer.data().size());
   fresh.backend_pid = login.key.process_id;
-  fresh.transaction_status = 'I';
+  fresh.transaction_status = TransactionStatus::kIdle;
   fresh.statements.clear();
   fresh.settings_version = 0;  // its startup parameters are the client's
   fresh.transaction_settings = 0;
@@ -1713,7 +1742,7 @@ awaitable<void> Session::PumpBackendToClient(Link& l) {
     size_t n = co_await l.stream->ReadSome(l.buffer.PrepareRead(), ec);
     if (ec) {
       // A backend that ends with a FATAL error has told the client why.
-      bool explained = l.last_type == 'E' && !decoder.streaming();
+      bool explained = l.last_type == backend::kErrorResponse && !decoder.streaming();
       if (!ended_) {
         server_.stats().backend_failures.fetch_add(1, std::memory_order_relaxed);
         LogEvent(LogLevel::kWarning, "backend_lost",
@@ -1724,7 +1753,9 @@ awaitable<void> Session::PumpBackendToClient(Link& l) {
         // and the mirror's policy decides what its loss means.
         l.broken = true;
         l.stream->Close();
-        if (l.transaction_status != 'I') l.transaction_status = 'E';
+        if (l.transaction_status != TransactionStatus::kIdle) {
+          l.transaction_status = TransactionStatus::kFailed;
+        }
         break;
       }
       End(explained ? std::nullopt
@@ -1779,7 +1810,7 @@ awaitable<void> Session::SyncSettings(Link& l) {
   // Its transaction status must be known.
   co_await WaitUntil([&l] { return l.forward_pending == 0 && !HasInternal(l); });
   if (ended_ || l.broken) co_return;
-  if (l.transaction_status == 'I') {
+  if (l.transaction_status == TransactionStatus::kIdle) {
     if (l.settings_version == client_settings_.version()) co_return;
     co_await RunSettings(l, client_settings_.SessionStatements(), false);
     l.settings_version = client_settings_.version();
@@ -1820,9 +1851,11 @@ void Session::AfterTransaction() {
   Link& fresh = link(BackendId::kNew);
   for (const Link* l : {&old, &fresh}) {
     if (l->broken) continue;  // its transaction is gone with it
-    if (l->transaction_status != 'I' || l->forward_pending != 0 || HasInternal(*l)) return;
+    if (l->transaction_status != TransactionStatus::kIdle || l->forward_pending != 0 ||
+        HasInternal(*l))
+      return;
   }
-  if (transaction_status_ != 'I' || settling_ || PendingResults() > 0) return;
+  if (transaction_status_ != TransactionStatus::kIdle || settling_ || PendingResults() > 0) return;
   old.written = fresh.written = false;
   old.mirrored = fresh.mirrored = false;
   client_settings_.EndTransaction(commit_requested_);
@@ -1839,8 +1872,9 @@ void Session::AfterTransaction() {
 }
 
 bool Session::IdleOutsideTransaction() const {
-  return PendingResults() == 0 && transaction_status_ == 'I' && !client_sent_partial_ &&
-         !client_mid_message_ && !HasInternal(links_[0]) && !HasInternal(links_[1]);
+  return PendingResults() == 0 && transaction_status_ == TransactionStatus::kIdle &&
+         !client_sent_partial_ && !client_mid_message_ && !HasInternal(links_[0]) &&
+         !HasInternal(links_[1]);
 }
 
 bool Session::OnlyInternal(const Link& l) {
@@ -1883,8 +1917,15 @@ void Session::NoteAnswered() {
 }
 
 void Session::PublishState() {
-  published_state_.store(PendingResults() > 0 ? 'a' : transaction_status_,
-                         std::memory_order_relaxed);
+  ClientState state = ClientState::kActive;
+  if (PendingResults() == 0) {
+    switch (transaction_status_) {
+      case TransactionStatus::kIdle: state = ClientState::kIdle; break;
+      case TransactionStatus::kInBlock: state = ClientState::kInTransaction; break;
+      case TransactionStatus::kFailed: state = ClientState::kFailedTransaction; break;
+    }
+  }
+  published_state_.store(state, std::memory_order_relaxed);
   published_queries_.store(queries_, std::memory_order_relaxed);
 }
 
@@ -1903,11 +1944,11 @@ ClientRow Session::Describe() const {
   row.tls = tls_;
   row.queries = published_queries_.load(std::memory_order_relaxed);
   switch (published_state_.load(std::memory_order_relaxed)) {
-    case 'a': row.state = "active"; break;
-    case 'I': row.state = "idle"; break;
-    case 'T': row.state = "idle in transaction"; break;
-    case 'E': row.state = "idle in transaction (aborted)"; break;
-    default: row.state = "starting"; break;
+    case ClientState::kStarting: row.state = "starting"; break;
+    case ClientState::kActive: row.state = "active"; break;
+    case ClientState::kIdle: row.state = "idle"; break;
+    case ClientState::kInTransaction: row.state = "idle in transaction"; break;
+    case ClientState::kFailedTransaction: row.state = "idle in transaction (aborted)"; break;
   }
   return row;
 }

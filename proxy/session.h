@@ -16,19 +16,20 @@
 #include <optional>
 #include <string>
 
+#include "absl/container/flat_hash_map.h"
 #include "protocol/error_fields.h"
 #include "protocol/frame.h"
+#include "protocol/message_type.h"
 #include "protocol/messages/parse.h"
 #include "protocol/messages/startup.h"
 #include "proxy/asio.h"
 #include "proxy/forward_list.h"
 #include "proxy/packet_buffer.h"
-#include "proxy/stream.h"
 #include "proxy/server.h"
+#include "proxy/stream.h"
 #include "routing/config.h"
 #include "routing/router.h"
 #include "routing/session_settings.h"
-#include "absl/container/flat_hash_map.h"
 
 namespace pgshift::proxy {
 
@@ -110,7 +111,8 @@ class Session : public std::enable_shared_from_this<Session> {
     std::string held;
     bool done = false;      // its ReadyForQuery has arrived
     bool failed = false;    // the server raised an error in it
-    char status = 'I';      // that ReadyForQuery's transaction status
+    // That ReadyForQuery's transaction status.
+    protocol::TransactionStatus status = protocol::TransactionStatus::kIdle;
     // pgshift began the transaction around it (the client was outside
     // one) and ends it once the mirror is settled.
     bool implicit = false;
@@ -163,7 +165,7 @@ class Session : public std::enable_shared_from_this<Session> {
     std::string_view name;  // "old" or "new", for messages
     std::unique_ptr<Stream> stream;
     PacketBuffer buffer;
-    char transaction_status = 'I';
+    protocol::TransactionStatus transaction_status = protocol::TransactionStatus::kIdle;
     bool in_batch = false;  // extended-protocol messages sent since its last Sync
     bool written = false;   // has written in the client's current transaction
     bool mirrored = false;  // holds mirrored rows of the client's current transaction
@@ -395,7 +397,15 @@ class Session : public std::enable_shared_from_this<Session> {
   int32_t backend_pid_ = 0;
   bool tls_ = false;
   std::atomic<bool> described_{false};
-  std::atomic<char> published_state_{'s'};  // 's' starting, 'a' active, else ReadyForQuery's
+  // What SHOW CLIENTS says the session is doing.
+  enum class ClientState : uint8_t {
+    kStarting,
+    kActive,
+    kIdle,
+    kInTransaction,
+    kFailedTransaction
+  };
+  std::atomic<ClientState> published_state_{ClientState::kStarting};
   std::atomic<uint64_t> published_queries_{0};
   uint64_t queries_ = 0;
   // Send times of unanswered queries, oldest first. When more are in flight
@@ -440,7 +450,8 @@ class Session : public std::enable_shared_from_this<Session> {
   bool client_writable_ = true;        // false once a write to the client failed
   bool client_mid_message_ = false;    // the client has been sent part of a message
   bool client_sent_partial_ = false;   // a backend has been sent part of a message
-  char transaction_status_ = 'I';      // as the client was last told
+  // As the client was last told.
+  protocol::TransactionStatus transaction_status_ = protocol::TransactionStatus::kIdle;
   // The client's transaction as its statements sent since leave it, until
   // every reply to them has come (ReconcileSentTransaction).
   enum class SentTransaction { kAsReported, kBegun, kEnded };

@@ -31,7 +31,9 @@ namespace pgshift::proxy {
 namespace {
 
 using protocol::ErrorFields;
+using protocol::TransactionStatus;
 using routing::BackendId;
+namespace backend = protocol::backend;
 namespace sqlstate = protocol::sqlstate;
 
 // A statement that fails, leaving the transaction aborted as the client's
@@ -69,7 +71,7 @@ awaitable<bool> Session::BeforeMirroredStep(Step& step, std::shared_ptr<MirrorBa
              !HasInternal(mirror);
     });
     if (ended_) co_return true;
-    if (auth.transaction_status == 'E') {
+    if (auth.transaction_status == TransactionStatus::kFailed) {
       // The COMMIT will roll back; so does the mirror.
       co_await RunInternal(mirror, "ROLLBACK");
       mirror.mirrored = false;
@@ -77,7 +79,7 @@ awaitable<bool> Session::BeforeMirroredStep(Step& step, std::shared_ptr<MirrorBa
       co_return true;
     }
     std::optional<ErrorFields> failed;
-    if (mirror.broken || mirror.transaction_status == 'E') {
+    if (mirror.broken || mirror.transaction_status == TransactionStatus::kFailed) {
       failed = MirrorError(sqlstate::kConnectionFailure,
                            mirror.broken
                                ? StrCat("lost the connection to backend ", mirror.name)
@@ -93,7 +95,9 @@ awaitable<bool> Session::BeforeMirroredStep(Step& step, std::shared_ptr<MirrorBa
              {{"session", StrCat(id_)}, {"backend", mirror.name},
               {"keys", StrCat(mirrored_keys_.size())},
               {"policy", fail_on_mirror_error_ ? "fail" : "log"}, {"reason", failed->message()}});
-    if (mirror.transaction_status != 'I' && !mirror.broken) co_await RunInternal(mirror, "ROLLBACK");
+    if (mirror.transaction_status != TransactionStatus::kIdle && !mirror.broken) {
+      co_await RunInternal(mirror, "ROLLBACK");
+    }
     mirror.mirrored = false;
     batch.reset();
     if (!fail_on_mirror_error_) {
@@ -113,11 +117,12 @@ awaitable<bool> Session::BeforeMirroredStep(Step& step, std::shared_ptr<MirrorBa
   // to end once the mirror is settled; in the client's (begun earlier, or
   // ahead of it in its batch) the mirror joins that one.
   if (step.in_client_transaction) co_return true;
-  if (transaction_status_ == 'I' && step.opens) {
+  if (transaction_status_ == TransactionStatus::kIdle && step.opens) {
     co_await WaitUntil([&] { return auth.forward_pending == 0 && !HasInternal(auth); });
     if (ended_) co_return true;
   }
-  if (auth.transaction_status == 'I' && transaction_status_ == 'I') {
+  if (auth.transaction_status == TransactionStatus::kIdle &&
+      transaction_status_ == TransactionStatus::kIdle) {
     if (step.opens) {
       // Sent ahead of the client's statement, not waited for.
       std::string begin = InternalBatch({"BEGIN", "SELECT pg_catalog.txid_current()"});
@@ -146,16 +151,18 @@ awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
   if (ended_) co_return;
   // No transaction is open after the batch (a BEGIN before the write
   // failed): the write committed on its own.
-  if (!batch.implicit && batch.status == 'I') batch.autocommitted = true;
+  if (!batch.implicit && batch.status == TransactionStatus::kIdle) batch.autocommitted = true;
   Link& mirror = link(routing::OtherBackend(auth.server));
   // The client's replies, now or in place of the held ones.
-  auto release = [&](char status) -> awaitable<void> {
+  auto release = [&](TransactionStatus status) -> awaitable<void> {
     std::string& held = batch.held;
-    if (held.size() >= 6 && held[held.size() - 6] == 'Z') held.back() = status;
+    if (held.size() >= 6 && held[held.size() - 6] == backend::kReadyForQuery) {
+      held.back() = static_cast<char>(status);
+    }
     transaction_status_ = status;
     co_await SendToClient(held);
   };
-  auto fail_client = [&](const ErrorFields& error, char status) -> awaitable<void> {
+  auto fail_client = [&](const ErrorFields& error, TransactionStatus status) -> awaitable<void> {
     std::string out;
     protocol::ErrorResponse(error).Encode(out);
     protocol::ReadyForQuery{status}.Encode(out);
@@ -194,7 +201,7 @@ awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
     // The write itself failed: there is nothing to mirror.
     if (batch.implicit) {
       co_await RunInternal(auth, "ROLLBACK");
-      co_await release('I');
+      co_await release(TransactionStatus::kIdle);
     } else {
       co_await release(batch.status);
     }
@@ -228,7 +235,7 @@ awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
     failed = co_await JoinMirror(mirror);
     if (!failed) {
       ApplyOptions options;
-      options.begin = mirror.transaction_status == 'I';
+      options.begin = mirror.transaction_status == TransactionStatus::kIdle;
       options.savepoint = !fails_client && !batch.implicit && !batch.autocommitted;
       if (batch.implicit && settings_->mirroring.can_prepare[static_cast<int>(mirror.server)]) {
         options.prepare_as = PreparedTransactionId(auth.server, authoritative_xid_);
@@ -247,10 +254,11 @@ awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
               {"reason", failed->message()}});
     const bool usable = mirror.stream && !mirror.broken;
     const bool savepoint = !fails_client && !batch.implicit && !batch.autocommitted;
-    if (usable && savepoint && mirror.transaction_status == 'E') {
+    if (usable && savepoint && mirror.transaction_status == TransactionStatus::kFailed) {
       std::string undo = InternalBatch({kRollbackToSavepoint, kReleaseSavepoint});
       co_await RunInternalMessages(mirror, std::move(undo), nullptr);
-    } else if (usable && (batch.implicit || batch.autocommitted) && mirror.transaction_status != 'I') {
+    } else if (usable && (batch.implicit || batch.autocommitted) &&
+               mirror.transaction_status != TransactionStatus::kIdle) {
       co_await RunInternal(mirror, "ROLLBACK");
     }
     std::optional<ErrorFields> unlogged;
@@ -271,19 +279,20 @@ awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
           StrCat("pgshift: ", unlogged ? "the divergence log could not be written after " : "",
                  "the mirror of this write to ", Tables(tables), " on server ", mirror.name,
                  " failed, so the write was rolled back: ", failed->message()));
-      co_await fail_client(error, batch.implicit ? 'I' : 'E');
+      co_await fail_client(error,
+                           batch.implicit ? TransactionStatus::kIdle : TransactionStatus::kFailed);
       finish();
       co_return;
     }
     if (batch.implicit) {
       std::optional<ErrorFields> commit = co_await RunInternal(auth, "COMMIT");
       if (commit) {
-        co_await fail_client(*commit, 'I');
+        co_await fail_client(*commit, TransactionStatus::kIdle);
         finish();
         co_return;
       }
     }
-    co_await release(batch.implicit ? 'I' : batch.status);
+    co_await release(batch.implicit ? TransactionStatus::kIdle : batch.status);
     finish();
     co_return;
   }
@@ -316,9 +325,9 @@ awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
   mirror.mirrored = false;
   mirrored_keys_.clear();
   if (commit) {
-    co_await fail_client(*commit, 'I');
+    co_await fail_client(*commit, TransactionStatus::kIdle);
   } else {
-    co_await release('I');
+    co_await release(TransactionStatus::kIdle);
   }
   finish();
 }
@@ -332,7 +341,7 @@ awaitable<std::optional<ErrorFields>> Session::JoinMirror(Link& mirror) {
   if (mirror.server == BackendId::kNew && (!mirror.stream || mirror.broken)) {
     if (auto failed = co_await ConnectNew(false)) co_return failed;
   }
-  if (mirror.transaction_status == 'E') {
+  if (mirror.transaction_status == TransactionStatus::kFailed) {
     co_return MirrorError(sqlstate::kConnectionFailure,
                           StrCat("the transaction on backend ", mirror.name, " has failed"));
   }

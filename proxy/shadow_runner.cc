@@ -1,6 +1,7 @@
 #include "proxy/shadow_runner.h"
 
 #include "common/strings.h"
+#include "protocol/message_type.h"
 #include "protocol/messages/bind.h"
 #include "protocol/messages/data_row.h"
 #include "protocol/messages/describe.h"
@@ -146,27 +147,27 @@ awaitable<std::vector<routing::ResultSet>> ShadowRunner::Collect(BackendId side)
     if (ec || !message.ok()) break;
     std::string_view payload = std::string_view(*message).substr(protocol::kHeaderSize);
     switch ((*message)[0]) {
-      case 'T': {
+      case protocol::backend::kRowDescription: {
         auto desc = protocol::RowDescription::Decode(payload);
         if (!desc.ok()) break;
         for (const auto& f : desc->fields) result.columns.push_back({f.name, f.type_oid});
         break;
       }
-      case 'D': {
+      case protocol::backend::kDataRow: {
         auto row = protocol::DataRow::Decode(payload);
         if (row.ok()) result.rows.push_back(std::move(row->values));
         break;
       }
-      case 'E': {
+      case protocol::backend::kErrorResponse: {
         auto e = protocol::ErrorResponse::Decode(payload);
         result.error_sqlstate = e.ok() ? std::string(e->sqlstate()) : "XX000";
         result.error_message = e.ok() ? std::string(e->message()) : "malformed error";
         break;  // the server skips the rest of the batch
       }
-      case 'C':  // this read's end: the next one's result follows
+      case protocol::backend::kCommandComplete:  // this read's end: the next one's result follows
         results.emplace_back();
         break;
-      case 'Z':
+      case protocol::backend::kReadyForQuery:
         if (results.size() > 1 && results.back().columns.empty() && results.back().rows.empty() &&
             results.back().error_sqlstate.empty()) {
           results.pop_back();

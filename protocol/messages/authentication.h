@@ -7,11 +7,12 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "protocol/message_type.h"
 
 namespace pgshift::protocol {
 
 struct Authentication {
-  static constexpr char kType = 'R';
+  static constexpr char kType = backend::kAuthentication;
   enum Code : int32_t {
     kOk = 0,
     kKerberosV5 = 2,

@@ -7,12 +7,13 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "protocol/message_type.h"
 
 namespace pgshift::protocol {
 
 // Bind ('B'): a portal from a prepared statement and parameter values.
 struct Bind {
-  static constexpr char kType = 'B';
+  static constexpr char kType = frontend::kBind;
   std::string portal;
   std::string statement;
   std::vector<int16_t> parameter_formats;  // 0 text, 1 binary

@@ -38,8 +38,8 @@ void CopyResponse<Type>::Encode(std::string& out) const {
   for (int16_t f : column_formats) w.Int16(f);
 }
 
-template struct CopyResponse<'G'>;
-template struct CopyResponse<'H'>;
-template struct CopyResponse<'W'>;
+template struct CopyResponse<backend::kCopyInResponse>;
+template struct CopyResponse<backend::kCopyOutResponse>;
+template struct CopyResponse<backend::kCopyBothResponse>;
 
 }  // namespace pgshift::protocol

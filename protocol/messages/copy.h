@@ -7,12 +7,13 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "protocol/message_type.h"
 
 namespace pgshift::protocol {
 
 // CopyData ('d', both directions): a chunk of the data stream.
 struct CopyData {
-  static constexpr char kType = 'd';
+  static constexpr char kType = backend::kCopyData;
   std::string data;
   static absl::StatusOr<CopyData> Decode(std::string_view payload);
   void Encode(std::string& out) const;
@@ -21,7 +22,7 @@ struct CopyData {
 
 // CopyFail ('f', frontend): the client aborts COPY FROM STDIN.
 struct CopyFail {
-  static constexpr char kType = 'f';
+  static constexpr char kType = frontend::kCopyFail;
   std::string message;
   static absl::StatusOr<CopyFail> Decode(std::string_view payload);
   void Encode(std::string& out) const;
@@ -40,12 +41,12 @@ struct CopyResponse {
   bool operator==(const CopyResponse&) const = default;
 };
 
-using CopyInResponse = CopyResponse<'G'>;
-using CopyOutResponse = CopyResponse<'H'>;
-using CopyBothResponse = CopyResponse<'W'>;
+using CopyInResponse = CopyResponse<backend::kCopyInResponse>;
+using CopyOutResponse = CopyResponse<backend::kCopyOutResponse>;
+using CopyBothResponse = CopyResponse<backend::kCopyBothResponse>;
 
-extern template struct CopyResponse<'G'>;
-extern template struct CopyResponse<'H'>;
-extern template struct CopyResponse<'W'>;
+extern template struct CopyResponse<backend::kCopyInResponse>;
+extern template struct CopyResponse<backend::kCopyOutResponse>;
+extern template struct CopyResponse<backend::kCopyBothResponse>;
 
 }  // namespace pgshift::protocol

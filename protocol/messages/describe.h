@@ -4,6 +4,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "protocol/message_type.h"
 
 namespace pgshift::protocol {
 
@@ -12,7 +13,7 @@ enum class Target : char { kStatement = 'S', kPortal = 'P' };
 
 // Describe ('D', frontend).
 struct Describe {
-  static constexpr char kType = 'D';
+  static constexpr char kType = frontend::kDescribe;
   Target target = Target::kStatement;
   std::string name;
   static absl::StatusOr<Describe> Decode(std::string_view payload);

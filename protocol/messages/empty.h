@@ -6,6 +6,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/strings.h"
+#include "protocol/message_type.h"
 #include "protocol/wire.h"
 
 namespace pgshift::protocol {
@@ -25,16 +26,16 @@ struct EmptyMessage {
 };
 
 // Frontend.
-using Sync = EmptyMessage<'S'>;
-using Flush = EmptyMessage<'H'>;
-using Terminate = EmptyMessage<'X'>;
-using CopyDone = EmptyMessage<'c'>;  // both directions
+using Sync = EmptyMessage<frontend::kSync>;
+using Flush = EmptyMessage<frontend::kFlush>;
+using Terminate = EmptyMessage<frontend::kTerminate>;
+using CopyDone = EmptyMessage<frontend::kCopyDone>;  // both directions
 // Backend.
-using ParseComplete = EmptyMessage<'1'>;
-using BindComplete = EmptyMessage<'2'>;
-using CloseComplete = EmptyMessage<'3'>;
-using NoData = EmptyMessage<'n'>;
-using EmptyQueryResponse = EmptyMessage<'I'>;
-using PortalSuspended = EmptyMessage<'s'>;
+using ParseComplete = EmptyMessage<backend::kParseComplete>;
+using BindComplete = EmptyMessage<backend::kBindComplete>;
+using CloseComplete = EmptyMessage<backend::kCloseComplete>;
+using NoData = EmptyMessage<backend::kNoData>;
+using EmptyQueryResponse = EmptyMessage<backend::kEmptyQueryResponse>;
+using PortalSuspended = EmptyMessage<backend::kPortalSuspended>;
 
 }  // namespace pgshift::protocol

@@ -24,7 +24,7 @@ void FieldMessage<Type>::Encode(std::string& out) const {
   w.Byte(0);
 }
 
-template struct FieldMessage<'E'>;
-template struct FieldMessage<'N'>;
+template struct FieldMessage<backend::kErrorResponse>;
+template struct FieldMessage<backend::kNoticeResponse>;
 
 }  // namespace pgshift::protocol

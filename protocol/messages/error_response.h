@@ -5,6 +5,7 @@
 
 #include "absl/status/statusor.h"
 #include "protocol/error_fields.h"
+#include "protocol/message_type.h"
 
 namespace pgshift::protocol {
 
@@ -19,10 +20,10 @@ struct FieldMessage : ErrorFields {
   bool operator==(const FieldMessage&) const = default;
 };
 
-using ErrorResponse = FieldMessage<'E'>;
-using NoticeResponse = FieldMessage<'N'>;
+using ErrorResponse = FieldMessage<backend::kErrorResponse>;
+using NoticeResponse = FieldMessage<backend::kNoticeResponse>;
 
-extern template struct FieldMessage<'E'>;
-extern template struct FieldMessage<'N'>;
+extern template struct FieldMessage<backend::kErrorResponse>;
+extern template struct FieldMessage<backend::kNoticeResponse>;
 
 }  // namespace pgshift::protocol

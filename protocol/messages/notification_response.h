@@ -5,12 +5,13 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "protocol/message_type.h"
 
 namespace pgshift::protocol {
 
 // NotificationResponse ('A'): a NOTIFY, with the notifying backend's pid.
 struct NotificationResponse {
-  static constexpr char kType = 'A';
+  static constexpr char kType = backend::kNotificationResponse;
   int32_t process_id = 0;
   std::string channel;
   std::string payload;

@@ -4,12 +4,13 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "protocol/message_type.h"
 
 namespace pgshift::protocol {
 
 // ParameterStatus ('S', backend): a run-time parameter's current value.
 struct ParameterStatus {
-  static constexpr char kType = 'S';
+  static constexpr char kType = backend::kParameterStatus;
   std::string name;
   std::string value;
   static absl::StatusOr<ParameterStatus> Decode(std::string_view payload);

@@ -6,12 +6,13 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "protocol/message_type.h"
 
 namespace pgshift::protocol {
 
 // Parse ('P'): prepare a statement ("" is the unnamed one).
 struct Parse {
-  static constexpr char kType = 'P';
+  static constexpr char kType = frontend::kParse;
   std::string statement;
   std::string sql;
   std::vector<int32_t> parameter_types;  // OIDs; 0 = unspecified

@@ -7,11 +7,12 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "protocol/message_type.h"
 
 namespace pgshift::protocol {
 
 struct PasswordMessage {
-  static constexpr char kType = 'p';
+  static constexpr char kType = frontend::kPassword;
   std::string password;  // cleartext or "md5..." hash
   static absl::StatusOr<PasswordMessage> Decode(std::string_view payload);
   void Encode(std::string& out) const;
@@ -19,7 +20,7 @@ struct PasswordMessage {
 };
 
 struct SaslInitialResponse {
-  static constexpr char kType = 'p';
+  static constexpr char kType = frontend::kPassword;
   std::string mechanism;
   std::optional<std::string> data;  // absent is encoded as length -1
   static absl::StatusOr<SaslInitialResponse> Decode(std::string_view payload);
@@ -28,7 +29,7 @@ struct SaslInitialResponse {
 };
 
 struct SaslResponse {
-  static constexpr char kType = 'p';
+  static constexpr char kType = frontend::kPassword;
   std::string data;
   static absl::StatusOr<SaslResponse> Decode(std::string_view payload);
   void Encode(std::string& out) const;

@@ -7,9 +7,10 @@ namespace pgshift::protocol {
 absl::StatusOr<ReadyForQuery> ReadyForQuery::Decode(std::string_view payload) {
   MessageReader r(payload);
   ReadyForQuery m;
-  m.status = static_cast<char>(r.ReadByte());
-  if (!r.done() || (m.status != kIdle && m.status != kInTransaction &&
-                    m.status != kFailedTransaction)) {
+  m.status = static_cast<TransactionStatus>(r.ReadByte());
+  if (!r.done() ||
+      (m.status != TransactionStatus::kIdle && m.status != TransactionStatus::kInBlock &&
+       m.status != TransactionStatus::kFailed)) {
     return r.Malformed("ReadyForQuery");
   }
   return m;

@@ -4,16 +4,14 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "protocol/message_type.h"
 
 namespace pgshift::protocol {
 
 // ReadyForQuery ('Z'): the end of a query cycle, with the transaction state.
 struct ReadyForQuery {
-  static constexpr char kType = 'Z';
-  static constexpr char kIdle = 'I';
-  static constexpr char kInTransaction = 'T';
-  static constexpr char kFailedTransaction = 'E';
-  char status = kIdle;
+  static constexpr char kType = backend::kReadyForQuery;
+  TransactionStatus status = TransactionStatus::kIdle;
   static absl::StatusOr<ReadyForQuery> Decode(std::string_view payload);
   void Encode(std::string& out) const;
   bool operator==(const ReadyForQuery&) const = default;

@@ -6,12 +6,13 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "protocol/message_type.h"
 
 namespace pgshift::protocol {
 
 // RowDescription ('T'): the columns of the rows that follow.
 struct RowDescription {
-  static constexpr char kType = 'T';
+  static constexpr char kType = backend::kRowDescription;
   struct Field {
     std::string name;
     int32_t table_oid = 0;

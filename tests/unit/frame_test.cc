@@ -40,7 +40,7 @@ std::string SampleStream() {
   std::string s;
   Query{"SELECT 1"}.Encode(s);
   DataRow{{std::string(1000, 'x'), std::nullopt}}.Encode(s);
-  ReadyForQuery{'I'}.Encode(s);
+  ReadyForQuery{TransactionStatus::kIdle}.Encode(s);
   Query{""}.Encode(s);
   return s;
 }

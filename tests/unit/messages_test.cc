@@ -62,7 +62,10 @@ template <> SaslInitialResponse Sample() { return {"SCRAM-SHA-256", std::string(
 template <> SaslResponse Sample() { return {"c=biws,r=abc,p=xyz"}; }
 template <> BackendKeyData Sample() { return {12345, -98765}; }
 template <> ParameterStatus Sample() { return {"client_encoding", "UTF8"}; }
-template <> ReadyForQuery Sample() { return {ReadyForQuery::kInTransaction}; }
+template <>
+ReadyForQuery Sample() {
+  return {TransactionStatus::kInBlock};
+}
 template <> ErrorResponse Sample() {
   return ErrorResponse(ErrorFields::Make("ERROR", "22012", "division by zero", "some detail"));
 }
