@@ -1324,7 +1324,7 @@ awaitable<void> Session::Run() {
   std::string hello;
   protocol::Authentication{}.Encode(hello);  // AuthenticationOk
   hello.append(login.greeting);
-  relaying_ = true;
+  lifecycle_ = Lifecycle::kRelaying;
   co_await SendToClient(hello);
   if (!client_writable_) co_return;
   backend_pid_ = login.key.process_id;
@@ -1417,11 +1417,11 @@ void Session::Wake() {
 awaitable<void> Session::PumpClientToBackend() {
   ClientToBackend handler(*this);
   protocol::FrameDecoder decoder(protocol::kFrontendTypes, config().proxy.max_message_size);
-  while (!ended_) {
+  while (!ended()) {
     error_code ec;
     size_t n = co_await client_.ReadSome(client_buffer_.PrepareRead(), ec);
     if (ec) {
-      if (!ended_ && client_sent_partial_) {
+      if (!ended() && client_sent_partial_) {
         LogEvent(LogLevel::kInfo, "client_lost_mid_message",
                  {{"session", StrCat(id_)}, {"client", client_address_}});
       }
@@ -1445,10 +1445,10 @@ awaitable<void> Session::PumpClientToBackend() {
       break;
     }
     client_sent_partial_ = decoder.streaming();
-    for (size_t i = 0; i < handler.count && !ended_; ++i) {
+    for (size_t i = 0; i < handler.count && !ended(); ++i) {
       if (!co_await RunStep(handler.steps[i])) break;
     }
-    if (ended_) break;
+    if (ended()) break;
     client_buffer_.Consume(*used);
     PublishState();
     if (handler.terminated) {
@@ -1463,7 +1463,7 @@ awaitable<bool> Session::RunStep(Step& step) {
     // Once the part before has answered, so that its outcome is known.
     Link& before = link(routing::OtherBackend(step.target));
     co_await WaitUntil([&before] { return before.forward_pending == 0; });
-    if (ended_) co_return false;
+    if (ended()) co_return false;
     if (failed_group_ == step.skip_if_failed) co_return true;
   }
   // New is connected when first needed, and again after it was lost, once
@@ -1512,7 +1512,7 @@ awaitable<bool> Session::RunStep(Step& step) {
   if (other.stream && !other.broken) {
     // One server answers at a time, so replies reach the client in order.
     co_await WaitUntil([&other] { return other.forward_pending == 0 && !HasInternal(other); });
-    if (ended_) co_return false;
+    if (ended()) co_return false;
     if (SettingsBehind(target)) co_await SyncSettings(target);
     // The client is in a transaction this server has not joined yet.
     if (transaction_status_ != TransactionStatus::kIdle &&
@@ -1525,7 +1525,7 @@ awaitable<bool> Session::RunStep(Step& step) {
       }
     }
     if (!step.on_other_link_first.empty() && other.transaction_status != TransactionStatus::kIdle &&
-        !ended_ && !mirrored_commit) {
+        !ended() && !mirrored_commit) {
       // The client's own text (it may hold several statements): a Query.
       std::string query;
       protocol::Query{step.on_other_link_first}.Encode(query);
@@ -1538,7 +1538,7 @@ awaitable<bool> Session::RunStep(Step& step) {
       }
     }
     if (SettingsBehind(target)) co_await SyncSettings(target);
-    if (ended_) co_return false;
+    if (ended()) co_return false;
   }
   // Mirroring across servers: what must happen before the step, and the
   // batch that follows its cycles.
@@ -1546,7 +1546,7 @@ awaitable<bool> Session::RunStep(Step& step) {
   bool send = true;
   if (step.mirrored || mirrored_commit) {
     send = co_await BeforeMirroredStep(step, batch);
-    if (ended_) co_return false;
+    if (ended()) co_return false;
     if (batch) settling_ = true;  // until SettleMirror: the transaction is not over
   }
   // Attaches `batch` to a cycle, with a place for each mirrored result.
@@ -1598,7 +1598,7 @@ awaitable<bool> Session::RunStep(Step& step) {
     error_code ec;
     co_await target.stream->Write(step.bytes.buffers(), ec);
     if (ec) {
-      if (!ended_) {
+      if (!ended()) {
         End(Fatal(sqlstate::kConnectionFailure,
                   StrCat("pgshift: lost the connection to backend ", target.name, ": ", ec.message())));
       }
@@ -1616,7 +1616,7 @@ awaitable<bool> Session::RunStep(Step& step) {
   }
   for (const std::shared_ptr<MirrorBatch>& b : closed) {
     co_await SettleMirror(target, *b);
-    if (ended_) co_return false;
+    if (ended()) co_return false;
   }
   co_return true;
 }
@@ -1661,7 +1661,7 @@ awaitable<std::optional<ErrorFields>> Session::ConnectNew(bool fatal) {
   LogEvent(LogLevel::kInfo, "backend_opened",
            {{"session", StrCat(id_)}, {"backend", "new"},
             {"backend_pid", StrCat(login.key.process_id)}});
-  if (ended_) {
+  if (ended()) {
     fresh.stream->Close();
     co_return Fatal(sqlstate::kConnectionFailure, "session ended");
   }
@@ -1719,7 +1719,7 @@ awaitable<std::shared_ptr<Session::InternalReply>> Session::SendInternal(Link& l
   l.cycles.emplace_back().internal = reply;
   error_code ec;
   co_await l.stream->Write(asio::buffer(message), ec);
-  if (ec && !ended_ && !l.broken) {
+  if (ec && !ended() && !l.broken) {
     End(Fatal(sqlstate::kConnectionFailure,
               StrCat("pgshift: lost the connection to backend ", l.name, ": ", ec.message())));
   }
@@ -1737,18 +1737,18 @@ awaitable<std::optional<ErrorFields>> Session::AwaitInternal(
 awaitable<void> Session::PumpBackendToClient(Link& l) {
   BackendToClient handler(*this, l);
   protocol::FrameDecoder decoder(protocol::kBackendTypes, config().proxy.max_message_size);
-  while (!ended_) {
+  while (!ended()) {
     error_code ec;
     size_t n = co_await l.stream->ReadSome(l.buffer.PrepareRead(), ec);
     if (ec) {
       // A backend that ends with a FATAL error has told the client why.
       bool explained = l.last_type == backend::kErrorResponse && !decoder.streaming();
-      if (!ended_) {
+      if (!ended()) {
         server_.stats().backend_failures.fetch_add(1, std::memory_order_relaxed);
         LogEvent(LogLevel::kWarning, "backend_lost",
                  {{"session", StrCat(id_)}, {"backend", l.name}, {"reason", ec.message()}});
       }
-      if (!ended_ && l.server == BackendId::kNew && OnlyInternal(l)) {
+      if (!ended() && l.server == BackendId::kNew && OnlyInternal(l)) {
         // New held only pgshift's own work (a mirror): the session goes on,
         // and the mirror's policy decides what its loss means.
         l.broken = true;
@@ -1794,12 +1794,12 @@ awaitable<void> Session::PumpBackendToClient(Link& l) {
       Wake();
     }
     PublishState();
-    if (shutdown_requested_ && IdleOutsideTransaction()) End(AdminShutdown());
+    if (lifecycle_ == Lifecycle::kDraining && IdleOutsideTransaction()) End(AdminShutdown());
   }
 }
 
 bool Session::SettingsBehind(const Link& l) const {
-  if (l.server != BackendId::kNew || !l.stream || l.broken || l.in_batch || ended_) return false;
+  if (l.server != BackendId::kNew || !l.stream || l.broken || l.in_batch || ended()) return false;
   return l.settings_version != client_settings_.version() ||
          l.transaction_settings < client_settings_.TransactionStatements().size();
 }
@@ -1809,7 +1809,7 @@ awaitable<void> Session::SyncSettings(Link& l) {
   const std::vector<std::string>& changes = client_settings_.TransactionStatements();
   // Its transaction status must be known.
   co_await WaitUntil([&l] { return l.forward_pending == 0 && !HasInternal(l); });
-  if (ended_ || l.broken) co_return;
+  if (ended() || l.broken) co_return;
   if (l.transaction_status == TransactionStatus::kIdle) {
     if (l.settings_version == client_settings_.version()) co_return;
     co_await RunSettings(l, client_settings_.SessionStatements(), false);
@@ -1891,13 +1891,7 @@ bool Session::HasInternal(const Link& l) {
   return false;
 }
 
-void Session::NoteSent() {
-  if (untimed_ > 0 || sent_count_ == sent_at_.size()) {
-    ++untimed_;
-    return;
-  }
-  sent_at_[(sent_head_ + sent_count_++) % sent_at_.size()] = Clock::now();
-}
+void Session::NoteSent() { query_timer_.Sent(QueryTimer::Clock::now()); }
 
 void Session::ReconcileSentTransaction() {
   if (links_[0].forward_pending == 0 && links_[1].forward_pending == 0 && !batch_link_ &&
@@ -1907,12 +1901,8 @@ void Session::ReconcileSentTransaction() {
 }
 
 void Session::NoteAnswered() {
-  if (sent_count_ > 0) {
-    server_.stats().ObserveQuery(Clock::now() - sent_at_[sent_head_]);
-    sent_head_ = (sent_head_ + 1) % sent_at_.size();
-    --sent_count_;
-  } else if (untimed_ > 0) {
-    --untimed_;
+  if (auto took = query_timer_.Answered(QueryTimer::Clock::now())) {
+    server_.stats().ObserveQuery(*took);
   }
 }
 
@@ -1954,8 +1944,8 @@ ClientRow Session::Describe() const {
 }
 
 void Session::End(std::optional<ErrorFields> final_error) {
-  if (ended_) return;
-  ended_ = true;
+  if (ended()) return;
+  lifecycle_ = Lifecycle::kEnded;
   final_error_ = std::move(final_error);
   client_.Cancel();
   for (Link& l : links_) {
@@ -1965,16 +1955,17 @@ void Session::End(std::optional<ErrorFields> final_error) {
 }
 
 void Session::BeginShutdown() {
-  shutdown_requested_ = true;
-  if (!relaying_) {
-    client_.Close();
-    return;
+  switch (lifecycle_) {
+    case Lifecycle::kLoggingIn: client_.Close(); return;
+    case Lifecycle::kRelaying: lifecycle_ = Lifecycle::kDraining; break;
+    case Lifecycle::kDraining: break;
+    case Lifecycle::kEnded: return;
   }
   if (IdleOutsideTransaction()) End(AdminShutdown());
 }
 
 void Session::Abort() {
-  if (!relaying_) {
+  if (lifecycle_ == Lifecycle::kLoggingIn) {
     client_.Close();
     return;
   }

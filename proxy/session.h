@@ -26,6 +26,7 @@
 #include "proxy/forward_list.h"
 #include "proxy/packet_buffer.h"
 #include "proxy/server.h"
+#include "proxy/session/query_timer.h"
 #include "proxy/stream.h"
 #include "routing/config.h"
 #include "routing/router.h"
@@ -333,7 +334,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // Waits, on the session's executor, until `ready()` or the session ends.
   template <typename Ready>
   awaitable<void> WaitUntil(Ready ready) {
-    while (!ready() && !ended_) {
+    while (!ready() && !ended()) {
       wake_->expires_at(asio::steady_timer::time_point::max());
       error_code ignored;
       co_await wake_->async_wait(WithError(ignored));
@@ -352,7 +353,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void NoteSent();
   void NoteAnswered();
   // Sent and not yet answered.
-  uint32_t PendingResults() const { return sent_count_ + untimed_; }
+  uint32_t PendingResults() const { return query_timer_.pending(); }
   // Makes the relay's state visible to Describe().
   void PublishState();
   Link& link(routing::BackendId server) { return links_[static_cast<int>(server)]; }
@@ -408,14 +409,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::atomic<ClientState> published_state_{ClientState::kStarting};
   std::atomic<uint64_t> published_queries_{0};
   uint64_t queries_ = 0;
-  // Send times of unanswered queries, oldest first. When more are in flight
-  // than fit, the rest are only counted (untimed_) until the backlog drains,
-  // so answers never pair with the wrong query.
-  using Clock = std::chrono::steady_clock;
-  std::array<Clock::time_point, 32> sent_at_;
-  uint32_t sent_head_ = 0;
-  uint32_t sent_count_ = 0;
-  uint32_t untimed_ = 0;
+  QueryTimer query_timer_;
   bool admitted_ = false;
   std::optional<std::pair<int32_t, int32_t>> cancel_key_;
 
@@ -444,9 +438,11 @@ class Session : public std::enable_shared_from_this<Session> {
   uint64_t next_statement_ = 0;  // names pgshift's prepared statements
 
   // Relay state. All pumps run on this session's executor, so no locking.
-  bool relaying_ = false;
-  bool ended_ = false;
-  bool shutdown_requested_ = false;
+  // Logging in until the client is told AuthenticationOk; draining once a
+  // shutdown waits for the client to be idle outside a transaction.
+  enum class Lifecycle { kLoggingIn, kRelaying, kDraining, kEnded };
+  Lifecycle lifecycle_ = Lifecycle::kLoggingIn;
+  bool ended() const { return lifecycle_ == Lifecycle::kEnded; }
   bool client_writable_ = true;        // false once a write to the client failed
   bool client_mid_message_ = false;    // the client has been sent part of a message
   bool client_sent_partial_ = false;   // a backend has been sent part of a message

@@ -70,7 +70,7 @@ awaitable<bool> Session::BeforeMirroredStep(Step& step, std::shared_ptr<MirrorBa
       return auth.forward_pending == 0 && mirror.forward_pending == 0 && !HasInternal(auth) &&
              !HasInternal(mirror);
     });
-    if (ended_) co_return true;
+    if (ended()) co_return true;
     if (auth.transaction_status == TransactionStatus::kFailed) {
       // The COMMIT will roll back; so does the mirror.
       co_await RunInternal(mirror, "ROLLBACK");
@@ -119,7 +119,7 @@ awaitable<bool> Session::BeforeMirroredStep(Step& step, std::shared_ptr<MirrorBa
   if (step.in_client_transaction) co_return true;
   if (transaction_status_ == TransactionStatus::kIdle && step.opens) {
     co_await WaitUntil([&] { return auth.forward_pending == 0 && !HasInternal(auth); });
-    if (ended_) co_return true;
+    if (ended()) co_return true;
   }
   if (auth.transaction_status == TransactionStatus::kIdle &&
       transaction_status_ == TransactionStatus::kIdle) {
@@ -148,7 +148,7 @@ awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
     }
   }
   co_await WaitUntil([&batch] { return batch.done; });
-  if (ended_) co_return;
+  if (ended()) co_return;
   // No transaction is open after the batch (a BEGIN before the write
   // failed): the write committed on its own.
   if (!batch.implicit && batch.status == TransactionStatus::kIdle) batch.autocommitted = true;
