@@ -19,10 +19,17 @@ build=${PGSHIFT_BUILD:-build}
 }
 work=$(mktemp -d /tmp/pgshift-runbook.XXXXXX)
 chmod 755 "$work"  # the server runs as postgres
-pg_port=$((55700 + RANDOM % 200)) proxy_port=$((55900 + RANDOM % 50)) admin_port=$((55950 + RANDOM % 50))
+# Below the kernel's ephemeral range (32768 and up), so that no client
+# connection's local port can hold one of them.
+pg_port=$((21700 + RANDOM % 200)) proxy_port=$((21900 + RANDOM % 50)) admin_port=$((21950 + RANDOM % 50))
 pgbench_pid="" pgshift_pid=""
 
 cleanup() {
+  local status=$?
+  if [ "$status" -ne 0 ] && [ -s "$work/pgshift.log" ]; then
+    echo "-- pgshift's log (the run failed):" >&2
+    tail -n 40 "$work/pgshift.log" >&2
+  fi
   [ -n "$pgbench_pid" ] && kill "$pgbench_pid" 2>/dev/null || true
   [ -n "$pgshift_pid" ] && kill "$pgshift_pid" 2>/dev/null && wait "$pgshift_pid" 2>/dev/null || true
   scripts/pg-cluster.sh stop "$work/pg" || true
@@ -53,10 +60,15 @@ write_config() {
 write_config
 "$build/pgshift" serve --config "$config" --log-level warning 2>"$work/pgshift.log" &
 pgshift_pid=$!
+serving=no
 for _ in $(seq 100); do
-  PGPASSWORD=app psql -X -h 127.0.0.1 -p "$proxy_port" -U app -d app -Atc "SELECT 1" >/dev/null 2>&1 && break
+  if PGPASSWORD=app psql -X -h 127.0.0.1 -p "$proxy_port" -U app -d app -Atc "SELECT 1" >/dev/null 2>&1; then
+    serving=yes
+    break
+  fi
   sleep 0.1
 done
+[ "$serving" = yes ] || { echo "pgshift is not serving on port $proxy_port" >&2; exit 1; }
 
 say "The application's write load, through pgshift, for the whole migration"
 cat >"$work/load.sql" <<'SQL'
