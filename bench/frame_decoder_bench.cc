@@ -12,7 +12,7 @@ namespace {
 class Counting : public FrameHandler {
  public:
   Delivery OnHeader(char type, size_t) override {
-    return type == 'Z' ? Delivery::kWhole : Delivery::kStream;
+    return type == backend::kReadyForQuery ? Delivery::kWhole : Delivery::kStream;
   }
   void OnWhole(char, std::string_view m) override { bytes += m.size(); }
   void OnStreamed(std::string_view b) override { bytes += b.size(); }
@@ -25,7 +25,7 @@ void BM_DecodeResultStream(benchmark::State& state) {
   while (input.size() < 64 * 1024) {
     DataRow{{std::string(value_size, 'x'), std::string("42"), std::nullopt}}.Encode(input);
   }
-  ReadyForQuery{'I'}.Encode(input);
+  ReadyForQuery{TransactionStatus::kIdle}.Encode(input);
   Counting handler;
   for (auto _ : state) {
     FrameDecoder decoder(kBackendTypes, kDefaultMaxMessageSize);
