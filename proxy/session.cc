@@ -1,7 +1,5 @@
 #include "proxy/session.h"
 
-#include <openssl/rand.h>
-
 #include <algorithm>
 #include <random>
 
@@ -12,8 +10,8 @@
 #include "protocol/messages/close.h"
 #include "protocol/messages/command_complete.h"
 #include "protocol/messages/data_row.h"
-#include "protocol/messages/empty.h"
 #include "protocol/messages/describe.h"
+#include "protocol/messages/empty.h"
 #include "protocol/messages/error_response.h"
 #include "protocol/messages/execute.h"
 #include "protocol/messages/parse.h"
@@ -43,41 +41,6 @@ ErrorFields AdminShutdown() {
   return Fatal(sqlstate::kAdminShutdown, "terminating connection due to administrator command");
 }
 
-
-// A refusal is raised by the server itself, so that it lands in its place
-// among the replies and leaves the transaction exactly as any error would:
-// pgshift sends a statement that fails at parse time, naming a relation no
-// one has, and replaces the server's error with its own.
-const std::string& ProbeNonce() {
-  static const std::string nonce = [] {
-    unsigned char bytes[8];
-    RAND_bytes(bytes, sizeof(bytes));
-    static constexpr char kDigits[] = "0123456789abcdef";
-    std::string hex;
-    for (unsigned char b : bytes) {
-      hex += kDigits[b >> 4];
-      hex += kDigits[b & 15];
-    }
-    return hex;
-  }();
-  return nonce;
-}
-
-std::string ProbeName(uint64_t n) { return StrCat("pgshift refusal ", ProbeNonce(), " ", n); }
-
-std::string ProbeSql(uint64_t n) { return StrCat("SELECT FROM \"", ProbeName(n), "\""); }
-
-std::optional<uint64_t> ProbeNumber(std::string_view message) {
-  std::string marker = StrCat("pgshift refusal ", ProbeNonce(), " ");
-  size_t at = message.find(marker);
-  if (at == std::string_view::npos) return std::nullopt;
-  std::string_view rest = message.substr(at + marker.size());
-  size_t end = rest.find('"');
-  int64_t n = 0;
-  if (end == std::string_view::npos || !ParseInt(rest.substr(0, end), n)) return std::nullopt;
-  return static_cast<uint64_t>(n);
-}
-
 }  // namespace
 
 // Client to backend. Without configured tables every message is streamed
@@ -100,7 +63,11 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     if (!routing_) {
       if (type == frontend::kQuery || type == frontend::kSync || type == frontend::kFunctionCall) {
         ++s_.queries_;
-        Note(BackendId::kOld, type == frontend::kSync ? ReplyNote::kSync : ReplyNote::kQuery);
+        if (type == frontend::kSync) {
+          ExpectSync(BackendId::kOld);
+        } else {
+          ExpectQuery(BackendId::kOld);
+        }
       }
       return protocol::Delivery::kStream;
     }
@@ -139,7 +106,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       case frontend::kSync: {
         ++s_.queries_;
         BackendId target = s_.batch_link_.value_or(last_target_);
-        Note(target, ReplyNote::kSync);
+        ExpectSync(target);
         Add(target, message);
         s_.link(target).in_batch = false;
         s_.batch_link_.reset();
@@ -150,7 +117,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       case frontend::kFlush: return Add(s_.batch_link_.value_or(last_target_), message);
       case frontend::kFunctionCall:
         ++s_.queries_;
-        Note(BackendId::kOld, ReplyNote::kQuery);
+        ExpectQuery(BackendId::kOld);
         return Add(BackendId::kOld, message);
       default:
         return Add(BackendId::kOld, message);
@@ -205,12 +172,20 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     Target(target).bytes.AddOwned(std::move(bytes));
     last_target_ = target;
   }
-  // What the message about to be added will be answered with.
-  ReplyNote& Note(BackendId target, ReplyNote::Kind kind, std::vector<ReplyUnit> units = {}) {
-    ReplyNote& note = Target(target).notes.emplace_back();
-    note.kind = kind;
-    note.units = std::move(units);
-    return note;
+  // What the Query about to be added will be answered with.
+  ExpectedReply& ExpectQuery(BackendId target, std::vector<ReplyUnit> units = {}) {
+    ExpectedReply& reply = Target(target).replies.emplace_back();
+    reply.units = std::move(units);
+    return reply;
+  }
+  // A Sync closes its batch's reply cycle.
+  void ExpectSync(BackendId target) {
+    std::vector<ExpectedReply>& replies = Target(target).replies;
+    if (!replies.empty() && replies.back().open) {
+      replies.back().open = false;
+      return;
+    }
+    replies.emplace_back().joins_open = true;
   }
   // The result of an Execute or the answer to a Describe, reshaped as
   // `plan` says for its statement.
@@ -220,7 +195,13 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     unit.describe = describe;
     if (plan && !plan->shapes.empty()) unit.shape = plan->shapes[0];
     unit.capture = std::move(capture);
-    Note(target, ReplyNote::kUnit, {unit});
+    std::vector<ExpectedReply>& replies = Target(target).replies;
+    if (replies.empty() || !replies.back().open) {
+      ExpectedReply& batch = replies.emplace_back();
+      batch.open = true;
+      batch.joins_open = true;
+    }
+    replies.back().units.push_back(std::move(unit));
   }
   // Extended-protocol messages go where their batch goes.
   void StartBatch(BackendId target) {
@@ -246,11 +227,11 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     step.copy_in = plan.copies_in && plan.mirrors_remotely;
     step.transaction = plan.transaction;
     if (plan.transaction != routing::TransactionKind::kCommit) return;
-    step.fail_probe = ++s_.next_probe_;
+    step.fail_probe = s_.refusals_.Reserve();
     if (simple_query) {
-      protocol::Query{ProbeSql(step.fail_probe)}.Encode(step.fail_with);
+      protocol::Query{Refusals::ProbeSql(step.fail_probe)}.Encode(step.fail_with);
     } else {
-      protocol::Execute{ProbeName(step.fail_probe), 0}.Encode(step.fail_with);
+      protocol::Execute{Refusals::ProbeName(step.fail_probe), 0}.Encode(step.fail_with);
     }
   }
 
@@ -267,21 +248,19 @@ class Session::ClientToBackend : public protocol::FrameHandler {
 
   // Answers in place of the statement with `refusal`, raised on `target`.
   void Refuse(BackendId target, const routing::Refusal& refusal, bool simple_query) {
-    uint64_t n = ++s_.next_probe_;
-    s_.refusals_[n] = ErrorFields::Make("ERROR", refusal.sqlstate, refusal.message);
-    while (s_.refusals_.size() > 64) s_.refusals_.erase(s_.refusals_.begin());
+    uint64_t n = s_.refusals_.Add(ErrorFields::Make("ERROR", refusal.sqlstate, refusal.message));
     LogEvent(LogLevel::kInfo, "statement_refused",
              {{"session", StrCat(s_.id_)}, {"sqlstate", refusal.sqlstate},
               {"reason", refusal.message}});
     std::string probe;
     if (simple_query) {
-      protocol::Query{ProbeSql(n)}.Encode(probe);
-      Note(target, ReplyNote::kQuery);
+      protocol::Query{Refusals::ProbeSql(n)}.Encode(probe);
+      ExpectQuery(target);
       AddOwned(target, std::move(probe));
       s_.copy_link_ = target;
       return;
     }
-    protocol::Parse{StrCat("pgshift_probe_", ProbeNonce()), ProbeSql(n), {}}.Encode(probe);
+    protocol::Parse{Refusals::ProbeStatementName(), Refusals::ProbeSql(n), {}}.Encode(probe);
     s_.batch_link_ = target;
     s_.batch_refused_ = true;
     s_.link(target).in_batch = true;
@@ -394,7 +373,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     // last; with a mirror, it is the authoritative side.
     if (old.written) return BackendId::kOld;
     if (fresh.written) return BackendId::kNew;
-    if (old.transaction_status == TransactionStatus::kIdle && fresh.stream &&
+    if (old.transaction_status == TransactionStatus::kIdle && !fresh.absent() &&
         fresh.transaction_status != TransactionStatus::kIdle) {
       return BackendId::kNew;
     }
@@ -465,10 +444,10 @@ class Session::ClientToBackend : public protocol::FrameHandler {
         units[0].capture = std::move(capture);
       }
     }
-    ReplyNote& note = Note(target, ReplyNote::kQuery, std::move(units));
+    ExpectedReply& reply = ExpectQuery(target, std::move(units));
     if (!plan->rewritten) {
       Add(target, message);
-    } else if (!plan->parameterized || !SendPrepared(target, *plan->parameterized, note)) {
+    } else if (!plan->parameterized || !SendPrepared(target, *plan->parameterized, reply)) {
       std::string rewritten;
       protocol::Query{plan->sql}.Encode(rewritten);
       AddOwned(target, std::move(rewritten));
@@ -583,7 +562,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
   // A Query as an extended batch on a statement pgshift prepares once per
   // server connection: PostgreSQL parses and plans a mirrored write's long
   // text once, not on every execution. False: sent as a Query after all.
-  bool SendPrepared(BackendId target, const routing::ParameterizedText& p, ReplyNote& note) {
+  bool SendPrepared(BackendId target, const routing::ParameterizedText& p, ExpectedReply& reply) {
     static constexpr size_t kMaxStatements = 256;  // per connection; then the least used goes
     Link& link = s_.link(target);
     // In an aborted transaction the Parse would fail as the Query does,
@@ -607,7 +586,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       name = StrCat("pgshift_statement_", ++s_.next_statement_);
       protocol::Parse{name, p.sql, p.types}.Encode(messages);
       link.statements.emplace(key, Link::ServerStatement{name, false, ++link.statement_uses});
-      note.prepares = true;
+      reply.prepares = true;
     }
     protocol::Bind bind;
     bind.statement = name;
@@ -616,7 +595,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
     protocol::Describe{protocol::Target::kPortal, ""}.Encode(messages);
     protocol::Execute{"", 0}.Encode(messages);
     protocol::Sync{}.Encode(messages);
-    note.statement_key = std::move(key);
+    reply.statement_key = std::move(key);
     AddOwned(target, std::move(messages));
     return true;
   }
@@ -652,7 +631,7 @@ class Session::ClientToBackend : public protocol::FrameHandler {
 
   // The client's Query as it is, answered as it would be directly.
   void ForwardQuery(BackendId target, std::string_view message) {
-    Note(target, ReplyNote::kQuery);
+    ExpectQuery(target);
     Add(target, message);
     Seal();
   }
@@ -679,11 +658,10 @@ class Session::ClientToBackend : public protocol::FrameHandler {
       step.mirrored = std::any_of(part.shapes.begin(), part.shapes.end(),
                                   [](const routing::ResultShape& r) { return r.remote != nullptr; });
       if (k > 0) step.skip_if_failed = group;
-      ReplyNote& note = step.notes.emplace_back();
-      note.kind = ReplyNote::kQuery;
-      note.units = Units(part.shapes);
-      note.continues = k + 1 < plan.parts.size();
-      note.group = group;
+      ExpectedReply& reply = step.replies.emplace_back();
+      reply.units = Units(part.shapes);
+      reply.continues = k + 1 < plan.parts.size();
+      reply.group = group;
       std::string query;
       protocol::Query{part.sql}.Encode(query);
       AddOwned(part.server, std::move(query));
@@ -898,356 +876,6 @@ class Session::ClientToBackend : public protocol::FrameHandler {
   BackendId last_target_ = BackendId::kOld;
 };
 
-// Backend to client, for one link: ReadyForQuery is read whole, to know
-// whose reply cycle ends; errors are read whole when they may be a refusal
-// probe's or belong to an internal exchange, whose replies go no further.
-// Results of rewritten writes are reshaped into what the client's own
-// statement would have answered: its command tag, and no rows when it asked
-// for none.
-class Session::BackendToClient : public protocol::FrameHandler {
- public:
-  BackendToClient(Session& s, Link& link) : s_(s), link_(link) {}
-
-  protocol::Delivery OnHeader(char type, size_t size) override {
-    link_.last_type = type;
-    Cycle* cycle = link_.cycles.empty() ? nullptr : &link_.cycles.front();
-    internal_ = cycle != nullptr && cycle->internal != nullptr;
-    held_ = cycle != nullptr && cycle->mirror && cycle->mirror->hold ? cycle->mirror.get() : nullptr;
-    // The client must send its COPY data first.
-    if (type == backend::kCopyInResponse) held_ = nullptr;
-    drop_ = false;
-    statement_error_ = false;
-    rows_batch_.reset();
-    capture_ = nullptr;
-    if (type == backend::kReadyForQuery) {
-      if (size != protocol::kHeaderSize + 1) {
-        error = StrCat("invalid ReadyForQuery length ", size);
-        return protocol::Delivery::kStream;
-      }
-      return protocol::Delivery::kWhole;
-    }
-    if (internal_) {
-      bool wanted =
-          type == backend::kErrorResponse || (type == backend::kDataRow && !cycle->internal->value);
-      return wanted ? protocol::Delivery::kWhole : protocol::Delivery::kStream;
-    }
-    if (cycle != nullptr && !cycle->statement_key.empty()) {
-      // A Query sent on pgshift's prepared statement: the extended
-      // protocol's own replies are not the client's.
-      if (type == backend::kParseComplete) {
-        cycle->parse_completed = true;
-        auto it = link_.statements.find(cycle->statement_key);
-        if (it != link_.statements.end()) it->second.parsed = true;
-      }
-      if (type == backend::kParseComplete || type == backend::kBindComplete ||
-          type == backend::kNoData) {
-        drop_ = true;
-        return protocol::Delivery::kStream;
-      }
-      if (type == backend::kErrorResponse) statement_error_ = true;
-    }
-    if (cycle != nullptr && cycle->next < cycle->units.size()) {
-      const ReplyUnit& unit = cycle->units[cycle->next];
-      shape_ = unit.shape;
-      const bool strip = shape_.strips_mirror_columns();
-      if (unit.capture && !unit.describe && !unit.capture->queued) {
-        // A sampled read: its result is kept on the way to the client.
-        ShadowCapture& capture = *unit.capture;
-        switch (type) {
-          case backend::kRowDescription:
-          case backend::kDataRow:
-          case backend::kErrorResponse: capture_ = &capture; break;
-          case backend::kCommandComplete:
-            ++cycle->next;
-            Queue(capture);
-            return protocol::Delivery::kStream;
-          case backend::kEmptyQueryResponse:
-          case backend::kPortalSuspended:  // nothing to compare with, or only part of it
-            capture.usable = false;
-            ++cycle->next;
-            Queue(capture);
-            return protocol::Delivery::kStream;
-          default:
-            break;
-        }
-        if (type == backend::kRowDescription || type == backend::kDataRow) {
-          return protocol::Delivery::kWhole;
-        }
-      }
-      switch (type) {
-        case backend::kRowDescription:  // RowDescription
-          if (unit.describe) {
-            ++cycle->next;
-            // A Describe of a sampled read's portal (before its Execute):
-            // the columns of the result that is kept.
-            if (cycle->next < cycle->units.size() && !shape_.shaped()) {
-              const ReplyUnit& execute = cycle->units[cycle->next];
-              if (execute.capture && !execute.describe && !execute.capture->queued) {
-                capture_ = execute.capture.get();
-                return protocol::Delivery::kWhole;
-              }
-            }
-            return shape_.no_rows || strip ? protocol::Delivery::kWhole : protocol::Delivery::kStream;
-          }
-          drop_ = shape_.no_rows || shape_.hidden;
-          return strip && !drop_ ? protocol::Delivery::kWhole : protocol::Delivery::kStream;
-        case backend::kNoData:  // NoData
-          if (unit.describe) ++cycle->next;
-          return protocol::Delivery::kStream;
-        case backend::kDataRow:  // DataRow
-          if (strip && cycle->mirror && unit.mirror_index >= 0) {
-            rows_batch_ = cycle->mirror;
-            rows_index_ = static_cast<size_t>(unit.mirror_index);
-            return protocol::Delivery::kWhole;
-          }
-          drop_ = shape_.no_rows || shape_.hidden;
-          return protocol::Delivery::kStream;
-        case backend::kCommandComplete:  // CommandComplete
-          ++cycle->next;
-          drop_ = shape_.hidden;
-          return shape_.tag.empty() || drop_ ? protocol::Delivery::kStream
-                                             : protocol::Delivery::kWhole;
-        case backend::kEmptyQueryResponse:  // EmptyQueryResponse
-        case backend::kPortalSuspended:     // PortalSuspended
-          ++cycle->next;
-          return protocol::Delivery::kStream;
-        case backend::kErrorResponse:  // the server skips the rest of the cycle
-          cycle->next = cycle->units.size();
-          cycle->failed = true;
-          break;
-        default:
-          return protocol::Delivery::kStream;
-      }
-    }
-    if (type == backend::kErrorResponse && cycle != nullptr) cycle->failed = true;
-    if (type == backend::kErrorResponse &&
-        (!s_.refusals_.empty() || capture_ != nullptr || statement_error_)) {
-      return protocol::Delivery::kWhole;
-    }
-    return protocol::Delivery::kStream;
-  }
-
-  void OnStreamed(std::string_view bytes) override {
-    if (!internal_ && !drop_) Emit(bytes);
-  }
-
-  void OnWhole(char type, std::string_view message) override {
-    std::string_view payload = message.substr(protocol::kHeaderSize);
-    switch (type) {
-      case backend::kErrorResponse: return OnError(message, payload);
-      case backend::kRowDescription:
-        return capture_ != nullptr ? Capture(message) : OnRowDescription(payload);
-      case backend::kDataRow: return capture_ != nullptr ? Capture(message) : OnDataRow(payload);
-      case backend::kCommandComplete: return OnCommandComplete(payload);
-      default: return OnReadyForQuery(message, payload);
-    }
-  }
-
-  void Reset() {
-    out.clear();
-    answered = 0;
-  }
-
-  ForwardList out;
-  uint32_t answered = 0;  // the client's reply cycles completed in this read
-  std::string error;
-
- private:
-  void OnReadyForQuery(std::string_view message, std::string_view payload) {
-    auto ready = protocol::ReadyForQuery::Decode(payload);
-    if (!ready.ok()) {
-      error = std::string(MessageOf(ready.status()));
-      return;
-    }
-    link_.transaction_status = ready->status;
-    Cycle cycle;
-    if (!link_.cycles.empty()) {
-      cycle = std::move(link_.cycles.front());
-      link_.cycles.pop_front();
-    }
-    if (cycle.internal != nullptr) {
-      cycle.internal->done = true;
-      s_.Wake();
-      return;
-    }
-    // A statement pgshift prepared whose Parse failed does not exist.
-    if (cycle.prepares && !cycle.parse_completed) link_.statements.erase(cycle.statement_key);
-    ++answered;
-    s_.NoteAnswered();
-    if (cycle.mirror) {
-      // The session settles the mirror before the client goes on.
-      MirrorBatch& batch = *cycle.mirror;
-      batch.done = true;
-      batch.failed = cycle.failed;
-      batch.status = ready->status;
-      s_.Wake();
-      if (batch.hold) {
-        batch.held.append(message);
-        return;
-      }
-    }
-    if (cycle.continues && !cycle.failed) return;  // the next part carries on
-    if (cycle.failed) s_.failed_group_ = cycle.group;
-    s_.transaction_status_ = ready->status;
-    out.Add(message);
-  }
-
-  void OnError(std::string_view message, std::string_view payload) {
-    auto fields = protocol::ErrorResponse::Decode(payload);
-    if (!fields.ok()) {
-      error = std::string(MessageOf(fields.status()));
-      return;
-    }
-    if (internal_) {
-      InternalReply& reply = *link_.cycles.front().internal;
-      if (!reply.error) reply.error = *fields;
-      return;
-    }
-    if (statement_error_ &&
-        ((fields->sqlstate() == sqlstate::kFeatureNotSupported &&
-          fields->message().starts_with("cached plan must not change result type")) ||
-         fields->sqlstate() == sqlstate::kInvalidStatementName)) {
-      // A table's columns changed under pgshift's prepared statement, or a
-      // DEALLOCATE pgshift did not see (in a function) dropped it: it is
-      // prepared again, under a new name, at the next execution.
-      link_.statements.erase(link_.cycles.front().statement_key);
-    }
-    if (capture_ != nullptr) {
-      capture_->result->error_sqlstate = std::string(fields->sqlstate());
-      capture_->result->error_message = std::string(fields->message());
-      Queue(*capture_);
-    }
-    if (std::optional<uint64_t> n = ProbeNumber(fields->message())) {
-      auto it = s_.refusals_.find(*n);
-      if (it != s_.refusals_.end()) {
-        std::string replaced;
-        protocol::ErrorResponse(it->second).Encode(replaced);
-        EmitOwned(std::move(replaced));
-        s_.refusals_.erase(s_.refusals_.begin(), std::next(it));
-        return;
-      }
-    }
-    Emit(message);
-  }
-
-  // A Describe of a write that returns nothing gets NoData; otherwise
-  // pgshift's mirror columns are taken out.
-  void OnRowDescription(std::string_view payload) {
-    std::string bytes;
-    if (shape_.no_rows) {
-      protocol::NoData{}.Encode(bytes);
-      return EmitOwned(std::move(bytes));
-    }
-    auto description = protocol::RowDescription::Decode(payload);
-    if (!description.ok() || description->fields.size() < 2) {
-      error = description.ok() ? "a mirrored write's result lacks pgshift's columns"
-                               : std::string(MessageOf(description.status()));
-      return;
-    }
-    description->fields.resize(description->fields.size() - 2);
-    description->Encode(bytes);
-    EmitOwned(std::move(bytes));
-  }
-
-  // A row of a write mirrored across servers: pgshift's two columns (key,
-  // row as JSON) are kept for the mirror, the rest go on when the client
-  // asked for them.
-  void OnDataRow(std::string_view payload) {
-    auto row = protocol::DataRow::Decode(payload);
-    if (internal_) {
-      if (row.ok() && !row->values.empty()) {
-        link_.cycles.front().internal->value = row->values[0].value_or("");
-      }
-      return;
-    }
-    if (!row.ok() || row->values.size() < 2 || !row->values.back()) {
-      error = row.ok() ? "a mirrored write's row lacks pgshift's columns"
-                       : std::string(MessageOf(row.status()));
-      return;
-    }
-    MirrorBatch::Rows& rows = rows_batch_->rows[rows_index_];
-    if (rows.count++ > 0) rows.json += ',';
-    rows.json += *row->values.back();
-    rows.keys.push_back(std::move(row->values[row->values.size() - 2]));
-    if (shape_.no_rows) return;
-    row->values.resize(row->values.size() - 2);
-    std::string bytes;
-    row->Encode(bytes);
-    EmitOwned(std::move(bytes));
-  }
-
-  // A sampled read's RowDescription or DataRow: kept, and passed on as it is.
-  void Capture(std::string_view message) {
-    std::string_view payload = message.substr(protocol::kHeaderSize);
-    routing::ResultSet& result = *capture_->result;
-    if (message[0] == backend::kRowDescription) {
-      auto description = protocol::RowDescription::Decode(payload);
-      if (description.ok()) {
-        for (const auto& f : description->fields) result.columns.push_back({f.name, f.type_oid});
-      }
-    } else if (result.rows.size() < ShadowCapture::kMaxRows) {
-      auto row = protocol::DataRow::Decode(payload);
-      if (row.ok()) result.rows.push_back(std::move(row->values));
-    } else {
-      capture_->usable = false;
-    }
-    Emit(message);
-  }
-
-  // The sampled read's result is complete: its comparison is queued.
-  void Queue(ShadowCapture& capture) {
-    if (capture.queued || s_.shadow_ == nullptr) return;
-    capture.queued = true;
-    if (capture.usable) capture.job.served = std::move(capture.result);
-    s_.shadow_->Enqueue(std::move(capture.job));
-  }
-
-  // Replies go to the client, or wait with a mirrored cycle's.
-  void Emit(std::string_view bytes) {
-    if (held_ != nullptr) {
-      held_->held.append(bytes);
-    } else {
-      out.Add(bytes);
-    }
-  }
-  void EmitOwned(std::string bytes) {
-    if (held_ != nullptr) {
-      held_->held.append(bytes);
-    } else {
-      out.AddOwned(std::move(bytes));
-    }
-  }
-
-  // The server's "SELECT n" for a rewritten write, as the write's own tag.
-  void OnCommandComplete(std::string_view payload) {
-    auto complete = protocol::CommandComplete::Decode(payload);
-    if (!complete.ok()) {
-      error = std::string(MessageOf(complete.status()));
-      return;
-    }
-    std::string_view tag = complete->tag;
-    std::string_view rows = tag.substr(tag.rfind(' ') + 1);
-    protocol::CommandComplete reshaped;
-    reshaped.tag = shape_.tag == "INSERT" ? StrCat("INSERT 0 ", rows) : StrCat(shape_.tag, " ", rows);
-    std::string bytes;
-    reshaped.Encode(bytes);
-    EmitOwned(std::move(bytes));
-  }
-
-  Session& s_;
-  Link& link_;
-  bool internal_ = false;
-  bool drop_ = false;           // the current streamed message is not passed on
-  bool statement_error_ = false;  // the current error is from pgshift's prepared statement
-  MirrorBatch* held_ = nullptr;  // the current cycle's replies wait here
-  // The current DataRow's mirrored rows, by index: a DataRow may span socket
-  // reads, and a later step of its batch adds rows (moving the vector).
-  std::shared_ptr<MirrorBatch> rows_batch_;
-  size_t rows_index_ = 0;
-  ShadowCapture* capture_ = nullptr;   // the current message's sampled read
-  routing::ResultShape shape_;  // of the current result, when reshaped
-};
-
 Session::Session(Server& server, tcp::socket socket, uint64_t id, ShadowRunner* shadow)
     : server_(server), id_(id), shadow_(shadow), settings_(server.settings()),
       client_(std::move(socket)),
@@ -1314,8 +942,7 @@ awaitable<void> Session::Run() {
   }
   BackendLogin& login = std::get<BackendLogin>(result);
   Link& old = link(BackendId::kOld);
-  old.stream = std::move(login.stream);
-  old.backend_pid = login.key.process_id;
+  old.Connect(std::move(login.stream), login.key.process_id);
   cancel_key_ = {login.key.process_id, login.key.secret_key};
   server_.cancels().Add({login.key.process_id, login.key.secret_key},
                         CancelTarget{config().old_backend.endpoint, login.key.process_id,
@@ -1395,7 +1022,7 @@ void Session::StartPump(Link& l) {
         co_await self->PumpBackendToClient(l);
         l.pump_running = false;
         // Nothing more will answer these.
-        for (Cycle& c : l.cycles) {
+        for (ExpectedReply& c : l.replies) {
           if (c.internal == nullptr) continue;
           c.internal->done = true;
           if (!c.internal->error) {
@@ -1403,7 +1030,7 @@ void Session::StartPump(Link& l) {
                                       StrCat("pgshift: lost the connection to backend ", l.name));
           }
         }
-        l.cycles.clear();
+        l.replies.clear();
         l.forward_pending = 0;
         self->Wake();
       },
@@ -1470,17 +1097,17 @@ awaitable<bool> Session::RunStep(Step& step) {
   // the client is outside the transaction that lost it.
   const Link& fresh = link(BackendId::kNew);
   if (step.target == BackendId::kNew &&
-      (!fresh.stream || (fresh.broken && transaction_status_ == TransactionStatus::kIdle))) {
+      (fresh.absent() || (fresh.broken() && transaction_status_ == TransactionStatus::kIdle))) {
     if (co_await ConnectNew()) co_return false;
   }
-  if (link(step.target).broken) {
+  if (link(step.target).broken()) {
     End(Fatal(sqlstate::kConnectionFailure,
               StrCat("pgshift: lost the connection to backend ", link(step.target).name)));
     co_return false;
   }
   Link& target = link(step.target);
   Link& other = link(routing::OtherBackend(step.target));
-  if (!step.close_elsewhere.empty() && other.stream && !other.broken) {
+  if (!step.close_elsewhere.empty() && other.ready()) {
     co_await RunInternalMessages(other, std::move(step.close_elsewhere), nullptr);
   }
   if (!step.reprepare.empty()) {
@@ -1500,24 +1127,24 @@ awaitable<bool> Session::RunStep(Step& step) {
       other.transaction_status == TransactionStatus::kIdle) {
     // Savepoints exist on both servers, so that a mirror that joins later
     // can roll back to them.
-    if (other.server == BackendId::kNew && (!other.stream || other.broken)) {
+    if (other.server == BackendId::kNew && !other.ready()) {
       co_await ConnectNew(false);
     }
-    if (other.stream && !other.broken) {
+    if (other.ready()) {
       if (SettingsBehind(other)) co_await SyncSettings(other);
       co_await RunInternal(other, "BEGIN");
       if (SettingsBehind(other)) co_await SyncSettings(other);
     }
   }
-  if (other.stream && !other.broken) {
+  if (other.ready()) {
     // One server answers at a time, so replies reach the client in order.
-    co_await WaitUntil([&other] { return other.forward_pending == 0 && !HasInternal(other); });
+    co_await WaitUntil([&other] { return other.forward_pending == 0 && !other.HasInternal(); });
     if (ended()) co_return false;
     if (SettingsBehind(target)) co_await SyncSettings(target);
     // The client is in a transaction this server has not joined yet.
     if (transaction_status_ != TransactionStatus::kIdle &&
         target.transaction_status == TransactionStatus::kIdle && target.forward_pending == 0 &&
-        !target.in_batch && !HasInternal(target)) {
+        !target.in_batch && !target.HasInternal()) {
       std::optional<ErrorFields> failed = co_await RunInternal(target, "BEGIN");
       if (failed) {
         LogEvent(LogLevel::kWarning, "transaction_join_failed",
@@ -1549,44 +1176,11 @@ awaitable<bool> Session::RunStep(Step& step) {
     if (ended()) co_return false;
     if (batch) settling_ = true;  // until SettleMirror: the transaction is not over
   }
-  // Attaches `batch` to a cycle, with a place for each mirrored result.
-  // (A batch spanning steps keeps the one its first step attached.)
-  auto attach = [&batch](Cycle& cycle) {
-    if (!batch && !cycle.mirror) return;
-    if (!cycle.mirror) cycle.mirror = batch;
-    MirrorBatch& to = *cycle.mirror;
-    for (ReplyUnit& unit : cycle.units) {
-      if (unit.describe || !unit.shape.remote || unit.mirror_index >= 0) continue;
-      unit.mirror_index = static_cast<int32_t>(to.rows.size());
-      to.rows.push_back({unit.shape.remote, "[", 0, {}});
-    }
-  };
   std::vector<std::shared_ptr<MirrorBatch>> closed;  // cycles this step closes that have one
-  for (ReplyNote& note : step.notes) {
-    if (note.kind == ReplyNote::kUnit) {
-      if (target.cycles.empty() || !target.cycles.back().open) {
-        target.cycles.emplace_back().open = true;
-      }
-      target.cycles.back().units.push_back(std::move(note.units[0]));
-      attach(target.cycles.back());
-      continue;
+  for (ExpectedReply& reply : step.replies) {
+    if (std::shared_ptr<MirrorBatch> b = Expect(target, std::move(reply), batch)) {
+      closed.push_back(std::move(b));
     }
-    Cycle* cycle = nullptr;
-    if (note.kind == ReplyNote::kSync && !target.cycles.empty() && target.cycles.back().open) {
-      cycle = &target.cycles.back();
-      cycle->open = false;
-    } else {
-      cycle = &target.cycles.emplace_back();
-      cycle->units = std::move(note.units);
-      cycle->continues = note.continues;
-      cycle->group = note.group;
-      cycle->statement_key = std::move(note.statement_key);
-      cycle->prepares = note.prepares;
-      attach(*cycle);
-    }
-    if (cycle->mirror) closed.push_back(cycle->mirror);
-    ++target.forward_pending;
-    NoteSent();
   }
   if (!send) {
     // The COMMIT fails in its stand-in's words; the rest of its batch, if
@@ -1621,6 +1215,35 @@ awaitable<bool> Session::RunStep(Step& step) {
   co_return true;
 }
 
+std::shared_ptr<MirrorBatch> Session::Expect(Link& target, ExpectedReply reply,
+                                             const std::shared_ptr<MirrorBatch>& batch) {
+  ExpectedReply* queued = nullptr;
+  bool added_units = true;
+  if (reply.joins_open && !target.replies.empty() && target.replies.back().open) {
+    queued = &target.replies.back();
+    added_units = !reply.units.empty();
+    for (ReplyUnit& unit : reply.units) queued->units.push_back(std::move(unit));
+    queued->open = reply.open;
+  } else {
+    queued = &target.replies.emplace_back(std::move(reply));
+  }
+  if (added_units && (batch || queued->mirror)) {
+    // A place in the batch for each mirrored result. (A batch spanning
+    // steps keeps the one its first step attached.)
+    if (!queued->mirror) queued->mirror = batch;
+    MirrorBatch& to = *queued->mirror;
+    for (ReplyUnit& unit : queued->units) {
+      if (unit.describe || !unit.shape.remote || unit.mirror_index >= 0) continue;
+      unit.mirror_index = static_cast<int32_t>(to.rows.size());
+      to.rows.push_back({unit.shape.remote, "[", 0, {}});
+    }
+  }
+  if (queued->open) return nullptr;
+  ++target.forward_pending;
+  NoteSent();
+  return queued->mirror;
+}
+
 awaitable<std::optional<ErrorFields>> Session::ConnectNew(bool fatal) {
   const routing::UserConfig* entry = config().FindUser(user_);
   BackendLoginParams params{
@@ -1645,14 +1268,7 @@ awaitable<std::optional<ErrorFields>> Session::ConnectNew(bool fatal) {
   Link& fresh = link(BackendId::kNew);
   // A mirror link lost earlier is replaced once its pump has stopped.
   co_await WaitUntil([&fresh] { return !fresh.pump_running; });
-  fresh.stream = std::move(login.stream);
-  fresh.broken = false;
-  fresh.buffer.Consume(fresh.buffer.data().size());
-  fresh.backend_pid = login.key.process_id;
-  fresh.transaction_status = TransactionStatus::kIdle;
-  fresh.statements.clear();
-  fresh.settings_version = 0;  // its startup parameters are the client's
-  fresh.transaction_settings = 0;
+  fresh.Connect(std::move(login.stream), login.key.process_id);
   if (cancel_key_) {
     server_.cancels().Add({cancel_key_->first, cancel_key_->second},
                           CancelTarget{config().new_backend->endpoint, login.key.process_id,
@@ -1707,19 +1323,18 @@ awaitable<std::optional<ErrorFields>> Session::RunInternalMessages(Link& l, std:
   co_return co_await AwaitInternal(reply, value);
 }
 
-awaitable<std::shared_ptr<Session::InternalReply>> Session::SendInternal(Link& l,
-                                                                         std::string message) {
+awaitable<std::shared_ptr<InternalReply>> Session::SendInternal(Link& l, std::string message) {
   auto reply = std::make_shared<InternalReply>();
-  if (!l.stream || l.broken) {
+  if (!l.ready()) {
     reply->done = true;
     reply->error = Fatal(sqlstate::kConnectionFailure,
                          StrCat("pgshift: lost the connection to backend ", l.name));
     co_return reply;
   }
-  l.cycles.emplace_back().internal = reply;
+  l.replies.emplace_back().internal = reply;
   error_code ec;
   co_await l.stream->Write(asio::buffer(message), ec);
-  if (ec && !ended() && !l.broken) {
+  if (ec && !ended() && !l.broken()) {
     End(Fatal(sqlstate::kConnectionFailure,
               StrCat("pgshift: lost the connection to backend ", l.name, ": ", ec.message())));
   }
@@ -1735,7 +1350,7 @@ awaitable<std::optional<ErrorFields>> Session::AwaitInternal(
 }
 
 awaitable<void> Session::PumpBackendToClient(Link& l) {
-  BackendToClient handler(*this, l);
+  ReplyRelay handler(l, refusals_, shadow_, *this);
   protocol::FrameDecoder decoder(protocol::kBackendTypes, config().proxy.max_message_size);
   while (!ended()) {
     error_code ec;
@@ -1748,14 +1363,10 @@ awaitable<void> Session::PumpBackendToClient(Link& l) {
         LogEvent(LogLevel::kWarning, "backend_lost",
                  {{"session", StrCat(id_)}, {"backend", l.name}, {"reason", ec.message()}});
       }
-      if (!ended() && l.server == BackendId::kNew && OnlyInternal(l)) {
+      if (!ended() && l.server == BackendId::kNew && l.OnlyInternal()) {
         // New held only pgshift's own work (a mirror): the session goes on,
         // and the mirror's policy decides what its loss means.
-        l.broken = true;
-        l.stream->Close();
-        if (l.transaction_status != TransactionStatus::kIdle) {
-          l.transaction_status = TransactionStatus::kFailed;
-        }
+        l.Break();
         break;
       }
       End(explained ? std::nullopt
@@ -1799,7 +1410,7 @@ awaitable<void> Session::PumpBackendToClient(Link& l) {
 }
 
 bool Session::SettingsBehind(const Link& l) const {
-  if (l.server != BackendId::kNew || !l.stream || l.broken || l.in_batch || ended()) return false;
+  if (l.server != BackendId::kNew || !l.ready() || l.in_batch || ended()) return false;
   return l.settings_version != client_settings_.version() ||
          l.transaction_settings < client_settings_.TransactionStatements().size();
 }
@@ -1808,8 +1419,8 @@ awaitable<void> Session::SyncSettings(Link& l) {
   if (!SettingsBehind(l)) co_return;
   const std::vector<std::string>& changes = client_settings_.TransactionStatements();
   // Its transaction status must be known.
-  co_await WaitUntil([&l] { return l.forward_pending == 0 && !HasInternal(l); });
-  if (ended() || l.broken) co_return;
+  co_await WaitUntil([&l] { return l.forward_pending == 0 && !l.HasInternal(); });
+  if (ended() || l.broken()) co_return;
   if (l.transaction_status == TransactionStatus::kIdle) {
     if (l.settings_version == client_settings_.version()) co_return;
     co_await RunSettings(l, client_settings_.SessionStatements(), false);
@@ -1850,9 +1461,9 @@ void Session::AfterTransaction() {
   Link& old = link(BackendId::kOld);
   Link& fresh = link(BackendId::kNew);
   for (const Link* l : {&old, &fresh}) {
-    if (l->broken) continue;  // its transaction is gone with it
+    if (l->broken()) continue;  // its transaction is gone with it
     if (l->transaction_status != TransactionStatus::kIdle || l->forward_pending != 0 ||
-        HasInternal(*l))
+        l->HasInternal())
       return;
   }
   if (transaction_status_ != TransactionStatus::kIdle || settling_ || PendingResults() > 0) return;
@@ -1873,22 +1484,19 @@ void Session::AfterTransaction() {
 
 bool Session::IdleOutsideTransaction() const {
   return PendingResults() == 0 && transaction_status_ == TransactionStatus::kIdle &&
-         !client_sent_partial_ && !client_mid_message_ && !HasInternal(links_[0]) &&
-         !HasInternal(links_[1]);
+         !client_sent_partial_ && !client_mid_message_ && !links_[0].HasInternal() &&
+         !links_[1].HasInternal();
 }
 
-bool Session::OnlyInternal(const Link& l) {
-  for (const Cycle& c : l.cycles) {
-    if (c.internal == nullptr) return false;
-  }
-  return true;
-}
+void Session::OnInternalAnswered() { Wake(); }
 
-bool Session::HasInternal(const Link& l) {
-  for (const Cycle& c : l.cycles) {
-    if (c.internal != nullptr) return true;
-  }
-  return false;
+void Session::OnClientAnswered(const ExpectedReply& reply, TransactionStatus status,
+                               bool forwarded) {
+  NoteAnswered();
+  if (reply.mirror) Wake();  // the session settles the mirror before the client goes on
+  if (!forwarded) return;
+  if (reply.failed) failed_group_ = reply.group;
+  transaction_status_ = status;
 }
 
 void Session::NoteSent() { query_timer_.Sent(QueryTimer::Clock::now()); }

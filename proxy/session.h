@@ -26,7 +26,12 @@
 #include "proxy/forward_list.h"
 #include "proxy/packet_buffer.h"
 #include "proxy/server.h"
+#include "proxy/session/expected_reply.h"
+#include "proxy/session/link.h"
 #include "proxy/session/query_timer.h"
+#include "proxy/session/refusals.h"
+#include "proxy/session/reply_relay.h"
+#include "proxy/session/step.h"
 #include "proxy/stream.h"
 #include "routing/config.h"
 #include "routing/router.h"
@@ -47,7 +52,7 @@ struct ClientRow {
   std::chrono::system_clock::time_point connected_at;
 };
 
-class Session : public std::enable_shared_from_this<Session> {
+class Session : public std::enable_shared_from_this<Session>, private ReplyRelay::Listener {
  public:
   // `shadow` runs this worker's shadow reads.
   Session(Server& server, tcp::socket socket, uint64_t id, ShadowRunner* shadow);
@@ -68,183 +73,6 @@ class Session : public std::enable_shared_from_this<Session> {
 
  private:
   class ClientToBackend;
-  class BackendToClient;
-
-  // An exchange pgshift runs itself on a link (joining a transaction,
-  // finishing one on the other server); its reply never reaches the client.
-  struct InternalReply {
-    bool done = false;
-    std::optional<protocol::ErrorFields> error;
-    std::optional<std::string> value;  // the first column of the first row, if any
-  };
-
-  // A sampled read's result, kept as the client gets it for its shadow
-  // comparison, whose job is queued once the result is complete.
-  struct ShadowCapture {
-    static constexpr size_t kMaxRows = 10000;  // more: the comparison reads both sides
-    ShadowJob job;
-    std::shared_ptr<routing::ResultSet> result = std::make_shared<routing::ResultSet>();
-    bool usable = true;
-    bool queued = false;
-  };
-
-  // One result the client expects, in order within a reply cycle.
-  struct ReplyUnit {
-    bool describe = false;  // a Describe's answer, else a statement's result
-    routing::ResultShape shape;
-    int32_t mirror_index = -1;  // its rows' entry in the cycle's MirrorBatch
-    std::shared_ptr<ShadowCapture> capture;  // a sampled read's result is kept
-  };
-
-  // A reply cycle whose outcome the session acts on before the client may
-  // go on: one with writes mirrored to the other server (their rows are
-  // collected and its replies held back until the mirror is settled), or a
-  // client's COMMIT whose mirror is prepared on the other server.
-  struct MirrorBatch {
-    struct Rows {
-      std::shared_ptr<const routing::RemoteMirror> mirror;
-      std::string json = "[";  // the rows as a JSON array, closed when applied
-      size_t count = 0;
-      std::vector<std::optional<std::string>> keys;
-    };
-    std::vector<Rows> rows;
-    bool hold = true;       // the client's replies wait in `held`
-    std::string held;
-    bool done = false;      // its ReadyForQuery has arrived
-    bool failed = false;    // the server raised an error in it
-    // That ReadyForQuery's transaction status.
-    protocol::TransactionStatus status = protocol::TransactionStatus::kIdle;
-    // pgshift began the transaction around it (the client was outside
-    // one) and ends it once the mirror is settled.
-    bool implicit = false;
-    std::shared_ptr<InternalReply> begun;  // that BEGIN's reply (with the txid)
-    // The client was outside a transaction but its batch had already
-    // started, so the write committed on its own: the mirror follows.
-    bool autocommitted = false;
-    // A COMMIT: the mirror's prepared transaction ("" when the mirror
-    // server cannot prepare, so it commits after).
-    bool commit = false;
-    std::string prepared_id;
-  };
-
-  // The replies up to one ReadyForQuery: a Query's, or an extended batch's.
-  struct Cycle {
-    std::shared_ptr<InternalReply> internal;  // null: the client's
-    bool open = false;                  // an extended batch its Sync has not closed yet
-    std::vector<ReplyUnit> units;       // empty: nothing in it to reshape
-    size_t next = 0;                    // the unit the next result belongs to
-    // A part of the client's Query that another part follows: its
-    // ReadyForQuery goes to the client only if it failed, which ends the
-    // Query (`group` then stops the parts after it).
-    bool continues = false;
-    bool failed = false;
-    uint64_t group = 0;
-    std::shared_ptr<MirrorBatch> mirror;
-    // As ReplyNote's: a Query sent as pgshift's prepared statement.
-    std::string statement_key;
-    bool prepares = false;
-    bool parse_completed = false;
-  };
-
-  // What a step's messages will be answered with, in their order.
-  struct ReplyNote {
-    enum Kind { kQuery, kUnit, kSync } kind = kQuery;
-    std::vector<ReplyUnit> units;  // kQuery: one per statement, or none; kUnit: exactly one
-    bool continues = false;        // kQuery: as Cycle::continues
-    uint64_t group = 0;
-    // kQuery: the client's Query was sent as an extended batch on a
-    // statement pgshift prepared (Plan::parameterized), this key in
-    // Link::statements; its ParseComplete, BindComplete and NoData are not
-    // the client's. `prepares`: the batch's Parse creates the statement.
-    std::string statement_key;
-    bool prepares = false;
-  };
-
-  // One of the session's server connections.
-  struct Link {
-    routing::BackendId server = routing::BackendId::kOld;
-    std::string_view name;  // "old" or "new", for messages
-    std::unique_ptr<Stream> stream;
-    PacketBuffer buffer;
-    protocol::TransactionStatus transaction_status = protocol::TransactionStatus::kIdle;
-    bool in_batch = false;  // extended-protocol messages sent since its last Sync
-    bool written = false;   // has written in the client's current transaction
-    bool mirrored = false;  // holds mirrored rows of the client's current transaction
-    // New was lost while it held only pgshift's work; it is connected again
-    // for the next transaction that needs it.
-    bool broken = false;
-    // Reply cycles still to come, in order.
-    std::deque<Cycle> cycles;
-    uint32_t forward_pending = 0;  // the client's closed cycles in `cycles`
-    bool pump_running = false;
-    // Statements pgshift prepared on this connection: for the client's
-    // Queries (Plan::parameterized; keyed by text and parameter types, used
-    // once their ParseComplete has come, so that a failing Parse fails only
-    // its own Query), and for its own mirror writes (ApplyRows).
-    struct ServerStatement {
-      std::string name;
-      bool parsed = false;
-      uint64_t last_used = 0;  // statement_uses when last sent
-    };
-    absl::flat_hash_map<std::string, ServerStatement> statements;
-    uint64_t statement_uses = 0;
-    // New: the version of the client's settings it was given
-    // (SessionSettings::version()), and how many of the current
-    // transaction's setting changes it has run.
-    uint64_t settings_version = 0;
-    size_t transaction_settings = 0;
-    char last_type = 0;
-    int32_t backend_pid = 0;
-  };
-
-  // A run of client messages for one link, and what must happen first.
-  struct Step {
-    // Back to a new step's state, keeping the buffers of `bytes` and
-    // `notes` for the next client read.
-    void Clear() {
-      ForwardList kept_bytes = std::move(bytes);
-      std::vector<ReplyNote> kept_notes = std::move(notes);
-      kept_bytes.clear();
-      kept_notes.clear();
-      *this = Step{};
-      bytes = std::move(kept_bytes);
-      notes = std::move(kept_notes);
-    }
-
-    routing::BackendId target = routing::BackendId::kOld;
-    ForwardList bytes;
-    std::vector<ReplyNote> notes;
-    // Transaction control the other link must run too, before this step
-    // (it is in the same client transaction).
-    std::string on_other_link_first;
-    // A later part of a Query split between servers: skipped when an
-    // earlier part of the same group failed.
-    uint64_t skip_if_failed = 0;
-    // Its bytes begin a Query or an extended batch: pgshift may run a BEGIN
-    // of its own before them.
-    bool opens = false;
-    bool sealed = false;    // later messages go into a new step
-    bool mirrored = false;  // a statement in it is mirrored to the other server
-    // Its mirrored statement is in the client's transaction, as the client's
-    // statements before it leave it (a BEGIN may precede it in the batch).
-    bool in_client_transaction = false;
-    // Its statement, when it is transaction control alone (COMMIT prepares
-    // the mirror first; SAVEPOINT joins the other server).
-    routing::TransactionKind transaction = routing::TransactionKind::kNone;
-    // Sent instead of `bytes` when the COMMIT must fail (the mirror could not
-    // be prepared): a statement whose error, refusal `fail_probe`, is replaced.
-    std::string fail_with;
-    uint64_t fail_probe = 0;
-    // A statement prepared before a reload, prepared again under the new
-    // plan before the step (on its server; closed on the other): messages
-    // ending in Sync, whose replies the client never sees.
-    std::string reprepare;
-    std::string close_elsewhere;
-    // A COPY FROM STDIN whose mirror is settled once the client's data has
-    // ended (the step with its CopyDone or CopyFail).
-    bool copy_in = false;
-    bool ends_copy = false;
-  };
 
   // Where a prepared statement or portal lives and what it does.
   struct Prepared {
@@ -266,6 +94,11 @@ class Session : public std::enable_shared_from_this<Session> {
   awaitable<void> PumpBackendToClient(Link& link);
   void StartPump(Link& link);
   awaitable<bool> RunStep(Step& step);
+  // Queues `reply` on `target` (merged into its open batch when it joins
+  // one), with `batch` attached when it has mirrored results; the batch to
+  // settle when the reply closes a cycle that has one.
+  std::shared_ptr<MirrorBatch> Expect(Link& target, ExpectedReply reply,
+                                      const std::shared_ptr<MirrorBatch>& batch);
   // `fatal`: a failure ends the session (else it is only returned).
   awaitable<std::optional<protocol::ErrorFields>> ConnectNew(bool fatal = true);
   // Messages that run `statements` (one statement each) for pgshift on
@@ -344,10 +177,10 @@ class Session : public std::enable_shared_from_this<Session> {
   // Records why the session ends (first reason wins) and stops both pumps.
   void End(std::optional<protocol::ErrorFields> final_error);
   bool IdleOutsideTransaction() const;
-  // An exchange of pgshift's own is under way on `link`.
-  static bool HasInternal(const Link& link);
-  // Nothing but pgshift's own exchanges await replies on `link`.
-  static bool OnlyInternal(const Link& link);
+  // ReplyRelay::Listener.
+  void OnInternalAnswered() override;
+  void OnClientAnswered(const ExpectedReply& reply, protocol::TransactionStatus status,
+                        bool forwarded) override;
   // A reply cycle to the client was asked for, or answered. Also times the
   // query cycle.
   void NoteSent();
@@ -429,9 +262,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<routing::BackendId> batch_link_;  // where this extended batch goes
   bool batch_refused_ = false;                 // the rest of it is skipped by the server
   routing::BackendId copy_link_ = routing::BackendId::kOld;
-  // Refusals in flight: the server's error for probe n is replaced by them.
-  std::map<uint64_t, protocol::ErrorFields> refusals_;
-  uint64_t next_probe_ = 0;
+  // Refusals in flight: the server's error for their probe is replaced.
+  Refusals refusals_;
   // Queries split between servers: the last one whose part failed.
   uint64_t next_group_ = 0;
   uint64_t failed_group_ = 0;

@@ -64,12 +64,8 @@ awaitable<bool> Session::BeforeMirroredStep(Step& step, std::shared_ptr<MirrorBa
   if (step.transaction == routing::TransactionKind::kCommit) {
     // The client's COMMIT of a transaction with mirrored rows: the mirror is
     // prepared first, and committed once the COMMIT has succeeded.
-    batch->hold = false;
-    batch->commit = true;
-    co_await WaitUntil([&] {
-      return auth.forward_pending == 0 && mirror.forward_pending == 0 && !HasInternal(auth) &&
-             !HasInternal(mirror);
-    });
+    batch->mode = MirrorBatch::Mode::kCommit;
+    co_await WaitUntil([&] { return auth.Quiet() && mirror.Quiet(); });
     if (ended()) co_return true;
     if (auth.transaction_status == TransactionStatus::kFailed) {
       // The COMMIT will roll back; so does the mirror.
@@ -79,9 +75,9 @@ awaitable<bool> Session::BeforeMirroredStep(Step& step, std::shared_ptr<MirrorBa
       co_return true;
     }
     std::optional<ErrorFields> failed;
-    if (mirror.broken || mirror.transaction_status == TransactionStatus::kFailed) {
+    if (mirror.broken() || mirror.transaction_status == TransactionStatus::kFailed) {
       failed = MirrorError(sqlstate::kConnectionFailure,
-                           mirror.broken
+                           mirror.broken()
                                ? StrCat("lost the connection to backend ", mirror.name)
                                : StrCat("its transaction on backend ", mirror.name, " failed"));
     } else if (settings_->mirroring.can_prepare[static_cast<int>(mirror.server)] &&
@@ -95,7 +91,7 @@ awaitable<bool> Session::BeforeMirroredStep(Step& step, std::shared_ptr<MirrorBa
              {{"session", StrCat(id_)}, {"backend", mirror.name},
               {"keys", StrCat(mirrored_keys_.size())},
               {"policy", fail_on_mirror_error_ ? "fail" : "log"}, {"reason", failed->message()}});
-    if (mirror.transaction_status != TransactionStatus::kIdle && !mirror.broken) {
+    if (mirror.transaction_status != TransactionStatus::kIdle && !mirror.broken()) {
       co_await RunInternal(mirror, "ROLLBACK");
     }
     mirror.mirrored = false;
@@ -107,10 +103,12 @@ awaitable<bool> Session::BeforeMirroredStep(Step& step, std::shared_ptr<MirrorBa
     }
     // Both sides roll back, and the COMMIT fails in its stand-in's words.
     if (step.opens) co_await RunInternal(auth, "ROLLBACK");
-    refusals_[step.fail_probe] = ErrorFields::Make(
-        "ERROR", failed->sqlstate(),
-        StrCat("pgshift: the mirror of this transaction on server ", mirror.name,
-               " could not be committed, so the transaction was rolled back: ", failed->message()));
+    refusals_.Set(
+        step.fail_probe,
+        ErrorFields::Make("ERROR", failed->sqlstate(),
+                          StrCat("pgshift: the mirror of this transaction on server ", mirror.name,
+                                 " could not be committed, so the transaction was rolled back: ",
+                                 failed->message())));
     co_return false;
   }
   // A mirrored write. Outside a transaction pgshift begins one around it,
@@ -118,7 +116,7 @@ awaitable<bool> Session::BeforeMirroredStep(Step& step, std::shared_ptr<MirrorBa
   // ahead of it in its batch) the mirror joins that one.
   if (step.in_client_transaction) co_return true;
   if (transaction_status_ == TransactionStatus::kIdle && step.opens) {
-    co_await WaitUntil([&] { return auth.forward_pending == 0 && !HasInternal(auth); });
+    co_await WaitUntil([&] { return auth.Quiet(); });
     if (ended()) co_return true;
   }
   if (auth.transaction_status == TransactionStatus::kIdle &&
@@ -127,10 +125,10 @@ awaitable<bool> Session::BeforeMirroredStep(Step& step, std::shared_ptr<MirrorBa
       // Sent ahead of the client's statement, not waited for.
       std::string begin = InternalBatch({"BEGIN", "SELECT pg_catalog.txid_current()"});
       batch->begun = co_await SendInternal(auth, std::move(begin));
-      batch->implicit = true;
+      batch->mode = MirrorBatch::Mode::kImplicit;
     } else {
       // Its batch was already under way: the write commits on its own.
-      batch->autocommitted = true;
+      batch->mode = MirrorBatch::Mode::kAutocommitted;
     }
   }
   co_return true;
@@ -141,17 +139,20 @@ awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
     std::string xid;
     if (co_await AwaitInternal(batch.begun, &xid)) {
       // No transaction of pgshift's own: the write committed on its own.
-      batch.implicit = false;
-      batch.autocommitted = true;
+      batch.mode = MirrorBatch::Mode::kAutocommitted;
     } else {
       authoritative_xid_ = xid;
     }
   }
-  co_await WaitUntil([&batch] { return batch.done; });
+  co_await WaitUntil([&batch] { return batch.outcome != MirrorBatch::Outcome::kPending; });
   if (ended()) co_return;
   // No transaction is open after the batch (a BEGIN before the write
   // failed): the write committed on its own.
-  if (!batch.implicit && batch.status == TransactionStatus::kIdle) batch.autocommitted = true;
+  if (batch.mode == MirrorBatch::Mode::kClientTransaction &&
+      batch.status == TransactionStatus::kIdle) {
+    batch.mode = MirrorBatch::Mode::kAutocommitted;
+  }
+  const bool failed_write = batch.outcome == MirrorBatch::Outcome::kFailed;
   Link& mirror = link(routing::OtherBackend(auth.server));
   // The client's replies, now or in place of the held ones.
   auto release = [&](TransactionStatus status) -> awaitable<void> {
@@ -176,9 +177,9 @@ awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
     AfterTransaction();
   };
 
-  if (batch.commit) {
+  if (batch.mode == MirrorBatch::Mode::kCommit) {
     // The client's COMMIT has answered: the mirror follows it.
-    const bool committed = !batch.failed;
+    const bool committed = !failed_write;
     std::string sql = batch.prepared_id.empty()
                           ? std::string(committed ? "COMMIT" : "ROLLBACK")
                           : StrCat(committed ? "COMMIT PREPARED " : "ROLLBACK PREPARED ",
@@ -197,9 +198,11 @@ awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
     co_return;
   }
 
-  if (batch.failed) {
+  const bool implicit = batch.mode == MirrorBatch::Mode::kImplicit;
+  const bool autocommitted = batch.mode == MirrorBatch::Mode::kAutocommitted;
+  if (failed_write) {
     // The write itself failed: there is nothing to mirror.
-    if (batch.implicit) {
+    if (implicit) {
       co_await RunInternal(auth, "ROLLBACK");
       co_await release(TransactionStatus::kIdle);
     } else {
@@ -228,7 +231,7 @@ awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
     // In a transaction of the client's, its txid names the mirror's
     // prepared transaction at COMMIT: asked for while the mirror works.
     std::shared_ptr<InternalReply> xid;
-    if (!batch.implicit && !batch.autocommitted && authoritative_xid_.empty()) {
+    if (!batch.own_transaction() && authoritative_xid_.empty()) {
       std::string query = InternalBatch({"SELECT pg_catalog.txid_current()"});
       xid = co_await SendInternal(auth, std::move(query));
     }
@@ -236,11 +239,11 @@ awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
     if (!failed) {
       ApplyOptions options;
       options.begin = mirror.transaction_status == TransactionStatus::kIdle;
-      options.savepoint = !fails_client && !batch.implicit && !batch.autocommitted;
-      if (batch.implicit && settings_->mirroring.can_prepare[static_cast<int>(mirror.server)]) {
+      options.savepoint = !fails_client && !batch.own_transaction();
+      if (implicit && settings_->mirroring.can_prepare[static_cast<int>(mirror.server)]) {
         options.prepare_as = PreparedTransactionId(auth.server, authoritative_xid_);
       }
-      options.commit = batch.autocommitted;
+      options.commit = autocommitted;
       failed = co_await ApplyRows(mirror, batch, options);
       if (!failed) prepared = options.prepare_as;
     }
@@ -252,12 +255,12 @@ awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
              {{"session", StrCat(id_)}, {"tables", Tables(tables)}, {"backend", mirror.name},
               {"keys", StrCat(keys.size())}, {"policy", fails_client ? "fail" : "log"},
               {"reason", failed->message()}});
-    const bool usable = mirror.stream && !mirror.broken;
-    const bool savepoint = !fails_client && !batch.implicit && !batch.autocommitted;
+    const bool usable = mirror.ready();
+    const bool savepoint = !fails_client && !batch.own_transaction();
     if (usable && savepoint && mirror.transaction_status == TransactionStatus::kFailed) {
       std::string undo = InternalBatch({kRollbackToSavepoint, kReleaseSavepoint});
       co_await RunInternalMessages(mirror, std::move(undo), nullptr);
-    } else if (usable && (batch.implicit || batch.autocommitted) &&
+    } else if (usable && batch.own_transaction() &&
                mirror.transaction_status != TransactionStatus::kIdle) {
       co_await RunInternal(mirror, "ROLLBACK");
     }
@@ -266,10 +269,10 @@ awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
       unlogged = co_await LogDivergence(auth, keys, failed->message());
       if (unlogged) failed = unlogged;
     }
-    if ((fails_client || unlogged) && !batch.autocommitted) {
+    if ((fails_client || unlogged) && !autocommitted) {
       // Both sides roll back; the client's statement fails with the
       // mirror's error.
-      if (batch.implicit) {
+      if (implicit) {
         co_await RunInternal(auth, "ROLLBACK");
       } else {
         co_await RunInternal(auth, kAbortTransaction);
@@ -279,12 +282,11 @@ awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
           StrCat("pgshift: ", unlogged ? "the divergence log could not be written after " : "",
                  "the mirror of this write to ", Tables(tables), " on server ", mirror.name,
                  " failed, so the write was rolled back: ", failed->message()));
-      co_await fail_client(error,
-                           batch.implicit ? TransactionStatus::kIdle : TransactionStatus::kFailed);
+      co_await fail_client(error, implicit ? TransactionStatus::kIdle : TransactionStatus::kFailed);
       finish();
       co_return;
     }
-    if (batch.implicit) {
+    if (implicit) {
       std::optional<ErrorFields> commit = co_await RunInternal(auth, "COMMIT");
       if (commit) {
         co_await fail_client(*commit, TransactionStatus::kIdle);
@@ -292,17 +294,17 @@ awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
         co_return;
       }
     }
-    co_await release(batch.implicit ? TransactionStatus::kIdle : batch.status);
+    co_await release(implicit ? TransactionStatus::kIdle : batch.status);
     finish();
     co_return;
   }
 
-  if (anything && !batch.autocommitted) {
+  if (anything && !autocommitted) {
     mirror.mirrored = true;
     mirrored_keys_.insert(mirrored_keys_.end(), keys.begin(), keys.end());
     fail_on_mirror_error_ = fail_on_mirror_error_ || fails_client;
   }
-  if (!batch.implicit) {
+  if (!implicit) {
     co_await release(batch.status);
     finish();
     co_return;
@@ -333,12 +335,12 @@ awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
 }
 
 awaitable<std::optional<ErrorFields>> Session::JoinMirror(Link& mirror) {
-  if (mirror.broken && mirror.mirrored) {
+  if (mirror.broken() && mirror.mirrored) {
     co_return MirrorError(sqlstate::kConnectionFailure,
                           StrCat("lost the connection to backend ", mirror.name,
                                  " with rows mirrored earlier in this transaction"));
   }
-  if (mirror.server == BackendId::kNew && (!mirror.stream || mirror.broken)) {
+  if (mirror.server == BackendId::kNew && !mirror.ready()) {
     if (auto failed = co_await ConnectNew(false)) co_return failed;
   }
   if (mirror.transaction_status == TransactionStatus::kFailed) {

@@ -135,4 +135,11 @@ int PgshiftProcess::Stop(int timeout_ms) {
   return code;
 }
 
+int PgshiftProcess::AwaitExit(int timeout_ms) {
+  if (pid_ <= 0) return -1;
+  int code = WaitForExit(pid_, timeout_ms);
+  pid_ = -1;
+  return code;
+}
+
 }  // namespace pgshift::testing

@@ -34,6 +34,8 @@ class PgshiftProcess {
 
   // SIGTERM, then waits; returns the exit code (-1 on timeout).
   int Stop(int timeout_ms = 20000);
+  // Waits for the process to exit on its own (after a signal the test sent).
+  int AwaitExit(int timeout_ms = 20000);
 
   // Replaces the configuration file (same listen port and backend port).
   void RewriteConfig(const std::string& proxy_settings, const std::string& backend_settings,
