@@ -43,839 +43,6 @@ ErrorFields AdminShutdown() {
 
 }  // namespace
 
-// Client to backend. Without configured tables every message is streamed
-// to old untouched. With them, the messages that carry or follow SQL are
-// read whole: Query and Parse are planned (the fast path skips planning
-// for text that names no configured table), Bind, Describe, Execute and
-// Close follow their statement or portal, Sync and Flush their batch.
-class Session::ClientToBackend : public protocol::FrameHandler {
- public:
-  explicit ClientToBackend(Session& s) : s_(s) {}
-
-  void Reset() {
-    for (size_t i = 0; i < count; ++i) steps[i].Clear();
-    count = 0;
-    routing_ = !s_.config().tables.empty();
-  }
-
-  protocol::Delivery OnHeader(char type, size_t) override {
-    if (type == frontend::kTerminate) terminated = true;
-    if (!routing_) {
-      if (type == frontend::kQuery || type == frontend::kSync || type == frontend::kFunctionCall) {
-        ++s_.queries_;
-        if (type == frontend::kSync) {
-          ExpectSync(BackendId::kOld);
-        } else {
-          ExpectQuery(BackendId::kOld);
-        }
-      }
-      return protocol::Delivery::kStream;
-    }
-    switch (type) {
-      case frontend::kQuery:
-      case frontend::kParse:
-      case frontend::kBind:
-      case frontend::kExecute:
-      case frontend::kDescribe:
-      case frontend::kClose:
-      case frontend::kSync:
-      case frontend::kFlush:
-      case frontend::kFunctionCall: return protocol::Delivery::kWhole;
-      case frontend::kCopyDone:
-      case frontend::kCopyFail:
-        if (two_servers()) Target(s_.copy_link_).ends_copy = true;
-        return protocol::Delivery::kStream;
-      default:
-        return protocol::Delivery::kStream;  // COPY data, Terminate
-    }
-  }
-
-  void OnStreamed(std::string_view bytes) override {
-    Target(routing_ ? s_.copy_link_ : BackendId::kOld).bytes.Add(bytes);
-  }
-
-  void OnWhole(char type, std::string_view message) override {
-    std::string_view payload = message.substr(protocol::kHeaderSize);
-    switch (type) {
-      case frontend::kQuery: return OnQuery(message, payload);
-      case frontend::kParse: return OnParse(message, payload);
-      case frontend::kBind: return OnBind(message, payload);
-      case frontend::kExecute: return OnExecute(message, payload);
-      case frontend::kDescribe:
-      case frontend::kClose: return OnDescribeOrClose(type, message, payload);
-      case frontend::kSync: {
-        ++s_.queries_;
-        BackendId target = s_.batch_link_.value_or(last_target_);
-        ExpectSync(target);
-        Add(target, message);
-        s_.link(target).in_batch = false;
-        s_.batch_link_.reset();
-        s_.batch_refused_ = false;
-        mirrored_in_batch_ = false;
-        return;
-      }
-      case frontend::kFlush: return Add(s_.batch_link_.value_or(last_target_), message);
-      case frontend::kFunctionCall:
-        ++s_.queries_;
-        ExpectQuery(BackendId::kOld);
-        return Add(BackendId::kOld, message);
-      default:
-        return Add(BackendId::kOld, message);
-    }
-  }
-
-  std::vector<Step> steps;  // the first `count` are this read's
-  size_t count = 0;
-  bool terminated = false;
-  std::string error;  // a malformed message: the session ends with 08P01
-  // A write mirrored across servers is in the client's open extended batch.
-  bool mirrored_in_batch_ = false;
-
- private:
-  routing::Router& router() { return *s_.settings_->router; }
-  bool two_servers() { return router().has_new_server(); }
-  // As the client's statements planned so far leave it: a BEGIN sent ahead
-  // of its reply (pgjdbc sends it in the batch of the first statement)
-  // makes what follows part of the client's transaction.
-  bool in_transaction() const {
-    switch (s_.sent_transaction_) {
-      case SentTransaction::kBegun: return true;
-      case SentTransaction::kEnded: return false;
-      case SentTransaction::kAsReported: break;
-    }
-    return s_.transaction_status_ != TransactionStatus::kIdle;
-  }
-
-  Step& NewStep(BackendId target) {
-    if (count == steps.size()) steps.emplace_back();
-    Step& step = steps[count++];
-    step.target = target;
-    return step;
-  }
-  Step& Target(BackendId target) {
-    if (count > 0 && steps[count - 1].target == target && !steps[count - 1].sealed) {
-      return steps[count - 1];
-    }
-    return NewStep(target);
-  }
-  // With two servers a Query, and an extended batch, starts a step of its
-  // own, so that pgshift may begin a transaction before it (a write mirrored
-  // across servers outside one) or act between it and what follows.
-  void OpenStep(BackendId target) {
-    if (two_servers()) NewStep(target).opens = true;
-  }
-  void Add(BackendId target, std::string_view bytes) {
-    Target(target).bytes.Add(bytes);
-    last_target_ = target;
-  }
-  void AddOwned(BackendId target, std::string bytes) {
-    Target(target).bytes.AddOwned(std::move(bytes));
-    last_target_ = target;
-  }
-  // What the Query about to be added will be answered with.
-  ExpectedReply& ExpectQuery(BackendId target, std::vector<ReplyUnit> units = {}) {
-    ExpectedReply& reply = Target(target).replies.emplace_back();
-    reply.units = std::move(units);
-    return reply;
-  }
-  // A Sync closes its batch's reply cycle.
-  void ExpectSync(BackendId target) {
-    std::vector<ExpectedReply>& replies = Target(target).replies;
-    if (!replies.empty() && replies.back().open) {
-      replies.back().open = false;
-      return;
-    }
-    replies.emplace_back().joins_open = true;
-  }
-  // The result of an Execute or the answer to a Describe, reshaped as
-  // `plan` says for its statement.
-  void NoteUnit(BackendId target, bool describe, const routing::PlanPtr& plan,
-                std::shared_ptr<ShadowCapture> capture = nullptr) {
-    ReplyUnit unit;
-    unit.describe = describe;
-    if (plan && !plan->shapes.empty()) unit.shape = plan->shapes[0];
-    unit.capture = std::move(capture);
-    std::vector<ExpectedReply>& replies = Target(target).replies;
-    if (replies.empty() || !replies.back().open) {
-      ExpectedReply& batch = replies.emplace_back();
-      batch.open = true;
-      batch.joins_open = true;
-    }
-    replies.back().units.push_back(std::move(unit));
-  }
-  // Extended-protocol messages go where their batch goes.
-  void StartBatch(BackendId target) {
-    if (!s_.batch_link_) OpenStep(target);
-    s_.batch_link_ = target;
-    s_.link(target).in_batch = true;
-  }
-  void AddToBatch(BackendId target, std::string_view bytes) {
-    StartBatch(target);
-    Add(target, bytes);
-  }
-  // The step of a COMMIT, SAVEPOINT or mirrored write, which pgshift
-  // prepares for when it runs. A COMMIT gets a stand-in that fails in its
-  // place, in case the mirror cannot be prepared.
-  void MarkStep(BackendId target, const routing::Plan& plan, bool simple_query) {
-    if (!two_servers()) return;
-    Step& step = Target(target);
-    step.mirrored = step.mirrored || plan.mirrors_remotely;
-    if (plan.mirrors_remotely) {
-      step.in_client_transaction = in_transaction();
-      if (!simple_query) mirrored_in_batch_ = true;
-    }
-    step.copy_in = plan.copies_in && plan.mirrors_remotely;
-    step.transaction = plan.transaction;
-    if (plan.transaction != routing::TransactionKind::kCommit) return;
-    step.fail_probe = s_.refusals_.Reserve();
-    if (simple_query) {
-      protocol::Query{Refusals::ProbeSql(step.fail_probe)}.Encode(step.fail_with);
-    } else {
-      protocol::Execute{Refusals::ProbeName(step.fail_probe), 0}.Encode(step.fail_with);
-    }
-  }
-
-  // Outside the fast path, and in any transaction when a second server is
-  // in play (so that writes and transaction control are known), a text gets
-  // a plan.
-  routing::PlanPtr PlanFor(std::string_view sql) {
-    if (router().MayTouch(sql) ||
-        (two_servers() && (in_transaction() || routing::MayBeginTransaction(sql)))) {
-      return router().PlanFor(sql);
-    }
-    return nullptr;
-  }
-
-  // Answers in place of the statement with `refusal`, raised on `target`.
-  void Refuse(BackendId target, const routing::Refusal& refusal, bool simple_query) {
-    uint64_t n = s_.refusals_.Add(ErrorFields::Make("ERROR", refusal.sqlstate, refusal.message));
-    LogEvent(LogLevel::kInfo, "statement_refused",
-             {{"session", StrCat(s_.id_)}, {"sqlstate", refusal.sqlstate},
-              {"reason", refusal.message}});
-    std::string probe;
-    if (simple_query) {
-      protocol::Query{Refusals::ProbeSql(n)}.Encode(probe);
-      ExpectQuery(target);
-      AddOwned(target, std::move(probe));
-      s_.copy_link_ = target;
-      return;
-    }
-    protocol::Parse{Refusals::ProbeStatementName(), Refusals::ProbeSql(n), {}}.Encode(probe);
-    s_.batch_link_ = target;
-    s_.batch_refused_ = true;
-    s_.link(target).in_batch = true;
-    AddOwned(target, std::move(probe));
-  }
-
-  // A transaction may write on one server only: its commit cannot be made
-  // atomic across two.
-  std::optional<routing::Refusal> SecondWriter(const routing::Plan& plan, BackendId target) {
-    if (!two_servers() || !plan.writes || !in_transaction()) return std::nullopt;
-    const Link& other = s_.link(routing::OtherBackend(target));
-    if (!other.written) return std::nullopt;
-    return routing::Refusal{
-        std::string(sqlstate::kFeatureNotSupported),
-        StrCat("pgshift: this transaction has written on server ", other.name,
-               "; a write on server ", routing::BackendName(target),
-               " would make one transaction span two servers")};
-  }
-
-  // With a second server, the client's setting changes, which run on old
-  // only, are kept so that new can be given them (Session::SyncSettings).
-  // A prepared one counts when it is parsed.
-  void NoteSettings(std::string_view sql) {
-    if (!two_servers() || !routing::MayChangeSettings(sql)) return;
-    for (routing::SettingChange& change : routing::SettingChangesOf(sql)) {
-      s_.client_settings_.Record(std::move(change), in_transaction());
-    }
-  }
-  // The client's transaction as this statement leaves it, and whether the
-  // transaction's setting changes stand once it ends.
-  void NoteTransactionControl(const routing::Plan& plan) {
-    if (plan.transaction == routing::TransactionKind::kBegin) {
-      if (!in_transaction()) s_.sent_transaction_ = SentTransaction::kBegun;
-    } else if (plan.transaction == routing::TransactionKind::kCommit) {
-      s_.commit_requested_ =
-          in_transaction() && s_.transaction_status_ != TransactionStatus::kFailed;
-      s_.sent_transaction_ = SentTransaction::kEnded;
-    } else if (plan.transaction == routing::TransactionKind::kRollback) {
-      s_.commit_requested_ = false;
-      s_.sent_transaction_ = SentTransaction::kEnded;
-    }
-  }
-
-  // A write mirrored across servers is applied once its batch's
-  // ReadyForQuery has come: transaction control after it in the same batch
-  // would run on the mirror before the write it follows.
-  std::optional<routing::Refusal> ControlAfterMirroredWrite(const routing::Plan& plan) {
-    if (!mirrored_in_batch_ || !plan.transaction_control) return std::nullopt;
-    return routing::Refusal{
-        std::string(sqlstate::kFeatureNotSupported),
-        "pgshift: with two servers, a batch that writes to a migrating table must end "
-        "(Sync) before transaction control (COMMIT, ROLLBACK, SAVEPOINT, ...): send it "
-        "in a batch of its own"};
-  }
-
-  void NoteWrite(const routing::Plan& plan, BackendId target) {
-    if (plan.writes && (in_transaction() || plan.transaction_control)) {
-      s_.link(target).written = true;
-      s_.written_tables_.insert(s_.written_tables_.end(), plan.writes_to.begin(),
-                                plan.writes_to.end());
-    }
-  }
-
-  // Whether this execution of a shadowed read is in the sample.
-  static bool Sampled(const routing::PlanPtr& plan) {
-    if (!plan || !plan->shadow || plan->refusal) return false;
-    thread_local std::mt19937_64 random(std::random_device{}());
-    return std::uniform_real_distribution<double>(0, 1)(random) < plan->shadow->sample;
-  }
-
-  // A sampled execution of a shadowed read is compared off the client's
-  // path, unless the transaction has written one of its tables. When its
-  // results come as text, the client's result is kept for the comparison
-  // (the capture returned), and the job queued once it is complete.
-  std::shared_ptr<ShadowCapture> Shadow(const routing::PlanPtr& plan,
-                                        std::shared_ptr<const std::string> bind) {
-    if (s_.shadow_ == nullptr) return nullptr;
-    const routing::ShadowPlan& shadow = *plan->shadow;
-    for (routing::TableCounters* t : shadow.counters) {
-      if (std::find(s_.written_tables_.begin(), s_.written_tables_.end(), t) !=
-          s_.written_tables_.end()) {
-        shadow.Count(&routing::TableCounters::shadow_skipped);
-        return nullptr;
-      }
-    }
-    ShadowJob job{plan, bind, nullptr};
-    if (bind) {
-      auto decoded = protocol::Bind::Decode(std::string_view(*bind).substr(protocol::kHeaderSize));
-      bool text = decoded.ok() && std::all_of(decoded->result_formats.begin(),
-                                              decoded->result_formats.end(),
-                                              [](int16_t f) { return f == 0; });
-      if (!text) {
-        s_.shadow_->Enqueue(std::move(job));
-        return nullptr;
-      }
-    }
-    auto capture = std::make_shared<ShadowCapture>();
-    capture->job = std::move(job);
-    return capture;
-  }
-
-  // Transaction control with no table goes where the client's transaction
-  // is, and the other server, when it is in the transaction too, runs it
-  // first.
-  BackendId TransactionTarget(const routing::Plan& plan) {
-    if (!plan.reads.empty() || !plan.writes_to.empty()) return plan.server;
-    const Link& old = s_.link(BackendId::kOld);
-    const Link& fresh = s_.link(BackendId::kNew);
-    // The server the transaction wrote on (there is at most one) commits
-    // last; with a mirror, it is the authoritative side.
-    if (old.written) return BackendId::kOld;
-    if (fresh.written) return BackendId::kNew;
-    if (old.transaction_status == TransactionStatus::kIdle && !fresh.absent() &&
-        fresh.transaction_status != TransactionStatus::kIdle) {
-      return BackendId::kNew;
-    }
-    return BackendId::kOld;
-  }
-
-  // The server a statement goes to: its plan's (transaction control goes
-  // where the client's transaction is), or old without a plan.
-  BackendId TargetOf(const routing::PlanPtr& plan) {
-    if (!plan) return BackendId::kOld;
-    return plan->transaction_control ? TransactionTarget(*plan) : plan->server;
-  }
-
-  void OnQuery(std::string_view message, std::string_view payload) {
-    ++s_.queries_;
-    auto query = protocol::Query::Decode(payload);
-    if (!query.ok()) {
-      error = std::string(MessageOf(query.status()));
-      return;
-    }
-    ForgetStatementsIfDeallocated(query->sql);
-    NoteSettings(query->sql);
-    if (!s_.sql_prepared_.empty() && RouteSqlPrepared(message, query->sql)) return;
-    routing::PlanPtr plan = PlanFor(query->sql);
-    if (plan) NoteTransactionControl(*plan);
-    if (!plan) {
-      s_.copy_link_ = BackendId::kOld;
-      OpenStep(BackendId::kOld);
-      return ForwardQuery(BackendId::kOld, message);
-    }
-    plan->Count();
-    BackendId target = TargetOf(plan);
-    OpenStep(target);
-    if (plan->refusal) {
-      Refuse(target, *plan->refusal, true);
-      return Seal();
-    }
-    if (auto refusal = SecondWriter(*plan, target)) {
-      Refuse(routing::OtherBackend(target), *refusal, true);
-      return Seal();
-    }
-    NoteWrite(*plan, target);
-    if (!plan->prepares.empty()) {
-      s_.sql_prepared_[plan->prepares] =
-          SqlPrepared{target, plan, query->sql, s_.settings_->generation};
-    }
-    if (plan->transaction_control && two_servers()) {
-      if (!plan->reads.empty() || !plan->writes_to.empty()) {
-        routing::Refusal mixed{std::string(sqlstate::kFeatureNotSupported),
-                               "pgshift: with two servers, send transaction control "
-                               "(BEGIN, COMMIT, ROLLBACK, SAVEPOINT, ...) in a query of its "
-                               "own, not with statements on migrating tables"};
-        Refuse(target, mixed, true);
-        return Seal();
-      }
-      Target(target).on_other_link_first = query->sql;
-    }
-    s_.copy_link_ = target;
-    if (!plan->parts.empty()) {
-      AddParts(*plan);
-      return Seal();
-    }
-    MarkStep(target, *plan, true);
-    std::vector<ReplyUnit> units = Units(plan->shapes);
-    if (Sampled(plan)) {
-      if (std::shared_ptr<ShadowCapture> capture = Shadow(plan, nullptr)) {
-        if (units.empty()) units.resize(1);
-        units[0].capture = std::move(capture);
-      }
-    }
-    ExpectedReply& reply = ExpectQuery(target, std::move(units));
-    if (!plan->rewritten) {
-      Add(target, message);
-    } else if (!plan->parameterized || !SendPrepared(target, *plan->parameterized, reply)) {
-      std::string rewritten;
-      protocol::Query{plan->sql}.Encode(rewritten);
-      AddOwned(target, std::move(rewritten));
-    }
-    Seal();
-  }
-
-  // An SQL-level EXECUTE or DEALLOCATE of a statement PREPAREd on a
-  // configured table goes where the PREPARE went; one prepared under
-  // earlier settings is prepared again first (on its new server, and
-  // dropped on the old one), unseen by the client. DEALLOCATE ALL and
-  // DISCARD ALL go to old as any statement does, and drop those on new
-  // too. True when `sql` was routed here.
-  bool RouteSqlPrepared(std::string_view message, std::string_view sql) {
-    bool may = false;
-    for (std::string_view word : {"execute", "deallocate", "prepare", "discard"}) {
-      may = may || ContainsIgnoreCase(sql, word);
-    }
-    std::optional<routing::PreparedStatementUse> use;
-    if (may) use = routing::PreparedStatementUseOf(sql);
-    if (!use) return false;
-    using Use = routing::PreparedStatementUse;
-    auto& prepared = s_.sql_prepared_;
-    if (use->kind == Use::kPrepare) {
-      prepared.erase(use->name);  // a plan, if any, records it again
-      return false;
-    }
-    if (use->kind == Use::kDeallocate && use->name.empty()) {
-      std::string on_new;
-      for (const auto& [name, p] : prepared) {
-        if (p.server == BackendId::kNew) {
-          on_new = StrCat(on_new, "DEALLOCATE ", routing::QuoteIdent(name), ";");
-        }
-      }
-      prepared.clear();
-      if (on_new.empty()) return false;
-      Step& step = NewStep(BackendId::kOld);
-      step.opens = true;
-      protocol::Query{on_new}.Encode(step.close_elsewhere);
-      ForwardQuery(BackendId::kOld, message);
-      return true;
-    }
-    auto it = prepared.find(use->name);
-    if (it == prepared.end()) return false;
-    SqlPrepared& p = it->second;
-    if (use->kind == Use::kDeallocate) {
-      BackendId server = p.server;
-      prepared.erase(it);
-      OpenStep(server);
-      ForwardQuery(server, message);
-      return true;
-    }
-    bool stepped = false;  // a step of its own already opened (to prepare it again)
-    if (p.generation != s_.settings_->generation) {
-      std::string name = use->name;
-      if (!Reprepare(name, p)) return true;
-      stepped = true;
-      it = prepared.find(name);
-      if (it == prepared.end()) return false;  // now as any other statement
-    }
-    const SqlPrepared& now = it->second;
-    if (!stepped) OpenStep(now.server);
-    if (auto refusal = SecondWriter(*now.plan, now.server)) {
-      Refuse(routing::OtherBackend(now.server), *refusal, true);
-      Seal();
-      return true;
-    }
-    NoteWrite(*now.plan, now.server);
-    ForwardQuery(now.server, message);
-    return true;
-  }
-
-  // Plans an SQL-level PREPARE again under the current settings and
-  // prepares it again where that plan sends it, in a step of its own that
-  // the EXECUTE joins. False when the new plan refuses it (the refusal
-  // answers the EXECUTE). Its entry is gone when it no longer touches a
-  // configured table.
-  bool Reprepare(const std::string& name, SqlPrepared& p) {
-    routing::PlanPtr plan = PlanFor(p.sql);
-    BackendId target = plan ? TargetOf(plan) : BackendId::kOld;
-    if (plan && plan->refusal) {
-      s_.sql_prepared_.erase(name);
-      OpenStep(target);
-      Refuse(target, *plan->refusal, true);
-      Seal();
-      return false;
-    }
-    const std::string& now = plan ? plan->sql : p.sql;
-    Step& step = NewStep(target);
-    step.opens = true;
-    if (!plan || target != p.server || now != p.plan->sql) {
-      std::string drop = StrCat("DEALLOCATE ", routing::QuoteIdent(name));
-      if (target == p.server) {
-        protocol::Query{StrCat(drop, "; ", now)}.Encode(step.reprepare);
-      } else {
-        protocol::Query{drop}.Encode(step.close_elsewhere);
-        protocol::Query{now}.Encode(step.reprepare);
-      }
-      LogEvent(LogLevel::kInfo, "statement_prepared_again",
-               {{"session", StrCat(s_.id_)}, {"statement", name},
-                {"server", routing::BackendName(target)}});
-    }
-    if (!plan) {
-      // It no longer touches a configured table: old, as any other.
-      s_.sql_prepared_.erase(name);
-      return true;
-    }
-    p = SqlPrepared{target, plan, p.sql, s_.settings_->generation};
-    return true;
-  }
-
-  // A Query as an extended batch on a statement pgshift prepares once per
-  // server connection: PostgreSQL parses and plans a mirrored write's long
-  // text once, not on every execution. False: sent as a Query after all.
-  bool SendPrepared(BackendId target, const routing::ParameterizedText& p, ExpectedReply& reply) {
-    static constexpr size_t kMaxStatements = 256;  // per connection; then the least used goes
-    Link& link = s_.link(target);
-    // In an aborted transaction the Parse would fail as the Query does,
-    // and in the client's open batch a Sync of pgshift's would end it.
-    if (s_.transaction_status_ == TransactionStatus::kFailed || s_.batch_link_ || link.in_batch) {
-      return false;
-    }
-    std::string key = p.sql;
-    key.push_back('\0');
-    for (int32_t type : p.types) key += StrCat(type, " ");
-    std::string messages;
-    std::string name;
-    if (auto it = link.statements.find(key); it != link.statements.end()) {
-      if (!it->second.parsed) return false;
-      name = it->second.name;
-      it->second.last_used = ++link.statement_uses;
-    } else {
-      if (link.statements.size() >= kMaxStatements && !CloseLeastUsed(link, messages)) {
-        return false;
-      }
-      name = StrCat("pgshift_statement_", ++s_.next_statement_);
-      protocol::Parse{name, p.sql, p.types}.Encode(messages);
-      link.statements.emplace(key, Link::ServerStatement{name, false, ++link.statement_uses});
-      reply.prepares = true;
-    }
-    protocol::Bind bind;
-    bind.statement = name;
-    bind.parameters.assign(p.values.begin(), p.values.end());
-    bind.Encode(messages);
-    protocol::Describe{protocol::Target::kPortal, ""}.Encode(messages);
-    protocol::Execute{"", 0}.Encode(messages);
-    protocol::Sync{}.Encode(messages);
-    reply.statement_key = std::move(key);
-    AddOwned(target, std::move(messages));
-    return true;
-  }
-
-  // Makes room among a full link's statements: the one used least recently
-  // (and not in flight) is closed ahead of the Parse in `messages`.
-  static bool CloseLeastUsed(Link& link, std::string& messages) {
-    auto oldest = link.statements.end();
-    for (auto it = link.statements.begin(); it != link.statements.end(); ++it) {
-      if (!it->second.parsed) continue;
-      if (oldest == link.statements.end() || it->second.last_used < oldest->second.last_used) {
-        oldest = it;
-      }
-    }
-    if (oldest == link.statements.end()) return false;
-    protocol::Close{protocol::Target::kStatement, oldest->second.name}.Encode(messages);
-    link.statements.erase(oldest);
-    return true;
-  }
-
-  // DISCARD ALL and DEALLOCATE drop pgshift's prepared statements with the
-  // client's. A text that merely mentions either word costs only preparing
-  // again, under new names, so a case-insensitive search is enough here.
-  // Such a text names no configured table, so it runs on old: new keeps
-  // pgshift's statements (forgetting them there would leave them behind).
-  void ForgetStatementsIfDeallocated(std::string_view sql) {
-    Link& old = s_.link(BackendId::kOld);
-    if (old.statements.empty()) return;
-    if (ContainsIgnoreCase(sql, "discard") || ContainsIgnoreCase(sql, "deallocate")) {
-      old.statements.clear();
-    }
-  }
-
-  // The client's Query as it is, answered as it would be directly.
-  void ForwardQuery(BackendId target, std::string_view message) {
-    ExpectQuery(target);
-    Add(target, message);
-    Seal();
-  }
-
-  // Nothing more goes into the current step (two servers only).
-  void Seal() {
-    if (two_servers() && count > 0) steps[count - 1].sealed = true;
-  }
-
-  static std::vector<ReplyUnit> Units(const std::vector<routing::ResultShape>& shapes) {
-    std::vector<ReplyUnit> units(shapes.size());
-    for (size_t i = 0; i < units.size(); ++i) units[i].shape = shapes[i];
-    return units;
-  }
-
-  // A Query whose statements need different servers: one Query per part,
-  // each sent once the one before has succeeded.
-  void AddParts(const routing::Plan& plan) {
-    uint64_t group = ++s_.next_group_;
-    for (size_t k = 0; k < plan.parts.size(); ++k) {
-      const routing::PlanPart& part = plan.parts[k];
-      Step& step = k == 0 ? Target(part.server) : NewStep(part.server);
-      step.opens = true;
-      step.mirrored = std::any_of(part.shapes.begin(), part.shapes.end(),
-                                  [](const routing::ResultShape& r) { return r.remote != nullptr; });
-      if (k > 0) step.skip_if_failed = group;
-      ExpectedReply& reply = step.replies.emplace_back();
-      reply.units = Units(part.shapes);
-      reply.continues = k + 1 < plan.parts.size();
-      reply.group = group;
-      std::string query;
-      protocol::Query{part.sql}.Encode(query);
-      AddOwned(part.server, std::move(query));
-    }
-  }
-
-  // One batch (up to Sync) goes to one server; a message for the other is
-  // refused, and the server skips the rest of the batch.
-  bool BatchMismatch(BackendId target) {
-    if (!two_servers() || !s_.batch_link_ || *s_.batch_link_ == target) return false;
-    routing::Refusal mixed{
-        std::string(sqlstate::kFeatureNotSupported),
-        StrCat("pgshift: this batch already runs on server ", routing::BackendName(*s_.batch_link_),
-               " and this message needs server ", routing::BackendName(target),
-               "; send a Sync between them")};
-    Refuse(*s_.batch_link_, mixed, false);
-    return true;
-  }
-
-  void OnParse(std::string_view message, std::string_view payload) {
-    auto parse = protocol::Parse::Decode(payload);
-    if (!parse.ok()) {
-      error = std::string(MessageOf(parse.status()));
-      return;
-    }
-    ForgetStatementsIfDeallocated(parse->sql);
-    NoteSettings(parse->sql);
-    if (s_.batch_refused_) return Add(*s_.batch_link_, message);
-    routing::PlanPtr plan = PlanFor(parse->sql);
-    s_.statements_.erase(parse->statement);
-    if (plan && plan->refusal) {
-      plan->Count();
-      return Refuse(s_.batch_link_.value_or(plan->server), *plan->refusal, false);
-    }
-    BackendId target = TargetOf(plan);
-    if (BatchMismatch(target)) return;
-    if (plan || !parse->statement.empty()) {
-      auto kept = std::make_shared<const protocol::Parse>(*parse);
-      s_.statements_[kept->statement] = Prepared{target, plan, nullptr, kept, s_.settings_->generation};
-    }
-    if (!plan || !plan->rewritten) return AddToBatch(target, message);
-    std::string rewritten;
-    protocol::Parse{parse->statement, plan->sql, parse->parameter_types}.Encode(rewritten);
-    StartBatch(target);
-    AddOwned(target, std::move(rewritten));
-  }
-
-  Prepared Find(const absl::flat_hash_map<std::string, Prepared>& map, std::string_view name) {
-    auto it = map.find(ToAbsl(name));
-    return it == map.end() ? Prepared{} : it->second;
-  }
-
-  // A named statement prepared under earlier settings is planned again when
-  // a batch begins with it; when its text or server changed, it is
-  // prepared again there (and closed where it was) before the batch, unseen
-  // by the client. Mid-batch it keeps its plan until the next batch. False
-  // when the new plan refuses it (a refusal is in place).
-  bool Refresh(Prepared& prepared) {
-    if (!prepared.parse || prepared.generation == s_.settings_->generation || s_.batch_link_) {
-      return true;
-    }
-    const protocol::Parse& parse = *prepared.parse;
-    routing::PlanPtr plan = PlanFor(parse.sql);
-    if (plan && plan->refusal) {
-      plan->Count();
-      s_.statements_.erase(parse.statement);
-      Refuse(plan->server, *plan->refusal, false);
-      return false;
-    }
-    BackendId target = TargetOf(plan);
-    const std::string& was = prepared.plan ? prepared.plan->sql : parse.sql;
-    const std::string& now = plan ? plan->sql : parse.sql;
-    if (target != prepared.server || was != now) {
-      Step& step = NewStep(target);
-      step.opens = true;
-      if (target == prepared.server) {
-        protocol::Close{protocol::Target::kStatement, parse.statement}.Encode(step.reprepare);
-      } else {
-        protocol::Close{protocol::Target::kStatement, parse.statement}.Encode(step.close_elsewhere);
-        protocol::Sync{}.Encode(step.close_elsewhere);
-      }
-      protocol::Parse{parse.statement, now, parse.parameter_types}.Encode(step.reprepare);
-      protocol::Sync{}.Encode(step.reprepare);
-      LogEvent(LogLevel::kInfo, "statement_prepared_again",
-               {{"session", StrCat(s_.id_)}, {"statement", parse.statement},
-                {"server", routing::BackendName(target)}});
-    }
-    prepared = Prepared{target, plan, nullptr, prepared.parse, s_.settings_->generation};
-    s_.statements_[parse.statement] = prepared;
-    return true;
-  }
-
-  void OnBind(std::string_view message, std::string_view payload) {
-    protocol::MessageReader reader(payload);
-    std::string_view portal = reader.ReadCString();
-    std::string_view statement = reader.ReadCString();
-    if (!reader.ok()) {
-      error = std::string(MessageOf(reader.Malformed("Bind")));
-      return;
-    }
-    if (s_.batch_refused_) return Add(*s_.batch_link_, message);
-    Prepared prepared = Find(s_.statements_, statement);
-    if (!Refresh(prepared)) return;
-    if (BatchMismatch(prepared.server)) return;
-    if (prepared.plan) {
-      // Sampled at Bind, so that only sampled executions copy their Bind.
-      if (Sampled(prepared.plan)) prepared.bind = std::make_shared<const std::string>(message);
-      s_.portals_[std::string(portal)] = prepared;
-    } else {
-      s_.portals_.erase(ToAbsl(portal));
-    }
-    if (prepared.plan && prepared.plan->mirrors_remotely) {
-      // Result formats given column by column must cover pgshift's two
-      // mirror columns too (text).
-      auto bind = protocol::Bind::Decode(payload);
-      if (bind.ok() && bind->result_formats.size() > 1) {
-        bind->result_formats.insert(bind->result_formats.end(), 2, 0);
-        std::string rewritten;
-        bind->Encode(rewritten);
-        StartBatch(prepared.server);
-        return AddOwned(prepared.server, std::move(rewritten));
-      }
-    }
-    AddToBatch(prepared.server, message);
-  }
-
-  void OnExecute(std::string_view message, std::string_view payload) {
-    protocol::MessageReader reader(payload);
-    std::string_view portal = reader.ReadCString();
-    if (!reader.ok()) {
-      error = std::string(MessageOf(reader.Malformed("Execute")));
-      return;
-    }
-    if (s_.batch_refused_) return Add(*s_.batch_link_, message);
-    Prepared prepared = Find(s_.portals_, portal);
-    if (BatchMismatch(prepared.server)) return;
-    s_.copy_link_ = prepared.server;
-    if (!prepared.plan) {
-      NoteUnit(prepared.server, false, nullptr);
-      return AddToBatch(prepared.server, message);
-    }
-    const routing::Plan& plan = *prepared.plan;
-    plan.Count();
-    if (auto refusal = SecondWriter(plan, prepared.server)) {
-      return Refuse(prepared.server, *refusal, false);
-    }
-    if (auto refusal = ControlAfterMirroredWrite(plan)) {
-      return Refuse(prepared.server, *refusal, false);
-    }
-    // A write mirrored across servers hands its rows over as its result
-    // (pgshift's columns): under a row limit (pgjdbc sends 1 for a statement
-    // without one) all but the first would stay unmirrored. Without a
-    // RETURNING of the client's the limit changes nothing it sees.
-    std::string unlimited;
-    if (plan.mirrors_remotely) {
-      auto execute = protocol::Execute::Decode(payload);
-      if (execute.ok() && execute->max_rows != 0) {
-        if (plan.shapes.empty() || !plan.shapes[0].no_rows) {
-          return Refuse(prepared.server,
-                        routing::Refusal{std::string(sqlstate::kFeatureNotSupported),
-                                         "pgshift: a write with RETURNING on a table mirrored to "
-                                         "the other server must be executed whole (Execute "
-                                         "without a row limit)"},
-                        false);
-        }
-        execute->max_rows = 0;
-        execute->Encode(unlimited);
-      }
-    }
-    NoteWrite(plan, prepared.server);
-    NoteTransactionControl(plan);
-    std::shared_ptr<ShadowCapture> capture;
-    if (prepared.bind) capture = Shadow(prepared.plan, prepared.bind);
-    if (plan.transaction_control && two_servers()) {
-      Target(prepared.server).on_other_link_first = plan.sql;
-    }
-    MarkStep(prepared.server, plan, false);
-    NoteUnit(prepared.server, false, prepared.plan, std::move(capture));
-    if (unlimited.empty()) {
-      AddToBatch(prepared.server, message);
-    } else {
-      StartBatch(prepared.server);
-      AddOwned(prepared.server, std::move(unlimited));
-    }
-    if (plan.transaction_control) Seal();
-  }
-
-  void OnDescribeOrClose(char type, std::string_view message, std::string_view payload) {
-    protocol::Target target = protocol::Target::kStatement;
-    std::string name;
-    if (!protocol::ReadTargetAndName(payload, target, name)) {
-      error = StrCat("malformed ", protocol::FrontendMessageName(type), " message");
-      return;
-    }
-    if (s_.batch_refused_) return Add(*s_.batch_link_, message);
-    auto& map = target == protocol::Target::kStatement ? s_.statements_ : s_.portals_;
-    Prepared prepared = Find(map, name);
-    if (type == frontend::kDescribe && target == protocol::Target::kStatement && !Refresh(prepared)) {
-      return;
-    }
-    if (BatchMismatch(prepared.server)) return;
-    if (type == frontend::kClose) {
-      map.erase(name);
-    } else {
-      NoteUnit(prepared.server, true, prepared.plan);
-    }
-    AddToBatch(prepared.server, message);
-  }
-
-  Session& s_;
-  bool routing_ = false;
-  BackendId last_target_ = BackendId::kOld;
-};
-
 Session::Session(Server& server, tcp::socket socket, uint64_t id, ShadowRunner* shadow)
     : server_(server), id_(id), shadow_(shadow), settings_(server.settings()),
       client_(std::move(socket)),
@@ -1042,7 +209,6 @@ void Session::Wake() {
 }
 
 awaitable<void> Session::PumpClientToBackend() {
-  ClientToBackend handler(*this);
   protocol::FrameDecoder decoder(protocol::kFrontendTypes, config().proxy.max_message_size);
   while (!ended()) {
     error_code ec;
@@ -1060,10 +226,10 @@ awaitable<void> Session::PumpClientToBackend() {
     // Between transactions, what the client sends next is planned under
     // the newest settings.
     AfterTransaction();
-    handler.Reset();
-    auto used = decoder.Decode(client_buffer_.data(), handler);
-    if (!used.ok() || !handler.error.empty()) {
-      std::string why = used.ok() ? handler.error : std::string(MessageOf(used.status()));
+    planner_.Reset();
+    auto used = decoder.Decode(client_buffer_.data(), planner_);
+    if (!used.ok() || !planner_.error().empty()) {
+      std::string why = used.ok() ? planner_.error() : std::string(MessageOf(used.status()));
       server_.stats().protocol_violations.fetch_add(1, std::memory_order_relaxed);
       LogEvent(LogLevel::kWarning, "protocol_violation",
                {{"session", StrCat(id_)}, {"client", client_address_}, {"side", "client"},
@@ -1072,13 +238,13 @@ awaitable<void> Session::PumpClientToBackend() {
       break;
     }
     client_sent_partial_ = decoder.streaming();
-    for (size_t i = 0; i < handler.count && !ended(); ++i) {
-      if (!co_await RunStep(handler.steps[i])) break;
+    for (Step& step : planner_) {
+      if (ended() || !co_await RunStep(step)) break;
     }
     if (ended()) break;
     client_buffer_.Consume(*used);
     PublishState();
-    if (handler.terminated) {
+    if (planner_.terminated()) {
       End(std::nullopt);
       break;
     }
@@ -1097,7 +263,7 @@ awaitable<bool> Session::RunStep(Step& step) {
   // the client is outside the transaction that lost it.
   const Link& fresh = link(BackendId::kNew);
   if (step.target == BackendId::kNew &&
-      (fresh.absent() || (fresh.broken() && transaction_status_ == TransactionStatus::kIdle))) {
+      (fresh.absent() || (fresh.broken() && transaction_.reported == TransactionStatus::kIdle))) {
     if (co_await ConnectNew()) co_return false;
   }
   if (link(step.target).broken()) {
@@ -1122,7 +288,7 @@ awaitable<bool> Session::RunStep(Step& step) {
                                other.mirrored &&
                                other.transaction_status != TransactionStatus::kIdle;
   if (step.transaction == routing::TransactionKind::kSavepoint &&
-      transaction_status_ != TransactionStatus::kIdle &&
+      transaction_.reported != TransactionStatus::kIdle &&
       settings_->router->mirrors_across_servers() &&
       other.transaction_status == TransactionStatus::kIdle) {
     // Savepoints exist on both servers, so that a mirror that joins later
@@ -1142,7 +308,7 @@ awaitable<bool> Session::RunStep(Step& step) {
     if (ended()) co_return false;
     if (SettingsBehind(target)) co_await SyncSettings(target);
     // The client is in a transaction this server has not joined yet.
-    if (transaction_status_ != TransactionStatus::kIdle &&
+    if (transaction_.reported != TransactionStatus::kIdle &&
         target.transaction_status == TransactionStatus::kIdle && target.forward_pending == 0 &&
         !target.in_batch && !target.HasInternal()) {
       std::optional<ErrorFields> failed = co_await RunInternal(target, "BEGIN");
@@ -1466,13 +632,14 @@ void Session::AfterTransaction() {
         l->HasInternal())
       return;
   }
-  if (transaction_status_ != TransactionStatus::kIdle || settling_ || PendingResults() > 0) return;
+  if (transaction_.reported != TransactionStatus::kIdle || settling_ || PendingResults() > 0)
+    return;
   old.written = fresh.written = false;
   old.mirrored = fresh.mirrored = false;
-  client_settings_.EndTransaction(commit_requested_);
-  commit_requested_ = false;
+  client_settings_.EndTransaction(transaction_.commit_requested);
+  transaction_.commit_requested = false;
   fresh.transaction_settings = 0;
-  written_tables_.clear();
+  transaction_.written_tables.clear();
   mirrored_keys_.clear();
   authoritative_xid_.clear();
   fail_on_mirror_error_ = false;
@@ -1483,7 +650,7 @@ void Session::AfterTransaction() {
 }
 
 bool Session::IdleOutsideTransaction() const {
-  return PendingResults() == 0 && transaction_status_ == TransactionStatus::kIdle &&
+  return PendingResults() == 0 && transaction_.reported == TransactionStatus::kIdle &&
          !client_sent_partial_ && !client_mid_message_ && !links_[0].HasInternal() &&
          !links_[1].HasInternal();
 }
@@ -1496,15 +663,15 @@ void Session::OnClientAnswered(const ExpectedReply& reply, TransactionStatus sta
   if (reply.mirror) Wake();  // the session settles the mirror before the client goes on
   if (!forwarded) return;
   if (reply.failed) failed_group_ = reply.group;
-  transaction_status_ = status;
+  transaction_.reported = status;
 }
 
 void Session::NoteSent() { query_timer_.Sent(QueryTimer::Clock::now()); }
 
 void Session::ReconcileSentTransaction() {
-  if (links_[0].forward_pending == 0 && links_[1].forward_pending == 0 && !batch_link_ &&
+  if (links_[0].forward_pending == 0 && links_[1].forward_pending == 0 && !planner_.in_batch() &&
       !settling_) {
-    sent_transaction_ = SentTransaction::kAsReported;
+    transaction_.sent = ClientTransaction::Sent::kAsReported;
   }
 }
 
@@ -1517,14 +684,14 @@ void Session::NoteAnswered() {
 void Session::PublishState() {
   ClientState state = ClientState::kActive;
   if (PendingResults() == 0) {
-    switch (transaction_status_) {
+    switch (transaction_.reported) {
       case TransactionStatus::kIdle: state = ClientState::kIdle; break;
       case TransactionStatus::kInBlock: state = ClientState::kInTransaction; break;
       case TransactionStatus::kFailed: state = ClientState::kFailedTransaction; break;
     }
   }
   published_state_.store(state, std::memory_order_relaxed);
-  published_queries_.store(queries_, std::memory_order_relaxed);
+  published_queries_.store(planner_.queries(), std::memory_order_relaxed);
 }
 
 ClientRow Session::Describe() const {

@@ -26,8 +26,10 @@
 #include "proxy/forward_list.h"
 #include "proxy/packet_buffer.h"
 #include "proxy/server.h"
+#include "proxy/session/client_transaction.h"
 #include "proxy/session/expected_reply.h"
 #include "proxy/session/link.h"
+#include "proxy/session/planner.h"
 #include "proxy/session/query_timer.h"
 #include "proxy/session/refusals.h"
 #include "proxy/session/reply_relay.h"
@@ -72,21 +74,6 @@ class Session : public std::enable_shared_from_this<Session>, private ReplyRelay
   asio::any_io_executor executor() { return client_.socket().get_executor(); }
 
  private:
-  class ClientToBackend;
-
-  // Where a prepared statement or portal lives and what it does.
-  struct Prepared {
-    routing::BackendId server = routing::BackendId::kOld;
-    routing::PlanPtr plan;  // null: the fast path, nothing configured touched
-    // A portal of a shadowed read in the sample: its Bind, for the
-    // shadow's parameters.
-    std::shared_ptr<const std::string> bind;
-    // A named statement: the client's Parse, and the settings generation
-    // its plan was made under, so that it is prepared again after a reload.
-    std::shared_ptr<const protocol::Parse> parse;
-    uint64_t generation = 0;
-  };
-
   awaitable<void> ForwardCancel(const protocol::CancelRequest& request);
 
   awaitable<void> Relay();
@@ -196,9 +183,6 @@ class Session : public std::enable_shared_from_this<Session>, private ReplyRelay
   Server& server_;
   const uint64_t id_;
   ShadowRunner* const shadow_;
-  // Migrating tables written in the client's current transaction: their
-  // shadow reads are skipped (the other side cannot see those writes).
-  std::vector<routing::TableCounters*> written_tables_;
   // Keys mirrored to the other server in the client's current transaction
   // (table, key), for the divergence log if its commit there fails.
   std::vector<std::pair<std::string, std::optional<std::string>>> mirrored_keys_;
@@ -214,8 +198,6 @@ class Session : public std::enable_shared_from_this<Session>, private ReplyRelay
   std::string authoritative_xid_;
   // The client's SETs and the like, which ran on old only.
   routing::SessionSettings client_settings_;
-  // The client's transaction ends with a COMMIT (its setting changes stand).
-  bool commit_requested_ = false;
   // The settings this session answers by; renewed between transactions.
   SettingsPtr settings_;
   const routing::Config& config() const { return *settings_->config; }
@@ -241,33 +223,19 @@ class Session : public std::enable_shared_from_this<Session>, private ReplyRelay
   };
   std::atomic<ClientState> published_state_{ClientState::kStarting};
   std::atomic<uint64_t> published_queries_{0};
-  uint64_t queries_ = 0;
   QueryTimer query_timer_;
   bool admitted_ = false;
   std::optional<std::pair<int32_t, int32_t>> cancel_key_;
 
-  // Routing state, kept by the client pump.
-  // SQL-level PREPAREs of statements on configured tables: where each went,
-  // its plan and text, and the settings generation it was planned under, so
-  // that EXECUTE and DEALLOCATE follow it and a reload prepares it again.
-  struct SqlPrepared {
-    routing::BackendId server = routing::BackendId::kOld;
-    routing::PlanPtr plan;
-    std::string sql;  // the client's PREPARE
-    uint64_t generation = 0;
-  };
-  absl::flat_hash_map<std::string, SqlPrepared> sql_prepared_;
-  absl::flat_hash_map<std::string, Prepared> statements_;
-  absl::flat_hash_map<std::string, Prepared> portals_;
-  std::optional<routing::BackendId> batch_link_;  // where this extended batch goes
-  bool batch_refused_ = false;                 // the rest of it is skipped by the server
-  routing::BackendId copy_link_ = routing::BackendId::kOld;
-  // Refusals in flight: the server's error for their probe is replaced.
-  Refusals refusals_;
   // Queries split between servers: the last one whose part failed.
-  uint64_t next_group_ = 0;
   uint64_t failed_group_ = 0;
   uint64_t next_statement_ = 0;  // names pgshift's prepared statements
+  ClientTransaction transaction_;
+  // Refusals in flight: the server's error for their probe is replaced.
+  Refusals refusals_;
+  // Plans what the client sends (the client pump's).
+  Planner planner_{PlannerContext{settings_, links_, transaction_, client_settings_, refusals_,
+                                  shadow_, id_, next_statement_}};
 
   // Relay state. All pumps run on this session's executor, so no locking.
   // Logging in until the client is told AuthenticationOk; draining once a
@@ -278,12 +246,6 @@ class Session : public std::enable_shared_from_this<Session>, private ReplyRelay
   bool client_writable_ = true;        // false once a write to the client failed
   bool client_mid_message_ = false;    // the client has been sent part of a message
   bool client_sent_partial_ = false;   // a backend has been sent part of a message
-  // As the client was last told.
-  protocol::TransactionStatus transaction_status_ = protocol::TransactionStatus::kIdle;
-  // The client's transaction as its statements sent since leave it, until
-  // every reply to them has come (ReconcileSentTransaction).
-  enum class SentTransaction { kAsReported, kBegun, kEnded };
-  SentTransaction sent_transaction_ = SentTransaction::kAsReported;
   std::optional<protocol::ErrorFields> final_error_;
   std::unique_ptr<asio::steady_timer> wake_;  // the client pump waits on it
 };

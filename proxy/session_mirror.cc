@@ -115,12 +115,12 @@ awaitable<bool> Session::BeforeMirroredStep(Step& step, std::shared_ptr<MirrorBa
   // to end once the mirror is settled; in the client's (begun earlier, or
   // ahead of it in its batch) the mirror joins that one.
   if (step.in_client_transaction) co_return true;
-  if (transaction_status_ == TransactionStatus::kIdle && step.opens) {
+  if (transaction_.reported == TransactionStatus::kIdle && step.opens) {
     co_await WaitUntil([&] { return auth.Quiet(); });
     if (ended()) co_return true;
   }
   if (auth.transaction_status == TransactionStatus::kIdle &&
-      transaction_status_ == TransactionStatus::kIdle) {
+      transaction_.reported == TransactionStatus::kIdle) {
     if (step.opens) {
       // Sent ahead of the client's statement, not waited for.
       std::string begin = InternalBatch({"BEGIN", "SELECT pg_catalog.txid_current()"});
@@ -160,14 +160,14 @@ awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
     if (held.size() >= 6 && held[held.size() - 6] == backend::kReadyForQuery) {
       held.back() = static_cast<char>(status);
     }
-    transaction_status_ = status;
+    transaction_.reported = status;
     co_await SendToClient(held);
   };
   auto fail_client = [&](const ErrorFields& error, TransactionStatus status) -> awaitable<void> {
     std::string out;
     protocol::ErrorResponse(error).Encode(out);
     protocol::ReadyForQuery{status}.Encode(out);
-    transaction_status_ = status;
+    transaction_.reported = status;
     co_await SendToClient(out);
   };
   auto finish = [&]() {

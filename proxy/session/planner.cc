@@ -1,0 +1,363 @@
+#include "proxy/session/planner.h"
+
+#include <algorithm>
+#include <random>
+
+#include "common/strings.h"
+#include "protocol/messages/bind.h"
+#include "protocol/messages/execute.h"
+#include "protocol/messages/query.h"
+#include "proxy/shadow_runner.h"
+#include "routing/sql_analysis.h"
+
+namespace pgshift::proxy {
+
+namespace {
+using protocol::ErrorFields;
+using protocol::TransactionStatus;
+namespace frontend = protocol::frontend;
+namespace sqlstate = protocol::sqlstate;
+using routing::BackendId;
+}  // namespace
+
+void Planner::Reset() {
+  for (size_t i = 0; i < count_; ++i) steps_[i].Clear();
+  count_ = 0;
+  routing_ = !config().tables.empty();
+}
+
+protocol::Delivery Planner::OnHeader(char type, size_t) {
+  if (type == frontend::kTerminate) terminated_ = true;
+  if (!routing_) {
+    if (type == frontend::kQuery || type == frontend::kSync || type == frontend::kFunctionCall) {
+      ++queries_;
+      if (type == frontend::kSync) {
+        ExpectSync(BackendId::kOld);
+      } else {
+        ExpectQuery(BackendId::kOld);
+      }
+    }
+    return protocol::Delivery::kStream;
+  }
+  switch (type) {
+    case frontend::kQuery:
+    case frontend::kParse:
+    case frontend::kBind:
+    case frontend::kExecute:
+    case frontend::kDescribe:
+    case frontend::kClose:
+    case frontend::kSync:
+    case frontend::kFlush:
+    case frontend::kFunctionCall: return protocol::Delivery::kWhole;
+    case frontend::kCopyDone:
+    case frontend::kCopyFail:
+      if (two_servers()) Target(copy_link_).ends_copy = true;
+      return protocol::Delivery::kStream;
+    default: return protocol::Delivery::kStream;  // COPY data, Terminate
+  }
+}
+
+void Planner::OnStreamed(std::string_view bytes) {
+  Target(routing_ ? copy_link_ : BackendId::kOld).bytes.Add(bytes);
+}
+
+void Planner::OnWhole(char type, std::string_view message) {
+  std::string_view payload = message.substr(protocol::kHeaderSize);
+  switch (type) {
+    case frontend::kQuery: return OnQuery(message, payload);
+    case frontend::kParse: return OnParse(message, payload);
+    case frontend::kBind: return OnBind(message, payload);
+    case frontend::kExecute: return OnExecute(message, payload);
+    case frontend::kDescribe:
+    case frontend::kClose: return OnDescribeOrClose(type, message, payload);
+    case frontend::kSync: return OnSync(message);
+    case frontend::kFlush: return Add(batch_link_.value_or(last_target_), message);
+    case frontend::kFunctionCall:
+      ++queries_;
+      ExpectQuery(BackendId::kOld);
+      return Add(BackendId::kOld, message);
+    default: return Add(BackendId::kOld, message);
+  }
+}
+
+Step& Planner::NewStep(BackendId target) {
+  if (count_ == steps_.size()) steps_.emplace_back();
+  Step& step = steps_[count_++];
+  step.target = target;
+  return step;
+}
+
+Step& Planner::Target(BackendId target) {
+  if (count_ > 0 && steps_[count_ - 1].target == target && !steps_[count_ - 1].sealed) {
+    return steps_[count_ - 1];
+  }
+  return NewStep(target);
+}
+
+void Planner::OpenStep(BackendId target) {
+  if (two_servers()) NewStep(target).opens = true;
+}
+
+void Planner::Add(BackendId target, std::string_view bytes) {
+  Target(target).bytes.Add(bytes);
+  last_target_ = target;
+}
+
+void Planner::AddOwned(BackendId target, std::string bytes) {
+  Target(target).bytes.AddOwned(std::move(bytes));
+  last_target_ = target;
+}
+
+ExpectedReply& Planner::ExpectQuery(BackendId target, std::vector<ReplyUnit> units) {
+  ExpectedReply& reply = Target(target).replies.emplace_back();
+  reply.units = std::move(units);
+  return reply;
+}
+
+void Planner::ExpectSync(BackendId target) {
+  std::vector<ExpectedReply>& replies = Target(target).replies;
+  if (!replies.empty() && replies.back().open) {
+    replies.back().open = false;
+    return;
+  }
+  replies.emplace_back().joins_open = true;
+}
+
+void Planner::ExpectUnit(BackendId target, bool describe, const routing::PlanPtr& plan,
+                         std::shared_ptr<ShadowCapture> capture) {
+  ReplyUnit unit;
+  unit.describe = describe;
+  if (plan && !plan->shapes.empty()) unit.shape = plan->shapes[0];
+  unit.capture = std::move(capture);
+  std::vector<ExpectedReply>& replies = Target(target).replies;
+  if (replies.empty() || !replies.back().open) {
+    ExpectedReply& batch = replies.emplace_back();
+    batch.open = true;
+    batch.joins_open = true;
+  }
+  replies.back().units.push_back(std::move(unit));
+}
+
+void Planner::MarkStep(BackendId target, const routing::Plan& plan, bool simple_query) {
+  if (!two_servers()) return;
+  Step& step = Target(target);
+  step.mirrored = step.mirrored || plan.mirrors_remotely;
+  if (plan.mirrors_remotely) {
+    step.in_client_transaction = in_transaction();
+    if (!simple_query) mirrored_in_batch_ = true;
+  }
+  step.copy_in = plan.copies_in && plan.mirrors_remotely;
+  step.transaction = plan.transaction;
+  if (plan.transaction != routing::TransactionKind::kCommit) return;
+  step.fail_probe = ctx_.refusals.Reserve();
+  if (simple_query) {
+    protocol::Query{Refusals::ProbeSql(step.fail_probe)}.Encode(step.fail_with);
+  } else {
+    protocol::Execute{Refusals::ProbeName(step.fail_probe), 0}.Encode(step.fail_with);
+  }
+}
+
+routing::PlanPtr Planner::PlanFor(std::string_view sql) {
+  if (router().MayTouch(sql) ||
+      (two_servers() && (in_transaction() || routing::MayBeginTransaction(sql)))) {
+    return router().PlanFor(sql);
+  }
+  return nullptr;
+}
+
+void Planner::NoteSettings(std::string_view sql) {
+  if (!two_servers() || !routing::MayChangeSettings(sql)) return;
+  for (routing::SettingChange& change : routing::SettingChangesOf(sql)) {
+    ctx_.client_settings.Record(std::move(change), in_transaction());
+  }
+}
+
+void Planner::NoteTransactionControl(const routing::Plan& plan) {
+  if (plan.transaction == routing::TransactionKind::kBegin) {
+    if (!in_transaction()) ctx_.transaction.sent = ClientTransaction::Sent::kBegun;
+  } else if (plan.transaction == routing::TransactionKind::kCommit) {
+    ctx_.transaction.commit_requested =
+        in_transaction() && ctx_.transaction.reported != TransactionStatus::kFailed;
+    ctx_.transaction.sent = ClientTransaction::Sent::kEnded;
+  } else if (plan.transaction == routing::TransactionKind::kRollback) {
+    ctx_.transaction.commit_requested = false;
+    ctx_.transaction.sent = ClientTransaction::Sent::kEnded;
+  }
+}
+
+void Planner::NoteWrite(const routing::Plan& plan, BackendId target) {
+  if (plan.writes && (in_transaction() || plan.transaction_control)) {
+    link(target).written = true;
+    ctx_.transaction.written_tables.insert(ctx_.transaction.written_tables.end(),
+                                           plan.writes_to.begin(), plan.writes_to.end());
+  }
+}
+
+bool Planner::Sampled(const routing::PlanPtr& plan) {
+  if (!plan || !plan->shadow || plan->refusal) return false;
+  thread_local std::mt19937_64 random(std::random_device{}());
+  return std::uniform_real_distribution<double>(0, 1)(random) < plan->shadow->sample;
+}
+
+std::shared_ptr<ShadowCapture> Planner::Shadow(const routing::PlanPtr& plan,
+                                               std::shared_ptr<const std::string> bind) {
+  if (ctx_.shadow == nullptr) return nullptr;
+  const routing::ShadowPlan& shadow = *plan->shadow;
+  for (routing::TableCounters* t : shadow.counters) {
+    if (std::find(ctx_.transaction.written_tables.begin(), ctx_.transaction.written_tables.end(),
+                  t) != ctx_.transaction.written_tables.end()) {
+      shadow.Count(&routing::TableCounters::shadow_skipped);
+      return nullptr;
+    }
+  }
+  ShadowJob job{plan, bind, nullptr};
+  if (bind) {
+    auto decoded = protocol::Bind::Decode(std::string_view(*bind).substr(protocol::kHeaderSize));
+    bool text =
+        decoded.ok() && std::all_of(decoded->result_formats.begin(), decoded->result_formats.end(),
+                                    [](int16_t f) { return f == 0; });
+    if (!text) {
+      ctx_.shadow->Enqueue(std::move(job));
+      return nullptr;
+    }
+  }
+  auto capture = std::make_shared<ShadowCapture>();
+  capture->job = std::move(job);
+  return capture;
+}
+
+BackendId Planner::TransactionTarget(const routing::Plan& plan) {
+  if (!plan.reads.empty() || !plan.writes_to.empty()) return plan.server;
+  const Link& old = link(BackendId::kOld);
+  const Link& fresh = link(BackendId::kNew);
+  // The server the transaction wrote on (there is at most one) commits
+  // last; with a mirror, it is the authoritative side.
+  if (old.written) return BackendId::kOld;
+  if (fresh.written) return BackendId::kNew;
+  if (old.transaction_status == TransactionStatus::kIdle && !fresh.absent() &&
+      fresh.transaction_status != TransactionStatus::kIdle) {
+    return BackendId::kNew;
+  }
+  return BackendId::kOld;
+}
+
+BackendId Planner::TargetOf(const routing::PlanPtr& plan) {
+  if (!plan) return BackendId::kOld;
+  return plan->transaction_control ? TransactionTarget(*plan) : plan->server;
+}
+
+void Planner::OnSync(std::string_view message) {
+  ++queries_;
+  BackendId target = batch_link_.value_or(last_target_);
+  ExpectSync(target);
+  Add(target, message);
+  link(target).in_batch = false;
+  batch_link_.reset();
+  batch_refused_ = false;
+  mirrored_in_batch_ = false;
+}
+
+void Planner::OnQuery(std::string_view message, std::string_view payload) {
+  ++queries_;
+  auto query = protocol::Query::Decode(payload);
+  if (!query.ok()) {
+    error_ = std::string(MessageOf(query.status()));
+    return;
+  }
+  ForgetStatementsIfDeallocated(query->sql);
+  NoteSettings(query->sql);
+  if (!sql_prepared_.empty() && RouteSqlPrepared(message, query->sql)) return;
+  routing::PlanPtr plan = PlanFor(query->sql);
+  if (!plan) {
+    copy_link_ = BackendId::kOld;
+    OpenStep(BackendId::kOld);
+    return ForwardQuery(BackendId::kOld, message);
+  }
+  NoteTransactionControl(*plan);
+  plan->Count();
+  BackendId target = TargetOf(plan);
+  OpenStep(target);
+  if (plan->refusal) {
+    Refuse(target, *plan->refusal, true);
+    return Seal();
+  }
+  if (auto refusal = SecondWriter(*plan, target)) {
+    Refuse(routing::OtherBackend(target), *refusal, true);
+    return Seal();
+  }
+  NoteWrite(*plan, target);
+  if (!plan->prepares.empty()) {
+    sql_prepared_[plan->prepares] =
+        SqlPrepared{target, plan, query->sql, ctx_.settings->generation};
+  }
+  if (plan->transaction_control && two_servers()) {
+    if (auto refusal = MixedTransactionControl(*plan)) {
+      Refuse(target, *refusal, true);
+      return Seal();
+    }
+    Target(target).on_other_link_first = query->sql;
+  }
+  copy_link_ = target;
+  if (!plan->parts.empty()) {
+    AddParts(*plan);
+    return Seal();
+  }
+  SendQuery(target, plan, message);
+  Seal();
+}
+
+void Planner::SendQuery(BackendId target, const routing::PlanPtr& plan, std::string_view message) {
+  MarkStep(target, *plan, true);
+  std::vector<ReplyUnit> units = Units(plan->shapes);
+  if (Sampled(plan)) {
+    if (std::shared_ptr<ShadowCapture> capture = Shadow(plan, nullptr)) {
+      if (units.empty()) units.resize(1);
+      units[0].capture = std::move(capture);
+    }
+  }
+  ExpectedReply& reply = ExpectQuery(target, std::move(units));
+  if (!plan->rewritten) {
+    Add(target, message);
+  } else if (!plan->parameterized || !SendPrepared(target, *plan->parameterized, reply)) {
+    std::string rewritten;
+    protocol::Query{plan->sql}.Encode(rewritten);
+    AddOwned(target, std::move(rewritten));
+  }
+}
+
+void Planner::ForwardQuery(BackendId target, std::string_view message) {
+  ExpectQuery(target);
+  Add(target, message);
+  Seal();
+}
+
+void Planner::Seal() {
+  if (two_servers() && count_ > 0) steps_[count_ - 1].sealed = true;
+}
+
+std::vector<ReplyUnit> Planner::Units(const std::vector<routing::ResultShape>& shapes) {
+  std::vector<ReplyUnit> units(shapes.size());
+  for (size_t i = 0; i < units.size(); ++i) units[i].shape = shapes[i];
+  return units;
+}
+
+void Planner::AddParts(const routing::Plan& plan) {
+  uint64_t group = ++next_group_;
+  for (size_t k = 0; k < plan.parts.size(); ++k) {
+    const routing::PlanPart& part = plan.parts[k];
+    Step& step = k == 0 ? Target(part.server) : NewStep(part.server);
+    step.opens = true;
+    step.mirrored = std::any_of(part.shapes.begin(), part.shapes.end(),
+                                [](const routing::ResultShape& r) { return r.remote != nullptr; });
+    if (k > 0) step.skip_if_failed = group;
+    ExpectedReply& reply = step.replies.emplace_back();
+    reply.units = Units(part.shapes);
+    reply.continues = k + 1 < plan.parts.size();
+    reply.group = group;
+    std::string query;
+    protocol::Query{part.sql}.Encode(query);
+    AddOwned(part.server, std::move(query));
+  }
+}
+
+}  // namespace pgshift::proxy

@@ -1,0 +1,219 @@
+#include "common/strings.h"
+#include "protocol/messages/bind.h"
+#include "protocol/messages/close.h"
+#include "protocol/messages/empty.h"
+#include "protocol/messages/execute.h"
+#include "protocol/messages/parse.h"
+#include "protocol/wire.h"
+#include "proxy/log.h"
+#include "proxy/session/planner.h"
+
+namespace pgshift::proxy {
+
+namespace {
+using protocol::ErrorFields;
+using protocol::TransactionStatus;
+namespace frontend = protocol::frontend;
+namespace sqlstate = protocol::sqlstate;
+using routing::BackendId;
+}  // namespace
+
+void Planner::StartBatch(BackendId target) {
+  if (!batch_link_) OpenStep(target);
+  batch_link_ = target;
+  link(target).in_batch = true;
+}
+
+void Planner::AddToBatch(BackendId target, std::string_view bytes) {
+  StartBatch(target);
+  Add(target, bytes);
+}
+
+void Planner::OnParse(std::string_view message, std::string_view payload) {
+  auto parse = protocol::Parse::Decode(payload);
+  if (!parse.ok()) {
+    error_ = std::string(MessageOf(parse.status()));
+    return;
+  }
+  ForgetStatementsIfDeallocated(parse->sql);
+  NoteSettings(parse->sql);
+  if (batch_refused_) return Add(*batch_link_, message);
+  routing::PlanPtr plan = PlanFor(parse->sql);
+  statements_.erase(parse->statement);
+  if (plan && plan->refusal) {
+    plan->Count();
+    return Refuse(batch_link_.value_or(plan->server), *plan->refusal, false);
+  }
+  BackendId target = TargetOf(plan);
+  if (BatchMismatch(target)) return;
+  if (plan || !parse->statement.empty()) {
+    auto kept = std::make_shared<const protocol::Parse>(*parse);
+    statements_[kept->statement] = Prepared{target, plan, nullptr, kept, ctx_.settings->generation};
+  }
+  if (!plan || !plan->rewritten) return AddToBatch(target, message);
+  std::string rewritten;
+  protocol::Parse{parse->statement, plan->sql, parse->parameter_types}.Encode(rewritten);
+  StartBatch(target);
+  AddOwned(target, std::move(rewritten));
+}
+
+Planner::Prepared Planner::Find(const absl::flat_hash_map<std::string, Prepared>& map,
+                                std::string_view name) {
+  auto it = map.find(ToAbsl(name));
+  return it == map.end() ? Prepared{} : it->second;
+}
+
+bool Planner::Refresh(Prepared& prepared) {
+  if (!prepared.parse || prepared.generation == ctx_.settings->generation || batch_link_) {
+    return true;
+  }
+  const protocol::Parse& parse = *prepared.parse;
+  routing::PlanPtr plan = PlanFor(parse.sql);
+  if (plan && plan->refusal) {
+    plan->Count();
+    statements_.erase(parse.statement);
+    Refuse(plan->server, *plan->refusal, false);
+    return false;
+  }
+  BackendId target = TargetOf(plan);
+  const std::string& was = prepared.plan ? prepared.plan->sql : parse.sql;
+  const std::string& now = plan ? plan->sql : parse.sql;
+  if (target != prepared.server || was != now) {
+    Step& step = NewStep(target);
+    step.opens = true;
+    if (target == prepared.server) {
+      protocol::Close{protocol::Target::kStatement, parse.statement}.Encode(step.reprepare);
+    } else {
+      protocol::Close{protocol::Target::kStatement, parse.statement}.Encode(step.close_elsewhere);
+      protocol::Sync{}.Encode(step.close_elsewhere);
+    }
+    protocol::Parse{parse.statement, now, parse.parameter_types}.Encode(step.reprepare);
+    protocol::Sync{}.Encode(step.reprepare);
+    LogEvent(LogLevel::kInfo, "statement_prepared_again",
+             {{"session", StrCat(ctx_.session_id)},
+              {"statement", parse.statement},
+              {"server", routing::BackendName(target)}});
+  }
+  prepared = Prepared{target, plan, nullptr, prepared.parse, ctx_.settings->generation};
+  statements_[parse.statement] = prepared;
+  return true;
+}
+
+void Planner::OnBind(std::string_view message, std::string_view payload) {
+  protocol::MessageReader reader(payload);
+  std::string_view portal = reader.ReadCString();
+  std::string_view statement = reader.ReadCString();
+  if (!reader.ok()) {
+    error_ = std::string(MessageOf(reader.Malformed("Bind")));
+    return;
+  }
+  if (batch_refused_) return Add(*batch_link_, message);
+  Prepared prepared = Find(statements_, statement);
+  if (!Refresh(prepared)) return;
+  if (BatchMismatch(prepared.server)) return;
+  if (prepared.plan) {
+    // Sampled at Bind, so that only sampled executions copy their Bind.
+    if (Sampled(prepared.plan)) prepared.bind = std::make_shared<const std::string>(message);
+    portals_[std::string(portal)] = prepared;
+  } else {
+    portals_.erase(ToAbsl(portal));
+  }
+  if (prepared.plan && prepared.plan->mirrors_remotely) {
+    // Result formats given column by column must cover pgshift's two
+    // mirror columns too (text).
+    auto bind = protocol::Bind::Decode(payload);
+    if (bind.ok() && bind->result_formats.size() > 1) {
+      bind->result_formats.insert(bind->result_formats.end(), 2, 0);
+      std::string rewritten;
+      bind->Encode(rewritten);
+      StartBatch(prepared.server);
+      return AddOwned(prepared.server, std::move(rewritten));
+    }
+  }
+  AddToBatch(prepared.server, message);
+}
+
+void Planner::OnExecute(std::string_view message, std::string_view payload) {
+  protocol::MessageReader reader(payload);
+  std::string_view portal = reader.ReadCString();
+  if (!reader.ok()) {
+    error_ = std::string(MessageOf(reader.Malformed("Execute")));
+    return;
+  }
+  if (batch_refused_) return Add(*batch_link_, message);
+  Prepared prepared = Find(portals_, portal);
+  if (BatchMismatch(prepared.server)) return;
+  copy_link_ = prepared.server;
+  if (!prepared.plan) {
+    ExpectUnit(prepared.server, false, nullptr);
+    return AddToBatch(prepared.server, message);
+  }
+  const routing::Plan& plan = *prepared.plan;
+  plan.Count();
+  if (auto refusal = SecondWriter(plan, prepared.server)) {
+    return Refuse(prepared.server, *refusal, false);
+  }
+  if (auto refusal = ControlAfterMirroredWrite(plan)) {
+    return Refuse(prepared.server, *refusal, false);
+  }
+  // A write mirrored across servers hands its rows over as its result
+  // (pgshift's columns): under a row limit (pgjdbc sends 1 for a statement
+  // without one) all but the first would stay unmirrored. Without a
+  // RETURNING of the client's the limit changes nothing it sees.
+  std::string unlimited;
+  if (plan.mirrors_remotely) {
+    auto execute = protocol::Execute::Decode(payload);
+    if (execute.ok() && execute->max_rows != 0) {
+      if (plan.shapes.empty() || !plan.shapes[0].no_rows) {
+        return Refuse(prepared.server,
+                      routing::Refusal{std::string(sqlstate::kFeatureNotSupported),
+                                       "pgshift: a write with RETURNING on a table mirrored to "
+                                       "the other server must be executed whole (Execute "
+                                       "without a row limit)"},
+                      false);
+      }
+      execute->max_rows = 0;
+      execute->Encode(unlimited);
+    }
+  }
+  NoteWrite(plan, prepared.server);
+  NoteTransactionControl(plan);
+  std::shared_ptr<ShadowCapture> capture;
+  if (prepared.bind) capture = Shadow(prepared.plan, prepared.bind);
+  if (plan.transaction_control && two_servers()) {
+    Target(prepared.server).on_other_link_first = plan.sql;
+  }
+  MarkStep(prepared.server, plan, false);
+  ExpectUnit(prepared.server, false, prepared.plan, std::move(capture));
+  if (unlimited.empty()) {
+    AddToBatch(prepared.server, message);
+  } else {
+    StartBatch(prepared.server);
+    AddOwned(prepared.server, std::move(unlimited));
+  }
+  if (plan.transaction_control) Seal();
+}
+
+void Planner::OnDescribeOrClose(char type, std::string_view message, std::string_view payload) {
+  protocol::Target target = protocol::Target::kStatement;
+  std::string name;
+  if (!protocol::ReadTargetAndName(payload, target, name)) {
+    error_ = StrCat("malformed ", protocol::FrontendMessageName(type), " message");
+    return;
+  }
+  if (batch_refused_) return Add(*batch_link_, message);
+  auto& map = target == protocol::Target::kStatement ? statements_ : portals_;
+  Prepared prepared = Find(map, name);
+  if (type == frontend::kDescribe && target == protocol::Target::kStatement && !Refresh(prepared)) {
+    return;
+  }
+  if (BatchMismatch(prepared.server)) return;
+  if (type == frontend::kClose) {
+    map.erase(name);
+  } else {
+    ExpectUnit(prepared.server, true, prepared.plan);
+  }
+  AddToBatch(prepared.server, message);
+}
+
+}  // namespace pgshift::proxy
