@@ -119,6 +119,32 @@ class Session : public std::enable_shared_from_this<Session>, private ReplyRelay
   // After a cycle with a MirrorBatch: applies the rows or finishes the
   // commit on the other server, then lets the client have the replies.
   awaitable<void> SettleMirror(Link& authoritative, MirrorBatch& batch);
+  // The client's replies held with `batch`, with `status` in their
+  // ReadyForQuery; or, in their place, `error`.
+  awaitable<void> ReleaseHeld(MirrorBatch& batch, protocol::TransactionStatus status);
+  awaitable<void> FailClient(const protocol::ErrorFields& error,
+                             protocol::TransactionStatus status);
+  awaitable<void> FinishMirrorCommit(Link& authoritative, Link& mirror, MirrorBatch& batch);
+  // What a batch mirrors: its tables, its keys (table, key), whether a
+  // table's on_mirror_error is "fail", and whether there is anything.
+  struct MirroredRows {
+    static MirroredRows Of(const MirrorBatch& batch);
+    std::vector<std::string> tables;
+    std::vector<std::pair<std::string, std::optional<std::string>>> keys;
+    bool fails_client = false;
+    bool anything = false;
+  };
+  // A successful write: its rows applied on the mirror, and pgshift's own
+  // transaction, if any, committed on both.
+  awaitable<void> MirrorWrite(Link& authoritative, Link& mirror, MirrorBatch& batch);
+  // `prepared`: the mirror's prepared transaction, when it was prepared.
+  awaitable<std::optional<protocol::ErrorFields>> ApplyMirror(Link& authoritative, Link& mirror,
+                                                              MirrorBatch& batch,
+                                                              const MirroredRows& rows,
+                                                              std::string& prepared);
+  // The mirror failed: its policy decides (log the keys, or fail the write).
+  awaitable<void> MirrorFailed(Link& authoritative, Link& mirror, MirrorBatch& batch,
+                               const MirroredRows& rows, protocol::ErrorFields failed);
   // Connects the mirror server if need be; an error when its side of the
   // transaction is lost or failed.
   awaitable<std::optional<protocol::ErrorFields>> JoinMirror(Link& mirror);

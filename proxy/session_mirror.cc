@@ -152,166 +152,94 @@ awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
       batch.status == TransactionStatus::kIdle) {
     batch.mode = MirrorBatch::Mode::kAutocommitted;
   }
-  const bool failed_write = batch.outcome == MirrorBatch::Outcome::kFailed;
   Link& mirror = link(routing::OtherBackend(auth.server));
-  // The client's replies, now or in place of the held ones.
-  auto release = [&](TransactionStatus status) -> awaitable<void> {
-    std::string& held = batch.held;
-    if (held.size() >= 6 && held[held.size() - 6] == backend::kReadyForQuery) {
-      held.back() = static_cast<char>(status);
-    }
-    transaction_.reported = status;
-    co_await SendToClient(held);
-  };
-  auto fail_client = [&](const ErrorFields& error, TransactionStatus status) -> awaitable<void> {
-    std::string out;
-    protocol::ErrorResponse(error).Encode(out);
-    protocol::ReadyForQuery{status}.Encode(out);
-    transaction_.reported = status;
-    co_await SendToClient(out);
-  };
-  auto finish = [&]() {
-    settling_ = false;
-    ReconcileSentTransaction();
-    PublishState();
-    AfterTransaction();
-  };
-
   if (batch.mode == MirrorBatch::Mode::kCommit) {
-    // The client's COMMIT has answered: the mirror follows it.
-    const bool committed = !failed_write;
-    std::string sql = batch.prepared_id.empty()
-                          ? std::string(committed ? "COMMIT" : "ROLLBACK")
-                          : StrCat(committed ? "COMMIT PREPARED " : "ROLLBACK PREPARED ",
-                                   QuoteLiteral(batch.prepared_id));
-    std::optional<ErrorFields> failed = co_await RunInternal(mirror, sql);
-    if (failed && committed) {
-      LogEvent(LogLevel::kError, "mirror_commit_failed",
-               {{"session", StrCat(id_)}, {"backend", mirror.name},
-                {"transaction", batch.prepared_id}, {"keys", StrCat(mirrored_keys_.size())},
-                {"reason", failed->message()}});
-      co_await LogDivergence(auth, mirrored_keys_, failed->message());
-    }
-    mirror.mirrored = false;
-    mirrored_keys_.clear();
-    finish();
-    co_return;
-  }
-
-  const bool implicit = batch.mode == MirrorBatch::Mode::kImplicit;
-  const bool autocommitted = batch.mode == MirrorBatch::Mode::kAutocommitted;
-  if (failed_write) {
+    co_await FinishMirrorCommit(auth, mirror, batch);
+  } else if (batch.outcome == MirrorBatch::Outcome::kFailed) {
     // The write itself failed: there is nothing to mirror.
-    if (implicit) {
+    if (batch.mode == MirrorBatch::Mode::kImplicit) {
       co_await RunInternal(auth, "ROLLBACK");
-      co_await release(TransactionStatus::kIdle);
+      co_await ReleaseHeld(batch, TransactionStatus::kIdle);
     } else {
-      co_await release(batch.status);
+      co_await ReleaseHeld(batch, batch.status);
     }
-    finish();
-    co_return;
+  } else {
+    co_await MirrorWrite(auth, mirror, batch);
   }
+  settling_ = false;
+  ReconcileSentTransaction();
+  PublishState();
+  AfterTransaction();
+}
 
-  std::vector<std::string> tables;
-  std::vector<std::pair<std::string, std::optional<std::string>>> keys;
-  bool fails_client = false;
-  bool anything = false;
+awaitable<void> Session::ReleaseHeld(MirrorBatch& batch, TransactionStatus status) {
+  std::string& held = batch.held;
+  if (held.size() >= 6 && held[held.size() - 6] == backend::kReadyForQuery) {
+    held.back() = static_cast<char>(status);
+  }
+  transaction_.reported = status;
+  co_await SendToClient(held);
+}
+
+awaitable<void> Session::FailClient(const ErrorFields& error, TransactionStatus status) {
+  std::string out;
+  protocol::ErrorResponse(error).Encode(out);
+  protocol::ReadyForQuery{status}.Encode(out);
+  transaction_.reported = status;
+  co_await SendToClient(out);
+}
+
+// The client's COMMIT has answered: the mirror follows it.
+awaitable<void> Session::FinishMirrorCommit(Link& auth, Link& mirror, MirrorBatch& batch) {
+  const bool committed = batch.outcome != MirrorBatch::Outcome::kFailed;
+  std::string sql = batch.prepared_id.empty()
+                        ? std::string(committed ? "COMMIT" : "ROLLBACK")
+                        : StrCat(committed ? "COMMIT PREPARED " : "ROLLBACK PREPARED ",
+                                 QuoteLiteral(batch.prepared_id));
+  std::optional<ErrorFields> failed = co_await RunInternal(mirror, sql);
+  if (failed && committed) {
+    LogEvent(LogLevel::kError, "mirror_commit_failed",
+             {{"session", StrCat(id_)},
+              {"backend", mirror.name},
+              {"transaction", batch.prepared_id},
+              {"keys", StrCat(mirrored_keys_.size())},
+              {"reason", failed->message()}});
+    co_await LogDivergence(auth, mirrored_keys_, failed->message());
+  }
+  mirror.mirrored = false;
+  mirrored_keys_.clear();
+}
+
+Session::MirroredRows Session::MirroredRows::Of(const MirrorBatch& batch) {
+  MirroredRows rows;
   for (const MirrorBatch::Rows& r : batch.rows) {
-    if (std::find(tables.begin(), tables.end(), r.mirror->table) == tables.end()) {
-      tables.push_back(r.mirror->table);
+    if (std::find(rows.tables.begin(), rows.tables.end(), r.mirror->table) == rows.tables.end()) {
+      rows.tables.push_back(r.mirror->table);
     }
-    fails_client = fails_client || r.mirror->on_error == routing::MirrorErrorPolicy::kFail;
-    anything = anything || r.count > 0 || r.mirror->truncate;
-    for (const auto& k : r.keys) keys.emplace_back(r.mirror->table, k);
+    rows.fails_client =
+        rows.fails_client || r.mirror->on_error == routing::MirrorErrorPolicy::kFail;
+    rows.anything = rows.anything || r.count > 0 || r.mirror->truncate;
+    for (const auto& k : r.keys) rows.keys.emplace_back(r.mirror->table, k);
   }
+  return rows;
+}
 
+awaitable<void> Session::MirrorWrite(Link& auth, Link& mirror, MirrorBatch& batch) {
+  const MirroredRows rows = MirroredRows::Of(batch);
   std::optional<ErrorFields> failed;
   std::string prepared;
-  if (anything) {
-    // In a transaction of the client's, its txid names the mirror's
-    // prepared transaction at COMMIT: asked for while the mirror works.
-    std::shared_ptr<InternalReply> xid;
-    if (!batch.own_transaction() && authoritative_xid_.empty()) {
-      std::string query = InternalBatch({"SELECT pg_catalog.txid_current()"});
-      xid = co_await SendInternal(auth, std::move(query));
-    }
-    failed = co_await JoinMirror(mirror);
-    if (!failed) {
-      ApplyOptions options;
-      options.begin = mirror.transaction_status == TransactionStatus::kIdle;
-      options.savepoint = !fails_client && !batch.own_transaction();
-      if (implicit && settings_->mirroring.can_prepare[static_cast<int>(mirror.server)]) {
-        options.prepare_as = PreparedTransactionId(auth.server, authoritative_xid_);
-      }
-      options.commit = autocommitted;
-      failed = co_await ApplyRows(mirror, batch, options);
-      if (!failed) prepared = options.prepare_as;
-    }
-    if (xid) co_await AwaitInternal(xid, &authoritative_xid_);
-  }
-
-  if (failed) {
-    LogEvent(LogLevel::kError, "mirror_failed",
-             {{"session", StrCat(id_)}, {"tables", Tables(tables)}, {"backend", mirror.name},
-              {"keys", StrCat(keys.size())}, {"policy", fails_client ? "fail" : "log"},
-              {"reason", failed->message()}});
-    const bool usable = mirror.ready();
-    const bool savepoint = !fails_client && !batch.own_transaction();
-    if (usable && savepoint && mirror.transaction_status == TransactionStatus::kFailed) {
-      std::string undo = InternalBatch({kRollbackToSavepoint, kReleaseSavepoint});
-      co_await RunInternalMessages(mirror, std::move(undo), nullptr);
-    } else if (usable && batch.own_transaction() &&
-               mirror.transaction_status != TransactionStatus::kIdle) {
-      co_await RunInternal(mirror, "ROLLBACK");
-    }
-    std::optional<ErrorFields> unlogged;
-    if (!fails_client) {
-      unlogged = co_await LogDivergence(auth, keys, failed->message());
-      if (unlogged) failed = unlogged;
-    }
-    if ((fails_client || unlogged) && !autocommitted) {
-      // Both sides roll back; the client's statement fails with the
-      // mirror's error.
-      if (implicit) {
-        co_await RunInternal(auth, "ROLLBACK");
-      } else {
-        co_await RunInternal(auth, kAbortTransaction);
-      }
-      ErrorFields error = ErrorFields::Make(
-          "ERROR", failed->sqlstate(),
-          StrCat("pgshift: ", unlogged ? "the divergence log could not be written after " : "",
-                 "the mirror of this write to ", Tables(tables), " on server ", mirror.name,
-                 " failed, so the write was rolled back: ", failed->message()));
-      co_await fail_client(error, implicit ? TransactionStatus::kIdle : TransactionStatus::kFailed);
-      finish();
-      co_return;
-    }
-    if (implicit) {
-      std::optional<ErrorFields> commit = co_await RunInternal(auth, "COMMIT");
-      if (commit) {
-        co_await fail_client(*commit, TransactionStatus::kIdle);
-        finish();
-        co_return;
-      }
-    }
-    co_await release(implicit ? TransactionStatus::kIdle : batch.status);
-    finish();
-    co_return;
-  }
-
-  if (anything && !autocommitted) {
+  if (rows.anything) failed = co_await ApplyMirror(auth, mirror, batch, rows, prepared);
+  if (failed) co_return co_await MirrorFailed(auth, mirror, batch, rows, *failed);
+  if (rows.anything && batch.mode != MirrorBatch::Mode::kAutocommitted) {
     mirror.mirrored = true;
-    mirrored_keys_.insert(mirrored_keys_.end(), keys.begin(), keys.end());
-    fail_on_mirror_error_ = fail_on_mirror_error_ || fails_client;
+    mirrored_keys_.insert(mirrored_keys_.end(), rows.keys.begin(), rows.keys.end());
+    fail_on_mirror_error_ = fail_on_mirror_error_ || rows.fails_client;
   }
-  if (!implicit) {
-    co_await release(batch.status);
-    finish();
-    co_return;
-  }
+  if (batch.mode != MirrorBatch::Mode::kImplicit)
+    co_return co_await ReleaseHeld(batch, batch.status);
   // pgshift's own transaction: old commits first, then the mirror.
   std::optional<ErrorFields> commit = co_await RunInternal(auth, "COMMIT");
-  if (anything) {
+  if (rows.anything) {
     std::string sql = prepared.empty()
                           ? std::string(commit ? "ROLLBACK" : "COMMIT")
                           : StrCat(commit ? "ROLLBACK PREPARED " : "COMMIT PREPARED ",
@@ -319,19 +247,92 @@ awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
     std::optional<ErrorFields> mirrored = co_await RunInternal(mirror, sql);
     if (mirrored && !commit) {
       LogEvent(LogLevel::kError, "mirror_commit_failed",
-               {{"session", StrCat(id_)}, {"backend", mirror.name}, {"transaction", prepared},
-                {"keys", StrCat(keys.size())}, {"reason", mirrored->message()}});
-      co_await LogDivergence(auth, keys, mirrored->message());
+               {{"session", StrCat(id_)},
+                {"backend", mirror.name},
+                {"transaction", prepared},
+                {"keys", StrCat(rows.keys.size())},
+                {"reason", mirrored->message()}});
+      co_await LogDivergence(auth, rows.keys, mirrored->message());
     }
   }
   mirror.mirrored = false;
   mirrored_keys_.clear();
   if (commit) {
-    co_await fail_client(*commit, TransactionStatus::kIdle);
+    co_await FailClient(*commit, TransactionStatus::kIdle);
   } else {
-    co_await release(TransactionStatus::kIdle);
+    co_await ReleaseHeld(batch, TransactionStatus::kIdle);
   }
-  finish();
+}
+
+awaitable<std::optional<ErrorFields>> Session::ApplyMirror(Link& auth, Link& mirror,
+                                                           MirrorBatch& batch,
+                                                           const MirroredRows& rows,
+                                                           std::string& prepared) {
+  // In a transaction of the client's, its txid names the mirror's
+  // prepared transaction at COMMIT: asked for while the mirror works.
+  std::shared_ptr<InternalReply> xid;
+  if (!batch.own_transaction() && authoritative_xid_.empty()) {
+    std::string query = InternalBatch({"SELECT pg_catalog.txid_current()"});
+    xid = co_await SendInternal(auth, std::move(query));
+  }
+  std::optional<ErrorFields> failed = co_await JoinMirror(mirror);
+  if (!failed) {
+    ApplyOptions options;
+    options.begin = mirror.transaction_status == TransactionStatus::kIdle;
+    options.savepoint = !rows.fails_client && !batch.own_transaction();
+    if (batch.mode == MirrorBatch::Mode::kImplicit &&
+        settings_->mirroring.can_prepare[static_cast<int>(mirror.server)]) {
+      options.prepare_as = PreparedTransactionId(auth.server, authoritative_xid_);
+    }
+    options.commit = batch.mode == MirrorBatch::Mode::kAutocommitted;
+    failed = co_await ApplyRows(mirror, batch, options);
+    if (!failed) prepared = options.prepare_as;
+  }
+  if (xid) co_await AwaitInternal(xid, &authoritative_xid_);
+  co_return failed;
+}
+
+awaitable<void> Session::MirrorFailed(Link& auth, Link& mirror, MirrorBatch& batch,
+                                      const MirroredRows& rows, ErrorFields failed) {
+  const bool implicit = batch.mode == MirrorBatch::Mode::kImplicit;
+  LogEvent(LogLevel::kError, "mirror_failed",
+           {{"session", StrCat(id_)},
+            {"tables", Tables(rows.tables)},
+            {"backend", mirror.name},
+            {"keys", StrCat(rows.keys.size())},
+            {"policy", rows.fails_client ? "fail" : "log"},
+            {"reason", failed.message()}});
+  const bool savepoint = !rows.fails_client && !batch.own_transaction();
+  if (mirror.ready() && savepoint && mirror.transaction_status == TransactionStatus::kFailed) {
+    std::string undo = InternalBatch({kRollbackToSavepoint, kReleaseSavepoint});
+    co_await RunInternalMessages(mirror, std::move(undo), nullptr);
+  } else if (mirror.ready() && batch.own_transaction() &&
+             mirror.transaction_status != TransactionStatus::kIdle) {
+    co_await RunInternal(mirror, "ROLLBACK");
+  }
+  std::optional<ErrorFields> unlogged;
+  if (!rows.fails_client) {
+    unlogged = co_await LogDivergence(auth, rows.keys, failed.message());
+    if (unlogged) failed = *unlogged;
+  }
+  if ((rows.fails_client || unlogged) && batch.mode != MirrorBatch::Mode::kAutocommitted) {
+    // Both sides roll back; the client's statement fails with the
+    // mirror's error.
+    co_await RunInternal(auth, implicit ? "ROLLBACK" : kAbortTransaction);
+    ErrorFields error = ErrorFields::Make(
+        "ERROR", failed.sqlstate(),
+        StrCat("pgshift: ", unlogged ? "the divergence log could not be written after " : "",
+               "the mirror of this write to ", Tables(rows.tables), " on server ", mirror.name,
+               " failed, so the write was rolled back: ", failed.message()));
+    co_return co_await FailClient(error,
+                                  implicit ? TransactionStatus::kIdle : TransactionStatus::kFailed);
+  }
+  if (implicit) {
+    if (std::optional<ErrorFields> commit = co_await RunInternal(auth, "COMMIT")) {
+      co_return co_await FailClient(*commit, TransactionStatus::kIdle);
+    }
+  }
+  co_await ReleaseHeld(batch, implicit ? TransactionStatus::kIdle : batch.status);
 }
 
 awaitable<std::optional<ErrorFields>> Session::JoinMirror(Link& mirror) {
