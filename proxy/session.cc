@@ -252,86 +252,20 @@ awaitable<void> Session::PumpClientToBackend() {
 }
 
 awaitable<bool> Session::RunStep(Step& step) {
-  if (step.skip_if_failed != 0) {
-    // Once the part before has answered, so that its outcome is known.
-    Link& before = link(routing::OtherBackend(step.target));
-    co_await WaitUntil([&before] { return before.forward_pending == 0; });
-    if (ended()) co_return false;
-    if (failed_group_ == step.skip_if_failed) co_return true;
-  }
-  // New is connected when first needed, and again after it was lost, once
-  // the client is outside the transaction that lost it.
-  const Link& fresh = link(BackendId::kNew);
-  if (step.target == BackendId::kNew &&
-      (fresh.absent() || (fresh.broken() && transaction_.reported == TransactionStatus::kIdle))) {
-    if (co_await ConnectNew()) co_return false;
-  }
-  if (link(step.target).broken()) {
-    End(Fatal(sqlstate::kConnectionFailure,
-              StrCat("pgshift: lost the connection to backend ", link(step.target).name)));
-    co_return false;
+  switch (co_await GateStep(step)) {
+    case StepGate::kGo: break;
+    case StepGate::kSkip: co_return true;
+    case StepGate::kStop: co_return false;
   }
   Link& target = link(step.target);
   Link& other = link(routing::OtherBackend(step.target));
-  if (!step.close_elsewhere.empty() && other.ready()) {
-    co_await RunInternalMessages(other, std::move(step.close_elsewhere), nullptr);
-  }
-  if (!step.reprepare.empty()) {
-    std::optional<ErrorFields> failed =
-        co_await RunInternalMessages(target, std::move(step.reprepare), nullptr);
-    if (failed) {
-      LogEvent(LogLevel::kWarning, "statement_prepare_failed",
-               {{"session", StrCat(id_)}, {"backend", target.name}, {"reason", failed->message()}});
-    }
-  }
+  co_await PrepareAgain(step, target, other);
   const bool mirrored_commit = step.transaction == routing::TransactionKind::kCommit &&
                                other.mirrored &&
                                other.transaction_status != TransactionStatus::kIdle;
-  if (step.transaction == routing::TransactionKind::kSavepoint &&
-      transaction_.reported != TransactionStatus::kIdle &&
-      settings_->router->mirrors_across_servers() &&
-      other.transaction_status == TransactionStatus::kIdle) {
-    // Savepoints exist on both servers, so that a mirror that joins later
-    // can roll back to them.
-    if (other.server == BackendId::kNew && !other.ready()) {
-      co_await ConnectNew(false);
-    }
-    if (other.ready()) {
-      if (SettingsBehind(other)) co_await SyncSettings(other);
-      co_await RunInternal(other, "BEGIN");
-      if (SettingsBehind(other)) co_await SyncSettings(other);
-    }
-  }
-  if (other.ready()) {
-    // One server answers at a time, so replies reach the client in order.
-    co_await WaitUntil([&other] { return other.forward_pending == 0 && !other.HasInternal(); });
-    if (ended()) co_return false;
-    if (SettingsBehind(target)) co_await SyncSettings(target);
-    // The client is in a transaction this server has not joined yet.
-    if (transaction_.reported != TransactionStatus::kIdle &&
-        target.transaction_status == TransactionStatus::kIdle && target.forward_pending == 0 &&
-        !target.in_batch && !target.HasInternal()) {
-      std::optional<ErrorFields> failed = co_await RunInternal(target, "BEGIN");
-      if (failed) {
-        LogEvent(LogLevel::kWarning, "transaction_join_failed",
-                 {{"session", StrCat(id_)}, {"backend", target.name}, {"reason", failed->message()}});
-      }
-    }
-    if (!step.on_other_link_first.empty() && other.transaction_status != TransactionStatus::kIdle &&
-        !ended() && !mirrored_commit) {
-      // The client's own text (it may hold several statements): a Query.
-      std::string query;
-      protocol::Query{step.on_other_link_first}.Encode(query);
-      std::optional<ErrorFields> failed =
-          co_await RunInternalMessages(other, std::move(query), nullptr);
-      if (failed) {
-        LogEvent(LogLevel::kError, "transaction_control_failed",
-                 {{"session", StrCat(id_)}, {"backend", other.name},
-                  {"statement", step.on_other_link_first}, {"reason", failed->message()}});
-      }
-    }
-    if (SettingsBehind(target)) co_await SyncSettings(target);
-    if (ended()) co_return false;
+  if (step.transaction == routing::TransactionKind::kSavepoint) co_await JoinAtSavepoint(other);
+  if (other.ready() && !co_await JoinTransaction(step, target, other, mirrored_commit)) {
+    co_return false;
   }
   // Mirroring across servers: what must happen before the step, and the
   // batch that follows its cycles.
@@ -354,17 +288,7 @@ awaitable<bool> Session::RunStep(Step& step) {
     step.bytes.clear();
     step.bytes.AddOwned(std::move(step.fail_with));
   }
-  if (!step.bytes.empty()) {
-    error_code ec;
-    co_await target.stream->Write(step.bytes.buffers(), ec);
-    if (ec) {
-      if (!ended()) {
-        End(Fatal(sqlstate::kConnectionFailure,
-                  StrCat("pgshift: lost the connection to backend ", target.name, ": ", ec.message())));
-      }
-      co_return false;
-    }
-  }
+  if (!co_await WriteStep(step, target)) co_return false;
   if (step.copy_in) {
     // Its reply completes only after the client's data, read later.
     awaiting_copy_.insert(awaiting_copy_.end(), closed.begin(), closed.end());
@@ -379,6 +303,103 @@ awaitable<bool> Session::RunStep(Step& step) {
     if (ended()) co_return false;
   }
   co_return true;
+}
+
+awaitable<Session::StepGate> Session::GateStep(const Step& step) {
+  if (step.skip_if_failed != 0) {
+    // Once the part before has answered, so that its outcome is known.
+    Link& before = link(routing::OtherBackend(step.target));
+    co_await WaitUntil([&before] { return before.forward_pending == 0; });
+    if (ended()) co_return StepGate::kStop;
+    if (failed_group_ == step.skip_if_failed) co_return StepGate::kSkip;
+  }
+  // New is connected when first needed, and again after it was lost, once
+  // the client is outside the transaction that lost it.
+  const Link& fresh = link(BackendId::kNew);
+  if (step.target == BackendId::kNew &&
+      (fresh.absent() || (fresh.broken() && transaction_.reported == TransactionStatus::kIdle))) {
+    if (co_await ConnectNew()) co_return StepGate::kStop;
+  }
+  if (link(step.target).broken()) {
+    End(Fatal(sqlstate::kConnectionFailure,
+              StrCat("pgshift: lost the connection to backend ", link(step.target).name)));
+    co_return StepGate::kStop;
+  }
+  co_return StepGate::kGo;
+}
+
+awaitable<void> Session::PrepareAgain(Step& step, Link& target, Link& other) {
+  if (!step.close_elsewhere.empty() && other.ready()) {
+    co_await RunInternalMessages(other, std::move(step.close_elsewhere), nullptr);
+  }
+  if (step.reprepare.empty()) co_return;
+  std::optional<ErrorFields> failed =
+      co_await RunInternalMessages(target, std::move(step.reprepare), nullptr);
+  if (failed) {
+    LogEvent(LogLevel::kWarning, "statement_prepare_failed",
+             {{"session", StrCat(id_)}, {"backend", target.name}, {"reason", failed->message()}});
+  }
+}
+
+awaitable<void> Session::JoinAtSavepoint(Link& other) {
+  if (transaction_.reported == TransactionStatus::kIdle ||
+      !settings_->router->mirrors_across_servers() ||
+      other.transaction_status != TransactionStatus::kIdle) {
+    co_return;
+  }
+  // Savepoints exist on both servers, so that a mirror that joins later
+  // can roll back to them.
+  if (other.server == BackendId::kNew && !other.ready()) co_await ConnectNew(false);
+  if (!other.ready()) co_return;
+  if (SettingsBehind(other)) co_await SyncSettings(other);
+  co_await RunInternal(other, "BEGIN");
+  if (SettingsBehind(other)) co_await SyncSettings(other);
+}
+
+awaitable<bool> Session::JoinTransaction(const Step& step, Link& target, Link& other,
+                                         bool mirrored_commit) {
+  // One server answers at a time, so replies reach the client in order.
+  co_await WaitUntil([&other] { return other.Quiet(); });
+  if (ended()) co_return false;
+  if (SettingsBehind(target)) co_await SyncSettings(target);
+  // The client is in a transaction this server has not joined yet.
+  if (transaction_.reported != TransactionStatus::kIdle &&
+      target.transaction_status == TransactionStatus::kIdle && target.Quiet() && !target.in_batch) {
+    std::optional<ErrorFields> failed = co_await RunInternal(target, "BEGIN");
+    if (failed) {
+      LogEvent(LogLevel::kWarning, "transaction_join_failed",
+               {{"session", StrCat(id_)}, {"backend", target.name}, {"reason", failed->message()}});
+    }
+  }
+  if (!step.on_other_link_first.empty() && other.transaction_status != TransactionStatus::kIdle &&
+      !ended() && !mirrored_commit) {
+    // The client's own text (it may hold several statements): a Query.
+    std::string query;
+    protocol::Query{step.on_other_link_first}.Encode(query);
+    std::optional<ErrorFields> failed =
+        co_await RunInternalMessages(other, std::move(query), nullptr);
+    if (failed) {
+      LogEvent(LogLevel::kError, "transaction_control_failed",
+               {{"session", StrCat(id_)},
+                {"backend", other.name},
+                {"statement", step.on_other_link_first},
+                {"reason", failed->message()}});
+    }
+  }
+  if (SettingsBehind(target)) co_await SyncSettings(target);
+  co_return !ended();
+}
+
+awaitable<bool> Session::WriteStep(Step& step, Link& target) {
+  if (step.bytes.empty()) co_return true;
+  error_code ec;
+  co_await target.stream->Write(step.bytes.buffers(), ec);
+  if (!ec) co_return true;
+  if (!ended()) {
+    End(Fatal(sqlstate::kConnectionFailure,
+              StrCat("pgshift: lost the connection to backend ", target.name, ": ", ec.message())));
+  }
+  co_return false;
 }
 
 std::shared_ptr<MirrorBatch> Session::Expect(Link& target, ExpectedReply reply,

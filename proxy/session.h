@@ -80,7 +80,24 @@ class Session : public std::enable_shared_from_this<Session>, private ReplyRelay
   awaitable<void> PumpClientToBackend();
   awaitable<void> PumpBackendToClient(Link& link);
   void StartPump(Link& link);
+  // Runs one step on its link: false when the session ends.
   awaitable<bool> RunStep(Step& step);
+  // Whether the step goes ahead: skipped after a failed earlier part of its
+  // Query, stopped when its link cannot be had.
+  enum class StepGate { kGo, kSkip, kStop };
+  awaitable<StepGate> GateStep(const Step& step);
+  // A statement prepared before a reload, prepared again (and closed on
+  // the other link) before the step.
+  awaitable<void> PrepareAgain(Step& step, Link& target, Link& other);
+  // A SAVEPOINT in a transaction the other server has not joined: it
+  // joins, so that a mirror can roll back to it later.
+  awaitable<void> JoinAtSavepoint(Link& other);
+  // Waits for the other link to be quiet, and brings `target` into the
+  // client's transaction and settings; the other link runs the step's
+  // transaction control first. False when the session ended.
+  awaitable<bool> JoinTransaction(const Step& step, Link& target, Link& other,
+                                  bool mirrored_commit);
+  awaitable<bool> WriteStep(Step& step, Link& target);
   // Queues `reply` on `target` (merged into its open batch when it joins
   // one), with `batch` attached when it has mirrored results; the batch to
   // settle when the reply closes a cycle that has one.
