@@ -274,7 +274,7 @@ awaitable<bool> Session::RunStep(Step& step) {
   if (step.mirrored || mirrored_commit) {
     send = co_await BeforeMirroredStep(step, batch);
     if (ended()) co_return false;
-    if (batch) settling_ = true;  // until SettleMirror: the transaction is not over
+    if (batch) mirror_.settling = true;  // until SettleMirror: the transaction is not over
   }
   std::vector<std::shared_ptr<MirrorBatch>> closed;  // cycles this step closes that have one
   for (ExpectedReply& reply : step.replies) {
@@ -291,12 +291,12 @@ awaitable<bool> Session::RunStep(Step& step) {
   if (!co_await WriteStep(step, target)) co_return false;
   if (step.copy_in) {
     // Its reply completes only after the client's data, read later.
-    awaiting_copy_.insert(awaiting_copy_.end(), closed.begin(), closed.end());
+    mirror_.awaiting_copy.insert(mirror_.awaiting_copy.end(), closed.begin(), closed.end());
     co_return true;
   }
   if (step.ends_copy) {
-    closed.insert(closed.begin(), awaiting_copy_.begin(), awaiting_copy_.end());
-    awaiting_copy_.clear();
+    closed.insert(closed.begin(), mirror_.awaiting_copy.begin(), mirror_.awaiting_copy.end());
+    mirror_.awaiting_copy.clear();
   }
   for (const std::shared_ptr<MirrorBatch>& b : closed) {
     co_await SettleMirror(target, *b);
@@ -472,70 +472,6 @@ awaitable<std::optional<ErrorFields>> Session::ConnectNew(bool fatal) {
   co_return std::nullopt;
 }
 
-void Session::AppendInternal(std::string& out, std::string_view sql,
-                             std::optional<std::string> param, const std::string* prepared) {
-  static constexpr const char* kOnce = "pgshift_once";
-  static constexpr const char* kPortal = "pgshift_portal";
-  if (prepared == nullptr) {
-    protocol::Close{protocol::Target::kStatement, kOnce}.Encode(out);
-    protocol::Parse{kOnce, std::string(sql), {}}.Encode(out);
-  }
-  // A portal left by a batch that failed before closing it goes first.
-  protocol::Close{protocol::Target::kPortal, kPortal}.Encode(out);
-  protocol::Bind bind;
-  bind.portal = kPortal;
-  bind.statement = prepared != nullptr ? *prepared : kOnce;
-  if (param) bind.parameters.push_back(std::move(param));
-  bind.Encode(out);
-  protocol::Execute{kPortal, 0}.Encode(out);
-  protocol::Close{protocol::Target::kPortal, kPortal}.Encode(out);
-}
-
-std::string Session::InternalBatch(std::initializer_list<std::string_view> statements) {
-  std::string out;
-  for (std::string_view sql : statements) AppendInternal(out, sql);
-  protocol::Sync{}.Encode(out);
-  return out;
-}
-
-awaitable<std::optional<ErrorFields>> Session::RunInternal(Link& l, std::string_view sql,
-                                                           std::string* value) {
-  std::string batch = InternalBatch({sql});
-  co_return co_await RunInternalMessages(l, std::move(batch), value);
-}
-
-awaitable<std::optional<ErrorFields>> Session::RunInternalMessages(Link& l, std::string message,
-                                                                   std::string* value) {
-  std::shared_ptr<InternalReply> reply = co_await SendInternal(l, std::move(message));
-  co_return co_await AwaitInternal(reply, value);
-}
-
-awaitable<std::shared_ptr<InternalReply>> Session::SendInternal(Link& l, std::string message) {
-  auto reply = std::make_shared<InternalReply>();
-  if (!l.ready()) {
-    reply->done = true;
-    reply->error = Fatal(sqlstate::kConnectionFailure,
-                         StrCat("pgshift: lost the connection to backend ", l.name));
-    co_return reply;
-  }
-  l.replies.emplace_back().internal = reply;
-  error_code ec;
-  co_await l.stream->Write(asio::buffer(message), ec);
-  if (ec && !ended() && !l.broken()) {
-    End(Fatal(sqlstate::kConnectionFailure,
-              StrCat("pgshift: lost the connection to backend ", l.name, ": ", ec.message())));
-  }
-  co_return reply;
-}
-
-awaitable<std::optional<ErrorFields>> Session::AwaitInternal(
-    const std::shared_ptr<InternalReply>& reply, std::string* value) {
-  co_await WaitUntil([&reply] { return reply->done; });
-  if (!reply->done) co_return Fatal(sqlstate::kConnectionFailure, "session ended");
-  if (value != nullptr && reply->value) *value = *reply->value;
-  co_return reply->error;
-}
-
 awaitable<void> Session::PumpBackendToClient(Link& l) {
   ReplyRelay handler(l, refusals_, shadow_, *this);
   protocol::FrameDecoder decoder(protocol::kBackendTypes, config().proxy.max_message_size);
@@ -596,54 +532,6 @@ awaitable<void> Session::PumpBackendToClient(Link& l) {
   }
 }
 
-bool Session::SettingsBehind(const Link& l) const {
-  if (l.server != BackendId::kNew || !l.ready() || l.in_batch || ended()) return false;
-  return l.settings_version != client_settings_.version() ||
-         l.transaction_settings < client_settings_.TransactionStatements().size();
-}
-
-awaitable<void> Session::SyncSettings(Link& l) {
-  if (!SettingsBehind(l)) co_return;
-  const std::vector<std::string>& changes = client_settings_.TransactionStatements();
-  // Its transaction status must be known.
-  co_await WaitUntil([&l] { return l.forward_pending == 0 && !l.HasInternal(); });
-  if (ended() || l.broken()) co_return;
-  if (l.transaction_status == TransactionStatus::kIdle) {
-    if (l.settings_version == client_settings_.version()) co_return;
-    co_await RunSettings(l, client_settings_.SessionStatements(), false);
-    l.settings_version = client_settings_.version();
-  } else if (l.transaction_settings < changes.size()) {
-    std::vector<std::string> rest(changes.begin() + static_cast<ptrdiff_t>(l.transaction_settings),
-                                  changes.end());
-    l.transaction_settings = changes.size();
-    co_await RunSettings(l, rest, true);
-  }
-}
-
-awaitable<void> Session::RunSettings(Link& l, const std::vector<std::string>& statements,
-                                     bool in_transaction) {
-  // Outside a transaction, one Query does them all unless one fails (the
-  // Query then undoes them all): then each runs on its own, so that only
-  // the failing one is missing. Inside one, a failure aborts it, as the
-  // same failure on old would have.
-  if (!in_transaction && statements.size() > 1) {
-    std::string query;
-    protocol::Query{absl::StrJoin(statements, ";\n")}.Encode(query);
-    std::optional<ErrorFields> failed = co_await RunInternalMessages(l, std::move(query), nullptr);
-    if (!failed) co_return;
-  }
-  for (const std::string& sql : statements) {
-    std::string query;
-    protocol::Query{sql}.Encode(query);
-    std::optional<ErrorFields> failed = co_await RunInternalMessages(l, std::move(query), nullptr);
-    if (failed) {
-      LogEvent(LogLevel::kWarning, "setting_not_applied",
-               {{"session", StrCat(id_)}, {"backend", l.name}, {"statement", sql},
-                {"reason", failed->message()}});
-    }
-  }
-}
-
 void Session::AfterTransaction() {
   Link& old = link(BackendId::kOld);
   Link& fresh = link(BackendId::kNew);
@@ -653,7 +541,7 @@ void Session::AfterTransaction() {
         l->HasInternal())
       return;
   }
-  if (transaction_.reported != TransactionStatus::kIdle || settling_ || PendingResults() > 0)
+  if (transaction_.reported != TransactionStatus::kIdle || mirror_.settling || PendingResults() > 0)
     return;
   old.written = fresh.written = false;
   old.mirrored = fresh.mirrored = false;
@@ -661,9 +549,9 @@ void Session::AfterTransaction() {
   transaction_.commit_requested = false;
   fresh.transaction_settings = 0;
   transaction_.written_tables.clear();
-  mirrored_keys_.clear();
-  authoritative_xid_.clear();
-  fail_on_mirror_error_ = false;
+  mirror_.keys.clear();
+  mirror_.authoritative_xid.clear();
+  mirror_.fail_on_error = false;
   // Between transactions: the next one runs under the newest settings.
   if (server_.settings_generation() != settings_->generation) {
     settings_ = server_.settings();
@@ -691,7 +579,7 @@ void Session::NoteSent() { query_timer_.Sent(QueryTimer::Clock::now()); }
 
 void Session::ReconcileSentTransaction() {
   if (links_[0].forward_pending == 0 && links_[1].forward_pending == 0 && !planner_.in_batch() &&
-      !settling_) {
+      !mirror_.settling) {
     transaction_.sent = ClientTransaction::Sent::kAsReported;
   }
 }

@@ -226,19 +226,22 @@ class Session : public std::enable_shared_from_this<Session>, private ReplyRelay
   Server& server_;
   const uint64_t id_;
   ShadowRunner* const shadow_;
-  // Keys mirrored to the other server in the client's current transaction
-  // (table, key), for the divergence log if its commit there fails.
-  std::vector<std::pair<std::string, std::optional<std::string>>> mirrored_keys_;
-  bool settling_ = false;  // a mirror is being settled: the transaction is not over
-  // Mirrored COPYs waiting for the client's data to end.
-  std::vector<std::shared_ptr<MirrorBatch>> awaiting_copy_;
-  // A table mirrored in the current transaction fails the client when its
-  // mirror fails (on_mirror_error = "fail"), so a failed mirror commit
-  // fails the COMMIT.
-  bool fail_on_mirror_error_ = false;
-  // txid_current() of the authoritative side's transaction, once a mirror
-  // joined it: names the mirror's prepared transaction.
-  std::string authoritative_xid_;
+  // The mirror's side of the client's current transaction.
+  struct MirrorTransaction {
+    // Keys mirrored to the other server (table, key), for the divergence
+    // log if its commit there fails.
+    std::vector<std::pair<std::string, std::optional<std::string>>> keys;
+    bool settling = false;  // a mirror is being settled: the transaction is not over
+    // Mirrored COPYs waiting for the client's data to end.
+    std::vector<std::shared_ptr<MirrorBatch>> awaiting_copy;
+    // A table mirrored in it fails the client when its mirror fails
+    // (on_mirror_error = "fail"), so a failed mirror commit fails the COMMIT.
+    bool fail_on_error = false;
+    // txid_current() of the authoritative side's transaction, once a
+    // mirror joined it: names the mirror's prepared transaction.
+    std::string authoritative_xid;
+  };
+  MirrorTransaction mirror_;
   // The client's SETs and the like, which ran on old only.
   routing::SessionSettings client_settings_;
   // The settings this session answers by; renewed between transactions.

@@ -81,23 +81,26 @@ awaitable<bool> Session::BeforeMirroredStep(Step& step, std::shared_ptr<MirrorBa
                                ? StrCat("lost the connection to backend ", mirror.name)
                                : StrCat("its transaction on backend ", mirror.name, " failed"));
     } else if (settings_->mirroring.can_prepare[static_cast<int>(mirror.server)] &&
-               !authoritative_xid_.empty()) {
-      batch->prepared_id = PreparedTransactionId(auth.server, authoritative_xid_);
+               !mirror_.authoritative_xid.empty()) {
+      batch->prepared_id = PreparedTransactionId(auth.server, mirror_.authoritative_xid);
       failed = co_await RunInternal(mirror,
                                     StrCat("PREPARE TRANSACTION ", QuoteLiteral(batch->prepared_id)));
     }
     if (!failed) co_return true;
     LogEvent(LogLevel::kError, "mirror_commit_failed",
-             {{"session", StrCat(id_)}, {"backend", mirror.name},
-              {"keys", StrCat(mirrored_keys_.size())},
-              {"policy", fail_on_mirror_error_ ? "fail" : "log"}, {"reason", failed->message()}});
+             {{"session", StrCat(id_)},
+              {"backend", mirror.name},
+              {"keys", StrCat(mirror_.keys.size())},
+              {"policy", mirror_.fail_on_error ? "fail" : "log"},
+              {"reason", failed->message()}});
     if (mirror.transaction_status != TransactionStatus::kIdle && !mirror.broken()) {
       co_await RunInternal(mirror, "ROLLBACK");
     }
     mirror.mirrored = false;
     batch.reset();
-    if (!fail_on_mirror_error_) {
-      std::optional<ErrorFields> logged = co_await LogDivergence(auth, mirrored_keys_, failed->message());
+    if (!mirror_.fail_on_error) {
+      std::optional<ErrorFields> logged =
+          co_await LogDivergence(auth, mirror_.keys, failed->message());
       if (!logged) co_return true;  // the COMMIT goes ahead; the keys are logged
       failed = logged;
     }
@@ -141,7 +144,7 @@ awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
       // No transaction of pgshift's own: the write committed on its own.
       batch.mode = MirrorBatch::Mode::kAutocommitted;
     } else {
-      authoritative_xid_ = xid;
+      mirror_.authoritative_xid = xid;
     }
   }
   co_await WaitUntil([&batch] { return batch.outcome != MirrorBatch::Outcome::kPending; });
@@ -166,7 +169,7 @@ awaitable<void> Session::SettleMirror(Link& auth, MirrorBatch& batch) {
   } else {
     co_await MirrorWrite(auth, mirror, batch);
   }
-  settling_ = false;
+  mirror_.settling = false;
   ReconcileSentTransaction();
   PublishState();
   AfterTransaction();
@@ -202,12 +205,12 @@ awaitable<void> Session::FinishMirrorCommit(Link& auth, Link& mirror, MirrorBatc
              {{"session", StrCat(id_)},
               {"backend", mirror.name},
               {"transaction", batch.prepared_id},
-              {"keys", StrCat(mirrored_keys_.size())},
+              {"keys", StrCat(mirror_.keys.size())},
               {"reason", failed->message()}});
-    co_await LogDivergence(auth, mirrored_keys_, failed->message());
+    co_await LogDivergence(auth, mirror_.keys, failed->message());
   }
   mirror.mirrored = false;
-  mirrored_keys_.clear();
+  mirror_.keys.clear();
 }
 
 Session::MirroredRows Session::MirroredRows::Of(const MirrorBatch& batch) {
@@ -232,8 +235,8 @@ awaitable<void> Session::MirrorWrite(Link& auth, Link& mirror, MirrorBatch& batc
   if (failed) co_return co_await MirrorFailed(auth, mirror, batch, rows, *failed);
   if (rows.anything && batch.mode != MirrorBatch::Mode::kAutocommitted) {
     mirror.mirrored = true;
-    mirrored_keys_.insert(mirrored_keys_.end(), rows.keys.begin(), rows.keys.end());
-    fail_on_mirror_error_ = fail_on_mirror_error_ || rows.fails_client;
+    mirror_.keys.insert(mirror_.keys.end(), rows.keys.begin(), rows.keys.end());
+    mirror_.fail_on_error = mirror_.fail_on_error || rows.fails_client;
   }
   if (batch.mode != MirrorBatch::Mode::kImplicit)
     co_return co_await ReleaseHeld(batch, batch.status);
@@ -256,7 +259,7 @@ awaitable<void> Session::MirrorWrite(Link& auth, Link& mirror, MirrorBatch& batc
     }
   }
   mirror.mirrored = false;
-  mirrored_keys_.clear();
+  mirror_.keys.clear();
   if (commit) {
     co_await FailClient(*commit, TransactionStatus::kIdle);
   } else {
@@ -271,7 +274,7 @@ awaitable<std::optional<ErrorFields>> Session::ApplyMirror(Link& auth, Link& mir
   // In a transaction of the client's, its txid names the mirror's
   // prepared transaction at COMMIT: asked for while the mirror works.
   std::shared_ptr<InternalReply> xid;
-  if (!batch.own_transaction() && authoritative_xid_.empty()) {
+  if (!batch.own_transaction() && mirror_.authoritative_xid.empty()) {
     std::string query = InternalBatch({"SELECT pg_catalog.txid_current()"});
     xid = co_await SendInternal(auth, std::move(query));
   }
@@ -282,13 +285,13 @@ awaitable<std::optional<ErrorFields>> Session::ApplyMirror(Link& auth, Link& mir
     options.savepoint = !rows.fails_client && !batch.own_transaction();
     if (batch.mode == MirrorBatch::Mode::kImplicit &&
         settings_->mirroring.can_prepare[static_cast<int>(mirror.server)]) {
-      options.prepare_as = PreparedTransactionId(auth.server, authoritative_xid_);
+      options.prepare_as = PreparedTransactionId(auth.server, mirror_.authoritative_xid);
     }
     options.commit = batch.mode == MirrorBatch::Mode::kAutocommitted;
     failed = co_await ApplyRows(mirror, batch, options);
     if (!failed) prepared = options.prepare_as;
   }
-  if (xid) co_await AwaitInternal(xid, &authoritative_xid_);
+  if (xid) co_await AwaitInternal(xid, &mirror_.authoritative_xid);
   co_return failed;
 }
 
