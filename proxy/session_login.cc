@@ -1,0 +1,169 @@
+// A session's logins: the client's and old's at the start (Session::Run),
+// new's when first needed or after it was lost (ConnectNew), and a cancel
+// request forwarded to every server of the session it names.
+#include "common/strings.h"
+#include "protocol/messages/authentication.h"
+#include "protocol/messages/error_response.h"
+#include "proxy/backend_login.h"
+#include "proxy/client_login.h"
+#include "proxy/log.h"
+#include "proxy/server.h"
+#include "proxy/session.h"
+
+namespace pgshift::proxy {
+
+namespace {
+using protocol::ErrorFields;
+using routing::BackendId;
+namespace sqlstate = protocol::sqlstate;
+}  // namespace
+
+awaitable<void> Session::Run() {
+  ClientLogin login_client(client_, client_buffer_, client_address_, server_.stats());
+  auto start = co_await login_client.ReadStartup(server_.client_tls());
+  if (!start) co_return;
+  if (auto* cancel = std::get_if<protocol::CancelRequest>(&*start)) {
+    co_await ForwardCancel(*cancel);
+    client_.Close();
+    co_return;
+  }
+  startup_ = std::get<protocol::StartupMessage>(*start);
+  user_ = std::string(startup_.Get("user"));
+  database_ = std::string(startup_.Get("database"));
+  if (database_.empty()) database_ = user_;
+  if (user_.empty()) {
+    co_await login_client.Fail(Fatal(sqlstate::kInvalidAuthorization,
+                                     "no PostgreSQL user name specified in startup packet"));
+    co_return;
+  }
+  admitted_ = server_.TryAdmitClient();
+  if (!admitted_) {
+    LogEvent(LogLevel::kWarning, "client_refused",
+             {{"client", client_address_},
+              {"user", user_},
+              {"reason", StrCat("max_clients (", config().proxy.max_clients, ") reached")}});
+    co_await login_client.Fail(
+        Fatal(sqlstate::kTooManyConnections, "sorry, too many clients already"));
+    co_return;
+  }
+  if (!co_await login_client.Authenticate(*settings_, user_)) co_return;
+
+  // Built as a named local: GCC 12 miscompiles aggregate temporaries inside
+  // a co_await expression.
+  const routing::UserConfig* entry = config().FindUser(user_);
+  BackendLoginParams params{
+      .backend_name = "old",
+      .backend = config().old_backend,
+      .client_startup = startup_,
+      .fallback_password = entry ? std::string_view(entry->password) : std::string_view(),
+      .tls_context = server_.backend_tls(),
+      .connect_timeout_s = config().proxy.connect_timeout_s,
+  };
+  BackendLoginResult result = co_await LoginToBackend(params);
+  if (auto* error = std::get_if<ErrorFields>(&result)) {
+    server_.stats().backend_failures.fetch_add(1, std::memory_order_relaxed);
+    co_await login_client.Fail(*error);
+    co_return;
+  }
+  BackendLogin& login = std::get<BackendLogin>(result);
+  Link& old = link(BackendId::kOld);
+  old.Connect(std::move(login.stream), login.key.process_id);
+  cancel_key_ = {login.key.process_id, login.key.secret_key};
+  server_.cancels().Add(
+      {login.key.process_id, login.key.secret_key},
+      CancelTarget{config().old_backend.endpoint, login.key.process_id, login.key.secret_key});
+
+  std::string hello;
+  protocol::Authentication{}.Encode(hello);  // AuthenticationOk
+  hello.append(login.greeting);
+  lifecycle_ = Lifecycle::kRelaying;
+  co_await SendToClient(hello);
+  if (!client_writable_) co_return;
+  backend_pid_ = login.key.process_id;
+  tls_ = client_.tls();
+  described_.store(true, std::memory_order_release);
+  PublishState();
+  server_.stats().sessions_total.fetch_add(1, std::memory_order_relaxed);
+  LogEvent(LogLevel::kInfo, "session_start",
+           {{"session", StrCat(id_)},
+            {"client", client_address_},
+            {"user", user_},
+            {"database", database_},
+            {"backend_pid", StrCat(login.key.process_id)},
+            {"tls", client_.tls() ? "on" : "off"}});
+  co_await Relay();
+  LogEvent(LogLevel::kInfo, "session_end",
+           {{"session", StrCat(id_)},
+            {"client", client_address_},
+            {"reason", final_error_ ? final_error_->message() : "client closed the connection"}});
+}
+
+awaitable<void> Session::ForwardCancel(const protocol::CancelRequest& request) {
+  auto targets = server_.cancels().Find({request.process_id, request.secret_key});
+  if (targets.empty()) {
+    LogEvent(LogLevel::kInfo, "cancel_ignored",
+             {{"client", client_address_}, {"reason", "no session has this cancel key"}});
+    co_return;
+  }
+  auto executor = co_await asio::this_coro::executor;
+  for (const CancelTarget& target : targets) {
+    error_code ec;
+    tcp::resolver resolver(executor);
+    auto endpoints = co_await resolver.async_resolve(
+        target.endpoint.host, std::to_string(target.endpoint.port), WithError(ec));
+    tcp::socket socket(executor);
+    if (!ec) co_await asio::async_connect(socket, endpoints, WithError(ec));
+    std::string packet;
+    protocol::CancelRequest{target.process_id, target.secret_key}.Encode(packet);
+    if (!ec) co_await asio::async_write(socket, asio::buffer(packet), WithError(ec));
+    LogEvent(ec ? LogLevel::kWarning : LogLevel::kInfo, "cancel_forwarded",
+             {{"client", client_address_},
+              {"backend_pid", StrCat(target.process_id)},
+              {"result", ec ? ec.message() : "sent"}});
+  }
+}
+
+awaitable<std::optional<ErrorFields>> Session::ConnectNew(bool fatal) {
+  const routing::UserConfig* entry = config().FindUser(user_);
+  BackendLoginParams params{
+      .backend_name = "new",
+      .backend = *config().new_backend,
+      .client_startup = startup_,
+      .fallback_password = entry ? std::string_view(entry->password) : std::string_view(),
+      .tls_context = server_.backend_tls(),
+      .connect_timeout_s = config().proxy.connect_timeout_s,
+  };
+  BackendLoginResult result = co_await LoginToBackend(params);
+  if (auto* error = std::get_if<ErrorFields>(&result)) {
+    server_.stats().backend_failures.fetch_add(1, std::memory_order_relaxed);
+    LogEvent(LogLevel::kWarning, "backend_connect_failed",
+             {{"session", StrCat(id_)}, {"backend", "new"}, {"reason", error->message()}});
+    ErrorFields failed =
+        Fatal(sqlstate::kConnectionFailure,
+              StrCat("pgshift: cannot connect to backend new: ", error->message()));
+    if (fatal) End(failed);
+    co_return failed;
+  }
+  BackendLogin& login = std::get<BackendLogin>(result);
+  Link& fresh = link(BackendId::kNew);
+  // A mirror link lost earlier is replaced once its pump has stopped.
+  co_await WaitUntil([&fresh] { return !fresh.pump_running; });
+  fresh.Connect(std::move(login.stream), login.key.process_id);
+  if (cancel_key_) {
+    server_.cancels().Add(
+        {cancel_key_->first, cancel_key_->second},
+        CancelTarget{config().new_backend->endpoint, login.key.process_id, login.key.secret_key});
+  }
+  LogEvent(LogLevel::kInfo, "backend_opened",
+           {{"session", StrCat(id_)},
+            {"backend", "new"},
+            {"backend_pid", StrCat(login.key.process_id)}});
+  if (ended()) {
+    fresh.stream->Close();
+    co_return Fatal(sqlstate::kConnectionFailure, "session ended");
+  }
+  StartPump(fresh);
+  co_return std::nullopt;
+}
+
+}  // namespace pgshift::proxy
