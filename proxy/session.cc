@@ -1,11 +1,9 @@
 #include "proxy/session.h"
 
 #include <algorithm>
-#include <random>
 
 #include "absl/strings/str_join.h"
 #include "common/strings.h"
-#include "protocol/messages/authentication.h"
 #include "protocol/messages/bind.h"
 #include "protocol/messages/close.h"
 #include "protocol/messages/command_complete.h"
@@ -19,7 +17,6 @@
 #include "protocol/messages/ready_for_query.h"
 #include "protocol/messages/row_description.h"
 #include "protocol/wire.h"
-#include "proxy/backend_login.h"
 #include "proxy/client_login.h"
 #include "proxy/log.h"
 #include "proxy/server.h"

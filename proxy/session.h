@@ -23,6 +23,7 @@
 #include "protocol/messages/parse.h"
 #include "protocol/messages/startup.h"
 #include "proxy/asio.h"
+#include "proxy/backend_login.h"
 #include "proxy/forward_list.h"
 #include "proxy/packet_buffer.h"
 #include "proxy/server.h"
@@ -105,6 +106,10 @@ class Session : public std::enable_shared_from_this<Session>, private ReplyRelay
                                       const std::shared_ptr<MirrorBatch>& batch);
   // `fatal`: a failure ends the session (else it is only returned).
   awaitable<std::optional<protocol::ErrorFields>> ConnectNew(bool fatal = true);
+  // How to log in to `server` as the client (session_login.cc). Kept in a
+  // named local by the caller: GCC 12 miscompiles aggregate temporaries
+  // inside a co_await expression.
+  BackendLoginParams LoginParams(routing::BackendId server) const;
   // Messages that run `statements` (one statement each) for pgshift on
   // `link`, ending in Sync. They use a statement and a portal of pgshift's
   // own names, so the client's unnamed statement and portal on that

@@ -50,15 +50,7 @@ awaitable<void> Session::Run() {
 
   // Built as a named local: GCC 12 miscompiles aggregate temporaries inside
   // a co_await expression.
-  const routing::UserConfig* entry = config().FindUser(user_);
-  BackendLoginParams params{
-      .backend_name = "old",
-      .backend = config().old_backend,
-      .client_startup = startup_,
-      .fallback_password = entry ? std::string_view(entry->password) : std::string_view(),
-      .tls_context = server_.backend_tls(),
-      .connect_timeout_s = config().proxy.connect_timeout_s,
-  };
+  BackendLoginParams params = LoginParams(BackendId::kOld);
   BackendLoginResult result = co_await LoginToBackend(params);
   if (auto* error = std::get_if<ErrorFields>(&result)) {
     server_.stats().backend_failures.fetch_add(1, std::memory_order_relaxed);
@@ -123,16 +115,20 @@ awaitable<void> Session::ForwardCancel(const protocol::CancelRequest& request) {
   }
 }
 
-awaitable<std::optional<ErrorFields>> Session::ConnectNew(bool fatal) {
+BackendLoginParams Session::LoginParams(BackendId server) const {
   const routing::UserConfig* entry = config().FindUser(user_);
-  BackendLoginParams params{
-      .backend_name = "new",
-      .backend = *config().new_backend,
+  return BackendLoginParams{
+      .backend_name = server == BackendId::kOld ? "old" : "new",
+      .backend = server == BackendId::kOld ? config().old_backend : *config().new_backend,
       .client_startup = startup_,
       .fallback_password = entry ? std::string_view(entry->password) : std::string_view(),
       .tls_context = server_.backend_tls(),
       .connect_timeout_s = config().proxy.connect_timeout_s,
   };
+}
+
+awaitable<std::optional<ErrorFields>> Session::ConnectNew(bool fatal) {
+  BackendLoginParams params = LoginParams(BackendId::kNew);
   BackendLoginResult result = co_await LoginToBackend(params);
   if (auto* error = std::get_if<ErrorFields>(&result)) {
     server_.stats().backend_failures.fetch_add(1, std::memory_order_relaxed);

@@ -27,14 +27,12 @@ std::string Marker() { return StrCat("pgshift refusal ", Nonce(), " "); }
 
 }  // namespace
 
-void Refusals::Set(uint64_t n, protocol::ErrorFields error) {
-  pending_[n] = std::move(error);
-  while (pending_.size() > kMaxPending) pending_.erase(pending_.begin());
-}
+void Refusals::Set(uint64_t n, protocol::ErrorFields error) { pending_[n] = std::move(error); }
 
 uint64_t Refusals::Add(protocol::ErrorFields error) {
   uint64_t n = Reserve();
   Set(n, std::move(error));
+  while (pending_.size() > kMaxPending) pending_.erase(pending_.begin());
   return n;
 }
 

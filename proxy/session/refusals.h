@@ -18,7 +18,9 @@ namespace pgshift::proxy {
 
 class Refusals {
  public:
-  // At most this many are kept in flight; the oldest go first.
+  // Add keeps at most this many in flight, dropping the oldest. Set does
+  // not trim: it fills in a number reserved at planning time (a COMMIT's
+  // stand-in), which is usually the oldest and is about to be sent.
   static constexpr size_t kMaxPending = 64;
 
   // A number for a probe whose error is given later, or never (Set).

@@ -156,6 +156,7 @@ TEST(Planner, AMirroredWriteOutsideATransactionIsPgshiftsToWrap) {
   EXPECT_EQ(steps[0]->target, BackendId::kOld);
   EXPECT_TRUE(steps[0]->mirrored);
   EXPECT_FALSE(steps[0]->in_client_transaction);
+  EXPECT_TRUE(steps[0]->opens) << "pgshift may begin its own transaction before it";
   ASSERT_EQ(steps[0]->replies.size(), 1u);
   ASSERT_EQ(steps[0]->replies[0].units.size(), 1u);
   EXPECT_TRUE(steps[0]->replies[0].units[0].shape.remote);
@@ -191,6 +192,42 @@ TEST(Planner, ACommitAcrossServersGetsAStandInThatCanFailInItsPlace) {
   EXPECT_EQ(steps[0]->on_other_link_first, "COMMIT");
   EXPECT_EQ(f.transaction.sent, ClientTransaction::Sent::kEnded);
   EXPECT_TRUE(f.transaction.commit_requested);
+}
+
+TEST(Planner, TheServerWrittenOnCommitsLast) {
+  PlannerFixture f("new-only", true);
+  f.transaction.reported = TransactionStatus::kInBlock;
+  f.links[0].transaction_status = TransactionStatus::kInBlock;
+  f.links[1].transaction_status = TransactionStatus::kInBlock;
+  f.links[1].written = true;
+  std::vector<Step*> steps = f.Plan(Query("COMMIT"));
+  ASSERT_EQ(steps.size(), 1u);
+  EXPECT_EQ(steps[0]->target, BackendId::kNew);
+  EXPECT_EQ(steps[0]->on_other_link_first, "COMMIT") << "old commits first";
+}
+
+TEST(Planner, AnExtendedBatchIsOneReplyWithAUnitPerResult) {
+  PlannerFixture f("new-only", true);
+  std::vector<Step*> steps = f.Plan(Extended("SELECT title FROM channels") + Sync());
+  std::vector<ExpectedReply*> replies;
+  for (Step* s : steps) {
+    for (ExpectedReply& r : s->replies) replies.push_back(&r);
+  }
+  ASSERT_EQ(replies.size(), 1u) << "the Execute's result and the Sync share one cycle";
+  EXPECT_FALSE(replies[0]->open);
+  EXPECT_TRUE(replies[0]->joins_open);
+  EXPECT_EQ(replies[0]->units.size(), 1u);
+  // Split over two reads, the Sync's reply joins the batch the first left open.
+  steps = f.Plan(Extended("SELECT title FROM channels"));
+  ASSERT_EQ(steps.size(), 1u);
+  ASSERT_EQ(steps[0]->replies.size(), 1u);
+  EXPECT_TRUE(steps[0]->replies[0].open);
+  steps = f.Plan(Sync());
+  ASSERT_EQ(steps.size(), 1u);
+  ASSERT_EQ(steps[0]->replies.size(), 1u);
+  EXPECT_TRUE(steps[0]->replies[0].joins_open);
+  EXPECT_FALSE(steps[0]->replies[0].open);
+  EXPECT_TRUE(steps[0]->replies[0].units.empty());
 }
 
 TEST(Planner, ATransactionWritesOnOneServerOnly) {

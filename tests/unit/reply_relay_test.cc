@@ -99,6 +99,20 @@ class RelayHarness {
     return sent;
   }
 
+  // Expects a mirrored write's result (`tag`; rows for the client only
+  // with RETURNING); the batch its rows and replies go to.
+  std::shared_ptr<MirrorBatch> ExpectMirroredWrite(const char* tag, bool returning) {
+    ExpectedReply& expected = link.replies.emplace_back();
+    ReplyUnit& unit = expected.units.emplace_back();
+    unit.shape.tag = tag;
+    unit.shape.no_rows = !returning;
+    unit.shape.remote = std::make_shared<routing::RemoteMirror>();
+    unit.mirror_index = 0;
+    expected.mirror = std::make_shared<MirrorBatch>();
+    expected.mirror->rows.emplace_back();
+    return expected.mirror;
+  }
+
   Link link;
   Refusals refusals;
   FakeSession session;
@@ -124,16 +138,7 @@ TEST_P(ReplyRelayTest, AnUnshapedReplyPassesUnchanged) {
 
 TEST_P(ReplyRelayTest, AMirroredInsertIsHeldWithItsRowsAndItsOwnTag) {
   RelayHarness h(GetParam());
-  ExpectedReply& expected = h.link.replies.emplace_back();
-  ReplyUnit unit;
-  unit.shape.tag = "INSERT";
-  unit.shape.no_rows = true;
-  unit.shape.remote = std::make_shared<routing::RemoteMirror>();
-  unit.mirror_index = 0;
-  expected.units.push_back(unit);
-  auto batch = std::make_shared<MirrorBatch>();
-  batch->rows.emplace_back();
-  expected.mirror = batch;
+  std::shared_ptr<MirrorBatch> batch = h.ExpectMirroredWrite("INSERT", false);
 
   std::string sent = h.Feed(RowDescription({"pgshift_key", "pgshift_row"}) +
                             DataRow({"1", R"({"id":1})"}) + DataRow({"2", R"({"id":2})"}) +
@@ -151,15 +156,7 @@ TEST_P(ReplyRelayTest, AMirroredInsertIsHeldWithItsRowsAndItsOwnTag) {
 
 TEST_P(ReplyRelayTest, AMirroredUpdateWithReturningKeepsTheClientsColumns) {
   RelayHarness h(GetParam());
-  ExpectedReply& expected = h.link.replies.emplace_back();
-  ReplyUnit unit;
-  unit.shape.tag = "UPDATE";
-  unit.shape.remote = std::make_shared<routing::RemoteMirror>();
-  unit.mirror_index = 0;
-  expected.units.push_back(unit);
-  auto batch = std::make_shared<MirrorBatch>();
-  batch->rows.emplace_back();
-  expected.mirror = batch;
+  std::shared_ptr<MirrorBatch> batch = h.ExpectMirroredWrite("UPDATE", true);
 
   h.Feed(RowDescription({"id", "pgshift_key", "pgshift_row"}) + DataRow({"7", "7", "{}"}) +
          Complete("SELECT 1") + Ready(TransactionStatus::kInBlock));
@@ -193,12 +190,29 @@ TEST_P(ReplyRelayTest, ARefusalProbesErrorIsReplacedByTheRefusal) {
 
 TEST_P(ReplyRelayTest, AnErrorNamingAnUnknownProbeIsTheServers) {
   RelayHarness h(GetParam());
-  h.link.replies.emplace_back();
-  h.refusals.Add(protocol::ErrorFields::Make("ERROR", "0A000", "refused"));
-  std::string other = Error("42P01", "relation \"pgshift refusal 0 1\" does not exist");
-  EXPECT_EQ(h.Feed(other + Ready(TransactionStatus::kIdle)),
-            other + Ready(TransactionStatus::kIdle));
+  uint64_t n = h.refusals.Add(protocol::ErrorFields::Make("ERROR", "0A000", "refused"));
+  // Another process's nonce, and this one's with a number not pending.
+  for (std::string name : {std::string("pgshift refusal 0 1"), Refusals::ProbeName(n + 1)}) {
+    h.link.replies.emplace_back();
+    std::string other = Error("42P01", "relation \"" + name + "\" does not exist");
+    EXPECT_EQ(h.Feed(other + Ready(TransactionStatus::kIdle)),
+              other + Ready(TransactionStatus::kIdle));
+  }
   EXPECT_FALSE(h.refusals.empty());
+}
+
+// A COMMIT's stand-in is numbered when planned and given its error just
+// before it is sent, with other refusals added in between.
+TEST(Refusals, AReservedRefusalSetLateIsNotTrimmedAway) {
+  Refusals refusals;
+  uint64_t commit = refusals.Reserve();
+  for (size_t i = 0; i < Refusals::kMaxPending; ++i) {
+    refusals.Add(protocol::ErrorFields::Make("ERROR", "0A000", "refused"));
+  }
+  refusals.Set(commit, protocol::ErrorFields::Make("ERROR", "08006", "mirror lost"));
+  auto taken = refusals.Take("relation \"" + Refusals::ProbeName(commit) + "\" does not exist");
+  ASSERT_TRUE(taken);
+  EXPECT_EQ(taken->sqlstate(), "08006");
 }
 
 TEST_P(ReplyRelayTest, PgshiftsOwnExchangeIsKeptForPgshift) {
