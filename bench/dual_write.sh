@@ -79,11 +79,19 @@ sslmode = \"disable\""
 
 targets="direct:$old_port"
 port=55842
+order="direct"
 for t in "passthrough|" "dual-write-one-db|$tables" "dual-write-two-servers|$second_server$tables"; do
   name=${t%%|*} extra=${t#*|}
   start_pgshift "$name" $port $old_port "$extra"
   targets="$targets $name:$port"
+  order="$order $name"
   port=$((port + 1))
+  if [ -n "${PGSHIFT_BASELINE:-}" ]; then
+    start_pgshift "before-$name" $port $old_port "$extra" "$PGSHIFT_BASELINE"
+    targets="$targets before-$name:$port"
+    order="$order before-$name"
+    port=$((port + 1))
+  fi
 done
 wait_for_targets "$targets"
 
@@ -97,11 +105,11 @@ run_rounds "$results" "$rounds" "$seconds" "$targets" "${workloads[@]}"
 
 # (The targets share old's tables, so old and either _v2 copy differ by
 # the other targets' writes: the check is that no mirror failed.)
-failures=$(cat "$out"/dual-write-*.log | grep -c "mirror_failed\|mirror_commit_failed" || true)
+failures=$(cat "$out"/*dual-write-*.log | grep -c "mirror_failed\|mirror_commit_failed" || true)
 
 echo
 echo "## Dual-write TPC-B ($rounds rounds x ${seconds}s, pgbench scale $scale, $(nproc) cores)"
 echo
-print_table "$results" "direct passthrough dual-write-one-db dual-write-two-servers" passthrough
+print_table "$results" "$order" passthrough
 echo
 echo "mirror failures logged: $failures"

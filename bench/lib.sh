@@ -32,9 +32,14 @@ make_out_dir() {
   echo "$dir"
 }
 
-# start_pgshift NAME PORT OLD_PORT EXTRA_TOML: pgshift in the background,
-# listening on PORT in front of postgres@OLD_PORT, with EXTRA_TOML added to
-# its config; config and log go in $out, its pid is added to $pids.
+# start_pgshift NAME PORT OLD_PORT EXTRA_TOML [BINARY]: pgshift (build/pgshift,
+# or BINARY) in the background, listening on PORT in front of
+# postgres@OLD_PORT, with EXTRA_TOML added to its config; config and log go
+# in $out, its pid is added to $pids.
+#
+# PGSHIFT_BASELINE=/path/to/an/older/pgshift makes the scripts run it too,
+# as "before-*" targets in the same rounds: a change measured before and
+# after in one run.
 start_pgshift() {
   cat >"$out/$1.toml" <<TOML
 [proxy]
@@ -48,7 +53,7 @@ user = "postgres"
 sslmode = "disable"
 $4
 TOML
-  build/pgshift serve --config "$out/$1.toml" --log-level warning 2>"$out/$1.log" &
+  "${5:-build/pgshift}" serve --config "$out/$1.toml" --log-level warning 2>"$out/$1.log" &
   pids="${pids:-} $!"
 }
 

@@ -76,6 +76,12 @@ key = ["aid"]
 columns = { abalance = "balance" }'
 
 shift_targets="pgshift:$shift_port pgshift-loaded:$loaded_port pgshift-new-only:$new_only_port"
+if [ -n "${PGSHIFT_BASELINE:-}" ]; then
+  # The same passthrough and new-only targets on the older binary.
+  start_pgshift before-pgshift $((pg_port + 10)) $pg_port "" "$PGSHIFT_BASELINE"
+  start_pgshift before-pgshift-new-only $((pg_port + 11)) $pg_port "$(sed -n '/^\[\[tables\]\]/,$p' "$out/pgshift-new-only.toml")" "$PGSHIFT_BASELINE"
+  shift_targets="$shift_targets before-pgshift:$((pg_port + 10)) before-pgshift-new-only:$((pg_port + 11))"
+fi
 targets="direct:$pg_port $shift_targets"
 if command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ]; then
   bouncer=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
