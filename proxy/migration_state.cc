@@ -129,94 +129,121 @@ std::vector<PhaseChange> PhaseChanges(const routing::Config& running, const rout
   return changes;
 }
 
+namespace {
+
+using State = absl::StatusOr<std::unique_ptr<StateConnection>>;
+
+// `why` a guard rail of change `c` (into `to`) is not met ("" when it is):
+// the change is refused, unless forced.
+absl::Status UnlessForced(const PhaseChange& c, std::string_view to, const std::string& why) {
+  if (why.empty()) return absl::OkStatus();
+  if (c.forced) {
+    LogEvent(LogLevel::kWarning, "guard_rail_overridden",
+             {{"table", c.table}, {"to", to}, {"reason", why}});
+    return absl::OkStatus();
+  }
+  return absl::FailedPreconditionError(
+      StrCat(c.table, " cannot move to ", to, ": ", why, " (force = true overrides)"));
+}
+
+// shadow-read -> new-primary: enough shadow reads compared, few enough
+// mismatched.
+std::string ShadowShortfall(const routing::TableConfig& table, const ShadowEvidence& e) {
+  double rate =
+      e.compared ? static_cast<double>(e.mismatched) / static_cast<double>(e.compared) : 0;
+  if (e.compared < static_cast<uint64_t>(table.min_shadow_compared)) {
+    return StrCat("only ", e.compared,
+                  " shadow reads were compared since it entered "
+                  "shadow-read (min_shadow_compared = ",
+                  table.min_shadow_compared, ")");
+  }
+  if (rate > table.max_shadow_mismatch_rate) {
+    return StrCat(e.mismatched, " of ", e.compared,
+                  " shadow reads mismatched, above "
+                  "max_shadow_mismatch_rate = ",
+                  table.max_shadow_mismatch_rate);
+  }
+  return "";
+}
+
+// dual-write -> shadow-read: a verify with zero differences recorded since
+// the table entered dual-write.
+awaitable<std::string> VerifyShortfall(State& state, const std::string& table) {
+  if (!state.ok()) {
+    co_return StrCat("cannot look for a verify in pgshift_state: ", MessageOf(state.status()));
+  }
+  std::string sql = CleanVerifySql(table);
+  auto clean = co_await (*state)->Query(sql);
+  if (!clean.ok()) {
+    co_return StrCat("cannot look for a verify in pgshift_state: ", MessageOf(clean.status()));
+  }
+  if (clean->rows[0][0] != "t") {
+    co_return "no verify with zero differences was recorded since it entered dual-write; run "
+              "pgshift verify (with --repair if needed) until it reports none";
+  }
+  co_return "";
+}
+
+awaitable<absl::Status> Guard(const routing::Config& next, const PhaseChange& c,
+                              const absl::flat_hash_map<std::string, ShadowEvidence>& evidence,
+                              State& state, asio::ssl::context& tls) {
+  const routing::TableConfig* table = nullptr;
+  for (const routing::TableConfig& t : next.tables) {
+    if (t.name == c.table) table = &t;
+  }
+  if (table == nullptr) co_return absl::OkStatus();  // leaving: back to old-only
+  using routing::Phase;
+  const bool to_new_primary = c.from == Phase::kShadowRead && c.to == Phase::kNewPrimary;
+  if (to_new_primary || (c.from == Phase::kNewPrimary && c.to == Phase::kShadowRead)) {
+    // The side taking over must not hand out keys the table already holds.
+    std::string why = co_await KeySequenceBehind(next, *table, to_new_primary, tls);
+    if (absl::Status s = UnlessForced(c, routing::PhaseName(c.to), why); !s.ok()) co_return s;
+  }
+  if (to_new_primary) {
+    auto it = evidence.find(c.table);
+    co_return UnlessForced(
+        c, "new-primary",
+        ShadowShortfall(*table, it == evidence.end() ? ShadowEvidence{} : it->second));
+  }
+  if (c.from == Phase::kDualWrite && c.to == Phase::kShadowRead) {
+    std::string why = co_await VerifyShortfall(state, c.table);
+    co_return UnlessForced(c, "shadow-read", why);
+  }
+  co_return absl::OkStatus();
+}
+
+awaitable<void> RecordChanges(StateConnection& state, const routing::Config& next,
+                              const std::vector<PhaseChange>& changes) {
+  for (const PhaseChange& c : changes) {
+    // A named local: GCC 12 mishandles temporaries in co_await operands.
+    std::string sql = RecordSql(c.table, routing::PhaseName(c.from), routing::PhaseName(c.to),
+                                c.forced, next.checksum, false);
+    auto recorded = co_await state.Query(sql);
+    if (!recorded.ok()) {
+      LogEvent(LogLevel::kWarning, "phase_history_not_recorded",
+               {{"table", c.table}, {"reason", MessageOf(recorded.status())}});
+    }
+  }
+}
+
+}  // namespace
+
 absl::Status GuardAndRecord(const routing::Config& next, const std::vector<PhaseChange>& changes,
                             const absl::flat_hash_map<std::string, ShadowEvidence>& evidence,
                             asio::ssl::context& tls) {
   if (changes.empty()) return absl::OkStatus();
   return RunToCompletion<absl::Status>([&]() -> awaitable<absl::Status> {
-    auto state = co_await OpenState(next, tls);
+    State state = co_await OpenState(next, tls);
     for (const PhaseChange& c : changes) {
-      const routing::TableConfig* table = nullptr;
-      for (const routing::TableConfig& t : next.tables) {
-        if (t.name == c.table) table = &t;
-      }
-      const bool takes_over =
-          table != nullptr &&
-          ((c.from == routing::Phase::kShadowRead && c.to == routing::Phase::kNewPrimary) ||
-           (c.from == routing::Phase::kNewPrimary && c.to == routing::Phase::kShadowRead));
-      if (takes_over) {
-        const bool to_new = c.to == routing::Phase::kNewPrimary;
-        std::string why = co_await KeySequenceBehind(next, *table, to_new, tls);
-        if (!why.empty()) {
-          std::string_view to = routing::PhaseName(c.to);
-          if (!c.forced) {
-            co_return absl::FailedPreconditionError(
-                StrCat(c.table, " cannot move to ", to, ": ", why, " (force = true overrides)"));
-          }
-          LogEvent(LogLevel::kWarning, "guard_rail_overridden",
-                   {{"table", c.table}, {"to", to}, {"reason", why}});
-        }
-      }
-      if (c.from == routing::Phase::kShadowRead && c.to == routing::Phase::kNewPrimary) {
-        auto it = evidence.find(c.table);
-        ShadowEvidence e = it == evidence.end() ? ShadowEvidence{} : it->second;
-        std::string why;
-        double rate = e.compared ? static_cast<double>(e.mismatched) / static_cast<double>(e.compared) : 0;
-        if (e.compared < static_cast<uint64_t>(table->min_shadow_compared)) {
-          why = StrCat("only ", e.compared, " shadow reads were compared since it entered "
-                       "shadow-read (min_shadow_compared = ", table->min_shadow_compared, ")");
-        } else if (rate > table->max_shadow_mismatch_rate) {
-          why = StrCat(e.mismatched, " of ", e.compared, " shadow reads mismatched, above "
-                       "max_shadow_mismatch_rate = ", table->max_shadow_mismatch_rate);
-        }
-        if (why.empty()) continue;
-        if (c.forced) {
-          LogEvent(LogLevel::kWarning, "guard_rail_overridden",
-                   {{"table", c.table}, {"to", "new-primary"}, {"reason", why}});
-          continue;
-        }
-        co_return absl::FailedPreconditionError(
-            StrCat(c.table, " cannot move to new-primary: ", why, " (force = true overrides)"));
-      }
-      bool guarded = c.from == routing::Phase::kDualWrite && c.to == routing::Phase::kShadowRead;
-      if (!guarded) continue;
-      std::string why;
-      if (!state.ok()) {
-        why = StrCat("cannot look for a verify in pgshift_state: ", MessageOf(state.status()));
-      } else {
-        std::string sql = CleanVerifySql(c.table);
-        auto clean = co_await (*state)->Query(sql);
-        if (!clean.ok()) {
-          why = StrCat("cannot look for a verify in pgshift_state: ", MessageOf(clean.status()));
-        } else if (clean->rows[0][0] != "t") {
-          why = "no verify with zero differences was recorded since it entered dual-write; run "
-                "pgshift verify (with --repair if needed) until it reports none";
-        }
-      }
-      if (why.empty()) continue;
-      if (c.forced) {
-        LogEvent(LogLevel::kWarning, "guard_rail_overridden",
-                 {{"table", c.table}, {"to", "shadow-read"}, {"reason", why}});
-        continue;
-      }
-      co_return absl::FailedPreconditionError(
-          StrCat(c.table, " cannot move to shadow-read: ", why, " (force = true overrides)"));
+      absl::Status guarded = co_await Guard(next, c, evidence, state, tls);
+      if (!guarded.ok()) co_return guarded;
     }
     if (!state.ok()) {
       LogEvent(LogLevel::kWarning, "phase_history_not_recorded",
                {{"reason", MessageOf(state.status())}});
       co_return absl::OkStatus();
     }
-    for (const PhaseChange& c : changes) {
-      // A named local: GCC 12 mishandles temporaries in co_await operands.
-      std::string sql = RecordSql(c.table, routing::PhaseName(c.from), routing::PhaseName(c.to),
-                                  c.forced, next.checksum, false);
-      auto recorded = co_await (*state)->Query(sql);
-      if (!recorded.ok()) {
-        LogEvent(LogLevel::kWarning, "phase_history_not_recorded",
-                 {{"table", c.table}, {"reason", MessageOf(recorded.status())}});
-      }
-    }
+    co_await RecordChanges(**state, next, changes);
     (*state)->stream->Close();
     co_return absl::OkStatus();
   });

@@ -39,6 +39,25 @@ std::string EndpointText(const std::optional<routing::Endpoint>& e) {
   return e ? StrCat(e->host, ":", e->port) : "unset";
 }
 
+// Settings bound at start stay as they are until a restart; says so.
+void WarnIfRestartNeeded(const routing::ProxySettings& was, const routing::ProxySettings& now) {
+  auto restart_needed = [&](std::string_view key, const std::string& before,
+                            const std::string& after) {
+    if (before != after) {
+      LogEvent(LogLevel::kWarning, "config_needs_restart",
+               {{"key", key}, {"running", before}, {"file", after}});
+    }
+  };
+  restart_needed("proxy.listen", EndpointText(was.listen), EndpointText(now.listen));
+  restart_needed("proxy.workers", StrCat(was.workers), StrCat(now.workers));
+  restart_needed("proxy.tls_cert", was.tls_cert, now.tls_cert);
+  restart_needed("proxy.tls_key", was.tls_key, now.tls_key);
+  restart_needed("proxy.admin_listen", EndpointText(was.admin_listen),
+                 EndpointText(now.admin_listen));
+  restart_needed("proxy.metrics_listen", EndpointText(was.metrics_listen),
+                 EndpointText(now.metrics_listen));
+}
+
 }  // namespace
 
 const protocol::ScramVerifier* Settings::ScramVerifierFor(const std::string& user) const {
@@ -94,15 +113,7 @@ absl::Status Server::Setup() {
   const routing::Config& config = *settings->config;
   const routing::ProxySettings& p = config.proxy;
   if (p.tls_enabled()) {
-    client_tls_ = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
-    client_tls_->set_options(asio::ssl::context::default_workarounds |
-                             asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3 |
-                             asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
-    error_code ec;
-    client_tls_->use_certificate_chain_file(p.tls_cert, ec);
-    if (ec) return absl::InvalidArgumentError(StrCat("proxy.tls_cert \"", p.tls_cert, "\": ", ec.message()));
-    client_tls_->use_private_key_file(p.tls_key, asio::ssl::context::pem, ec);
-    if (ec) return absl::InvalidArgumentError(StrCat("proxy.tls_key \"", p.tls_key, "\": ", ec.message()));
+    if (absl::Status tls = SetUpClientTls(p); !tls.ok()) return tls;
   }
   // Toward backends TLS encrypts; with sslmode verify-ca or verify-full each
   // connection also checks the server's certificate (backend_login.cc).
@@ -141,7 +152,28 @@ absl::Status Server::Setup() {
   }
 
   int workers = p.workers > 0 ? p.workers : static_cast<int>(std::thread::hardware_concurrency());
-  if (workers < 1) workers = 1;
+  StartWorkers(std::max(workers, 1));
+  LogListening(config, static_cast<int>(workers_.size()));
+  return absl::OkStatus();
+}
+
+absl::Status Server::SetUpClientTls(const routing::ProxySettings& p) {
+  client_tls_ = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+  client_tls_->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                           asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                           asio::ssl::context::no_tlsv1_1);
+  error_code ec;
+  client_tls_->use_certificate_chain_file(p.tls_cert, ec);
+  if (ec)
+    return absl::InvalidArgumentError(
+        StrCat("proxy.tls_cert \"", p.tls_cert, "\": ", ec.message()));
+  client_tls_->use_private_key_file(p.tls_key, asio::ssl::context::pem, ec);
+  if (ec)
+    return absl::InvalidArgumentError(StrCat("proxy.tls_key \"", p.tls_key, "\": ", ec.message()));
+  return absl::OkStatus();
+}
+
+void Server::StartWorkers(int workers) {
   for (int i = 0; i < workers; ++i) {
     auto w = std::make_unique<Worker>();
     w->shadow = std::make_unique<ShadowRunner>(*this, w->context);
@@ -151,6 +183,10 @@ absl::Status Server::Setup() {
     w->thread = std::thread([raw] { raw->context.run(); });
     workers_.push_back(std::move(w));
   }
+}
+
+void Server::LogListening(const routing::Config& config, int workers) const {
+  const routing::ProxySettings& p = config.proxy;
   LogEvent(LogLevel::kInfo, "listening",
            {{"address", StrCat(p.listen.host, ":", acceptor_->local_endpoint().port())},
             {"workers", StrCat(workers)},
@@ -168,7 +204,6 @@ absl::Status Server::Setup() {
                                  metrics_acceptor_->local_endpoint().port())},
               {"path", "/metrics"}});
   }
-  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<tcp::acceptor>> Server::Listen(std::string_view key,
@@ -291,6 +326,22 @@ awaitable<void> Server::HandleSignals() {
   }
 }
 
+absl::flat_hash_map<std::string, ShadowEvidence> Server::ShadowEvidenceFor(
+    const std::vector<PhaseChange>& changes) {
+  absl::flat_hash_map<std::string, ShadowEvidence> evidence;
+  for (const PhaseChange& c : changes) {
+    const routing::TableCounters& n = table_counters_.For(c.table);
+    auto base = shadow_baseline_.find(c.table);
+    ShadowEvidence e{n.shadow_compared.load(), n.shadow_mismatched.load()};
+    if (base != shadow_baseline_.end()) {
+      e.compared -= base->second.compared;
+      e.mismatched -= base->second.mismatched;
+    }
+    evidence[c.table] = e;
+  }
+  return evidence;
+}
+
 absl::Status Server::Reload() {
   auto next = routing::LoadConfigFile(config_path_);
   if (!next.ok()) {
@@ -304,23 +355,7 @@ absl::Status Server::Reload() {
              {{"file", config_path_}, {"reason", MessageOf(steps)}});
     return steps;
   }
-  // Settings bound at start stay as they are until a restart; say so.
-  const routing::ProxySettings& was = current->config->proxy;
-  const routing::ProxySettings& now = (*next)->proxy;
-  auto restart_needed = [&](std::string_view key, const std::string& before,
-                            const std::string& after) {
-    if (before != after) {
-      LogEvent(LogLevel::kWarning, "config_needs_restart",
-               {{"key", key}, {"running", before}, {"file", after}});
-    }
-  };
-  restart_needed("proxy.listen", EndpointText(was.listen), EndpointText(now.listen));
-  restart_needed("proxy.workers", StrCat(was.workers), StrCat(now.workers));
-  restart_needed("proxy.tls_cert", was.tls_cert, now.tls_cert);
-  restart_needed("proxy.tls_key", was.tls_key, now.tls_key);
-  restart_needed("proxy.admin_listen", EndpointText(was.admin_listen), EndpointText(now.admin_listen));
-  restart_needed("proxy.metrics_listen", EndpointText(was.metrics_listen),
-                 EndpointText(now.metrics_listen));
+  WarnIfRestartNeeded(current->config->proxy, (*next)->proxy);
 
   auto phase_before = [&](const routing::TableConfig& t) {
     for (const routing::TableConfig& old : current->config->tables) {
@@ -352,18 +387,8 @@ absl::Status Server::Reload() {
     catalog.catalog.new_tables.try_emplace(relation, columns);
   }
   std::vector<PhaseChange> changes = PhaseChanges(*current->config, **next);
-  absl::flat_hash_map<std::string, ShadowEvidence> evidence;
-  for (const PhaseChange& c : changes) {
-    const routing::TableCounters& n = table_counters_.For(c.table);
-    auto base = shadow_baseline_.find(c.table);
-    ShadowEvidence e{n.shadow_compared.load(), n.shadow_mismatched.load()};
-    if (base != shadow_baseline_.end()) {
-      e.compared -= base->second.compared;
-      e.mismatched -= base->second.mismatched;
-    }
-    evidence[c.table] = e;
-  }
-  if (absl::Status guarded = GuardAndRecord(**next, changes, evidence, *backend_tls_);
+  if (absl::Status guarded =
+          GuardAndRecord(**next, changes, ShadowEvidenceFor(changes), *backend_tls_);
       !guarded.ok()) {
     LogEvent(LogLevel::kError, "config_rejected",
              {{"file", config_path_}, {"reason", MessageOf(guarded)}});

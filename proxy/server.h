@@ -81,6 +81,13 @@ class Server {
 
  private:
   absl::Status Setup();
+  absl::Status SetUpClientTls(const routing::ProxySettings& proxy);
+  void StartWorkers(int workers);
+  void LogListening(const routing::Config& config, int workers) const;
+  // The shadow comparisons counted since each changing table entered
+  // shadow-read: the evidence for its guard rail.
+  absl::flat_hash_map<std::string, ShadowEvidence> ShadowEvidenceFor(
+      const std::vector<PhaseChange>& changes);
   awaitable<void> Accept();
   // Accepts on a main_ acceptor until it is closed, handing each connection to `serve`.
   awaitable<void> AcceptOnMain(tcp::acceptor& acceptor, std::function<void(tcp::socket)> serve);

@@ -193,93 +193,123 @@ awaitable<routing::ResultSet> ShadowRunner::CollectOne(BackendId side) {
 awaitable<void> ShadowRunner::Compare(const ShadowJob& job) {
   const routing::Plan& plan = *job.plan;
   const routing::ShadowPlan& shadow = *plan.shadow;
-  const BackendId served = plan.server;
   // One co_await per statement: GCC 12 mishandles them inside || and ?:.
-  bool connected = co_await Connect(served);
+  bool connected = co_await Connect(plan.server);
   if (connected) connected = co_await Connect(shadow.server);
   if (!connected) {
     shadow.Count(&routing::TableCounters::shadow_dropped);
     co_return;
   }
-  routing::Comparison comparison;
-  bool transient = false;
   if (job.served) {
-    // The client's own result against the other side's read, run now:
-    // most comparisons cost one read. A difference may be a write that
-    // came in between, so it is only counted as below, read again.
-    std::string out;
-    AppendRead(out, shadow.sql, job.bind, true);
-    bool sent = co_await Send(shadow.server, out);
-    routing::ResultSet b = co_await CollectOne(shadow.server);
-    if (sent && routing::CompareResults(*job.served, b, shadow.ordered).match) {
-      shadow.Count(&routing::TableCounters::shadow_compared);
-      shadow.Count(&routing::TableCounters::shadow_matched);
-      LogEvent(LogLevel::kDebug, "shadow_compared",
-               {{"table", shadow.table}, {"reads", "one"}, {"outcome", "matched"}});
-      co_return;
-    }
+    bool matched = co_await MatchesServed(job);
+    if (matched) co_return;
   }
-  if (served == shadow.server) {
-    // Both reads in one batch up to one Sync: one transaction, so one
-    // REPEATABLE READ snapshot (the connection's default).
-    std::string out;
-    AppendRead(out, plan.sql, job.bind, false);
-    AppendRead(out, shadow.sql, job.bind, true);
-    bool sent = co_await Send(served, out);
-    std::vector<routing::ResultSet> results = co_await Collect(served);
-    if (!sent || (results.size() == 1 && results[0].error_sqlstate == "08006")) {
+  Outcome outcome;
+  if (plan.server == shadow.server) {
+    std::optional<routing::Comparison> compared = co_await CompareInOneSnapshot(job);
+    if (!compared) {
       shadow.Count(&routing::TableCounters::shadow_dropped);
       co_return;
     }
-    routing::ResultSet& a = results[0];
-    routing::ResultSet b;
-    if (!a.error_sqlstate.empty() || results.size() < 2) {
-      // The failed read ended the batch: the other side's read runs on
-      // its own.
-      std::string alone;
-      AppendRead(alone, shadow.sql, job.bind, true);
-      co_await Send(served, alone);
-      b = co_await CollectOne(served);
-    } else {
-      b = std::move(results[1]);
-    }
-    comparison = routing::CompareResults(a, b, shadow.ordered);
+    outcome.comparison = *std::move(compared);
   } else {
-    // No common snapshot: a write between the two reads can explain a
-    // difference, so a mismatch is read again after a short delay.
-    for (int attempt = 0; attempt < 2; ++attempt) {
-      if (attempt == 1) {
-        asio::steady_timer delay(context_);
-        delay.expires_after(std::chrono::duration_cast<asio::steady_timer::duration>(
-            std::chrono::duration<double>(server_.settings()->config->proxy.shadow_recheck_s)));
-        error_code ignored;
-        co_await delay.async_wait(WithError(ignored));
-      }
-      std::string first, second;
-      AppendRead(first, plan.sql, job.bind, true);
-      AppendRead(second, shadow.sql, job.bind, true);
-      co_await Send(served, first);
-      co_await Send(shadow.server, second);
-      routing::ResultSet a = co_await CollectOne(served);
-      routing::ResultSet b = co_await CollectOne(shadow.server);
-      comparison = routing::CompareResults(a, b, shadow.ordered);
-      if (comparison.match) {
-        transient = attempt == 1;
-        break;
-      }
+    outcome = co_await CompareWithRecheck(job);
+  }
+  Tally(job, outcome);
+}
+
+// The client's own result against the other side's read, run now: most
+// comparisons cost one read. A difference may be a write that came in
+// between, so it is only counted once read again on both.
+awaitable<bool> ShadowRunner::MatchesServed(const ShadowJob& job) {
+  const routing::ShadowPlan& shadow = *job.plan->shadow;
+  std::string out;
+  AppendRead(out, shadow.sql, job.bind, true);
+  bool sent = co_await Send(shadow.server, out);
+  routing::ResultSet b = co_await CollectOne(shadow.server);
+  if (!sent || !routing::CompareResults(*job.served, b, shadow.ordered).match) co_return false;
+  shadow.Count(&routing::TableCounters::shadow_compared);
+  shadow.Count(&routing::TableCounters::shadow_matched);
+  LogEvent(LogLevel::kDebug, "shadow_compared",
+           {{"table", shadow.table}, {"reads", "one"}, {"outcome", "matched"}});
+  co_return true;
+}
+
+// Both reads in one batch up to one Sync: one transaction, so one
+// REPEATABLE READ snapshot (the connection's default).
+awaitable<std::optional<routing::Comparison>> ShadowRunner::CompareInOneSnapshot(
+    const ShadowJob& job) {
+  const routing::Plan& plan = *job.plan;
+  const routing::ShadowPlan& shadow = *plan.shadow;
+  std::string out;
+  AppendRead(out, plan.sql, job.bind, false);
+  AppendRead(out, shadow.sql, job.bind, true);
+  bool sent = co_await Send(plan.server, out);
+  std::vector<routing::ResultSet> results = co_await Collect(plan.server);
+  if (!sent || (results.size() == 1 && results[0].error_sqlstate == "08006"))
+    co_return std::nullopt;
+  routing::ResultSet& a = results[0];
+  routing::ResultSet b;
+  if (!a.error_sqlstate.empty() || results.size() < 2) {
+    // The failed read ended the batch: the other side's read runs on its
+    // own.
+    std::string alone;
+    AppendRead(alone, shadow.sql, job.bind, true);
+    co_await Send(plan.server, alone);
+    b = co_await CollectOne(plan.server);
+  } else {
+    b = std::move(results[1]);
+  }
+  co_return routing::CompareResults(a, b, shadow.ordered);
+}
+
+// No common snapshot: a write between the two reads can explain a
+// difference, so a mismatch is read again after a short delay.
+awaitable<ShadowRunner::Outcome> ShadowRunner::CompareWithRecheck(const ShadowJob& job) {
+  const routing::Plan& plan = *job.plan;
+  const routing::ShadowPlan& shadow = *plan.shadow;
+  Outcome outcome;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (attempt == 1) {
+      asio::steady_timer delay(context_);
+      delay.expires_after(std::chrono::duration_cast<asio::steady_timer::duration>(
+          std::chrono::duration<double>(server_.settings()->config->proxy.shadow_recheck_s)));
+      error_code ignored;
+      co_await delay.async_wait(WithError(ignored));
+    }
+    std::string first, second;
+    AppendRead(first, plan.sql, job.bind, true);
+    AppendRead(second, shadow.sql, job.bind, true);
+    co_await Send(plan.server, first);
+    co_await Send(shadow.server, second);
+    routing::ResultSet a = co_await CollectOne(plan.server);
+    routing::ResultSet b = co_await CollectOne(shadow.server);
+    outcome.comparison = routing::CompareResults(a, b, shadow.ordered);
+    if (outcome.comparison.match) {
+      outcome.transient = attempt == 1;
+      break;
     }
   }
+  co_return outcome;
+}
+
+void ShadowRunner::Tally(const ShadowJob& job, const Outcome& outcome) {
+  const routing::ShadowPlan& shadow = *job.plan->shadow;
+  const bool match = outcome.comparison.match;
   shadow.Count(&routing::TableCounters::shadow_compared);
   LogEvent(LogLevel::kDebug, "shadow_compared",
-           {{"table", shadow.table}, {"reads", "both"},
-            {"outcome", transient ? "transient" : comparison.match ? "matched" : "mismatched"}});
-  if (transient) {
+           {{"table", shadow.table},
+            {"reads", "both"},
+            {"outcome", outcome.transient ? "transient"
+                        : match           ? "matched"
+                                          : "mismatched"}});
+  if (outcome.transient) {
     shadow.Count(&routing::TableCounters::shadow_transient);
-  } else if (comparison.match) {
+  } else if (match) {
     shadow.Count(&routing::TableCounters::shadow_matched);
   } else {
     shadow.Count(&routing::TableCounters::shadow_mismatched);
-    Report(job, comparison);
+    Report(job, outcome.comparison);
   }
 }
 

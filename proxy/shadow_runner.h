@@ -69,6 +69,18 @@ class ShadowRunner {
  private:
   awaitable<void> Loop();
   awaitable<void> Compare(const ShadowJob& job);
+  // A comparison of both sides' reads; `transient`: matched only when read
+  // again.
+  struct Outcome {
+    routing::Comparison comparison;
+    bool transient = false;
+  };
+  // True when the client's result matches the other side's read (counted).
+  awaitable<bool> MatchesServed(const ShadowJob& job);
+  // Both reads on one server; nullopt when they could not be run.
+  awaitable<std::optional<routing::Comparison>> CompareInOneSnapshot(const ShadowJob& job);
+  awaitable<Outcome> CompareWithRecheck(const ShadowJob& job);
+  void Tally(const ShadowJob& job, const Outcome& outcome);
   // A read (its statement, the client's parameters, results as text) in
   // the extended protocol, and a Sync when `sync`.
   static void AppendRead(std::string& out, const std::string& sql,

@@ -337,110 +337,63 @@ PlanPtr Router::CopyPlan(ParseTree& tree, const TableConfig& table) const {
   return plan;
 }
 
-PlanPtr Router::MakePlan(std::string_view sql) const {
-  auto plan = std::make_shared<Plan>();
-  plan->sql = std::string(sql);
-  absl::StatusOr<ParseTree> tree = ParseTree::Parse(sql);
-  if (!tree.ok()) return plan;  // old's parser reports the syntax error
-
-  const BackendId new_server = has_new_server() ? BackendId::kNew : BackendId::kOld;
+// What MakePlan learns of a Query's statements before it rewrites them.
+struct Router::PlanDraft {
+  std::vector<StatementInfo> infos;
   std::vector<TableRename> renames;
   // The server each statement needs (none: it names no table).
   std::vector<std::optional<BackendId>> statement_servers;
   // Statement index -> the table it writes in a mirrored phase.
   std::vector<std::pair<size_t, const TableConfig*>> mirrored;
-  auto refuse = [&](std::string message) {
-    if (!plan->refusal) {
-      plan->refusal = Refusal{std::string(protocol::sqlstate::kFeatureNotSupported),
-                              std::move(message)};
-    }
-  };
+  // Runs of consecutive statements for one server (first statement,
+  // server); a statement that names no table goes with the run it is in.
+  std::vector<std::pair<size_t, BackendId>> runs;
+};
 
-  std::vector<StatementInfo> infos = AnalyzeTree(*tree);
-  if (infos.size() == 1 && infos[0].kind == StatementKind::kCopy && infos[0].writes.size() == 1) {
-    const std::string& name = *infos[0].writes.begin();
-    for (const TableConfig& t : config_->tables) {
-      const bool mirrored = t.phase != Phase::kOldOnly && t.phase != Phase::kNewOnly;
-      if (t.name == name && mirrored) return CopyPlan(*tree, t);
-    }
+namespace {
+
+bool Mirrors(Phase phase) { return phase != Phase::kOldOnly && phase != Phase::kNewOnly; }
+
+// The first refusal stands.
+void Refuse(Plan& plan, std::string message) {
+  if (!plan.refusal) {
+    plan.refusal =
+        Refusal{std::string(protocol::sqlstate::kFeatureNotSupported), std::move(message)};
   }
-  for (size_t i = 0; i < infos.size(); ++i) {
-    const StatementInfo& info = infos[i];
-    if (info.kind == StatementKind::kTransaction) plan->transaction_control = true;
-    if (IsWriteKind(info.kind) || !info.writes.empty()) plan->writes = true;
-    std::set<std::string> tables = info.reads;
-    tables.insert(info.writes.begin(), info.writes.end());
-    std::set<BackendId> servers;
-    std::vector<std::string> placements;  // "public.channels (new-only, on new)", for refusals
-    for (const std::string& name : tables) {
-      if (name == kCopyStaging) continue;  // pgshift's own, wherever the COPY runs
-      auto table = std::find_if(config_->tables.begin(), config_->tables.end(),
-                                [&](const TableConfig& t) { return t.name == name; });
-      if (table == config_->tables.end()) {
-        servers.insert(BackendId::kOld);
-        placements.push_back(StrCat(name, " (not migrating, on old)"));
-        continue;
-      }
-      TableCounters& counters = counters_.For(table->name);
-      const bool written = info.writes.contains(name);
-      const std::string_view phase = PhaseName(table->phase);
-      const bool mirrors = table->phase != Phase::kOldOnly && table->phase != Phase::kNewOnly;
-      if (written && info.kind == StatementKind::kDdl && table->phase != Phase::kOldOnly) {
-        refuse(StrCat("pgshift: DDL on ", name, " is refused in phase ", phase,
-                      "; change the old and new tables directly"));
-      } else if (written && mirrors) {
-        if (info.kind == StatementKind::kInsert || info.kind == StatementKind::kUpdate ||
-                   info.kind == StatementKind::kDelete || info.kind == StatementKind::kTruncate) {
-          mirrored.emplace_back(i, &*table);
-        } else if (info.kind == StatementKind::kRead) {
-          refuse(StrCat("pgshift: cannot mirror this write to ", name, " in phase ", phase,
-                        ": the table is written inside WITH, where its rows cannot be mirrored"));
-        } else if (tree->get()->stmts[i]->stmt->node_case == PG_QUERY__NODE__NODE_PREPARE_STMT) {
-          // Its EXECUTE would not be seen as a write.
-          refuse(StrCat("pgshift: cannot mirror a write to ", name, " in phase ", phase,
-                        " prepared with SQL PREPARE; send it as it is, or prepare it with the "
-                        "protocol's Parse message (as drivers do)"));
-        } else {
-          refuse(StrCat("pgshift: cannot mirror ", StatementKindName(info.kind), " on ", name,
-                        " in phase ", phase, "; use INSERT, UPDATE or DELETE"));
-        }
-      }
-      const bool to_new = ReadsFromNew(table->phase);
-      const BackendId server = to_new ? new_server : BackendId::kOld;
-      servers.insert(server);
-      placements.push_back(StrCat(name, " (", phase, ", on ", BackendName(server), ")"));
-      if (written) {
-        plan->writes_to.push_back(&counters);
-      } else {
-        plan->reads.push_back(&counters);
-      }
-      plan->refused_tables.push_back(&counters);
-      if (!to_new) continue;
-      auto [new_schema, new_name] = SplitQualified(table->new_name);
-      auto [old_schema, old_name] = SplitQualified(table->name);
-      if (new_schema == old_schema && new_name == old_name && table->columns.empty()) continue;
-      bool known = std::any_of(renames.begin(), renames.end(), [&](const TableRename& r) {
-        return r.old_schema == old_schema && r.old_name == old_name;
-      });
-      if (known) continue;
-      TableRename rename{old_schema, old_name, new_schema, new_name, table->columns, nullptr};
-      SetCatalogColumns(*table, rename);
-      renames.push_back(std::move(rename));
-    }
-    if (servers.size() > 1) {
-      std::sort(placements.begin(), placements.end());
-      placements.erase(std::unique(placements.begin(), placements.end()), placements.end());
-      std::string list;
-      for (const std::string& p : placements) list = list.empty() ? p : StrCat(list, ", ", p);
-      refuse(StrCat("pgshift: this statement needs tables that are answered by different "
-                    "servers: ",
-                    list));
-    }
-    statement_servers.push_back(servers.empty() ? std::nullopt : std::optional(*servers.begin()));
+}
+
+// Why statement `i`, which writes `table`, cannot run in the table's phase.
+std::optional<std::string> WriteRefusal(const ParseTree& tree, size_t i, const StatementInfo& info,
+                                        const TableConfig& table) {
+  const std::string_view phase = PhaseName(table.phase);
+  if (info.kind == StatementKind::kDdl && table.phase != Phase::kOldOnly) {
+    return StrCat("pgshift: DDL on ", table.name, " is refused in phase ", phase,
+                  "; change the old and new tables directly");
   }
-  // Runs of consecutive statements for one server; a statement that names
-  // no table goes with the run it is in.
-  std::vector<std::pair<size_t, BackendId>> runs;  // first statement, server
+  if (!Mirrors(table.phase)) return std::nullopt;
+  switch (info.kind) {
+    case StatementKind::kInsert:
+    case StatementKind::kUpdate:
+    case StatementKind::kDelete:
+    case StatementKind::kTruncate: return std::nullopt;
+    case StatementKind::kRead:
+      return StrCat("pgshift: cannot mirror this write to ", table.name, " in phase ", phase,
+                    ": the table is written inside WITH, where its rows cannot be mirrored");
+    default: break;
+  }
+  if (tree.get()->stmts[i]->stmt->node_case == PG_QUERY__NODE__NODE_PREPARE_STMT) {
+    // Its EXECUTE would not be seen as a write.
+    return StrCat("pgshift: cannot mirror a write to ", table.name, " in phase ", phase,
+                  " prepared with SQL PREPARE; send it as it is, or prepare it with the "
+                  "protocol's Parse message (as drivers do)");
+  }
+  return StrCat("pgshift: cannot mirror ", StatementKindName(info.kind), " on ", table.name,
+                " in phase ", phase, "; use INSERT, UPDATE or DELETE");
+}
+
+std::vector<std::pair<size_t, BackendId>> Runs(
+    const std::vector<std::optional<BackendId>>& statement_servers) {
+  std::vector<std::pair<size_t, BackendId>> runs;
   for (size_t i = 0; i < statement_servers.size(); ++i) {
     if (!statement_servers[i]) continue;
     if (runs.empty()) {
@@ -449,24 +402,69 @@ PlanPtr Router::MakePlan(std::string_view sql) const {
       runs.emplace_back(i, *statement_servers[i]);
     }
   }
-  if (!runs.empty()) plan->server = runs.back().second;
-  if (runs.size() > 1 && !plan->refusal) {
-    // Each run is its own implicit transaction: only the last may write, so
-    // that a failure after a write cannot leave the write committed.
-    if (plan->transaction_control) {
-      refuse("pgshift: with two servers, send transaction control (BEGIN, COMMIT, ROLLBACK, "
-             "SAVEPOINT, ...) in a query of its own, not with statements on migrating tables");
-    }
-    for (size_t r = 0; r + 1 < runs.size(); ++r) {
-      for (size_t i = runs[r].first; i < runs[r + 1].first; ++i) {
-        if (IsWriteKind(infos[i].kind) || !infos[i].writes.empty()) {
-          refuse(StrCat("pgshift: this query writes on server ", BackendName(runs[r].second),
-                        " and then runs statements on server ", BackendName(runs[r + 1].second),
-                        "; a failure there could not undo the write: send them separately"));
-        }
+  return runs;
+}
+
+// Each run is its own implicit transaction: only the last may write, so
+// that a failure after a write cannot leave the write committed.
+void RefuseSplitWrites(const std::vector<StatementInfo>& infos,
+                       const std::vector<std::pair<size_t, BackendId>>& runs, Plan& plan) {
+  if (runs.size() <= 1 || plan.refusal) return;
+  if (plan.transaction_control) {
+    Refuse(plan,
+           "pgshift: with two servers, send transaction control (BEGIN, COMMIT, ROLLBACK, "
+           "SAVEPOINT, ...) in a query of its own, not with statements on migrating tables");
+  }
+  for (size_t r = 0; r + 1 < runs.size(); ++r) {
+    for (size_t i = runs[r].first; i < runs[r + 1].first; ++i) {
+      if (IsWriteKind(infos[i].kind) || !infos[i].writes.empty()) {
+        Refuse(plan, StrCat("pgshift: this query writes on server ", BackendName(runs[r].second),
+                            " and then runs statements on server ", BackendName(runs[r + 1].second),
+                            "; a failure there could not undo the write: send them separately"));
       }
     }
   }
+}
+
+// Each run of statements, rewritten, as a part of its own.
+absl::Status SplitIntoParts(ParseTree& tree, const std::vector<std::pair<size_t, BackendId>>& runs,
+                            size_t statements, Plan& plan) {
+  for (size_t r = 0; r < runs.size() && runs.size() > 1; ++r) {
+    size_t end = r + 1 < runs.size() ? runs[r + 1].first : statements;
+    absl::StatusOr<std::string> text = tree.Deparse(runs[r].first, end);
+    if (!text.ok()) return text.status();
+    PlanPart& part = plan.parts.emplace_back();
+    part.server = runs[r].second;
+    part.sql = *std::move(text);
+    if (!plan.shapes.empty()) {
+      part.shapes.assign(plan.shapes.begin() + static_cast<std::ptrdiff_t>(runs[r].first),
+                         plan.shapes.begin() + static_cast<std::ptrdiff_t>(end));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+PlanPtr Router::MakePlan(std::string_view sql) const {
+  auto plan = std::make_shared<Plan>();
+  plan->sql = std::string(sql);
+  absl::StatusOr<ParseTree> tree = ParseTree::Parse(sql);
+  if (!tree.ok()) return plan;  // old's parser reports the syntax error
+
+  PlanDraft draft;
+  draft.infos = AnalyzeTree(*tree);
+  const std::vector<StatementInfo>& infos = draft.infos;
+  if (infos.size() == 1 && infos[0].kind == StatementKind::kCopy && infos[0].writes.size() == 1) {
+    const std::string& name = *infos[0].writes.begin();
+    for (const TableConfig& t : config_->tables) {
+      if (t.name == name && Mirrors(t.phase)) return CopyPlan(*tree, t);
+    }
+  }
+  for (size_t i = 0; i < infos.size(); ++i) PlaceStatement(*tree, i, draft, *plan);
+  draft.runs = Runs(draft.statement_servers);
+  if (!draft.runs.empty()) plan->server = draft.runs.back().second;
+  RefuseSplitWrites(infos, draft.runs, *plan);
   if (infos.size() == 1 && infos[0].kind == StatementKind::kTransaction) {
     plan->transaction = TransactionKindOf(tree->get()->stmts[0]->stmt->transaction_stmt->kind);
   }
@@ -477,58 +475,13 @@ PlanPtr Router::MakePlan(std::string_view sql) const {
   if (!plan->refusal && infos.size() == 1 && infos[0].kind == StatementKind::kRead) {
     plan->shadow = ShadowFor(sql, infos[0]);
   }
-  if (plan->refusal || (renames.empty() && mirrored.empty() && runs.size() <= 1)) return plan;
-
-  absl::Status rewritten = RewriteTree(*tree, renames);
-  for (const auto& [index, table] : mirrored) {
-    if (!rewritten.ok()) break;
-    absl::StatusOr<MirrorSpec> spec = MirrorSpecFor(*table);
-    if (!spec.ok()) {
-      rewritten = spec.status();
-      break;
-    }
-    plan->shapes.resize(infos.size());
-    ResultShape& shape = plan->shapes[index];
-    if (spec->remote) {
-      auto remote = MakeRemoteMirror(*spec, table->name, table->on_mirror_error,
-                                     tree->get()->stmts[index]->stmt->node_case);
-      if (!remote.ok()) {
-        rewritten = remote.status();
-        break;
-      }
-      plan->mirrors_remotely = true;
-      if (infos[index].kind == StatementKind::kTruncate && shape.remote) {
-        // TRUNCATE of several mirrored tables truncates their mirrors together.
-        auto both = std::make_shared<RemoteMirror>(*shape.remote);
-        both->table = StrCat(both->table, ", ", (*remote)->table);
-        both->apply_sql = StrCat(both->apply_sql, ", ", (*remote)->apply_sql.substr(9));
-        if ((*remote)->on_error == MirrorErrorPolicy::kFail) both->on_error = MirrorErrorPolicy::kFail;
-        shape.remote = both;
-        continue;
-      }
-      shape.remote = *remote;
-      if (infos[index].kind == StatementKind::kTruncate) continue;
-    } else if (infos[index].kind == StatementKind::kTruncate) {
-      rewritten = MirrorTruncate(*tree, index, *spec);
-      continue;
-    }
-    rewritten = MirrorStatement(*tree, index, *spec, shape);
+  if (plan->refusal ||
+      (draft.renames.empty() && draft.mirrored.empty() && draft.runs.size() <= 1)) {
+    return plan;
   }
-  for (size_t r = 0; r < runs.size() && runs.size() > 1 && rewritten.ok(); ++r) {
-    size_t end = r + 1 < runs.size() ? runs[r + 1].first : infos.size();
-    absl::StatusOr<std::string> text = tree->Deparse(runs[r].first, end);
-    if (!text.ok()) {
-      rewritten = text.status();
-      break;
-    }
-    PlanPart& part = plan->parts.emplace_back();
-    part.server = runs[r].second;
-    part.sql = *std::move(text);
-    if (!plan->shapes.empty()) {
-      part.shapes.assign(plan->shapes.begin() + static_cast<std::ptrdiff_t>(runs[r].first),
-                         plan->shapes.begin() + static_cast<std::ptrdiff_t>(end));
-    }
-  }
+  absl::Status rewritten = RewriteTree(*tree, draft.renames);
+  if (rewritten.ok()) rewritten = AddMirrors(*tree, draft, *plan);
+  if (rewritten.ok()) rewritten = SplitIntoParts(*tree, draft.runs, infos.size(), *plan);
   if (rewritten.ok()) {
     absl::StatusOr<std::string> text = tree->Deparse();
     if (text.ok()) {
@@ -538,8 +491,110 @@ PlanPtr Router::MakePlan(std::string_view sql) const {
     }
     rewritten = text.status();
   }
-  refuse(std::string(MessageOf(rewritten)));
+  Refuse(*plan, std::string(MessageOf(rewritten)));
   return plan;
+}
+
+void Router::PlaceStatement(const ParseTree& tree, size_t i, PlanDraft& draft, Plan& plan) const {
+  const StatementInfo& info = draft.infos[i];
+  if (info.kind == StatementKind::kTransaction) plan.transaction_control = true;
+  if (IsWriteKind(info.kind) || !info.writes.empty()) plan.writes = true;
+  std::set<std::string> tables = info.reads;
+  tables.insert(info.writes.begin(), info.writes.end());
+  std::set<BackendId> servers;
+  std::vector<std::string> placements;  // "public.channels (new-only, on new)", for refusals
+  for (const std::string& name : tables) {
+    if (name == kCopyStaging) continue;  // pgshift's own, wherever the COPY runs
+    auto table = std::find_if(config_->tables.begin(), config_->tables.end(),
+                              [&](const TableConfig& t) { return t.name == name; });
+    if (table == config_->tables.end()) {
+      servers.insert(BackendId::kOld);
+      placements.push_back(StrCat(name, " (not migrating, on old)"));
+      continue;
+    }
+    const BackendId server = PlaceTable(tree, i, *table, draft, plan);
+    servers.insert(server);
+    placements.push_back(
+        StrCat(name, " (", PhaseName(table->phase), ", on ", BackendName(server), ")"));
+  }
+  if (servers.size() > 1) {
+    std::sort(placements.begin(), placements.end());
+    placements.erase(std::unique(placements.begin(), placements.end()), placements.end());
+    std::string list;
+    for (const std::string& p : placements) list = list.empty() ? p : StrCat(list, ", ", p);
+    Refuse(plan, StrCat("pgshift: this statement needs tables that are answered by different "
+                        "servers: ",
+                        list));
+  }
+  draft.statement_servers.push_back(servers.empty() ? std::nullopt
+                                                    : std::optional(*servers.begin()));
+}
+
+BackendId Router::PlaceTable(const ParseTree& tree, size_t i, const TableConfig& table,
+                             PlanDraft& draft, Plan& plan) const {
+  const StatementInfo& info = draft.infos[i];
+  TableCounters& counters = counters_.For(table.name);
+  const bool written = info.writes.contains(table.name);
+  if (written) {
+    if (std::optional<std::string> why = WriteRefusal(tree, i, info, table)) {
+      Refuse(plan, *std::move(why));
+    } else if (Mirrors(table.phase)) {
+      draft.mirrored.emplace_back(i, &table);
+    }
+  }
+  (written ? plan.writes_to : plan.reads).push_back(&counters);
+  plan.refused_tables.push_back(&counters);
+  if (!ReadsFromNew(table.phase)) return BackendId::kOld;
+  AddRename(table, draft.renames);
+  return has_new_server() ? BackendId::kNew : BackendId::kOld;
+}
+
+void Router::AddRename(const TableConfig& table, std::vector<TableRename>& renames) const {
+  auto [new_schema, new_name] = SplitQualified(table.new_name);
+  auto [old_schema, old_name] = SplitQualified(table.name);
+  if (new_schema == old_schema && new_name == old_name && table.columns.empty()) return;
+  bool known = std::any_of(renames.begin(), renames.end(), [&](const TableRename& r) {
+    return r.old_schema == old_schema && r.old_name == old_name;
+  });
+  if (known) return;
+  TableRename rename{old_schema, old_name, new_schema, new_name, table.columns, nullptr};
+  SetCatalogColumns(table, rename);
+  renames.push_back(std::move(rename));
+}
+
+absl::Status Router::AddMirrors(ParseTree& tree, const PlanDraft& draft, Plan& plan) const {
+  for (const auto& [index, table] : draft.mirrored) {
+    absl::StatusOr<MirrorSpec> spec = MirrorSpecFor(*table);
+    if (!spec.ok()) return spec.status();
+    plan.shapes.resize(draft.infos.size());
+    ResultShape& shape = plan.shapes[index];
+    const bool truncate = draft.infos[index].kind == StatementKind::kTruncate;
+    if (!spec->remote) {
+      absl::Status done = truncate ? MirrorTruncate(tree, index, *spec)
+                                   : MirrorStatement(tree, index, *spec, shape);
+      if (!done.ok()) return done;
+      continue;
+    }
+    auto remote = MakeRemoteMirror(*spec, table->name, table->on_mirror_error,
+                                   tree.get()->stmts[index]->stmt->node_case);
+    if (!remote.ok()) return remote.status();
+    plan.mirrors_remotely = true;
+    if (truncate && shape.remote) {
+      // TRUNCATE of several mirrored tables truncates their mirrors together.
+      auto both = std::make_shared<RemoteMirror>(*shape.remote);
+      both->table = StrCat(both->table, ", ", (*remote)->table);
+      both->apply_sql = StrCat(both->apply_sql, ", ", (*remote)->apply_sql.substr(9));
+      if ((*remote)->on_error == MirrorErrorPolicy::kFail)
+        both->on_error = MirrorErrorPolicy::kFail;
+      shape.remote = both;
+      continue;
+    }
+    shape.remote = *remote;
+    if (truncate) continue;
+    absl::Status done = MirrorStatement(tree, index, *spec, shape);
+    if (!done.ok()) return done;
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace pgshift::routing

@@ -182,7 +182,18 @@ class Router {
   size_t cached_plans() const { return cache_.size() + template_cache_.size(); }
 
  private:
+  struct PlanDraft;
   PlanPtr MakePlan(std::string_view sql) const;
+  // Which server statement `i` needs, what it writes and reads, what of it
+  // is refused.
+  void PlaceStatement(const ParseTree& tree, size_t i, PlanDraft& draft, Plan& plan) const;
+  // The same for one configured table it names: the server that answers it.
+  BackendId PlaceTable(const ParseTree& tree, size_t i, const TableConfig& table, PlanDraft& draft,
+                       Plan& plan) const;
+  // `table`'s new name and columns, when it is read or written on new.
+  void AddRename(const TableConfig& table, std::vector<TableRename>& renames) const;
+  // The mirrored writes rewritten to return (or write) their rows.
+  absl::Status AddMirrors(ParseTree& tree, const PlanDraft& draft, Plan& plan) const;
   // The plan of a template, with `fill` set; without it when the template
   // is no statement PostgreSQL would parse.
   PlanPtr MakeTemplatePlan(std::string_view text, int first, size_t count) const;
