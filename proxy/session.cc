@@ -41,48 +41,51 @@ ErrorFields AdminShutdown() {
 }  // namespace
 
 Session::Session(Server& server, tcp::socket socket, uint64_t id, ShadowRunner* shadow)
-    : server_(server), id_(id), shadow_(shadow), settings_(server.settings()),
-      client_(std::move(socket)),
-      client_buffer_(4096) {
+    : server_(server),
+      id_(id),
+      shadow_(shadow),
+      settings_(server.settings()),
+      client_(std::move(socket)) {
   links_[0].server = BackendId::kOld;
   links_[0].name = "old";
   links_[1].server = BackendId::kNew;
   links_[1].name = "new";
   error_code ec;
-  auto remote = client_.socket().remote_endpoint(ec);
-  client_address_ = ec ? "unknown" : StrCat(remote.address().to_string(), ":", remote.port());
+  auto remote = client_.stream.socket().remote_endpoint(ec);
+  record_.address = ec ? "unknown" : StrCat(remote.address().to_string(), ":", remote.port());
 }
 
 Session::~Session() {
-  if (cancel_key_) server_.cancels().Remove({cancel_key_->first, cancel_key_->second});
-  if (admitted_) server_.ReleaseClient();
+  if (record_.cancel_key)
+    server_.cancels().Remove({record_.cancel_key->first, record_.cancel_key->second});
+  if (record_.admitted) server_.ReleaseClient();
 }
 
 awaitable<void> Session::Relay() {
   auto self = shared_from_this();
   auto executor = co_await asio::this_coro::executor;
-  wake_ = std::make_unique<asio::steady_timer>(executor);
+  life_.wake = std::make_unique<asio::steady_timer>(executor);
   StartPump(link(BackendId::kOld));
   co_await PumpClientToBackend();
   // The pumps end once End() has closed the links.
   while (links_[0].pump_running || links_[1].pump_running) {
-    wake_->expires_at(asio::steady_timer::time_point::max());
+    life_.wake->expires_at(asio::steady_timer::time_point::max());
     error_code ignored;
-    co_await wake_->async_wait(WithError(ignored));
+    co_await life_.wake->async_wait(WithError(ignored));
   }
-  if (final_error_ && client_writable_ && !client_mid_message_ && client_.is_open()) {
+  if (life_.final_error && client_.at_boundary() && client_.stream.is_open()) {
     std::string out;
-    protocol::ErrorResponse(*final_error_).Encode(out);
+    protocol::ErrorResponse(*life_.final_error).Encode(out);
     co_await SendToClient(out);
   }
-  client_.Close();
+  client_.stream.Close();
 }
 
 void Session::StartPump(Link& l) {
   l.pump_running = true;
   auto self = shared_from_this();
   asio::co_spawn(
-      client_.socket().get_executor(),
+      client_.stream.socket().get_executor(),
       [self, &l]() -> awaitable<void> {
         co_await self->PumpBackendToClient(l);
         l.pump_running = false;
@@ -103,44 +106,46 @@ void Session::StartPump(Link& l) {
 }
 
 void Session::Wake() {
-  if (wake_) wake_->cancel();
+  if (life_.wake) life_.wake->cancel();
 }
 
 awaitable<void> Session::PumpClientToBackend() {
   protocol::FrameDecoder decoder(protocol::kFrontendTypes, config().proxy.max_message_size);
   while (!ended()) {
     error_code ec;
-    size_t n = co_await client_.ReadSome(client_buffer_.PrepareRead(), ec);
+    size_t n = co_await client_.stream.ReadSome(client_.buffer.PrepareRead(), ec);
     if (ec) {
-      if (!ended() && client_sent_partial_) {
+      if (!ended() && client_.forwarding_partial) {
         LogEvent(LogLevel::kInfo, "client_lost_mid_message",
-                 {{"session", StrCat(id_)}, {"client", client_address_}});
+                 {{"session", StrCat(id_)}, {"client", record_.address}});
       }
-      client_writable_ = client_writable_ && ec == asio::error::operation_aborted;
+      if (ec != asio::error::operation_aborted) client_.Failed();
       End(std::nullopt);
       break;
     }
-    client_buffer_.Commit(n);
+    client_.buffer.Commit(n);
     // Between transactions, what the client sends next is planned under
     // the newest settings.
     AfterTransaction();
     planner_.Reset();
-    auto used = decoder.Decode(client_buffer_.data(), planner_);
+    auto used = decoder.Decode(client_.buffer.data(), planner_);
     if (!used.ok() || !planner_.error().empty()) {
       std::string why = used.ok() ? planner_.error() : std::string(MessageOf(used.status()));
       server_.stats().protocol_violations.fetch_add(1, std::memory_order_relaxed);
       LogEvent(LogLevel::kWarning, "protocol_violation",
-               {{"session", StrCat(id_)}, {"client", client_address_}, {"side", "client"},
+               {{"session", StrCat(id_)},
+                {"client", record_.address},
+                {"side", "client"},
                 {"reason", why}});
       End(Fatal(sqlstate::kProtocolViolation, StrCat("pgshift: ", why)));
       break;
     }
-    client_sent_partial_ = decoder.streaming();
+    client_.forwarding_partial = decoder.streaming();
     for (Step& step : planner_) {
       if (ended() || !co_await RunStep(step)) break;
     }
     if (ended()) break;
-    client_buffer_.Consume(*used);
+    client_.buffer.Consume(*used);
     PublishState();
     if (planner_.terminated()) {
       End(std::nullopt);
@@ -170,9 +175,8 @@ awaitable<bool> Session::RunStep(Step& step) {
   std::shared_ptr<MirrorBatch> batch;
   bool send = true;
   if (step.mirrored || mirrored_commit) {
-    send = co_await BeforeMirroredStep(step, batch);
+    send = co_await mirror_.BeforeStep(step, batch);
     if (ended()) co_return false;
-    if (batch) mirror_.settling = true;  // until SettleMirror: the transaction is not over
   }
   std::vector<std::shared_ptr<MirrorBatch>> closed;  // cycles this step closes that have one
   for (ExpectedReply& reply : step.replies) {
@@ -189,16 +193,19 @@ awaitable<bool> Session::RunStep(Step& step) {
   if (!co_await WriteStep(step, target)) co_return false;
   if (step.copy_in) {
     // Its reply completes only after the client's data, read later.
-    mirror_.awaiting_copy.insert(mirror_.awaiting_copy.end(), closed.begin(), closed.end());
+    mirror_.AwaitCopy(closed);
     co_return true;
   }
   if (step.ends_copy) {
-    closed.insert(closed.begin(), mirror_.awaiting_copy.begin(), mirror_.awaiting_copy.end());
-    mirror_.awaiting_copy.clear();
+    std::vector<std::shared_ptr<MirrorBatch>> copies = mirror_.TakeAwaitingCopy();
+    closed.insert(closed.begin(), copies.begin(), copies.end());
   }
   for (const std::shared_ptr<MirrorBatch>& b : closed) {
-    co_await SettleMirror(target, *b);
+    co_await mirror_.Settle(target, *b);
     if (ended()) co_return false;
+    ReconcileSentTransaction();
+    PublishState();
+    AfterTransaction();
   }
   co_return true;
 }
@@ -209,7 +216,7 @@ awaitable<Session::StepGate> Session::GateStep(const Step& step) {
     Link& before = link(routing::OtherBackend(step.target));
     co_await WaitUntil([&before] { return before.forward_pending == 0; });
     if (ended()) co_return StepGate::kStop;
-    if (failed_group_ == step.skip_if_failed) co_return StepGate::kSkip;
+    if (transaction_.failed_group == step.skip_if_failed) co_return StepGate::kSkip;
   }
   // New is connected when first needed, and again after it was lost, once
   // the client is outside the transaction that lost it.
@@ -368,14 +375,14 @@ awaitable<void> Session::PumpBackendToClient(Link& l) {
       break;
     }
     if (!handler.out.empty()) {
-      co_await client_.Write(handler.out.buffers(), ec);
+      co_await client_.stream.Write(handler.out.buffers(), ec);
       if (ec) {
-        client_writable_ = false;
+        client_.Failed();
         End(std::nullopt);
         break;
       }
     }
-    client_mid_message_ = decoder.streaming();
+    client_.Relayed(decoder.streaming());
     l.buffer.Consume(*used);
     if (handler.answered > 0) {
       // Counted only once written: the other server may answer next.
@@ -385,7 +392,7 @@ awaitable<void> Session::PumpBackendToClient(Link& l) {
       Wake();
     }
     PublishState();
-    if (lifecycle_ == Lifecycle::kDraining && IdleOutsideTransaction()) End(AdminShutdown());
+    if (life_.stage == Lifecycle::kDraining && IdleOutsideTransaction()) End(AdminShutdown());
   }
 }
 
@@ -398,7 +405,8 @@ void Session::AfterTransaction() {
         l->HasInternal())
       return;
   }
-  if (transaction_.reported != TransactionStatus::kIdle || mirror_.settling || PendingResults() > 0)
+  if (transaction_.reported != TransactionStatus::kIdle || mirror_.settling() ||
+      PendingResults() > 0)
     return;
   old.written = fresh.written = false;
   old.mirrored = fresh.mirrored = false;
@@ -406,9 +414,7 @@ void Session::AfterTransaction() {
   transaction_.commit_requested = false;
   fresh.transaction_settings = 0;
   transaction_.written_tables.clear();
-  mirror_.keys.clear();
-  mirror_.authoritative_xid.clear();
-  mirror_.fail_on_error = false;
+  mirror_.EndTransaction();
   // Between transactions: the next one runs under the newest settings.
   if (server_.settings_generation() != settings_->generation) {
     settings_ = server_.settings();
@@ -417,8 +423,8 @@ void Session::AfterTransaction() {
 
 bool Session::IdleOutsideTransaction() const {
   return PendingResults() == 0 && transaction_.reported == TransactionStatus::kIdle &&
-         !client_sent_partial_ && !client_mid_message_ && !links_[0].HasInternal() &&
-         !links_[1].HasInternal();
+         !client_.forwarding_partial && client_.output != ClientConnection::Output::kMidMessage &&
+         !links_[0].HasInternal() && !links_[1].HasInternal();
 }
 
 void Session::OnInternalAnswered() { Wake(); }
@@ -428,67 +434,69 @@ void Session::OnClientAnswered(const ExpectedReply& reply, TransactionStatus sta
   NoteAnswered();
   if (reply.mirror) Wake();  // the session settles the mirror before the client goes on
   if (!forwarded) return;
-  if (reply.failed) failed_group_ = reply.group;
+  if (reply.failed) transaction_.failed_group = reply.group;
   transaction_.reported = status;
 }
 
-void Session::NoteSent() { query_timer_.Sent(QueryTimer::Clock::now()); }
+void Session::NoteSent() { client_.cycles.Sent(QueryTimer::Clock::now()); }
 
 void Session::ReconcileSentTransaction() {
   if (links_[0].forward_pending == 0 && links_[1].forward_pending == 0 && !planner_.in_batch() &&
-      !mirror_.settling) {
+      !mirror_.settling()) {
     transaction_.sent = ClientTransaction::Sent::kAsReported;
   }
 }
 
 void Session::NoteAnswered() {
-  if (auto took = query_timer_.Answered(QueryTimer::Clock::now())) {
+  if (auto took = client_.cycles.Answered(QueryTimer::Clock::now())) {
     server_.stats().ObserveQuery(*took);
   }
 }
 
 void Session::PublishState() {
-  ClientState state = ClientState::kActive;
+  ClientRecord::State state = ClientRecord::State::kActive;
   if (PendingResults() == 0) {
     switch (transaction_.reported) {
-      case TransactionStatus::kIdle: state = ClientState::kIdle; break;
-      case TransactionStatus::kInBlock: state = ClientState::kInTransaction; break;
-      case TransactionStatus::kFailed: state = ClientState::kFailedTransaction; break;
+      case TransactionStatus::kIdle: state = ClientRecord::State::kIdle; break;
+      case TransactionStatus::kInBlock: state = ClientRecord::State::kInTransaction; break;
+      case TransactionStatus::kFailed: state = ClientRecord::State::kFailedTransaction; break;
     }
   }
-  published_state_.store(state, std::memory_order_relaxed);
-  published_queries_.store(planner_.queries(), std::memory_order_relaxed);
+  record_.state.store(state, std::memory_order_relaxed);
+  record_.queries.store(planner_.queries(), std::memory_order_relaxed);
 }
 
 ClientRow Session::Describe() const {
   ClientRow row;
   row.session = id_;
-  row.client = client_address_;
-  row.connected_at = connected_at_;
-  if (!described_.load(std::memory_order_acquire)) {
+  row.client = record_.address;
+  row.connected_at = record_.connected_at;
+  if (!record_.described.load(std::memory_order_acquire)) {
     row.state = "starting";
     return row;
   }
-  row.user = user_;
-  row.database = database_;
-  row.backend_pid = backend_pid_;
-  row.tls = tls_;
-  row.queries = published_queries_.load(std::memory_order_relaxed);
-  switch (published_state_.load(std::memory_order_relaxed)) {
-    case ClientState::kStarting: row.state = "starting"; break;
-    case ClientState::kActive: row.state = "active"; break;
-    case ClientState::kIdle: row.state = "idle"; break;
-    case ClientState::kInTransaction: row.state = "idle in transaction"; break;
-    case ClientState::kFailedTransaction: row.state = "idle in transaction (aborted)"; break;
+  row.user = record_.user;
+  row.database = record_.database;
+  row.backend_pid = record_.backend_pid;
+  row.tls = record_.tls;
+  row.queries = record_.queries.load(std::memory_order_relaxed);
+  switch (record_.state.load(std::memory_order_relaxed)) {
+    case ClientRecord::State::kStarting: row.state = "starting"; break;
+    case ClientRecord::State::kActive: row.state = "active"; break;
+    case ClientRecord::State::kIdle: row.state = "idle"; break;
+    case ClientRecord::State::kInTransaction: row.state = "idle in transaction"; break;
+    case ClientRecord::State::kFailedTransaction:
+      row.state = "idle in transaction (aborted)";
+      break;
   }
   return row;
 }
 
 void Session::End(std::optional<ErrorFields> final_error) {
   if (ended()) return;
-  lifecycle_ = Lifecycle::kEnded;
-  final_error_ = std::move(final_error);
-  client_.Cancel();
+  life_.stage = Lifecycle::kEnded;
+  life_.final_error = std::move(final_error);
+  client_.stream.Cancel();
   for (Link& l : links_) {
     if (l.stream) l.stream->Close();
   }
@@ -496,9 +504,9 @@ void Session::End(std::optional<ErrorFields> final_error) {
 }
 
 void Session::BeginShutdown() {
-  switch (lifecycle_) {
-    case Lifecycle::kLoggingIn: client_.Close(); return;
-    case Lifecycle::kRelaying: lifecycle_ = Lifecycle::kDraining; break;
+  switch (life_.stage) {
+    case Lifecycle::kLoggingIn: client_.stream.Close(); return;
+    case Lifecycle::kRelaying: life_.stage = Lifecycle::kDraining; break;
     case Lifecycle::kDraining: break;
     case Lifecycle::kEnded: return;
   }
@@ -506,8 +514,8 @@ void Session::BeginShutdown() {
 }
 
 void Session::Abort() {
-  if (lifecycle_ == Lifecycle::kLoggingIn) {
-    client_.Close();
+  if (life_.stage == Lifecycle::kLoggingIn) {
+    client_.stream.Close();
     return;
   }
   End(AdminShutdown());
@@ -515,8 +523,8 @@ void Session::Abort() {
 
 awaitable<void> Session::SendToClient(std::string_view bytes) {
   error_code ec;
-  co_await client_.Write(asio::buffer(bytes.data(), bytes.size()), ec);
-  if (ec) client_writable_ = false;
+  co_await client_.stream.Write(asio::buffer(bytes.data(), bytes.size()), ec);
+  if (ec) client_.Failed();
 }
 
 }  // namespace pgshift::proxy

@@ -10,7 +10,6 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
-#include <initializer_list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -27,9 +26,12 @@
 #include "proxy/forward_list.h"
 #include "proxy/packet_buffer.h"
 #include "proxy/server.h"
+#include "proxy/session/client.h"
 #include "proxy/session/client_transaction.h"
 #include "proxy/session/expected_reply.h"
+#include "proxy/session/internal_port.h"
 #include "proxy/session/link.h"
+#include "proxy/session/mirror_coordinator.h"
 #include "proxy/session/planner.h"
 #include "proxy/session/query_timer.h"
 #include "proxy/session/refusals.h"
@@ -55,7 +57,9 @@ struct ClientRow {
   std::chrono::system_clock::time_point connected_at;
 };
 
-class Session : public std::enable_shared_from_this<Session>, private ReplyRelay::Listener {
+class Session : public std::enable_shared_from_this<Session>,
+                private ReplyRelay::Listener,
+                private InternalPort {
  public:
   // `shadow` runs this worker's shadow reads.
   Session(Server& server, tcp::socket socket, uint64_t id, ShadowRunner* shadow);
@@ -72,7 +76,7 @@ class Session : public std::enable_shared_from_this<Session>, private ReplyRelay
   uint64_t id() const { return id_; }
   // Safe from any thread: reads only what the session has published.
   ClientRow Describe() const;
-  asio::any_io_executor executor() { return client_.socket().get_executor(); }
+  asio::any_io_executor executor() { return client_.stream.socket().get_executor(); }
 
  private:
   awaitable<void> ForwardCancel(const protocol::CancelRequest& request);
@@ -110,84 +114,17 @@ class Session : public std::enable_shared_from_this<Session>, private ReplyRelay
   // named local by the caller: GCC 12 miscompiles aggregate temporaries
   // inside a co_await expression.
   BackendLoginParams LoginParams(routing::BackendId server) const;
-  // Messages that run `statements` (one statement each) for pgshift on
-  // `link`, ending in Sync. They use a statement and a portal of pgshift's
-  // own names, so the client's unnamed statement and portal on that
-  // connection, which may outlive a Sync, are left alone.
-  static std::string InternalBatch(std::initializer_list<std::string_view> statements);
-  // Appends the messages that run `sql` (with `param`) in pgshift's portal:
-  // as the statement `prepared` names, or else parsed afresh.
-  static void AppendInternal(std::string& out, std::string_view sql,
-                             std::optional<std::string> param = std::nullopt,
-                             const std::string* prepared = nullptr);
-  // Runs `sql` on `link` for pgshift itself; the error, if the server
-  // raised one.
-  awaitable<std::optional<protocol::ErrorFields>> RunInternal(Link& link, std::string_view sql,
-                                                              std::string* value = nullptr);
-  // As RunInternal, for messages ending in one Sync (or one Query).
-  awaitable<std::optional<protocol::ErrorFields>> RunInternalMessages(Link& link,
-                                                                      std::string messages,
-                                                                      std::string* value);
-  // RunInternalMessages in two halves, so that other work can overlap the
-  // round trip: the reply is filled in by the link's pump.
-  awaitable<std::shared_ptr<InternalReply>> SendInternal(Link& link, std::string messages);
-  awaitable<std::optional<protocol::ErrorFields>> AwaitInternal(
-      const std::shared_ptr<InternalReply>& reply, std::string* value);
-  // Mirroring across servers (session_mirror.cc).
-  // Before a step: pgshift's BEGIN around a mirrored write outside a
-  // transaction, the mirror's PREPARE before a COMMIT, the other server
-  // joined at a SAVEPOINT. False: write `fail_with` instead of the bytes.
-  awaitable<bool> BeforeMirroredStep(Step& step, std::shared_ptr<MirrorBatch>& batch);
-  // After a cycle with a MirrorBatch: applies the rows or finishes the
-  // commit on the other server, then lets the client have the replies.
-  awaitable<void> SettleMirror(Link& authoritative, MirrorBatch& batch);
-  // The client's replies held with `batch`, with `status` in their
-  // ReadyForQuery; or, in their place, `error`.
-  awaitable<void> ReleaseHeld(MirrorBatch& batch, protocol::TransactionStatus status);
-  awaitable<void> FailClient(const protocol::ErrorFields& error,
-                             protocol::TransactionStatus status);
-  awaitable<void> FinishMirrorCommit(Link& authoritative, Link& mirror, MirrorBatch& batch);
-  // What a batch mirrors: its tables, its keys (table, key), whether a
-  // table's on_mirror_error is "fail", and whether there is anything.
-  struct MirroredRows {
-    static MirroredRows Of(const MirrorBatch& batch);
-    std::vector<std::string> tables;
-    std::vector<std::pair<std::string, std::optional<std::string>>> keys;
-    bool fails_client = false;
-    bool anything = false;
-  };
-  // A successful write: its rows applied on the mirror, and pgshift's own
-  // transaction, if any, committed on both.
-  awaitable<void> MirrorWrite(Link& authoritative, Link& mirror, MirrorBatch& batch);
-  // `prepared`: the mirror's prepared transaction, when it was prepared.
-  awaitable<std::optional<protocol::ErrorFields>> ApplyMirror(Link& authoritative, Link& mirror,
-                                                              MirrorBatch& batch,
-                                                              const MirroredRows& rows,
-                                                              std::string& prepared);
-  // The mirror failed: its policy decides (log the keys, or fail the write).
-  awaitable<void> MirrorFailed(Link& authoritative, Link& mirror, MirrorBatch& batch,
-                               const MirroredRows& rows, protocol::ErrorFields failed);
-  // Connects the mirror server if need be; an error when its side of the
-  // transaction is lost or failed.
-  awaitable<std::optional<protocol::ErrorFields>> JoinMirror(Link& mirror);
-  struct ApplyOptions {
-    bool begin = false;      // the mirror joins the transaction
-    bool savepoint = false;  // undo only the mirror's part if it fails (on_mirror_error = log)
-    std::string prepare_as;  // pgshift's own transaction: prepared under this name
-    bool commit = false;     // or committed (the write committed on its own)
-  };
-  awaitable<std::optional<protocol::ErrorFields>> ApplyRows(Link& mirror, MirrorBatch& batch,
-                                                            const ApplyOptions& options);
-  // Writes each key to pgshift_divergence on `authoritative`, in its
-  // current transaction (or on its own when it has none).
-  awaitable<std::optional<protocol::ErrorFields>> LogDivergence(
-      Link& authoritative, const std::vector<std::pair<std::string, std::optional<std::string>>>& keys,
-      std::string_view error);
+  // InternalPort: pgshift's own exchanges on the links (session_internal.cc).
+  awaitable<std::shared_ptr<InternalReply>> SendInternal(Link& link, std::string messages) override;
+  awaitable<Error> AwaitInternal(const std::shared_ptr<InternalReply>& reply,
+                                 std::string* value) override;
+  awaitable<void> WaitFor(std::function<bool()> ready) override { co_await WaitUntil(ready); }
+  awaitable<Error> ConnectServer(Link& link) override;
   // Brings new to the settings the client gave old (SET, RESET, DISCARD
   // ALL, BEGIN's modes) before it answers for the session: outside a
   // transaction the session's, inside one the transaction's changes it has
   // not run yet. A change new refuses is logged.
-  awaitable<void> SyncSettings(Link& link);
+  awaitable<void> SyncSettings(Link& link) override;
   // Whether SyncSettings has anything to do: checked first, so that the
   // steps that have none (nearly all) start no coroutine for it.
   bool SettingsBehind(const Link& link) const;
@@ -203,9 +140,9 @@ class Session : public std::enable_shared_from_this<Session>, private ReplyRelay
   template <typename Ready>
   awaitable<void> WaitUntil(Ready ready) {
     while (!ready() && !ended()) {
-      wake_->expires_at(asio::steady_timer::time_point::max());
+      life_.wake->expires_at(asio::steady_timer::time_point::max());
       error_code ignored;
-      co_await wake_->async_wait(WithError(ignored));
+      co_await life_.wake->async_wait(WithError(ignored));
     }
   }
   void Wake();
@@ -221,65 +158,24 @@ class Session : public std::enable_shared_from_this<Session>, private ReplyRelay
   void NoteSent();
   void NoteAnswered();
   // Sent and not yet answered.
-  uint32_t PendingResults() const { return query_timer_.pending(); }
+  uint32_t PendingResults() const { return client_.cycles.pending(); }
   // Makes the relay's state visible to Describe().
   void PublishState();
   Link& link(routing::BackendId server) { return links_[static_cast<int>(server)]; }
 
-  awaitable<void> SendToClient(std::string_view bytes);
+  awaitable<void> SendToClient(std::string_view bytes) override;
 
   Server& server_;
   const uint64_t id_;
   ShadowRunner* const shadow_;
-  // The mirror's side of the client's current transaction.
-  struct MirrorTransaction {
-    // Keys mirrored to the other server (table, key), for the divergence
-    // log if its commit there fails.
-    std::vector<std::pair<std::string, std::optional<std::string>>> keys;
-    bool settling = false;  // a mirror is being settled: the transaction is not over
-    // Mirrored COPYs waiting for the client's data to end.
-    std::vector<std::shared_ptr<MirrorBatch>> awaiting_copy;
-    // A table mirrored in it fails the client when its mirror fails
-    // (on_mirror_error = "fail"), so a failed mirror commit fails the COMMIT.
-    bool fail_on_error = false;
-    // txid_current() of the authoritative side's transaction, once a
-    // mirror joined it: names the mirror's prepared transaction.
-    std::string authoritative_xid;
-  };
-  MirrorTransaction mirror_;
   // The client's SETs and the like, which ran on old only.
   routing::SessionSettings client_settings_;
   // The settings this session answers by; renewed between transactions.
   SettingsPtr settings_;
   const routing::Config& config() const { return *settings_->config; }
-  Stream client_;
+  ClientConnection client_;
   std::array<Link, 2> links_;  // indexed by routing::BackendId
-  PacketBuffer client_buffer_;
-  std::string client_address_;
-  protocol::StartupMessage startup_;
-  const std::chrono::system_clock::time_point connected_at_ = std::chrono::system_clock::now();
-  // Written once before `described_` is set, read by Describe() after.
-  std::string user_;
-  std::string database_;
-  int32_t backend_pid_ = 0;
-  bool tls_ = false;
-  std::atomic<bool> described_{false};
-  // What SHOW CLIENTS says the session is doing.
-  enum class ClientState : uint8_t {
-    kStarting,
-    kActive,
-    kIdle,
-    kInTransaction,
-    kFailedTransaction
-  };
-  std::atomic<ClientState> published_state_{ClientState::kStarting};
-  std::atomic<uint64_t> published_queries_{0};
-  QueryTimer query_timer_;
-  bool admitted_ = false;
-  std::optional<std::pair<int32_t, int32_t>> cancel_key_;
-
-  // Queries split between servers: the last one whose part failed.
-  uint64_t failed_group_ = 0;
+  ClientRecord record_;
   uint64_t next_statement_ = 0;  // names pgshift's prepared statements
   ClientTransaction transaction_;
   // Refusals in flight: the server's error for their probe is replaced.
@@ -287,18 +183,22 @@ class Session : public std::enable_shared_from_this<Session>, private ReplyRelay
   // Plans what the client sends (the client pump's).
   Planner planner_{PlannerContext{settings_, links_, transaction_, client_settings_, refusals_,
                                   shadow_, id_, next_statement_}};
+  // Mirrors writes across servers and carries the mirror through the
+  // client's transaction.
+  MirrorCoordinator mirror_{MirrorContext{*this, links_, settings_, transaction_, refusals_,
+                                          client_settings_, next_statement_, id_}};
 
   // Relay state. All pumps run on this session's executor, so no locking.
   // Logging in until the client is told AuthenticationOk; draining once a
   // shutdown waits for the client to be idle outside a transaction.
   enum class Lifecycle { kLoggingIn, kRelaying, kDraining, kEnded };
-  Lifecycle lifecycle_ = Lifecycle::kLoggingIn;
-  bool ended() const { return lifecycle_ == Lifecycle::kEnded; }
-  bool client_writable_ = true;        // false once a write to the client failed
-  bool client_mid_message_ = false;    // the client has been sent part of a message
-  bool client_sent_partial_ = false;   // a backend has been sent part of a message
-  std::optional<protocol::ErrorFields> final_error_;
-  std::unique_ptr<asio::steady_timer> wake_;  // the client pump waits on it
+  struct Life {
+    Lifecycle stage = Lifecycle::kLoggingIn;
+    std::optional<protocol::ErrorFields> final_error;  // why it ended, for the client
+    std::unique_ptr<asio::steady_timer> wake;          // the pumps wait on it
+  };
+  Life life_;
+  bool ended() const override { return life_.stage == Lifecycle::kEnded; }
 };
 
 }  // namespace pgshift::proxy

@@ -5,11 +5,6 @@
 // pump.
 #include "absl/strings/str_join.h"
 #include "common/strings.h"
-#include "protocol/messages/bind.h"
-#include "protocol/messages/close.h"
-#include "protocol/messages/empty.h"
-#include "protocol/messages/execute.h"
-#include "protocol/messages/parse.h"
 #include "protocol/messages/query.h"
 #include "proxy/client_login.h"
 #include "proxy/log.h"
@@ -23,44 +18,6 @@ using protocol::TransactionStatus;
 using routing::BackendId;
 namespace sqlstate = protocol::sqlstate;
 }  // namespace
-
-void Session::AppendInternal(std::string& out, std::string_view sql,
-                             std::optional<std::string> param, const std::string* prepared) {
-  static constexpr const char* kOnce = "pgshift_once";
-  static constexpr const char* kPortal = "pgshift_portal";
-  if (prepared == nullptr) {
-    protocol::Close{protocol::Target::kStatement, kOnce}.Encode(out);
-    protocol::Parse{kOnce, std::string(sql), {}}.Encode(out);
-  }
-  // A portal left by a batch that failed before closing it goes first.
-  protocol::Close{protocol::Target::kPortal, kPortal}.Encode(out);
-  protocol::Bind bind;
-  bind.portal = kPortal;
-  bind.statement = prepared != nullptr ? *prepared : kOnce;
-  if (param) bind.parameters.push_back(std::move(param));
-  bind.Encode(out);
-  protocol::Execute{kPortal, 0}.Encode(out);
-  protocol::Close{protocol::Target::kPortal, kPortal}.Encode(out);
-}
-
-std::string Session::InternalBatch(std::initializer_list<std::string_view> statements) {
-  std::string out;
-  for (std::string_view sql : statements) AppendInternal(out, sql);
-  protocol::Sync{}.Encode(out);
-  return out;
-}
-
-awaitable<std::optional<ErrorFields>> Session::RunInternal(Link& l, std::string_view sql,
-                                                           std::string* value) {
-  std::string batch = InternalBatch({sql});
-  co_return co_await RunInternalMessages(l, std::move(batch), value);
-}
-
-awaitable<std::optional<ErrorFields>> Session::RunInternalMessages(Link& l, std::string message,
-                                                                   std::string* value) {
-  std::shared_ptr<InternalReply> reply = co_await SendInternal(l, std::move(message));
-  co_return co_await AwaitInternal(reply, value);
-}
 
 awaitable<std::shared_ptr<InternalReply>> Session::SendInternal(Link& l, std::string message) {
   auto reply = std::make_shared<InternalReply>();
@@ -80,12 +37,17 @@ awaitable<std::shared_ptr<InternalReply>> Session::SendInternal(Link& l, std::st
   co_return reply;
 }
 
-awaitable<std::optional<ErrorFields>> Session::AwaitInternal(
-    const std::shared_ptr<InternalReply>& reply, std::string* value) {
+awaitable<InternalPort::Error> Session::AwaitInternal(const std::shared_ptr<InternalReply>& reply,
+                                                      std::string* value) {
   co_await WaitUntil([&reply] { return reply->done; });
   if (!reply->done) co_return Fatal(sqlstate::kConnectionFailure, "session ended");
   if (value != nullptr && reply->value) *value = *reply->value;
   co_return reply->error;
+}
+
+awaitable<InternalPort::Error> Session::ConnectServer(Link& l) {
+  if (l.server == BackendId::kNew && !l.ready()) co_return co_await ConnectNew(false);
+  co_return std::nullopt;
 }
 
 bool Session::SettingsBehind(const Link& l) const {

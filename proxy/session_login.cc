@@ -19,34 +19,34 @@ namespace sqlstate = protocol::sqlstate;
 }  // namespace
 
 awaitable<void> Session::Run() {
-  ClientLogin login_client(client_, client_buffer_, client_address_, server_.stats());
+  ClientLogin login_client(client_.stream, client_.buffer, record_.address, server_.stats());
   auto start = co_await login_client.ReadStartup(server_.client_tls());
   if (!start) co_return;
   if (auto* cancel = std::get_if<protocol::CancelRequest>(&*start)) {
     co_await ForwardCancel(*cancel);
-    client_.Close();
+    client_.stream.Close();
     co_return;
   }
-  startup_ = std::get<protocol::StartupMessage>(*start);
-  user_ = std::string(startup_.Get("user"));
-  database_ = std::string(startup_.Get("database"));
-  if (database_.empty()) database_ = user_;
-  if (user_.empty()) {
+  record_.startup = std::get<protocol::StartupMessage>(*start);
+  record_.user = std::string(record_.startup.Get("user"));
+  record_.database = std::string(record_.startup.Get("database"));
+  if (record_.database.empty()) record_.database = record_.user;
+  if (record_.user.empty()) {
     co_await login_client.Fail(Fatal(sqlstate::kInvalidAuthorization,
                                      "no PostgreSQL user name specified in startup packet"));
     co_return;
   }
-  admitted_ = server_.TryAdmitClient();
-  if (!admitted_) {
+  record_.admitted = server_.TryAdmitClient();
+  if (!record_.admitted) {
     LogEvent(LogLevel::kWarning, "client_refused",
-             {{"client", client_address_},
-              {"user", user_},
+             {{"client", record_.address},
+              {"user", record_.user},
               {"reason", StrCat("max_clients (", config().proxy.max_clients, ") reached")}});
     co_await login_client.Fail(
         Fatal(sqlstate::kTooManyConnections, "sorry, too many clients already"));
     co_return;
   }
-  if (!co_await login_client.Authenticate(*settings_, user_)) co_return;
+  if (!co_await login_client.Authenticate(*settings_, record_.user)) co_return;
 
   // Built as a named local: GCC 12 miscompiles aggregate temporaries inside
   // a co_await expression.
@@ -60,7 +60,7 @@ awaitable<void> Session::Run() {
   BackendLogin& login = std::get<BackendLogin>(result);
   Link& old = link(BackendId::kOld);
   old.Connect(std::move(login.stream), login.key.process_id);
-  cancel_key_ = {login.key.process_id, login.key.secret_key};
+  record_.cancel_key = {login.key.process_id, login.key.secret_key};
   server_.cancels().Add(
       {login.key.process_id, login.key.secret_key},
       CancelTarget{config().old_backend.endpoint, login.key.process_id, login.key.secret_key});
@@ -68,33 +68,34 @@ awaitable<void> Session::Run() {
   std::string hello;
   protocol::Authentication{}.Encode(hello);  // AuthenticationOk
   hello.append(login.greeting);
-  lifecycle_ = Lifecycle::kRelaying;
+  life_.stage = Lifecycle::kRelaying;
   co_await SendToClient(hello);
-  if (!client_writable_) co_return;
-  backend_pid_ = login.key.process_id;
-  tls_ = client_.tls();
-  described_.store(true, std::memory_order_release);
+  if (!client_.writable()) co_return;
+  record_.backend_pid = login.key.process_id;
+  record_.tls = client_.stream.tls();
+  record_.described.store(true, std::memory_order_release);
   PublishState();
   server_.stats().sessions_total.fetch_add(1, std::memory_order_relaxed);
   LogEvent(LogLevel::kInfo, "session_start",
            {{"session", StrCat(id_)},
-            {"client", client_address_},
-            {"user", user_},
-            {"database", database_},
+            {"client", record_.address},
+            {"user", record_.user},
+            {"database", record_.database},
             {"backend_pid", StrCat(login.key.process_id)},
-            {"tls", client_.tls() ? "on" : "off"}});
+            {"tls", client_.stream.tls() ? "on" : "off"}});
   co_await Relay();
   LogEvent(LogLevel::kInfo, "session_end",
            {{"session", StrCat(id_)},
-            {"client", client_address_},
-            {"reason", final_error_ ? final_error_->message() : "client closed the connection"}});
+            {"client", record_.address},
+            {"reason",
+             life_.final_error ? life_.final_error->message() : "client closed the connection"}});
 }
 
 awaitable<void> Session::ForwardCancel(const protocol::CancelRequest& request) {
   auto targets = server_.cancels().Find({request.process_id, request.secret_key});
   if (targets.empty()) {
     LogEvent(LogLevel::kInfo, "cancel_ignored",
-             {{"client", client_address_}, {"reason", "no session has this cancel key"}});
+             {{"client", record_.address}, {"reason", "no session has this cancel key"}});
     co_return;
   }
   auto executor = co_await asio::this_coro::executor;
@@ -109,18 +110,18 @@ awaitable<void> Session::ForwardCancel(const protocol::CancelRequest& request) {
     protocol::CancelRequest{target.process_id, target.secret_key}.Encode(packet);
     if (!ec) co_await asio::async_write(socket, asio::buffer(packet), WithError(ec));
     LogEvent(ec ? LogLevel::kWarning : LogLevel::kInfo, "cancel_forwarded",
-             {{"client", client_address_},
+             {{"client", record_.address},
               {"backend_pid", StrCat(target.process_id)},
               {"result", ec ? ec.message() : "sent"}});
   }
 }
 
 BackendLoginParams Session::LoginParams(BackendId server) const {
-  const routing::UserConfig* entry = config().FindUser(user_);
+  const routing::UserConfig* entry = config().FindUser(record_.user);
   return BackendLoginParams{
       .backend_name = server == BackendId::kOld ? "old" : "new",
       .backend = server == BackendId::kOld ? config().old_backend : *config().new_backend,
-      .client_startup = startup_,
+      .client_startup = record_.startup,
       .fallback_password = entry ? std::string_view(entry->password) : std::string_view(),
       .tls_context = server_.backend_tls(),
       .connect_timeout_s = config().proxy.connect_timeout_s,
@@ -145,9 +146,9 @@ awaitable<std::optional<ErrorFields>> Session::ConnectNew(bool fatal) {
   // A mirror link lost earlier is replaced once its pump has stopped.
   co_await WaitUntil([&fresh] { return !fresh.pump_running; });
   fresh.Connect(std::move(login.stream), login.key.process_id);
-  if (cancel_key_) {
+  if (record_.cancel_key) {
     server_.cancels().Add(
-        {cancel_key_->first, cancel_key_->second},
+        {record_.cancel_key->first, record_.cancel_key->second},
         CancelTarget{config().new_backend->endpoint, login.key.process_id, login.key.secret_key});
   }
   LogEvent(LogLevel::kInfo, "backend_opened",

@@ -37,6 +37,9 @@ struct ClientTransaction {
   // Migrating tables written in it: their shadow reads are skipped (the
   // other side cannot see those writes).
   std::vector<routing::TableCounters*> written_tables;
+  // Queries split between servers: the last one whose part failed (its
+  // later parts are skipped).
+  uint64_t failed_group = 0;
 };
 
 }  // namespace pgshift::proxy

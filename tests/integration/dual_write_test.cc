@@ -932,6 +932,58 @@ TEST_P(AcrossServers, UnderLogAFailingMirrorLetsTheWriteStandAndLogsItsKeys) {
   EXPECT_EQ(Differences(), "0");
 }
 
+// A write in an extended batch that was already under way outside a
+// transaction (its first statement reached old in an earlier read) commits
+// on old on its own, before its mirror runs. When the mirror then fails,
+// the write is never silently unmirrored: its key is logged under either
+// policy, and under fail the client is not told the batch succeeded.
+TEST_P(AcrossServers, AWriteThatCommittedOnItsOwnIsNeverSilentlyUnmirrored) {
+  auto split_batch = [](PgConn& client, const std::string& insert) {
+    std::vector<std::string> errors;
+    EXPECT_EQ(PQenterPipelineMode(client.get()), 1);
+    PQsendQueryParams(client.get(), "SELECT 1", 0, nullptr, nullptr, nullptr, nullptr, 0);
+    EXPECT_EQ(PQflush(client.get()), 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // read by pgshift on its own
+    PQsendQueryParams(client.get(), insert.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0);
+    PQpipelineSync(client.get());
+    for (int i = 0; i < 2; ++i) {
+      PgResult r(PQgetResult(client.get()));
+      ExecStatusType status = PQresultStatus(r.get());
+      errors.push_back(status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK
+                           ? ""
+                           : std::string(PQresStatus(status)) + ": " +
+                                 PQresultErrorMessage(r.get()));
+      while (PGresult* rest = PQgetResult(client.get())) PQclear(rest);
+    }
+    PgResult sync(PQgetResult(client.get()));
+    EXPECT_EQ(PQresultStatus(sync.get()), PGRES_PIPELINE_SYNC);
+    PQexitPipelineMode(client.get());
+    return errors;
+  };
+  PgConn client = Client();
+  std::vector<std::string> failed =
+      split_batch(client, "INSERT INTO channels (id, title) VALUES (50, 'forbidden')");
+  ASSERT_EQ(failed.size(), 2u);
+  EXPECT_NE(failed[0].find("committed on server old on its own"), std::string::npos) << failed[0];
+  EXPECT_NE(failed[0].find("its keys are in pgshift_divergence"), std::string::npos) << failed[0];
+  EXPECT_EQ(Old().Value("SELECT count(*) FROM channels WHERE id = 50"), "1");
+  EXPECT_EQ(New().Value("SELECT count(*) FROM channels_v2 WHERE id = 50"), "0");
+  EXPECT_EQ(Old().Value("SELECT string_agg(key, ',') FROM pgshift_divergence"), "50");
+  EXPECT_EQ(client.Value("SELECT title FROM channels WHERE id = 50"), "forbidden")
+      << "the session goes on";
+
+  ASSERT_TRUE(Reconfigure("dual-write", "log")) << proxy_->LogEnd();
+  PgConn logged = Client();
+  EXPECT_EQ(split_batch(logged, "INSERT INTO channels (id, title) VALUES (51, 'forbidden')"),
+            (std::vector<std::string>{"", ""}));
+  EXPECT_EQ(Old().Value("SELECT string_agg(key, ',' ORDER BY key) FROM pgshift_divergence"),
+            "50,51");
+  // And one that its mirror takes is on both sides.
+  EXPECT_EQ(split_batch(logged, "INSERT INTO channels (id, title) VALUES (52, 'fine')"),
+            (std::vector<std::string>{"", ""}));
+  EXPECT_EQ(New().Value("SELECT name FROM channels_v2 WHERE id = 52"), "fine");
+}
+
 TEST_P(AcrossServers, WithTheNewServerDownFailFailsTheWriteAndLogKeepsIt) {
   struct Restart {
     ~Restart() { EXPECT_TRUE(NewCluster().Restart()); }

@@ -1,0 +1,142 @@
+// Mirroring across servers, the session's half (the statement's half is
+// routing/mirror.cc). A mirrored write runs on the authoritative server and
+// returns its rows with the reply; once the reply cycle is complete the
+// rows are applied on the other server, in a transaction that follows the
+// client's, and only then does the client see the reply. The authoritative
+// side commits first: the mirror is prepared before and committed after
+// (PREPARE TRANSACTION), so a crash in between is resolved at start.
+//
+// A failure of the mirror follows the table's on_mirror_error: "fail" fails
+// the client's statement and leaves both sides rolled back; "log" lets the
+// write stand and writes each of its keys to pgshift_divergence on the
+// authoritative side, in the client's own transaction. A write that
+// committed on its own before its mirror failed has its keys logged under
+// either policy, and under "fail" the client is told so.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "protocol/error_fields.h"
+#include "proxy/asio.h"
+#include "proxy/server.h"
+#include "proxy/session/client_transaction.h"
+#include "proxy/session/expected_reply.h"
+#include "proxy/session/internal_port.h"
+#include "proxy/session/link.h"
+#include "proxy/session/refusals.h"
+#include "proxy/session/step.h"
+#include "routing/session_settings.h"
+
+namespace pgshift::proxy {
+
+// What the coordinator works with, all owned by the session.
+struct MirrorContext {
+  InternalPort& port;
+  std::array<Link, 2>& links;   // indexed by routing::BackendId
+  const SettingsPtr& settings;  // renewed between transactions
+  ClientTransaction& transaction;
+  Refusals& refusals;
+  const routing::SessionSettings& client_settings;
+  uint64_t& next_statement;  // names pgshift's prepared statements
+  uint64_t session;          // for the log
+};
+
+class MirrorCoordinator {
+ public:
+  using Keys = std::vector<std::pair<std::string, std::optional<std::string>>>;
+
+  explicit MirrorCoordinator(MirrorContext context) : c_(context) {}
+
+  // Before a step that mirrors a write or commits mirrored rows: pgshift's
+  // BEGIN around a mirrored write outside a transaction, the mirror's
+  // PREPARE before a COMMIT. `batch` is what follows the step's cycles (or
+  // null). False: write the step's `fail_with` instead of its bytes.
+  awaitable<bool> BeforeStep(Step& step, std::shared_ptr<MirrorBatch>& batch);
+  // After a cycle with a MirrorBatch: applies the rows or finishes the
+  // commit on the other server, then lets the client have the replies.
+  awaitable<void> Settle(Link& authoritative, MirrorBatch& batch);
+
+  // A mirror is being settled: the client's transaction is not over.
+  bool settling() const { return settling_; }
+  // Cycles of a COPY FROM STDIN complete only after the client's data.
+  void AwaitCopy(const std::vector<std::shared_ptr<MirrorBatch>>& batches);
+  std::vector<std::shared_ptr<MirrorBatch>> TakeAwaitingCopy();
+  // The client's transaction ended on every server.
+  void EndTransaction();
+
+  // Keys mirrored in the client's current transaction.
+  const Keys& keys() const { return keys_; }
+
+ private:
+  // What a batch mirrors: its tables, its keys, whether a table's
+  // on_mirror_error is "fail", and whether there is anything.
+  struct MirroredRows {
+    static MirroredRows Of(const MirrorBatch& batch);
+    std::vector<std::string> tables;
+    Keys keys;
+    bool fails_client = false;
+    bool anything = false;
+  };
+  struct ApplyOptions {
+    bool begin = false;      // the mirror joins the transaction
+    bool savepoint = false;  // undo only the mirror's part if it fails (on_mirror_error = log)
+    std::string prepare_as;  // pgshift's own transaction: prepared under this name
+    bool commit = false;     // or committed (the write committed on its own)
+  };
+
+  Link& link(routing::BackendId server) { return c_.links[static_cast<int>(server)]; }
+  bool can_prepare(const Link& l) const {
+    return c_.settings->mirroring.can_prepare[static_cast<int>(l.server)];
+  }
+
+  awaitable<bool> BeforeCommit(const Step& step, Link& authoritative, Link& mirror,
+                               std::shared_ptr<MirrorBatch>& batch);
+  awaitable<void> BeforeWrite(const Step& step, Link& authoritative, MirrorBatch& batch);
+  // The client's replies held with `batch`, with `status` in their
+  // ReadyForQuery; or, in their place, `error`.
+  awaitable<void> ReleaseHeld(MirrorBatch& batch, protocol::TransactionStatus status);
+  awaitable<void> FailClient(const protocol::ErrorFields& error,
+                             protocol::TransactionStatus status);
+  awaitable<void> FinishCommit(Link& authoritative, Link& mirror, MirrorBatch& batch);
+  // A successful write: its rows applied on the mirror, and pgshift's own
+  // transaction, if any, committed on both.
+  awaitable<void> MirrorWrite(Link& authoritative, Link& mirror, MirrorBatch& batch);
+  // `prepared`: the mirror's prepared transaction, when it was prepared.
+  awaitable<InternalPort::Error> ApplyMirror(Link& authoritative, Link& mirror, MirrorBatch& batch,
+                                             const MirroredRows& rows, std::string& prepared);
+  // The mirror failed: its policy decides (log the keys, or fail the write).
+  awaitable<void> MirrorFailed(Link& authoritative, Link& mirror, MirrorBatch& batch,
+                               const MirroredRows& rows, protocol::ErrorFields failed);
+  // Connects the mirror server if need be; an error when its side of the
+  // transaction is lost or failed.
+  awaitable<InternalPort::Error> JoinMirror(Link& mirror);
+  awaitable<InternalPort::Error> ApplyRows(Link& mirror, MirrorBatch& batch,
+                                           const ApplyOptions& options);
+  // Writes each key to pgshift_divergence on `authoritative`, in its
+  // current transaction (or on its own when it has none).
+  awaitable<InternalPort::Error> LogDivergence(Link& authoritative, const Keys& keys,
+                                               std::string_view error);
+
+  MirrorContext c_;
+  // The mirror's side of the client's current transaction.
+  // Keys mirrored to the other server (table, key), for the divergence
+  // log if its commit there fails.
+  Keys keys_;
+  bool settling_ = false;
+  // Mirrored COPYs waiting for the client's data to end.
+  std::vector<std::shared_ptr<MirrorBatch>> awaiting_copy_;
+  // A table mirrored in it fails the client when its mirror fails
+  // (on_mirror_error = "fail"), so a failed mirror commit fails the COMMIT.
+  bool fail_on_error_ = false;
+  // txid_current() of the authoritative side's transaction, once a mirror
+  // joined it: names the mirror's prepared transaction.
+  std::string authoritative_xid_;
+};
+
+}  // namespace pgshift::proxy

@@ -1,0 +1,411 @@
+// The mirror coordinator driven through a scripted port, no sockets: what it
+// runs on each server, in order, and what the client is told, when the
+// mirror succeeds and when it fails under each on_mirror_error policy.
+#include "proxy/session/mirror_coordinator.h"
+
+#include <gtest/gtest.h>
+
+#include <exception>
+#include <map>
+
+#include "absl/strings/match.h"
+#include "common/strings.h"
+#include "protocol/frame.h"
+#include "protocol/messages/bind.h"
+#include "protocol/messages/command_complete.h"
+#include "protocol/messages/error_response.h"
+#include "protocol/messages/parse.h"
+#include "protocol/messages/ready_for_query.h"
+#include "proxy/two_phase.h"
+#include "routing/state_schema.h"
+
+namespace pgshift::proxy {
+namespace {
+
+using protocol::ErrorFields;
+using protocol::TransactionStatus;
+using routing::BackendId;
+using Statements = std::vector<std::string>;
+
+constexpr int kOld = static_cast<int>(BackendId::kOld);
+constexpr int kNew = static_cast<int>(BackendId::kNew);
+constexpr const char* kApply = "APPLY public.channels";
+constexpr const char* kXid = "4711";
+
+// Runs each batch at once, as a server would: statements in order, skipped
+// after an error until the Sync, and each link's transaction status as the
+// batch leaves it.
+class ScriptedPort : public InternalPort {
+ public:
+  // The next statement on `server` that starts with `prefix` fails.
+  void FailNext(BackendId server, std::string prefix, std::string_view sqlstate = "23514") {
+    failures_.push_back(
+        {server, std::move(prefix), ErrorFields::Make("ERROR", sqlstate, "scripted failure")});
+  }
+
+  awaitable<std::shared_ptr<InternalReply>> SendInternal(Link& link,
+                                                         std::string messages) override {
+    auto reply = std::make_shared<InternalReply>();
+    reply->done = true;
+    for (std::string_view rest = messages; !rest.empty();) {
+      auto size = protocol::CompleteMessageSize(rest, protocol::kFrontendTypes,
+                                                protocol::kDefaultMaxMessageSize);
+      if (!size.ok() || *size == 0) {
+        ADD_FAILURE() << "a batch that ends mid-message";
+        break;
+      }
+      const char type = rest[0];
+      std::string_view payload = rest.substr(protocol::kHeaderSize, *size - protocol::kHeaderSize);
+      rest.remove_prefix(*size);
+      if (type == protocol::Parse::kType) {
+        auto parse = protocol::Parse::Decode(payload);
+        parsed_[static_cast<int>(link.server)][parse->statement] = parse->sql;
+      } else if (type == protocol::Bind::kType && !reply->error) {
+        auto bind = protocol::Bind::Decode(payload);
+        Execute(link, parsed_[static_cast<int>(link.server)][bind->statement], *reply);
+      }
+    }
+    co_return reply;
+  }
+  awaitable<Error> AwaitInternal(const std::shared_ptr<InternalReply>& reply,
+                                 std::string* value) override {
+    if (value != nullptr && reply->value) *value = *reply->value;
+    co_return reply->error;
+  }
+  awaitable<void> WaitFor(std::function<bool()> ready) override {
+    EXPECT_TRUE(ready()) << "the coordinator would wait for good";
+    co_return;
+  }
+  awaitable<Error> ConnectServer(Link&) override { co_return std::nullopt; }
+  awaitable<void> SyncSettings(Link&) override { co_return; }
+  awaitable<void> SendToClient(std::string_view bytes) override {
+    client.append(bytes);
+    co_return;
+  }
+  bool ended() const override { return false; }
+
+  std::array<Statements, 2> ran;  // by routing::BackendId
+  std::string client;             // what the client was sent
+
+ private:
+  struct Failure {
+    BackendId server;
+    std::string prefix;
+    ErrorFields error;
+  };
+
+  void Execute(Link& link, const std::string& sql, InternalReply& reply) {
+    ran[static_cast<int>(link.server)].push_back(sql);
+    const bool ends =
+        sql == "COMMIT" || sql == "ROLLBACK" || absl::StartsWith(sql, "PREPARE TRANSACTION") ||
+        absl::StartsWith(sql, "COMMIT PREPARED") || absl::StartsWith(sql, "ROLLBACK PREPARED");
+    if (link.transaction_status == TransactionStatus::kFailed && !ends &&
+        !absl::StartsWith(sql, "ROLLBACK TO")) {
+      reply.error = ErrorFields::Make("ERROR", "25P02", "current transaction is aborted");
+      return;
+    }
+    for (auto f = failures_.begin(); f != failures_.end(); ++f) {
+      if (f->server != link.server || !absl::StartsWith(sql, f->prefix)) continue;
+      reply.error = f->error;
+      failures_.erase(f);
+      if (link.transaction_status != TransactionStatus::kIdle) {
+        link.transaction_status = TransactionStatus::kFailed;
+      }
+      return;
+    }
+    if (sql == "BEGIN" || absl::StartsWith(sql, "ROLLBACK TO")) {
+      link.transaction_status = TransactionStatus::kInBlock;
+    } else if (ends) {
+      link.transaction_status = TransactionStatus::kIdle;
+    } else if (absl::StartsWith(sql, "SELECT pg_catalog.txid_current()")) {
+      reply.value = kXid;
+    }
+  }
+
+  std::vector<Failure> failures_;
+  std::array<std::map<std::string, std::string>, 2> parsed_;
+};
+
+bool Contains(std::string_view text, std::string_view part) {
+  return text.find(part) != std::string_view::npos;
+}
+
+template <typename T>
+T RunToEnd(awaitable<T> task) {
+  asio::io_context io;
+  std::optional<T> out;
+  asio::co_spawn(
+      io, [&]() -> awaitable<void> { out = co_await std::move(task); },
+      [](std::exception_ptr e) {
+        if (e) std::rethrow_exception(e);
+      });
+  io.run();
+  return *out;
+}
+
+void RunToEnd(awaitable<void> task) {
+  RunToEnd([&]() -> awaitable<bool> {
+    co_await std::move(task);
+    co_return true;
+  }());
+}
+
+std::string Reply(std::string_view tag, TransactionStatus status) {
+  std::string out;
+  protocol::CommandComplete{std::string(tag)}.Encode(out);
+  protocol::ReadyForQuery{status}.Encode(out);
+  return out;
+}
+
+// The error the client was sent, if it was sent one.
+std::optional<ErrorFields> ClientError(const std::string& client) {
+  if (client.empty() || client[0] != protocol::ErrorResponse::kType) return std::nullopt;
+  auto size = protocol::CompleteMessageSize(client, protocol::kBackendTypes,
+                                            protocol::kDefaultMaxMessageSize);
+  if (!size.ok() || *size == 0) return std::nullopt;
+  auto e = protocol::ErrorResponse::Decode(
+      std::string_view(client).substr(protocol::kHeaderSize, *size - protocol::kHeaderSize));
+  return e.ok() ? std::optional<ErrorFields>(*e) : std::nullopt;
+}
+
+class MirrorCoordinatorTest : public ::testing::Test {
+ protected:
+  MirrorCoordinatorTest() {
+    for (BackendId server : {BackendId::kOld, BackendId::kNew}) {
+      Link& l = links_[static_cast<int>(server)];
+      l.server = server;
+      l.name = routing::BackendName(server);
+      l.state = Link::State::kReady;
+    }
+    auto settings = std::make_shared<Settings>();
+    settings->mirroring.can_prepare = {true, true};
+    settings_ = settings;
+  }
+
+  Link& old() { return links_[kOld]; }
+  Link& fresh() { return links_[kNew]; }
+
+  // A write to public.channels on old, mirrored to new.
+  Step Write(bool opens = true) {
+    Step step;
+    step.target = BackendId::kOld;
+    step.mirrored = true;
+    step.opens = opens;
+    step.in_client_transaction = transaction_.open();
+    return step;
+  }
+  Step Commit() {
+    Step step;
+    step.target = BackendId::kOld;
+    step.transaction = routing::TransactionKind::kCommit;
+    step.opens = true;
+    step.fail_probe = refusals_.Reserve();
+    return step;
+  }
+  // The write's cycle as old answered it: one row of key `key`.
+  void Answered(MirrorBatch& batch, routing::MirrorErrorPolicy policy, const char* key = "1") {
+    auto mirror = std::make_shared<routing::RemoteMirror>();
+    mirror->table = "public.channels";
+    mirror->apply_sql = kApply;
+    mirror->on_error = policy;
+    MirrorBatch::Rows rows;
+    rows.mirror = mirror;
+    rows.json = "[{\"id\": 1}";
+    rows.count = 1;
+    rows.keys.push_back(key);
+    batch.rows.push_back(std::move(rows));
+    batch.status = old().transaction_status;
+    batch.held = Reply("INSERT 0 1", batch.status);
+    batch.outcome = MirrorBatch::Outcome::kSucceeded;
+  }
+  // A write run through the coordinator, as the session runs it.
+  std::shared_ptr<MirrorBatch> Mirror(Step step, routing::MirrorErrorPolicy policy) {
+    std::shared_ptr<MirrorBatch> batch;
+    EXPECT_TRUE(RunToEnd(mirror_.BeforeStep(step, batch)));
+    EXPECT_TRUE(mirror_.settling());
+    Answered(*batch, policy);
+    RunToEnd(mirror_.Settle(old(), *batch));
+    EXPECT_FALSE(mirror_.settling());
+    return batch;
+  }
+  // The client's transaction, begun on old.
+  void InClientTransaction() {
+    transaction_.reported = TransactionStatus::kInBlock;
+    old().transaction_status = TransactionStatus::kInBlock;
+  }
+  std::string Prepared() const { return PreparedTransactionId(BackendId::kOld, kXid); }
+  std::string Divergence() const {
+    return StrCat("INSERT INTO ", routing::kDivergenceTable, " (table_name, key, error) VALUES (",
+                  QuoteLiteral("public.channels"), ", ", QuoteLiteral("1"), ", ",
+                  QuoteLiteral("scripted failure"), ")");
+  }
+
+  ScriptedPort port_;
+  std::array<Link, 2> links_;
+  SettingsPtr settings_;
+  ClientTransaction transaction_;
+  Refusals refusals_;
+  routing::SessionSettings client_settings_;
+  uint64_t next_statement_ = 0;
+  MirrorCoordinator mirror_{MirrorContext{port_, links_, settings_, transaction_, refusals_,
+                                          client_settings_, next_statement_, 7}};
+};
+
+TEST_F(MirrorCoordinatorTest, AWriteOutsideATransactionIsPreparedOnTheMirrorBeforeOldCommits) {
+  Mirror(Write(), routing::MirrorErrorPolicy::kFail);
+  EXPECT_EQ(port_.ran[kOld], (Statements{"BEGIN", "SELECT pg_catalog.txid_current()", "COMMIT"}));
+  EXPECT_EQ(port_.ran[kNew],
+            (Statements{"BEGIN", kApply, "PREPARE TRANSACTION " + QuoteLiteral(Prepared()),
+                        "COMMIT PREPARED " + QuoteLiteral(Prepared())}));
+  EXPECT_EQ(port_.client, Reply("INSERT 0 1", TransactionStatus::kIdle))
+      << "the client is told idle, as if pgshift had begun nothing";
+  EXPECT_EQ(transaction_.reported, TransactionStatus::kIdle);
+  EXPECT_TRUE(mirror_.keys().empty());
+}
+
+TEST_F(MirrorCoordinatorTest, UnderFailAFailedApplyRollsBothSidesBackAndFailsTheWrite) {
+  port_.FailNext(BackendId::kNew, kApply);
+  Mirror(Write(), routing::MirrorErrorPolicy::kFail);
+  EXPECT_EQ(port_.ran[kOld], (Statements{"BEGIN", "SELECT pg_catalog.txid_current()", "ROLLBACK"}));
+  EXPECT_EQ(port_.ran[kNew], (Statements{"BEGIN", kApply, "ROLLBACK"}));
+  std::optional<ErrorFields> e = ClientError(port_.client);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->sqlstate(), "23514");
+  EXPECT_TRUE(Contains(e->message(),
+                       "the mirror of this write to public.channels on "
+                       "server new failed, so the write was rolled back"))
+      << e->message();
+  EXPECT_EQ(transaction_.reported, TransactionStatus::kIdle);
+}
+
+TEST_F(MirrorCoordinatorTest, UnderLogAFailedApplyLetsTheWriteCommitWithItsKeysLogged) {
+  port_.FailNext(BackendId::kNew, kApply);
+  Mirror(Write(), routing::MirrorErrorPolicy::kLog);
+  EXPECT_EQ(port_.ran[kOld],
+            (Statements{"BEGIN", "SELECT pg_catalog.txid_current()", Divergence(), "COMMIT"}));
+  EXPECT_EQ(port_.ran[kNew], (Statements{"BEGIN", kApply, "ROLLBACK"}));
+  EXPECT_EQ(port_.client, Reply("INSERT 0 1", TransactionStatus::kIdle));
+}
+
+// Its batch began before pgshift could open a transaction around it, so
+// the write has committed on old by the time its mirror fails.
+TEST_F(MirrorCoordinatorTest, AWriteThatCommittedOnItsOwnHasItsKeysLoggedUnderEitherPolicy) {
+  for (auto policy : {routing::MirrorErrorPolicy::kFail, routing::MirrorErrorPolicy::kLog}) {
+    SCOPED_TRACE(policy == routing::MirrorErrorPolicy::kFail ? "fail" : "log");
+    port_.ran = {};
+    port_.client.clear();
+    port_.FailNext(BackendId::kNew, kApply);
+    Mirror(Write(/*opens=*/false), policy);
+    EXPECT_EQ(port_.ran[kOld], Statements{Divergence()});
+    EXPECT_EQ(port_.ran[kNew], (Statements{"BEGIN", kApply, "ROLLBACK"}));
+    std::optional<ErrorFields> e = ClientError(port_.client);
+    if (policy == routing::MirrorErrorPolicy::kLog) {
+      EXPECT_EQ(port_.client, Reply("INSERT 0 1", TransactionStatus::kIdle));
+      continue;
+    }
+    // Under fail the client is not told the write was mirrored.
+    ASSERT_TRUE(e);
+    EXPECT_TRUE(Contains(e->message(), "committed on server old on its own")) << e->message();
+    EXPECT_TRUE(Contains(e->message(), "its keys are in pgshift_divergence")) << e->message();
+  }
+}
+
+TEST_F(MirrorCoordinatorTest, AWriteThatCommittedOnItsOwnIsCommittedOnTheMirror) {
+  Mirror(Write(/*opens=*/false), routing::MirrorErrorPolicy::kFail);
+  EXPECT_TRUE(port_.ran[kOld].empty());
+  EXPECT_EQ(port_.ran[kNew], (Statements{"BEGIN", kApply, "COMMIT"}));
+  EXPECT_EQ(port_.client, Reply("INSERT 0 1", TransactionStatus::kIdle));
+}
+
+TEST_F(MirrorCoordinatorTest, InTheClientsTransactionTheMirrorJoinsItAndCommitsWithIt) {
+  InClientTransaction();
+  Mirror(Write(), routing::MirrorErrorPolicy::kLog);
+  EXPECT_EQ(port_.ran[kOld], Statements{"SELECT pg_catalog.txid_current()"});
+  EXPECT_EQ(port_.ran[kNew], (Statements{"BEGIN", "SAVEPOINT pgshift_mirror", kApply,
+                                         "RELEASE SAVEPOINT pgshift_mirror"}));
+  EXPECT_EQ(port_.client, Reply("INSERT 0 1", TransactionStatus::kInBlock));
+  EXPECT_TRUE(fresh().mirrored);
+  ASSERT_EQ(mirror_.keys().size(), 1u);
+  EXPECT_EQ(mirror_.keys()[0].first, "public.channels");
+
+  // COMMIT: the mirror is prepared before old commits, and committed after.
+  port_.ran = {};
+  Step commit = Commit();
+  std::shared_ptr<MirrorBatch> batch;
+  EXPECT_TRUE(RunToEnd(mirror_.BeforeStep(commit, batch)));
+  ASSERT_TRUE(batch);
+  EXPECT_EQ(port_.ran[kNew], Statements{"PREPARE TRANSACTION " + QuoteLiteral(Prepared())});
+  batch->outcome = MirrorBatch::Outcome::kSucceeded;
+  RunToEnd(mirror_.Settle(old(), *batch));
+  EXPECT_EQ(port_.ran[kNew], (Statements{"PREPARE TRANSACTION " + QuoteLiteral(Prepared()),
+                                         "COMMIT PREPARED " + QuoteLiteral(Prepared())}));
+  EXPECT_TRUE(port_.ran[kOld].empty()) << "the client's COMMIT is old's";
+  EXPECT_TRUE(mirror_.keys().empty());
+  EXPECT_FALSE(fresh().mirrored);
+}
+
+TEST_F(MirrorCoordinatorTest, UnderLogAFailedApplyInTheClientsTransactionIsUndoneOnTheMirrorAlone) {
+  InClientTransaction();
+  port_.FailNext(BackendId::kNew, kApply);
+  Mirror(Write(), routing::MirrorErrorPolicy::kLog);
+  EXPECT_EQ(port_.ran[kNew], (Statements{"BEGIN", "SAVEPOINT pgshift_mirror", kApply,
+                                         "ROLLBACK TO SAVEPOINT pgshift_mirror",
+                                         "RELEASE SAVEPOINT pgshift_mirror"}));
+  EXPECT_EQ(port_.ran[kOld], (Statements{"SELECT pg_catalog.txid_current()", Divergence()}))
+      << "logged in the client's transaction";
+  EXPECT_EQ(port_.client, Reply("INSERT 0 1", TransactionStatus::kInBlock));
+  EXPECT_TRUE(mirror_.keys().empty()) << "nothing of it is on the mirror";
+}
+
+TEST_F(MirrorCoordinatorTest, UnderFailAPrepareThatFailsFailsTheCommitOnBothSides) {
+  InClientTransaction();
+  Mirror(Write(), routing::MirrorErrorPolicy::kFail);
+  port_.ran = {};
+  port_.FailNext(BackendId::kNew, "PREPARE TRANSACTION", "53100");
+  Step commit = Commit();
+  std::shared_ptr<MirrorBatch> batch;
+  EXPECT_FALSE(RunToEnd(mirror_.BeforeStep(commit, batch))) << "the COMMIT's stand-in is sent";
+  EXPECT_FALSE(batch);
+  EXPECT_EQ(port_.ran[kNew],
+            (Statements{"PREPARE TRANSACTION " + QuoteLiteral(Prepared()), "ROLLBACK"}));
+  EXPECT_EQ(port_.ran[kOld], Statements{"ROLLBACK"});
+  std::optional<ErrorFields> refusal =
+      refusals_.Take(StrCat("relation \"", Refusals::ProbeName(commit.fail_probe), "\""));
+  ASSERT_TRUE(refusal);
+  EXPECT_EQ(refusal->sqlstate(), "53100");
+  EXPECT_TRUE(Contains(refusal->message(),
+                       "could not be committed, so the transaction "
+                       "was rolled back"))
+      << refusal->message();
+}
+
+TEST_F(MirrorCoordinatorTest, UnderLogAPrepareThatFailsLetsTheCommitStandWithTheKeysLogged) {
+  InClientTransaction();
+  Mirror(Write(), routing::MirrorErrorPolicy::kLog);
+  port_.ran = {};
+  port_.FailNext(BackendId::kNew, "PREPARE TRANSACTION");
+  Step commit = Commit();
+  std::shared_ptr<MirrorBatch> batch;
+  EXPECT_TRUE(RunToEnd(mirror_.BeforeStep(commit, batch)));
+  EXPECT_FALSE(batch) << "nothing is left to finish on the mirror";
+  EXPECT_EQ(port_.ran[kNew],
+            (Statements{"PREPARE TRANSACTION " + QuoteLiteral(Prepared()), "ROLLBACK"}));
+  EXPECT_EQ(port_.ran[kOld], Statements{Divergence()}) << "in the transaction the COMMIT ends";
+}
+
+TEST_F(MirrorCoordinatorTest, ACommitOfAFailedTransactionRollsTheMirrorBack) {
+  InClientTransaction();
+  Mirror(Write(), routing::MirrorErrorPolicy::kFail);
+  port_.ran = {};
+  old().transaction_status = TransactionStatus::kFailed;
+  Step commit = Commit();
+  std::shared_ptr<MirrorBatch> batch;
+  EXPECT_TRUE(RunToEnd(mirror_.BeforeStep(commit, batch)));
+  EXPECT_FALSE(batch);
+  EXPECT_EQ(port_.ran[kNew], Statements{"ROLLBACK"});
+  EXPECT_TRUE(port_.ran[kOld].empty());
+  EXPECT_FALSE(fresh().mirrored);
+}
+
+}  // namespace
+}  // namespace pgshift::proxy
