@@ -76,6 +76,18 @@ inline bool ContainsIgnoreCase(std::string_view text, std::string_view lower) {
                      [&](char a, char b) { return folded(a) == b; }) != text.end();
 }
 
+// Lower-case hex digits, two per byte.
+inline std::string HexOf(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string hex;
+  hex.reserve(bytes.size() * 2);
+  for (unsigned char b : bytes) {
+    hex += kDigits[b >> 4];
+    hex += kDigits[b & 15];
+  }
+  return hex;
+}
+
 // `text` as a SQL string literal. An escape string reads the same whatever
 // standard_conforming_strings says, so no session setting has to change
 // for pgshift's own queries.

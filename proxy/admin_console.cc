@@ -268,6 +268,12 @@ std::string AdminConsole::Execute(std::string_view sql) {
       error(sqlstate::kObjectNotInPrerequisiteState,
             StrCat("pgshift: cannot read pgshift_state: ", MessageOf(history.status())));
     }
+  } else if (words.size() == 2 && words[0] == "SHOW" && words[1] == "PREPARED") {
+    Table t{{"backend", "transaction", "reason"}, {}};
+    for (const UnresolvedMirror& u : server_.LastRecovery().unresolved) {
+      t.rows.push_back({u.backend, u.transaction, u.reason});
+    }
+    t.Encode(out, "SHOW");
   } else if (words.size() == 2 && words[0] == "SHOW" && words[1] == "MISMATCHES") {
     Table t{{"at", "table", "fingerprint", "query", "detail"}, {}};
     for (const MismatchRecord& m : server_.mismatches().Recent()) {
@@ -282,6 +288,7 @@ std::string AdminConsole::Execute(std::string_view sql) {
                 {"SHOW STATS", "counters since start"},
                 {"SHOW HISTORY", "phase changes, backfills and verifies recorded in pgshift_state"},
                 {"SHOW MISMATCHES", "the latest shadow read mismatches"},
+                {"SHOW PREPARED", "prepared mirrors recovery left alone, and why"},
                 {"RELOAD", "read the configuration file again"}}};
     help.Encode(out, "SHOW");
   } else if (words.size() == 1 && words[0] == "RELOAD") {

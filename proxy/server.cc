@@ -1,15 +1,15 @@
 #include "proxy/server.h"
 
+#include <algorithm>
 #include <boost/asio/signal_set.hpp>
 
-#include <algorithm>
-
+#include "absl/container/flat_hash_set.h"
 #include "common/strings.h"
 #include "proxy/admin_console.h"
 #include "proxy/catalog_reader.h"
-#include "proxy/migration_state.h"
 #include "proxy/log.h"
 #include "proxy/metrics_endpoint.h"
+#include "proxy/migration_state.h"
 #include "proxy/session.h"
 
 namespace pgshift::proxy {
@@ -129,7 +129,9 @@ absl::Status Server::Setup() {
              {{"table", problem.table}, {"reason", problem.reason}});
   }
   ReportAndRecordAtStart(config, *backend_tls_);
-  MirrorReadiness mirroring = ReadyMirroring(config, *backend_tls_);
+  RecoveryReport recovery;
+  MirrorReadiness mirroring = ReadyMirroring(config, *backend_tls_, recovery);
+  RecordRecovery(std::move(recovery));
   {
     SettingsPtr with_catalog = MakeSettings(settings->config, settings->generation,
                                             std::move(catalog.catalog), table_counters_, mirroring);
@@ -243,6 +245,8 @@ int Server::Run() {
                    asio::detached);
   }
   asio::co_spawn(main_, HandleSignals(), asio::detached);
+  recovery_timer_ = std::make_unique<asio::steady_timer>(main_);
+  asio::co_spawn(main_, RecoverPeriodically(), asio::detached);
   main_.run();
   for (auto& w : workers_) {
     w->guard.reset();
@@ -326,6 +330,48 @@ awaitable<void> Server::HandleSignals() {
   }
 }
 
+awaitable<void> Server::RecoverPeriodically() {
+  while (true) {
+    SettingsPtr current = settings();
+    recovery_timer_->expires_after(std::chrono::milliseconds(
+        static_cast<int64_t>(current->config->proxy.recovery_interval_s * 1000)));
+    error_code ec;
+    co_await recovery_timer_->async_wait(WithError(ec));
+    if (ec || !acceptor_->is_open()) co_return;
+    current = settings();
+    if (!current->config->new_backend) continue;
+    RecoveryReport report = co_await ResolvePreparedMirrors(*current->config, *backend_tls_);
+    if (!acceptor_->is_open()) co_return;
+    RecordRecovery(std::move(report));
+  }
+}
+
+void Server::RecordRecovery(RecoveryReport report) {
+  absl::MutexLock lock(&recovery_mutex_);
+  absl::flat_hash_set<std::string> known;
+  for (const UnresolvedMirror& u : recovery_.unresolved) known.insert(u.transaction);
+  for (const UnresolvedMirror& u : report.unresolved) {
+    if (known.contains(u.transaction)) continue;
+    LogEvent(LogLevel::kError, "prepared_mirror_unresolved",
+             {{"backend", u.backend}, {"transaction", u.transaction}, {"reason", u.reason}});
+  }
+  if (!report.complete) {
+    // What could not be looked at is as it was.
+    for (const UnresolvedMirror& u : recovery_.unresolved) {
+      if (std::none_of(report.unresolved.begin(), report.unresolved.end(),
+                       [&](const UnresolvedMirror& r) { return r.transaction == u.transaction; })) {
+        report.unresolved.push_back(u);
+      }
+    }
+  }
+  recovery_ = std::move(report);
+}
+
+RecoveryReport Server::LastRecovery() const {
+  absl::MutexLock lock(&recovery_mutex_);
+  return recovery_;
+}
+
 absl::flat_hash_map<std::string, ShadowEvidence> Server::ShadowEvidenceFor(
     const std::vector<PhaseChange>& changes) {
   absl::flat_hash_map<std::string, ShadowEvidence> evidence;
@@ -404,7 +450,9 @@ absl::Status Server::Reload() {
              {{"table", c.table}, {"from", routing::PhaseName(c.from)},
               {"to", routing::PhaseName(c.to)}, {"forced", c.forced ? "true" : "false"}});
   }
-  MirrorReadiness mirroring = ReadyMirroring(**next, *backend_tls_);
+  RecoveryReport recovery;
+  MirrorReadiness mirroring = ReadyMirroring(**next, *backend_tls_, recovery);
+  RecordRecovery(std::move(recovery));
   SettingsPtr installed = MakeSettings(*next, current->generation + 1, std::move(catalog.catalog),
                                        table_counters_, mirroring);
   {
@@ -431,6 +479,7 @@ awaitable<void> Server::Shutdown() {
   acceptor_->close(ignored);
   if (admin_acceptor_) admin_acceptor_->close(ignored);
   if (metrics_acceptor_) metrics_acceptor_->close(ignored);
+  recovery_timer_->cancel();
   for (const auto& weak : admin_consoles_) {
     if (auto console = weak.lock()) console->Close();
   }

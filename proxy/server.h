@@ -75,6 +75,9 @@ class Server {
   const std::string& config_path() const { return config_path_; }
   // For SHOW CLIENTS, in session order.
   std::vector<ClientRow> ListClients() const;
+  // For SHOW PREPARED: the last recovery's verdict on leftover prepared
+  // mirrors.
+  RecoveryReport LastRecovery() const;
   // Counts a client against max_clients; false when it is full.
   bool TryAdmitClient();
   void ReleaseClient();
@@ -96,6 +99,11 @@ class Server {
   absl::StatusOr<std::unique_ptr<tcp::acceptor>> Listen(std::string_view key,
                                                         const routing::Endpoint& where);
   awaitable<void> HandleSignals();
+  // Every recovery_interval: leftover prepared mirrors resolved, so a
+  // mirror server that restarted with some is freed within seconds.
+  awaitable<void> RecoverPeriodically();
+  // Keeps `report` for SHOW PREPARED, logging what changed since the last.
+  void RecordRecovery(RecoveryReport report);
   awaitable<void> Shutdown();
   void ForEachSession(void (Session::*action)());
 
@@ -113,6 +121,8 @@ class Server {
   // Shadow counters when each table last entered shadow-read (main thread).
   absl::flat_hash_map<std::string, ShadowEvidence> shadow_baseline_;
   std::atomic<int> clients_{0};
+  mutable absl::Mutex recovery_mutex_;
+  RecoveryReport recovery_ ABSL_GUARDED_BY(recovery_mutex_);
 
   asio::io_context main_;  // acceptor and signals
   // Installed before the port opens: a signal sent as soon as pgshift
@@ -122,6 +132,7 @@ class Server {
   std::unique_ptr<tcp::acceptor> acceptor_;
   std::unique_ptr<tcp::acceptor> admin_acceptor_;    // absent without admin_listen
   std::unique_ptr<tcp::acceptor> metrics_acceptor_;  // absent without metrics_listen
+  std::unique_ptr<asio::steady_timer> recovery_timer_;  // cancelled at shutdown
   // Open admin console connections (main_ only), closed at shutdown.
   std::vector<std::weak_ptr<AdminConsole>> admin_consoles_;
   struct Worker {

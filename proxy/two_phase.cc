@@ -23,13 +23,14 @@ struct Connection {
 
 awaitable<std::optional<Connection>> Open(const routing::Config& config,
                                           const routing::BackendConfig& backend,
-                                          std::string_view name, asio::ssl::context& tls) {
+                                          std::string_view name, asio::ssl::context& tls,
+                                          bool log) {
   auto opened = co_await OpenControlConnection(config, backend, name, tls);
-  if (!opened.ok()) {
+  if (!opened.ok() && log) {
     LogEvent(LogLevel::kWarning, "mirror_readiness_unknown",
              {{"backend", name}, {"reason", MessageOf(opened.status())}});
-    co_return std::nullopt;
   }
+  if (!opened.ok()) co_return std::nullopt;
   co_return Connection{std::move(*opened), PacketBuffer()};
 }
 
@@ -40,11 +41,9 @@ bool AnyIn(const routing::Config& config, bool (*phase_test)(routing::Phase)) {
   return false;
 }
 
-awaitable<void> Ready(const routing::Config& config, asio::ssl::context& tls,
-                      MirrorReadiness& out) {
-  std::array<std::optional<Connection>, 2> servers;
-  servers[0] = co_await Open(config, config.old_backend, "old", tls);
-  servers[1] = co_await Open(config, *config.new_backend, "new", tls);
+// The divergence log where it is needed, and which servers can prepare.
+awaitable<void> Ready(const routing::Config& config,
+                      std::array<std::optional<Connection>, 2>& servers, MirrorReadiness& out) {
   // The divergence log lives where writes are authoritative while mirrored.
   const bool old_authoritative = AnyIn(config, [](routing::Phase p) {
     return p == routing::Phase::kDualWrite || p == routing::Phase::kShadowRead;
@@ -79,41 +78,87 @@ awaitable<void> Ready(const routing::Config& config, asio::ssl::context& tls,
                                 name, " after ", other, " without PREPARE TRANSACTION, and "
                                 "every key whose mirror commit fails is logged")}});
   }
-  // Prepared transactions left by a crash: committed when the transaction
-  // they mirror committed, rolled back when it did not.
+}
+
+// The fate of the authoritative transaction `id` follows: txid_status's
+// answer, nullopt for NULL; an error when it cannot be asked.
+awaitable<absl::StatusOr<std::optional<std::string>>> FateOf(Connection& authority,
+                                                             const PreparedMirrorId& id) {
+  auto fate = co_await RunQuery(*authority.stream, authority.buffer,
+                                StrCat("SELECT pg_catalog.txid_status(", id.xid, ")"));
+  if (!fate.ok()) co_return fate.status();
+  co_return fate->rows.empty() ? std::nullopt : fate->rows[0][0];
+}
+
+// Prepared transactions left by a crash: committed when the transaction
+// they mirror committed, rolled back when it did not, left alone (and
+// reported) when that cannot be known.
+awaitable<void> Resolve(const routing::Config& config,
+                        std::array<std::optional<Connection>, 2>& servers, RecoveryReport& report) {
+  report.complete = servers[0] && servers[1];
   for (int s = 0; s < 2; ++s) {
     if (!servers[s]) continue;
     Connection& c = *servers[s];
+    const std::string backend(routing::BackendName(static_cast<BackendId>(s)));
     auto left = co_await RunQuery(
         *c.stream, c.buffer,
-        "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() "
-        "AND gid LIKE 'pgshift\\_%' ORDER BY prepared");
-    if (!left.ok()) continue;
+        "SELECT gid FROM pg_catalog.pg_prepared_xacts WHERE database = "
+        "pg_catalog.current_database() AND gid LIKE 'pgshift\\_%' ORDER BY prepared");
+    if (!left.ok()) {
+      report.complete = false;
+      continue;
+    }
     for (const auto& row : left->rows) {
       const std::string gid = row[0].value_or("");
-      std::vector<std::string_view> parts = Split(gid, '_');
-      int64_t xid = 0;
-      if (parts.size() != 3 || !ParseInt(parts[2], xid)) continue;
-      const int authority = parts[1] == "old" ? 0 : 1;
-      if (authority == s || !servers[authority]) continue;
-      Connection& a = *servers[authority];
-      auto fate = co_await RunQuery(*a.stream, a.buffer,
-                                    StrCat("SELECT pg_catalog.txid_status(", xid, ")"));
-      if (!fate.ok()) continue;
-      std::optional<std::string> status = fate->rows.empty() ? std::nullopt : fate->rows[0][0];
-      if (status == "in progress") continue;  // a running pgshift is finishing it
-      const bool commit = status == "committed";
+      std::optional<PreparedMirrorId> id = ParsePreparedTransactionId(gid);
+      // Another deployment's, sharing this server: its own pgshift
+      // resolves it.
+      if (!id || (!id->deployment.empty() && id->deployment != config.proxy.deployment)) continue;
+      const int authority = static_cast<int>(id->authoritative);
+      if (authority == s) continue;
+      auto leave = [&](std::string reason) {
+        report.unresolved.push_back({backend, gid, std::move(reason)});
+      };
+      if (!servers[authority]) {
+        leave(StrCat("server ", routing::BackendName(id->authoritative), " cannot be reached"));
+        continue;
+      }
+      auto fate = co_await FateOf(*servers[authority], *id);
+      if (!fate.ok()) {
+        leave(StrCat("txid_status(", id->xid, ") on server ",
+                     routing::BackendName(id->authoritative),
+                     " failed: ", MessageOf(fate.status())));
+        continue;
+      }
+      ResolutionChoice choice = ChooseResolution(*fate, SettlingMirrors::Get().Contains(gid));
+      if (choice.resolution == Resolution::kLeave) {
+        if (!choice.why.empty()) leave(std::string(choice.why));
+        continue;
+      }
+      const bool commit = choice.resolution == Resolution::kCommit;
       auto done = co_await RunQuery(*c.stream, c.buffer,
                                     StrCat(commit ? "COMMIT PREPARED " : "ROLLBACK PREPARED ",
                                            QuoteLiteral(gid)));
+      if (done.ok()) ++report.resolved;
       LogEvent(done.ok() ? LogLevel::kWarning : LogLevel::kError, "prepared_mirror_resolved",
-               {{"backend", routing::BackendName(static_cast<BackendId>(s))},
+               {{"backend", backend},
                 {"transaction", gid},
-                {"authoritative", status.value_or("unknown")},
+                {"authoritative", fate->value_or("unknown")},
                 {"action", commit ? "committed" : "rolled back"},
                 {"result", done.ok() ? "done" : std::string(MessageOf(done.status()))}});
     }
   }
+}
+
+awaitable<std::array<std::optional<Connection>, 2>> OpenBoth(const routing::Config& config,
+                                                             asio::ssl::context& tls, bool log) {
+  std::array<std::optional<Connection>, 2> servers;
+  servers[0] = co_await Open(config, config.old_backend, "old", tls, log);
+  servers[1] = co_await Open(config, *config.new_backend, "new", tls, log);
+  co_return servers;
+}
+
+void CloseBoth(std::array<std::optional<Connection>, 2>& servers) {
   for (auto& c : servers) {
     if (c) c->stream->Close();
   }
@@ -121,17 +166,87 @@ awaitable<void> Ready(const routing::Config& config, asio::ssl::context& tls,
 
 }  // namespace
 
-MirrorReadiness ReadyMirroring(const routing::Config& config, asio::ssl::context& tls) {
+MirrorReadiness ReadyMirroring(const routing::Config& config, asio::ssl::context& tls,
+                               RecoveryReport& recovery) {
   if (!config.new_backend) return {};
   return RunToCompletion<MirrorReadiness>([&]() -> awaitable<MirrorReadiness> {
     MirrorReadiness readiness;
-    co_await Ready(config, tls, readiness);
+    auto servers = co_await OpenBoth(config, tls, /*log=*/true);
+    co_await Ready(config, servers, readiness);
+    co_await Resolve(config, servers, recovery);
+    CloseBoth(servers);
     co_return readiness;
   });
 }
 
-std::string PreparedTransactionId(BackendId authoritative, std::string_view xid) {
-  return StrCat("pgshift_", routing::BackendName(authoritative), "_", xid);
+awaitable<RecoveryReport> ResolvePreparedMirrors(const routing::Config& config,
+                                                 asio::ssl::context& tls) {
+  RecoveryReport report;
+  if (!config.new_backend) co_return report;
+  auto servers = co_await OpenBoth(config, tls, /*log=*/false);
+  co_await Resolve(config, servers, report);
+  CloseBoth(servers);
+  co_return report;
+}
+
+std::string PreparedTransactionId(std::string_view deployment, BackendId authoritative,
+                                  std::string_view xid) {
+  return StrCat("pgshift_", deployment, "_", routing::BackendName(authoritative), "_", xid);
+}
+
+std::optional<PreparedMirrorId> ParsePreparedTransactionId(std::string_view gid) {
+  std::vector<std::string_view> parts = Split(gid, '_');
+  if ((parts.size() != 3 && parts.size() != 4) || parts[0] != "pgshift") return std::nullopt;
+  PreparedMirrorId id;
+  if (parts.size() == 4) {
+    if (parts[1].empty()) return std::nullopt;
+    id.deployment = std::string(parts[1]);
+  }
+  std::string_view server = parts[parts.size() - 2];
+  if (server == "old") {
+    id.authoritative = BackendId::kOld;
+  } else if (server == "new") {
+    id.authoritative = BackendId::kNew;
+  } else {
+    return std::nullopt;
+  }
+  if (!ParseInt(parts.back(), id.xid) || id.xid <= 0) return std::nullopt;
+  return id;
+}
+
+ResolutionChoice ChooseResolution(const std::optional<std::string>& authoritative_status,
+                                  bool settling) {
+  // Its session finishes it; nothing to report.
+  if (settling) return {Resolution::kLeave, ""};
+  if (!authoritative_status) {
+    return {Resolution::kLeave,
+            "the transaction it follows is too old for txid_status to know its outcome: commit "
+            "or roll it back by hand after checking old's rows"};
+  }
+  if (*authoritative_status == "committed") return {Resolution::kCommit, ""};
+  if (*authoritative_status == "aborted") return {Resolution::kRollBack, ""};
+  return {Resolution::kLeave,
+          "the transaction it follows is still in progress (a pgshift session is settling it)"};
+}
+
+SettlingMirrors& SettlingMirrors::Get() {
+  static SettlingMirrors* mirrors = new SettlingMirrors;
+  return *mirrors;
+}
+
+void SettlingMirrors::Add(const std::string& gid) {
+  absl::MutexLock lock(&mutex_);
+  gids_.insert(gid);
+}
+
+void SettlingMirrors::Remove(const std::string& gid) {
+  absl::MutexLock lock(&mutex_);
+  gids_.erase(gid);
+}
+
+bool SettlingMirrors::Contains(const std::string& gid) const {
+  absl::MutexLock lock(&mutex_);
+  return gids_.contains(gid);
 }
 
 }  // namespace pgshift::proxy

@@ -1,16 +1,16 @@
 #include "routing/config.h"
 
 #include <openssl/sha.h>
+#include <toml++/toml.h>
 
+#include <algorithm>
 #include <array>
 #include <fstream>
 #include <set>
 #include <sstream>
 
-#include <toml++/toml.h>
-
-#include "common/strings.h"
 #include "absl/strings/str_join.h"
+#include "common/strings.h"
 #include "protocol/md5_auth.h"
 #include "protocol/scram.h"
 
@@ -163,6 +163,12 @@ class Section {
   std::set<std::string> used_;
 };
 
+std::string Sha256Hex(std::string_view text) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
+  return HexOf(std::string_view(reinterpret_cast<const char*>(digest), sizeof(digest)));
+}
+
 std::string QualifyTableName(std::string_view name) {
   return name.find('.') == std::string_view::npos ? StrCat("public.", name)
                                                   : std::string(name);
@@ -193,6 +199,14 @@ void ReadProxy(Section& s, ProxySettings& p) {
   s.GetInteger("plan_cache_size", 0, 10'000'000, p.plan_cache_size);
   s.GetInteger("shadow_queue_size", 1, 1'000'000, p.shadow_queue_size);
   s.GetSeconds("shadow_recheck_delay", p.shadow_recheck_s);
+  if (s.GetString("deployment", p.deployment) &&
+      (p.deployment.empty() || p.deployment.size() > 32 ||
+       !std::all_of(p.deployment.begin(), p.deployment.end(),
+                    [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }))) {
+    s.BadValue("deployment", "must be 1 to 32 lower-case letters and digits");
+  }
+  s.GetSeconds("recovery_interval", p.recovery_interval_s);
+  s.GetSeconds("mirror_lock_timeout", p.mirror_lock_timeout_s);
 }
 
 void ReadBackend(Section& s, BackendConfig& b) {
@@ -405,6 +419,15 @@ absl::StatusOr<Endpoint> ParseEndpoint(std::string_view text) {
   return Endpoint{std::string(host), static_cast<uint16_t>(port)};
 }
 
+std::string DefaultDeployment(const Config& c) {
+  auto address = [](const BackendConfig& b) {
+    return StrCat(b.endpoint.host, ":", b.endpoint.port, "/", b.dbname.value_or(""));
+  };
+  const std::string both =
+      StrCat(address(c.old_backend), " ", c.new_backend ? address(*c.new_backend) : "");
+  return Sha256Hex(both).substr(0, 12);
+}
+
 absl::StatusOr<ConfigPtr> ParseConfig(std::string_view text, std::string_view source) {
   toml::table root;
   try {
@@ -415,13 +438,7 @@ absl::StatusOr<ConfigPtr> ParseConfig(std::string_view text, std::string_view so
   }
   auto config = std::make_shared<Config>();
   config->source = std::string(source);
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (unsigned char b : digest) {
-    config->checksum += kHex[b >> 4];
-    config->checksum += kHex[b & 15];
-  }
+  config->checksum = Sha256Hex(text);
   std::vector<std::string> errors;
   {
     Section top(root, "", errors, source);
@@ -466,6 +483,7 @@ absl::StatusOr<ConfigPtr> ParseConfig(std::string_view text, std::string_view so
     ReadArrayOfTables(top, "tables", config->tables, ReadTable, errors, source);
   }
   CheckWhole(*config, errors);
+  if (config->proxy.deployment.empty()) config->proxy.deployment = DefaultDeployment(*config);
   if (!errors.empty()) return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
   return ConfigPtr(std::move(config));
 }

@@ -62,6 +62,17 @@ struct ProxySettings {
   // Across servers, a mismatched shadow read is read again after this delay
   // (transient if it then agrees).
   double shadow_recheck_s = 0.2;
+  // Names this deployment in the prepared transactions of its mirrors, so
+  // that two deployments sharing a mirror server never resolve each other's.
+  // Lower-case letters and digits; by default derived from the old and new
+  // databases' addresses (see DefaultDeployment).
+  std::string deployment;
+  // How often leftover prepared mirrors are looked for and resolved while
+  // pgshift runs (besides at start and reload).
+  double recovery_interval_s = 5;
+  // pgshift's own statements on a mirror wait at most this long for a row
+  // lock (a mirror that times out has failed, under its table's policy).
+  double mirror_lock_timeout_s = 5;
 
   bool tls_enabled() const { return !tls_cert.empty() && !tls_key.empty(); }
 };
@@ -116,6 +127,11 @@ using ConfigPtr = std::shared_ptr<const Config>;
 // Parses TOML text; `source` names it in errors ("demo.toml:12: ...").
 absl::StatusOr<ConfigPtr> ParseConfig(std::string_view text, std::string_view source);
 absl::StatusOr<ConfigPtr> LoadConfigFile(const std::string& path);
+
+// proxy.deployment when the file leaves it out: 12 hex digits of a hash of
+// the old and new databases' addresses, the same for every instance and
+// every restart in front of them.
+std::string DefaultDeployment(const Config& c);
 
 // The phase step rules of SPEC section 2, for `next` replacing `running`:
 // forward one phase at a time, back any number, never out of new-only (old

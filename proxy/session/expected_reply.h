@@ -12,6 +12,7 @@
 #include "protocol/error_fields.h"
 #include "protocol/message_type.h"
 #include "proxy/shadow_runner.h"
+#include "proxy/two_phase.h"
 #include "routing/mirror.h"
 
 namespace pgshift::proxy {
@@ -73,9 +74,10 @@ struct MirrorBatch {
   // That ReadyForQuery's transaction status.
   protocol::TransactionStatus status = protocol::TransactionStatus::kIdle;
   std::shared_ptr<InternalReply> begun;  // kImplicit: its BEGIN's reply (with the txid)
-  // kCommit: the mirror's prepared transaction ("" when the mirror server
-  // cannot prepare, so it commits after).
-  std::string prepared_id;
+  // kCommit: the mirror's prepared transaction (no gid when the mirror
+  // server cannot prepare, so it commits after), which recovery leaves to
+  // this session while it settles.
+  SettlingMirror prepared;
 };
 
 // One result the client expects, in order within a reply cycle.

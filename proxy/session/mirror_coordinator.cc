@@ -29,6 +29,9 @@ constexpr const char* kAbortTransaction =
 constexpr const char* kSavepoint = "SAVEPOINT pgshift_mirror";
 constexpr const char* kReleaseSavepoint = "RELEASE SAVEPOINT pgshift_mirror";
 constexpr const char* kRollbackToSavepoint = "ROLLBACK TO SAVEPOINT pgshift_mirror";
+constexpr const char* kRestoreLockTimeout =
+    "SELECT pg_catalog.set_config('lock_timeout', "
+    "pg_catalog.current_setting('pgshift.lock_timeout'), true)";
 
 ErrorFields MirrorError(std::string_view code, std::string_view message) {
   return ErrorFields::Make("ERROR", code, message);
@@ -92,9 +95,9 @@ awaitable<bool> MirrorCoordinator::BeforeCommit(const Step& step, Link& auth, Li
                              ? StrCat("lost the connection to backend ", mirror.name)
                              : StrCat("its transaction on backend ", mirror.name, " failed"));
   } else if (can_prepare(mirror) && !authoritative_xid_.empty()) {
-    batch->prepared_id = PreparedTransactionId(auth.server, authoritative_xid_);
+    batch->prepared = SettlingMirror(PreparedId(auth));
     failed = co_await c_.port.RunInternal(
-        mirror, StrCat("PREPARE TRANSACTION ", QuoteLiteral(batch->prepared_id)));
+        mirror, StrCat("PREPARE TRANSACTION ", QuoteLiteral(batch->prepared.gid())));
   }
   if (!failed) co_return true;
   LogEvent(LogLevel::kError, "mirror_commit_failed",
@@ -202,16 +205,16 @@ awaitable<void> MirrorCoordinator::FailClient(const ErrorFields& error, Transact
 // The client's COMMIT has answered: the mirror follows it.
 awaitable<void> MirrorCoordinator::FinishCommit(Link& auth, Link& mirror, MirrorBatch& batch) {
   const bool committed = batch.outcome != MirrorBatch::Outcome::kFailed;
-  std::string sql = batch.prepared_id.empty()
-                        ? std::string(committed ? "COMMIT" : "ROLLBACK")
-                        : StrCat(committed ? "COMMIT PREPARED " : "ROLLBACK PREPARED ",
-                                 QuoteLiteral(batch.prepared_id));
+  const std::string& prepared = batch.prepared.gid();
+  std::string sql = prepared.empty() ? std::string(committed ? "COMMIT" : "ROLLBACK")
+                                     : StrCat(committed ? "COMMIT PREPARED " : "ROLLBACK PREPARED ",
+                                              QuoteLiteral(prepared));
   std::optional<ErrorFields> failed = co_await c_.port.RunInternal(mirror, sql);
   if (failed && committed) {
     LogEvent(LogLevel::kError, "mirror_commit_failed",
              {{"session", StrCat(c_.session)},
               {"backend", mirror.name},
-              {"transaction", batch.prepared_id},
+              {"transaction", prepared},
               {"keys", StrCat(keys_.size())},
               {"reason", failed->message()}});
     co_await LogDivergence(auth, keys_, failed->message());
@@ -237,7 +240,7 @@ MirrorCoordinator::MirroredRows MirrorCoordinator::MirroredRows::Of(const Mirror
 awaitable<void> MirrorCoordinator::MirrorWrite(Link& auth, Link& mirror, MirrorBatch& batch) {
   const MirroredRows rows = MirroredRows::Of(batch);
   std::optional<ErrorFields> failed;
-  std::string prepared;
+  SettlingMirror prepared;
   if (rows.anything) failed = co_await ApplyMirror(auth, mirror, batch, rows, prepared);
   if (failed) co_return co_await MirrorFailed(auth, mirror, batch, rows, *failed);
   if (rows.anything && batch.mode != MirrorBatch::Mode::kAutocommitted) {
@@ -252,15 +255,16 @@ awaitable<void> MirrorCoordinator::MirrorWrite(Link& auth, Link& mirror, MirrorB
   // the mirror.
   std::optional<ErrorFields> commit = co_await c_.port.RunInternal(auth, "COMMIT");
   if (rows.anything) {
-    std::string sql = prepared.empty() ? std::string(commit ? "ROLLBACK" : "COMMIT")
-                                       : StrCat(commit ? "ROLLBACK PREPARED " : "COMMIT PREPARED ",
-                                                QuoteLiteral(prepared));
+    std::string sql = prepared.gid().empty()
+                          ? std::string(commit ? "ROLLBACK" : "COMMIT")
+                          : StrCat(commit ? "ROLLBACK PREPARED " : "COMMIT PREPARED ",
+                                   QuoteLiteral(prepared.gid()));
     std::optional<ErrorFields> mirrored = co_await c_.port.RunInternal(mirror, sql);
     if (mirrored && !commit) {
       LogEvent(LogLevel::kError, "mirror_commit_failed",
                {{"session", StrCat(c_.session)},
                 {"backend", mirror.name},
-                {"transaction", prepared},
+                {"transaction", prepared.gid()},
                 {"keys", StrCat(rows.keys.size())},
                 {"reason", mirrored->message()}});
       co_await LogDivergence(auth, rows.keys, mirrored->message());
@@ -278,7 +282,7 @@ awaitable<void> MirrorCoordinator::MirrorWrite(Link& auth, Link& mirror, MirrorB
 awaitable<InternalPort::Error> MirrorCoordinator::ApplyMirror(Link& auth, Link& mirror,
                                                               MirrorBatch& batch,
                                                               const MirroredRows& rows,
-                                                              std::string& prepared) {
+                                                              SettlingMirror& prepared) {
   // In a transaction of the client's, its txid names the mirror's
   // prepared transaction at COMMIT: asked for while the mirror works.
   std::shared_ptr<InternalReply> xid;
@@ -292,11 +296,14 @@ awaitable<InternalPort::Error> MirrorCoordinator::ApplyMirror(Link& auth, Link& 
     options.begin = mirror.transaction_status == TransactionStatus::kIdle;
     options.savepoint = !rows.fails_client && !batch.own_transaction();
     if (batch.mode == MirrorBatch::Mode::kImplicit && can_prepare(mirror)) {
-      options.prepare_as = PreparedTransactionId(auth.server, authoritative_xid_);
+      options.prepare_as = PreparedId(auth);
+      // Registered before it exists, so recovery never sees it unclaimed.
+      prepared = SettlingMirror(options.prepare_as);
     }
+    options.lock_timeout_s = c_.settings->config->proxy.mirror_lock_timeout_s;
     options.commit = batch.mode == MirrorBatch::Mode::kAutocommitted;
     failed = co_await ApplyRows(mirror, batch, options);
-    if (!failed) prepared = options.prepare_as;
+    if (failed) prepared = SettlingMirror();
   }
   if (xid) co_await c_.port.AwaitInternal(xid, &authoritative_xid_);
   co_return failed;
@@ -408,6 +415,19 @@ awaitable<InternalPort::Error> MirrorCoordinator::ApplyRows(Link& mirror, Mirror
     }
   }
   if (options.savepoint) add(kSavepoint, std::nullopt);
+  // A mirror never waits on new's locks without bound (a prepared
+  // transaction a crash left holds them until recovery). The client's own
+  // lock_timeout comes back after pgshift's statements; a rollback to the
+  // savepoint restores it too.
+  const bool bounded = options.lock_timeout_s > 0;
+  if (bounded) {
+    add(StrCat("SELECT pg_catalog.set_config('pgshift.lock_timeout', "
+               "pg_catalog.current_setting('lock_timeout'), true), "
+               "pg_catalog.set_config('lock_timeout', ",
+               QuoteLiteral(StrCat(static_cast<int64_t>(options.lock_timeout_s * 1000), "ms")),
+               ", true)"),
+        std::nullopt);
+  }
   for (MirrorBatch::Rows& r : batch.rows) {
     if (r.mirror->truncate) {
       add(r.mirror->apply_sql, std::nullopt);
@@ -416,6 +436,7 @@ awaitable<InternalPort::Error> MirrorCoordinator::ApplyRows(Link& mirror, Mirror
       add(r.mirror->apply_sql, std::move(r.json));
     }
   }
+  if (bounded && !batch.own_transaction()) add(kRestoreLockTimeout, std::nullopt);
   if (options.savepoint) add(kReleaseSavepoint, std::nullopt);
   if (!options.prepare_as.empty()) {
     add(StrCat("PREPARE TRANSACTION ", QuoteLiteral(options.prepare_as)), std::nullopt, false);

@@ -87,12 +87,18 @@ class MirrorCoordinator {
     bool begin = false;      // the mirror joins the transaction
     bool savepoint = false;  // undo only the mirror's part if it fails (on_mirror_error = log)
     std::string prepare_as;  // pgshift's own transaction: prepared under this name
+    double lock_timeout_s = 0;  // for pgshift's statements (0: the session's own)
     bool commit = false;     // or committed (the write committed on its own)
   };
 
   Link& link(routing::BackendId server) { return c_.links[static_cast<int>(server)]; }
   bool can_prepare(const Link& l) const {
     return c_.settings->mirroring.can_prepare[static_cast<int>(l.server)];
+  }
+  // The name of the mirror's prepared transaction in this transaction.
+  std::string PreparedId(const Link& authoritative) const {
+    return PreparedTransactionId(c_.settings->config->proxy.deployment, authoritative.server,
+                                 authoritative_xid_);
   }
 
   awaitable<bool> BeforeCommit(const Step& step, Link& authoritative, Link& mirror,
@@ -109,7 +115,7 @@ class MirrorCoordinator {
   awaitable<void> MirrorWrite(Link& authoritative, Link& mirror, MirrorBatch& batch);
   // `prepared`: the mirror's prepared transaction, when it was prepared.
   awaitable<InternalPort::Error> ApplyMirror(Link& authoritative, Link& mirror, MirrorBatch& batch,
-                                             const MirroredRows& rows, std::string& prepared);
+                                             const MirroredRows& rows, SettlingMirror& prepared);
   // The mirror failed: its policy decides (log the keys, or fail the write).
   awaitable<void> MirrorFailed(Link& authoritative, Link& mirror, MirrorBatch& batch,
                                const MirroredRows& rows, protocol::ErrorFields failed);

@@ -12,13 +12,7 @@ const std::string& Nonce() {
   static const std::string nonce = [] {
     unsigned char bytes[8];
     RAND_bytes(bytes, sizeof(bytes));
-    static constexpr char kDigits[] = "0123456789abcdef";
-    std::string hex;
-    for (unsigned char b : bytes) {
-      hex += kDigits[b >> 4];
-      hex += kDigits[b & 15];
-    }
-    return hex;
+    return HexOf(std::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)));
   }();
   return nonce;
 }

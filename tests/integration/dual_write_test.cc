@@ -128,7 +128,10 @@ class DualWrite : public ::testing::TestWithParam<Topology> {
     return proxy_->Reload().find("config_reloaded") != std::string::npos;
   }
   std::string ProxySettings() const {
-    return "metrics_listen = \"127.0.0.1:" + std::to_string(metrics_port_) + "\"";
+    // Leftover prepared mirrors are looked for often, so tests see it done
+    // (and every test runs beside it).
+    return "metrics_listen = \"127.0.0.1:" + std::to_string(metrics_port_) +
+           "\"\ndeployment = \"dualwrite\"\nrecovery_interval = 0.2\nmirror_lock_timeout = 1";
   }
   // A per-table counter of channels from /metrics, once it is at least
   // `at_least` (or after a few seconds).
@@ -1044,8 +1047,8 @@ TEST_P(AcrossServers, TheMirrorIsPreparedBeforeOldCommitsAndLeftoversAreResolved
   // The client's next statement waits for the mirror's commit.
   ASSERT_EQ(client.Value("SELECT 1"), "1");
   std::string log = ReadFile(NewCluster().dir() + "/log");
-  EXPECT_NE(log.find("PREPARE TRANSACTION E'pgshift_old_"), std::string::npos);
-  EXPECT_NE(log.find("COMMIT PREPARED E'pgshift_old_"), std::string::npos);
+  EXPECT_NE(log.find("PREPARE TRANSACTION E'pgshift_dualwrite_old_"), std::string::npos);
+  EXPECT_NE(log.find("COMMIT PREPARED E'pgshift_dualwrite_old_"), std::string::npos);
   EXPECT_EQ(New().Value("SELECT count(*) FROM pg_prepared_xacts"), "0");
   EXPECT_EQ(Differences(), "0");
 
@@ -1072,6 +1075,84 @@ TEST_P(AcrossServers, TheMirrorIsPreparedBeforeOldCommitsAndLeftoversAreResolved
   EXPECT_EQ(New().Value("SELECT string_agg(id::text, ',') FROM channels_v2 WHERE id > 51"), "52");
   EXPECT_NE(proxy_->log().find("prepared_mirror_resolved"), std::string::npos);
   EXPECT_EQ(Differences(), "0");
+}
+
+// The new server comes back from a crash holding prepared mirrors (and
+// their row locks): the running pgshift resolves those whose outcome it
+// knows within its recovery interval, without a restart or reload; one
+// whose outcome it cannot know, or another deployment's, stays, and no
+// client waits behind its locks longer than mirror_lock_timeout.
+TEST_P(AcrossServers, LeftoverMirrorsAreResolvedWhileRunningWhenTheirOutcomeIsKnown) {
+  PgConn client = Client();
+  ASSERT_TRUE(client.Ok("INSERT INTO channels (id, title) VALUES (63, 'mirrored')"));
+  PgConn old = Old();
+  std::string committed = old.Value(
+                                 "BEGIN; INSERT INTO channels (id, title, created_at, salt) "
+                                 "VALUES (60, 'c', '2026-01-01', 's') RETURNING txid_current()")
+                              .value_or("?");
+  ASSERT_TRUE(old.Ok("COMMIT"));
+  std::string aborted = old.Value("BEGIN; SELECT txid_current()").value_or("?");
+  ASSERT_TRUE(old.Ok("ROLLBACK"));
+  const std::string future = std::to_string(std::stoll(committed) + 1000000);
+  const std::string ours_committed = "pgshift_dualwrite_old_" + committed;
+  const std::string ours_aborted = "pgshift_dualwrite_old_" + aborted;
+  const std::string ours_unknown = "pgshift_dualwrite_old_" + future;
+  const std::string theirs = "pgshift_otherteam_old_" + committed;
+  for (const auto& [sql, gid] :
+       {std::pair{std::string("INSERT INTO channels_v2 (id, name, created_at, salt) "
+                              "VALUES (60, 'c', '2026-01-01', 's')"),
+                  ours_committed},
+        std::pair{std::string("INSERT INTO channels_v2 (id, name, created_at, salt) "
+                              "VALUES (61, 'c', '2026-01-01', 's')"),
+                  ours_aborted},
+        std::pair{std::string("UPDATE channels_v2 SET name = 'locked' WHERE id = 63"),
+                  ours_unknown},
+        std::pair{std::string("INSERT INTO channels_v2 (id, name, created_at, salt) "
+                              "VALUES (62, 'c', '2026-01-01', 's')"),
+                  theirs}}) {
+    PgConn fresh = New();
+    ASSERT_TRUE(fresh.Ok("BEGIN")) << fresh.error();
+    ASSERT_TRUE(fresh.Ok(sql)) << fresh.error();
+    ASSERT_TRUE(fresh.Ok("PREPARE TRANSACTION '" + gid + "'")) << fresh.error();
+  }
+  struct Cleanup {
+    std::function<void()> run;
+    ~Cleanup() { run(); }
+  } cleanup{[&] {
+    PgConn fresh = New();
+    for (const std::string& gid : {ours_unknown, theirs}) {
+      fresh.Ok("ROLLBACK PREPARED '" + gid + "'");
+    }
+  }};
+  ASSERT_TRUE(NewCluster().Restart());  // crash recovery brings them back
+  auto prepared = [&] {
+    return New()
+        .Value("SELECT string_agg(gid, ',' ORDER BY gid) FROM pg_prepared_xacts")
+        .value_or("");
+  };
+  for (int i = 0; i < 250 && prepared() != ours_unknown + "," + theirs; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(prepared(), ours_unknown + "," + theirs) << proxy_->LogEnd();
+  EXPECT_EQ(New().Value("SELECT string_agg(id::text, ',') FROM channels_v2 WHERE id IN (60, 61)"),
+            "60");
+  EXPECT_NE(proxy_->log().find("event=prepared_mirror_unresolved backend=new transaction=" +
+                               ours_unknown),
+            std::string::npos)
+      << proxy_->LogEnd();
+  EXPECT_EQ(proxy_->log().find("transaction=" + theirs), std::string::npos)
+      << "another deployment's is its own business";
+
+  // A write whose mirror needs the row the unknown one holds: under fail it
+  // fails after mirror_lock_timeout, on both sides, and the session goes on.
+  PgResult r = client.Exec("UPDATE channels SET title = 'waits' WHERE id = 63");
+  PgError e = ErrorOf(r.get());
+  EXPECT_EQ(e.sqlstate, "55P03") << e.message;
+  EXPECT_NE(e.message.find("lock timeout"), std::string::npos) << e.message;
+  EXPECT_EQ(Old().Value("SELECT title FROM channels WHERE id = 63"), "mirrored");
+  EXPECT_EQ(client.Value("SELECT title FROM channels WHERE id = 63"), "mirrored");
+  ASSERT_TRUE(client.Ok("UPDATE channels SET title = 'free' WHERE id = 60")) << client.error();
+  EXPECT_EQ(New().Value("SELECT name FROM channels_v2 WHERE id = 60"), "free");
 }
 
 // A new server that does not allow prepared transactions: pgshift says so

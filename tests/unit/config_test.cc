@@ -94,6 +94,25 @@ TEST(Config, VerifyingTheServerWantsItsCertificateAuthority) {
   EXPECT_EQ(SslModeName(SslMode::kVerifyCa), "verify-ca");
 }
 
+TEST(Config, TheDeploymentIsNamedOrDerivedFromTheDatabases) {
+  auto named = ParseConfig("[proxy]\ndeployment = \"blue1\"\n[backends.old]\n", "named.toml");
+  ASSERT_TRUE(named.ok()) << named.status();
+  EXPECT_EQ((*named)->proxy.deployment, "blue1");
+  auto derived = [](std::string_view file) {
+    auto c = ParseConfig(file, "derived.toml");
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? (*c)->proxy.deployment : "";
+  };
+  const std::string a = derived("[backends.old]\nport = 5432\n[backends.new]\nport = 5433\n");
+  EXPECT_EQ(a.size(), 12u);
+  EXPECT_EQ(a.find_first_not_of("0123456789abcdef"), std::string::npos) << a;
+  EXPECT_EQ(
+      derived("[proxy]\nworkers = 2\n[backends.old]\nport = 5432\n[backends.new]\nport = 5433\n"),
+      a)
+      << "the same databases, another file: the same deployment";
+  EXPECT_NE(derived("[backends.old]\nport = 5432\n[backends.new]\nport = 5434\n"), a);
+}
+
 struct BadCase {
   std::string toml;
   std::string expected;  // a substring of the error
@@ -115,28 +134,43 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         BadCase{"[backends.old]\nport = 5432\n[proxy]\nlisen = \"x:1\"\n",
                 "bad.toml:4: unknown key \"proxy.lisen\""},
-        BadCase{"[backends.old]\nport = 5432\nbogus = 1\n", "bad.toml:3: unknown key \"backends.old.bogus\""},
-        BadCase{"[backends.old]\nport = \"5432\"\n", "bad.toml:2: \"backends.old.port\" must be an integer"},
-        BadCase{"[backends.old]\nport = 70000\n", "bad.toml:2: \"backends.old.port\" must be between 1 and 65535"},
+        BadCase{"[backends.old]\nport = 5432\nbogus = 1\n",
+                "bad.toml:3: unknown key \"backends.old.bogus\""},
+        BadCase{"[backends.old]\nport = \"5432\"\n",
+                "bad.toml:2: \"backends.old.port\" must be an integer"},
+        BadCase{"[backends.old]\nport = 70000\n",
+                "bad.toml:2: \"backends.old.port\" must be between 1 and 65535"},
         BadCase{"[proxy]\nauth_method = \"password\"\n[backends.old]\n",
-                "bad.toml:2: \"proxy.auth_method\" is \"password\"; must be one of trust, md5, scram-sha-256"},
+                "bad.toml:2: \"proxy.auth_method\" is \"password\"; must be one of trust, md5, "
+                "scram-sha-256"},
         BadCase{"[proxy]\nlisten = \"nowhere\"\n[backends.old]\n", "bad.toml:2: \"proxy.listen\""},
-        BadCase{"[proxy]\ntls_cert = \"a.crt\"\n[backends.old]\n", "needs both proxy.tls_cert and proxy.tls_key"},
-        BadCase{"[proxy]\nauth_method = \"md5\"\n[backends.old]\n", "needs at least one [[users]] entry"},
+        BadCase{"[proxy]\ndeployment = \"Blue_1\"\n[backends.old]\n",
+                "bad.toml:2: \"proxy.deployment\" must be 1 to 32 lower-case letters and digits"},
+        BadCase{"[proxy]\ntls_cert = \"a.crt\"\n[backends.old]\n",
+                "needs both proxy.tls_cert and proxy.tls_key"},
+        BadCase{"[proxy]\nauth_method = \"md5\"\n[backends.old]\n",
+                "needs at least one [[users]] entry"},
         BadCase{"[proxy]\nworkers = 2\n", "[backends.old] is required"},
-        BadCase{"[backends.old]\n[[tables]]\nname = \"t\"\nnew_name = \"t2\"\nphase = \"dual-writes\"\n",
+        BadCase{"[backends.old]\n[[tables]]\nname = \"t\"\nnew_name = \"t2\"\nphase = "
+                "\"dual-writes\"\n",
                 "bad.toml:5: \"tables[0].phase\" is \"dual-writes\""},
-        BadCase{"[backends.old]\n[[tables]]\nname = \"t\"\nnew_name = \"t2\"\nphase = \"old-only\"\nshadow_sample = 2.0\n",
+        BadCase{"[backends.old]\n[[tables]]\nname = \"t\"\nnew_name = \"t2\"\nphase = "
+                "\"old-only\"\nshadow_sample = 2.0\n",
                 "\"tables[0].shadow_sample\" must be a number from 0 to 1"},
-        BadCase{"[backends.old]\n[[tables]]\nname = \"t\"\nphase = \"old-only\"\n", "tables[0].new_name is required"},
-        BadCase{"[backends.old]\n[[users]]\nname = \"a\"\n[[users]]\nname = \"a\"\n", "user \"a\" is listed twice"},
-        BadCase{"[backends.old]\nport = 5432\n[[users]]\nname = \"a\"\npassword = \"SCRAM-SHA-256$oops\"\n",
+        BadCase{"[backends.old]\n[[tables]]\nname = \"t\"\nphase = \"old-only\"\n",
+                "tables[0].new_name is required"},
+        BadCase{"[backends.old]\n[[users]]\nname = \"a\"\n[[users]]\nname = \"a\"\n",
+                "user \"a\" is listed twice"},
+        BadCase{"[backends.old]\nport = 5432\n[[users]]\nname = \"a\"\npassword = "
+                "\"SCRAM-SHA-256$oops\"\n",
                 "looks like a SCRAM-SHA-256 verifier but is malformed"},
         BadCase{"[backends.old]\nsslmode = \"verify-full\"\n",
                 "backends.old.sslrootcert is required with sslmode \"verify-full\""},
-        BadCase{"[backends.old]\nsslmode = \"verify-ca\"\nsslrootcert = \"/nonexistent/root.crt\"\n",
-                "\"backends.old.sslrootcert\" cannot read \"/nonexistent/root.crt\""},
-        BadCase{"[backends.old]\nsslmode = \"verify\"\n", "must be one of disable, prefer, require, verify-ca, verify-full"},
+        BadCase{
+            "[backends.old]\nsslmode = \"verify-ca\"\nsslrootcert = \"/nonexistent/root.crt\"\n",
+            "\"backends.old.sslrootcert\" cannot read \"/nonexistent/root.crt\""},
+        BadCase{"[backends.old]\nsslmode = \"verify\"\n",
+                "must be one of disable, prefer, require, verify-ca, verify-full"},
         BadCase{"[backends.old\n", "bad.toml:1:"}));
 
 }  // namespace

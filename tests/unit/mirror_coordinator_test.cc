@@ -31,6 +31,7 @@ constexpr int kOld = static_cast<int>(BackendId::kOld);
 constexpr int kNew = static_cast<int>(BackendId::kNew);
 constexpr const char* kApply = "APPLY public.channels";
 constexpr const char* kXid = "4711";
+constexpr const char* kDeployment = "d1";
 
 // Runs each batch at once, as a server would: statements in order, skipped
 // after an error until the Sync, and each link's transaction status as the
@@ -86,6 +87,8 @@ class ScriptedPort : public InternalPort {
 
   std::array<Statements, 2> ran;  // by routing::BackendId
   std::string client;             // what the client was sent
+  // The last PREPARE TRANSACTION ran while recovery would leave it alone.
+  std::optional<bool> prepared_while_registered;
 
  private:
   struct Failure {
@@ -96,6 +99,10 @@ class ScriptedPort : public InternalPort {
 
   void Execute(Link& link, const std::string& sql, InternalReply& reply) {
     ran[static_cast<int>(link.server)].push_back(sql);
+    if (absl::StartsWith(sql, "PREPARE TRANSACTION")) {
+      const std::string gid = sql.substr(sql.find('\'') + 1, sql.rfind('\'') - sql.find('\'') - 1);
+      prepared_while_registered = SettlingMirrors::Get().Contains(gid);
+    }
     const bool ends =
         sql == "COMMIT" || sql == "ROLLBACK" || absl::StartsWith(sql, "PREPARE TRANSACTION") ||
         absl::StartsWith(sql, "COMMIT PREPARED") || absl::StartsWith(sql, "ROLLBACK PREPARED");
@@ -178,6 +185,10 @@ class MirrorCoordinatorTest : public ::testing::Test {
       l.state = Link::State::kReady;
     }
     auto settings = std::make_shared<Settings>();
+    auto config = std::make_shared<routing::Config>();
+    config->proxy.deployment = kDeployment;
+    config->proxy.mirror_lock_timeout_s = 0;  // its statements are tested on their own
+    settings->config = config;
     settings->mirroring.can_prepare = {true, true};
     settings_ = settings;
   }
@@ -233,7 +244,7 @@ class MirrorCoordinatorTest : public ::testing::Test {
     transaction_.reported = TransactionStatus::kInBlock;
     old().transaction_status = TransactionStatus::kInBlock;
   }
-  std::string Prepared() const { return PreparedTransactionId(BackendId::kOld, kXid); }
+  std::string Prepared() const { return PreparedTransactionId(kDeployment, BackendId::kOld, kXid); }
   std::string Divergence() const {
     return StrCat("INSERT INTO ", routing::kDivergenceTable, " (table_name, key, error) VALUES (",
                   QuoteLiteral("public.channels"), ", ", QuoteLiteral("1"), ", ",
@@ -261,6 +272,39 @@ TEST_F(MirrorCoordinatorTest, AWriteOutsideATransactionIsPreparedOnTheMirrorBefo
       << "the client is told idle, as if pgshift had begun nothing";
   EXPECT_EQ(transaction_.reported, TransactionStatus::kIdle);
   EXPECT_TRUE(mirror_.keys().empty());
+}
+
+TEST_F(MirrorCoordinatorTest, RecoveryLeavesAPreparedMirrorToItsSessionUntilItIsSettled) {
+  Mirror(Write(), routing::MirrorErrorPolicy::kFail);
+  EXPECT_EQ(port_.prepared_while_registered, true);
+  EXPECT_FALSE(SettlingMirrors::Get().Contains(Prepared()));
+}
+
+TEST_F(MirrorCoordinatorTest, TheMirrorsStatementsWaitForLocksAtMostMirrorLockTimeout) {
+  auto config = std::make_shared<routing::Config>(*settings_->config);
+  config->proxy.mirror_lock_timeout_s = 2.5;
+  auto settings = std::make_shared<Settings>(*settings_);
+  settings->config = config;
+  settings_ = settings;
+  const std::string bound = StrCat(
+      "SELECT pg_catalog.set_config('pgshift.lock_timeout', "
+      "pg_catalog.current_setting('lock_timeout'), true), "
+      "pg_catalog.set_config('lock_timeout', ",
+      QuoteLiteral("2500ms"), ", true)");
+  const std::string restore =
+      "SELECT pg_catalog.set_config('lock_timeout', "
+      "pg_catalog.current_setting('pgshift.lock_timeout'), true)";
+  // pgshift's own transaction: it ends with the setting.
+  Mirror(Write(), routing::MirrorErrorPolicy::kFail);
+  EXPECT_EQ(port_.ran[kNew],
+            (Statements{"BEGIN", bound, kApply, "PREPARE TRANSACTION " + QuoteLiteral(Prepared()),
+                        "COMMIT PREPARED " + QuoteLiteral(Prepared())}));
+  // The client's: its own lock_timeout comes back after the write.
+  port_.ran = {};
+  InClientTransaction();
+  Mirror(Write(), routing::MirrorErrorPolicy::kLog);
+  EXPECT_EQ(port_.ran[kNew], (Statements{"BEGIN", "SAVEPOINT pgshift_mirror", bound, kApply,
+                                         restore, "RELEASE SAVEPOINT pgshift_mirror"}));
 }
 
 TEST_F(MirrorCoordinatorTest, UnderFailAFailedApplyRollsBothSidesBackAndFailsTheWrite) {
