@@ -144,6 +144,10 @@ INSTANTIATE_TEST_SUITE_P(
                 "bad.toml:2: \"proxy.auth_method\" is \"password\"; must be one of trust, md5, "
                 "scram-sha-256"},
         BadCase{"[proxy]\nlisten = \"nowhere\"\n[backends.old]\n", "bad.toml:2: \"proxy.listen\""},
+        BadCase{"[proxy]\nrecovery_interval = 0\n[backends.old]\n",
+                "bad.toml:2: \"proxy.recovery_interval\" must be at least 0.1 seconds"},
+        BadCase{"[proxy]\nmirror_lock_timeout = 0.0001\n[backends.old]\n",
+                "\"proxy.mirror_lock_timeout\" must be 0 (no limit) or at least 0.001 seconds"},
         BadCase{"[proxy]\ndeployment = \"Blue_1\"\n[backends.old]\n",
                 "bad.toml:2: \"proxy.deployment\" must be 1 to 32 lower-case letters and digits"},
         BadCase{"[proxy]\ntls_cert = \"a.crt\"\n[backends.old]\n",
