@@ -245,9 +245,13 @@ int Server::Run() {
                    asio::detached);
   }
   asio::co_spawn(main_, HandleSignals(), asio::detached);
-  recovery_timer_ = std::make_unique<asio::steady_timer>(main_);
-  asio::co_spawn(main_, RecoverPeriodically(), asio::detached);
+  periodic_recovery_ = std::make_unique<Recovery>();
+  asio::co_spawn(periodic_recovery_->context, RecoverPeriodically(), asio::detached);
+  periodic_recovery_->thread = std::thread([this] { periodic_recovery_->context.run(); });
   main_.run();
+  // Stopped by Shutdown; a run it stopped midway goes with its context.
+  periodic_recovery_->thread.join();
+  periodic_recovery_.reset();
   for (auto& w : workers_) {
     w->guard.reset();
     w->context.stop();
@@ -331,18 +335,17 @@ awaitable<void> Server::HandleSignals() {
 }
 
 awaitable<void> Server::RecoverPeriodically() {
+  asio::steady_timer& timer = periodic_recovery_->timer;
   while (true) {
     SettingsPtr current = settings();
-    recovery_timer_->expires_after(std::chrono::milliseconds(
+    timer.expires_after(std::chrono::milliseconds(
         static_cast<int64_t>(current->config->proxy.recovery_interval_s * 1000)));
     error_code ec;
-    co_await recovery_timer_->async_wait(WithError(ec));
-    if (ec || !acceptor_->is_open()) co_return;
+    co_await timer.async_wait(WithError(ec));
+    if (ec) co_return;
     current = settings();
     if (!current->config->new_backend) continue;
-    RecoveryReport report = co_await ResolvePreparedMirrors(*current->config, *backend_tls_);
-    if (!acceptor_->is_open()) co_return;
-    RecordRecovery(std::move(report));
+    RecordRecovery(co_await ResolvePreparedMirrors(*current->config, *backend_tls_));
   }
 }
 
@@ -400,6 +403,12 @@ absl::Status Server::Reload() {
     LogEvent(LogLevel::kError, "config_rejected",
              {{"file", config_path_}, {"reason", MessageOf(steps)}});
     return steps;
+  }
+  if (absl::Status renamed = CheckDeploymentChange(*current->config, **next, *backend_tls_);
+      !renamed.ok()) {
+    LogEvent(LogLevel::kError, "config_rejected",
+             {{"file", config_path_}, {"reason", MessageOf(renamed)}});
+    return renamed;
   }
   WarnIfRestartNeeded(current->config->proxy, (*next)->proxy);
 
@@ -479,7 +488,7 @@ awaitable<void> Server::Shutdown() {
   acceptor_->close(ignored);
   if (admin_acceptor_) admin_acceptor_->close(ignored);
   if (metrics_acceptor_) metrics_acceptor_->close(ignored);
-  recovery_timer_->cancel();
+  periodic_recovery_->context.stop();
   for (const auto& weak : admin_consoles_) {
     if (auto console = weak.lock()) console->Close();
   }

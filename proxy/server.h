@@ -99,8 +99,9 @@ class Server {
   absl::StatusOr<std::unique_ptr<tcp::acceptor>> Listen(std::string_view key,
                                                         const routing::Endpoint& where);
   awaitable<void> HandleSignals();
-  // Every recovery_interval: leftover prepared mirrors resolved, so a
-  // mirror server that restarted with some is freed within seconds.
+  // Every recovery_interval, on recovery_ thread: leftover prepared mirrors
+  // resolved, so a mirror server that restarted with some is freed within
+  // seconds.
   awaitable<void> RecoverPeriodically();
   // Keeps `report` for SHOW PREPARED, logging what changed since the last.
   void RecordRecovery(RecoveryReport report);
@@ -132,7 +133,15 @@ class Server {
   std::unique_ptr<tcp::acceptor> acceptor_;
   std::unique_ptr<tcp::acceptor> admin_acceptor_;    // absent without admin_listen
   std::unique_ptr<tcp::acceptor> metrics_acceptor_;  // absent without metrics_listen
-  std::unique_ptr<asio::steady_timer> recovery_timer_;  // cancelled at shutdown
+  // Periodic recovery runs on a thread of its own, so a server slow to
+  // answer it holds up neither accepting nor shutdown, which stops it
+  // wherever it is (a login, a query).
+  struct Recovery {
+    asio::io_context context{1};
+    asio::steady_timer timer{context};
+    std::thread thread;
+  };
+  std::unique_ptr<Recovery> periodic_recovery_;
   // Open admin console connections (main_ only), closed at shutdown.
   std::vector<std::weak_ptr<AdminConsole>> admin_consoles_;
   struct Worker {

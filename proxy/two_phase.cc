@@ -1,8 +1,10 @@
 #include "proxy/two_phase.h"
 
+#include <chrono>
 #include <memory>
 #include <optional>
 
+#include "absl/strings/numbers.h"
 #include "common/strings.h"
 #include "proxy/backend_query.h"
 #include "proxy/control_connection.h"
@@ -90,6 +92,16 @@ awaitable<absl::StatusOr<std::optional<std::string>>> FateOf(Connection& authori
   co_return fate->rows.empty() ? std::nullopt : fate->rows[0][0];
 }
 
+// pgshift's prepared transactions in the connection's database: gid, and
+// age in seconds by the server's own clock (as `prepared` is), oldest first.
+awaitable<absl::StatusOr<QueryResult>> ListLeftovers(Connection& c) {
+  co_return co_await RunQuery(
+      *c.stream, c.buffer,
+      "SELECT gid, pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - prepared) "
+      "FROM pg_catalog.pg_prepared_xacts WHERE database = pg_catalog.current_database() "
+      "AND gid LIKE 'pgshift\\_%' ORDER BY prepared");
+}
+
 // Prepared transactions left by a crash: committed when the transaction
 // they mirror committed, rolled back when it did not, left alone (and
 // reported) when that cannot be known.
@@ -100,10 +112,7 @@ awaitable<void> Resolve(const routing::Config& config,
     if (!servers[s]) continue;
     Connection& c = *servers[s];
     const std::string backend(routing::BackendName(static_cast<BackendId>(s)));
-    auto left = co_await RunQuery(
-        *c.stream, c.buffer,
-        "SELECT gid FROM pg_catalog.pg_prepared_xacts WHERE database = "
-        "pg_catalog.current_database() AND gid LIKE 'pgshift\\_%' ORDER BY prepared");
+    auto left = co_await ListLeftovers(c);
     if (!left.ok()) {
       report.complete = false;
       continue;
@@ -111,14 +120,26 @@ awaitable<void> Resolve(const routing::Config& config,
     for (const auto& row : left->rows) {
       const std::string gid = row[0].value_or("");
       std::optional<PreparedMirrorId> id = ParsePreparedTransactionId(gid);
-      // Another deployment's, sharing this server: its own pgshift
-      // resolves it.
-      if (!id || (!id->deployment.empty() && id->deployment != config.proxy.deployment)) continue;
+      double age_s = 0;
+      if (!id || !absl::SimpleAtod(row[1].value_or("0"), &age_s)) continue;
       const int authority = static_cast<int>(id->authoritative);
       if (authority == s) continue;
       auto leave = [&](std::string reason) {
         report.unresolved.push_back({backend, gid, std::move(reason)});
       };
+      switch (ClassifyLeftover(*id, age_s, config.proxy.deployment,
+                               config.proxy.recovery_min_age_s)) {
+        case Leftover::kInFlight:
+          continue;
+        case Leftover::kOtherDeployment:
+          leave(StrCat("deployment ", id->deployment, "'s, not this one's (",
+                       config.proxy.deployment, "): its own pgshift resolves it; if none runs "
+                       "any more, commit or roll it back by hand as transaction ", id->xid,
+                       " on its authoritative server did"));
+          continue;
+        case Leftover::kOurs:
+          break;
+      }
       if (!servers[authority]) {
         leave(StrCat("server ", routing::BackendName(id->authoritative), " cannot be reached"));
         continue;
@@ -164,6 +185,36 @@ void CloseBoth(std::array<std::optional<Connection>, 2>& servers) {
   }
 }
 
+// Closes a run's connections if it has not finished within
+// kRecoveryRunTimeoutS: what waits on them then fails, and the run ends. The
+// state is shared with the timer's handler, which may run after the run.
+class RunDeadline {
+ public:
+  RunDeadline(std::array<std::optional<Connection>, 2>& servers, asio::any_io_executor executor)
+      : timer_(executor), state_(std::make_shared<State>(State{&servers})) {
+    timer_.expires_after(std::chrono::milliseconds(static_cast<int64_t>(kRecoveryRunTimeoutS * 1000)));
+    timer_.async_wait([state = state_](error_code ec) {
+      if (ec || !state->servers) return;
+      LogEvent(LogLevel::kError, "prepared_mirror_recovery_timeout",
+               {{"timeout_s", StrCat(kRecoveryRunTimeoutS)}});
+      CloseBoth(*state->servers);
+    });
+  }
+  ~RunDeadline() {
+    state_->servers = nullptr;
+    timer_.cancel();
+  }
+  RunDeadline(const RunDeadline&) = delete;
+  RunDeadline& operator=(const RunDeadline&) = delete;
+
+ private:
+  struct State {
+    std::array<std::optional<Connection>, 2>* servers;
+  };
+  asio::steady_timer timer_;
+  std::shared_ptr<State> state_;
+};
+
 }  // namespace
 
 MirrorReadiness ReadyMirroring(const routing::Config& config, asio::ssl::context& tls,
@@ -172,8 +223,11 @@ MirrorReadiness ReadyMirroring(const routing::Config& config, asio::ssl::context
   return RunToCompletion<MirrorReadiness>([&]() -> awaitable<MirrorReadiness> {
     MirrorReadiness readiness;
     auto servers = co_await OpenBoth(config, tls, /*log=*/true);
-    co_await Ready(config, servers, readiness);
-    co_await Resolve(config, servers, recovery);
+    {
+      RunDeadline deadline(servers, co_await asio::this_coro::executor);
+      co_await Ready(config, servers, readiness);
+      co_await Resolve(config, servers, recovery);
+    }
     CloseBoth(servers);
     co_return readiness;
   });
@@ -184,9 +238,50 @@ awaitable<RecoveryReport> ResolvePreparedMirrors(const routing::Config& config,
   RecoveryReport report;
   if (!config.new_backend) co_return report;
   auto servers = co_await OpenBoth(config, tls, /*log=*/false);
-  co_await Resolve(config, servers, report);
+  {
+    RunDeadline deadline(servers, co_await asio::this_coro::executor);
+    co_await Resolve(config, servers, report);
+  }
   CloseBoth(servers);
   co_return report;
+}
+
+absl::Status CheckDeploymentChange(const routing::Config& running, const routing::Config& next,
+                                   asio::ssl::context& tls) {
+  const std::string& was = running.proxy.deployment;
+  if (was == next.proxy.deployment || !running.new_backend) return absl::OkStatus();
+  return RunToCompletion<absl::Status>([&]() -> awaitable<absl::Status> {
+    auto servers = co_await OpenBoth(running, tls, /*log=*/false);
+    absl::Status verdict = absl::OkStatus();
+    {
+      RunDeadline deadline(servers, co_await asio::this_coro::executor);
+      for (int s = 0; s < 2 && verdict.ok(); ++s) {
+        std::string_view name = routing::BackendName(static_cast<BackendId>(s));
+        absl::StatusOr<QueryResult> left =
+            absl::UnavailableError(StrCat("server ", name, " cannot be reached"));
+        if (servers[s]) left = co_await ListLeftovers(*servers[s]);
+        if (!left.ok()) {
+          verdict = absl::FailedPreconditionError(
+              StrCat("proxy.deployment cannot change from ", was, " to ", next.proxy.deployment,
+                     " unless ", was, "'s prepared mirrors are known to be gone: ",
+                     MessageOf(left.status())));
+          continue;
+        }
+        for (const auto& row : left->rows) {
+          auto id = ParsePreparedTransactionId(row[0].value_or(""));
+          if (!id || id->deployment != was) continue;
+          verdict = absl::FailedPreconditionError(StrCat(
+              "proxy.deployment cannot change from ", was, " to ", next.proxy.deployment,
+              " while ", was, "'s prepared mirror ", *row[0], " is left on server ", name,
+              ": recovery under the new name would never resolve it (SHOW PREPARED, "
+              "pg_prepared_xacts); change it once none is left"));
+          break;
+        }
+      }
+    }
+    CloseBoth(servers);
+    co_return verdict;
+  });
 }
 
 std::string PreparedTransactionId(std::string_view deployment, BackendId authoritative,
@@ -212,6 +307,15 @@ std::optional<PreparedMirrorId> ParsePreparedTransactionId(std::string_view gid)
   }
   if (!ParseInt(parts.back(), id.xid) || id.xid <= 0) return std::nullopt;
   return id;
+}
+
+Leftover ClassifyLeftover(const PreparedMirrorId& id, double age_s, std::string_view deployment,
+                          double min_age_s) {
+  if (age_s < min_age_s) return Leftover::kInFlight;
+  // An unnamed one predates deployments: whichever deployment finds it
+  // resolves it.
+  if (!id.deployment.empty() && id.deployment != deployment) return Leftover::kOtherDeployment;
+  return Leftover::kOurs;
 }
 
 ResolutionChoice ChooseResolution(const std::optional<std::string>& authoritative_status,

@@ -18,6 +18,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "proxy/asio.h"
 #include "routing/config.h"
@@ -57,6 +58,17 @@ MirrorReadiness ReadyMirroring(const routing::Config& config, asio::ssl::context
 awaitable<RecoveryReport> ResolvePreparedMirrors(const routing::Config& config,
                                                  asio::ssl::context& tls);
 
+// A reload that renames the deployment (proxy.deployment) while the running
+// name's prepared mirrors are left on either server, whatever their age, is
+// refused (FailedPrecondition, naming one): under the new name recovery
+// would never resolve them. So is one when a server cannot be asked.
+absl::Status CheckDeploymentChange(const routing::Config& running, const routing::Config& next,
+                                   asio::ssl::context& tls);
+
+// A run's connections are closed after this long, so a server that stops
+// answering midway delays the next run (or a reload) by this much at most.
+inline constexpr double kRecoveryRunTimeoutS = 30;
+
 // "pgshift_3f2a9c0b1d4e_old_1234": deployment 3f2a9c0b1d4e's mirror of
 // transaction 1234 on the authoritative server old.
 std::string PreparedTransactionId(std::string_view deployment, routing::BackendId authoritative,
@@ -69,6 +81,20 @@ struct PreparedMirrorId {
 };
 // nullopt: not a gid pgshift writes.
 std::optional<PreparedMirrorId> ParsePreparedTransactionId(std::string_view gid);
+
+// What a leftover prepared transaction of pgshift's is to this recovery.
+enum class Leftover {
+  // Younger than recovery_min_age: perhaps a live session of another
+  // instance is between old's COMMIT and its own COMMIT PREPARED. Left, and
+  // not reported: it is looked at again once it is older.
+  kInFlight,
+  // Another deployment's, old enough to be a leftover: never touched (its
+  // fate is on servers this one may not know), but reported.
+  kOtherDeployment,
+  kOurs,
+};
+Leftover ClassifyLeftover(const PreparedMirrorId& id, double age_s, std::string_view deployment,
+                          double min_age_s);
 
 enum class Resolution { kCommit, kRollBack, kLeave };
 struct ResolutionChoice {

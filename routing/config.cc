@@ -209,6 +209,7 @@ void ReadProxy(Section& s, ProxySettings& p) {
   // tight loop, and a lock_timeout would round to 0 ms, which is no limit.
   s.GetSeconds("recovery_interval", p.recovery_interval_s);
   if (p.recovery_interval_s < 0.1) s.BadValue("recovery_interval", "must be at least 0.1 seconds");
+  s.GetSeconds("recovery_min_age", p.recovery_min_age_s);
   s.GetSeconds("mirror_lock_timeout", p.mirror_lock_timeout_s);
   if (p.mirror_lock_timeout_s > 0 && p.mirror_lock_timeout_s < 0.001) {
     s.BadValue("mirror_lock_timeout", "must be 0 (no limit) or at least 0.001 seconds");

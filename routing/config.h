@@ -70,6 +70,9 @@ struct ProxySettings {
   // How often leftover prepared mirrors are looked for and resolved while
   // pgshift runs (besides at start and reload).
   double recovery_interval_s = 5;
+  // A leftover prepared mirror is resolved only once it is this old: until
+  // then another instance's live session may still be settling it.
+  double recovery_min_age_s = 30;
   // pgshift's own statements on a mirror wait at most this long for a row
   // lock (a mirror that times out has failed, under its table's policy).
   double mirror_lock_timeout_s = 5;

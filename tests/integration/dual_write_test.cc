@@ -128,11 +128,14 @@ class DualWrite : public ::testing::TestWithParam<Topology> {
     return proxy_->Reload().find("config_reloaded") != std::string::npos;
   }
   std::string ProxySettings() const {
-    // Leftover prepared mirrors are looked for often, so tests see it done
-    // (and every test runs beside it).
+    // Leftover prepared mirrors are looked for often and resolved at any
+    // age, so tests see it done (and every test runs beside it).
     return "metrics_listen = \"127.0.0.1:" + std::to_string(metrics_port_) +
-           "\"\ndeployment = \"dualwrite\"\nrecovery_interval = 0.2\nmirror_lock_timeout = 1";
+           "\"\ndeployment = \"" + deployment_ + "\"\nrecovery_interval = 0.2\n" +
+           "mirror_lock_timeout = 1\nrecovery_min_age = " + recovery_min_age_;
   }
+  std::string deployment_ = "dualwrite";
+  std::string recovery_min_age_ = "0";
   // A per-table counter of channels from /metrics, once it is at least
   // `at_least` (or after a few seconds).
   int64_t Metric(const std::string& name, int64_t at_least = 0) {
@@ -1080,8 +1083,8 @@ TEST_P(AcrossServers, TheMirrorIsPreparedBeforeOldCommitsAndLeftoversAreResolved
 // The new server comes back from a crash holding prepared mirrors (and
 // their row locks): the running pgshift resolves those whose outcome it
 // knows within its recovery interval, without a restart or reload; one
-// whose outcome it cannot know, or another deployment's, stays, and no
-// client waits behind its locks longer than mirror_lock_timeout.
+// whose outcome it cannot know, or another deployment's, stays (reported),
+// and no client waits behind its locks longer than mirror_lock_timeout.
 TEST_P(AcrossServers, LeftoverMirrorsAreResolvedWhileRunningWhenTheirOutcomeIsKnown) {
   PgConn client = Client();
   ASSERT_TRUE(client.Ok("INSERT INTO channels (id, title) VALUES (63, 'mirrored')"));
@@ -1140,8 +1143,13 @@ TEST_P(AcrossServers, LeftoverMirrorsAreResolvedWhileRunningWhenTheirOutcomeIsKn
                                ours_unknown),
             std::string::npos)
       << proxy_->LogEnd();
-  EXPECT_EQ(proxy_->log().find("transaction=" + theirs), std::string::npos)
-      << "another deployment's is its own business";
+  const std::string theirs_reported = "event=prepared_mirror_unresolved backend=new transaction=" +
+                                      theirs + " reason=\"deployment otherteam's, not this one's";
+  for (int i = 0; i < 250 && proxy_->log().find(theirs_reported) == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_NE(proxy_->log().find(theirs_reported), std::string::npos)
+      << "another deployment's is reported, never touched: " << proxy_->LogEnd();
 
   // A write whose mirror needs the row the unknown one holds: under fail it
   // fails after mirror_lock_timeout, on both sides, and the session goes on.
@@ -1153,6 +1161,72 @@ TEST_P(AcrossServers, LeftoverMirrorsAreResolvedWhileRunningWhenTheirOutcomeIsKn
   EXPECT_EQ(client.Value("SELECT title FROM channels WHERE id = 63"), "mirrored");
   ASSERT_TRUE(client.Ok("UPDATE channels SET title = 'free' WHERE id = 60")) << client.error();
   EXPECT_EQ(New().Value("SELECT name FROM channels_v2 WHERE id = 60"), "free");
+}
+
+// A prepared mirror younger than recovery_min_age may be another
+// instance's, between old's COMMIT and its own COMMIT PREPARED: recovery
+// leaves it, unreported, and resolves it once it is old enough.
+TEST_P(AcrossServers, AYoungLeftoverIsLeftToTheInstanceThatMaySettleIt) {
+  recovery_min_age_ = "3600";
+  ASSERT_TRUE(Reconfigure("dual-write")) << proxy_->LogEnd();
+  PgConn old = Old();
+  std::string xid = old.Value(
+                           "BEGIN; INSERT INTO channels (id, title, created_at, salt) "
+                           "VALUES (70, 'c', '2026-01-01', 's') RETURNING txid_current()")
+                        .value_or("?");
+  ASSERT_TRUE(old.Ok("COMMIT"));
+  const std::string gid = "pgshift_dualwrite_old_" + xid;
+  PgConn fresh = New();
+  ASSERT_TRUE(fresh.Ok("BEGIN; INSERT INTO channels_v2 (id, name, created_at, salt) "
+                       "VALUES (70, 'c', '2026-01-01', 's')"))
+      << fresh.error();
+  ASSERT_TRUE(fresh.Ok("PREPARE TRANSACTION '" + gid + "'")) << fresh.error();
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // five recovery intervals
+  EXPECT_EQ(New().Value("SELECT count(*) FROM pg_prepared_xacts WHERE gid = '" + gid + "'"), "1");
+  EXPECT_EQ(proxy_->log().find("transaction=" + gid), std::string::npos) << proxy_->LogEnd();
+
+  recovery_min_age_ = "0";
+  ASSERT_TRUE(Reconfigure("dual-write")) << proxy_->LogEnd();
+  EXPECT_EQ(New().Value("SELECT count(*) FROM pg_prepared_xacts WHERE gid = '" + gid + "'"), "0");
+  EXPECT_EQ(New().Value("SELECT count(*) FROM channels_v2 WHERE id = 70"), "1");
+  EXPECT_NE(proxy_->log().find("event=prepared_mirror_resolved backend=new transaction=" + gid),
+            std::string::npos)
+      << proxy_->LogEnd();
+}
+
+// Renaming the deployment while its prepared mirrors are left would orphan
+// them (recovery resolves only its own): the reload is refused, naming one.
+TEST_P(AcrossServers, TheDeploymentIsNotRenamedWhileItsPreparedMirrorsAreLeft) {
+  const std::string gid = "pgshift_dualwrite_old_" +
+                          std::to_string(std::stoll(Old().Value("SELECT txid_current()").value_or(
+                                             "0")) + 1000000);  // an outcome never known
+  PgConn fresh = New();
+  ASSERT_TRUE(fresh.Ok("BEGIN; INSERT INTO channels_v2 (id, name, created_at, salt) "
+                       "VALUES (71, 'c', '2026-01-01', 's')"))
+      << fresh.error();
+  ASSERT_TRUE(fresh.Ok("PREPARE TRANSACTION '" + gid + "'")) << fresh.error();
+  deployment_ = "renamed";
+  EXPECT_FALSE(Reconfigure("dual-write"));
+  EXPECT_NE(proxy_->log().find("proxy.deployment cannot change from dualwrite to renamed while "
+                               "dualwrite's prepared mirror " +
+                               gid + " is left on server new"),
+            std::string::npos)
+      << proxy_->LogEnd();
+  ASSERT_TRUE(New().Ok("ROLLBACK PREPARED '" + gid + "'"));
+  EXPECT_TRUE(Reconfigure("dual-write")) << proxy_->LogEnd();
+}
+
+// A recovery run stuck on a server that stopped answering (its
+// postmaster frozen: the run's login waits for connect_timeout, 10 s)
+// neither keeps pgshift from shutting down nor keeps it running.
+TEST_P(AcrossServers, ShutdownDoesNotWaitForAStuckRecoveryRun) {
+  ASSERT_TRUE(NewCluster().Pause());
+  struct Thaw {
+    ~Thaw() { NewCluster().Resume(); }
+  } thaw;
+  // A run starts every 0.2 s: one is waiting on new's login by now.
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  EXPECT_EQ(proxy_->Stop(5000), 0) << proxy_->LogEnd();
 }
 
 // A new server that does not allow prepared transactions: pgshift says so

@@ -1,8 +1,10 @@
 #include "tests/support/pg_cluster.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <string>
 
 #include "tests/support/pg.h"
 #include "tests/support/process.h"
@@ -37,6 +39,21 @@ bool PgCluster::Restart() {
   }
   return RunCommand(AsPostgres(std::string(kBin) + "/pg_ctl -D " + dir_ + "/data -l " + dir_ +
                                "/log -w -t 60 start")) == 0;
+}
+
+int PgCluster::PostmasterPid() const {
+  std::string pid = ReadFile(dir_ + "/data/postmaster.pid");
+  return pid.empty() ? 0 : std::atoi(pid.c_str());
+}
+
+bool PgCluster::Pause() {
+  int pid = PostmasterPid();
+  return pid > 0 && kill(pid, SIGSTOP) == 0;
+}
+
+bool PgCluster::Resume() {
+  int pid = PostmasterPid();
+  return pid > 0 && kill(pid, SIGCONT) == 0;
 }
 
 // initdb and postgres refuse to run as root.

@@ -30,10 +30,17 @@ class PgCluster {
   // running server is left as it is).
   bool Stop();
   bool Restart();
+  // Freezes the postmaster (SIGSTOP, by the PID in its postmaster.pid): a
+  // new connection then hangs before its startup is answered, as with a
+  // server that stopped answering; sessions already open go on. Resume
+  // thaws it.
+  bool Pause();
+  bool Resume();
 
  private:
   bool Start();
   std::string AsPostgres(const std::string& command) const;
+  int PostmasterPid() const;
 
   std::string extra_conf_;
   std::string dir_;

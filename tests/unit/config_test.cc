@@ -94,6 +94,16 @@ TEST(Config, VerifyingTheServerWantsItsCertificateAuthority) {
   EXPECT_EQ(SslModeName(SslMode::kVerifyCa), "verify-ca");
 }
 
+TEST(Config, LeftoverMirrorsAreResolvedOnceHalfAMinuteOldUnlessSaidOtherwise) {
+  auto plain = ParseConfig("[backends.old]\n", "plain.toml");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ((*plain)->proxy.recovery_min_age_s, 30);
+  auto set = ParseConfig("[proxy]\nrecovery_min_age = 0\n[backends.old]\n", "set.toml");
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ((*set)->proxy.recovery_min_age_s, 0);
+  EXPECT_FALSE(ParseConfig("[proxy]\nrecovery_min_age = -1\n[backends.old]\n", "bad.toml").ok());
+}
+
 TEST(Config, TheDeploymentIsNamedOrDerivedFromTheDatabases) {
   auto named = ParseConfig("[proxy]\ndeployment = \"blue1\"\n[backends.old]\n", "named.toml");
   ASSERT_TRUE(named.ok()) << named.status();

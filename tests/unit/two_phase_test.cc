@@ -1,6 +1,6 @@
 // Prepared mirrors' names and what recovery does with one: only a known
-// outcome is acted on, another deployment's and a settling session's are
-// left alone.
+// outcome is acted on; another deployment's, a settling session's and a
+// young one (perhaps another instance's, in flight) are left alone.
 #include "proxy/two_phase.h"
 
 #include <gtest/gtest.h>
@@ -36,6 +36,23 @@ TEST(PreparedTransactionId, OthersAreNotPgshifts) {
         "pgshift__old_5", "app_d_old_5", "jdbc_xa_1", "pgshift_a_b_old_5"}) {
     EXPECT_FALSE(ParsePreparedTransactionId(gid)) << gid;
   }
+}
+
+TEST(ClassifyLeftover, OneYoungerThanTheMinimumAgeIsLeftToWhicheverInstanceIsSettlingIt) {
+  const PreparedMirrorId ours{"blue", BackendId::kOld, 5};
+  EXPECT_EQ(ClassifyLeftover(ours, 29.9, "blue", 30), Leftover::kInFlight);
+  EXPECT_EQ(ClassifyLeftover(ours, 30, "blue", 30), Leftover::kOurs);
+  EXPECT_EQ(ClassifyLeftover(ours, 0, "blue", 0), Leftover::kOurs) << "0: no minimum";
+}
+
+TEST(ClassifyLeftover, AnotherDeploymentsIsReportedOnceItIsOldEnoughToBeALeftover) {
+  const PreparedMirrorId theirs{"green", BackendId::kOld, 5};
+  EXPECT_EQ(ClassifyLeftover(theirs, 1, "blue", 30), Leftover::kInFlight)
+      << "its live sessions' are not news";
+  EXPECT_EQ(ClassifyLeftover(theirs, 31, "blue", 30), Leftover::kOtherDeployment);
+  const PreparedMirrorId unnamed{"", BackendId::kOld, 5};
+  EXPECT_EQ(ClassifyLeftover(unnamed, 31, "blue", 30), Leftover::kOurs)
+      << "written before deployments had names";
 }
 
 TEST(ChooseResolution, OnlyAKnownOutcomeIsActedOn) {
