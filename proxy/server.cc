@@ -391,6 +391,21 @@ absl::flat_hash_map<std::string, ShadowEvidence> Server::ShadowEvidenceFor(
   return evidence;
 }
 
+void Server::NotePhaseChanges(const std::vector<PhaseChange>& changes) {
+  for (const PhaseChange& c : changes) {
+    // The evidence for the next guard rail counts from here.
+    if (c.to == routing::Phase::kShadowRead) {
+      const routing::TableCounters& n = table_counters_.For(c.table);
+      shadow_baseline_[c.table] = {n.shadow_compared.load(), n.shadow_mismatched.load()};
+    }
+    LogEvent(LogLevel::kInfo, "phase_changed",
+             {{"table", c.table},
+              {"from", routing::PhaseName(c.from)},
+              {"to", routing::PhaseName(c.to)},
+              {"forced", c.forced ? "true" : "false"}});
+  }
+}
+
 absl::Status Server::Reload() {
   auto next = routing::LoadConfigFile(config_path_);
   if (!next.ok()) {
@@ -398,17 +413,18 @@ absl::Status Server::Reload() {
              {{"file", config_path_}, {"reason", MessageOf(next.status())}});
     return next.status();
   }
+  auto rejected = [this](absl::Status why) {
+    LogEvent(LogLevel::kError, "config_rejected",
+             {{"file", config_path_}, {"reason", MessageOf(why)}});
+    return why;
+  };
   SettingsPtr current = settings();
   if (absl::Status steps = routing::CheckPhaseSteps(*current->config, **next); !steps.ok()) {
-    LogEvent(LogLevel::kError, "config_rejected",
-             {{"file", config_path_}, {"reason", MessageOf(steps)}});
-    return steps;
+    return rejected(steps);
   }
   if (absl::Status renamed = CheckDeploymentChange(*current->config, **next, *backend_tls_);
       !renamed.ok()) {
-    LogEvent(LogLevel::kError, "config_rejected",
-             {{"file", config_path_}, {"reason", MessageOf(renamed)}});
-    return renamed;
+    return rejected(renamed);
   }
   WarnIfRestartNeeded(current->config->proxy, (*next)->proxy);
 
@@ -445,20 +461,9 @@ absl::Status Server::Reload() {
   if (absl::Status guarded =
           GuardAndRecord(**next, changes, ShadowEvidenceFor(changes), *backend_tls_);
       !guarded.ok()) {
-    LogEvent(LogLevel::kError, "config_rejected",
-             {{"file", config_path_}, {"reason", MessageOf(guarded)}});
-    return guarded;
+    return rejected(guarded);
   }
-  for (const PhaseChange& c : changes) {
-    // The evidence for the next guard rail counts from here.
-    if (c.to == routing::Phase::kShadowRead) {
-      const routing::TableCounters& n = table_counters_.For(c.table);
-      shadow_baseline_[c.table] = {n.shadow_compared.load(), n.shadow_mismatched.load()};
-    }
-    LogEvent(LogLevel::kInfo, "phase_changed",
-             {{"table", c.table}, {"from", routing::PhaseName(c.from)},
-              {"to", routing::PhaseName(c.to)}, {"forced", c.forced ? "true" : "false"}});
-  }
+  NotePhaseChanges(changes);
   RecoveryReport recovery;
   MirrorReadiness mirroring = ReadyMirroring(**next, *backend_tls_, recovery);
   RecordRecovery(std::move(recovery));

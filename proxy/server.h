@@ -91,6 +91,8 @@ class Server {
   // shadow-read: the evidence for its guard rail.
   absl::flat_hash_map<std::string, ShadowEvidence> ShadowEvidenceFor(
       const std::vector<PhaseChange>& changes);
+  // Logs each applied change; one into shadow-read starts its evidence.
+  void NotePhaseChanges(const std::vector<PhaseChange>& changes);
   awaitable<void> Accept();
   // Accepts on a main_ acceptor until it is closed, handing each connection to `serve`.
   awaitable<void> AcceptOnMain(tcp::acceptor& acceptor, std::function<void(tcp::socket)> serve);

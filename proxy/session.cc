@@ -63,16 +63,11 @@ Session::~Session() {
 
 awaitable<void> Session::Relay() {
   auto self = shared_from_this();
-  auto executor = co_await asio::this_coro::executor;
-  life_.wake = std::make_unique<asio::steady_timer>(executor);
   StartPump(link(BackendId::kOld));
   co_await PumpClientToBackend();
   // The pumps end once End() has closed the links.
-  while (links_[0].pump_running || links_[1].pump_running) {
-    life_.wake->expires_at(asio::steady_timer::time_point::max());
-    error_code ignored;
-    co_await life_.wake->async_wait(WithError(ignored));
-  }
+  auto pumps_ended = [this] { return !links_[0].pump_running && !links_[1].pump_running; };
+  co_await life_.wake.Until(pumps_ended);
   if (life_.final_error && client_.at_boundary() && client_.stream.is_open()) {
     std::string out;
     protocol::ErrorResponse(*life_.final_error).Encode(out);
@@ -100,13 +95,9 @@ void Session::StartPump(Link& l) {
         }
         l.replies.clear();
         l.forward_pending = 0;
-        self->Wake();
+        self->life_.wake.Notify();
       },
       asio::detached);
-}
-
-void Session::Wake() {
-  if (life_.wake) life_.wake->cancel();
 }
 
 awaitable<void> Session::PumpClientToBackend() {
@@ -164,7 +155,7 @@ awaitable<bool> Session::RunStep(Step& step) {
   Link& other = link(routing::OtherBackend(step.target));
   co_await PrepareAgain(step, target, other);
   const bool mirrored_commit = step.transaction == routing::TransactionKind::kCommit &&
-                               other.mirrored &&
+                               transaction_.mirrors(other.server) &&
                                other.transaction_status != TransactionStatus::kIdle;
   if (step.transaction == routing::TransactionKind::kSavepoint) co_await JoinAtSavepoint(other);
   if (other.ready() && !co_await JoinTransaction(step, target, other, mirrored_commit)) {
@@ -180,9 +171,10 @@ awaitable<bool> Session::RunStep(Step& step) {
   }
   std::vector<std::shared_ptr<MirrorBatch>> closed;  // cycles this step closes that have one
   for (ExpectedReply& reply : step.replies) {
-    if (std::shared_ptr<MirrorBatch> b = Expect(target, std::move(reply), batch)) {
-      closed.push_back(std::move(b));
-    }
+    Link::Queued queued = target.Expect(std::move(reply), batch);
+    if (!queued.closes) continue;
+    NoteSent();
+    if (queued.mirror) closed.push_back(std::move(queued.mirror));
   }
   if (!send) {
     // The COMMIT fails in its stand-in's words; the rest of its batch, if
@@ -256,9 +248,9 @@ awaitable<void> Session::JoinAtSavepoint(Link& other) {
   // can roll back to them.
   if (other.server == BackendId::kNew && !other.ready()) co_await ConnectNew(false);
   if (!other.ready()) co_return;
-  if (SettingsBehind(other)) co_await SyncSettings(other);
+  if (settings_sync_.Behind(other)) co_await settings_sync_.Sync(other);
   co_await RunInternal(other, "BEGIN");
-  if (SettingsBehind(other)) co_await SyncSettings(other);
+  if (settings_sync_.Behind(other)) co_await settings_sync_.Sync(other);
 }
 
 awaitable<bool> Session::JoinTransaction(const Step& step, Link& target, Link& other,
@@ -266,10 +258,11 @@ awaitable<bool> Session::JoinTransaction(const Step& step, Link& target, Link& o
   // One server answers at a time, so replies reach the client in order.
   co_await WaitUntil([&other] { return other.Quiet(); });
   if (ended()) co_return false;
-  if (SettingsBehind(target)) co_await SyncSettings(target);
+  if (settings_sync_.Behind(target)) co_await settings_sync_.Sync(target);
   // The client is in a transaction this server has not joined yet.
   if (transaction_.reported != TransactionStatus::kIdle &&
-      target.transaction_status == TransactionStatus::kIdle && target.Quiet() && !target.in_batch) {
+      target.transaction_status == TransactionStatus::kIdle && target.Quiet() &&
+      !target.in_batch()) {
     std::optional<ErrorFields> failed = co_await RunInternal(target, "BEGIN");
     if (failed) {
       LogEvent(LogLevel::kWarning, "transaction_join_failed",
@@ -291,7 +284,7 @@ awaitable<bool> Session::JoinTransaction(const Step& step, Link& target, Link& o
                 {"reason", failed->message()}});
     }
   }
-  if (SettingsBehind(target)) co_await SyncSettings(target);
+  if (settings_sync_.Behind(target)) co_await settings_sync_.Sync(target);
   co_return !ended();
 }
 
@@ -299,41 +292,15 @@ awaitable<bool> Session::WriteStep(Step& step, Link& target) {
   if (step.bytes.empty()) co_return true;
   error_code ec;
   co_await target.stream->Write(step.bytes.buffers(), ec);
-  if (!ec) co_return true;
+  if (!ec) {
+    target.Sent(step.batch);
+    co_return true;
+  }
   if (!ended()) {
     End(Fatal(sqlstate::kConnectionFailure,
               StrCat("pgshift: lost the connection to backend ", target.name, ": ", ec.message())));
   }
   co_return false;
-}
-
-std::shared_ptr<MirrorBatch> Session::Expect(Link& target, ExpectedReply reply,
-                                             const std::shared_ptr<MirrorBatch>& batch) {
-  ExpectedReply* queued = nullptr;
-  bool added_units = true;
-  if (reply.joins_open && !target.replies.empty() && target.replies.back().open) {
-    queued = &target.replies.back();
-    added_units = !reply.units.empty();
-    for (ReplyUnit& unit : reply.units) queued->units.push_back(std::move(unit));
-    queued->open = reply.open;
-  } else {
-    queued = &target.replies.emplace_back(std::move(reply));
-  }
-  if (added_units && (batch || queued->mirror)) {
-    // A place in the batch for each mirrored result. (A batch spanning
-    // steps keeps the one its first step attached.)
-    if (!queued->mirror) queued->mirror = batch;
-    MirrorBatch& to = *queued->mirror;
-    for (ReplyUnit& unit : queued->units) {
-      if (unit.describe || !unit.shape.remote || unit.mirror_index >= 0) continue;
-      unit.mirror_index = static_cast<int32_t>(to.rows.size());
-      to.rows.push_back({unit.shape.remote, "[", 0, {}});
-    }
-  }
-  if (queued->open) return nullptr;
-  ++target.forward_pending;
-  NoteSent();
-  return queued->mirror;
 }
 
 awaitable<void> Session::PumpBackendToClient(Link& l) {
@@ -389,7 +356,7 @@ awaitable<void> Session::PumpBackendToClient(Link& l) {
       l.forward_pending -= std::min(l.forward_pending, handler.answered);
       ReconcileSentTransaction();
       AfterTransaction();
-      Wake();
+      life_.wake.Notify();
     }
     PublishState();
     if (life_.stage == Lifecycle::kDraining && IdleOutsideTransaction()) End(AdminShutdown());
@@ -405,16 +372,16 @@ void Session::AfterTransaction() {
         l->HasInternal())
       return;
   }
+  // An extended batch under way (its Sync not yet sent) is in a transaction
+  // too: an implicit one, whose portals it may still execute.
   if (transaction_.reported != TransactionStatus::kIdle || mirror_.settling() ||
-      PendingResults() > 0)
+      PendingResults() > 0 || planner_.in_batch())
     return;
-  old.written = fresh.written = false;
-  old.mirrored = fresh.mirrored = false;
   client_settings_.EndTransaction(transaction_.commit_requested);
-  transaction_.commit_requested = false;
+  transaction_.End();
   fresh.transaction_settings = 0;
-  transaction_.written_tables.clear();
   mirror_.EndTransaction();
+  planner_.EndTransaction();
   // Between transactions: the next one runs under the newest settings.
   if (server_.settings_generation() != settings_->generation) {
     settings_ = server_.settings();
@@ -427,12 +394,13 @@ bool Session::IdleOutsideTransaction() const {
          !links_[0].HasInternal() && !links_[1].HasInternal();
 }
 
-void Session::OnInternalAnswered() { Wake(); }
+void Session::OnInternalAnswered() { life_.wake.Notify(); }
 
 void Session::OnClientAnswered(const ExpectedReply& reply, TransactionStatus status,
                                bool forwarded) {
   NoteAnswered();
-  if (reply.mirror) Wake();  // the session settles the mirror before the client goes on
+  if (reply.mirror)
+    life_.wake.Notify();  // the session settles the mirror before the client goes on
   if (!forwarded) return;
   if (reply.failed) transaction_.failed_group = reply.group;
   transaction_.reported = status;
@@ -500,7 +468,7 @@ void Session::End(std::optional<ErrorFields> final_error) {
   for (Link& l : links_) {
     if (l.stream) l.stream->Close();
   }
-  Wake();
+  life_.wake.Notify();
 }
 
 void Session::BeginShutdown() {

@@ -36,7 +36,9 @@
 #include "proxy/session/query_timer.h"
 #include "proxy/session/refusals.h"
 #include "proxy/session/reply_relay.h"
+#include "proxy/session/settings_sync.h"
 #include "proxy/session/step.h"
+#include "proxy/session/wakeup.h"
 #include "proxy/stream.h"
 #include "routing/config.h"
 #include "routing/router.h"
@@ -103,11 +105,6 @@ class Session : public std::enable_shared_from_this<Session>,
   awaitable<bool> JoinTransaction(const Step& step, Link& target, Link& other,
                                   bool mirrored_commit);
   awaitable<bool> WriteStep(Step& step, Link& target);
-  // Queues `reply` on `target` (merged into its open batch when it joins
-  // one), with `batch` attached when it has mirrored results; the batch to
-  // settle when the reply closes a cycle that has one.
-  std::shared_ptr<MirrorBatch> Expect(Link& target, ExpectedReply reply,
-                                      const std::shared_ptr<MirrorBatch>& batch);
   // `fatal`: a failure ends the session (else it is only returned).
   awaitable<std::optional<protocol::ErrorFields>> ConnectNew(bool fatal = true);
   // How to log in to `server` as the client (session_login.cc). Kept in a
@@ -120,16 +117,8 @@ class Session : public std::enable_shared_from_this<Session>,
                                  std::string* value) override;
   awaitable<void> WaitFor(std::function<bool()> ready) override { co_await WaitUntil(ready); }
   awaitable<Error> ConnectServer(Link& link) override;
-  // Brings new to the settings the client gave old (SET, RESET, DISCARD
-  // ALL, BEGIN's modes) before it answers for the session: outside a
-  // transaction the session's, inside one the transaction's changes it has
-  // not run yet. A change new refuses is logged.
+  // SettingsSync::Sync (settings_sync.h).
   awaitable<void> SyncSettings(Link& link) override;
-  // Whether SyncSettings has anything to do: checked first, so that the
-  // steps that have none (nearly all) start no coroutine for it.
-  bool SettingsBehind(const Link& link) const;
-  awaitable<void> RunSettings(Link& link, const std::vector<std::string>& statements,
-                              bool in_transaction);
   // The transaction ended on every server: a new one starts clean, under
   // the newest settings.
   void AfterTransaction();
@@ -139,13 +128,9 @@ class Session : public std::enable_shared_from_this<Session>,
   // Waits, on the session's executor, until `ready()` or the session ends.
   template <typename Ready>
   awaitable<void> WaitUntil(Ready ready) {
-    while (!ready() && !ended()) {
-      life_.wake->expires_at(asio::steady_timer::time_point::max());
-      error_code ignored;
-      co_await life_.wake->async_wait(WithError(ignored));
-    }
+    auto done = [&] { return ready() || ended(); };
+    co_await life_.wake.Until(done);
   }
-  void Wake();
   // Records why the session ends (first reason wins) and stops both pumps.
   void End(std::optional<protocol::ErrorFields> final_error);
   bool IdleOutsideTransaction() const;
@@ -176,28 +161,30 @@ class Session : public std::enable_shared_from_this<Session>,
   ClientConnection client_;
   std::array<Link, 2> links_;  // indexed by routing::BackendId
   ClientRecord record_;
-  uint64_t next_statement_ = 0;  // names pgshift's prepared statements
   ClientTransaction transaction_;
   // Refusals in flight: the server's error for their probe is replaced.
   Refusals refusals_;
   // Plans what the client sends (the client pump's).
-  Planner planner_{PlannerContext{settings_, links_, transaction_, client_settings_, refusals_,
-                                  shadow_, id_, next_statement_}};
+  Planner planner_{
+      PlannerContext{settings_, links_, transaction_, client_settings_, refusals_, shadow_, id_}};
   // Mirrors writes across servers and carries the mirror through the
   // client's transaction.
-  MirrorCoordinator mirror_{MirrorContext{*this, links_, settings_, transaction_, refusals_,
-                                          client_settings_, next_statement_, id_}};
+  MirrorCoordinator mirror_{
+      MirrorContext{*this, links_, settings_, transaction_, refusals_, client_settings_, id_}};
+  // Gives new the client's settings before it answers.
+  SettingsSync settings_sync_{*this, client_settings_, id_};
 
   // Relay state. All pumps run on this session's executor, so no locking.
   // Logging in until the client is told AuthenticationOk; draining once a
   // shutdown waits for the client to be idle outside a transaction.
   enum class Lifecycle { kLoggingIn, kRelaying, kDraining, kEnded };
   struct Life {
+    explicit Life(asio::any_io_executor executor) : wake(executor) {}
     Lifecycle stage = Lifecycle::kLoggingIn;
     std::optional<protocol::ErrorFields> final_error;  // why it ended, for the client
-    std::unique_ptr<asio::steady_timer> wake;          // the pumps wait on it
+    Wakeup wake;  // what the pumps, the mirror and the end wait on
   };
-  Life life_;
+  Life life_{client_.stream.socket().get_executor()};
   bool ended() const override { return life_.stage == Lifecycle::kEnded; }
 };
 

@@ -11,7 +11,7 @@
 
 #include "protocol/error_fields.h"
 #include "protocol/message_type.h"
-#include "proxy/shadow_runner.h"
+#include "proxy/session/shadow_capture.h"
 #include "proxy/two_phase.h"
 #include "routing/mirror.h"
 
@@ -23,16 +23,6 @@ struct InternalReply {
   bool done = false;
   std::optional<protocol::ErrorFields> error;
   std::optional<std::string> value;  // the first column of the first row, if any
-};
-
-// A sampled read's result, kept as the client gets it for its shadow
-// comparison, whose job is queued once the result is complete.
-struct ShadowCapture {
-  static constexpr size_t kMaxRows = 10000;  // more: the comparison reads both sides
-  ShadowJob job;
-  std::shared_ptr<routing::ResultSet> result = std::make_shared<routing::ResultSet>();
-  bool usable = true;
-  bool queued = false;
 };
 
 // A reply cycle whose outcome the session acts on before the client may

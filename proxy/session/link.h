@@ -9,9 +9,11 @@
 #include <string_view>
 
 #include "absl/container/flat_hash_map.h"
+#include "common/strings.h"
 #include "protocol/message_type.h"
 #include "proxy/packet_buffer.h"
 #include "proxy/session/expected_reply.h"
+#include "proxy/session/step.h"
 #include "proxy/stream.h"
 #include "routing/router.h"
 
@@ -21,12 +23,17 @@ struct Link {
   enum class State : uint8_t {
     kAbsent,  // not connected yet (new is connected when first needed)
     kReady,
+    // The client's extended batch is under way here (sent up to a message
+    // before its Sync): nothing of pgshift's may go in between.
+    kInBatch,
     // New was lost while it held only pgshift's work; it is connected again
     // for the next transaction that needs it.
     kBroken,
   };
 
-  bool ready() const { return state == State::kReady; }
+  // Connected, and not lost.
+  bool ready() const { return state == State::kReady || state == State::kInBatch; }
+  bool in_batch() const { return state == State::kInBatch; }
   bool broken() const { return state == State::kBroken; }
   bool absent() const { return state == State::kAbsent; }
 
@@ -41,6 +48,16 @@ struct Link {
     settings_version = 0;  // its startup parameters are the client's
     transaction_settings = 0;
   }
+  // The client's bytes of a step were written here: the batch they leave
+  // open, or close.
+  void Sent(BatchEffect effect) {
+    if (!ready()) return;
+    switch (effect) {
+      case BatchEffect::kNone: break;
+      case BatchEffect::kOpens: state = State::kInBatch; break;
+      case BatchEffect::kCloses: state = State::kReady; break;
+    }
+  }
   // The connection is gone; so is any transaction it had.
   void Break() {
     state = State::kBroken;
@@ -49,6 +66,16 @@ struct Link {
       transaction_status = protocol::TransactionStatus::kFailed;
     }
   }
+
+  // Queues `reply` (merged into the open batch when it joins one), with
+  // `batch` attached when it has mirrored results. A reply that closes a
+  // client's cycle counts in forward_pending; `closes` says it did, with
+  // the batch to settle when that cycle has one.
+  struct Queued {
+    bool closes = false;
+    std::shared_ptr<MirrorBatch> mirror;
+  };
+  Queued Expect(ExpectedReply reply, const std::shared_ptr<MirrorBatch>& batch);
 
   // pgshift has an exchange of its own under way here.
   bool HasInternal() const {
@@ -73,9 +100,6 @@ struct Link {
   std::unique_ptr<Stream> stream;
   PacketBuffer buffer;
   protocol::TransactionStatus transaction_status = protocol::TransactionStatus::kIdle;
-  bool in_batch = false;  // extended-protocol messages sent since its last Sync
-  bool written = false;   // has written in the client's current transaction
-  bool mirrored = false;  // holds mirrored rows of the client's current transaction
   // Reply cycles still to come, in order.
   std::deque<ExpectedReply> replies;
   uint32_t forward_pending = 0;  // the client's closed cycles in `replies`
@@ -91,6 +115,10 @@ struct Link {
   };
   absl::flat_hash_map<std::string, ServerStatement> statements;
   uint64_t statement_uses = 0;
+  // A name for a statement pgshift prepares here, never used before on
+  // this connection.
+  std::string NameStatement() { return StrCat("pgshift_statement_", ++statements_named); }
+  uint64_t statements_named = 0;
   // New: the version of the client's settings it was given
   // (SessionSettings::version()), and how many of the current
   // transaction's setting changes it has run.

@@ -84,7 +84,7 @@ awaitable<bool> MirrorCoordinator::BeforeCommit(const Step& step, Link& auth, Li
   if (auth.transaction_status == TransactionStatus::kFailed) {
     // The COMMIT will roll back; so does the mirror.
     co_await c_.port.RunInternal(mirror, "ROLLBACK");
-    mirror.mirrored = false;
+    c_.transaction.MirrorEnded(mirror.server);
     batch.reset();
     co_return true;
   }
@@ -109,7 +109,7 @@ awaitable<bool> MirrorCoordinator::BeforeCommit(const Step& step, Link& auth, Li
   if (mirror.transaction_status != TransactionStatus::kIdle && !mirror.broken()) {
     co_await c_.port.RunInternal(mirror, "ROLLBACK");
   }
-  mirror.mirrored = false;
+  c_.transaction.MirrorEnded(mirror.server);
   batch.reset();
   if (!fail_on_error_) {
     std::optional<ErrorFields> logged = co_await LogDivergence(auth, keys_, failed->message());
@@ -219,7 +219,7 @@ awaitable<void> MirrorCoordinator::FinishCommit(Link& auth, Link& mirror, Mirror
               {"reason", failed->message()}});
     co_await LogDivergence(auth, keys_, failed->message());
   }
-  mirror.mirrored = false;
+  c_.transaction.MirrorEnded(mirror.server);
   keys_.clear();
 }
 
@@ -244,7 +244,7 @@ awaitable<void> MirrorCoordinator::MirrorWrite(Link& auth, Link& mirror, MirrorB
   if (rows.anything) failed = co_await ApplyMirror(auth, mirror, batch, rows, prepared);
   if (failed) co_return co_await MirrorFailed(auth, mirror, batch, rows, *failed);
   if (rows.anything && batch.mode != MirrorBatch::Mode::kAutocommitted) {
-    mirror.mirrored = true;
+    c_.transaction.Mirrored(mirror.server);
     keys_.insert(keys_.end(), rows.keys.begin(), rows.keys.end());
     fail_on_error_ = fail_on_error_ || rows.fails_client;
   }
@@ -270,7 +270,7 @@ awaitable<void> MirrorCoordinator::MirrorWrite(Link& auth, Link& mirror, MirrorB
       co_await LogDivergence(auth, rows.keys, mirrored->message());
     }
   }
-  mirror.mirrored = false;
+  c_.transaction.MirrorEnded(mirror.server);
   keys_.clear();
   if (commit) {
     co_await FailClient(*commit, TransactionStatus::kIdle);
@@ -368,7 +368,7 @@ awaitable<void> MirrorCoordinator::MirrorFailed(Link& auth, Link& mirror, Mirror
 }
 
 awaitable<InternalPort::Error> MirrorCoordinator::JoinMirror(Link& mirror) {
-  if (mirror.broken() && mirror.mirrored) {
+  if (mirror.broken() && c_.transaction.mirrors(mirror.server)) {
     co_return MirrorError(sqlstate::kConnectionFailure,
                           StrCat("lost the connection to backend ", mirror.name,
                                  " with rows mirrored earlier in this transaction"));
@@ -397,7 +397,7 @@ awaitable<InternalPort::Error> MirrorCoordinator::ApplyRows(Link& mirror, Mirror
     std::string key = StrCat(sql, std::string_view("\0internal", 9));
     auto it = mirror.statements.find(key);
     if (it == mirror.statements.end()) {
-      std::string name = StrCat("pgshift_statement_", ++c_.next_statement);
+      std::string name = mirror.NameStatement();
       protocol::Parse{name, std::string(sql), {}}.Encode(messages);
       it = mirror.statements.emplace(key, Link::ServerStatement{name, true, 0}).first;
       parsed_here.push_back(std::move(key));

@@ -43,7 +43,6 @@ struct MirrorContext {
   ClientTransaction& transaction;
   Refusals& refusals;
   const routing::SessionSettings& client_settings;
-  uint64_t& next_statement;  // names pgshift's prepared statements
   uint64_t session;          // for the log
 };
 

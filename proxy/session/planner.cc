@@ -1,7 +1,6 @@
 #include "proxy/session/planner.h"
 
 #include <algorithm>
-#include <random>
 
 #include "common/strings.h"
 #include "protocol/messages/bind.h"
@@ -187,43 +186,10 @@ void Planner::NoteTransactionControl(const routing::Plan& plan) {
 
 void Planner::NoteWrite(const routing::Plan& plan, BackendId target) {
   if (plan.writes && (in_transaction() || plan.transaction_control)) {
-    link(target).written = true;
+    ctx_.transaction.Wrote(target);
     ctx_.transaction.written_tables.insert(ctx_.transaction.written_tables.end(),
                                            plan.writes_to.begin(), plan.writes_to.end());
   }
-}
-
-bool Planner::Sampled(const routing::PlanPtr& plan) {
-  if (!plan || !plan->shadow || plan->refusal) return false;
-  thread_local std::mt19937_64 random(std::random_device{}());
-  return std::uniform_real_distribution<double>(0, 1)(random) < plan->shadow->sample;
-}
-
-std::shared_ptr<ShadowCapture> Planner::Shadow(const routing::PlanPtr& plan,
-                                               std::shared_ptr<const std::string> bind) {
-  if (ctx_.shadow == nullptr) return nullptr;
-  const routing::ShadowPlan& shadow = *plan->shadow;
-  for (routing::TableCounters* t : shadow.counters) {
-    if (std::find(ctx_.transaction.written_tables.begin(), ctx_.transaction.written_tables.end(),
-                  t) != ctx_.transaction.written_tables.end()) {
-      shadow.Count(&routing::TableCounters::shadow_skipped);
-      return nullptr;
-    }
-  }
-  ShadowJob job{plan, bind, nullptr};
-  if (bind) {
-    auto decoded = protocol::Bind::Decode(std::string_view(*bind).substr(protocol::kHeaderSize));
-    bool text =
-        decoded.ok() && std::all_of(decoded->result_formats.begin(), decoded->result_formats.end(),
-                                    [](int16_t f) { return f == 0; });
-    if (!text) {
-      ctx_.shadow->Enqueue(std::move(job));
-      return nullptr;
-    }
-  }
-  auto capture = std::make_shared<ShadowCapture>();
-  capture->job = std::move(job);
-  return capture;
 }
 
 BackendId Planner::TransactionTarget(const routing::Plan& plan) {
@@ -232,8 +198,8 @@ BackendId Planner::TransactionTarget(const routing::Plan& plan) {
   const Link& fresh = link(BackendId::kNew);
   // The server the transaction wrote on (there is at most one) commits
   // last; with a mirror, it is the authoritative side.
-  if (old.written) return BackendId::kOld;
-  if (fresh.written) return BackendId::kNew;
+  if (ctx_.transaction.wrote(BackendId::kOld)) return BackendId::kOld;
+  if (ctx_.transaction.wrote(BackendId::kNew)) return BackendId::kNew;
   if (old.transaction_status == TransactionStatus::kIdle && !fresh.absent() &&
       fresh.transaction_status != TransactionStatus::kIdle) {
     return BackendId::kNew;
@@ -251,7 +217,7 @@ void Planner::OnSync(std::string_view message) {
   BackendId target = batch_link_.value_or(last_target_);
   ExpectSync(target);
   Add(target, message);
-  link(target).in_batch = false;
+  Target(target).batch = BatchEffect::kCloses;
   batch_link_.reset();
   batch_refused_ = false;
   mirrored_in_batch_ = false;
@@ -266,7 +232,7 @@ void Planner::OnQuery(std::string_view message, std::string_view payload) {
   }
   ForgetStatementsIfDeallocated(query->sql);
   NoteSettings(query->sql);
-  if (!sql_prepared_.empty() && RouteSqlPrepared(message, query->sql)) return;
+  if (!client_.sql_prepared.empty() && RouteSqlPrepared(message, query->sql)) return;
   routing::PlanPtr plan = PlanFor(query->sql);
   if (!plan) {
     copy_link_ = BackendId::kOld;
@@ -287,7 +253,7 @@ void Planner::OnQuery(std::string_view message, std::string_view payload) {
   }
   NoteWrite(*plan, target);
   if (!plan->prepares.empty()) {
-    sql_prepared_[plan->prepares] =
+    client_.sql_prepared[plan->prepares] =
         SqlPrepared{target, plan, query->sql, ctx_.settings->generation};
   }
   if (plan->transaction_control && two_servers()) {
@@ -309,8 +275,9 @@ void Planner::OnQuery(std::string_view message, std::string_view payload) {
 void Planner::SendQuery(BackendId target, const routing::PlanPtr& plan, std::string_view message) {
   MarkStep(target, *plan, true);
   std::vector<ReplyUnit> units = Units(plan->shapes);
-  if (Sampled(plan)) {
-    if (std::shared_ptr<ShadowCapture> capture = Shadow(plan, nullptr)) {
+  if (ShadowCapture::Sampled(plan)) {
+    if (std::shared_ptr<ShadowCapture> capture =
+            ShadowCapture::Start(plan, nullptr, ctx_.transaction.written_tables, ctx_.shadow)) {
       if (units.empty()) units.resize(1);
       units[0].capture = std::move(capture);
     }

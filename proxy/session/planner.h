@@ -29,6 +29,7 @@
 #include "protocol/frame.h"
 #include "protocol/messages/parse.h"
 #include "proxy/server.h"
+#include "proxy/session/client_statements.h"
 #include "proxy/session/client_transaction.h"
 #include "proxy/session/link.h"
 #include "proxy/session/refusals.h"
@@ -50,7 +51,6 @@ struct PlannerContext {
   Refusals& refusals;
   ShadowRunner* shadow;  // null: no shadow reads are compared
   uint64_t session_id;
-  uint64_t& next_statement;  // names pgshift's prepared statements
 };
 
 class Planner : public protocol::FrameHandler {
@@ -74,30 +74,12 @@ class Planner : public protocol::FrameHandler {
   bool in_batch() const { return batch_link_.has_value(); }
   // The client's Query, Sync and FunctionCall messages so far.
   uint64_t queries() const { return queries_; }
+  // The client's transaction ended on every server.
+  void EndTransaction() { client_.EndTransaction(); }
 
  private:
-  // Where a prepared statement or portal lives and what it does.
-  struct Prepared {
-    routing::BackendId server = routing::BackendId::kOld;
-    routing::PlanPtr plan;  // null: the fast path, nothing configured touched
-    // A portal of a shadowed read in the sample: its Bind, for the
-    // shadow's parameters.
-    std::shared_ptr<const std::string> bind;
-    // A named statement: the client's Parse, and the settings generation
-    // its plan was made under, so that it is prepared again after a reload.
-    std::shared_ptr<const protocol::Parse> parse;
-    uint64_t generation = 0;
-  };
-  // An SQL-level PREPARE of a statement on configured tables: where it
-  // went, its plan and text, and the settings generation it was planned
-  // under, so that EXECUTE and DEALLOCATE follow it and a reload prepares
-  // it again.
-  struct SqlPrepared {
-    routing::BackendId server = routing::BackendId::kOld;
-    routing::PlanPtr plan;
-    std::string sql;  // the client's PREPARE
-    uint64_t generation = 0;
-  };
+  using Prepared = ClientStatements::Prepared;
+  using SqlPrepared = ClientStatements::SqlPrepared;
   using BackendId = routing::BackendId;
 
   const routing::Config& config() const { return *ctx_.settings->config; }
@@ -152,14 +134,6 @@ class Planner : public protocol::FrameHandler {
   // transaction's setting changes stand once it ends.
   void NoteTransactionControl(const routing::Plan& plan);
   void NoteWrite(const routing::Plan& plan, BackendId target);
-  // Whether this execution of a shadowed read is in the sample.
-  static bool Sampled(const routing::PlanPtr& plan);
-  // A sampled execution of a shadowed read is compared off the client's
-  // path, unless the transaction has written one of its tables. When its
-  // results come as text, the client's result is kept for the comparison
-  // (the capture returned), and the job queued once it is complete.
-  std::shared_ptr<ShadowCapture> Shadow(const routing::PlanPtr& plan,
-                                        std::shared_ptr<const std::string> bind);
 
   // The simple protocol (planner.cc).
   void OnSync(std::string_view message);
@@ -180,7 +154,6 @@ class Planner : public protocol::FrameHandler {
   void OnBind(std::string_view message, std::string_view payload);
   void OnExecute(std::string_view message, std::string_view payload);
   void OnDescribeOrClose(char type, std::string_view message, std::string_view payload);
-  Prepared Find(const absl::flat_hash_map<std::string, Prepared>& map, std::string_view name);
   // A named statement prepared under earlier settings is planned again when
   // a batch begins with it; when its text or server changed, it is
   // prepared again there (and closed where it was) before the batch, unseen
@@ -242,10 +215,7 @@ class Planner : public protocol::FrameHandler {
   bool routing_ = false;  // some table is configured
   BackendId last_target_ = BackendId::kOld;
   uint64_t queries_ = 0;
-  // The client's statements, portals and SQL PREPAREs.
-  absl::flat_hash_map<std::string, Prepared> statements_;
-  absl::flat_hash_map<std::string, Prepared> portals_;
-  absl::flat_hash_map<std::string, SqlPrepared> sql_prepared_;
+  ClientStatements client_;              // the client's statements, portals and SQL PREPAREs
   std::optional<BackendId> batch_link_;  // where this extended batch goes
   bool batch_refused_ = false;           // the rest of it is skipped by the server
   // A write mirrored across servers is in the client's open extended batch.

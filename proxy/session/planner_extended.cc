@@ -21,7 +21,7 @@ using routing::BackendId;
 void Planner::StartBatch(BackendId target) {
   if (!batch_link_) OpenStep(target);
   batch_link_ = target;
-  link(target).in_batch = true;
+  Target(target).batch = BatchEffect::kOpens;
 }
 
 void Planner::AddToBatch(BackendId target, std::string_view bytes) {
@@ -39,7 +39,7 @@ void Planner::OnParse(std::string_view message, std::string_view payload) {
   NoteSettings(parse->sql);
   if (batch_refused_) return Add(*batch_link_, message);
   routing::PlanPtr plan = PlanFor(parse->sql);
-  statements_.erase(parse->statement);
+  client_.statements.erase(parse->statement);
   if (plan && plan->refusal) {
     plan->Count();
     return Refuse(batch_link_.value_or(plan->server), *plan->refusal, false);
@@ -48,19 +48,14 @@ void Planner::OnParse(std::string_view message, std::string_view payload) {
   if (BatchMismatch(target)) return;
   if (plan || !parse->statement.empty()) {
     auto kept = std::make_shared<const protocol::Parse>(*parse);
-    statements_[kept->statement] = Prepared{target, plan, nullptr, kept, ctx_.settings->generation};
+    client_.statements[kept->statement] =
+        Prepared{target, plan, nullptr, kept, ctx_.settings->generation};
   }
   if (!plan || !plan->rewritten) return AddToBatch(target, message);
   std::string rewritten;
   protocol::Parse{parse->statement, plan->sql, parse->parameter_types}.Encode(rewritten);
   StartBatch(target);
   AddOwned(target, std::move(rewritten));
-}
-
-Planner::Prepared Planner::Find(const absl::flat_hash_map<std::string, Prepared>& map,
-                                std::string_view name) {
-  auto it = map.find(ToAbsl(name));
-  return it == map.end() ? Prepared{} : it->second;
 }
 
 bool Planner::Refresh(Prepared& prepared) {
@@ -71,7 +66,7 @@ bool Planner::Refresh(Prepared& prepared) {
   routing::PlanPtr plan = PlanFor(parse.sql);
   if (plan && plan->refusal) {
     plan->Count();
-    statements_.erase(parse.statement);
+    client_.statements.erase(parse.statement);
     Refuse(plan->server, *plan->refusal, false);
     return false;
   }
@@ -95,7 +90,7 @@ bool Planner::Refresh(Prepared& prepared) {
               {"server", routing::BackendName(target)}});
   }
   prepared = Prepared{target, plan, nullptr, prepared.parse, ctx_.settings->generation};
-  statements_[parse.statement] = prepared;
+  client_.statements[parse.statement] = prepared;
   return true;
 }
 
@@ -108,15 +103,16 @@ void Planner::OnBind(std::string_view message, std::string_view payload) {
     return;
   }
   if (batch_refused_) return Add(*batch_link_, message);
-  Prepared prepared = Find(statements_, statement);
+  Prepared prepared = ClientStatements::Find(client_.statements, statement);
   if (!Refresh(prepared)) return;
   if (BatchMismatch(prepared.server)) return;
   if (prepared.plan) {
     // Sampled at Bind, so that only sampled executions copy their Bind.
-    if (Sampled(prepared.plan)) prepared.bind = std::make_shared<const std::string>(message);
-    portals_[std::string(portal)] = prepared;
+    if (ShadowCapture::Sampled(prepared.plan))
+      prepared.bind = std::make_shared<const std::string>(message);
+    client_.portals[std::string(portal)] = prepared;
   } else {
-    portals_.erase(ToAbsl(portal));
+    client_.portals.erase(ToAbsl(portal));
   }
   if (prepared.plan && prepared.plan->mirrors_remotely) {
     // Result formats given column by column must cover pgshift's two
@@ -141,7 +137,7 @@ void Planner::OnExecute(std::string_view message, std::string_view payload) {
     return;
   }
   if (batch_refused_) return Add(*batch_link_, message);
-  Prepared prepared = Find(portals_, portal);
+  Prepared prepared = ClientStatements::Find(client_.portals, portal);
   if (BatchMismatch(prepared.server)) return;
   copy_link_ = prepared.server;
   if (!prepared.plan) {
@@ -179,7 +175,10 @@ void Planner::OnExecute(std::string_view message, std::string_view payload) {
   NoteWrite(plan, prepared.server);
   NoteTransactionControl(plan);
   std::shared_ptr<ShadowCapture> capture;
-  if (prepared.bind) capture = Shadow(prepared.plan, prepared.bind);
+  if (prepared.bind) {
+    capture = ShadowCapture::Start(prepared.plan, prepared.bind, ctx_.transaction.written_tables,
+                                   ctx_.shadow);
+  }
   if (plan.transaction_control && two_servers()) {
     Target(prepared.server).on_other_link_first = plan.sql;
   }
@@ -202,8 +201,8 @@ void Planner::OnDescribeOrClose(char type, std::string_view message, std::string
     return;
   }
   if (batch_refused_) return Add(*batch_link_, message);
-  auto& map = target == protocol::Target::kStatement ? statements_ : portals_;
-  Prepared prepared = Find(map, name);
+  auto& map = target == protocol::Target::kStatement ? client_.statements : client_.portals;
+  Prepared prepared = ClientStatements::Find(map, name);
   if (type == frontend::kDescribe && target == protocol::Target::kStatement && !Refresh(prepared)) {
     return;
   }

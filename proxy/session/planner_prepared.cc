@@ -29,7 +29,7 @@ bool Planner::RouteSqlPrepared(std::string_view message, std::string_view sql) {
   if (may) use = routing::PreparedStatementUseOf(sql);
   if (!use) return false;
   using Use = routing::PreparedStatementUse;
-  auto& prepared = sql_prepared_;
+  auto& prepared = client_.sql_prepared;
   if (use->kind == Use::kPrepare) {
     prepared.erase(use->name);  // a plan, if any, records it again
     return false;
@@ -68,12 +68,12 @@ bool Planner::RouteSqlPrepared(std::string_view message, std::string_view sql) {
 // DEALLOCATE ALL runs on old, and drops on new what was prepared there.
 bool Planner::DeallocateAll(std::string_view message) {
   std::string on_new;
-  for (const auto& [name, p] : sql_prepared_) {
+  for (const auto& [name, p] : client_.sql_prepared) {
     if (p.server == BackendId::kNew) {
       on_new = StrCat(on_new, "DEALLOCATE ", routing::QuoteIdent(name), ";");
     }
   }
-  sql_prepared_.clear();
+  client_.sql_prepared.clear();
   if (on_new.empty()) return false;
   Step& step = NewStep(BackendId::kOld);
   step.opens = true;
@@ -86,7 +86,7 @@ bool Planner::Reprepare(const std::string& name, SqlPrepared& p) {
   routing::PlanPtr plan = PlanFor(p.sql);
   BackendId target = plan ? TargetOf(plan) : BackendId::kOld;
   if (plan && plan->refusal) {
-    sql_prepared_.erase(name);
+    client_.sql_prepared.erase(name);
     OpenStep(target);
     Refuse(target, *plan->refusal, true);
     Seal();
@@ -110,7 +110,7 @@ bool Planner::Reprepare(const std::string& name, SqlPrepared& p) {
   }
   if (!plan) {
     // It no longer touches a configured table: old, as any other.
-    sql_prepared_.erase(name);
+    client_.sql_prepared.erase(name);
     return true;
   }
   p = SqlPrepared{target, plan, p.sql, ctx_.settings->generation};
@@ -123,7 +123,7 @@ bool Planner::SendPrepared(BackendId target, const routing::ParameterizedText& p
   Link& on = link(target);
   // In an aborted transaction the Parse would fail as the Query does,
   // and in the client's open batch a Sync of pgshift's would end it.
-  if (ctx_.transaction.reported == TransactionStatus::kFailed || batch_link_ || on.in_batch) {
+  if (ctx_.transaction.reported == TransactionStatus::kFailed || batch_link_) {
     return false;
   }
   std::string key = p.sql;
@@ -139,7 +139,7 @@ bool Planner::SendPrepared(BackendId target, const routing::ParameterizedText& p
     if (on.statements.size() >= kMaxStatements && !CloseLeastUsed(on, messages)) {
       return false;
     }
-    name = StrCat("pgshift_statement_", ++ctx_.next_statement);
+    name = on.NameStatement();
     protocol::Parse{name, p.sql, p.types}.Encode(messages);
     on.statements.emplace(key, Link::ServerStatement{name, false, ++on.statement_uses});
     reply.prepares = true;

@@ -31,14 +31,14 @@ void Planner::Refuse(BackendId target, const routing::Refusal& refusal, bool sim
   protocol::Parse{Refusals::ProbeStatementName(), Refusals::ProbeSql(n), {}}.Encode(probe);
   batch_link_ = target;
   batch_refused_ = true;
-  link(target).in_batch = true;
   AddOwned(target, std::move(probe));
+  Target(target).batch = BatchEffect::kOpens;
 }
 
 std::optional<routing::Refusal> Planner::SecondWriter(const routing::Plan& plan, BackendId target) {
   if (!two_servers() || !plan.writes || !in_transaction()) return std::nullopt;
   const Link& other = link(routing::OtherBackend(target));
-  if (!other.written) return std::nullopt;
+  if (!ctx_.transaction.wrote(other.server)) return std::nullopt;
   return routing::Refusal{
       std::string(sqlstate::kFeatureNotSupported),
       StrCat("pgshift: this transaction has written on server ", other.name, "; a write on server ",

@@ -24,7 +24,7 @@ protocol::Delivery ReplyDecision::delivery() const {
 namespace {
 
 bool Capturing(const ReplyUnit& unit) {
-  return unit.capture && !unit.describe && !unit.capture->queued;
+  return unit.capture && !unit.describe && !unit.capture->queued();
 }
 
 // A message of a sampled read's result, before the result's shape is

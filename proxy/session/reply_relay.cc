@@ -34,8 +34,8 @@ protocol::Delivery ReplyRelay::OnHeader(char type, size_t size) {
       case CaptureStep::kKeepNext:
         capture_ = expected->units[static_cast<size_t>(decision_.unit) + 1].capture.get();
         break;
-      case CaptureStep::kIncomplete: unit.capture->usable = false; [[fallthrough]];
-      case CaptureStep::kComplete: Queue(*unit.capture); break;
+      case CaptureStep::kIncomplete: unit.capture->Queue(shadow_, true); break;
+      case CaptureStep::kComplete: unit.capture->Queue(shadow_); break;
     }
     if (decision_.action == Action::kCollectRows) {
       rows_batch_ = expected->mirror;
@@ -129,9 +129,8 @@ void ReplyRelay::OnError(std::string_view message, std::string_view payload) {
     link_.statements.erase(link_.replies.front().statement_key);
   }
   if (capture_ != nullptr) {
-    capture_->result->error_sqlstate = std::string(fields->sqlstate());
-    capture_->result->error_message = std::string(fields->message());
-    Queue(*capture_);
+    capture_->Failed(*fields);
+    capture_->Queue(shadow_);
   }
   if (std::optional<protocol::ErrorFields> refusal = refusals_.Take(fields->message())) {
     std::string replaced;
@@ -191,28 +190,8 @@ void ReplyRelay::OnDataRow(std::string_view payload) {
 
 // A sampled read's RowDescription or DataRow: kept, and passed on as it is.
 void ReplyRelay::Capture(std::string_view message) {
-  std::string_view payload = message.substr(protocol::kHeaderSize);
-  routing::ResultSet& result = *capture_->result;
-  if (message[0] == protocol::backend::kRowDescription) {
-    auto description = protocol::RowDescription::Decode(payload);
-    if (description.ok()) {
-      for (const auto& f : description->fields) result.columns.push_back({f.name, f.type_oid});
-    }
-  } else if (result.rows.size() < ShadowCapture::kMaxRows) {
-    auto row = protocol::DataRow::Decode(payload);
-    if (row.ok()) result.rows.push_back(std::move(row->values));
-  } else {
-    capture_->usable = false;
-  }
+  capture_->Keep(message);
   Emit(message);
-}
-
-// The sampled read's result is complete: its comparison is queued.
-void ReplyRelay::Queue(ShadowCapture& capture) {
-  if (capture.queued || shadow_ == nullptr) return;
-  capture.queued = true;
-  if (capture.usable) capture.job.served = std::move(capture.result);
-  shadow_->Enqueue(std::move(capture.job));
 }
 
 // The server's "SELECT n" for a rewritten write, as the write's own tag.

@@ -65,7 +65,6 @@ class ReplyRelay : public protocol::FrameHandler {
   void OnDataRow(std::string_view payload);
   void OnCommandComplete(std::string_view payload);
   void Capture(std::string_view message);
-  void Queue(ShadowCapture& capture);
   void Emit(std::string_view bytes);
   void EmitOwned(std::string bytes);
 

@@ -12,6 +12,11 @@
 
 namespace pgshift::proxy {
 
+// What a step's messages do to its link's extended batch: begin one (or go
+// on with it) without its Sync, end it with a Sync, or neither (a Query,
+// COPY data).
+enum class BatchEffect : uint8_t { kNone, kOpens, kCloses };
+
 struct Step {
   // Back to a new step's state, keeping the buffers of `bytes` and
   // `replies` for the next client read.
@@ -38,6 +43,7 @@ struct Step {
   // Its bytes begin a Query or an extended batch: pgshift may run a BEGIN
   // of its own before them.
   bool opens = false;
+  BatchEffect batch = BatchEffect::kNone;  // as its last such message leaves it
   bool sealed = false;    // later messages go into a new step
   bool mirrored = false;  // a statement in it is mirrored to the other server
   // Its mirrored statement is in the client's transaction, as the client's

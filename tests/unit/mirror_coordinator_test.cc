@@ -18,6 +18,7 @@
 #include "protocol/messages/ready_for_query.h"
 #include "proxy/two_phase.h"
 #include "routing/state_schema.h"
+#include "tests/unit/scripted_port.h"
 
 namespace pgshift::proxy {
 namespace {
@@ -30,131 +31,10 @@ using Statements = std::vector<std::string>;
 constexpr int kOld = static_cast<int>(BackendId::kOld);
 constexpr int kNew = static_cast<int>(BackendId::kNew);
 constexpr const char* kApply = "APPLY public.channels";
-constexpr const char* kXid = "4711";
 constexpr const char* kDeployment = "d1";
-
-// Runs each batch at once, as a server would: statements in order, skipped
-// after an error until the Sync, and each link's transaction status as the
-// batch leaves it.
-class ScriptedPort : public InternalPort {
- public:
-  // The next statement on `server` that starts with `prefix` fails.
-  void FailNext(BackendId server, std::string prefix, std::string_view sqlstate = "23514") {
-    failures_.push_back(
-        {server, std::move(prefix), ErrorFields::Make("ERROR", sqlstate, "scripted failure")});
-  }
-
-  awaitable<std::shared_ptr<InternalReply>> SendInternal(Link& link,
-                                                         std::string messages) override {
-    auto reply = std::make_shared<InternalReply>();
-    reply->done = true;
-    for (std::string_view rest = messages; !rest.empty();) {
-      auto size = protocol::CompleteMessageSize(rest, protocol::kFrontendTypes,
-                                                protocol::kDefaultMaxMessageSize);
-      if (!size.ok() || *size == 0) {
-        ADD_FAILURE() << "a batch that ends mid-message";
-        break;
-      }
-      const char type = rest[0];
-      std::string_view payload = rest.substr(protocol::kHeaderSize, *size - protocol::kHeaderSize);
-      rest.remove_prefix(*size);
-      if (type == protocol::Parse::kType) {
-        auto parse = protocol::Parse::Decode(payload);
-        parsed_[static_cast<int>(link.server)][parse->statement] = parse->sql;
-      } else if (type == protocol::Bind::kType && !reply->error) {
-        auto bind = protocol::Bind::Decode(payload);
-        Execute(link, parsed_[static_cast<int>(link.server)][bind->statement], *reply);
-      }
-    }
-    co_return reply;
-  }
-  awaitable<Error> AwaitInternal(const std::shared_ptr<InternalReply>& reply,
-                                 std::string* value) override {
-    if (value != nullptr && reply->value) *value = *reply->value;
-    co_return reply->error;
-  }
-  awaitable<void> WaitFor(std::function<bool()> ready) override {
-    EXPECT_TRUE(ready()) << "the coordinator would wait for good";
-    co_return;
-  }
-  awaitable<Error> ConnectServer(Link&) override { co_return std::nullopt; }
-  awaitable<void> SyncSettings(Link&) override { co_return; }
-  awaitable<void> SendToClient(std::string_view bytes) override {
-    client.append(bytes);
-    co_return;
-  }
-  bool ended() const override { return false; }
-
-  std::array<Statements, 2> ran;  // by routing::BackendId
-  std::string client;             // what the client was sent
-  // The last PREPARE TRANSACTION ran while recovery would leave it alone.
-  std::optional<bool> prepared_while_registered;
-
- private:
-  struct Failure {
-    BackendId server;
-    std::string prefix;
-    ErrorFields error;
-  };
-
-  void Execute(Link& link, const std::string& sql, InternalReply& reply) {
-    ran[static_cast<int>(link.server)].push_back(sql);
-    if (absl::StartsWith(sql, "PREPARE TRANSACTION")) {
-      const std::string gid = sql.substr(sql.find('\'') + 1, sql.rfind('\'') - sql.find('\'') - 1);
-      prepared_while_registered = SettlingMirrors::Get().Contains(gid);
-    }
-    const bool ends =
-        sql == "COMMIT" || sql == "ROLLBACK" || absl::StartsWith(sql, "PREPARE TRANSACTION") ||
-        absl::StartsWith(sql, "COMMIT PREPARED") || absl::StartsWith(sql, "ROLLBACK PREPARED");
-    if (link.transaction_status == TransactionStatus::kFailed && !ends &&
-        !absl::StartsWith(sql, "ROLLBACK TO")) {
-      reply.error = ErrorFields::Make("ERROR", "25P02", "current transaction is aborted");
-      return;
-    }
-    for (auto f = failures_.begin(); f != failures_.end(); ++f) {
-      if (f->server != link.server || !absl::StartsWith(sql, f->prefix)) continue;
-      reply.error = f->error;
-      failures_.erase(f);
-      if (link.transaction_status != TransactionStatus::kIdle) {
-        link.transaction_status = TransactionStatus::kFailed;
-      }
-      return;
-    }
-    if (sql == "BEGIN" || absl::StartsWith(sql, "ROLLBACK TO")) {
-      link.transaction_status = TransactionStatus::kInBlock;
-    } else if (ends) {
-      link.transaction_status = TransactionStatus::kIdle;
-    } else if (absl::StartsWith(sql, "SELECT pg_catalog.txid_current()")) {
-      reply.value = kXid;
-    }
-  }
-
-  std::vector<Failure> failures_;
-  std::array<std::map<std::string, std::string>, 2> parsed_;
-};
 
 bool Contains(std::string_view text, std::string_view part) {
   return text.find(part) != std::string_view::npos;
-}
-
-template <typename T>
-T RunToEnd(awaitable<T> task) {
-  asio::io_context io;
-  std::optional<T> out;
-  asio::co_spawn(
-      io, [&]() -> awaitable<void> { out = co_await std::move(task); },
-      [](std::exception_ptr e) {
-        if (e) std::rethrow_exception(e);
-      });
-  io.run();
-  return *out;
-}
-
-void RunToEnd(awaitable<void> task) {
-  RunToEnd([&]() -> awaitable<bool> {
-    co_await std::move(task);
-    co_return true;
-  }());
 }
 
 std::string Reply(std::string_view tag, TransactionStatus status) {
@@ -257,9 +137,8 @@ class MirrorCoordinatorTest : public ::testing::Test {
   ClientTransaction transaction_;
   Refusals refusals_;
   routing::SessionSettings client_settings_;
-  uint64_t next_statement_ = 0;
-  MirrorCoordinator mirror_{MirrorContext{port_, links_, settings_, transaction_, refusals_,
-                                          client_settings_, next_statement_, 7}};
+  MirrorCoordinator mirror_{
+      MirrorContext{port_, links_, settings_, transaction_, refusals_, client_settings_, 7}};
 };
 
 TEST_F(MirrorCoordinatorTest, AWriteOutsideATransactionIsPreparedOnTheMirrorBeforeOldCommits) {
@@ -368,7 +247,7 @@ TEST_F(MirrorCoordinatorTest, InTheClientsTransactionTheMirrorJoinsItAndCommitsW
   EXPECT_EQ(port_.ran[kNew], (Statements{"BEGIN", "SAVEPOINT pgshift_mirror", kApply,
                                          "RELEASE SAVEPOINT pgshift_mirror"}));
   EXPECT_EQ(port_.client, Reply("INSERT 0 1", TransactionStatus::kInBlock));
-  EXPECT_TRUE(fresh().mirrored);
+  EXPECT_TRUE(transaction_.mirrors(BackendId::kNew));
   ASSERT_EQ(mirror_.keys().size(), 1u);
   EXPECT_EQ(mirror_.keys()[0].first, "public.channels");
 
@@ -385,7 +264,7 @@ TEST_F(MirrorCoordinatorTest, InTheClientsTransactionTheMirrorJoinsItAndCommitsW
                                          "COMMIT PREPARED " + QuoteLiteral(Prepared())}));
   EXPECT_TRUE(port_.ran[kOld].empty()) << "the client's COMMIT is old's";
   EXPECT_TRUE(mirror_.keys().empty());
-  EXPECT_FALSE(fresh().mirrored);
+  EXPECT_FALSE(transaction_.mirrors(BackendId::kNew));
 }
 
 TEST_F(MirrorCoordinatorTest, UnderLogAFailedApplyInTheClientsTransactionIsUndoneOnTheMirrorAlone) {
@@ -448,7 +327,7 @@ TEST_F(MirrorCoordinatorTest, ACommitOfAFailedTransactionRollsTheMirrorBack) {
   EXPECT_FALSE(batch);
   EXPECT_EQ(port_.ran[kNew], Statements{"ROLLBACK"});
   EXPECT_TRUE(port_.ran[kOld].empty());
-  EXPECT_FALSE(fresh().mirrored);
+  EXPECT_FALSE(transaction_.mirrors(BackendId::kNew));
 }
 
 }  // namespace

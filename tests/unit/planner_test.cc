@@ -90,9 +90,8 @@ class PlannerFixture {
   ClientTransaction transaction;
   routing::SessionSettings client_settings;
   Refusals refusals;
-  uint64_t next_statement = 0;
-  Planner planner{PlannerContext{settings_, links, transaction, client_settings, refusals, nullptr,
-                                 1, next_statement}};
+  Planner planner{
+      PlannerContext{settings_, links, transaction, client_settings, refusals, nullptr, 1}};
 };
 
 TEST(Planner, WithoutConfiguredTablesEverythingStreamsToOld) {
@@ -182,7 +181,7 @@ TEST(Planner, ABeginAheadOfAMirroredWriteInOneBatchMakesItTheClients) {
 TEST(Planner, ACommitAcrossServersGetsAStandInThatCanFailInItsPlace) {
   PlannerFixture f("dual-write", true);
   f.transaction.reported = TransactionStatus::kInBlock;
-  f.links[0].written = true;
+  f.transaction.Wrote(BackendId::kOld);
   std::vector<Step*> steps = f.Plan(Query("COMMIT"));
   ASSERT_EQ(steps.size(), 1u);
   EXPECT_EQ(steps[0]->target, BackendId::kOld) << "the server written on commits last";
@@ -199,7 +198,7 @@ TEST(Planner, TheServerWrittenOnCommitsLast) {
   f.transaction.reported = TransactionStatus::kInBlock;
   f.links[0].transaction_status = TransactionStatus::kInBlock;
   f.links[1].transaction_status = TransactionStatus::kInBlock;
-  f.links[1].written = true;
+  f.transaction.Wrote(BackendId::kNew);
   std::vector<Step*> steps = f.Plan(Query("COMMIT"));
   ASSERT_EQ(steps.size(), 1u);
   EXPECT_EQ(steps[0]->target, BackendId::kNew);
@@ -233,13 +232,13 @@ TEST(Planner, AnExtendedBatchIsOneReplyWithAUnitPerResult) {
 TEST(Planner, ATransactionWritesOnOneServerOnly) {
   PlannerFixture f("new-only", true);
   f.transaction.reported = TransactionStatus::kInBlock;
-  f.links[0].written = true;
+  f.transaction.Wrote(BackendId::kOld);
   std::vector<Step*> steps = f.Plan(Query("UPDATE channels SET title = 'b' WHERE id = 1"));
   std::string sent;
   for (Step* s : steps) sent += Bytes(*s);
   EXPECT_NE(sent.find("pgshift refusal"), std::string::npos);
   EXPECT_EQ(sent.find("UPDATE"), std::string::npos);
-  EXPECT_FALSE(f.links[1].written);
+  EXPECT_FALSE(f.transaction.wrote(BackendId::kNew));
 }
 
 TEST(Planner, TransactionControlAfterAMirroredWriteInOneBatchIsRefused) {

@@ -194,7 +194,7 @@ TEST(ReplyClassifier, ASampledReadIsKeptUntilComplete) {
   EXPECT_EQ(d.action, Action::kInspectError);
   EXPECT_EQ(d.capture, Capture::kKeep);
   // Once queued, the rest is not the capture's.
-  expected.units[0].capture->queued = true;
+  expected.units[0].capture->Queue(nullptr);
   EXPECT_EQ(ClassifyReply(&expected, backend::kDataRow, kSize, false).action, Action::kForward);
 }
 
