@@ -69,9 +69,11 @@ awaitable<void> Session::Relay() {
   auto pumps_ended = [this] { return !links_[0].pump_running && !links_[1].pump_running; };
   co_await life_.wake.Until(pumps_ended);
   if (life_.final_error && client_.at_boundary() && client_.stream.is_open()) {
+    // The pumps have ended: nobody else writes.
     std::string out;
     protocol::ErrorResponse(*life_.final_error).Encode(out);
-    co_await SendToClient(out);
+    error_code ignored;
+    co_await client_.stream.Write(asio::buffer(out), ignored);
   }
   client_.stream.Close();
 }
@@ -151,6 +153,11 @@ awaitable<bool> Session::RunStep(Step& step) {
     case StepGate::kSkip: co_return true;
     case StepGate::kStop: co_return false;
   }
+  bool send = true;
+  if (!step.gid.empty() && settings_->router->has_new_server()) {
+    send = co_await ClientTwoPhase(step);
+    if (ended()) co_return false;
+  }
   Link& target = link(step.target);
   Link& other = link(routing::OtherBackend(step.target));
   co_await PrepareAgain(step, target, other);
@@ -164,8 +171,7 @@ awaitable<bool> Session::RunStep(Step& step) {
   // Mirroring across servers: what must happen before the step, and the
   // batch that follows its cycles.
   std::shared_ptr<MirrorBatch> batch;
-  bool send = true;
-  if (step.mirrored || mirrored_commit) {
+  if (send && (step.mirrored || mirrored_commit)) {
     send = co_await mirror_.BeforeStep(step, batch);
     if (ended()) co_return false;
   }
@@ -177,8 +183,8 @@ awaitable<bool> Session::RunStep(Step& step) {
     if (queued.mirror) closed.push_back(std::move(queued.mirror));
   }
   if (!send) {
-    // The COMMIT fails in its stand-in's words; the rest of its batch, if
-    // any, is skipped by the server.
+    // The COMMIT (or PREPARE TRANSACTION) fails in its stand-in's words;
+    // the rest of its batch, if any, is skipped by the server.
     step.bytes.clear();
     step.bytes.AddOwned(std::move(step.fail_with));
   }
@@ -204,9 +210,9 @@ awaitable<bool> Session::RunStep(Step& step) {
 
 awaitable<Session::StepGate> Session::GateStep(const Step& step) {
   if (step.skip_if_failed != 0) {
-    // Once the part before has answered, so that its outcome is known.
-    Link& before = link(routing::OtherBackend(step.target));
-    co_await WaitUntil([&before] { return before.forward_pending == 0; });
+    // Once the parts before have answered, so that their outcome is known.
+    co_await WaitUntil(
+        [this] { return links_[0].forward_pending == 0 && links_[1].forward_pending == 0; });
     if (ended()) co_return StepGate::kStop;
     if (transaction_.failed_group == step.skip_if_failed) co_return StepGate::kSkip;
   }
@@ -223,6 +229,43 @@ awaitable<Session::StepGate> Session::GateStep(const Step& step) {
     co_return StepGate::kStop;
   }
   co_return StepGate::kGo;
+}
+
+awaitable<bool> Session::ClientTwoPhase(Step& step) {
+  Link& old = link(BackendId::kOld);
+  Link& fresh = link(BackendId::kNew);
+  if (step.transaction == routing::TransactionKind::kPrepare) {
+    Link& other = link(routing::OtherBackend(step.target));
+    co_await WaitUntil([&other] { return other.Quiet(); });
+    if (!other.ready() || other.transaction_status == TransactionStatus::kIdle) co_return true;
+    if (!transaction_.mirrors(other.server)) {
+      // It only read there: its side ends, and the writer's is prepared.
+      co_await RunInternal(other, "ROLLBACK");
+      co_return true;
+    }
+    refusals_.Set(
+        step.fail_probe,
+        ErrorFields::Make(
+            "ERROR", sqlstate::kFeatureNotSupported,
+            StrCat("pgshift: this transaction's writes are mirrored to server ", other.name,
+                   "; PREPARE TRANSACTION would prepare it on server ", link(step.target).name,
+                   " alone, where COMMIT PREPARED could not "
+                   "finish the mirror on ",
+                   other.name, ": COMMIT it instead, or prepare it before the table is mirrored")));
+    co_return false;
+  }
+  // COMMIT or ROLLBACK PREPARED: where the transaction was prepared (old,
+  // unless only new has it). Never inside a batch the client has under way.
+  if (old.in_batch() || fresh.in_batch()) co_return true;
+  if (!fresh.ready() && co_await ConnectNew(false)) co_return true;
+  const std::string sql =
+      StrCat("SELECT 1 FROM pg_catalog.pg_prepared_xacts WHERE gid = ", QuoteLiteral(step.gid),
+             " AND database = pg_catalog.current_database()");
+  std::string on_old, on_new;
+  co_await RunInternal(old, sql, &on_old);
+  if (on_old.empty()) co_await RunInternal(fresh, sql, &on_new);
+  step.target = on_new.empty() ? BackendId::kOld : BackendId::kNew;
+  co_return true;
 }
 
 awaitable<void> Session::PrepareAgain(Step& step, Link& target, Link& other) {
@@ -341,15 +384,13 @@ awaitable<void> Session::PumpBackendToClient(Link& l) {
                 StrCat("pgshift: backend ", l.name, " sent an invalid message: ", why)));
       break;
     }
-    if (!handler.out.empty()) {
-      co_await client_.stream.Write(handler.out.buffers(), ec);
-      if (ec) {
-        client_.Failed();
-        End(std::nullopt);
-        break;
-      }
+    if (!handler.out.empty() &&
+        !co_await WriteToClient(l.server == BackendId::kOld ? ClientConnection::Writer::kOld
+                                                            : ClientConnection::Writer::kNew,
+                                handler.out.buffers(), decoder.streaming())) {
+      End(std::nullopt);
+      break;
     }
-    client_.Relayed(decoder.streaming());
     l.buffer.Consume(*used);
     if (handler.answered > 0) {
       // Counted only once written: the other server may answer next.
@@ -399,10 +440,11 @@ void Session::OnInternalAnswered() { life_.wake.Notify(); }
 void Session::OnClientAnswered(const ExpectedReply& reply, TransactionStatus status,
                                bool forwarded) {
   NoteAnswered();
-  if (reply.mirror)
-    life_.wake.Notify();  // the session settles the mirror before the client goes on
-  if (!forwarded) return;
+  // The session settles the mirror before the client goes on.
+  if (reply.mirror) life_.wake.Notify();
+  // The rest of its Query is skipped, whether or not its reply waits with a mirror.
   if (reply.failed) transaction_.failed_group = reply.group;
+  if (!forwarded) return;
   transaction_.reported = status;
 }
 
@@ -490,9 +532,25 @@ void Session::Abort() {
 }
 
 awaitable<void> Session::SendToClient(std::string_view bytes) {
+  std::vector<asio::const_buffer> buffers{asio::buffer(bytes.data(), bytes.size())};
+  co_await WriteToClient(ClientConnection::Writer::kSession, buffers, false);
+}
+
+awaitable<bool> Session::WriteToClient(ClientConnection::Writer who,
+                                       const std::vector<asio::const_buffer>& buffers,
+                                       bool mid_message) {
+  co_await WaitUntil([this, who] { return client_.MayWrite(who); });
+  if (ended() || !client_.writable()) co_return false;
+  client_.writer = who;
   error_code ec;
-  co_await client_.stream.Write(asio::buffer(bytes.data(), bytes.size()), ec);
-  if (ec) client_.Failed();
+  co_await client_.stream.Write(buffers, ec);
+  if (ec) {
+    client_.Failed();
+    co_return false;
+  }
+  client_.Relayed(who, mid_message);
+  if (!mid_message) life_.wake.Notify();
+  co_return true;
 }
 
 }  // namespace pgshift::proxy

@@ -93,6 +93,13 @@ class Session : public std::enable_shared_from_this<Session>,
   // Query, stopped when its link cannot be had.
   enum class StepGate { kGo, kSkip, kStop };
   awaitable<StepGate> GateStep(const Step& step);
+  // The client's own two-phase commit with a second server: PREPARE
+  // TRANSACTION is refused (false: its stand-in is sent) while the other
+  // server holds the mirror of its writes, which COMMIT PREPARED could not
+  // finish; the other server's side of a transaction that only read there
+  // is ended first. COMMIT and ROLLBACK PREPARED go where the transaction
+  // was prepared.
+  awaitable<bool> ClientTwoPhase(Step& step);
   // A statement prepared before a reload, prepared again (and closed on
   // the other link) before the step.
   awaitable<void> PrepareAgain(Step& step, Link& target, Link& other);
@@ -149,6 +156,12 @@ class Session : public std::enable_shared_from_this<Session>,
   Link& link(routing::BackendId server) { return links_[static_cast<int>(server)]; }
 
   awaitable<void> SendToClient(std::string_view bytes) override;
+  // Writes to the client once `who` may (nobody else is writing, nor in the
+  // middle of a message); `mid_message`: the bytes end inside one, and `who`
+  // keeps the client until it is finished. False when the session ended or
+  // the write failed.
+  awaitable<bool> WriteToClient(ClientConnection::Writer who,
+                                const std::vector<asio::const_buffer>& buffers, bool mid_message);
 
   Server& server_;
   const uint64_t id_;

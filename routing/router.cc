@@ -36,22 +36,6 @@ bool IsWriteKind(StatementKind kind) {
   }
 }
 
-TransactionKind TransactionKindOf(PgQuery__TransactionStmtKind kind) {
-  switch (kind) {
-    case PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_BEGIN:
-    case PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_START:
-      return TransactionKind::kBegin;
-    case PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_COMMIT:
-      return TransactionKind::kCommit;
-    case PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_ROLLBACK:
-      return TransactionKind::kRollback;
-    case PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_SAVEPOINT:
-      return TransactionKind::kSavepoint;
-    default:
-      return TransactionKind::kOther;
-  }
-}
-
 // The temporary table a COPY into a mirrored table is staged in.
 constexpr std::string_view kCopyStaging = "pg_temp.pgshift_copy";
 
@@ -156,7 +140,8 @@ PlanPtr Router::MakeTemplatePlan(std::string_view text, int first, size_t count)
   PlanPtr made = MakePlan(text);
   auto plan = std::make_shared<Plan>(*made);
   auto fill = std::make_shared<PlanTemplate>();
-  bool ok = fill->sql.Split(plan->sql, first, count);
+  // A Query split at its transaction control is planned per text.
+  bool ok = plan->statements.empty() && fill->sql.Split(plan->sql, first, count);
   for (const PlanPart& part : plan->parts) {
     ok = ok && fill->parts.emplace_back().Split(part.sql, first, count);
   }
@@ -455,6 +440,13 @@ PlanPtr Router::MakePlan(std::string_view sql) const {
   PlanDraft draft;
   draft.infos = AnalyzeTree(*tree);
   const std::vector<StatementInfo>& infos = draft.infos;
+  if (has_new_server()) {
+    plan->statements = SplitAtTransactionControl(*tree, infos);
+    if (!plan->statements.empty()) {
+      plan->transaction_control = true;
+      return plan;
+    }
+  }
   if (infos.size() == 1 && infos[0].kind == StatementKind::kCopy && infos[0].writes.size() == 1) {
     const std::string& name = *infos[0].writes.begin();
     for (const TableConfig& t : config_->tables) {
@@ -466,7 +458,9 @@ PlanPtr Router::MakePlan(std::string_view sql) const {
   if (!draft.runs.empty()) plan->server = draft.runs.back().second;
   RefuseSplitWrites(infos, draft.runs, *plan);
   if (infos.size() == 1 && infos[0].kind == StatementKind::kTransaction) {
-    plan->transaction = TransactionKindOf(tree->get()->stmts[0]->stmt->transaction_stmt->kind);
+    const PgQuery__TransactionStmt& t = *tree->get()->stmts[0]->stmt->transaction_stmt;
+    plan->transaction = TransactionKindOf(t.kind);
+    if (t.gid != nullptr) plan->gid = t.gid;
   }
   if (infos.size() == 1 && tree->get()->stmts[0]->stmt != nullptr &&
       tree->get()->stmts[0]->stmt->node_case == PG_QUERY__NODE__NODE_PREPARE_STMT) {

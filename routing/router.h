@@ -17,10 +17,11 @@
 #include "routing/config.h"
 #include "routing/lru_cache.h"
 #include "routing/mention_filter.h"
-#include "routing/parse_tree.h"
 #include "routing/mirror.h"
+#include "routing/parse_tree.h"
 #include "routing/sql_analysis.h"
 #include "routing/statement_template.h"
+#include "routing/transaction_control.h"
 
 namespace pgshift::routing {
 
@@ -100,10 +101,6 @@ struct ShadowPlan {
   std::string normalized;  // the read with its constants taken out, for reports
 };
 
-// What a single transaction-control statement does, where the session
-// must know (two-phase commit of a mirror, savepoints on both servers).
-enum class TransactionKind { kNone, kBegin, kCommit, kRollback, kSavepoint, kOther };
-
 // How to put a statement's constants back into the texts of a plan made for
 // its template (see statement_template.h).
 struct PlanTemplate {
@@ -133,11 +130,21 @@ struct Plan {
   // A single SQL-level PREPARE: the name it prepares, whose EXECUTE must go
   // where it went.
   std::string prepares;
+  // A single PREPARE TRANSACTION, COMMIT PREPARED or ROLLBACK PREPARED: its
+  // transaction's identifier.
+  std::string gid;
   std::optional<ShadowPlan> shadow;
   // Set when the statements of a Query need different servers: run one part
   // after the other, each only if the one before succeeded. `server` is
   // the last part's.
   std::vector<PlanPart> parts;
+  // With a second server, a Query that mixes transaction control with
+  // other statements: each transaction-control statement, and each run of
+  // others, is planned and sent as a Query of its own, in order, so that
+  // the session knows at each one where the client's transaction stands
+  // (a mirrored write in it, its COMMIT's two-phase commit). Nothing else
+  // of the plan is set.
+  std::vector<QueryStatement> statements;
   // Per statement, how its reply must be reshaped into what the client's own
   // statement would have answered (mirrored writes); empty when none is.
   std::vector<ResultShape> shapes;

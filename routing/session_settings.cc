@@ -49,7 +49,8 @@ std::string_view KeyWordAt(std::string_view rest) {
       break;
     }
   }
-  for (std::string_view word : {"set", "reset", "discard", "begin", "start"}) {
+  for (std::string_view word :
+       {"set", "reset", "discard", "begin", "start", "commit", "rollback"}) {
     if (rest.size() >= word.size() && ContainsIgnoreCase(rest.substr(0, word.size()), word)) {
       return word;
     }
@@ -71,7 +72,7 @@ bool MayChangeSettings(std::string_view sql) {
       for (std::string_view mode : {"isolation", "read", "deferrable"}) {
         if (ContainsIgnoreCase(sql, mode)) return true;
       }
-    } else if (!word.empty()) {
+    } else if (word == "set" || word == "reset" || word == "discard") {
       return true;
     }
     at = sql.find(';', at);
@@ -82,6 +83,11 @@ bool MayChangeSettings(std::string_view sql) {
 bool MayBeginTransaction(std::string_view sql) {
   std::string_view word = KeyWordAt(sql);
   return word == "begin" || word == "start";
+}
+
+bool MayFinishPrepared(std::string_view sql) {
+  std::string_view word = KeyWordAt(sql);
+  return word == "commit" || word == "rollback";
 }
 
 std::vector<SettingChange> SettingChangesOf(std::string_view sql) {

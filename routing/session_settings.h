@@ -38,6 +38,10 @@ bool MayChangeSettings(std::string_view sql);
 // (the same look at the first word; the router's plan says for sure).
 bool MayBeginTransaction(std::string_view sql);
 
+// False when `sql` certainly does not begin with COMMIT or ROLLBACK (as
+// COMMIT PREPARED and ROLLBACK PREPARED do, outside any transaction).
+bool MayFinishPrepared(std::string_view sql);
+
 // The setting changes among the statements of `sql`, in order (none for a
 // syntax error: the server rejects the text anyway). A BEGIN with
 // transaction modes counts as their SET TRANSACTION.

@@ -25,11 +25,19 @@ struct ClientConnection {
     kMidMessage,  // part of a server's message is relayed: only the rest of it
     kFailed,      // a write failed (or the client went away): nothing
   };
+  // Who writes to the client: one at a time, and a server's message begun
+  // is finished before anyone else writes (a notice or a FATAL from the
+  // server that is not answering waits for the other's DataRow to end).
+  enum class Writer : uint8_t { kNone, kOld, kNew, kSession };
 
   explicit ClientConnection(tcp::socket socket) : stream(std::move(socket)), buffer(4096) {}
 
-  // The two ways Output changes.
-  void Relayed(bool mid_message) {
+  bool MayWrite(Writer who) const { return writer == Writer::kNone || writer == who; }
+  // The two ways Output changes: `who` wrote, up to a message boundary or
+  // into a message (and keeps the client until it is finished); a write
+  // failed.
+  void Relayed(Writer who, bool mid_message) {
+    writer = mid_message ? who : Writer::kNone;
     if (output != Output::kFailed) output = mid_message ? Output::kMidMessage : Output::kAtBoundary;
   }
   void Failed() { output = Output::kFailed; }
@@ -39,6 +47,7 @@ struct ClientConnection {
   Stream stream;
   PacketBuffer buffer;  // read from the client, not yet planned
   Output output = Output::kAtBoundary;
+  Writer writer = Writer::kNone;
   bool forwarding_partial = false;  // a server has been sent part of a client message
   QueryTimer cycles;                // reply cycles sent and not yet answered, timed
 };

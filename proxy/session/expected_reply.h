@@ -61,6 +61,12 @@ struct MirrorBatch {
   Outcome outcome = Outcome::kPending;  // set by its ReadyForQuery
   std::vector<Rows> rows;
   std::string held;  // the client's replies, while holds_replies()
+  // `held` ends with the cycle's ReadyForQuery (not when a later part of
+  // the client's Query carries on).
+  bool held_ready = false;
+  // The client's Query it belongs to, when split (ExpectedReply::group): a
+  // failed mirror skips the rest of it.
+  uint64_t group = 0;
   // That ReadyForQuery's transaction status.
   protocol::TransactionStatus status = protocol::TransactionStatus::kIdle;
   std::shared_ptr<InternalReply> begun;  // kImplicit: its BEGIN's reply (with the txid)

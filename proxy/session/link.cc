@@ -20,6 +20,7 @@ Link::Queued Link::Expect(ExpectedReply reply, const std::shared_ptr<MirrorBatch
     // steps keeps the one its first step attached.)
     if (!queued->mirror) queued->mirror = batch;
     MirrorBatch& to = *queued->mirror;
+    to.group = queued->group;
     for (ReplyUnit& unit : queued->units) {
       if (unit.describe || !unit.shape.remote || unit.mirror_index >= 0) continue;
       unit.mirror_index = static_cast<int32_t>(to.rows.size());

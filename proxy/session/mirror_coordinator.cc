@@ -187,14 +187,17 @@ awaitable<void> MirrorCoordinator::Settle(Link& auth, MirrorBatch& batch) {
 
 awaitable<void> MirrorCoordinator::ReleaseHeld(MirrorBatch& batch, TransactionStatus status) {
   std::string& held = batch.held;
-  if (held.size() >= 6 && held[held.size() - 6] == backend::kReadyForQuery) {
+  if (batch.held_ready) {
     held.back() = static_cast<char>(status);
+    c_.transaction.reported = status;
   }
-  c_.transaction.reported = status;
   co_await c_.port.SendToClient(held);
 }
 
-awaitable<void> MirrorCoordinator::FailClient(const ErrorFields& error, TransactionStatus status) {
+awaitable<void> MirrorCoordinator::FailClient(const MirrorBatch& batch, const ErrorFields& error,
+                                              TransactionStatus status) {
+  // The client's statement failed: the rest of its Query is skipped.
+  c_.transaction.failed_group = batch.group;
   std::string out;
   protocol::ErrorResponse(error).Encode(out);
   protocol::ReadyForQuery{status}.Encode(out);
@@ -273,7 +276,7 @@ awaitable<void> MirrorCoordinator::MirrorWrite(Link& auth, Link& mirror, MirrorB
   c_.transaction.MirrorEnded(mirror.server);
   keys_.clear();
   if (commit) {
-    co_await FailClient(*commit, TransactionStatus::kIdle);
+    co_await FailClient(batch, *commit, TransactionStatus::kIdle);
   } else {
     co_await ReleaseHeld(batch, TransactionStatus::kIdle);
   }
@@ -344,7 +347,7 @@ awaitable<void> MirrorCoordinator::MirrorFailed(Link& auth, Link& mirror, Mirror
                mirror.name, " failed: ", failed.message(),
                unlogged ? StrCat("; its keys could not be logged either: ", unlogged->message())
                         : std::string("; its keys are in pgshift_divergence for verify --repair")));
-    co_return co_await FailClient(error, batch.status);
+    co_return co_await FailClient(batch, error, batch.status);
   }
   if (unlogged) failed = *unlogged;
   if ((rows.fails_client || unlogged) && !autocommitted) {
@@ -356,12 +359,12 @@ awaitable<void> MirrorCoordinator::MirrorFailed(Link& auth, Link& mirror, Mirror
         StrCat("pgshift: ", unlogged ? "the divergence log could not be written after " : "",
                "the mirror of this write to ", Tables(rows.tables), " on server ", mirror.name,
                " failed, so the write was rolled back: ", failed.message()));
-    co_return co_await FailClient(error,
+    co_return co_await FailClient(batch, error,
                                   implicit ? TransactionStatus::kIdle : TransactionStatus::kFailed);
   }
   if (implicit) {
     if (std::optional<ErrorFields> commit = co_await c_.port.RunInternal(auth, "COMMIT")) {
-      co_return co_await FailClient(*commit, TransactionStatus::kIdle);
+      co_return co_await FailClient(batch, *commit, TransactionStatus::kIdle);
     }
   }
   co_await ReleaseHeld(batch, implicit ? TransactionStatus::kIdle : batch.status);

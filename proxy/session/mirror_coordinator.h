@@ -106,7 +106,7 @@ class MirrorCoordinator {
   // The client's replies held with `batch`, with `status` in their
   // ReadyForQuery; or, in their place, `error`.
   awaitable<void> ReleaseHeld(MirrorBatch& batch, protocol::TransactionStatus status);
-  awaitable<void> FailClient(const protocol::ErrorFields& error,
+  awaitable<void> FailClient(const MirrorBatch& batch, const protocol::ErrorFields& error,
                              protocol::TransactionStatus status);
   awaitable<void> FinishCommit(Link& authoritative, Link& mirror, MirrorBatch& batch);
   // A successful write: its rows applied on the mirror, and pgshift's own

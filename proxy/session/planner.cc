@@ -22,6 +22,7 @@ using routing::BackendId;
 void Planner::Reset() {
   for (size_t i = 0; i < count_; ++i) steps_[i].Clear();
   count_ = 0;
+  split_messages_.clear();
   routing_ = !config().tables.empty();
 }
 
@@ -94,7 +95,11 @@ Step& Planner::Target(BackendId target) {
 }
 
 void Planner::OpenStep(BackendId target) {
-  if (two_servers()) NewStep(target).opens = true;
+  if (!two_servers()) return;
+  Step& step = NewStep(target);
+  step.opens = true;
+  // A later statement of a split Query runs once the ones before succeeded.
+  if (!part_.first) step.skip_if_failed = part_.group;
 }
 
 void Planner::Add(BackendId target, std::string_view bytes) {
@@ -110,6 +115,8 @@ void Planner::AddOwned(BackendId target, std::string bytes) {
 ExpectedReply& Planner::ExpectQuery(BackendId target, std::vector<ReplyUnit> units) {
   ExpectedReply& reply = Target(target).replies.emplace_back();
   reply.units = std::move(units);
+  reply.continues = !part_.last;
+  reply.group = part_.group;
   return reply;
 }
 
@@ -147,7 +154,12 @@ void Planner::MarkStep(BackendId target, const routing::Plan& plan, bool simple_
   }
   step.copy_in = plan.copies_in && plan.mirrors_remotely;
   step.transaction = plan.transaction;
-  if (plan.transaction != routing::TransactionKind::kCommit) return;
+  step.gid = plan.gid;
+  // A COMMIT, or a PREPARE TRANSACTION, that may have to fail in its place.
+  if (plan.transaction != routing::TransactionKind::kCommit &&
+      plan.transaction != routing::TransactionKind::kPrepare) {
+    return;
+  }
   step.fail_probe = ctx_.refusals.Reserve();
   if (simple_query) {
     protocol::Query{Refusals::ProbeSql(step.fail_probe)}.Encode(step.fail_with);
@@ -158,7 +170,8 @@ void Planner::MarkStep(BackendId target, const routing::Plan& plan, bool simple_
 
 routing::PlanPtr Planner::PlanFor(std::string_view sql) {
   if (router().MayTouch(sql) ||
-      (two_servers() && (in_transaction() || routing::MayBeginTransaction(sql)))) {
+      (two_servers() && (in_transaction() || routing::MayBeginTransaction(sql) ||
+                         routing::MayFinishPrepared(sql)))) {
     return router().PlanFor(sql);
   }
   return nullptr;
@@ -174,7 +187,8 @@ void Planner::NoteSettings(std::string_view sql) {
 void Planner::NoteTransactionControl(const routing::Plan& plan) {
   if (plan.transaction == routing::TransactionKind::kBegin) {
     if (!in_transaction()) ctx_.transaction.sent = ClientTransaction::Sent::kBegun;
-  } else if (plan.transaction == routing::TransactionKind::kCommit) {
+  } else if (plan.transaction == routing::TransactionKind::kCommit ||
+             plan.transaction == routing::TransactionKind::kPrepare) {
     ctx_.transaction.commit_requested =
         in_transaction() && ctx_.transaction.reported != TransactionStatus::kFailed;
     ctx_.transaction.sent = ClientTransaction::Sent::kEnded;
@@ -200,7 +214,7 @@ BackendId Planner::TransactionTarget(const routing::Plan& plan) {
   // last; with a mirror, it is the authoritative side.
   if (ctx_.transaction.wrote(BackendId::kOld)) return BackendId::kOld;
   if (ctx_.transaction.wrote(BackendId::kNew)) return BackendId::kNew;
-  if (old.transaction_status == TransactionStatus::kIdle && !fresh.absent() &&
+  if (old.transaction_status == TransactionStatus::kIdle && fresh.ready() &&
       fresh.transaction_status != TransactionStatus::kIdle) {
     return BackendId::kNew;
   }
@@ -230,15 +244,20 @@ void Planner::OnQuery(std::string_view message, std::string_view payload) {
     error_ = std::string(MessageOf(query.status()));
     return;
   }
-  ForgetStatementsIfDeallocated(query->sql);
-  NoteSettings(query->sql);
-  if (!client_.sql_prepared.empty() && RouteSqlPrepared(message, query->sql)) return;
-  routing::PlanPtr plan = PlanFor(query->sql);
+  PlanQuery(message, query->sql);
+}
+
+void Planner::PlanQuery(std::string_view message, std::string_view sql) {
+  ForgetStatementsIfDeallocated(sql);
+  NoteSettings(sql);
+  if (!client_.sql_prepared.empty() && RouteSqlPrepared(message, sql)) return;
+  routing::PlanPtr plan = PlanFor(sql);
   if (!plan) {
     copy_link_ = BackendId::kOld;
     OpenStep(BackendId::kOld);
     return ForwardQuery(BackendId::kOld, message);
   }
+  if (!plan->statements.empty()) return SplitQuery(*plan);
   NoteTransactionControl(*plan);
   plan->Count();
   BackendId target = TargetOf(plan);
@@ -254,14 +273,14 @@ void Planner::OnQuery(std::string_view message, std::string_view payload) {
   NoteWrite(*plan, target);
   if (!plan->prepares.empty()) {
     client_.sql_prepared[plan->prepares] =
-        SqlPrepared{target, plan, query->sql, ctx_.settings->generation};
+        SqlPrepared{target, plan, std::string(sql), ctx_.settings->generation};
   }
   if (plan->transaction_control && two_servers()) {
     if (auto refusal = MixedTransactionControl(*plan)) {
       Refuse(target, *refusal, true);
       return Seal();
     }
-    Target(target).on_other_link_first = query->sql;
+    if (RunsOnBothServers(plan->transaction)) Target(target).on_other_link_first = sql;
   }
   copy_link_ = target;
   if (!plan->parts.empty()) {
@@ -270,6 +289,25 @@ void Planner::OnQuery(std::string_view message, std::string_view payload) {
   }
   SendQuery(target, plan, message);
   Seal();
+}
+
+void Planner::SplitQuery(const routing::Plan& plan) {
+  if (std::optional<routing::Refusal> refusal = UnsplittableQuery(plan.statements)) {
+    BackendId target = TransactionTarget(plan);
+    OpenStep(target);
+    Refuse(target, *refusal, true);
+    return Seal();
+  }
+  part_.group = ++next_group_;
+  for (size_t k = 0; k < plan.statements.size() && error_.empty(); ++k) {
+    part_.first = k == 0;
+    part_.last = k + 1 == plan.statements.size();
+    // Kept until the next read: the steps refer to it.
+    std::string& message = split_messages_.emplace_back();
+    protocol::Query{plan.statements[k].sql}.Encode(message);
+    PlanQuery(message, plan.statements[k].sql);
+  }
+  part_ = QueryPart{};
 }
 
 void Planner::SendQuery(BackendId target, const routing::PlanPtr& plan, std::string_view message) {
@@ -309,7 +347,8 @@ std::vector<ReplyUnit> Planner::Units(const std::vector<routing::ResultShape>& s
 }
 
 void Planner::AddParts(const routing::Plan& plan) {
-  uint64_t group = ++next_group_;
+  // Within a split Query, its group goes on.
+  uint64_t group = part_.group != 0 ? part_.group : ++next_group_;
   for (size_t k = 0; k < plan.parts.size(); ++k) {
     const routing::PlanPart& part = plan.parts[k];
     Step& step = k == 0 ? Target(part.server) : NewStep(part.server);
@@ -319,7 +358,7 @@ void Planner::AddParts(const routing::Plan& plan) {
     if (k > 0) step.skip_if_failed = group;
     ExpectedReply& reply = step.replies.emplace_back();
     reply.units = Units(part.shapes);
-    reply.continues = k + 1 < plan.parts.size();
+    reply.continues = k + 1 < plan.parts.size() || !part_.last;
     reply.group = group;
     std::string query;
     protocol::Query{part.sql}.Encode(query);

@@ -19,6 +19,7 @@
 
 #include <array>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -138,6 +139,13 @@ class Planner : public protocol::FrameHandler {
   // The simple protocol (planner.cc).
   void OnSync(std::string_view message);
   void OnQuery(std::string_view message, std::string_view payload);
+  // One Query's text (`message` carries it), or one statement of a split one.
+  void PlanQuery(std::string_view message, std::string_view sql);
+  // A Query split at its transaction control (Plan::statements): each
+  // statement planned as a Query of its own, in one group, so that only the
+  // last one's (or a failed one's) ReadyForQuery reaches the client and a
+  // failure skips the rest, as PostgreSQL stops at the first error.
+  void SplitQuery(const routing::Plan& plan);
   // A planned Query's messages, once it is known to go ahead.
   void SendQuery(BackendId target, const routing::PlanPtr& plan, std::string_view message);
   // The client's Query as it is, answered as it would be directly.
@@ -203,6 +211,16 @@ class Planner : public protocol::FrameHandler {
   // With two servers, transaction control in a Query with statements on
   // migrating tables.
   std::optional<routing::Refusal> MixedTransactionControl(const routing::Plan& plan);
+  // A split Query whose statements outside a transaction block are followed
+  // by anything but COMMIT or its end: PostgreSQL runs them with what
+  // follows as one implicit transaction (a ROLLBACK undoes them, a BEGIN
+  // takes them in), which separate Queries cannot keep.
+  std::optional<routing::Refusal> UnsplittableQuery(
+      const std::vector<routing::QueryStatement>& statements);
+  // Transaction control the other server runs too, first, when it is in
+  // the client's transaction (not PREPARE TRANSACTION, nor the prepared
+  // transactions' COMMIT and ROLLBACK, which name one server's).
+  static bool RunsOnBothServers(routing::TransactionKind kind);
   // One batch (up to Sync) goes to one server; a message for the other is
   // refused, and the server skips the rest of the batch.
   bool BatchMismatch(BackendId target);
@@ -222,6 +240,16 @@ class Planner : public protocol::FrameHandler {
   bool mirrored_in_batch_ = false;
   BackendId copy_link_ = BackendId::kOld;  // where COPY data goes
   uint64_t next_group_ = 0;                // numbers Queries split between servers
+  // While the statements of a split Query are planned one by one: their
+  // group, and whether the one being planned is its first, its last.
+  struct QueryPart {
+    uint64_t group = 0;
+    bool first = true;
+    bool last = true;
+  };
+  QueryPart part_;
+  // The Queries a split Query became, for this read's steps.
+  std::deque<std::string> split_messages_;
 };
 
 }  // namespace pgshift::proxy

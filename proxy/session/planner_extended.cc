@@ -179,7 +179,7 @@ void Planner::OnExecute(std::string_view message, std::string_view payload) {
     capture = ShadowCapture::Start(prepared.plan, prepared.bind, ctx_.transaction.written_tables,
                                    ctx_.shadow);
   }
-  if (plan.transaction_control && two_servers()) {
+  if (plan.transaction_control && two_servers() && RunsOnBothServers(plan.transaction)) {
     Target(prepared.server).on_other_link_first = plan.sql;
   }
   MarkStep(prepared.server, plan, false);

@@ -73,4 +73,57 @@ std::optional<routing::Refusal> Planner::MixedTransactionControl(const routing::
                           "own, not with statements on migrating tables"};
 }
 
+namespace {
+
+std::string_view StatementName(routing::TransactionKind kind) {
+  using routing::TransactionKind;
+  switch (kind) {
+    case TransactionKind::kBegin: return "BEGIN";
+    case TransactionKind::kRollback: return "ROLLBACK";
+    case TransactionKind::kSavepoint: return "SAVEPOINT";
+    case TransactionKind::kPrepare: return "PREPARE TRANSACTION";
+    case TransactionKind::kCommitPrepared: return "COMMIT PREPARED";
+    case TransactionKind::kRollbackPrepared: return "ROLLBACK PREPARED";
+    case TransactionKind::kOther: return "RELEASE or ROLLBACK TO";
+    case TransactionKind::kCommit:
+    case TransactionKind::kNone: break;
+  }
+  return "COMMIT";
+}
+
+}  // namespace
+
+std::optional<routing::Refusal> Planner::UnsplittableQuery(
+    const std::vector<routing::QueryStatement>& statements) {
+  using routing::TransactionKind;
+  bool in_block = in_transaction();
+  for (size_t k = 0; k < statements.size(); ++k) {
+    const TransactionKind kind = statements[k].transaction;
+    if (kind == TransactionKind::kBegin) in_block = true;
+    if (kind == TransactionKind::kCommit || kind == TransactionKind::kRollback ||
+        kind == TransactionKind::kPrepare) {
+      in_block = false;
+    }
+    if (kind != TransactionKind::kNone || in_block || k + 1 == statements.size()) continue;
+    const TransactionKind next = statements[k + 1].transaction;
+    if (next == TransactionKind::kCommit) continue;
+    return routing::Refusal{
+        std::string(sqlstate::kFeatureNotSupported),
+        StrCat("pgshift: with two servers, this query runs statements outside a transaction "
+               "block and then ",
+               StatementName(next),
+               ", which PostgreSQL would apply to them as one implicit transaction; pgshift "
+               "sends transaction control on its own and cannot keep that: begin a transaction "
+               "first (BEGIN; ...), or send the ",
+               StatementName(next), " in a query of its own")};
+  }
+  return std::nullopt;
+}
+
+bool Planner::RunsOnBothServers(routing::TransactionKind kind) {
+  return kind != routing::TransactionKind::kPrepare &&
+         kind != routing::TransactionKind::kCommitPrepared &&
+         kind != routing::TransactionKind::kRollbackPrepared;
+}
+
 }  // namespace pgshift::proxy

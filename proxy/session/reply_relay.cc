@@ -93,14 +93,17 @@ void ReplyRelay::OnReadyForQuery(std::string_view message, std::string_view payl
   // A statement pgshift prepared whose Parse failed does not exist.
   if (reply.prepares && !reply.parse_completed) link_.statements.erase(reply.statement_key);
   ++answered;
-  bool forwarded = !reply.continues || reply.failed;  // else the next part carries on
+  // Else the next part of the client's Query carries on.
+  const bool ends_query = !reply.continues || reply.failed;
+  bool forwarded = ends_query;
   if (reply.mirror) {
     // The session settles the mirror before the client goes on.
     MirrorBatch& batch = *reply.mirror;
     batch.outcome = reply.failed ? MirrorBatch::Outcome::kFailed : MirrorBatch::Outcome::kSucceeded;
     batch.status = ready->status;
     if (batch.holds_replies()) {
-      batch.held.append(message);
+      if (ends_query) batch.held.append(message);
+      batch.held_ready = ends_query;
       forwarded = false;
     }
   }

@@ -52,6 +52,8 @@ struct Step {
   // Its statement, when it is transaction control alone (COMMIT prepares
   // the mirror first; SAVEPOINT joins the other server).
   routing::TransactionKind transaction = routing::TransactionKind::kNone;
+  // PREPARE TRANSACTION, COMMIT or ROLLBACK PREPARED: the identifier.
+  std::string gid;
   // Sent instead of `bytes` when the COMMIT must fail (the mirror could not
   // be prepared): a statement whose error, refusal `fail_probe`, is replaced.
   std::string fail_with;

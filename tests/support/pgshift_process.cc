@@ -135,6 +135,13 @@ int PgshiftProcess::Stop(int timeout_ms) {
   return code;
 }
 
+void PgshiftProcess::Kill() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  WaitForExit(pid_, 20000);
+  pid_ = -1;
+}
+
 int PgshiftProcess::AwaitExit(int timeout_ms) {
   if (pid_ <= 0) return -1;
   int code = WaitForExit(pid_, timeout_ms);

@@ -34,6 +34,8 @@ class PgshiftProcess {
 
   // SIGTERM, then waits; returns the exit code (-1 on timeout).
   int Stop(int timeout_ms = 20000);
+  // SIGKILL, as a crash would end it; waits for the exit.
+  void Kill();
   // Waits for the process to exit on its own (after a signal the test sent).
   int AwaitExit(int timeout_ms = 20000);
 

@@ -107,6 +107,7 @@ class MirrorCoordinatorTest : public ::testing::Test {
     batch.rows.push_back(std::move(rows));
     batch.status = old().transaction_status;
     batch.held = Reply("INSERT 0 1", batch.status);
+    batch.held_ready = true;
     batch.outcome = MirrorBatch::Outcome::kSucceeded;
   }
   // A write run through the coordinator, as the session runs it.

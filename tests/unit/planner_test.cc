@@ -251,6 +251,113 @@ TEST(Planner, TransactionControlAfterAMirroredWriteInOneBatchIsRefused) {
   EXPECT_NE(sent.find("pgshift refusal"), std::string::npos);
 }
 
+// BEGIN; INSERT ...; COMMIT in one Query, with a second server: each
+// statement is a Query of its own in one group, so the write is mirrored in
+// the client's transaction and the COMMIT goes through two-phase commit;
+// only the last statement's ReadyForQuery reaches the client, and a failed
+// one skips the rest.
+TEST(Planner, AQueryWithTransactionControlIsSplitAtEachStatement) {
+  PlannerFixture f("dual-write", true);
+  std::vector<Step*> steps =
+      f.Plan(Query("BEGIN; INSERT INTO channels (id, title) VALUES (1, 'a'); COMMIT"));
+  ASSERT_EQ(steps.size(), 3u);
+  EXPECT_EQ(Bytes(*steps[0]), Query("BEGIN"));
+  EXPECT_EQ(steps[0]->transaction, routing::TransactionKind::kBegin);
+  EXPECT_EQ(steps[0]->skip_if_failed, 0u);
+  EXPECT_TRUE(steps[1]->mirrored);
+  EXPECT_TRUE(steps[1]->in_client_transaction) << "the BEGIN before it is the client's";
+  EXPECT_NE(Bytes(*steps[1]).find("channels"), std::string::npos);
+  EXPECT_EQ(steps[2]->transaction, routing::TransactionKind::kCommit);
+  EXPECT_NE(steps[2]->fail_probe, 0u) << "its two-phase commit may fail in its place";
+  const uint64_t group = steps[0]->replies[0].group;
+  EXPECT_NE(group, 0u);
+  for (size_t k = 0; k < 3; ++k) {
+    ASSERT_EQ(steps[k]->replies.size(), 1u);
+    EXPECT_EQ(steps[k]->replies[0].group, group);
+    EXPECT_EQ(steps[k]->replies[0].continues, k < 2) << k;
+    EXPECT_EQ(steps[k]->skip_if_failed, k > 0 ? group : 0u) << k;
+  }
+  EXPECT_EQ(f.transaction.sent, ClientTransaction::Sent::kEnded);
+  EXPECT_EQ(f.planner.queries(), 1u) << "one Query of the client's";
+}
+
+TEST(Planner, AStatementThenCommitInATransactionIsSplitToo) {
+  PlannerFixture f("dual-write", true);
+  f.transaction.reported = TransactionStatus::kInBlock;
+  f.transaction.Wrote(BackendId::kOld);
+  std::vector<Step*> steps = f.Plan(Query("SELECT 1; COMMIT"));
+  ASSERT_EQ(steps.size(), 2u);
+  EXPECT_EQ(Bytes(*steps[0]), Query("SELECT 1"));
+  EXPECT_EQ(steps[1]->transaction, routing::TransactionKind::kCommit);
+  EXPECT_EQ(steps[1]->target, BackendId::kOld) << "the server written on commits last";
+}
+
+// Statements outside a transaction block that a ROLLBACK (or BEGIN, or
+// SAVEPOINT) follows are one implicit transaction with it: refused, never
+// committed on their own.
+TEST(Planner, StatementsOfAnImplicitTransactionAreNotSplitFromItsRollback) {
+  PlannerFixture f("dual-write", true);
+  for (const char* sql : {"INSERT INTO channels (id, title) VALUES (1, 'a'); ROLLBACK",
+                          "SELECT 1; BEGIN; INSERT INTO channels (id, title) VALUES (1, 'a')",
+                          "INSERT INTO channels (id, title) VALUES (1, 'a'); SAVEPOINT s"}) {
+    std::vector<Step*> steps = f.Plan(Query(sql));
+    std::string sent;
+    for (Step* s : steps) sent += Bytes(*s);
+    EXPECT_NE(sent.find("pgshift refusal"), std::string::npos) << sql;
+    EXPECT_EQ(sent.find("INSERT"), std::string::npos) << sql;
+    f.transaction.sent = ClientTransaction::Sent::kAsReported;
+  }
+  // A COMMIT after them commits them, as separate Queries would.
+  std::vector<Step*> steps =
+      f.Plan(Query("INSERT INTO channels (id, title) VALUES (1, 'a'); COMMIT"));
+  ASSERT_EQ(steps.size(), 2u);
+  EXPECT_TRUE(steps[0]->mirrored);
+  EXPECT_FALSE(steps[0]->in_client_transaction) << "pgshift wraps it, as any write alone";
+}
+
+TEST(Planner, OnOneServerAQueryWithTransactionControlIsNotSplit) {
+  PlannerFixture f("dual-write", false);
+  std::string query = Query("BEGIN; INSERT INTO channels (id, title) VALUES (1, 'a'); COMMIT");
+  std::vector<Step*> steps = f.Plan(query);
+  ASSERT_EQ(steps.size(), 1u);
+  ASSERT_EQ(steps[0]->replies.size(), 1u);
+  EXPECT_FALSE(steps[0]->replies[0].continues);
+}
+
+// The client's PREPARE TRANSACTION gets a stand-in (refused at run time if
+// the other server is in the transaction); COMMIT PREPARED carries its
+// identifier so the session can find where it was prepared. Neither runs
+// on the other server first.
+TEST(Planner, TheClientsTwoPhaseCommitIsKnownByItsIdentifier) {
+  PlannerFixture f("dual-write", true);
+  f.transaction.reported = TransactionStatus::kInBlock;
+  std::vector<Step*> steps = f.Plan(Query("PREPARE TRANSACTION 'x1'"));
+  ASSERT_EQ(steps.size(), 1u);
+  EXPECT_EQ(steps[0]->transaction, routing::TransactionKind::kPrepare);
+  EXPECT_EQ(steps[0]->gid, "x1");
+  EXPECT_NE(steps[0]->fail_probe, 0u);
+  EXPECT_EQ(steps[0]->on_other_link_first, "");
+  EXPECT_EQ(f.transaction.sent, ClientTransaction::Sent::kEnded);
+  f.transaction.reported = TransactionStatus::kIdle;
+  f.transaction.sent = ClientTransaction::Sent::kAsReported;
+  steps = f.Plan(Query("COMMIT PREPARED 'x1'"));
+  ASSERT_EQ(steps.size(), 1u);
+  EXPECT_EQ(steps[0]->transaction, routing::TransactionKind::kCommitPrepared);
+  EXPECT_EQ(steps[0]->gid, "x1");
+  EXPECT_EQ(steps[0]->on_other_link_first, "");
+}
+
+// New was lost inside a transaction (its link broken, its status failed):
+// the client's next BEGIN goes to old, not to the server that is gone.
+TEST(Planner, TransactionControlNeverGoesToALostServer) {
+  PlannerFixture f("dual-write", true);
+  f.links[1].state = Link::State::kBroken;
+  f.links[1].transaction_status = TransactionStatus::kFailed;
+  std::vector<Step*> steps = f.Plan(Query("BEGIN"));
+  ASSERT_EQ(steps.size(), 1u);
+  EXPECT_EQ(steps[0]->target, BackendId::kOld);
+}
+
 TEST(Planner, AMalformedMessageIsAnError) {
   PlannerFixture f("new-only", true);
   std::string bind = {protocol::frontend::kBind, 0, 0, 0, 5, 'x'};  // no terminator
