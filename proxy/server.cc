@@ -249,15 +249,16 @@ int Server::Run() {
   asio::co_spawn(periodic_recovery_->context, RecoverPeriodically(), asio::detached);
   periodic_recovery_->thread = std::thread([this] { periodic_recovery_->context.run(); });
   main_.run();
-  // Stopped by Shutdown; a run it stopped midway goes with its context.
-  periodic_recovery_->thread.join();
-  periodic_recovery_.reset();
   for (auto& w : workers_) {
     w->guard.reset();
     w->context.stop();
     w->thread.join();
   }
   workers_.clear();
+  // Stopped by Shutdown; a run it stopped midway goes with its context.
+  // Gone only after the workers, whose sessions may still ask for a run.
+  periodic_recovery_->thread.join();
+  periodic_recovery_.reset();
   LogEvent(LogLevel::kInfo, "stopped", {});
   return 0;
 }
@@ -335,18 +336,31 @@ awaitable<void> Server::HandleSignals() {
 }
 
 awaitable<void> Server::RecoverPeriodically() {
-  asio::steady_timer& timer = periodic_recovery_->timer;
+  Recovery& recovery = *periodic_recovery_;
   while (true) {
     SettingsPtr current = settings();
-    timer.expires_after(std::chrono::milliseconds(
-        static_cast<int64_t>(current->config->proxy.recovery_interval_s * 1000)));
-    error_code ec;
-    co_await timer.async_wait(WithError(ec));
-    if (ec) co_return;
+    if (!recovery.soon) {
+      recovery.timer.expires_after(std::chrono::milliseconds(
+          static_cast<int64_t>(current->config->proxy.recovery_interval_s * 1000)));
+      // Ends when it expires, or when RecoverSoon cancels it (shutdown
+      // stops the whole context instead).
+      error_code ignored;
+      co_await recovery.timer.async_wait(WithError(ignored));
+    }
+    recovery.soon = false;
     current = settings();
     if (!current->config->new_backend) continue;
     RecordRecovery(co_await ResolvePreparedMirrors(*current->config, *backend_tls_));
   }
+}
+
+void Server::RecoverSoon() {
+  Recovery* recovery = periodic_recovery_.get();
+  if (recovery == nullptr) return;
+  asio::post(recovery->context, [recovery] {
+    recovery->soon = true;
+    recovery->timer.cancel();
+  });
 }
 
 void Server::RecordRecovery(RecoveryReport report) {

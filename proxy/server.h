@@ -107,6 +107,13 @@ class Server {
   awaitable<void> RecoverPeriodically();
   // Keeps `report` for SHOW PREPARED, logging what changed since the last.
   void RecordRecovery(RecoveryReport report);
+
+ public:
+  // A session reached a server it had lost: leftover prepared mirrors are
+  // looked for now, not at the next recovery_interval. From any thread.
+  void RecoverSoon();
+
+ private:
   awaitable<void> Shutdown();
   void ForEachSession(void (Session::*action)());
 
@@ -141,6 +148,7 @@ class Server {
   struct Recovery {
     asio::io_context context{1};
     asio::steady_timer timer{context};
+    bool soon = false;  // RecoverSoon asked for a run (the context's own thread)
     std::thread thread;
   };
   std::unique_ptr<Recovery> periodic_recovery_;

@@ -143,6 +143,10 @@ awaitable<std::optional<ErrorFields>> Session::ConnectNew(bool fatal) {
   }
   BackendLogin& login = std::get<BackendLogin>(result);
   Link& fresh = link(BackendId::kNew);
+  // New is back after it was lost: it may have come back from a crash
+  // holding prepared mirrors (and their row locks), resolved now rather
+  // than at the next recovery_interval.
+  if (fresh.broken()) server_.RecoverSoon();
   // A mirror link lost earlier is replaced once its pump has stopped.
   co_await WaitUntil([&fresh] { return !fresh.pump_running; });
   fresh.Connect(std::move(login.stream), login.key.process_id);

@@ -37,9 +37,9 @@ bool IsKey(const MirrorSpec& spec, std::string_view column) {
 absl::StatusOr<std::string> MirrorSql(const MirrorSpec& spec, PgQuery__Node__NodeCase kind,
                                       bool remote) {
   std::string target = StrCat(QuoteIdent(spec.mirror_schema), ".", QuoteIdent(spec.mirror_name));
-  std::string source =
-      remote ? StrCat("json_populate_recordset(NULL::", target, ", $1::json) AS pgshift_rows")
-             : "pgshift_rows";
+  std::string source = remote ? StrCat("pg_catalog.json_populate_recordset(NULL::", target,
+                                       ", $1::pg_catalog.json) AS pgshift_rows")
+                              : "pgshift_rows";
   // The name a column has in the source rows.
   auto from = [remote](const std::string& authoritative, const std::string& mirror) {
     return QuoteIdent(remote ? mirror : authoritative);
@@ -84,12 +84,12 @@ absl::StatusOr<std::string> RemoteColumns(const MirrorSpec& spec, const std::str
   std::string ref = StrCat(QuoteIdent(refname), ".");
   std::string key;
   if (spec.key.empty()) {
-    key = "NULL::text";
+    key = "NULL::pg_catalog.text";
   } else if (spec.key.size() == 1) {
-    key = StrCat(ref, QuoteIdent(spec.key[0]), "::text");
+    key = StrCat(ref, QuoteIdent(spec.key[0]), "::pg_catalog.text");
   } else {
     for (const std::string& k : spec.key) {
-      key = StrCat(key, key.empty() ? "concat('(', " : ", ',', ", ref, QuoteIdent(k));
+      key = StrCat(key, key.empty() ? "pg_catalog.concat('(', " : ", ',', ", ref, QuoteIdent(k));
     }
     key += ", ')')";
   }
@@ -105,12 +105,13 @@ absl::StatusOr<std::string> RemoteColumns(const MirrorSpec& spec, const std::str
   }
   std::string row;
   if (chunks.size() <= 1) {
-    row = StrCat("json_build_object(", chunks.empty() ? "" : chunks[0], ")");
+    row = StrCat("pg_catalog.json_build_object(", chunks.empty() ? "" : chunks[0], ")");
   } else {
     for (const std::string& c : chunks) {
-      row = StrCat(row, row.empty() ? "(" : " || ", "jsonb_build_object(", c, ")");
+      row = StrCat(row, row.empty() ? "(" : " OPERATOR(pg_catalog.||) ",
+                   "pg_catalog.jsonb_build_object(", c, ")");
     }
-    row += ")::json";
+    row += ")::pg_catalog.json";
   }
   return StrCat(key, " AS pgshift_key, ", row, " AS pgshift_row");
 }

@@ -24,7 +24,8 @@ namespace sqlstate = protocol::sqlstate;
 // A statement that fails, leaving the transaction aborted as the client's
 // failed statement would have; its text says why in the server's log.
 constexpr const char* kAbortTransaction =
-    "SELECT 'pgshift: the mirror of this statement failed; transaction aborted'::regclass";
+    "SELECT 'pgshift: the mirror of this statement failed; transaction aborted'::pg_catalog."
+    "regclass";
 
 constexpr const char* kSavepoint = "SAVEPOINT pgshift_mirror";
 constexpr const char* kReleaseSavepoint = "RELEASE SAVEPOINT pgshift_mirror";

@@ -32,7 +32,11 @@ uint64_t Refusals::Add(protocol::ErrorFields error) {
 
 std::string Refusals::ProbeName(uint64_t n) { return StrCat(Marker(), n); }
 
-std::string Refusals::ProbeSql(uint64_t n) { return StrCat("SELECT FROM \"", ProbeName(n), "\""); }
+// In pg_catalog, where no client can create the relation, whatever its
+// search_path.
+std::string Refusals::ProbeSql(uint64_t n) {
+  return StrCat("SELECT FROM pg_catalog.\"", ProbeName(n), "\"");
+}
 
 std::string Refusals::ProbeStatementName() { return StrCat("pgshift_probe_", Nonce()); }
 

@@ -64,8 +64,13 @@ const std::vector<std::pair<std::string, std::string>> kSameRows = {
 class Faults : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    old_ = new PgCluster("max_connections = 100");
-    new_ = new PgCluster("max_prepared_transactions = 20\nmax_connections = 100");
+    // Durable commits, as production runs them (the test clusters are
+    // otherwise set up for speed): a crash must not take back a commit, nor
+    // reuse the transaction id of one whose records never reached the WAL.
+    old_ = new PgCluster("max_connections = 100\nsynchronous_commit = on");
+    new_ = new PgCluster(
+        "max_prepared_transactions = 20\nmax_connections = 100\n"
+        "synchronous_commit = on");
   }
   static void TearDownTestSuite() {
     delete old_;
@@ -263,6 +268,35 @@ TEST_F(Faults, NewStoppedUnderLoadWithLogLosesNothingTheLogCannotRepair) {
   EXPECT_EQ(Differences().find("pgbench_accounts"), std::string::npos) << differ << " differed";
   EXPECT_EQ(Differences().find("pgbench_branches"), std::string::npos);
   EXPECT_EQ(Differences().find("pgbench_tellers"), std::string::npos);
+}
+
+// Old's backend dies (SIGKILL: no FATAL is sent) while the client's COMMIT
+// is in flight there, its mirror prepared on new. The client cannot know
+// whether it committed: it gets 08006, as a direct connection's client
+// would, never a definite error; new's prepared mirror is left to
+// recovery, which follows what old did (here, after old's crash restart,
+// the transaction never committed: rolled back).
+TEST_F(Faults, OldLostDuringCommitIsAnUnknownOutcomeLeftToRecovery) {
+  StartProxy("fail");
+  PgConn client(proxy_->ConnInfo("dbname=postgres"));
+  ASSERT_TRUE(client.Ok("BEGIN"));
+  ASSERT_TRUE(client.Ok("UPDATE pgbench_branches SET bbalance = bbalance + 7 WHERE bid = 1"))
+      << client.error();
+  ASSERT_TRUE(Old().Ok("UPDATE fault_arm SET armed = true"));
+  ASSERT_TRUE(PQsendQuery(client.get(), "COMMIT"));
+  ASSERT_TRUE(AwaitTwoPhaseWindow());
+  ASSERT_EQ(kill(PQbackendPID(client.get()), SIGKILL), 0) << "old's backend, by its pid";
+  PgResult commit(PQgetResult(client.get()));
+  EXPECT_EQ(ErrorOf(commit.get()).sqlstate, "08006") << ErrorOf(commit.get()).message;
+  // Old restarts after a backend's crash; then recovery rolls new's back.
+  for (int i = 0; i < 200 && !Old().ok(); ++i) std::this_thread::sleep_for(50ms);
+  Disarm();
+  EXPECT_EQ(PreparedLeft(), "") << proxy_->LogEnd();
+  EXPECT_EQ(Differences(), "") << Old().Value("SELECT bbalance FROM pgbench_branches").value_or("?")
+                               << " on old, "
+                               << New().Value("SELECT bbalance FROM branches_v2").value_or("?")
+                               << " on new";
+  EXPECT_NE(proxy_->log().find("action=\"rolled back\""), std::string::npos) << proxy_->LogEnd();
 }
 
 // One client's TPC-B transaction (pgbench's), as separate statements;

@@ -130,12 +130,13 @@ class DualWrite : public ::testing::TestWithParam<Topology> {
   std::string ProxySettings() const {
     // Leftover prepared mirrors are looked for often and resolved at any
     // age, so tests see it done (and every test runs beside it).
-    return "metrics_listen = \"127.0.0.1:" + std::to_string(metrics_port_) +
-           "\"\ndeployment = \"" + deployment_ + "\"\nrecovery_interval = 0.2\n" +
+    return "metrics_listen = \"127.0.0.1:" + std::to_string(metrics_port_) + "\"\ndeployment = \"" +
+           deployment_ + "\"\nrecovery_interval = " + recovery_interval_ + "\n" +
            "mirror_lock_timeout = 1\nrecovery_min_age = " + recovery_min_age_;
   }
   std::string deployment_ = "dualwrite";
   std::string recovery_min_age_ = "0";
+  std::string recovery_interval_ = "0.2";
   // A per-table counter of channels from /metrics, once it is at least
   // `at_least` (or after a few seconds).
   int64_t Metric(const std::string& name, int64_t at_least = 0) {
@@ -942,6 +943,29 @@ TEST_P(AcrossServers, TheServerNotAnsweringWaitsForTheOthersMessageToEnd) {
   EXPECT_EQ(client.Value("SELECT 1"), "1") << "the session goes on";
 }
 
+// pgshift's own SQL on the client's connections names pg_catalog's
+// functions and types by schema: a search_path that puts the client's own
+// schema first cannot capture the mirror's json_populate_recordset.
+TEST_P(AcrossServers, TheClientsSearchPathCannotCapturePgshiftsOwnSql) {
+  const std::string capture =
+      "CREATE SCHEMA IF NOT EXISTS capture; CREATE OR REPLACE FUNCTION "
+      "capture.json_populate_recordset(base anyelement, from_json json) RETURNS SETOF anyelement "
+      "LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'captured'; END$$";
+  ASSERT_TRUE(New().Ok(capture));
+  struct Cleanup {
+    std::function<void()> run;
+    ~Cleanup() { run(); }
+  } cleanup{[&] { New().Ok("DROP SCHEMA capture CASCADE"); }};
+  PgConn client = Client();
+  ASSERT_TRUE(client.Ok("SET search_path = capture, pg_catalog, public"));
+  ASSERT_TRUE(client.Ok("INSERT INTO channels (id, title) VALUES (95, 'path')")) << client.error();
+  ASSERT_TRUE(client.Ok("BEGIN"));
+  ASSERT_TRUE(client.Ok("UPDATE channels SET title = 'path2' WHERE id = 95")) << client.error();
+  ASSERT_TRUE(client.Ok("COMMIT")) << client.error();
+  EXPECT_EQ(New().Value("SELECT name FROM channels_v2 WHERE id = 95"), "path2");
+  EXPECT_EQ(Differences(), "0");
+}
+
 // pgshift's own statements on a connection (its BEGIN, the mirror's rows,
 // its COMMIT) leave the client's unnamed prepared statement there alone.
 TEST_P(AcrossServers, TheClientsUnnamedStatementOutlivesPgshiftsOwn) {
@@ -1329,6 +1353,43 @@ TEST_P(AcrossServers, LeftoverMirrorsAreResolvedWhileRunningWhenTheirOutcomeIsKn
   EXPECT_EQ(client.Value("SELECT title FROM channels WHERE id = 63"), "mirrored");
   ASSERT_TRUE(client.Ok("UPDATE channels SET title = 'free' WHERE id = 60")) << client.error();
   EXPECT_EQ(New().Value("SELECT name FROM channels_v2 WHERE id = 60"), "free");
+}
+
+// New comes back from a crash holding a prepared mirror (and its row
+// locks): the first session that reaches new again has recovery run at
+// once, not at the next recovery_interval (an hour here).
+TEST_P(AcrossServers, ReachingNewAgainResolvesItsLeftoversAtOnce) {
+  recovery_interval_ = "3600";
+  proxy_.reset();
+  StartProxy();
+  PgConn client = Client();
+  ASSERT_TRUE(client.Ok("INSERT INTO channels (id, title) VALUES (96, 'before')"))
+      << client.error();
+  PgConn old = Old();
+  const std::string xid = old.Value(
+                                 "BEGIN; INSERT INTO channels (id, title, created_at, salt) "
+                                 "VALUES (97, 'left', '2026-01-01', 's') RETURNING txid_current()")
+                              .value_or("?");
+  ASSERT_TRUE(old.Ok("COMMIT"));
+  const std::string gid = "pgshift_dualwrite_old_" + xid;
+  PgConn fresh = New();
+  ASSERT_TRUE(
+      fresh.Ok("BEGIN; INSERT INTO channels_v2 (id, name, created_at, salt) "
+               "VALUES (97, 'left', '2026-01-01', 's')"));
+  ASSERT_TRUE(fresh.Ok("PREPARE TRANSACTION '" + gid + "'")) << fresh.error();
+  ASSERT_TRUE(NewCluster().Stop());
+  ASSERT_TRUE(NewCluster().Restart());  // crash recovery brings it back
+  // The session's next mirrored write finds new lost, and reaches it again.
+  client.Ok("UPDATE channels SET title = 'after' WHERE id = 96");
+  ASSERT_TRUE(client.Ok("UPDATE channels SET title = 'after' WHERE id = 96")) << client.error();
+  std::optional<std::string> left;
+  for (int i = 0; i < 150 && left != "0"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    left = New().Value("SELECT count(*) FROM pg_prepared_xacts WHERE gid = '" + gid + "'");
+  }
+  EXPECT_EQ(left, "0") << proxy_->LogEnd();
+  EXPECT_EQ(New().Value("SELECT name FROM channels_v2 WHERE id = 97"), "left");
+  EXPECT_EQ(Differences(), "0");
 }
 
 // A prepared mirror younger than recovery_min_age may be another

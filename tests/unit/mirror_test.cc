@@ -189,7 +189,8 @@ TEST(Mirror, AcrossServersTheWriteReturnsItsRowsForTheSession) {
   EXPECT_TRUE(plan->mirrors_remotely);
   EXPECT_EQ(plan->sql,
             "WITH pgshift_rows AS (INSERT INTO channels AS c (title) VALUES ($1) RETURNING c.*) "
-            "SELECT c.id, c.id::text AS pgshift_key, json_build_object('id', c.id, 'name', "
+            "SELECT c.id, c.id::pg_catalog.text AS pgshift_key, pg_catalog.json_build_object('id', "
+            "c.id, 'name', "
             "c.title, 'created_at', c.created_at) AS pgshift_row FROM pgshift_rows c");
   ASSERT_EQ(plan->shapes.size(), 1u);
   const ResultShape& shape = plan->shapes[0];
@@ -200,7 +201,8 @@ TEST(Mirror, AcrossServersTheWriteReturnsItsRowsForTheSession) {
   EXPECT_EQ(shape.remote->apply_sql,
             "INSERT INTO \"public\".\"channels_v2\" (\"id\", \"name\", \"created_at\") OVERRIDING "
             "SYSTEM VALUE SELECT \"id\", \"name\", \"created_at\" FROM "
-            "json_populate_recordset(NULL::\"public\".\"channels_v2\", $1::json) AS pgshift_rows "
+            "pg_catalog.json_populate_recordset(NULL::\"public\".\"channels_v2\", "
+            "$1::pg_catalog.json) AS pgshift_rows "
             "ON CONFLICT (\"id\") DO UPDATE SET \"name\" = excluded.\"name\", \"created_at\" = "
             "excluded.\"created_at\"");
 }
@@ -213,7 +215,8 @@ TEST(Mirror, AcrossServersDeletesAndTruncatesAreAppliedByKey) {
   EXPECT_TRUE(del->shapes[0].no_rows);
   EXPECT_EQ(del->shapes[0].remote->apply_sql,
             "DELETE FROM \"public\".\"channels_v2\" AS pgshift_m USING "
-            "json_populate_recordset(NULL::\"public\".\"channels_v2\", $1::json) AS pgshift_rows "
+            "pg_catalog.json_populate_recordset(NULL::\"public\".\"channels_v2\", "
+            "$1::pg_catalog.json) AS pgshift_rows "
             "WHERE pgshift_m.\"id\" = pgshift_rows.\"id\"");
   PlanPtr truncate = f.router.PlanFor("TRUNCATE channels");
   ASSERT_FALSE(truncate->refusal) << truncate->refusal->message;
@@ -235,8 +238,8 @@ TEST(Mirror, AcrossServersNewPrimaryWritesNewAndReturnsOldsRows) {
   EXPECT_EQ(plan->server, BackendId::kNew);
   EXPECT_EQ(plan->sql,
             "WITH pgshift_rows AS (UPDATE public.channels_v2 channels SET name = 'x' WHERE id = 1 "
-            "RETURNING channels.*) SELECT channels.id::text AS pgshift_key, "
-            "json_build_object('id', channels.id, 'title', channels.name, 'created_at', "
+            "RETURNING channels.*) SELECT channels.id::pg_catalog.text AS pgshift_key, "
+            "pg_catalog.json_build_object('id', channels.id, 'title', channels.name, 'created_at', "
             "channels.created_at) AS pgshift_row FROM pgshift_rows channels");
   EXPECT_EQ(plan->shapes[0].remote->apply_sql.substr(0, 46),
             "INSERT INTO \"public\".\"channels\" (\"id\", \"title\"");
