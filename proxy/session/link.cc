@@ -12,6 +12,11 @@ Link::Queued Link::Expect(ExpectedReply reply, const std::shared_ptr<MirrorBatch
     added_units = !reply.units.empty();
     for (ReplyUnit& unit : reply.units) queued->units.push_back(std::move(unit));
     queued->open = reply.open;
+    // pgshift's Sync splitting the batch (Planner::SplitBatchBeforeControl).
+    if (reply.continues) {
+      queued->continues = true;
+      queued->group = reply.group;
+    }
   } else {
     queued = &replies.emplace_back(std::move(reply));
   }
@@ -20,13 +25,13 @@ Link::Queued Link::Expect(ExpectedReply reply, const std::shared_ptr<MirrorBatch
     // steps keeps the one its first step attached.)
     if (!queued->mirror) queued->mirror = batch;
     MirrorBatch& to = *queued->mirror;
-    to.group = queued->group;
     for (ReplyUnit& unit : queued->units) {
       if (unit.describe || !unit.shape.remote || unit.mirror_index >= 0) continue;
       unit.mirror_index = static_cast<int32_t>(to.rows.size());
       to.rows.push_back({unit.shape.remote, "[", 0, {}});
     }
   }
+  if (queued->mirror) queued->mirror->group = queued->group;
   if (queued->open) return {};
   ++forward_pending;
   return {true, queued->mirror};

@@ -84,6 +84,7 @@ Step& Planner::NewStep(BackendId target) {
   if (count_ == steps_.size()) steps_.emplace_back();
   Step& step = steps_[count_++];
   step.target = target;
+  step.skip_if_failed = split_batch_group_;
   return step;
 }
 
@@ -235,6 +236,7 @@ void Planner::OnSync(std::string_view message) {
   batch_link_.reset();
   batch_refused_ = false;
   mirrored_in_batch_ = false;
+  split_batch_group_ = 0;
 }
 
 void Planner::OnQuery(std::string_view message, std::string_view payload) {

@@ -168,6 +168,14 @@ class Planner : public protocol::FrameHandler {
   // by the client. Mid-batch it keeps its plan until the next batch. False
   // when the new plan refuses it (a refusal is in place).
   bool Refresh(Prepared& prepared);
+  // A write mirrored across servers is applied once its batch's
+  // ReadyForQuery has come, so transaction control after it in the same
+  // batch (no Sync between) must wait for the mirror: pgshift ends the
+  // batch there with a Sync of its own, whose ReadyForQuery the client
+  // sees only if the batch failed (which skips the rest, as the server
+  // would have up to the client's Sync). Inside a transaction block the
+  // client's statements and portals outlive that Sync.
+  void SplitBatchBeforeControl(BackendId target);
 
   // SQL PREPARE, and pgshift's own statements (planner_prepared.cc).
   // An SQL-level EXECUTE or DEALLOCATE of a statement PREPAREd on a
@@ -204,10 +212,10 @@ class Planner : public protocol::FrameHandler {
   // A transaction may write on one server only: its commit cannot be made
   // atomic across two.
   std::optional<routing::Refusal> SecondWriter(const routing::Plan& plan, BackendId target);
-  // A write mirrored across servers is applied once its batch's
-  // ReadyForQuery has come: transaction control after it in the same batch
-  // would run on the mirror before the write it follows.
-  std::optional<routing::Refusal> ControlAfterMirroredWrite(const routing::Plan& plan);
+  // Transaction control after a write mirrored across servers in the same
+  // batch, outside a transaction block: pgshift cannot split that batch
+  // (SplitBatchBeforeControl) without ending the implicit transaction.
+  std::optional<routing::Refusal> ControlAfterImplicitMirroredWrite();
   // With two servers, transaction control in a Query with statements on
   // migrating tables.
   std::optional<routing::Refusal> MixedTransactionControl(const routing::Plan& plan);
@@ -238,6 +246,9 @@ class Planner : public protocol::FrameHandler {
   bool batch_refused_ = false;           // the rest of it is skipped by the server
   // A write mirrored across servers is in the client's open extended batch.
   bool mirrored_in_batch_ = false;
+  // The group of the client's extended batch once pgshift split it
+  // (SplitBatchBeforeControl): the steps after the split carry it.
+  uint64_t split_batch_group_ = 0;
   BackendId copy_link_ = BackendId::kOld;  // where COPY data goes
   uint64_t next_group_ = 0;                // numbers Queries split between servers
   // While the statements of a split Query are planned one by one: their

@@ -149,8 +149,11 @@ void Planner::OnExecute(std::string_view message, std::string_view payload) {
   if (auto refusal = SecondWriter(plan, prepared.server)) {
     return Refuse(prepared.server, *refusal, false);
   }
-  if (auto refusal = ControlAfterMirroredWrite(plan)) {
-    return Refuse(prepared.server, *refusal, false);
+  if (mirrored_in_batch_ && plan.transaction_control) {
+    if (auto refusal = ControlAfterImplicitMirroredWrite()) {
+      return Refuse(prepared.server, *refusal, false);
+    }
+    SplitBatchBeforeControl(prepared.server);
   }
   // A write mirrored across servers hands its rows over as its result
   // (pgshift's columns): under a row limit (pgjdbc sends 1 for a statement
@@ -191,6 +194,24 @@ void Planner::OnExecute(std::string_view message, std::string_view payload) {
     AddOwned(prepared.server, std::move(unlimited));
   }
   if (plan.transaction_control) Seal();
+}
+
+void Planner::SplitBatchBeforeControl(BackendId target) {
+  // One group for the batch however often it is split: a failed part
+  // skips every step after it, up to and with the client's Sync.
+  const uint64_t group = split_batch_group_ != 0 ? split_batch_group_ : ++next_group_;
+  ExpectSync(target);
+  ExpectedReply& part = Target(target).replies.back();
+  part.continues = true;
+  part.group = group;
+  std::string sync;
+  protocol::Sync{}.Encode(sync);
+  AddOwned(target, std::move(sync));
+  Target(target).batch = BatchEffect::kCloses;
+  Seal();
+  split_batch_group_ = group;
+  NewStep(target).opens = true;
+  mirrored_in_batch_ = false;
 }
 
 void Planner::OnDescribeOrClose(char type, std::string_view message, std::string_view payload) {

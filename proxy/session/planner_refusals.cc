@@ -45,13 +45,16 @@ std::optional<routing::Refusal> Planner::SecondWriter(const routing::Plan& plan,
              routing::BackendName(target), " would make one transaction span two servers")};
 }
 
-std::optional<routing::Refusal> Planner::ControlAfterMirroredWrite(const routing::Plan& plan) {
-  if (!mirrored_in_batch_ || !plan.transaction_control) return std::nullopt;
+std::optional<routing::Refusal> Planner::ControlAfterImplicitMirroredWrite() {
+  if (in_transaction()) return std::nullopt;
+  // The write runs in the batch's implicit transaction, which pgshift's
+  // Sync would end (and its portals with it) before the mirror applies.
   return routing::Refusal{
       std::string(sqlstate::kFeatureNotSupported),
-      "pgshift: with two servers, a batch that writes to a migrating table must end "
-      "(Sync) before transaction control (COMMIT, ROLLBACK, SAVEPOINT, ...): send it "
-      "in a batch of its own"};
+      "pgshift: with two servers, a batch that writes to a migrating table outside a "
+      "transaction block must end (Sync) before transaction control (COMMIT, ROLLBACK, "
+      "SAVEPOINT, ...): begin a transaction first (BEGIN in the batch), or send the "
+      "transaction control in a batch of its own"};
 }
 
 bool Planner::BatchMismatch(BackendId target) {

@@ -4,14 +4,14 @@
 // name). The client sees exactly what it would see without pgshift, and
 // every written row lands, identical, on both sides.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <random>
 #include <thread>
-
-#include <unistd.h>
 
 #include "protocol/messages/bind.h"
 #include "protocol/messages/data_row.h"
@@ -426,25 +426,61 @@ TEST_P(DualWrite, BeginPipelinedWithTheFirstWriteIsTheClientsTransaction) {
             "74");
   EXPECT_EQ(Old().Value("SELECT string_agg(id::text, ',') FROM channels WHERE id IN (74, 75)"),
             "74");
-  // BEGIN and COMMIT around the write in one batch: committed on both, or
-  // (across servers, where the mirror applies after the batch) refused at
-  // the COMMIT, leaving nothing on either side.
-  std::vector<std::string> one_batch =
-      Pipelined(client, {"BEGIN", "INSERT INTO channels (id, title) VALUES (73, 'b')", "COMMIT"});
-  ASSERT_EQ(one_batch.size(), 3u);
-  EXPECT_EQ(one_batch[1], "");
+  // BEGIN, the write and COMMIT in one batch (libpq's pipeline mode, no
+  // Sync between): committed on both. Across servers the mirror applies
+  // before the COMMIT, which then prepares it as any COMMIT does.
+  EXPECT_EQ(Pipelined(client, {"BEGIN", "INSERT INTO channels (id, title) VALUES (73, 'b')",
+                               "UPDATE channels SET title = 'b2' WHERE id = 73", "COMMIT"}),
+            std::vector<std::string>(4, ""));
+  EXPECT_EQ(PQtransactionStatus(client.get()), PQTRANS_IDLE);
+  EXPECT_EQ(Old().Value("SELECT title FROM channels WHERE id = 73"), "b2");
+  EXPECT_EQ(New().Value("SELECT name FROM channels_v2 WHERE id = 73"), "b2");
+  // ... and ROLLBACK in it undoes both sides; ROLLBACK TO SAVEPOINT exactly
+  // what followed the savepoint.
+  EXPECT_EQ(
+      Pipelined(client, {"BEGIN", "INSERT INTO channels (id, title) VALUES (76, 'x')", "ROLLBACK"}),
+      std::vector<std::string>(3, ""));
+  EXPECT_EQ(
+      Pipelined(client, {"BEGIN", "INSERT INTO channels (id, title) VALUES (77, 'kept')",
+                         "SAVEPOINT s", "INSERT INTO channels (id, title) VALUES (78, 'undone')",
+                         "ROLLBACK TO SAVEPOINT s", "RELEASE s", "COMMIT"}),
+      std::vector<std::string>(7, ""));
+  EXPECT_EQ(Old().Value("SELECT string_agg(id::text, ',' ORDER BY id) FROM channels WHERE id "
+                        "BETWEEN 76 AND 78"),
+            "77");
+  EXPECT_EQ(New().Value("SELECT string_agg(id::text, ',' ORDER BY id) FROM channels_v2 WHERE id "
+                        "BETWEEN 76 AND 78"),
+            "77");
+  // A write that fails skips the rest of its batch, the COMMIT included,
+  // as it would directly: the client's transaction is aborted, not committed.
+  std::vector<std::string> failed =
+      Pipelined(client, {"BEGIN", "INSERT INTO channels (id, title) VALUES (79, 'f')",
+                         "INSERT INTO channels (id, title) VALUES (79, 'dup')", "COMMIT"});
+  ASSERT_EQ(failed.size(), 4u);
+  EXPECT_EQ(failed[1], "");
+  EXPECT_NE(failed[2].find("duplicate key"), std::string::npos) << failed[2];
+  EXPECT_NE(failed[3].find("PGRES_PIPELINE_ABORTED"), std::string::npos) << failed[3];
+  EXPECT_EQ(PQtransactionStatus(client.get()), PQTRANS_INERROR);
+  ASSERT_TRUE(client.Ok("ROLLBACK")) << client.error();
+  EXPECT_EQ(Old().Value("SELECT count(*) FROM channels WHERE id = 79"), "0");
+  EXPECT_EQ(New().Value("SELECT count(*) FROM channels_v2 WHERE id = 79"), "0");
+  // Outside a transaction block the write and the COMMIT after it are one
+  // implicit transaction, which pgshift cannot split: refused across
+  // servers, with nothing applied on either side.
+  std::vector<std::string> implicit =
+      Pipelined(client, {"INSERT INTO channels (id, title) VALUES (80, 'i')", "COMMIT"});
+  ASSERT_EQ(implicit.size(), 2u);
   if (two_servers()) {
-    EXPECT_NE(one_batch[2].find("must end (Sync) before transaction control"), std::string::npos)
-        << one_batch[2];
-    ASSERT_TRUE(client.Ok("ROLLBACK")) << client.error();
-    EXPECT_EQ(Old().Value("SELECT count(*) FROM channels WHERE id = 73"), "0");
+    EXPECT_NE(implicit[1].find("outside a transaction block must end (Sync)"), std::string::npos)
+        << implicit[1];
+    EXPECT_EQ(Old().Value("SELECT count(*) FROM channels WHERE id = 80"), "0");
   } else {
-    EXPECT_EQ(one_batch[2], "");
-    EXPECT_EQ(Old().Value("SELECT count(*) FROM channels WHERE id = 73"), "1");
+    EXPECT_EQ(implicit[1], "");
+    EXPECT_EQ(Old().Value("SELECT count(*) FROM channels WHERE id = 80"), "1");
   }
   EXPECT_EQ(PQtransactionStatus(client.get()), PQTRANS_IDLE);
   EXPECT_EQ(Differences(), "0");
-  EXPECT_EQ(client.Value("SELECT count(*) FROM channels WHERE id > 3"), two_servers() ? "2" : "3")
+  EXPECT_EQ(client.Value("SELECT count(*) FROM channels WHERE id > 3"), two_servers() ? "4" : "5")
       << "the session goes on";
 }
 
@@ -1086,6 +1122,75 @@ TEST_P(AcrossServers, AMirroredWriteUnderARowLimitIsMirroredWhole) {
       << "refused at the Execute, after its Parse and Bind";
   EXPECT_EQ(Old().Value("SELECT count(*) FROM channels WHERE id >= 53"), "0");
   EXPECT_EQ(Differences(), "0");
+}
+
+// BEGIN, a mirrored write and COMMIT in one extended batch, the batch cut
+// into two socket writes at each message boundary and in the middle of
+// each message: however the reads split it, the client sees one batch's
+// replies and the row is committed on both sides.
+TEST_P(AcrossServers, ABatchEndingInCommitIsCommittedOnBothHoweverItIsRead) {
+  RawClient raw(proxy_->port());
+  ASSERT_FALSE(raw.Login("postgres", "", {{"database", "mirror_db"}}));
+  auto batch_for = [](int id) {
+    std::string batch;
+    std::vector<size_t> cuts;
+    for (const std::string& sql :
+         {std::string("BEGIN"),
+          "INSERT INTO channels (id, title) VALUES (" + std::to_string(id) + ", 'split')",
+          std::string("COMMIT")}) {
+      for (int k = 0; k < 3; ++k) {
+        const size_t start = batch.size();
+        if (k == 0) protocol::Parse{"", sql, {}}.Encode(batch);
+        if (k == 1) protocol::Bind{}.Encode(batch);
+        if (k == 2) protocol::Execute{"", 0}.Encode(batch);
+        cuts.push_back(start + (batch.size() - start) / 2);
+        cuts.push_back(batch.size());
+      }
+    }
+    protocol::Sync{}.Encode(batch);
+    return std::pair{batch, cuts};
+  };
+  const size_t cuts = batch_for(0).second.size();
+  for (size_t k = 0; k < cuts; ++k) {
+    const int id = 100 + static_cast<int>(k);
+    auto [batch, at] = batch_for(id);
+    ASSERT_TRUE(raw.Send(std::string_view(batch).substr(0, at[k])));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    ASSERT_TRUE(raw.Send(std::string_view(batch).substr(at[k])));
+    std::string seen;
+    while (std::optional<RawClient::Message> m = raw.Read()) {
+      seen.push_back(m->type);
+      if (m->type == 'E') seen += protocol::ErrorResponse::Decode(m->payload)->message();
+      if (m->type == 'Z') {
+        seen += m->payload;
+        break;
+      }
+    }
+    EXPECT_EQ(seen, "12C12C12CZI") << "cut at byte " << at[k];
+  }
+  const std::string all = std::to_string(cuts);
+  EXPECT_EQ(Old().Value("SELECT count(*) FROM channels WHERE title = 'split'"), all);
+  EXPECT_EQ(New().Value("SELECT count(*) FROM channels_v2 WHERE name = 'split'"), all);
+  EXPECT_EQ(New().Value("SELECT count(*) FROM pg_prepared_xacts"), "0");
+  EXPECT_EQ(Differences(), "0");
+}
+
+// Under fail, a mirror that fails before the COMMIT of its own batch fails
+// the batch: the COMMIT is skipped, and nothing is left on either side.
+TEST_P(AcrossServers, AFailingMirrorBeforeTheCommitInItsBatchSkipsTheCommit) {
+  PgConn client = Client();
+  std::vector<std::string> errors = Pipelined(
+      client, {"BEGIN", "INSERT INTO channels (id, title) VALUES (90, 'forbidden')", "COMMIT"});
+  ASSERT_EQ(errors.size(), 3u);
+  const std::string all = errors[0] + errors[1] + errors[2];
+  EXPECT_NE(all.find("channels_v2"), std::string::npos) << all;
+  EXPECT_NE(errors[2], "") << "the COMMIT did not run";
+  EXPECT_NE(PQtransactionStatus(client.get()), PQTRANS_INTRANS);
+  ASSERT_TRUE(client.Ok("ROLLBACK")) << client.error();
+  EXPECT_EQ(Old().Value("SELECT count(*) FROM channels WHERE id = 90"), "0");
+  EXPECT_EQ(New().Value("SELECT count(*) FROM channels_v2 WHERE id = 90"), "0");
+  EXPECT_EQ(client.Value("SELECT count(*) FROM channels WHERE id = 90"), "0")
+      << "the session goes on";
 }
 
 TEST_P(AcrossServers, UnderLogAFailingMirrorLetsTheWriteStandAndLogsItsKeys) {

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "protocol/messages/bind.h"
 #include "protocol/messages/empty.h"
 #include "protocol/messages/execute.h"
@@ -241,9 +243,58 @@ TEST(Planner, ATransactionWritesOnOneServerOnly) {
   EXPECT_FALSE(f.transaction.wrote(BackendId::kNew));
 }
 
-TEST(Planner, TransactionControlAfterAMirroredWriteInOneBatchIsRefused) {
+// BEGIN, a mirrored write and COMMIT in one extended batch, as libpq's
+// pipeline mode sends them: the batch ends with pgshift's Sync before the
+// COMMIT's Execute, so that the mirror is applied (in the client's
+// transaction) before the COMMIT prepares it; that Sync's ReadyForQuery
+// reaches the client only if the batch failed, which skips the rest.
+TEST(Planner, TransactionControlAfterAMirroredWriteInOneBatchWaitsForTheMirror) {
   PlannerFixture f("dual-write", true);
-  f.transaction.reported = TransactionStatus::kInBlock;
+  std::vector<Step*> steps =
+      f.Plan(Extended("BEGIN") + Extended("INSERT INTO channels (id, title) VALUES (1, 'a')") +
+             Extended("COMMIT") + Sync());
+  std::string sent;
+  for (Step* s : steps) sent += Bytes(*s);
+  EXPECT_EQ(sent.find("pgshift refusal"), std::string::npos);
+  const auto split = std::find_if(steps.begin(), steps.end(), [](const Step* s) {
+    return s->transaction == routing::TransactionKind::kCommit;
+  });
+  ASSERT_NE(split, steps.end());
+  ASSERT_NE(split, steps.begin());
+  const Step& before = **(split - 1);
+  const Step& commit = **split;
+  EXPECT_TRUE(Bytes(before).ends_with(Sync())) << "pgshift's Sync ends the first part";
+  EXPECT_EQ(before.batch, BatchEffect::kCloses);
+  ASSERT_FALSE(before.replies.empty());
+  const ExpectedReply& first = before.replies.back();
+  EXPECT_FALSE(first.open);
+  EXPECT_TRUE(first.continues) << "its ReadyForQuery is not the client's";
+  EXPECT_NE(first.group, 0u);
+  for (auto s = split; s != steps.end(); ++s) {
+    EXPECT_EQ((*s)->skip_if_failed, first.group)
+        << "a failed first part skips the rest, the client's Sync included";
+  }
+  EXPECT_TRUE(commit.opens);
+  EXPECT_EQ(commit.batch, BatchEffect::kOpens);
+  EXPECT_NE(commit.fail_probe, 0u);
+  std::string execute;
+  protocol::Execute{"", 0}.Encode(execute);
+  EXPECT_EQ(Bytes(commit), execute) << "only the COMMIT's Execute is left for after the mirror";
+  EXPECT_TRUE(sent.ends_with(Sync()));
+  size_t syncs = 0;
+  for (size_t at = sent.find(Sync()); at != std::string::npos; at = sent.find(Sync(), at + 1)) {
+    ++syncs;
+  }
+  EXPECT_EQ(syncs, 2u) << "pgshift's and the client's";
+  bool mirrored_before_commit = false;
+  for (auto s = steps.begin(); s != split; ++s) mirrored_before_commit |= (*s)->mirrored;
+  EXPECT_TRUE(mirrored_before_commit);
+}
+
+// Outside a transaction block the write is in the batch's implicit
+// transaction, which a Sync of pgshift's would end: refused, in place.
+TEST(Planner, TransactionControlAfterAnImplicitMirroredWriteInOneBatchIsRefused) {
+  PlannerFixture f("dual-write", true);
   std::vector<Step*> steps = f.Plan(Extended("INSERT INTO channels (id, title) VALUES (1, 'a')") +
                                     Extended("COMMIT") + Sync());
   std::string sent;
