@@ -4,8 +4,8 @@
 #include <optional>
 #include <thread>
 
-#include "common/json.h"
 #include "common/strings.h"
+#include "migration/older_transactions.h"
 #include "migration/state_store.h"
 #include "migration/table_pair.h"
 
@@ -56,8 +56,7 @@ class Backfiller {
       auto batch = CopyBatch(checkpoint);
       if (!batch.ok()) return batch.status();
       if (batch->read == 0) break;
-      if (absl::Status s = RemoveDeletedMeanwhile(before, checkpoint.last_key, batch->xid);
-          !s.ok()) {
+      if (absl::Status s = RemoveDeletedMeanwhile(before, checkpoint.last_key, *batch); !s.ok()) {
         return s;
       }
       checkpoint.rows += batch->read;
@@ -91,11 +90,16 @@ class Backfiller {
     int64_t read = 0;
     int64_t copied = 0;
     std::string xid;  // the batch's transaction on old
+    // Across servers, its transaction on new: the rows it inserted there
+    // carry it as their xmin until a later write replaces them.
+    std::string copy_xid;
   };
 
   int64_t EstimateRows() {
-    auto r = old_db_.Exec(StrCat("SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = '",
-                                 pair_.old_table, "'::regclass"));
+    auto r = old_db_.Exec(
+        "SELECT greatest(reltuples, 0)::bigint FROM pg_catalog.pg_class WHERE oid = "
+        "$1::pg_catalog.regclass",
+        {pair_.old_table});
     int64_t n = 0;
     if (r.ok() && !r->rows.empty() && r->rows[0][0]) ParseInt(*r->rows[0][0], n);
     return n;
@@ -123,6 +127,13 @@ class Backfiller {
                                : CopyBatchAcrossServers(checkpoint);
   }
 
+  // "a" DESC, "b" DESC: the last key of a batch, every column descending.
+  static std::string Descending(const std::vector<std::string>& key) {
+    std::string out;
+    for (const std::string& column : key) out += StrCat(out.empty() ? "" : ", ", column, " DESC");
+    return out;
+  }
+
   // One statement: read the batch FOR KEY SHARE, insert what new lacks, and
   // save the checkpoint in the same transaction.
   absl::StatusOr<BatchResult> CopyBatchInOneDatabase(Checkpoint& checkpoint) {
@@ -136,8 +147,7 @@ class Backfiller {
         " FROM batch ON CONFLICT (", TablePair::List(pair_.new_key),
         ") DO NOTHING RETURNING 1) SELECT (SELECT count(*) FROM batch), (SELECT count(*) FROM "
         "copied), ",
-        KeyColumnsAsText(), " FROM batch ORDER BY ", TablePair::List(pair_.old_key),
-        " DESC LIMIT 1");
+        KeyColumnsAsText(), " FROM batch ORDER BY ", Descending(pair_.old_key), " LIMIT 1");
     if (absl::Status s = old_db_.Run("BEGIN"); !s.ok()) return s;
     auto rows = old_db_.Exec(sql, params);
     if (!rows.ok()) {
@@ -236,6 +246,9 @@ class Backfiller {
       ParseInt(std::string_view(inserted->tag).substr(inserted->tag.rfind(' ') + 1), n);
       result.copied += n;
     }
+    auto copy_xid = new_db_->Exec("SELECT pg_catalog.xid(pg_catalog.pg_current_xact_id())::text");
+    if (!copy_xid.ok()) return rollback(copy_xid.status());
+    result.copy_xid = *copy_xid->rows[0][0];
     if (absl::Status s = new_db_->Run("COMMIT"); !s.ok()) return rollback(s);
     Checkpoint next = checkpoint;
     next.last_key.clear();
@@ -255,42 +268,17 @@ class Backfiller {
 
   // A client statement whose snapshot predates the batch's commit cannot
   // see the batch's copies: were it to delete one of the batch's rows, its
-  // mirrored delete would miss the copy, which would outlive the row. So,
-  // much as CREATE INDEX CONCURRENTLY does, wait for every transaction that
-  // may hold such a statement's work to end: those whose snapshot is older
-  // than the batch, and those that have written (a statement that has run
-  // holds no snapshot any more, yet commits its delete later). Then new's
+  // mirrored delete would miss the copy, which would outlive the row. So
+  // the transactions that may hold such a statement's work are waited out
+  // (WaitForOlderTransactions). Then new's
   // rows of the batch's key range that are no longer in old are removed. A
   // transaction that starts later sees the copy and mirrors its delete
   // itself.
   absl::Status RemoveDeletedMeanwhile(const std::vector<std::string>& after,
                                       const std::vector<std::string>& last,
-                                      const std::string& batch_xid) {
-    auto older = old_db_.Exec(
-        "SELECT coalesce(array_agg(pid || ' ' || xact_start), '{}')::text FROM pg_stat_activity "
-        "WHERE pid <> pg_backend_pid() AND datname = current_database() AND "
-        "backend_type = 'client backend' AND xact_start IS NOT NULL AND "
-        "((backend_xmin IS NOT NULL AND age(backend_xmin) >= age($1::xid)) OR "
-        "backend_xid IS NOT NULL)",
-        {batch_xid});
-    if (!older.ok()) return older.status();
-    const std::string transactions = *older->rows[0][0];
-    auto waiting_since = Clock::now();
-    bool said = false;
-    while (transactions != "{}") {
-      auto running = old_db_.Exec(
-          "SELECT count(*) FROM pg_stat_activity WHERE pid || ' ' || xact_start = ANY($1::text[])",
-          {transactions});
-      if (!running.ok()) return running.status();
-      if (*running->rows[0][0] == "0") break;
-      if (!said && Clock::now() - waiting_since > std::chrono::seconds(2)) {
-        std::fprintf(out_, "pgshift backfill: waiting for %s transactions older than the batch "
-                           "to finish (long transactions hold backfill up)\n",
-                     running->rows[0][0]->c_str());
-        std::fflush(out_);
-        said = true;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+                                      const BatchResult& batch) {
+    if (absl::Status s = WaitForOlderTransactions(old_db_, batch.xid, out_, "backfill"); !s.ok()) {
+      return s;
     }
     Params params;
     auto range = [&](const std::vector<std::string>& key) {
@@ -304,30 +292,37 @@ class Backfiller {
       return StrCat(where, where.empty() ? "" : " AND ", "(", TablePair::List(key), ") <= ",
                     pair_.KeyParams(static_cast<int>(params.size() - last.size()) + 1));
     };
-    const std::string old_key = StrCat("ROW(", TablePair::List(pair_.old_key), ")::text");
-    const std::string new_key = StrCat("ROW(", TablePair::List(pair_.new_key), ")::text");
     if (pair_.same_database) {
+      // One statement, one snapshot: a row written meanwhile is on both
+      // sides or on neither. Keys compare by value, as typed.
       std::string alive = range(pair_.old_key);
       std::string gone = range(pair_.new_key);
-      return old_db_.Run(StrCat("DELETE FROM ", pair_.new_table, " WHERE ", gone, " AND ", new_key,
-                                " NOT IN (SELECT ", old_key, " FROM ", pair_.old_table, " WHERE ",
-                                alive, ")"),
-                         params);
+      return old_db_.Run(
+          StrCat("DELETE FROM ", pair_.new_table, " WHERE ", gone, " AND (",
+                 TablePair::List(pair_.new_key), ") NOT IN (SELECT ",
+                 TablePair::List(pair_.old_key), " FROM ", pair_.old_table, " WHERE ", alive, ")"),
+          params);
     }
-    auto alive = old_db_.Exec(
-        StrCat("SELECT ", old_key, " FROM ", pair_.old_table, " WHERE ", range(pair_.old_key)),
-        params);
+    auto alive = old_db_.Exec(StrCat("SELECT ", KeyColumnsAsText(), " FROM ", pair_.old_table,
+                                     " WHERE ", range(pair_.old_key)),
+                              params);
     if (!alive.ok()) return alive.status();
-    std::string keys = "{";
-    for (size_t i = 0; i < alive->rows.size(); ++i) {
-      keys = StrCat(keys, i ? "," : "", JsonString(*alive->rows[i][0]));
+    std::vector<std::vector<std::string>> keys;
+    keys.reserve(alive->rows.size());
+    for (const Row& row : alive->rows) {
+      std::vector<std::string>& key = keys.emplace_back();
+      for (const auto& value : row) key.push_back(*value);
     }
-    keys += "}";
+    // Only rows this batch inserted on new and nothing has written since:
+    // a row a mirror wrote after `alive` was read is alive on old too.
     params.clear();
     std::string gone = range(pair_.new_key);
-    params.emplace_back(keys);
-    return new_db_->Run(StrCat("DELETE FROM ", pair_.new_table, " WHERE ", gone, " AND NOT (",
-                               new_key, " = ANY($", params.size(), "::text[]))"),
+    params.emplace_back(batch.copy_xid);
+    const int xid_param = static_cast<int>(params.size());
+    params.emplace_back(TablePair::KeysJson(keys));
+    return new_db_->Run(StrCat("DELETE FROM ", pair_.new_table, " WHERE ", gone, " AND xmin = $",
+                               xid_param, "::pg_catalog.xid AND (", TablePair::List(pair_.new_key),
+                               ") NOT IN (", pair_.KeysFromJson(xid_param + 1, true), ")"),
                         params);
   }
 

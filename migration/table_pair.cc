@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "common/json.h"
 #include "common/strings.h"
 #include "routing/mirror.h"
 
@@ -56,6 +57,31 @@ std::string TablePair::KeyParams(int first) const {
   return StrCat("(", out, ")");
 }
 
+std::string TablePair::KeysJson(const std::vector<std::vector<std::string>>& keys) {
+  std::string out = "[";
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (i) out += ",";
+    out += "[";
+    for (size_t k = 0; k < keys[i].size(); ++k) {
+      if (k) out += ",";
+      out += JsonString(keys[i][k]);
+    }
+    out += "]";
+  }
+  return out + "]";
+}
+
+std::string TablePair::KeysFromJson(int param, bool new_side, bool with_text) const {
+  const std::vector<std::string>& types = new_side ? new_key_types : key_types;
+  std::string columns;
+  for (size_t i = 0; i < types.size(); ++i) {
+    columns += StrCat(i ? ", " : "", "(pgshift_key->>", i, ")::", types[i]);
+  }
+  if (with_text) columns += StrCat(", pgshift_key->>", types.size());
+  return StrCat("SELECT ", columns, " FROM pg_catalog.jsonb_array_elements($", param,
+                "::pg_catalog.jsonb) pgshift_key");
+}
+
 std::string TablePair::RowHash(const std::vector<std::string>& columns) {
   return StrCat("md5(ROW(", List(columns), ")::text)");
 }
@@ -108,6 +134,9 @@ absl::StatusOr<TablePair> ResolveTable(const routing::Config& config, std::strin
     pair.old_key.push_back(routing::QuoteIdent(k));
     pair.new_key.push_back(routing::QuoteIdent(mapped));
     pair.key_types.push_back(column->type);
+    auto counterpart = std::find_if(new_columns->begin(), new_columns->end(),
+                                    [&](const Column& c) { return c.name == mapped; });
+    pair.new_key_types.push_back(counterpart->type);
   }
   return pair;
 }

@@ -21,11 +21,20 @@ struct TablePair {
   std::vector<std::string> old_columns, new_columns;
   std::vector<std::string> old_key, new_key;  // quoted
   std::vector<std::string> key_types;         // for casting keys given as text
+  std::vector<std::string> new_key_types;     // the new table's, for keys cast there
 
   // "a", "b" for one side's columns or key.
   static std::string List(const std::vector<std::string>& names, std::string_view prefix = "");
   // ($first::t1, $first+1::t2): a key given as text parameters.
   std::string KeyParams(int first) const;
+  // Keys as one parameter: a JSON array of arrays of each key column's
+  // text. Never an array literal or SQL text, so that no character of a
+  // key (a backslash, a quote, a comma, a brace) means anything else.
+  static std::string KeysJson(const std::vector<std::vector<std::string>>& keys);
+  // The rows of those keys, typed as the new table's key (`new_side`) or
+  // the old one's: "SELECT (e->>0)::t1, ... FROM jsonb_array_elements($param)".
+  // `with_text`: each array has one more element, selected as text.
+  std::string KeysFromJson(int param, bool new_side, bool with_text = false) const;
   // md5 of the row's paired columns, comparable across the two sides.
   static std::string RowHash(const std::vector<std::string>& columns);
 };

@@ -1,12 +1,15 @@
 #include "migration/verify.h"
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include "common/json.h"
 #include "common/strings.h"
+#include "migration/older_transactions.h"
 #include "migration/state_store.h"
 #include "migration/table_pair.h"
 #include "routing/state_schema.h"
@@ -38,7 +41,7 @@ class Verifier {
     report_.table = pair_.config->name;
     auto started = Clock::now();
     std::optional<Key> low;  // exclusive; none: from the start
-    std::map<Key, char> suspects;  // key -> 'm' missing, 'e' extra, 'd' different
+    std::set<Key> suspects;  // keys whose range's checksums differ and whose rows do
     while (true) {
       auto high = Boundary(low);  // inclusive; none: to the end
       if (!high.ok()) return high.status();
@@ -53,31 +56,17 @@ class Verifier {
     // A write between reading old and reading new is not a difference:
     // read the suspects again a moment later, a batch of keys at a time.
     if (!suspects.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    const size_t batch = std::max<size_t>(1, std::min<size_t>(1000, 60000 / old_.key.size()));
     std::vector<Key> keys;
-    for (auto it = suspects.begin(); it != suspects.end();) {
-      keys.clear();
-      for (; it != suspects.end() && keys.size() < batch; ++it) keys.push_back(it->first);
-      auto old_rows = HashesOf(old_, keys);
-      if (!old_rows.ok()) return old_rows.status();
-      auto new_rows = HashesOf(new_, keys);
-      if (!new_rows.ok()) return new_rows.status();
-      for (const Key& key : keys) {
-        auto in_old = old_rows->find(key);
-        auto in_new = new_rows->find(key);
-        if (in_old == old_rows->end() && in_new == new_rows->end()) continue;
-        if (in_new == new_rows->end()) {
-          report_.missing.push_back(KeyText(key));
-        } else if (in_old == old_rows->end()) {
-          report_.extra.push_back(KeyText(key));
-        } else if (in_old->second == in_new->second) {
-          continue;
-        } else {
-          report_.different.push_back(KeyText(key));
-        }
-        differing_.push_back(key);
+    keys.assign(suspects.begin(), suspects.end());
+    absl::Status compared = Compare(keys, [this](const Key& key, Difference kind) {
+      switch (kind) {
+        case Difference::kMissing: report_.missing.push_back(KeyText(key)); break;
+        case Difference::kExtra: report_.extra.push_back(KeyText(key)); break;
+        case Difference::kDifferent: report_.different.push_back(KeyText(key)); break;
       }
-    }
+      differing_.push_back(key);
+    });
+    if (!compared.ok()) return compared;
     if (options_.repair && !differing_.empty()) {
       if (absl::Status s = Repair(); !s.ok()) return s;
       report_.repaired = true;
@@ -88,6 +77,44 @@ class Verifier {
 
  private:
   std::string KeyList(const Side& side) const { return TablePair::List(side.key); }
+
+  enum class Difference : uint8_t { kMissing, kExtra, kDifferent };
+
+  // Reads these keys' rows on both sides, a batch of keys at a time, and
+  // calls `on_difference` for each key whose rows differ, keeping what the
+  // mirror held (for repair to replace only that).
+  absl::Status Compare(const std::vector<Key>& keys,
+                       const std::function<void(const Key&, Difference)>& on_difference) {
+    const size_t batch = std::max<size_t>(1, std::min<size_t>(1000, 60000 / old_.key.size()));
+    for (size_t at = 0; at < keys.size(); at += batch) {
+      const std::vector<Key> some(
+          keys.begin() + static_cast<std::ptrdiff_t>(at),
+          keys.begin() + static_cast<std::ptrdiff_t>(std::min(keys.size(), at + batch)));
+      auto old_rows = HashesOf(old_, some);
+      if (!old_rows.ok()) return old_rows.status();
+      auto new_rows = HashesOf(new_, some);
+      if (!new_rows.ok()) return new_rows.status();
+      for (const Key& key : some) {
+        auto in_old = old_rows->find(key);
+        auto in_new = new_rows->find(key);
+        if (in_old == old_rows->end() && in_new == new_rows->end()) continue;
+        if (in_old != old_rows->end() && in_new != new_rows->end() &&
+            in_old->second == in_new->second) {
+          continue;
+        }
+        const auto& mirror_rows = pair_.new_is_authoritative ? *old_rows : *new_rows;
+        if (auto held = mirror_rows.find(key); held != mirror_rows.end()) {
+          mirror_held_[key] = held->second;
+        } else {
+          mirror_held_.erase(key);
+        }
+        on_difference(key, in_new == new_rows->end()   ? Difference::kMissing
+                           : in_old == old_rows->end() ? Difference::kExtra
+                                                       : Difference::kDifferent);
+      }
+    }
+    return absl::OkStatus();
+  }
 
   // The last key of the next range of `chunk` keys after `low`, from old;
   // none when fewer remain (the range runs to the end, on both sides).
@@ -178,8 +205,7 @@ class Verifier {
 
   // Rows of old in the range; differing keys go to `suspects`.
   absl::StatusOr<int64_t> CompareRange(const std::optional<Key>& low,
-                                       const std::optional<Key>& high,
-                                       std::map<Key, char>& suspects) {
+                                       const std::optional<Key>& high, std::set<Key>& suspects) {
     auto a = Checksum(old_, low, high);
     if (!a.ok()) return a.status();
     auto b = Checksum(new_, low, high);
@@ -193,82 +219,168 @@ class Verifier {
     if (!new_rows.ok()) return new_rows.status();
     for (const auto& [key, hash] : *old_rows) {
       auto it = new_rows->find(key);
-      if (it == new_rows->end()) {
-        suspects[key] = 'm';
-      } else if (it->second != hash) {
-        suspects[key] = 'd';
-      }
+      if (it == new_rows->end() || it->second != hash) suspects.insert(key);
     }
     for (const auto& [key, hash] : *new_rows) {
-      if (!old_rows->contains(key)) suspects[key] = 'e';
+      if (!old_rows->contains(key)) suspects.insert(key);
     }
     return rows;
   }
 
-  // Copies each differing key again from the authoritative side: the
-  // mirror's rows are deleted, and the authoritative rows, if any, inserted,
-  // a batch of keys per statement, all in one transaction on the mirror.
+  // Copies each differing key again from the authoritative side, a batch
+  // of keys per statement, in one transaction on each side. The
+  // authoritative rows are read FOR SHARE and held until the mirror has
+  // committed, so a write to them waits for the repair (and is mirrored
+  // after it) instead of being overwritten by the row read before it. A key
+  // the authoritative side lacks is deleted on the mirror only if the
+  // mirror still holds the row verify saw there: a row a mirror wrote since
+  // is newer than the repair. Both sides wait for locks at most 5 s (a
+  // client transaction may hold rows on both, where neither server sees the
+  // deadlock); the repair then starts again.
+  //
+  // On one database a client statement whose snapshot predates the repair
+  // writes the mirror table as that snapshot shows it (its mirrored delete
+  // misses a row the repair inserted), so once such transactions have
+  // ended the keys are compared again, and repaired again if need be.
   absl::Status Repair() {
+    std::vector<Key> keys = differing_;
+    for (int round = 1;; ++round) {
+      std::string xid;
+      for (int attempt = 1;; ++attempt) {
+        absl::Status s = TryRepair(keys, xid);
+        if (s.ok()) break;
+        const std::string state = SqlStateOf(s);
+        if (attempt == 10 || (state != "55P03" && state != "40P01" && state != "40001")) return s;
+        std::this_thread::sleep_for(std::chrono::milliseconds(200 * attempt));
+      }
+      if (!pair_.same_database) return absl::OkStatus();
+      if (absl::Status s = WaitForOlderTransactions(*new_.db, xid, stderr, "verify --repair");
+          !s.ok()) {
+        return s;
+      }
+      std::vector<Key> still;
+      if (absl::Status s = Compare(keys, [&](const Key& key, Difference) { still.push_back(key); });
+          !s.ok()) {
+        return s;
+      }
+      if (still.empty()) return absl::OkStatus();
+      if (round == 5) {
+        return absl::AbortedError(
+            StrCat(still.size(), " keys of ", pair_.config->name,
+                   " differed again after each of 5 repairs, under writes to the same keys; "
+                   "run verify --repair again"));
+      }
+      keys = std::move(still);
+    }
+  }
+
+  // One repair of `keys`; `xid` is the mirror side's transaction.
+  absl::Status TryRepair(const std::vector<Key>& keys, std::string& xid) {
     const Side& from = pair_.new_is_authoritative ? new_ : old_;
     const Side& to = pair_.new_is_authoritative ? old_ : new_;
-    if (absl::Status s = to.db->Run("BEGIN"); !s.ok()) return s;
     auto fail = [&](absl::Status s) {
       to.db->Run("ROLLBACK").IgnoreError();
+      from.db->Run("ROLLBACK").IgnoreError();
       return s;
     };
-    const size_t width = std::max(to.columns.size(), to.key.size());
+    for (const Side* side : {&from, &to}) {
+      if (absl::Status s = side->db->Run("BEGIN"); !s.ok()) return fail(s);
+      if (absl::Status s = side->db->Run("SET LOCAL lock_timeout = '5s'"); !s.ok()) return fail(s);
+    }
+    // Entries of the divergence log (mirror errors logged instead of
+    // failing the client) for these keys, cleared first: each one's write
+    // has committed, so the rows read after it include it.
+    if (absl::Status s = ClearDivergence(keys); !s.ok()) return fail(s);
+    const size_t width = std::max(to.columns.size(), to.key.size()) + 1;
     const size_t batch = std::max<size_t>(1, std::min<size_t>(1000, 60000 / width));
-    for (size_t at = 0; at < differing_.size(); at += batch) {
-      Params keys;
-      std::string list;
-      for (size_t i = at; i < std::min(differing_.size(), at + batch); ++i) {
-        list = StrCat(list, list.empty() ? "" : ", ", pair_.KeyParams(static_cast<int>(keys.size()) + 1));
-        keys.insert(keys.end(), differing_[i].begin(), differing_[i].end());
-      }
-      auto rows = from.db->Exec(StrCat("SELECT ", TablePair::List(from.columns), " FROM ", from.table,
-                                       " WHERE (", KeyList(from), ") IN (", list, ")"),
-                                keys);
-      if (!rows.ok()) return fail(rows.status());
-      auto deleted = to.db->Exec(
-          StrCat("DELETE FROM ", to.table, " WHERE (", KeyList(to), ") IN (", list, ")"), keys);
-      if (!deleted.ok()) return fail(deleted.status());
-      if (rows->rows.empty()) continue;
-      Params values;
-      std::string tuples;
-      for (const Row& row : rows->rows) {
-        std::string placeholders;
-        for (size_t i = 0; i < row.size(); ++i) {
-          placeholders = StrCat(placeholders, i ? ", " : "", "$", values.size() + i + 1);
-        }
-        tuples = StrCat(tuples, tuples.empty() ? "" : ", ", "(", placeholders, ")");
-        values.insert(values.end(), row.begin(), row.end());
-      }
-      auto inserted = to.db->Exec(StrCat("INSERT INTO ", to.table, " (", TablePair::List(to.columns),
-                                         ") VALUES ", tuples),
-                                  values);
-      if (!inserted.ok()) return fail(inserted.status());
+    for (size_t at = 0; at < keys.size(); at += batch) {
+      const std::vector<Key> some(
+          keys.begin() + static_cast<std::ptrdiff_t>(at),
+          keys.begin() + static_cast<std::ptrdiff_t>(std::min(keys.size(), at + batch)));
+      if (absl::Status s = RepairKeys(from, to, some); !s.ok()) return fail(s);
     }
-    if (absl::Status s = to.db->Run("COMMIT"); !s.ok()) return s;
-    // The divergence log (mirror errors logged instead of failing the
-    // client) holds what repair has now fixed. It is on the authoritative
-    // side of the time: old, or new from new-primary on.
+    auto current = to.db->Exec("SELECT pg_catalog.xid(pg_catalog.pg_current_xact_id())::text");
+    if (!current.ok()) return fail(current.status());
+    xid = *current->rows[0][0];
+    if (absl::Status s = to.db->Run("COMMIT"); !s.ok()) return fail(s);
+    return from.db->Run("COMMIT");
+  }
+
+  absl::Status RepairKeys(const Side& from, const Side& to, const std::vector<Key>& keys) {
+    const bool to_new = &to == &new_;
+    std::vector<std::vector<std::string>> key_rows(keys.begin(), keys.end());
+    std::string key_text;
+    for (size_t i = 0; i < from.key.size(); ++i) key_text += StrCat(from.key[i], "::text, ");
+    auto rows = from.db->Exec(
+        StrCat("SELECT ", key_text, TablePair::List(from.columns), " FROM ", from.table, " WHERE (",
+               KeyList(from), ") IN (", pair_.KeysFromJson(1, !to_new), ") FOR SHARE"),
+        {TablePair::KeysJson(key_rows)});
+    if (!rows.ok()) return rows.status();
+    std::set<Key> present;
+    for (const Row& row : rows->rows) {
+      Key key;
+      for (size_t i = 0; i < from.key.size(); ++i) key.push_back(*row[i]);
+      present.insert(std::move(key));
+    }
+    // The keys the authoritative side has: replaced. The others: deleted
+    // where the mirror still holds what verify saw.
+    std::vector<std::vector<std::string>> replaced, stale;
+    for (const Key& key : keys) {
+      if (present.contains(key)) {
+        replaced.push_back(key);
+      } else if (auto held = mirror_held_.find(key); held != mirror_held_.end()) {
+        std::vector<std::string> with_hash = key;
+        with_hash.push_back(held->second);
+        stale.push_back(std::move(with_hash));
+      }
+    }
+    if (!replaced.empty()) {
+      absl::Status s = to.db->Run(StrCat("DELETE FROM ", to.table, " WHERE (", KeyList(to),
+                                         ") IN (", pair_.KeysFromJson(1, to_new), ")"),
+                                  {TablePair::KeysJson(replaced)});
+      if (!s.ok()) return s;
+    }
+    if (!stale.empty()) {
+      // The key's columns, then the row hash verify saw.
+      absl::Status s = to.db->Run(StrCat("DELETE FROM ", to.table, " WHERE (", KeyList(to), ", ",
+                                         TablePair::RowHash(to.columns), ") IN (",
+                                         pair_.KeysFromJson(1, to_new, true), ")"),
+                                  {TablePair::KeysJson(stale)});
+      if (!s.ok()) return s;
+    }
+    if (rows->rows.empty()) return absl::OkStatus();
+    Params values;
+    std::string tuples;
+    for (const Row& row : rows->rows) {
+      std::string placeholders;
+      for (size_t i = from.key.size(); i < row.size(); ++i) {
+        values.push_back(row[i]);
+        placeholders += StrCat(i > from.key.size() ? ", " : "", "$", values.size());
+      }
+      tuples += StrCat(tuples.empty() ? "" : ", ", "(", placeholders, ")");
+    }
+    return to.db->Run(
+        StrCat("INSERT INTO ", to.table, " (", TablePair::List(to.columns), ") VALUES ", tuples),
+        values);
+  }
+
+  // The divergence log is on the authoritative side of the time: old, or
+  // new from new-primary on; a log on either is cleared of the keys.
+  absl::Status ClearDivergence(const std::vector<Key>& repaired) {
     std::vector<std::string> keys;
-    for (const Key& k : differing_) keys.push_back(KeyText(k));
-    std::string array = "{";
-    for (size_t i = 0; i < keys.size(); ++i) {
-      array = StrCat(array, i ? "," : "", JsonString(keys[i]));
-    }
-    array += "}";
+    for (const Key& k : repaired) keys.push_back(KeyText(k));
     std::vector<PgClient*> databases{old_.db};
-    if (new_.db != old_.db) databases.push_back(new_.db);
+    if (!pair_.same_database) databases.push_back(new_.db);
     for (PgClient* db : databases) {
-      auto log = db->Exec(
-          StrCat("SELECT to_regclass('", routing::kDivergenceTable, "') IS NOT NULL"));
-      if (!log.ok() || *log->rows[0][0] != "t") continue;
-      if (absl::Status s = db->Run(
-              StrCat("DELETE FROM ", routing::kDivergenceTable,
-                     " WHERE table_name = $1 AND key = ANY($2::text[])"),
-              {pair_.config->name, array});
+      auto log = db->Exec("SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+                          {std::string(routing::kDivergenceTable)});
+      if (!log.ok()) return log.status();
+      if (*log->rows[0][0] != "t") continue;
+      if (absl::Status s =
+              db->Run(StrCat("DELETE FROM ", routing::kDivergenceTable,
+                             " WHERE table_name = $1 AND key IN (SELECT "
+                             "pg_catalog.jsonb_array_elements_text($2::pg_catalog.jsonb))"),
+                      {pair_.config->name, JsonArray(keys)});
           !s.ok()) {
         return s;
       }
@@ -288,6 +400,7 @@ class Verifier {
   Side old_, new_;
   VerifyReport report_;
   std::vector<Key> differing_;
+  std::map<Key, std::string> mirror_held_;  // a differing key's row hash on the mirror
 };
 
 }  // namespace

@@ -164,8 +164,8 @@ TEST_F(Backfill, EachBatchWaitsForTransactionsThatHaveWritten) {
   pid_t pid = static_cast<pid_t>(std::stoi(pid_text));
   bool waiting = false;
   for (int i = 0; i < 200 && !waiting; ++i) {
-    waiting = ReadFile(log).find("waiting for 1 transactions older than the batch") !=
-              std::string::npos;
+    waiting =
+        ReadFile(log).find("waiting for 1 transactions older than its writes") != std::string::npos;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   EXPECT_TRUE(waiting) << ReadFile(log);
@@ -221,6 +221,9 @@ TEST_F(Backfill, TwoColumnKeysAreCopiedVerifiedAndRepaired) {
   std::string out;
   ASSERT_EQ(CaptureCommand(PgshiftBinary() + " backfill --batch 700" + command, out), 0) << out;
   EXPECT_EQ(direct.Value("SELECT count(*) FROM memberships_v2"), "3000");
+  EXPECT_NE(out.find("done: 3000 rows read"), std::string::npos)
+      << "each batch goes on after the last key of the one before, every column of it\n"
+      << out;
   Exec(direct,
        "DELETE FROM memberships_v2 WHERE (channel_id, user_id) IN ((2, 7), (30, 100));"
        "INSERT INTO memberships_v2 VALUES (99, 1, 'stray');"
