@@ -1,5 +1,6 @@
 #include "proxy/migration_state.h"
 
+#include "absl/strings/str_replace.h"
 #include "common/json.h"
 #include "common/strings.h"
 #include "proxy/backend_query.h"
@@ -86,14 +87,16 @@ awaitable<std::string> KeySequenceBehind(const routing::Config& config,
   if (!opened.ok()) {
     co_return StrCat("cannot check the key sequence of ", table, ": ", MessageOf(opened.status()));
   }
-  std::string sql = StrCat(
-      "SELECT s.name, n.next::text, m.max::text FROM (SELECT pg_get_serial_sequence(",
-      QuoteLiteral(table), ", ", QuoteLiteral(key), ") AS name) s "
-      "LEFT JOIN LATERAL (SELECT CASE WHEN q.last_value IS NULL THEN q.start_value ELSE "
-      "q.last_value + q.increment_by END AS next FROM pg_sequences q WHERE "
-      "format('%I.%I', q.schemaname, q.sequencename) = s.name) n ON true "
-      "LEFT JOIN LATERAL (SELECT max(", routing::QuoteIdent(key), ") AS max FROM ",
-      routing::QuoteQualified(table), " WHERE s.name IS NOT NULL) m ON true");
+  std::string sql =
+      StrCat("SELECT s.name, n.next::text, m.max::text FROM (SELECT pg_get_serial_sequence(",
+             QuoteLiteral(routing::QuoteQualified(table)), ", ", QuoteLiteral(key),
+             ") AS name) s "
+             "LEFT JOIN LATERAL (SELECT CASE WHEN q.last_value IS NULL THEN q.start_value ELSE "
+             "q.last_value + q.increment_by END AS next FROM pg_sequences q WHERE "
+             "format('%I.%I', q.schemaname, q.sequencename) = s.name) n ON true "
+             "LEFT JOIN LATERAL (SELECT max(",
+             routing::QuoteIdent(key), ") AS max FROM ", routing::QuoteQualified(table),
+             " WHERE s.name IS NOT NULL) m ON true");
   PacketBuffer buffer;
   auto result = co_await RunQuery(**opened, buffer, sql);
   (*opened)->Close();
@@ -108,7 +111,8 @@ awaitable<std::string> KeySequenceBehind(const routing::Config& config,
   }
   co_return StrCat("its key sequence ", *row[0], " on ", side, " would hand out ", next,
                    " next, but ", table, " already holds ", key, " ", max,
-                   "; first run SELECT setval('", *row[0], "', ", max, ") on ", side);
+                   "; first run SELECT setval('", absl::StrReplaceAll(*row[0], {{"'", "''"}}),
+                   "', ", max, ") on ", side);
 }
 
 }  // namespace

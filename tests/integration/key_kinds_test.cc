@@ -139,28 +139,36 @@ class KeyKinds : public ::testing::TestWithParam<bool> {
                        kind.table + " " + kind.rows);
       Exec(new_db, "CREATE TABLE " + kind.table + "_v2 (" + kind.columns + ")");
     }
-    proxy_ = std::make_unique<PgshiftProcess>(Cluster().port(), "",
-                                              "dbname = \"" + db + "\"\nuser = \"postgres\"",
+    backends_ = backends;
+    old_settings_ = "dbname = \"" + db + "\"\nuser = \"postgres\"";
+    proxy_ = std::make_unique<PgshiftProcess>(Cluster().port(), "", old_settings_,
                                               backends + TablesToml());
     ASSERT_TRUE(proxy_->ok()) << proxy_->LogEnd();
   }
 
-  int Run(const std::string& command, const std::string& table, std::string& out) {
-    return CaptureCommand(PgshiftBinary() + " " + command + " --config " + proxy_->dir() +
-                              "/pgshift.toml --table " + table,
+  int Run(const std::string& command, const std::string& table, std::string& out,
+          const PgshiftProcess* proxy = nullptr) {
+    // Quoted for the shell: a table's name may hold quotes and spaces.
+    std::string quoted = "'";
+    for (char c : table) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    quoted += "'";
+    return CaptureCommand(PgshiftBinary() + " " + command + " --config " +
+                              (proxy ? proxy : proxy_.get())->dir() + "/pgshift.toml --table " +
+                              quoted,
                           out);
   }
 
   // Old and new hold the same rows, by EXCEPT ALL both ways.
-  void ExpectEqual(const KeyKind& kind) {
+  void ExpectEqual(const KeyKind& kind) { ExpectEqual(kind.table, kind.table + "_v2"); }
+  void ExpectEqual(const std::string& old_table, const std::string& new_table) {
     PgConn old_db(old_info_), new_db(new_info_);
-    EXPECT_EQ(Lacking(old_db, new_db, kind.table, kind.table + "_v2"), "0")
-        << kind.table << ": rows of old missing on new";
-    EXPECT_EQ(Lacking(new_db, old_db, kind.table + "_v2", kind.table), "0")
-        << kind.table << ": rows of new missing on old";
+    EXPECT_EQ(Lacking(old_db, new_db, old_table, new_table), "0")
+        << old_table << ": rows of old missing on new";
+    EXPECT_EQ(Lacking(new_db, old_db, new_table, old_table), "0")
+        << old_table << ": rows of new missing on old";
   }
 
-  std::string old_info_, new_info_;
+  std::string old_info_, new_info_, backends_, old_settings_;
   std::unique_ptr<PgCluster> new_cluster_;
   std::unique_ptr<PgshiftProcess> proxy_;
 };
@@ -245,6 +253,55 @@ TEST_P(KeyKinds, RepairUnderWritesToTheSameKeysNeverRevertsOne) {
   EXPECT_GT(writes.load(), 100);
   EXPECT_EQ(Run("verify", kind.table, out), 0) << out;
   ExpectEqual(kind);
+}
+
+// Tables and columns named with quotes, a dot, upper case, spaces and
+// letters outside ASCII, the key column among them and one column renamed:
+// mirrored through pgshift, copied, verified and repaired.
+TEST_P(KeyKinds, OddIdentifiersWorkInEveryCommandAndInMirroring) {
+  const std::string old_table = R"(public."Odd ""Tab'le"".ü")";
+  const std::string new_table = R"(public."New Tab'le")";
+  const std::string key = R"("Key ""Col""")";
+  PgConn old_db(old_info_), new_db(new_info_);
+  Exec(old_db, "CREATE TABLE " + old_table + " (" + key +
+                   R"( int PRIMARY KEY, "Mixed Case" text, "dot.ted" int); INSERT INTO )" +
+                   old_table + " SELECT g, 'row ' || g, g FROM generate_series(1, 500) g");
+  Exec(new_db, "CREATE TABLE " + new_table + " (" + key +
+                   R"( int PRIMARY KEY, "Mixed Case" text, "ünïcode" int))");
+  PgshiftProcess proxy(Cluster().port(), "", old_settings_, backends_ + R"([[tables]]
+name = "public.Odd \"Tab'le\".ü"
+new_name = "public.New Tab'le"
+key = ["Key \"Col\""]
+columns = { "dot.ted" = "ünïcode" }
+phase = "dual-write"
+)");
+  ASSERT_TRUE(proxy.ok()) << proxy.LogEnd();
+  PgConn app(proxy.ConnInfo());
+  const std::string table = R"("Odd ""Tab'le"".ü")";
+  ASSERT_TRUE(app.Ok("INSERT INTO " + table + " (" + key +
+                     R"(, "Mixed Case", "dot.ted") VALUES (1001, 'new', 7))"))
+      << app.error();
+  ASSERT_TRUE(app.Ok("UPDATE " + table + R"( SET "dot.ted" = 8 WHERE )" + key + " = 1001"))
+      << app.error();
+  EXPECT_EQ(new_db.Value(R"(SELECT "ünïcode" FROM )" + new_table + " WHERE " + key + " = 1001"),
+            "8");
+  ASSERT_TRUE(app.Ok("DELETE FROM " + table + " WHERE " + key + " = 1001")) << app.error();
+  ASSERT_TRUE(app.Ok("INSERT INTO " + table + " VALUES (1002, 'kept', 9)")) << app.error();
+  EXPECT_EQ(new_db.Value(R"(SELECT "ünïcode" FROM )" + new_table + " WHERE " + key + " = 1002"),
+            "9");
+  EXPECT_EQ(new_db.Value("SELECT count(*) FROM " + new_table + " WHERE " + key + " = 1001"), "0");
+  const std::string name = "public.Odd \"Tab'le\".ü";
+  std::string out;
+  ASSERT_EQ(Run("backfill --batch 100", name, out, &proxy), 0) << out;
+  EXPECT_EQ(Run("verify --chunk 150", name, out, &proxy), 0) << out;
+  Exec(new_db, "DELETE FROM " + new_table + " WHERE " + key + " <= 3; UPDATE " + new_table +
+                   R"( SET "Mixed Case" = 'x' WHERE )" + key + " = 400; INSERT INTO " + new_table +
+                   " VALUES (-1, 'extra', 0)");
+  EXPECT_EQ(Run("verify", name, out, &proxy), 1) << out;
+  EXPECT_NE(out.find(" 5 differences"), std::string::npos) << out;
+  ASSERT_EQ(Run("verify --repair", name, out, &proxy), 0) << out;
+  EXPECT_EQ(Run("verify", name, out, &proxy), 0) << out;
+  ExpectEqual(old_table, new_table);
 }
 
 INSTANTIATE_TEST_SUITE_P(Topologies, KeyKinds, ::testing::Values(false, true),
