@@ -143,8 +143,9 @@ class Backfiller {
         "WITH batch AS (SELECT ", TablePair::List(pair_.old_columns), " FROM ", pair_.old_table,
         after, " ORDER BY ", TablePair::List(pair_.old_key), " LIMIT ", options_.batch,
         " FOR KEY SHARE), copied AS (INSERT INTO ", pair_.new_table, " (",
-        TablePair::List(pair_.new_columns), ") SELECT ", TablePair::List(pair_.old_columns),
-        " FROM batch ON CONFLICT (", TablePair::List(pair_.new_key),
+        TablePair::List(pair_.new_columns), ") OVERRIDING SYSTEM VALUE SELECT ",
+        TablePair::List(pair_.old_columns), " FROM batch ON CONFLICT (",
+        TablePair::List(pair_.new_key),
         ") DO NOTHING RETURNING 1) SELECT (SELECT count(*) FROM batch), (SELECT count(*) FROM "
         "copied), ",
         KeyColumnsAsText(), " FROM batch ORDER BY ", Descending(pair_.old_key), " LIMIT 1");
@@ -237,8 +238,8 @@ class Backfiller {
       }
       auto inserted = new_db_->Exec(
           StrCat("INSERT INTO ", pair_.new_table, " (", TablePair::List(pair_.new_columns),
-                 ") VALUES ", tuples, " ON CONFLICT (", TablePair::List(pair_.new_key),
-                 ") DO NOTHING"),
+                 ") OVERRIDING SYSTEM VALUE VALUES ", tuples, " ON CONFLICT (",
+                 TablePair::List(pair_.new_key), ") DO NOTHING"),
           values);
       if (!inserted.ok()) return rollback(inserted.status());
       // "INSERT 0 n"

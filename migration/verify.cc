@@ -359,9 +359,9 @@ class Verifier {
       }
       tuples += StrCat(tuples.empty() ? "" : ", ", "(", placeholders, ")");
     }
-    return to.db->Run(
-        StrCat("INSERT INTO ", to.table, " (", TablePair::List(to.columns), ") VALUES ", tuples),
-        values);
+    return to.db->Run(StrCat("INSERT INTO ", to.table, " (", TablePair::List(to.columns),
+                             ") OVERRIDING SYSTEM VALUE VALUES ", tuples),
+                      values);
   }
 
   // The divergence log is on the authoritative side of the time: old, or

@@ -62,14 +62,14 @@ awaitable<absl::StatusOr<QueryResult>> RunQuery(Stream& backend, PacketBuffer& b
   }
 }
 
-awaitable<absl::StatusOr<std::vector<std::string>>> ReadTableColumns(Stream& backend,
-                                                                     PacketBuffer& buffer,
-                                                                     std::string_view table) {
+awaitable<absl::StatusOr<std::vector<std::string>>> ReadTableColumns(
+    Stream& backend, PacketBuffer& buffer, std::string_view table,
+    std::vector<std::string>* generated) {
   size_t dot = table.find('.');
   std::string_view schema = dot == std::string_view::npos ? "public" : table.substr(0, dot);
   std::string_view name = dot == std::string_view::npos ? table : table.substr(dot + 1);
   std::string sql = StrCat(
-      "SELECT a.attname FROM pg_catalog.pg_attribute a "
+      "SELECT a.attname, a.attgenerated <> '' FROM pg_catalog.pg_attribute a "
       "JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
       "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
       "WHERE n.nspname = ",
@@ -81,7 +81,10 @@ awaitable<absl::StatusOr<std::vector<std::string>>> ReadTableColumns(Stream& bac
     co_return absl::NotFoundError(StrCat("table \"", table, "\" does not exist"));
   }
   std::vector<std::string> columns;
-  for (const auto& row : result->rows) columns.push_back(row[0].value_or(""));
+  for (const auto& row : result->rows) {
+    columns.push_back(row[0].value_or(""));
+    if (generated != nullptr && row[1] == "t") generated->push_back(columns.back());
+  }
   co_return columns;
 }
 

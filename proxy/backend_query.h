@@ -28,9 +28,10 @@ awaitable<absl::StatusOr<QueryResult>> RunQuery(Stream& backend, PacketBuffer& b
                                                 std::string_view sql);
 
 // The columns of `table` ("schema.name", each part as PostgreSQL stores it)
-// in attribute order; NotFound when there is no such table.
-awaitable<absl::StatusOr<std::vector<std::string>>> ReadTableColumns(Stream& backend,
-                                                                     PacketBuffer& buffer,
-                                                                     std::string_view table);
+// in attribute order; NotFound when there is no such table. `generated`,
+// if given, gets the generated (stored) ones among them.
+awaitable<absl::StatusOr<std::vector<std::string>>> ReadTableColumns(
+    Stream& backend, PacketBuffer& buffer, std::string_view table,
+    std::vector<std::string>* generated = nullptr);
 
 }  // namespace pgshift::proxy

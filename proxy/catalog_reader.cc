@@ -39,10 +39,15 @@ awaitable<void> ReadFrom(const routing::Config& config, asio::ssl::context& tls,
   Stream& stream = **opened;
   PacketBuffer buffer;
   for (const Wanted& w : wanted) {
-    auto columns = co_await ReadTableColumns(stream, buffer, w.relation);
+    std::vector<std::string> generated;
+    auto columns = co_await ReadTableColumns(stream, buffer, w.relation, &generated);
     if (columns.ok()) {
       (w.is_new ? out.catalog.new_tables : out.catalog.old_tables)[w.relation] =
           *std::move(columns);
+      if (!generated.empty()) {
+        (w.is_new ? out.catalog.new_generated : out.catalog.old_generated)[w.relation] =
+            std::move(generated);
+      }
     } else {
       fail(w, MessageOf(columns.status()), !w.optional);
     }

@@ -5,6 +5,7 @@
 #include "common/strings.h"
 #include "proxy/backend_query.h"
 #include "proxy/control_connection.h"
+#include "proxy/hidden_writes.h"
 #include "proxy/log.h"
 #include "proxy/packet_buffer.h"
 #include "routing/mirror.h"
@@ -188,6 +189,34 @@ awaitable<std::string> VerifyShortfall(State& state, const std::string& table) {
   co_return "";
 }
 
+// Into a mirrored phase: no write reaches the table without a statement
+// naming it (hidden_writes.h), on old, and on new too when new takes the
+// writes over.
+awaitable<std::string> HiddenWritesShortfall(const routing::Config& next,
+                                             const routing::TableConfig& table, routing::Phase to,
+                                             asio::ssl::context& tls) {
+  std::vector<HiddenWritePath> paths;
+  for (bool on_new : {false, true}) {
+    if (on_new && to != routing::Phase::kNewPrimary) break;
+    auto found = co_await FindHiddenWritePaths(next, table, on_new, tls);
+    if (found.status().code() == absl::StatusCode::kFailedPrecondition) {
+      // pgshift lacks the settings to connect on its own: it cannot look.
+      LogEvent(LogLevel::kWarning, "hidden_write_paths_unchecked",
+               {{"table", table.name}, {"reason", MessageOf(found.status())}});
+      continue;
+    }
+    if (!found.ok()) {
+      co_return StrCat("cannot read the catalog of ", on_new ? "new" : "old",
+                       " for writes that reach it unseen: ", MessageOf(found.status()));
+    }
+    paths.insert(paths.end(), found->begin(), found->end());
+  }
+  if (paths.empty()) co_return "";
+  co_return StrCat("writes reach it without a statement naming it, which pgshift cannot mirror: ",
+                   DescribeHiddenWritePaths(paths),
+                   "; with force = true the two sides may drift apart there");
+}
+
 awaitable<absl::Status> Guard(const routing::Config& next, const PhaseChange& c,
                               const absl::flat_hash_map<std::string, ShadowEvidence>& evidence,
                               State& state, asio::ssl::context& tls) {
@@ -196,6 +225,10 @@ awaitable<absl::Status> Guard(const routing::Config& next, const PhaseChange& c,
     if (t.name == c.table) table = &t;
   }
   if (table == nullptr) co_return absl::OkStatus();  // leaving: back to old-only
+  if (routing::MirrorsWrites(c.to)) {
+    std::string why = co_await HiddenWritesShortfall(next, *table, c.to, tls);
+    if (absl::Status s = UnlessForced(c, routing::PhaseName(c.to), why); !s.ok()) co_return s;
+  }
   using routing::Phase;
   const bool to_new_primary = c.from == Phase::kShadowRead && c.to == Phase::kNewPrimary;
   if (to_new_primary || (c.from == Phase::kNewPrimary && c.to == Phase::kShadowRead)) {
@@ -275,6 +308,18 @@ void ReportAndRecordAtStart(const routing::Config& config, asio::ssl::context& t
         }
       }
       const std::string_view phase = routing::PhaseName(t.phase);
+      if (routing::MirrorsWrites(t.phase)) {
+        auto paths = co_await FindHiddenWritePaths(config, t, false, tls);
+        if (paths.ok() && !paths->empty()) {
+          LogEvent(LogLevel::kWarning, "hidden_write_path",
+                   {{"table", t.name},
+                    {"phase", phase},
+                    {"paths", DescribeHiddenWritePaths(*paths)},
+                    {"reason",
+                     "writes reach it without a statement naming it, which pgshift "
+                     "cannot mirror"}});
+        }
+      }
       if (recorded && *recorded == phase) {
         LogEvent(LogLevel::kInfo, "phase_state",
                  {{"table", t.name}, {"phase", phase}, {"since", since.value_or("")}});

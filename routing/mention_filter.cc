@@ -23,6 +23,7 @@ std::string_view Unqualified(std::string_view name) {
 
 TableMentionFilter::TableMentionFilter(const Config& config) {
   for (const TableConfig& t : config.tables) {
+    truncate_may_cascade_ = truncate_may_cascade_ || MirrorsWrites(t.phase);
     for (std::string_view name : {std::string_view(t.name), std::string_view(t.new_name)}) {
       std::string bare = Lower(Unqualified(name));
       if (std::find(names_.begin(), names_.end(), bare) == names_.end()) names_.push_back(bare);
@@ -37,6 +38,7 @@ bool TableMentionFilter::MayMention(std::string_view sql) const {
   folded.assign(sql);
   for (char& c : folded) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + ('a' - 'A')) : c;
   if (folded.find("u&") != std::string::npos) return true;
+  if (truncate_may_cascade_ && folded.find("truncate") != std::string::npos) return true;
   for (const std::string& name : names_) {
     if (folded.find(name) != std::string::npos) return true;
   }

@@ -14,7 +14,8 @@ namespace pgshift::routing {
 // for each table's own name (case-insensitively) anywhere in the text, so it
 // errs only toward "maybe": a mention in a string or comment costs a parse,
 // never a wrong route. Text with a Unicode-escaped identifier (U&"...") is
-// always "maybe", since the name need not appear in it literally.
+// always "maybe", since the name need not appear in it literally, and so is
+// a TRUNCATE while a table is mirrored (its CASCADE may reach that table).
 class TableMentionFilter {
  public:
   explicit TableMentionFilter(const Config& config);
@@ -22,6 +23,9 @@ class TableMentionFilter {
 
  private:
   std::vector<std::string> names_;  // lower case, unqualified, both old and new names
+  // Some table's writes are mirrored: a TRUNCATE may reach it by CASCADE
+  // without naming it, so it is always "maybe".
+  bool truncate_may_cascade_ = false;
 };
 
 }  // namespace pgshift::routing

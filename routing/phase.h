@@ -28,4 +28,9 @@ inline bool ReadsFromNew(Phase phase) {
   return phase == Phase::kNewPrimary || phase == Phase::kNewOnly;
 }
 
+// Whether writes to the table are mirrored to the other side in `phase`.
+inline bool MirrorsWrites(Phase phase) {
+  return phase == Phase::kDualWrite || phase == Phase::kShadowRead || phase == Phase::kNewPrimary;
+}
+
 }  // namespace pgshift::routing

@@ -196,9 +196,17 @@ absl::StatusOr<MirrorSpec> Router::MirrorSpecFor(const TableConfig& table) const
   spec.phase = std::string(PhaseName(table.phase));
   spec.remote = has_new_server();
   const std::vector<std::string>& mirror_columns = other_columns->second;
+  const Catalog::Tables& other_generated =
+      new_is_authoritative ? catalog_.old_generated : catalog_.new_generated;
+  const auto computed = other_generated.find(other);
+  auto generated_on_mirror = [&](const std::string& m) {
+    return computed != other_generated.end() &&
+           std::find(computed->second.begin(), computed->second.end(), m) != computed->second.end();
+  };
   for (const std::string& column : auth_columns->second) {
     std::string m = to_mirror(column);
-    if (std::find(mirror_columns.begin(), mirror_columns.end(), m) != mirror_columns.end()) {
+    if (std::find(mirror_columns.begin(), mirror_columns.end(), m) != mirror_columns.end() &&
+        !generated_on_mirror(m)) {
       spec.columns.emplace_back(column, m);
     }
   }
@@ -337,14 +345,32 @@ struct Router::PlanDraft {
 
 namespace {
 
-bool Mirrors(Phase phase) { return phase != Phase::kOldOnly && phase != Phase::kNewOnly; }
-
 // The first refusal stands.
 void Refuse(Plan& plan, std::string message) {
   if (!plan.refusal) {
     plan.refusal =
         Refusal{std::string(protocol::sqlstate::kFeatureNotSupported), std::move(message)};
   }
+}
+
+// TRUNCATE ... CASCADE empties the tables whose foreign keys reference the
+// ones it names: a mirrored one among them would be emptied on one side.
+std::optional<std::string> CascadeRefusal(const ParseTree& tree, size_t i, const Config& config) {
+  const PgQuery__Node* stmt = tree.get()->stmts[i]->stmt;
+  if (stmt == nullptr || stmt->node_case != PG_QUERY__NODE__NODE_TRUNCATE_STMT ||
+      stmt->truncate_stmt->behavior != PG_QUERY__DROP_BEHAVIOR__DROP_CASCADE) {
+    return std::nullopt;
+  }
+  std::string mirrored;
+  for (const TableConfig& t : config.tables) {
+    if (!MirrorsWrites(t.phase)) continue;
+    mirrored += StrCat(mirrored.empty() ? "" : ", ", t.name, " (", PhaseName(t.phase), ")");
+  }
+  if (mirrored.empty()) return std::nullopt;
+  return StrCat("pgshift: TRUNCATE ... CASCADE may empty a table whose writes pgshift mirrors (",
+                mirrored,
+                ") without naming it, and its mirror would not follow; name every table to "
+                "truncate, without CASCADE");
 }
 
 // Why statement `i`, which writes `table`, cannot run in the table's phase.
@@ -355,7 +381,7 @@ std::optional<std::string> WriteRefusal(const ParseTree& tree, size_t i, const S
     return StrCat("pgshift: DDL on ", table.name, " is refused in phase ", phase,
                   "; change the old and new tables directly");
   }
-  if (!Mirrors(table.phase)) return std::nullopt;
+  if (!MirrorsWrites(table.phase)) return std::nullopt;
   switch (info.kind) {
     case StatementKind::kInsert:
     case StatementKind::kUpdate:
@@ -450,7 +476,7 @@ PlanPtr Router::MakePlan(std::string_view sql) const {
   if (infos.size() == 1 && infos[0].kind == StatementKind::kCopy && infos[0].writes.size() == 1) {
     const std::string& name = *infos[0].writes.begin();
     for (const TableConfig& t : config_->tables) {
-      if (t.name == name && Mirrors(t.phase)) return CopyPlan(*tree, t);
+      if (t.name == name && MirrorsWrites(t.phase)) return CopyPlan(*tree, t);
     }
   }
   for (size_t i = 0; i < infos.size(); ++i) PlaceStatement(*tree, i, draft, *plan);
@@ -493,6 +519,9 @@ void Router::PlaceStatement(const ParseTree& tree, size_t i, PlanDraft& draft, P
   const StatementInfo& info = draft.infos[i];
   if (info.kind == StatementKind::kTransaction) plan.transaction_control = true;
   if (IsWriteKind(info.kind) || !info.writes.empty()) plan.writes = true;
+  if (std::optional<std::string> why = CascadeRefusal(tree, i, *config_)) {
+    Refuse(plan, *std::move(why));
+  }
   std::set<std::string> tables = info.reads;
   tables.insert(info.writes.begin(), info.writes.end());
   std::set<BackendId> servers;
@@ -532,7 +561,7 @@ BackendId Router::PlaceTable(const ParseTree& tree, size_t i, const TableConfig&
   if (written) {
     if (std::optional<std::string> why = WriteRefusal(tree, i, info, table)) {
       Refuse(plan, *std::move(why));
-    } else if (Mirrors(table.phase)) {
+    } else if (MirrorsWrites(table.phase)) {
       draft.mirrored.emplace_back(i, &table);
     }
   }

@@ -67,6 +67,10 @@ struct Catalog {
   using Tables = absl::flat_hash_map<std::string, std::vector<std::string>>;
   Tables old_tables;
   Tables new_tables;
+  // The generated (stored) columns among them, by table: computed where
+  // they are, never written by a mirror.
+  Tables old_generated = {};
+  Tables new_generated = {};
 };
 
 // An error pgshift answers in place of running a statement.

@@ -47,6 +47,19 @@ const std::vector<KeyKind>& Kinds() {
        "SELECT g / 7.0, 'v' FROM generate_series(1, 3000) g UNION ALL SELECT 1e30, 'big' "
        "UNION ALL SELECT -0.000001, 'small'",
        "INSERT INTO k_numeric VALUES (%d + 0.5, 'w') ON CONFLICT (k) DO NOTHING"},
+      // Every column kind: an identity key (copied with its values), a
+      // generated column (computed on each side, never written), a domain,
+      // an array, jsonb, bytea and timestamptz (new runs in another time
+      // zone across servers).
+      {"k_columns", "\"k\"",
+       "k int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v text, d posint, a int[], j jsonb, "
+       "b bytea, t timestamptz, twice int GENERATED ALWAYS AS (k * 2) STORED",
+       "OVERRIDING SYSTEM VALUE SELECT g, 'v', g, ARRAY[g, NULL, g + 1], "
+       "jsonb_build_object('n', g, 's', E'x\"y\\n'), decode(md5(g::text), 'hex'), "
+       "timestamptz '2026-01-01 00:00+00' + g * interval '1 minute' FROM generate_series(1, "
+       "2000) g; SELECT setval(pg_get_serial_sequence('k_columns', 'k'), 5000)",
+       "INSERT INTO k_columns (v, d, a, j, b, t) VALUES ('w', %d, ARRAY[%d], '{\"n\": %d}', "
+       "'\\x00ff', now())"},
   };
   return kinds;
 }
@@ -76,7 +89,9 @@ void Exec(PgConn& db, const std::string& sql) {
 
 // Rows of one side that the other lacks, counted with duplicates.
 std::string Lacking(PgConn& from, PgConn& to, const std::string& table, const std::string& other) {
-  // Across servers the two sides are compared as text rows.
+  // Across servers the two sides are compared as text rows, in one time zone.
+  from.Ok("SET timezone = 'UTC'");
+  to.Ok("SET timezone = 'UTC'");
   PgResult rows = from.Exec("SELECT t::text FROM " + table + " t");
   EXPECT_EQ(PQresultStatus(rows.get()), PGRES_TUPLES_OK) << PQresultErrorMessage(rows.get());
   std::vector<std::string> params;
@@ -134,6 +149,12 @@ class KeyKinds : public ::testing::TestWithParam<bool> {
       new_info_ = old_info_;
     }
     PgConn old_db(old_info_), new_db(new_info_);
+    Exec(old_db, "CREATE DOMAIN posint AS int CHECK (VALUE > 0)");
+    if (two_servers()) {
+      Exec(new_db,
+           "CREATE DOMAIN posint AS int CHECK (VALUE > 0);"
+           "ALTER DATABASE postgres SET timezone = 'Pacific/Chatham'");
+    }
     for (const KeyKind& kind : Kinds()) {
       Exec(old_db, "CREATE TABLE " + kind.table + " (" + kind.columns + "); INSERT INTO " +
                        kind.table + " " + kind.rows);

@@ -309,6 +309,72 @@ TEST_F(OneDatabaseReload, OpenTransactionsFinishUnderThePhasesTheyBeganWith) {
   EXPECT_EQ(Client().Value("SELECT title FROM channels WHERE id = 1"), "new-a");
 }
 
+// A table moves into a mirrored phase only while nothing writes it
+// without a statement naming it: a foreign key's cascade from a parent
+// that is not mirrored, a trigger, a rule elsewhere that writes it, an
+// updatable view over it. Each is named; force = true accepts the drift,
+// and says so. TRUNCATE ... CASCADE is refused while a table is mirrored.
+TEST_F(OneDatabase, WritesNoStatementShowsKeepATableOutOfMirroredPhases) {
+  RunSql(Cluster().port(), "routing_one",
+         "DROP TABLE IF EXISTS posts_v2, inbox CASCADE;"
+         "CREATE TABLE posts_v2 (id int PRIMARY KEY, channel_id int, body text);"
+         "ALTER TABLE posts ADD CONSTRAINT posts_channel FOREIGN KEY (channel_id) "
+         "  REFERENCES channels ON DELETE CASCADE NOT VALID;"
+         "CREATE OR REPLACE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS "
+         "  'BEGIN RETURN NEW; END';"
+         "CREATE TRIGGER posts_touch AFTER UPDATE ON posts FOR EACH ROW EXECUTE FUNCTION touch();"
+         "CREATE TABLE inbox (body text);"
+         "CREATE RULE inbox_to_posts AS ON INSERT TO inbox DO ALSO "
+         "  INSERT INTO posts (body) VALUES (NEW.body);"
+         "CREATE VIEW recent_posts AS SELECT * FROM posts;");
+  const std::string backend = "dbname = \"routing_one\"\nuser = \"postgres\"";
+  auto posts = [](const std::string& extra) {
+    return "[[tables]]\nname = \"posts\"\nnew_name = \"posts_v2\"\nkey = [\"id\"]\n"
+           "phase = \"dual-write\"\n" +
+           extra;
+  };
+  proxy_->RewriteConfig(Proxy(), backend, ChannelsTable("new-only") + posts(""));
+  std::string verdict = proxy_->Reload();
+  EXPECT_NE(verdict.find("event=config_rejected"), std::string::npos) << verdict;
+  for (const char* named :
+       {"public.posts cannot move to dual-write: writes reach it without a statement naming it",
+        "foreign key posts_channel on posts (ON DELETE CASCADE from channels) (mirror "
+        "public.channels too",
+        "trigger posts_touch on posts (disable it on one side", "rule inbox_to_posts on inbox",
+        "updatable view recent_posts (write the table by its name"}) {
+    EXPECT_NE(verdict.find(named), std::string::npos) << named << "\n" << verdict;
+  }
+  PgConn client = Client();
+  EXPECT_TRUE(client.Ok("TRUNCATE inbox CASCADE"))
+      << "no table is mirrored yet: " << client.error();
+
+  // Forced: the move is made, and the log says what was accepted.
+  proxy_->RewriteConfig(Proxy(), backend, ChannelsTable("new-only") + posts("force = true\n"));
+  verdict = proxy_->Reload();
+  ASSERT_NE(verdict.find("event=config_reloaded"), std::string::npos) << verdict;
+  EXPECT_NE(proxy_->log().find("event=guard_rail_overridden table=public.posts to=dual-write "
+                               "reason=\"writes reach it without a statement naming it"),
+            std::string::npos)
+      << proxy_->log();
+  PgConn after = Client();
+  EXPECT_FALSE(after.Ok("TRUNCATE inbox CASCADE"));
+  EXPECT_NE(after.error().find("TRUNCATE ... CASCADE may empty a table whose writes pgshift "
+                               "mirrors (public.posts (dual-write))"),
+            std::string::npos)
+      << after.error();
+  EXPECT_TRUE(after.Ok("TRUNCATE inbox")) << after.error();
+
+  // Once the paths are gone, the move needs no force.
+  RunSql(Cluster().port(), "routing_one",
+         "ALTER TABLE posts DROP CONSTRAINT posts_channel; DROP TRIGGER posts_touch ON posts;"
+         "DROP RULE inbox_to_posts ON inbox; DROP VIEW recent_posts;");
+  proxy_->RewriteConfig(Proxy(), backend, ChannelsTable("new-only"));
+  ASSERT_NE(proxy_->Reload().find("event=config_reloaded"), std::string::npos);
+  proxy_->RewriteConfig(Proxy(), backend, ChannelsTable("new-only") + posts(""));
+  verdict = proxy_->Reload();
+  EXPECT_NE(verdict.find("event=config_reloaded"), std::string::npos) << verdict;
+}
+
 // The side that takes writes over hands out keys from its own sequence:
 // they must be past the keys the mirror brought it.
 TEST_F(OneDatabaseReload, TakingOverWritesWantsTheKeySequencePastTheKeys) {

@@ -31,6 +31,29 @@ TEST(Router, UntouchedTextTakesTheFastPath) {
   EXPECT_TRUE(f.router.MayTouch("SELECT * FROM Channels"));
 }
 
+// TRUNCATE ... CASCADE may empty a mirrored table without naming it (a
+// foreign key of it references what the statement names): refused while a
+// table's writes are mirrored, whatever it names; planned only then.
+TEST(Router, TruncateCascadeIsRefusedWhileATableIsMirrored) {
+  for (const char* phase : {"dual-write", "shadow-read", "new-primary"}) {
+    Fixture f(phase, true);
+    const std::string sql = "truncate users cascade";
+    ASSERT_TRUE(f.router.MayTouch(sql)) << phase;
+    PlanPtr plan = f.router.PlanFor(sql);
+    ASSERT_TRUE(plan->refusal) << phase;
+    EXPECT_EQ(plan->refusal->sqlstate, "0A000");
+    EXPECT_NE(plan->refusal->message.find("public.channels (" + std::string(phase) + ")"),
+              std::string::npos)
+        << plan->refusal->message;
+    EXPECT_FALSE(f.router.PlanFor("TRUNCATE users")->refusal) << "without CASCADE";
+  }
+  for (const char* phase : {"old-only", "new-only"}) {
+    Fixture f(phase, true);
+    EXPECT_FALSE(f.router.MayTouch("TRUNCATE users CASCADE")) << phase;
+    EXPECT_FALSE(f.router.PlanFor("TRUNCATE users CASCADE")->refusal) << phase;
+  }
+}
+
 TEST(Router, OldOnlyGoesToOldUnchanged) {
   Fixture f("old-only");
   PlanPtr plan = f.router.PlanFor("SELECT title FROM channels");
