@@ -87,7 +87,7 @@ std::string TablePair::RowHash(const std::vector<std::string>& columns) {
 }
 
 absl::StatusOr<TablePair> ResolveTable(const routing::Config& config, std::string_view name,
-                                       PgClient& old_db, PgClient& new_db) {
+                                       PgClient& old_db, PgClient& new_db, bool keyless_ok) {
   std::string qualified =
       name.find('.') == std::string_view::npos ? StrCat("public.", name) : std::string(name);
   auto table = std::find_if(config.tables.begin(), config.tables.end(),
@@ -95,7 +95,7 @@ absl::StatusOr<TablePair> ResolveTable(const routing::Config& config, std::strin
   if (table == config.tables.end()) {
     return absl::NotFoundError(StrCat("table ", qualified, " is not in the configuration's [[tables]]"));
   }
-  if (table->key.empty()) {
+  if (table->key.empty() && !keyless_ok) {
     return absl::FailedPreconditionError(
         StrCat("table ", qualified, " has no key in the configuration; it is needed to copy and "
                "compare rows"));

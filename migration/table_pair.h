@@ -44,8 +44,9 @@ std::string KeyText(const std::vector<std::string>& key);
 
 // Finds `name` ("channels" or "public.channels") among the configured
 // tables and reads both tables' columns. Fails naming the table when it is
-// not configured, has no key, or a key column has no counterpart.
+// not configured, has no key (unless `keyless_ok`), or a key column has no
+// counterpart.
 absl::StatusOr<TablePair> ResolveTable(const routing::Config& config, std::string_view name,
-                                       PgClient& old_db, PgClient& new_db);
+                                       PgClient& old_db, PgClient& new_db, bool keyless_ok = false);
 
 }  // namespace pgshift::migration

@@ -12,6 +12,7 @@
 #include "migration/older_transactions.h"
 #include "migration/state_store.h"
 #include "migration/table_pair.h"
+#include "migration/verify_keyless.h"
 #include "routing/state_schema.h"
 
 namespace pgshift::migration {
@@ -414,9 +415,10 @@ absl::StatusOr<VerifyReport> Verify(const routing::Config& config, const std::st
   auto new_db = PgClient::Connect(config, new_backend, config.new_backend ? "new" : "old",
                                   "pgshift verify");
   if (!new_db.ok()) return new_db.status();
-  auto pair = ResolveTable(config, table, *old_db, *new_db);
+  auto pair = ResolveTable(config, table, *old_db, *new_db, true);
   if (!pair.ok()) return pair.status();
-  auto report = Verifier(options, *pair, *old_db, *new_db).Run();
+  auto report = pair->old_key.empty() ? VerifyKeyless(options, *pair, *old_db, *new_db)
+                                      : Verifier(options, *pair, *old_db, *new_db).Run();
   if (!report.ok()) return report.status();
   StateStore state(*old_db);
   if (absl::Status s = state.Ensure(); !s.ok()) return s;
