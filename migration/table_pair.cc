@@ -116,9 +116,12 @@ absl::StatusOr<TablePair> ResolveTable(const routing::Config& config, std::strin
     std::string mapped = renamed == table->columns.end() ? c.name : renamed->second;
     auto counterpart = std::find_if(new_columns->begin(), new_columns->end(),
                                     [&](const Column& n) { return n.name == mapped; });
+    if (!c.generated && counterpart == new_columns->end()) pair.dropped.push_back(c.name);
     if (c.generated || counterpart == new_columns->end() || counterpart->generated) continue;
     pair.old_columns.push_back(routing::QuoteIdent(c.name));
     pair.new_columns.push_back(routing::QuoteIdent(mapped));
+    pair.old_types.push_back(c.type);
+    pair.new_types.push_back(counterpart->type);
   }
   for (const std::string& k : table->key) {
     auto renamed = table->columns.find(k);

@@ -19,6 +19,10 @@ struct TablePair {
   std::string old_table, new_table;  // quoted "schema"."name"
   // Column pairs, quoted, in the old table's order.
   std::vector<std::string> old_columns, new_columns;
+  // Their types (format_type), pair by pair.
+  std::vector<std::string> old_types, new_types;
+  // Old's columns (not generated) with no counterpart on new: not copied.
+  std::vector<std::string> dropped;
   std::vector<std::string> old_key, new_key;  // quoted
   std::vector<std::string> key_types;         // for casting keys given as text
   std::vector<std::string> new_key_types;     // the new table's, for keys cast there

@@ -1,13 +1,14 @@
 // pgshift: a PostgreSQL wire-protocol proxy for table migrations.
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <string_view>
 
-#include <unistd.h>
-
 #include "common/strings.h"
 #include "migration/backfill.h"
+#include "migration/check_database.h"
 #include "migration/verify.h"
 #include "proxy/log.h"
 #include "proxy/server.h"
@@ -15,13 +16,18 @@
 
 namespace {
 
-constexpr std::string_view kUsage = R"(pgshift: a PostgreSQL proxy that moves tables without downtime
+constexpr std::string_view kUsage =
+    R"(pgshift: a PostgreSQL proxy that moves tables without downtime
 
 Usage:
   pgshift serve --config FILE [--log-level debug|info|warning|error]
       Run the proxy.
-  pgshift check-config --config FILE
-      Validate a configuration file; exits 1 and lists every problem.
+  pgshift check-config --config FILE [--against-database]
+      Validate a configuration file; exits 1 and lists every problem. With
+      --against-database, also check each table against the databases: both
+      tables, a unique key on new, where old's columns go, differing types,
+      writes that reach it unseen, and what its next phase needs (exit 1 when
+      a check fails).
   pgshift backfill --config FILE --table T [--batch N] [--rate ROWS_PER_S]
                    [--max-lock-waits N] [--restart]
       Copy old's rows of T into new, in key order, N rows (default 1000) per
@@ -53,6 +59,7 @@ struct Options {
   std::string table;
   pgshift::migration::BackfillOptions backfill;
   pgshift::migration::VerifyOptions verify;
+  bool against_database = false;  // check-config
 };
 
 bool ParseNumber(const char* text, int64_t min, int64_t& out) {
@@ -95,6 +102,8 @@ bool ParseOptions(int argc, char** argv, Options& o) {
       o.verify.repair = true;
     } else if (arg == "--json") {
       o.verify.json = true;
+    } else if (arg == "--against-database") {
+      o.against_database = true;
     } else {
       std::fprintf(stderr, "pgshift: unknown option \"%s\"\n", argv[i]);
       return false;
@@ -144,7 +153,14 @@ int main(int argc, char** argv) {
   }
   if (options.command == "check-config") {
     std::printf("%s: configuration is valid\n", options.config.c_str());
-    return 0;
+    if (!options.against_database) return 0;
+    auto checked = pgshift::migration::CheckAgainstDatabase(**config, stdout);
+    if (!checked.ok()) {
+      std::fprintf(stderr, "pgshift check-config: %s\n",
+                   std::string(pgshift::MessageOf(checked.status())).c_str());
+      return 2;
+    }
+    return *checked ? 0 : 1;
   }
   if (options.command == "backfill" || options.command == "verify") {
     if (options.table.empty()) {

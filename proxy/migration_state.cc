@@ -1,13 +1,13 @@
 #include "proxy/migration_state.h"
 
-#include "absl/strings/str_replace.h"
 #include "common/json.h"
 #include "common/strings.h"
 #include "proxy/backend_query.h"
 #include "proxy/control_connection.h"
-#include "proxy/hidden_writes.h"
 #include "proxy/log.h"
 #include "proxy/packet_buffer.h"
+#include "routing/hidden_writes.h"
+#include "routing/key_sequence.h"
 #include "routing/mirror.h"
 #include "routing/state_schema.h"
 
@@ -67,53 +67,29 @@ std::string CleanVerifySql(const std::string& table) {
       t, " AND p.kind = 'phase' AND p.detail->>'to' = 'dual-write'), '-infinity'))");
 }
 
-// The side that takes writes over (new at shadow-read -> new-primary, old
-// on the way back) hands out keys from its own sequence: they must be past
-// the keys it already holds, which the mirror and backfill brought with the
-// other side's values, or its next INSERTs fail on duplicate keys. Why not,
-// or "" (also when the key is not one column with a sequence behind it).
+// The key-sequence guard rail (routing/key_sequence.h) on the side that
+// takes writes over: why not, or "".
 awaitable<std::string> KeySequenceBehind(const routing::Config& config,
                                          const routing::TableConfig& t, bool to_new,
                                          asio::ssl::context& tls) {
-  if (t.key.size() != 1) co_return "";
-  std::string key = t.key[0];
-  if (to_new) {
-    if (auto renamed = t.columns.find(key); renamed != t.columns.end()) key = renamed->second;
-  }
-  const std::string& table = to_new ? t.new_name : t.name;
+  std::optional<routing::KeySequenceCheck> check = routing::KeySequenceCheckFor(t, to_new);
+  if (!check) co_return "";
   const routing::BackendConfig& backend =
       to_new && config.new_backend ? *config.new_backend : config.old_backend;
   std::string side = to_new && config.new_backend ? "new" : "old";
   auto opened = co_await OpenControlConnection(config, backend, side, tls);
   if (!opened.ok()) {
-    co_return StrCat("cannot check the key sequence of ", table, ": ", MessageOf(opened.status()));
+    co_return StrCat("cannot check the key sequence of ", check->table, ": ",
+                     MessageOf(opened.status()));
   }
-  std::string sql =
-      StrCat("SELECT s.name, n.next::text, m.max::text FROM (SELECT pg_get_serial_sequence(",
-             QuoteLiteral(routing::QuoteQualified(table)), ", ", QuoteLiteral(key),
-             ") AS name) s "
-             "LEFT JOIN LATERAL (SELECT CASE WHEN q.last_value IS NULL THEN q.start_value ELSE "
-             "q.last_value + q.increment_by END AS next FROM pg_sequences q WHERE "
-             "format('%I.%I', q.schemaname, q.sequencename) = s.name) n ON true "
-             "LEFT JOIN LATERAL (SELECT max(",
-             routing::QuoteIdent(key), ") AS max FROM ", routing::QuoteQualified(table),
-             " WHERE s.name IS NOT NULL) m ON true");
   PacketBuffer buffer;
-  auto result = co_await RunQuery(**opened, buffer, sql);
+  auto result = co_await RunQuery(**opened, buffer, check->sql);
   (*opened)->Close();
   if (!result.ok()) {
-    co_return StrCat("cannot check the key sequence of ", table, ": ", MessageOf(result.status()));
+    co_return StrCat("cannot check the key sequence of ", check->table, ": ",
+                     MessageOf(result.status()));
   }
-  const auto& row = result->rows.at(0);
-  int64_t next = 0, max = 0;
-  if (!row[0] || !row[1] || !row[2] || !ParseInt(*row[1], next) || !ParseInt(*row[2], max) ||
-      next > max) {
-    co_return "";
-  }
-  co_return StrCat("its key sequence ", *row[0], " on ", side, " would hand out ", next,
-                   " next, but ", table, " already holds ", key, " ", max,
-                   "; first run SELECT setval('", absl::StrReplaceAll(*row[0], {{"'", "''"}}),
-                   "', ", max, ") on ", side);
+  co_return routing::KeySequenceBehind(*check, result->rows.at(0), side);
 }
 
 }  // namespace
@@ -189,13 +165,29 @@ awaitable<std::string> VerifyShortfall(State& state, const std::string& table) {
   co_return "";
 }
 
+// The paths to `table` on old (`on_new` false) or new that write it
+// unseen (routing/hidden_writes.h).
+awaitable<absl::StatusOr<std::vector<routing::HiddenWritePath>>> FindHiddenWritePaths(
+    const routing::Config& config, const routing::TableConfig& table, bool on_new,
+    asio::ssl::context& tls) {
+  const bool second_server = on_new && config.new_backend.has_value();
+  const routing::BackendConfig& backend = second_server ? *config.new_backend : config.old_backend;
+  auto opened = co_await OpenControlConnection(config, backend, second_server ? "new" : "old", tls);
+  if (!opened.ok()) co_return opened.status();
+  PacketBuffer buffer;
+  const std::string sql = routing::HiddenWritePathsSql(on_new ? table.new_name : table.name);
+  auto rows = co_await RunQuery(**opened, buffer, sql);
+  (*opened)->Close();
+  if (!rows.ok()) co_return rows.status();
+  co_return routing::HiddenWritePathsOf(config, rows->rows);
+}
+
 // Into a mirrored phase: no write reaches the table without a statement
-// naming it (hidden_writes.h), on old, and on new too when new takes the
-// writes over.
+// naming it, on old, and on new too when new takes the writes over.
 awaitable<std::string> HiddenWritesShortfall(const routing::Config& next,
                                              const routing::TableConfig& table, routing::Phase to,
                                              asio::ssl::context& tls) {
-  std::vector<HiddenWritePath> paths;
+  std::vector<routing::HiddenWritePath> paths;
   for (bool on_new : {false, true}) {
     if (on_new && to != routing::Phase::kNewPrimary) break;
     auto found = co_await FindHiddenWritePaths(next, table, on_new, tls);
@@ -213,7 +205,7 @@ awaitable<std::string> HiddenWritesShortfall(const routing::Config& next,
   }
   if (paths.empty()) co_return "";
   co_return StrCat("writes reach it without a statement naming it, which pgshift cannot mirror: ",
-                   DescribeHiddenWritePaths(paths),
+                   routing::DescribeHiddenWritePaths(paths),
                    "; with force = true the two sides may drift apart there");
 }
 
@@ -314,7 +306,7 @@ void ReportAndRecordAtStart(const routing::Config& config, asio::ssl::context& t
           LogEvent(LogLevel::kWarning, "hidden_write_path",
                    {{"table", t.name},
                     {"phase", phase},
-                    {"paths", DescribeHiddenWritePaths(*paths)},
+                    {"paths", routing::DescribeHiddenWritePaths(*paths)},
                     {"reason",
                      "writes reach it without a statement naming it, which pgshift "
                      "cannot mirror"}});

@@ -372,6 +372,40 @@ TEST_P(KeyKinds, AKeylessTableIsVerifiedAndRepairedAsAMultiset) {
   EXPECT_NE(Run("backfill", "k_log", out, &proxy), 0) << "backfill still wants a key\n" << out;
 }
 
+// check-config --against-database says, per table, what a person must
+// know before moving it on, and fails (exit 1) on what would stop it: no
+// unique index on new for the key, a write that reaches it unseen.
+TEST_P(KeyKinds, CheckConfigAgainstTheDatabasesSaysWhatEachTableNeeds) {
+  PgConn old_db(old_info_), new_db(new_info_);
+  Exec(old_db,
+       "CREATE TABLE k_check (id int PRIMARY KEY, a int, legacy text);"
+       "CREATE FUNCTION k_check_log() RETURNS trigger LANGUAGE plpgsql AS "
+       "  'BEGIN RETURN NULL; END';"
+       "CREATE TRIGGER k_check_log AFTER INSERT ON k_check FOR EACH ROW "
+       "  EXECUTE FUNCTION k_check_log()");
+  Exec(new_db, "CREATE TABLE k_check_v2 (id bigint, a int)");
+  PgshiftProcess proxy(Cluster().port(), "", old_settings_,
+                       backends_ +
+                           "[[tables]]\nname = \"k_check\"\nnew_name = \"k_check_v2\"\n"
+                           "key = [\"id\"]\nphase = \"old-only\"\n");
+  ASSERT_TRUE(proxy.ok()) << proxy.LogEnd();
+  const std::string command = PgshiftBinary() + " check-config --against-database --config " +
+                              proxy.dir() + "/pgshift.toml";
+  std::string out;
+  EXPECT_EQ(CaptureCommand(command, out), 1) << out;
+  for (const char* said :
+       {"public.k_check (old-only)", "no unique index on (id) in public.k_check_v2",
+        "dropped (old only, not copied): legacy", "differ: \"id\" integer -> \"id\" bigint",
+        "FAIL  hidden writes (old)  trigger k_check_log on k_check",
+        "dual-write next: backfill, then verify"}) {
+    EXPECT_NE(out.find(said), std::string::npos) << said << "\n" << out;
+  }
+  Exec(new_db, "ALTER TABLE k_check_v2 ADD PRIMARY KEY (id)");
+  Exec(old_db, "DROP TRIGGER k_check_log ON k_check");
+  EXPECT_EQ(CaptureCommand(command, out), 0) << out;
+  EXPECT_EQ(out.find("FAIL"), std::string::npos) << out;
+}
+
 INSTANTIATE_TEST_SUITE_P(Topologies, KeyKinds, ::testing::Values(false, true),
                          [](const ::testing::TestParamInfo<bool>& info) {
                            return std::string(info.param ? "TwoServers" : "OneDatabase");

@@ -1,20 +1,12 @@
-#include "proxy/hidden_writes.h"
+#include "routing/hidden_writes.h"
 
 #include "common/strings.h"
-#include "proxy/backend_query.h"
-#include "proxy/control_connection.h"
-#include "proxy/packet_buffer.h"
 #include "routing/mirror.h"
 
-namespace pgshift::proxy {
+namespace pgshift::routing {
 
-namespace {
-
-// One row per path: its kind, its description, and for a foreign key the
-// parent ("schema.name").
-std::string PathsSql(const std::string& table) {
-  const std::string t =
-      StrCat("pg_catalog.to_regclass(", QuoteLiteral(routing::QuoteQualified(table)), ")");
+std::string HiddenWritePathsSql(const std::string& table) {
+  const std::string t = StrCat("pg_catalog.to_regclass(", QuoteLiteral(QuoteQualified(table)), ")");
   const std::string depends_on_table =
       StrCat("d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = ", t);
   return StrCat(
@@ -62,9 +54,11 @@ std::string PathsSql(const std::string& table) {
       depends_on_table, ") ORDER BY 1, 2");
 }
 
-bool MirroredTable(const routing::Config& config, const std::string& name) {
-  for (const routing::TableConfig& t : config.tables) {
-    if (t.name == name && routing::MirrorsWrites(t.phase)) return true;
+namespace {
+
+bool MirroredTable(const Config& config, const std::string& name) {
+  for (const TableConfig& t : config.tables) {
+    if (t.name == name && MirrorsWrites(t.phase)) return true;
   }
   return false;
 }
@@ -86,25 +80,15 @@ HiddenWritePath PathOf(const std::string& kind, const std::string& what,
 
 }  // namespace
 
-awaitable<absl::StatusOr<std::vector<HiddenWritePath>>> FindHiddenWritePaths(
-    const routing::Config& config, const routing::TableConfig& table, bool on_new,
-    asio::ssl::context& tls) {
-  const bool second_server = on_new && config.new_backend.has_value();
-  const routing::BackendConfig& backend = second_server ? *config.new_backend : config.old_backend;
-  auto opened = co_await OpenControlConnection(config, backend, second_server ? "new" : "old", tls);
-  if (!opened.ok()) co_return opened.status();
-  PacketBuffer buffer;
-  const std::string sql = PathsSql(on_new ? table.new_name : table.name);
-  auto rows = co_await RunQuery(**opened, buffer, sql);
-  (*opened)->Close();
-  if (!rows.ok()) co_return rows.status();
+std::vector<HiddenWritePath> HiddenWritePathsOf(
+    const Config& config, const std::vector<std::vector<std::optional<std::string>>>& rows) {
   std::vector<HiddenWritePath> paths;
-  for (const auto& row : rows->rows) {
+  for (const auto& row : rows) {
     const std::string kind = row[0].value_or("");
     if (kind == "foreign key" && row[2] && MirroredTable(config, *row[2])) continue;
     paths.push_back(PathOf(kind, row[1].value_or(""), row[2]));
   }
-  co_return paths;
+  return paths;
 }
 
 std::string DescribeHiddenWritePaths(const std::vector<HiddenWritePath>& paths) {
@@ -115,4 +99,4 @@ std::string DescribeHiddenWritePaths(const std::vector<HiddenWritePath>& paths) 
   return out;
 }
 
-}  // namespace pgshift::proxy
+}  // namespace pgshift::routing

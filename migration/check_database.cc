@@ -1,0 +1,162 @@
+#include "migration/check_database.h"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_join.h"
+#include "common/json.h"
+#include "common/strings.h"
+#include "migration/pg_client.h"
+#include "migration/table_pair.h"
+#include "routing/hidden_writes.h"
+#include "routing/key_sequence.h"
+
+namespace pgshift::migration {
+
+namespace {
+
+struct Line {
+  std::string check;
+  bool ok = true;
+  std::string detail;
+};
+
+// A unique index (or primary key) of `table` on exactly the key's columns,
+// without a predicate: what ON CONFLICT (key) needs.
+absl::StatusOr<bool> KeyIsUnique(PgClient& db, const std::string& table,
+                                 const std::vector<std::string>& key) {
+  auto r = db.Exec(
+      "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = "
+      "$1::pg_catalog.regclass AND i.indisunique AND i.indpred IS NULL AND (SELECT "
+      "pg_catalog.array_agg(a.attname::text ORDER BY a.attname) FROM pg_catalog.pg_attribute a "
+      "WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)) = (SELECT "
+      "pg_catalog.array_agg(k ORDER BY k) FROM pg_catalog.jsonb_array_elements_text("
+      "$2::pg_catalog.jsonb) k))",
+      {table, JsonArray(key)});
+  if (!r.ok()) return r.status();
+  return *r->rows[0][0] == "t";
+}
+
+absl::StatusOr<std::vector<routing::HiddenWritePath>> HiddenWrites(const routing::Config& config,
+                                                                   PgClient& db,
+                                                                   const std::string& table) {
+  auto r = db.Exec(routing::HiddenWritePathsSql(table));
+  if (!r.ok()) return r.status();
+  return routing::HiddenWritePathsOf(config, r->rows);
+}
+
+std::string NextStep(routing::Phase phase) {
+  using routing::Phase;
+  switch (phase) {
+    case Phase::kOldOnly:
+      return "dual-write next: backfill, then verify, after the move (no hidden writes, a unique "
+             "key on new)";
+    case Phase::kDualWrite:
+      return "shadow-read next: a verify with zero differences recorded since dual-write "
+             "(pgshift verify --repair until it reports none)";
+    case Phase::kShadowRead:
+      return "new-primary next: min_shadow_compared shadow reads, at most "
+             "max_shadow_mismatch_rate mismatched; new's key sequence past its keys";
+    case Phase::kNewPrimary:
+      return "new-only next: old no longer written; old's key sequence past new's keys if you "
+             "may come back";
+    case Phase::kNewOnly: break;
+  }
+  return "the last phase";
+}
+
+std::vector<Line> CheckTable(const routing::Config& config, const routing::TableConfig& t,
+                             PgClient& old_db, PgClient& new_db) {
+  std::vector<Line> lines;
+  auto pair = ResolveTable(config, t.name, old_db, new_db, true);
+  if (!pair.ok()) {
+    lines.push_back({"tables", false, std::string(MessageOf(pair.status()))});
+    return lines;
+  }
+  lines.push_back({"tables", true, StrCat(t.name, " on old, ", t.new_name, " on new")});
+  if (t.key.empty()) {
+    lines.push_back({"key", true, "none: INSERTs mirrored, verify compares whole rows"});
+  } else {
+    std::vector<std::string> key;
+    for (const std::string& k : t.key) {
+      auto renamed = t.columns.find(k);
+      key.push_back(renamed == t.columns.end() ? k : renamed->second);
+    }
+    auto unique = KeyIsUnique(new_db, pair->new_table, key);
+    if (!unique.ok()) {
+      lines.push_back({"key", false, std::string(MessageOf(unique.status()))});
+    } else {
+      lines.push_back({"key", *unique,
+                       *unique ? "unique on new"
+                               : StrCat("no unique index on (", absl::StrJoin(key, ", "), ") in ",
+                                        t.new_name, ": the mirror's upsert needs one")});
+    }
+  }
+  std::string columns = StrCat(pair->old_columns.size(), " paired");
+  if (!pair->dropped.empty()) {
+    columns += StrCat("; dropped (old only, not copied): ", absl::StrJoin(pair->dropped, ", "));
+  }
+  lines.push_back({"columns", true, columns});
+  std::string types;
+  for (size_t i = 0; i < pair->old_types.size(); ++i) {
+    if (pair->old_types[i] == pair->new_types[i]) continue;
+    types += StrCat(types.empty() ? "" : "; ", pair->old_columns[i], " ", pair->old_types[i],
+                    " -> ", pair->new_columns[i], " ", pair->new_types[i]);
+  }
+  lines.push_back({"types", true, types.empty() ? "the same" : StrCat("differ: ", types)});
+  for (bool on_new : {false, true}) {
+    if (on_new && !routing::ReadsFromNew(t.phase) && t.phase != routing::Phase::kShadowRead) break;
+    auto paths = HiddenWrites(config, on_new ? new_db : old_db, on_new ? t.new_name : t.name);
+    const std::string check = on_new ? "hidden writes (new)" : "hidden writes (old)";
+    if (!paths.ok()) {
+      lines.push_back({check, false, std::string(MessageOf(paths.status()))});
+    } else {
+      // They matter once writes are mirrored.
+      const bool matters = t.phase != routing::Phase::kNewOnly;
+      lines.push_back({check, paths->empty() || !matters,
+                       paths->empty() ? "none" : routing::DescribeHiddenWritePaths(*paths)});
+    }
+  }
+  // The side that takes writes over at the next step hands out keys from
+  // its own sequence.
+  if (t.phase == routing::Phase::kShadowRead || t.phase == routing::Phase::kNewPrimary) {
+    const bool on_new = t.phase == routing::Phase::kShadowRead;
+    if (auto check = routing::KeySequenceCheckFor(t, on_new)) {
+      auto row = (on_new ? new_db : old_db).Exec(check->sql);
+      std::string why =
+          row.ok() ? routing::KeySequenceBehind(*check, row->rows.at(0), on_new ? "new" : "old")
+                   : std::string(MessageOf(row.status()));
+      lines.push_back({"key sequence", why.empty(), why.empty() ? "past the keys" : why});
+    }
+  }
+  lines.push_back({"next", true, NextStep(t.phase)});
+  return lines;
+}
+
+}  // namespace
+
+absl::StatusOr<bool> CheckAgainstDatabase(const routing::Config& config, std::FILE* out) {
+  auto old_db = PgClient::Connect(config, config.old_backend, "old", "pgshift check-config");
+  if (!old_db.ok()) return old_db.status();
+  std::optional<PgClient> second;
+  if (config.new_backend) {
+    auto connected = PgClient::Connect(config, *config.new_backend, "new", "pgshift check-config");
+    if (!connected.ok()) return connected.status();
+    second.emplace(std::move(*connected));
+  }
+  PgClient& new_db = second ? *second : *old_db;
+  bool all_ok = true;
+  for (const routing::TableConfig& t : config.tables) {
+    std::fprintf(out, "\n%s (%s)\n", t.name.c_str(),
+                 std::string(routing::PhaseName(t.phase)).c_str());
+    for (const Line& line : CheckTable(config, t, *old_db, new_db)) {
+      all_ok = all_ok && line.ok;
+      std::fprintf(out, "  %-4s  %-19s  %s\n", line.ok ? "ok" : "FAIL", line.check.c_str(),
+                   line.detail.c_str());
+    }
+  }
+  return all_ok;
+}
+
+}  // namespace pgshift::migration
