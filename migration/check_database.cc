@@ -22,15 +22,18 @@ struct Line {
   std::string detail;
 };
 
-// A unique index (or primary key) of `table` on exactly the key's columns,
-// without a predicate: what ON CONFLICT (key) needs.
+// A unique index (or primary key) of `table` on exactly the key's columns
+// (INCLUDE columns aside), valid, not deferred, without a predicate or an
+// expression: what ON CONFLICT (key) needs.
 absl::StatusOr<bool> KeyIsUnique(PgClient& db, const std::string& table,
                                  const std::vector<std::string>& key) {
   auto r = db.Exec(
       "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = "
-      "$1::pg_catalog.regclass AND i.indisunique AND i.indpred IS NULL AND (SELECT "
-      "pg_catalog.array_agg(a.attname::text ORDER BY a.attname) FROM pg_catalog.pg_attribute a "
-      "WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)) = (SELECT "
+      "$1::pg_catalog.regclass AND i.indisunique AND i.indimmediate AND i.indisvalid AND "
+      "i.indpred IS NULL AND i.indexprs IS NULL AND (SELECT "
+      "pg_catalog.array_agg(a.attname::text ORDER BY a.attname) FROM "
+      "pg_catalog.generate_series(0, i.indnkeyatts - 1) k JOIN pg_catalog.pg_attribute a ON "
+      "a.attrelid = i.indrelid AND a.attnum = i.indkey[k]) = (SELECT "
       "pg_catalog.array_agg(k ORDER BY k) FROM pg_catalog.jsonb_array_elements_text("
       "$2::pg_catalog.jsonb) k))",
       {table, JsonArray(key)});
@@ -40,10 +43,11 @@ absl::StatusOr<bool> KeyIsUnique(PgClient& db, const std::string& table,
 
 absl::StatusOr<std::vector<routing::HiddenWritePath>> HiddenWrites(const routing::Config& config,
                                                                    PgClient& db,
-                                                                   const std::string& table) {
+                                                                   const std::string& table,
+                                                                   bool on_new) {
   auto r = db.Exec(routing::HiddenWritePathsSql(table));
   if (!r.ok()) return r.status();
-  return routing::HiddenWritePathsOf(config, r->rows);
+  return routing::HiddenWritePathsOf(config, r->rows, on_new);
 }
 
 std::string NextStep(routing::Phase phase) {
@@ -107,7 +111,8 @@ std::vector<Line> CheckTable(const routing::Config& config, const routing::Table
   lines.push_back({"types", true, types.empty() ? "the same" : StrCat("differ: ", types)});
   for (bool on_new : {false, true}) {
     if (on_new && !routing::ReadsFromNew(t.phase) && t.phase != routing::Phase::kShadowRead) break;
-    auto paths = HiddenWrites(config, on_new ? new_db : old_db, on_new ? t.new_name : t.name);
+    auto paths =
+        HiddenWrites(config, on_new ? new_db : old_db, on_new ? t.new_name : t.name, on_new);
     const std::string check = on_new ? "hidden writes (new)" : "hidden writes (old)";
     if (!paths.ok()) {
       lines.push_back({check, false, std::string(MessageOf(paths.status()))});

@@ -91,9 +91,10 @@ class Verifier {
       const std::vector<Key> some(
           keys.begin() + static_cast<std::ptrdiff_t>(at),
           keys.begin() + static_cast<std::ptrdiff_t>(std::min(keys.size(), at + batch)));
-      auto old_rows = HashesOf(old_, some);
+      std::map<Key, std::string> xmins;  // the mirror's
+      auto old_rows = HashesOf(old_, some, pair_.new_is_authoritative ? &xmins : nullptr);
       if (!old_rows.ok()) return old_rows.status();
-      auto new_rows = HashesOf(new_, some);
+      auto new_rows = HashesOf(new_, some, pair_.new_is_authoritative ? nullptr : &xmins);
       if (!new_rows.ok()) return new_rows.status();
       for (const Key& key : some) {
         auto in_old = old_rows->find(key);
@@ -105,7 +106,7 @@ class Verifier {
         }
         const auto& mirror_rows = pair_.new_is_authoritative ? *old_rows : *new_rows;
         if (auto held = mirror_rows.find(key); held != mirror_rows.end()) {
-          mirror_held_[key] = held->second;
+          mirror_held_[key] = {held->second, xmins[key]};
         } else {
           mirror_held_.erase(key);
         }
@@ -177,28 +178,32 @@ class Verifier {
 
   // The row hashes of these keys on one side (a key it lacks is absent).
   absl::StatusOr<std::map<Key, std::string>> HashesOf(const Side& side,
-                                                      const std::vector<Key>& keys) {
+                                                      const std::vector<Key>& keys,
+                                                      std::map<Key, std::string>* xmins = nullptr) {
     Params params;
     std::string list;
     for (const Key& key : keys) {
       list = StrCat(list, list.empty() ? "" : ", ", pair_.KeyParams(static_cast<int>(params.size()) + 1));
       params.insert(params.end(), key.begin(), key.end());
     }
-    return HashesWhere(side, StrCat(" WHERE (", KeyList(side), ") IN (", list, ")"), params);
+    return HashesWhere(side, StrCat(" WHERE (", KeyList(side), ") IN (", list, ")"), params, xmins);
   }
 
-  absl::StatusOr<std::map<Key, std::string>> HashesWhere(const Side& side, const std::string& where,
-                                                         const Params& params) {
+  // `xmins`, if given, gets each row's xmin: the version verify saw.
+  absl::StatusOr<std::map<Key, std::string>> HashesWhere(
+      const Side& side, const std::string& where, const Params& params,
+      std::map<Key, std::string>* xmins = nullptr) {
     std::string keys;
     for (const std::string& k : side.key) keys = StrCat(keys, k, "::text, ");
-    auto r = side.db->Exec(
-        StrCat("SELECT ", keys, TablePair::RowHash(side.columns), " FROM ", side.table, where),
-        params);
+    auto r = side.db->Exec(StrCat("SELECT ", keys, "xmin::text, ", TablePair::RowHash(side.columns),
+                                  " FROM ", side.table, where),
+                           params);
     if (!r.ok()) return r.status();
     std::map<Key, std::string> out;
     for (const Row& row : r->rows) {
       Key key;
-      for (size_t i = 0; i < side.key.size(); ++i) key.push_back(*row[i]);
+      for (size_t i = 0; i < side.key.size(); ++i) key.push_back(row[i].value_or(""));
+      if (xmins != nullptr) (*xmins)[key] = row[side.key.size()].value_or("");
       out[key] = *row.back();
     }
     return out;
@@ -251,7 +256,11 @@ class Verifier {
         absl::Status s = TryRepair(keys, xid);
         if (s.ok()) break;
         const std::string state = SqlStateOf(s);
-        if (attempt == 10 || (state != "55P03" && state != "40P01" && state != "40001")) return s;
+        // 23505: a mirror's insert of the same key committed meanwhile.
+        if (attempt == 10 ||
+            (state != "55P03" && state != "40P01" && state != "40001" && state != "23505")) {
+          return s;
+        }
         std::this_thread::sleep_for(std::chrono::milliseconds(200 * attempt));
       }
       if (!pair_.same_database) return absl::OkStatus();
@@ -330,9 +339,9 @@ class Verifier {
       if (present.contains(key)) {
         replaced.push_back(key);
       } else if (auto held = mirror_held_.find(key); held != mirror_held_.end()) {
-        std::vector<std::string> with_hash = key;
-        with_hash.push_back(held->second);
-        stale.push_back(std::move(with_hash));
+        std::vector<std::string> as_seen = key;
+        as_seen.push_back(StrCat(held->second.hash, " ", held->second.xmin));
+        stale.push_back(std::move(as_seen));
       }
     }
     if (!replaced.empty()) {
@@ -342,17 +351,23 @@ class Verifier {
       if (!s.ok()) return s;
     }
     if (!stale.empty()) {
-      // The key's columns, then the row hash verify saw.
-      absl::Status s = to.db->Run(StrCat("DELETE FROM ", to.table, " WHERE (", KeyList(to), ", ",
-                                         TablePair::RowHash(to.columns), ") IN (",
-                                         pair_.KeysFromJson(1, to_new, true), ")"),
-                                  {TablePair::KeysJson(stale)});
+      // The key's columns, then the row hash and version verify saw: a row
+      // written since (even with the same content) is newer than the repair.
+      absl::Status s = to.db->Run(
+          StrCat("DELETE FROM ", to.table, " WHERE (", KeyList(to), ", ",
+                 TablePair::RowHash(to.columns), " || ' ' || xmin::pg_catalog.text) IN (",
+                 pair_.KeysFromJson(1, to_new, true), ")"),
+          {TablePair::KeysJson(stale)});
       if (!s.ok()) return s;
     }
-    if (rows->rows.empty()) return absl::OkStatus();
     Params values;
     std::string tuples;
     for (const Row& row : rows->rows) {
+      Key key;
+      for (size_t i = 0; i < from.key.size(); ++i) key.push_back(row[i].value_or(""));
+      // A key spelled otherwise on the two sides (its type changed) was not
+      // deleted above: its row is left for the next verify to name.
+      if (std::find(keys.begin(), keys.end(), key) == keys.end()) continue;
       std::string placeholders;
       for (size_t i = from.key.size(); i < row.size(); ++i) {
         values.push_back(row[i]);
@@ -360,6 +375,7 @@ class Verifier {
       }
       tuples += StrCat(tuples.empty() ? "" : ", ", "(", placeholders, ")");
     }
+    if (tuples.empty()) return absl::OkStatus();
     return to.db->Run(StrCat("INSERT INTO ", to.table, " (", TablePair::List(to.columns),
                              ") OVERRIDING SYSTEM VALUE VALUES ", tuples),
                       values);
@@ -401,7 +417,12 @@ class Verifier {
   Side old_, new_;
   VerifyReport report_;
   std::vector<Key> differing_;
-  std::map<Key, std::string> mirror_held_;  // a differing key's row hash on the mirror
+  // A differing key's row on the mirror, as verify saw it.
+  struct Held {
+    std::string hash;
+    std::string xmin;
+  };
+  std::map<Key, Held> mirror_held_;
 };
 
 }  // namespace

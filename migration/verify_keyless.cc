@@ -153,8 +153,12 @@ class KeylessVerifier {
           to_old ? copies.new_side - copies.old_side : copies.old_side - copies.new_side;
       if (lacking < 0) {
         absl::Status s = to.db->Run(
-            StrCat("DELETE FROM ", to.table, " WHERE ctid IN (SELECT ctid FROM ", to.table,
-                   " WHERE ", TablePair::RowHash(to.columns), " = $1 LIMIT ", -lacking, ")"),
+            // tableoid with ctid: a partition's ctid is not unique in the whole.
+            StrCat("DELETE FROM ", to.table,
+                   " WHERE (tableoid, ctid) IN (SELECT tableoid, ctid "
+                   "FROM ",
+                   to.table, " WHERE ", TablePair::RowHash(to.columns), " = $1 LIMIT ", -lacking,
+                   ")"),
             {hash});
         if (!s.ok()) return fail(s);
         continue;

@@ -15,7 +15,8 @@ namespace pgshift::migration {
 // compared inside each database; a bucket that differs is compared row
 // hash by row hash, and what still differs a moment later is reported: a
 // row missing on new (as many times as it is missing), extra on new. The
-// work is one pass over each table, and memory is bounded by a bucket.
+// work is one pass over each table and one more per differing bucket;
+// memory holds the row hashes of the differing buckets.
 // --repair inserts on the mirror the copies it lacks (read from the
 // authoritative side) and deletes the copies it has too many of, in one
 // transaction.

@@ -179,7 +179,7 @@ awaitable<absl::StatusOr<std::vector<routing::HiddenWritePath>>> FindHiddenWrite
   auto rows = co_await RunQuery(**opened, buffer, sql);
   (*opened)->Close();
   if (!rows.ok()) co_return rows.status();
-  co_return routing::HiddenWritePathsOf(config, rows->rows);
+  co_return routing::HiddenWritePathsOf(config, rows->rows, on_new);
 }
 
 // Into a mirrored phase: no write reaches the table without a statement

@@ -28,7 +28,7 @@ std::string HiddenWritePathsSql(const std::string& table) {
       // being written, which the mirror takes as written (RETURNING).
       "UNION ALL SELECT 'trigger', pg_catalog.format('%I on %s', g.tgname, "
       "g.tgrelid::pg_catalog.regclass), NULL FROM pg_catalog.pg_trigger g "
-      "WHERE NOT g.tgisinternal AND ((g.tgrelid = ",
+      "WHERE NOT g.tgisinternal AND g.tgenabled <> 'D' AND ((g.tgrelid = ",
       t,
       " AND g.tgtype & 3 <> 3) OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = "
       "'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = g.tgfoid AND ",
@@ -43,12 +43,12 @@ std::string HiddenWritePathsSql(const std::string& table) {
       "'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = r.oid AND ",
       depends_on_table,
       ")) "
-      // Views over it that take writes (automatically updatable, or with
-      // INSTEAD OF triggers, counted above when on the view).
+      // Views over it that take writes (automatically updatable, or by
+      // INSTEAD OF triggers or rules).
       "UNION ALL SELECT 'view', v.oid::pg_catalog.regclass::text, NULL "
       "FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class v ON v.oid = r.ev_class "
       "WHERE r.rulename = '_RETURN' AND v.relkind = 'v' AND "
-      "pg_catalog.pg_relation_is_updatable(v.oid, false) & 28 <> 0 AND EXISTS (SELECT 1 FROM "
+      "pg_catalog.pg_relation_is_updatable(v.oid, true) & 28 <> 0 AND EXISTS (SELECT 1 FROM "
       "pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND "
       "d.objid = r.oid AND ",
       depends_on_table, ") ORDER BY 1, 2");
@@ -56,9 +56,10 @@ std::string HiddenWritePathsSql(const std::string& table) {
 
 namespace {
 
-bool MirroredTable(const Config& config, const std::string& name) {
+// `name` as the catalog of old (or new) names it: a table mirrored too.
+bool MirroredTable(const Config& config, const std::string& name, bool on_new) {
   for (const TableConfig& t : config.tables) {
-    if (t.name == name && MirrorsWrites(t.phase)) return true;
+    if ((on_new ? t.new_name : t.name) == name && MirrorsWrites(t.phase)) return true;
   }
   return false;
 }
@@ -81,11 +82,12 @@ HiddenWritePath PathOf(const std::string& kind, const std::string& what,
 }  // namespace
 
 std::vector<HiddenWritePath> HiddenWritePathsOf(
-    const Config& config, const std::vector<std::vector<std::optional<std::string>>>& rows) {
+    const Config& config, const std::vector<std::vector<std::optional<std::string>>>& rows,
+    bool on_new) {
   std::vector<HiddenWritePath> paths;
   for (const auto& row : rows) {
     const std::string kind = row[0].value_or("");
-    if (kind == "foreign key" && row[2] && MirroredTable(config, *row[2])) continue;
+    if (kind == "foreign key" && row[2] && MirroredTable(config, *row[2], on_new)) continue;
     paths.push_back(PathOf(kind, row[1].value_or(""), row[2]));
   }
   return paths;

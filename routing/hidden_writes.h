@@ -1,8 +1,8 @@
 // The ways a migrating table is written without a statement naming it,
 // which row mirroring cannot see: a foreign key's ON DELETE / ON UPDATE
-// action from its parent, triggers (on the table, but for BEFORE ROW ones,
-// whose change is in the row mirrored; or whose function is known to
-// depend on it), rules, and updatable views over it. The catalog query and
+// action from its parent, enabled triggers (on the table, but for BEFORE
+// ROW ones, whose change is in the row mirrored; or whose function is
+// known to depend on it), rules, and views over it that take writes. The catalog query and
 // what its rows mean; the proxy (at reload and start) and check-config run
 // it.
 #pragma once
@@ -25,9 +25,11 @@ struct HiddenWritePath {
 std::string HiddenWritePathsSql(const std::string& table);
 
 // The paths those rows name, leaving out a foreign key whose parent is
-// mirrored too (its deletes reach both sides, and cascade on each).
+// mirrored too (its deletes reach both sides, and cascade on each). The
+// rows are from new's catalog when `on_new`.
 std::vector<HiddenWritePath> HiddenWritePathsOf(
-    const Config& config, const std::vector<std::vector<std::optional<std::string>>>& rows);
+    const Config& config, const std::vector<std::vector<std::optional<std::string>>>& rows,
+    bool on_new);
 
 // "trigger a on public.t (disable it on one side ...); rule ..."
 std::string DescribeHiddenWritePaths(const std::vector<HiddenWritePath>& paths);

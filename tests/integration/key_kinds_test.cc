@@ -328,8 +328,9 @@ phase = "dual-write"
 // A table mirrored without a key (an append-only log) is verified as a
 // multiset of whole rows and repaired: rows old has that new lacks (as a
 // write under on_mirror_error = "log" leaves them while new is down),
-// duplicates one side has more of, rows only new has; an insert load runs
-// through pgshift meanwhile.
+// duplicates one side has more of, rows only new has. (Its writes are quiet
+// meanwhile: a row in flight between the two sides' counts looks like a
+// difference, see the README.)
 TEST_P(KeyKinds, AKeylessTableIsVerifiedAndRepairedAsAMultiset) {
   PgConn old_db(old_info_), new_db(new_info_);
   Exec(old_db, "CREATE TABLE k_log (n int, note text)");
@@ -352,20 +353,7 @@ TEST_P(KeyKinds, AKeylessTableIsVerifiedAndRepairedAsAMultiset) {
   EXPECT_NE(out.find("missing in new (3)"), std::string::npos) << out;
   EXPECT_NE(out.find("extra in new (1)"), std::string::npos) << out;
   EXPECT_NE(out.find(" x4"), std::string::npos) << "four copies of one row\n" << out;
-  std::atomic<bool> stop{false};
-  std::thread load([&] {
-    PgConn writer(proxy.ConnInfo());
-    for (int n = 0; !stop.load(); ++n) {
-      if (!writer.Ok("INSERT INTO k_log VALUES (" + std::to_string(n % 50) + ", 'load')")) {
-        ADD_FAILURE() << writer.error();
-        break;
-      }
-    }
-  });
-  const int repaired = Run("verify --repair", "k_log", out, &proxy);
-  stop = true;
-  load.join();
-  EXPECT_EQ(repaired, 0) << out;
+  EXPECT_EQ(Run("verify --repair", "k_log", out, &proxy), 0) << out;
   EXPECT_NE(out.find("repaired"), std::string::npos) << out;
   EXPECT_EQ(Run("verify", "k_log", out, &proxy), 0) << out;
   ExpectEqual("k_log", "k_log_v2");

@@ -326,7 +326,12 @@ TEST_F(OneDatabase, WritesNoStatementShowsKeepATableOutOfMirroredPhases) {
          "CREATE TABLE inbox (body text);"
          "CREATE RULE inbox_to_posts AS ON INSERT TO inbox DO ALSO "
          "  INSERT INTO posts (body) VALUES (NEW.body);"
-         "CREATE VIEW recent_posts AS SELECT * FROM posts;");
+         "CREATE VIEW recent_posts AS SELECT * FROM posts;"
+         "CREATE VIEW posts_inbox AS SELECT p.id, i.body FROM posts p JOIN inbox i ON true;"
+         "CREATE OR REPLACE FUNCTION posts_inbox_insert() RETURNS trigger LANGUAGE plpgsql AS "
+         "  'BEGIN INSERT INTO posts (body) VALUES (NEW.body); RETURN NEW; END';"
+         "CREATE TRIGGER posts_inbox_insert INSTEAD OF INSERT ON posts_inbox FOR EACH ROW "
+         "  EXECUTE FUNCTION posts_inbox_insert();");
   const std::string backend = "dbname = \"routing_one\"\nuser = \"postgres\"";
   auto posts = [](const std::string& extra) {
     return "[[tables]]\nname = \"posts\"\nnew_name = \"posts_v2\"\nkey = [\"id\"]\n"
@@ -341,6 +346,7 @@ TEST_F(OneDatabase, WritesNoStatementShowsKeepATableOutOfMirroredPhases) {
         "foreign key posts_channel on posts (ON DELETE CASCADE from channels) (mirror "
         "public.channels too",
         "trigger posts_touch on posts (disable it on one side", "rule inbox_to_posts on inbox",
+        "updatable view posts_inbox (write the table by its name",
         "updatable view recent_posts (write the table by its name"}) {
     EXPECT_NE(verdict.find(named), std::string::npos) << named << "\n" << verdict;
   }
@@ -366,8 +372,9 @@ TEST_F(OneDatabase, WritesNoStatementShowsKeepATableOutOfMirroredPhases) {
 
   // Once the paths are gone, the move needs no force.
   RunSql(Cluster().port(), "routing_one",
-         "ALTER TABLE posts DROP CONSTRAINT posts_channel; DROP TRIGGER posts_touch ON posts;"
-         "DROP RULE inbox_to_posts ON inbox; DROP VIEW recent_posts;");
+         "ALTER TABLE posts DROP CONSTRAINT posts_channel;"
+         "ALTER TABLE posts DISABLE TRIGGER posts_touch;"  // disabled on this side
+         "DROP RULE inbox_to_posts ON inbox; DROP VIEW recent_posts, posts_inbox;");
   proxy_->RewriteConfig(Proxy(), backend, ChannelsTable("new-only"));
   ASSERT_NE(proxy_->Reload().find("event=config_reloaded"), std::string::npos);
   proxy_->RewriteConfig(Proxy(), backend, ChannelsTable("new-only") + posts(""));
