@@ -93,6 +93,23 @@ std::vector<HiddenWritePath> HiddenWritePathsOf(
   return paths;
 }
 
+std::optional<std::string> TruncateCascadeRefusal(const PgQuery__Node* stmt, const Config& config) {
+  if (stmt == nullptr || stmt->node_case != PG_QUERY__NODE__NODE_TRUNCATE_STMT ||
+      stmt->truncate_stmt->behavior != PG_QUERY__DROP_BEHAVIOR__DROP_CASCADE) {
+    return std::nullopt;
+  }
+  std::string mirrored;
+  for (const TableConfig& t : config.tables) {
+    if (!MirrorsWrites(t.phase)) continue;
+    mirrored += StrCat(mirrored.empty() ? "" : ", ", t.name, " (", PhaseName(t.phase), ")");
+  }
+  if (mirrored.empty()) return std::nullopt;
+  return StrCat("pgshift: TRUNCATE ... CASCADE may empty a table whose writes pgshift mirrors (",
+                mirrored,
+                ") without naming it, and its mirror would not follow; name every table to "
+                "truncate, without CASCADE");
+}
+
 std::string DescribeHiddenWritePaths(const std::vector<HiddenWritePath>& paths) {
   std::string out;
   for (const HiddenWritePath& p : paths) {

@@ -7,6 +7,8 @@
 // it.
 #pragma once
 
+#include <pg_query/pg_query.pb-c.h>
+
 #include <optional>
 #include <string>
 #include <vector>
@@ -33,5 +35,10 @@ std::vector<HiddenWritePath> HiddenWritePathsOf(
 
 // "trigger a on public.t (disable it on one side ...); rule ..."
 std::string DescribeHiddenWritePaths(const std::vector<HiddenWritePath>& paths);
+
+// TRUNCATE ... CASCADE empties the tables whose foreign keys reference the
+// ones it names: while a table is mirrored it may be one of them, emptied
+// on one side. Why `stmt` is refused, if it is.
+std::optional<std::string> TruncateCascadeRefusal(const PgQuery__Node* stmt, const Config& config);
 
 }  // namespace pgshift::routing

@@ -7,8 +7,9 @@
 
 #include "common/strings.h"
 #include "protocol/error_fields.h"
-#include "routing/parse_tree.h"
+#include "routing/hidden_writes.h"
 #include "routing/mirror.h"
+#include "routing/parse_tree.h"
 #include "routing/rewrite.h"
 #include "routing/shadow.h"
 
@@ -353,26 +354,6 @@ void Refuse(Plan& plan, std::string message) {
   }
 }
 
-// TRUNCATE ... CASCADE empties the tables whose foreign keys reference the
-// ones it names: a mirrored one among them would be emptied on one side.
-std::optional<std::string> CascadeRefusal(const ParseTree& tree, size_t i, const Config& config) {
-  const PgQuery__Node* stmt = tree.get()->stmts[i]->stmt;
-  if (stmt == nullptr || stmt->node_case != PG_QUERY__NODE__NODE_TRUNCATE_STMT ||
-      stmt->truncate_stmt->behavior != PG_QUERY__DROP_BEHAVIOR__DROP_CASCADE) {
-    return std::nullopt;
-  }
-  std::string mirrored;
-  for (const TableConfig& t : config.tables) {
-    if (!MirrorsWrites(t.phase)) continue;
-    mirrored += StrCat(mirrored.empty() ? "" : ", ", t.name, " (", PhaseName(t.phase), ")");
-  }
-  if (mirrored.empty()) return std::nullopt;
-  return StrCat("pgshift: TRUNCATE ... CASCADE may empty a table whose writes pgshift mirrors (",
-                mirrored,
-                ") without naming it, and its mirror would not follow; name every table to "
-                "truncate, without CASCADE");
-}
-
 // Why statement `i`, which writes `table`, cannot run in the table's phase.
 std::optional<std::string> WriteRefusal(const ParseTree& tree, size_t i, const StatementInfo& info,
                                         const TableConfig& table) {
@@ -519,9 +500,7 @@ void Router::PlaceStatement(const ParseTree& tree, size_t i, PlanDraft& draft, P
   const StatementInfo& info = draft.infos[i];
   if (info.kind == StatementKind::kTransaction) plan.transaction_control = true;
   if (IsWriteKind(info.kind) || !info.writes.empty()) plan.writes = true;
-  if (std::optional<std::string> why = CascadeRefusal(tree, i, *config_)) {
-    Refuse(plan, *std::move(why));
-  }
+  if (auto why = TruncateCascadeRefusal(tree.get()->stmts[i]->stmt, *config_)) Refuse(plan, *why);
   std::set<std::string> tables = info.reads;
   tables.insert(info.writes.begin(), info.writes.end());
   std::set<BackendId> servers;

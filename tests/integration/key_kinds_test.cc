@@ -12,6 +12,7 @@
 #include <random>
 #include <thread>
 
+#include "common/json.h"
 #include "tests/integration/environment.h"
 #include "tests/support/pg.h"
 #include "tests/support/pgshift_process.h"
@@ -99,24 +100,7 @@ std::string Lacking(PgConn& from, PgConn& to, const std::string& table, const st
     params.emplace_back(PQgetvalue(rows.get(), i, 0));
   }
   std::vector<const char*> raw;
-  std::string json = "[";
-  for (size_t i = 0; i < params.size(); ++i) {
-    std::string escaped;
-    for (char c : params[i]) {
-      if (c == '"' || c == '\\') escaped += '\\';
-      if (c == '\n') {
-        escaped += "\\n";
-        continue;
-      }
-      if (c == '\t') {
-        escaped += "\\t";
-        continue;
-      }
-      escaped += c;
-    }
-    json += (i ? ",\"" : "\"") + escaped + "\"";
-  }
-  json += "]";
+  const std::string json = JsonArray(params);
   raw.push_back(json.c_str());
   PgResult r(PQexecParams(to.get(),
                           ("SELECT count(*) FROM (SELECT jsonb_array_elements_text($1::jsonb) "
