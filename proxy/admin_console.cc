@@ -68,10 +68,21 @@ std::string Join(const std::vector<std::string>& items) {
   return out;
 }
 
-Table ShowTables(const routing::Config& c, routing::TableCounterRegistry& counters) {
+// Empty outside a mirrored phase; "pending" until the count begins.
+std::string UnexplainedChanges(const routing::Config& config, const routing::TableConfig& table,
+                               const WriteAudit& audit) {
+  if (!routing::MirrorsWrites(table.phase)) return "";
+  if (config.proxy.write_audit_interval_s == 0) return "off";
+  std::optional<uint64_t> n = audit.Unexplained(table.name);
+  return n ? StrCat(*n) : "pending";
+}
+
+Table ShowTables(const routing::Config& c, routing::TableCounterRegistry& counters,
+                 const WriteAudit& audit) {
   Table t{{"table", "new_name", "phase", "reads", "writes", "refused", "key", "renamed_columns",
            "shadow_sample", "on_mirror_error", "force", "shadow_compared", "shadow_matched",
-           "shadow_mismatched", "shadow_transient", "shadow_dropped", "shadow_skipped"},
+           "shadow_mismatched", "shadow_transient", "shadow_dropped", "shadow_skipped",
+           "rows_written", "unexplained_changes"},
           {}};
   for (const auto& tab : c.tables) {
     std::vector<std::string> renames;
@@ -84,7 +95,8 @@ Table ShowTables(const routing::Config& c, routing::TableCounterRegistry& counte
                       tab.force ? "true" : "false", StrCat(n.shadow_compared.load()),
                       StrCat(n.shadow_matched.load()), StrCat(n.shadow_mismatched.load()),
                       StrCat(n.shadow_transient.load()), StrCat(n.shadow_dropped.load()),
-                      StrCat(n.shadow_skipped.load())});
+                      StrCat(n.shadow_skipped.load()), StrCat(n.rows_written.load()),
+                      UnexplainedChanges(c, tab, audit)});
   }
   return t;
 }
@@ -253,7 +265,8 @@ std::string AdminConsole::Execute(std::string_view sql) {
   if (words.empty()) {
     protocol::EmptyQueryResponse{}.Encode(out);
   } else if (words.size() == 2 && words[0] == "SHOW" && words[1] == "TABLES") {
-    ShowTables(*server_.settings()->config, server_.table_counters()).Encode(out, "SHOW");
+    ShowTables(*server_.settings()->config, server_.table_counters(), server_.write_audit())
+        .Encode(out, "SHOW");
   } else if (words.size() == 2 && words[0] == "SHOW" && words[1] == "CLIENTS") {
     ShowClients(server_.ListClients()).Encode(out, "SHOW");
   } else if (words.size() == 2 && words[0] == "SHOW" && words[1] == "CONFIG") {

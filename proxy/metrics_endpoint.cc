@@ -70,17 +70,21 @@ std::string PrometheusText(Server& server) {
                     &routing::TableCounters::writes},
         TableMetric{"refused", "Statements on the table that pgshift refused.",
                     &routing::TableCounters::refused},
+        TableMetric{"rows_written", "Rows the table's mirrored writes returned.",
+                    &routing::TableCounters::rows_written},
         TableMetric{"shadow_compared", "Shadow reads compared.",
                     &routing::TableCounters::shadow_compared},
         TableMetric{"shadow_matched", "Shadow reads whose two sides agreed.",
                     &routing::TableCounters::shadow_matched},
         TableMetric{"shadow_mismatched", "Shadow reads whose sides disagreed, persistently.",
                     &routing::TableCounters::shadow_mismatched},
-        TableMetric{"shadow_transient", "Shadow reads that disagreed once and agreed when read again.",
+        TableMetric{"shadow_transient",
+                    "Shadow reads that disagreed once and agreed when read again.",
                     &routing::TableCounters::shadow_transient},
         TableMetric{"shadow_dropped", "Shadow reads dropped (queue full or no connection).",
                     &routing::TableCounters::shadow_dropped},
-        TableMetric{"shadow_skipped", "Shadow reads skipped: the transaction had written the table.",
+        TableMetric{"shadow_skipped",
+                    "Shadow reads skipped: the transaction had written the table.",
                     &routing::TableCounters::shadow_skipped}}) {
     out += StrCat("# HELP pgshift_table_", m.name, "_total ", m.help, "\n# TYPE pgshift_table_",
                   m.name, "_total counter\n");
@@ -88,6 +92,16 @@ std::string PrometheusText(Server& server) {
       const routing::TableCounters& n = server.table_counters().For(t.name);
       out += StrCat("pgshift_table_", m.name, "_total{table=\"", Label(t.name), "\"} ",
                     (n.*m.field).load(), "\n");
+    }
+  }
+
+  out +=
+      "# HELP pgshift_table_unexplained_changes Rows the authoritative server counts as "
+      "changed in the table beyond pgshift's mirrored writes (the write audit).\n"
+      "# TYPE pgshift_table_unexplained_changes gauge\n";
+  for (const auto& t : settings->config->tables) {
+    if (auto n = server.write_audit().Unexplained(t.name)) {
+      out += StrCat("pgshift_table_unexplained_changes{table=\"", Label(t.name), "\"} ", *n, "\n");
     }
   }
 

@@ -247,6 +247,7 @@ int Server::Run() {
   asio::co_spawn(main_, HandleSignals(), asio::detached);
   periodic_recovery_ = std::make_unique<Recovery>();
   asio::co_spawn(periodic_recovery_->context, RecoverPeriodically(), asio::detached);
+  asio::co_spawn(periodic_recovery_->context, AuditWritesPeriodically(), asio::detached);
   periodic_recovery_->thread = std::thread([this] { periodic_recovery_->context.run(); });
   main_.run();
   for (auto& w : workers_) {
@@ -351,6 +352,21 @@ awaitable<void> Server::RecoverPeriodically() {
     current = settings();
     if (!current->config->new_backend) continue;
     RecordRecovery(co_await ResolvePreparedMirrors(*current->config, *backend_tls_));
+  }
+}
+
+awaitable<void> Server::AuditWritesPeriodically() {
+  asio::steady_timer& timer = periodic_recovery_->audit_timer;
+  while (true) {
+    SettingsPtr current = settings();
+    const double interval = current->config->proxy.write_audit_interval_s;
+    if (interval > 0)
+      co_await AuditWrites(*current->config, *backend_tls_, table_counters_, write_audit_);
+    // Off: looks again for a reload that turns it on.
+    timer.expires_after(
+        std::chrono::milliseconds(static_cast<int64_t>((interval > 0 ? interval : 1) * 1000)));
+    error_code ignored;
+    co_await timer.async_wait(WithError(ignored));
   }
 }
 

@@ -3,13 +3,12 @@
 #pragma once
 
 #include <atomic>
+#include <boost/asio/signal_set.hpp>
 #include <functional>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <boost/asio/signal_set.hpp>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
@@ -22,6 +21,7 @@
 #include "proxy/shadow_runner.h"
 #include "proxy/stats.h"
 #include "proxy/two_phase.h"
+#include "proxy/write_audit.h"
 #include "routing/config.h"
 #include "routing/router.h"
 
@@ -67,6 +67,7 @@ class Server {
   CancelRegistry& cancels() { return cancels_; }
   Stats& stats() { return stats_; }
   routing::TableCounterRegistry& table_counters() { return table_counters_; }
+  const WriteAudit& write_audit() const { return write_audit_; }
   MismatchLog& mismatches() { return mismatches_; }
   int live_sessions() const { return live_sessions_.load(); }
   // SIGHUP and RELOAD: read the file again; install it if it is valid and
@@ -105,6 +106,9 @@ class Server {
   // resolved, so a mirror server that restarted with some is freed within
   // seconds.
   awaitable<void> RecoverPeriodically();
+  // Every write_audit_interval, on recovery_ thread: a round of the write
+  // audit (the first at start).
+  awaitable<void> AuditWritesPeriodically();
   // Keeps `report` for SHOW PREPARED, logging what changed since the last.
   void RecordRecovery(RecoveryReport report);
 
@@ -128,6 +132,7 @@ class Server {
   CancelRegistry cancels_;
   Stats stats_;
   MismatchLog mismatches_;
+  WriteAudit write_audit_;
   // Shadow counters when each table last entered shadow-read (main thread).
   absl::flat_hash_map<std::string, ShadowEvidence> shadow_baseline_;
   std::atomic<int> clients_{0};
@@ -149,6 +154,7 @@ class Server {
     asio::io_context context{1};
     asio::steady_timer timer{context};
     bool soon = false;  // RecoverSoon asked for a run (the context's own thread)
+    asio::steady_timer audit_timer{context};  // the write audit's rounds share the thread
     std::thread thread;
   };
   std::unique_ptr<Recovery> periodic_recovery_;

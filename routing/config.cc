@@ -210,6 +210,10 @@ void ReadProxy(Section& s, ProxySettings& p) {
   s.GetSeconds("recovery_interval", p.recovery_interval_s);
   if (p.recovery_interval_s < 0.1) s.BadValue("recovery_interval", "must be at least 0.1 seconds");
   s.GetSeconds("recovery_min_age", p.recovery_min_age_s);
+  s.GetSeconds("write_audit_interval", p.write_audit_interval_s);
+  if (p.write_audit_interval_s != 0 && p.write_audit_interval_s < 0.1) {
+    s.BadValue("write_audit_interval", "must be 0 (off) or at least 0.1 seconds");
+  }
   s.GetSeconds("mirror_lock_timeout", p.mirror_lock_timeout_s);
   if (p.mirror_lock_timeout_s > 0 && p.mirror_lock_timeout_s < 0.001) {
     s.BadValue("mirror_lock_timeout", "must be 0 (no limit) or at least 0.001 seconds");

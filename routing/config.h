@@ -73,6 +73,9 @@ struct ProxySettings {
   // A leftover prepared mirror is resolved only once it is this old: until
   // then another instance's live session may still be settling it.
   double recovery_min_age_s = 30;
+  // How often the published row counts of tables in mirrored phases are
+  // read to count writes no statement showed (0: never).
+  double write_audit_interval_s = 10;
   // pgshift's own statements on a mirror wait at most this long for a row
   // lock (a mirror that times out has failed, under its table's policy).
   double mirror_lock_timeout_s = 5;

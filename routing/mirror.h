@@ -29,6 +29,8 @@
 
 namespace pgshift::routing {
 
+struct TableCounters;
+
 // A write mirrored to another server, applied there by the session once the
 // authoritative side has answered, in a transaction that follows the
 // client's.
@@ -57,6 +59,9 @@ struct ResultShape {
   std::shared_ptr<const RemoteMirror> remote;
   // A statement of pgshift's own: nothing of its result reaches the client.
   bool hidden = false;
+  // A mirrored write: the rows of its result count toward this table's
+  // TableCounters::rows_written.
+  TableCounters* counts_rows = nullptr;
 
   bool shaped() const { return !tag.empty() || no_rows || remote || hidden; }
   bool strips_mirror_columns() const { return remote && !remote->truncate; }

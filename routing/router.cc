@@ -596,6 +596,11 @@ absl::Status Router::AddMirrors(ParseTree& tree, const PlanDraft& draft, Plan& p
     absl::Status done = MirrorStatement(tree, index, *spec, shape);
     if (!done.ok()) return done;
   }
+  for (const auto& [index, table] : draft.mirrored) {
+    if (draft.infos[index].kind != StatementKind::kTruncate) {
+      plan.shapes[index].counts_rows = &counters_.For(table->name);
+    }
+  }
   return absl::OkStatus();
 }
 

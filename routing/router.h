@@ -36,6 +36,9 @@ struct TableCounters {
   std::atomic<uint64_t> reads{0};
   std::atomic<uint64_t> writes{0};
   std::atomic<uint64_t> refused{0};
+  // Rows the table's mirrored writes returned on its authoritative side
+  // (the write audit compares them with the server's own count).
+  std::atomic<uint64_t> rows_written{0};
   // Shadow reads: compared (matched + mismatched + transient), dropped
   // (queue full), skipped (the transaction had written the table).
   std::atomic<uint64_t> shadow_compared{0};

@@ -8,6 +8,7 @@
 #include "protocol/messages/ready_for_query.h"
 #include "protocol/messages/row_description.h"
 #include "proxy/shadow_runner.h"
+#include "routing/router.h"
 
 namespace pgshift::proxy {
 
@@ -206,6 +207,10 @@ void ReplyRelay::OnCommandComplete(std::string_view payload) {
   }
   std::string_view tag = complete->tag;
   std::string_view rows = tag.substr(tag.rfind(' ') + 1);
+  uint64_t count = 0;
+  if (shape_.counts_rows != nullptr && ParseInt(rows, count)) {
+    shape_.counts_rows->rows_written.fetch_add(count, std::memory_order_relaxed);
+  }
   protocol::CommandComplete reshaped;
   reshaped.tag = shape_.tag == "INSERT" ? StrCat("INSERT 0 ", rows) : StrCat(shape_.tag, " ", rows);
   std::string bytes;

@@ -156,6 +156,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"[proxy]\nlisten = \"nowhere\"\n[backends.old]\n", "bad.toml:2: \"proxy.listen\""},
         BadCase{"[proxy]\nrecovery_interval = 0\n[backends.old]\n",
                 "bad.toml:2: \"proxy.recovery_interval\" must be at least 0.1 seconds"},
+        BadCase{"[proxy]\nwrite_audit_interval = 0.01\n[backends.old]\n",
+                "bad.toml:2: \"proxy.write_audit_interval\" must be 0 (off) or at least 0.1 "
+                "seconds"},
         BadCase{"[proxy]\nmirror_lock_timeout = 0.0001\n[backends.old]\n",
                 "\"proxy.mirror_lock_timeout\" must be 0 (no limit) or at least 0.001 seconds"},
         BadCase{"[proxy]\ndeployment = \"Blue_1\"\n[backends.old]\n",
