@@ -109,7 +109,7 @@ class Backfiller {
   std::string After(const Checkpoint& c, Params& params) const {
     if (c.last_key.empty()) return "";
     for (const std::string& k : c.last_key) params.emplace_back(k);
-    return StrCat(" WHERE (", TablePair::List(pair_.old_key), ") > ", pair_.KeyParams(1));
+    return StrCat(" WHERE (", TablePair::List(pair_.old_key_order), ") > ", pair_.KeyParams(1));
   }
 
   // The key as text, named apart from the key columns so that ORDER BY
@@ -141,14 +141,14 @@ class Backfiller {
     std::string after = After(checkpoint, params);
     std::string sql = StrCat(
         "WITH batch AS (SELECT ", TablePair::List(pair_.old_columns), " FROM ", pair_.old_table,
-        after, " ORDER BY ", TablePair::List(pair_.old_key), " LIMIT ", options_.batch,
+        after, " ORDER BY ", TablePair::List(pair_.old_key_order), " LIMIT ", options_.batch,
         " FOR KEY SHARE), copied AS (INSERT INTO ", pair_.new_table, " (",
         TablePair::List(pair_.new_columns), ") OVERRIDING SYSTEM VALUE SELECT ",
         TablePair::List(pair_.old_columns), " FROM batch ON CONFLICT (",
         TablePair::List(pair_.new_key),
         ") DO NOTHING RETURNING 1) SELECT (SELECT count(*) FROM batch), (SELECT count(*) FROM "
         "copied), ",
-        KeyColumnsAsText(), " FROM batch ORDER BY ", Descending(pair_.old_key), " LIMIT 1");
+        KeyColumnsAsText(), " FROM batch ORDER BY ", Descending(pair_.old_key_order), " LIMIT 1");
     if (absl::Status s = old_db_.Run("BEGIN"); !s.ok()) return s;
     auto rows = old_db_.Exec(sql, params);
     if (!rows.ok()) {
@@ -207,11 +207,11 @@ class Backfiller {
       new_db_->Run("ROLLBACK").IgnoreError();
       return s;
     };
-    auto rows = old_db_.Exec(StrCat("SELECT ", KeyColumnsAsText(), ", ",
-                                    TablePair::List(pair_.old_columns), " FROM ", pair_.old_table,
-                                    after, " ORDER BY ", TablePair::List(pair_.old_key), " LIMIT ",
-                                    options_.batch, " FOR KEY SHARE"),
-                             params);
+    auto rows = old_db_.Exec(
+        StrCat("SELECT ", KeyColumnsAsText(), ", ", TablePair::List(pair_.old_columns), " FROM ",
+               pair_.old_table, after, " ORDER BY ", TablePair::List(pair_.old_key_order),
+               " LIMIT ", options_.batch, " FOR KEY SHARE"),
+        params);
     if (!rows.ok()) return rollback(rows.status());
     BatchResult result;
     result.read = static_cast<int64_t>(rows->rows.size());
@@ -296,16 +296,16 @@ class Backfiller {
     if (pair_.same_database) {
       // One statement, one snapshot: a row written meanwhile is on both
       // sides or on neither. Keys compare by value, as typed.
-      std::string alive = range(pair_.old_key);
-      std::string gone = range(pair_.new_key);
-      return old_db_.Run(
-          StrCat("DELETE FROM ", pair_.new_table, " WHERE ", gone, " AND (",
-                 TablePair::List(pair_.new_key), ") NOT IN (SELECT ",
-                 TablePair::List(pair_.old_key), " FROM ", pair_.old_table, " WHERE ", alive, ")"),
-          params);
+      std::string alive = range(pair_.old_key_order);
+      std::string gone = range(pair_.new_key_order);
+      return old_db_.Run(StrCat("DELETE FROM ", pair_.new_table, " WHERE ", gone, " AND (",
+                                TablePair::List(pair_.new_key_order), ") NOT IN (SELECT ",
+                                TablePair::List(pair_.old_key_order), " FROM ", pair_.old_table,
+                                " WHERE ", alive, ")"),
+                         params);
     }
     auto alive = old_db_.Exec(StrCat("SELECT ", KeyColumnsAsText(), " FROM ", pair_.old_table,
-                                     " WHERE ", range(pair_.old_key)),
+                                     " WHERE ", range(pair_.old_key_order)),
                               params);
     if (!alive.ok()) return alive.status();
     std::vector<std::vector<std::string>> keys;
@@ -317,14 +317,15 @@ class Backfiller {
     // Only rows this batch inserted on new and nothing has written since:
     // a row a mirror wrote after `alive` was read is alive on old too.
     params.clear();
-    std::string gone = range(pair_.new_key);
+    std::string gone = range(pair_.new_key_order);
     params.emplace_back(batch.copy_xid);
     const int xid_param = static_cast<int>(params.size());
     params.emplace_back(TablePair::KeysJson(keys));
-    return new_db_->Run(StrCat("DELETE FROM ", pair_.new_table, " WHERE ", gone, " AND xmin = $",
-                               xid_param, "::pg_catalog.xid AND (", TablePair::List(pair_.new_key),
-                               ") NOT IN (", pair_.KeysFromJson(xid_param + 1, true), ")"),
-                        params);
+    return new_db_->Run(
+        StrCat("DELETE FROM ", pair_.new_table, " WHERE ", gone, " AND xmin = $", xid_param,
+               "::pg_catalog.xid AND (", TablePair::List(pair_.new_key_order), ") NOT IN (",
+               pair_.KeysFromJson(xid_param + 1, true), ")"),
+        params);
   }
 
   absl::Status WaitWhileUnderPressure() {
@@ -404,6 +405,9 @@ absl::Status Backfill(const routing::Config& config, const std::string& table,
         StrCat(pair->config->name, " is in phase ", routing::PhaseName(pair->config->phase),
                ": new is authoritative, and backfill copies old into new; it is meant for "
                "dual-write"));
+  }
+  if (std::string note = KeySortNote(*pair); !note.empty()) {
+    std::fprintf(out, "pgshift backfill: %s\n", note.c_str());
   }
   return Backfiller(config, options, out, *old_db, new_db ? &*new_db : nullptr, *pair).Run();
 }

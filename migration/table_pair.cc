@@ -14,27 +14,56 @@ struct Column {
   std::string name;
   std::string type;
   bool generated = false;
+  // How the column's values sort: provider, collate, ctype and locale of
+  // its collation (the database's for the default one); empty when its
+  // type has no collation.
+  std::string collation;
 };
+
+// The collation's settings as catalog rows of any version name them (read
+// through to_jsonb, so a field a version lacks is only absent).
+constexpr const char* kCollationOfColumn =
+    "CASE WHEN a.attcollation = 0 THEN '' "
+    "WHEN a.attcollation = 100 THEN (SELECT pg_catalog.concat_ws(':', "
+    "COALESCE(j->>'datlocprovider', 'c'), j->>'datcollate', j->>'datctype', j->>'daticulocale', "
+    "j->>'datlocale') FROM pg_catalog.pg_database d, pg_catalog.to_jsonb(d) j "
+    "WHERE d.datname = pg_catalog.current_database()) "
+    "ELSE (SELECT pg_catalog.concat_ws(':', j->>'collprovider', j->>'collcollate', "
+    "j->>'collctype', j->>'colliculocale', j->>'colllocale') FROM pg_catalog.pg_collation o, "
+    "pg_catalog.to_jsonb(o) j WHERE o.oid = a.attcollation) END";
 
 absl::StatusOr<std::vector<Column>> ReadColumns(PgClient& db, const std::string& table) {
   size_t dot = table.find('.');
   auto rows = db.Exec(
-      "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attgenerated <> '' "
-      "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
-      "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-      "WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped "
-      "ORDER BY a.attnum",
+      StrCat("SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attgenerated <> '', ",
+             kCollationOfColumn,
+             " FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
+             "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+             "WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped "
+             "ORDER BY a.attnum"),
       {table.substr(0, dot), table.substr(dot + 1)});
   if (!rows.ok()) return rows.status();
   if (rows->rows.empty()) {
     return absl::NotFoundError(StrCat("table ", table, " does not exist on backend ", db.name()));
   }
   std::vector<Column> columns;
-  for (const Row& r : rows->rows) columns.push_back({*r[0], *r[1], *r[2] == "t"});
+  for (const Row& r : rows->rows)
+    columns.push_back({*r[0], *r[1], *r[2] == "t", r[3].value_or("")});
   return columns;
 }
 
 }  // namespace
+
+std::string KeySortNote(const TablePair& pair) {
+  if (pair.key_sort_differs.empty()) return "";
+  std::string columns;
+  for (const std::string& c : pair.key_sort_differs) {
+    columns = StrCat(columns, columns.empty() ? "" : "; ", c);
+  }
+  return StrCat(pair.config->name, ": the key sorts otherwise on the two sides: ", columns,
+                "; its ranges are taken in byte order (COLLATE \"C\") on both, which an index "
+                "in another collation cannot serve");
+}
 
 std::string KeyText(const std::vector<std::string>& key) {
   if (key.size() == 1) return key[0];
@@ -140,6 +169,27 @@ absl::StatusOr<TablePair> ResolveTable(const routing::Config& config, std::strin
     auto counterpart = std::find_if(new_columns->begin(), new_columns->end(),
                                     [&](const Column& c) { return c.name == mapped; });
     pair.new_key_types.push_back(counterpart->type);
+    if (!column->collation.empty() && column->collation != counterpart->collation) {
+      pair.key_sort_differs.push_back(
+          StrCat(k, " (old ", column->collation, ", new ",
+                 counterpart->collation.empty() ? "none" : counterpart->collation, ")"));
+    }
+  }
+  // Ranges of keys mean the same on both sides only in one order: where
+  // the collations differ, byte order ("C") on both.
+  for (size_t i = 0; i < pair.old_key.size(); ++i) {
+    const bool in_bytes = !pair.key_sort_differs.empty();
+    auto collatable = [&](const std::vector<Column>& columns, const std::string& quoted) {
+      return std::any_of(columns.begin(), columns.end(), [&](const Column& c) {
+        return routing::QuoteIdent(c.name) == quoted && !c.collation.empty();
+      });
+    };
+    pair.old_key_order.push_back(in_bytes && collatable(*old_columns, pair.old_key[i])
+                                     ? StrCat(pair.old_key[i], " COLLATE \"C\"")
+                                     : pair.old_key[i]);
+    pair.new_key_order.push_back(in_bytes && collatable(*new_columns, pair.new_key[i])
+                                     ? StrCat(pair.new_key[i], " COLLATE \"C\"")
+                                     : pair.new_key[i]);
   }
   return pair;
 }

@@ -26,6 +26,11 @@ struct TablePair {
   std::vector<std::string> old_key, new_key;  // quoted
   std::vector<std::string> key_types;         // for casting keys given as text
   std::vector<std::string> new_key_types;     // the new table's, for keys cast there
+  // The key as ORDER BY and range comparisons take it on each side: with
+  // COLLATE "C" on its text columns when some key column sorts otherwise
+  // on the two sides (named in key_sort_differs, with both collations).
+  std::vector<std::string> old_key_order, new_key_order;
+  std::vector<std::string> key_sort_differs;
 
   // "a", "b" for one side's columns or key.
   static std::string List(const std::vector<std::string>& names, std::string_view prefix = "");
@@ -42,6 +47,10 @@ struct TablePair {
   // md5 of the row's paired columns, comparable across the two sides.
   static std::string RowHash(const std::vector<std::string>& columns);
 };
+
+// When the key sorts otherwise on the two sides, what that costs, for
+// people (empty when it does not).
+std::string KeySortNote(const TablePair& pair);
 
 // A key given as text, for people: "5", or "(5,a)" for a composite key.
 std::string KeyText(const std::vector<std::string>& key);

@@ -29,14 +29,16 @@ struct Side {
   std::string table;
   std::vector<std::string> columns;
   std::vector<std::string> key;
+  std::vector<std::string> key_order;  // as ORDER BY and comparisons take it (TablePair)
 };
 
 class Verifier {
  public:
   Verifier(const VerifyOptions& options, const TablePair& pair, PgClient& old_db, PgClient& new_db)
-      : options_(options), pair_(pair),
-        old_{&old_db, pair.old_table, pair.old_columns, pair.old_key},
-        new_{&new_db, pair.new_table, pair.new_columns, pair.new_key} {}
+      : options_(options),
+        pair_(pair),
+        old_{&old_db, pair.old_table, pair.old_columns, pair.old_key, pair.old_key_order},
+        new_{&new_db, pair.new_table, pair.new_columns, pair.new_key, pair.new_key_order} {}
 
   absl::StatusOr<VerifyReport> Run() {
     report_.table = pair_.config->name;
@@ -77,7 +79,7 @@ class Verifier {
   }
 
  private:
-  std::string KeyList(const Side& side) const { return TablePair::List(side.key); }
+  std::string KeyList(const Side& side) const { return TablePair::List(side.key_order); }
 
   enum class Difference : uint8_t { kMissing, kExtra, kDifferent };
 
@@ -219,6 +221,7 @@ class Verifier {
     int64_t rows = 0;
     ParseInt(a->first, rows);
     if (*a == *b) return rows;
+    ++report_.ranges_by_row;
     auto old_rows = Hashes(old_, low, high);
     if (!old_rows.ok()) return old_rows.status();
     auto new_rows = Hashes(new_, low, high);
@@ -438,6 +441,9 @@ absl::StatusOr<VerifyReport> Verify(const routing::Config& config, const std::st
   if (!new_db.ok()) return new_db.status();
   auto pair = ResolveTable(config, table, *old_db, *new_db, true);
   if (!pair.ok()) return pair.status();
+  if (std::string note = KeySortNote(*pair); !note.empty()) {
+    std::fprintf(stderr, "pgshift verify: %s\n", note.c_str());
+  }
   auto report = pair->old_key.empty() ? VerifyKeyless(options, *pair, *old_db, *new_db)
                                       : Verifier(options, *pair, *old_db, *new_db).Run();
   if (!report.ok()) return report.status();
@@ -454,17 +460,20 @@ absl::StatusOr<VerifyReport> Verify(const routing::Config& config, const std::st
 void PrintReport(const VerifyReport& r, bool json, std::FILE* out) {
   if (json) {
     std::fprintf(out,
-                 "{\"table\":%s,\"rows\":%lld,\"ranges\":%lld,\"missing\":%s,\"extra\":%s,"
-                 "\"different\":%s,\"repaired\":%s,\"seconds\":%.3f}\n",
+                 "{\"table\":%s,\"rows\":%lld,\"ranges\":%lld,\"ranges_by_row\":%lld,"
+                 "\"missing\":%s,\"extra\":%s,\"different\":%s,\"repaired\":%s,\"seconds\":%.3f}\n",
                  JsonString(r.table).c_str(), static_cast<long long>(r.rows),
-                 static_cast<long long>(r.ranges), JsonArray(r.missing).c_str(),
-                 JsonArray(r.extra).c_str(), JsonArray(r.different).c_str(),
-                 r.repaired ? "true" : "false", r.seconds);
+                 static_cast<long long>(r.ranges), static_cast<long long>(r.ranges_by_row),
+                 JsonArray(r.missing).c_str(), JsonArray(r.extra).c_str(),
+                 JsonArray(r.different).c_str(), r.repaired ? "true" : "false", r.seconds);
     return;
   }
-  std::fprintf(out, "pgshift verify: %s: %lld rows in %lld ranges, %zu differences%s (%.1f s)\n",
+  std::fprintf(out,
+               "pgshift verify: %s: %lld rows in %lld ranges (%lld compared row by row), %zu "
+               "differences%s (%.1f s)\n",
                r.table.c_str(), static_cast<long long>(r.rows), static_cast<long long>(r.ranges),
-               r.differences(), r.repaired ? ", repaired" : "", r.seconds);
+               static_cast<long long>(r.ranges_by_row), r.differences(),
+               r.repaired ? ", repaired" : "", r.seconds);
   auto list = [&](const char* what, const std::vector<std::string>& keys) {
     if (keys.empty()) return;
     std::string shown;

@@ -28,6 +28,7 @@ struct VerifyReport {
   std::string table;
   int64_t rows = 0;    // rows of old compared
   int64_t ranges = 0;  // ranges checksummed
+  int64_t ranges_by_row = 0;  // of those, whose checksums differed: compared row by row
   std::vector<std::string> missing, extra, different;  // keys, as text
   bool repaired = false;
   double seconds = 0;
