@@ -34,9 +34,25 @@ class KeylessVerifier {
       : options_(options),
         pair_(pair),
         old_{&old_db, pair.old_table, pair.old_columns},
-        new_{&new_db, pair.new_table, pair.new_columns} {}
+        // One database: one connection, so that one snapshot covers both.
+        new_{pair.same_database ? &old_db : &new_db, pair.new_table, pair.new_columns} {}
 
+  // On one database both sides are read, and repaired, in one snapshot
+  // (REPEATABLE READ): a mirrored insert is in both tables or in neither.
   absl::StatusOr<VerifyReport> Run() {
+    if (!one_snapshot_) return Compare();
+    if (absl::Status s = old_.db->Run("BEGIN ISOLATION LEVEL REPEATABLE READ"); !s.ok()) return s;
+    auto report = Compare();
+    if (!report.ok()) {
+      old_.db->Run("ROLLBACK").IgnoreError();
+      return report;
+    }
+    if (absl::Status s = old_.db->Run("COMMIT"); !s.ok()) return s;
+    return report;
+  }
+
+ private:
+  absl::StatusOr<VerifyReport> Compare() {
     report_.table = pair_.config->name;
     const auto started = Clock::now();
     auto old_buckets = Buckets(old_);
@@ -58,38 +74,52 @@ class KeylessVerifier {
           in_old->second == in_new->second) {
         continue;
       }
+      ++report_.ranges_by_row;
       if (absl::Status s = Count(" WHERE pg_catalog.substr(h, 1, 2) = $1", {bucket}, suspects);
           !s.ok()) {
         return s;
       }
     }
-    // A row in flight between the two reads is not a difference: the
-    // suspects are counted again a moment later.
-    if (!suspects.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
     std::vector<std::string> hashes;
     for (const auto& [hash, copies] : suspects) {
       if (copies.old_side != copies.new_side) hashes.push_back(hash);
     }
-    std::map<std::string, Copies> again;
-    for (size_t at = 0; at < hashes.size(); at += 1000) {
-      std::vector<std::string> some(
-          hashes.begin() + static_cast<std::ptrdiff_t>(at),
-          hashes.begin() + static_cast<std::ptrdiff_t>(std::min(hashes.size(), at + 1000)));
-      if (absl::Status s = Count(" WHERE h IN (SELECT pg_catalog.jsonb_array_elements_text($1::"
-                                 "pg_catalog.jsonb))",
-                                 {JsonArray(some)}, again);
-          !s.ok()) {
-        return s;
+    std::map<std::string, int64_t> lacking;  // row hash -> copies new lacks (< 0: extra)
+    if (one_snapshot_) {
+      for (const std::string& hash : hashes) {
+        lacking[hash] = suspects[hash].old_side - suspects[hash].new_side;
+      }
+    } else {
+      // Across servers the sides are read one after the other, so a row in
+      // flight between the reads looks like a difference: only what
+      // differs again a moment later, and as much as it did both times,
+      // is one.
+      if (!hashes.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      std::map<std::string, Copies> again;
+      for (size_t at = 0; at < hashes.size(); at += 1000) {
+        std::vector<std::string> some(
+            hashes.begin() + static_cast<std::ptrdiff_t>(at),
+            hashes.begin() + static_cast<std::ptrdiff_t>(std::min(hashes.size(), at + 1000)));
+        if (absl::Status s = Count(" WHERE h IN (SELECT pg_catalog.jsonb_array_elements_text($1::"
+                                   "pg_catalog.jsonb))",
+                                   {JsonArray(some)}, again);
+            !s.ok()) {
+          return s;
+        }
+      }
+      for (const std::string& hash : hashes) {
+        const int64_t first = suspects[hash].old_side - suspects[hash].new_side;
+        const int64_t second = again[hash].old_side - again[hash].new_side;
+        if ((first > 0) != (second > 0) || second == 0) continue;
+        lacking[hash] = first > 0 ? std::min(first, second) : std::max(first, second);
       }
     }
-    for (const auto& [hash, copies] : again) {
-      if (copies.old_side == copies.new_side) continue;
-      const int64_t n = copies.old_side - copies.new_side;
+    for (const auto& [hash, n] : lacking) {
       const std::string entry =
           StrCat("row ", hash, n > 1 || n < -1 ? StrCat(" x", n > 0 ? n : -n) : "");
       (n > 0 ? report_.missing : report_.extra).push_back(entry);
-      differing_.emplace(hash, copies);
     }
+    differing_ = std::move(lacking);
     if (options_.repair && !differing_.empty()) {
       if (absl::Status s = Repair(); !s.ok()) return s;
       report_.repaired = true;
@@ -98,7 +128,6 @@ class KeylessVerifier {
     return report_;
   }
 
- private:
   static void ParseAdd(const std::string& text, int64_t& total) {
     int64_t n = 0;
     ParseInt(text, n);
@@ -137,20 +166,22 @@ class KeylessVerifier {
     return absl::OkStatus();
   }
 
-  // On the mirror, in one transaction: the copies it lacks, read from the
-  // authoritative side, and the ones it has too many of, deleted.
+  // On the mirror, in one transaction (on one database, verify's): the
+  // copies it lacks, read from the authoritative side, and the ones it has
+  // too many of, deleted.
   absl::Status Repair() {
     const bool to_old = pair_.new_is_authoritative;
     const Side& from = to_old ? new_ : old_;
     const Side& to = to_old ? old_ : new_;
     auto fail = [&](absl::Status s) {
-      to.db->Run("ROLLBACK").IgnoreError();
+      if (!one_snapshot_) to.db->Run("ROLLBACK").IgnoreError();
       return s;
     };
-    if (absl::Status s = to.db->Run("BEGIN"); !s.ok()) return s;
-    for (const auto& [hash, copies] : differing_) {
-      const int64_t lacking =
-          to_old ? copies.new_side - copies.old_side : copies.old_side - copies.new_side;
+    if (!one_snapshot_) {
+      if (absl::Status s = to.db->Run("BEGIN"); !s.ok()) return s;
+    }
+    for (const auto& [hash, new_lacks] : differing_) {
+      const int64_t lacking = to_old ? -new_lacks : new_lacks;
       if (lacking < 0) {
         absl::Status s = to.db->Run(
             // tableoid with ctid: a partition's ctid is not unique in the whole.
@@ -180,14 +211,16 @@ class KeylessVerifier {
         if (!s.ok()) return fail(s);
       }
     }
-    return to.db->Run("COMMIT");
+    return one_snapshot_ ? absl::OkStatus() : to.db->Run("COMMIT");
   }
 
   const VerifyOptions& options_;
   const TablePair& pair_;
   Side old_, new_;
   VerifyReport report_;
-  std::map<std::string, Copies> differing_;
+  // Row hash -> copies the new side lacks (negative: has too many).
+  std::map<std::string, int64_t> differing_;
+  const bool one_snapshot_ = pair_.same_database;
 };
 
 }  // namespace
