@@ -111,6 +111,10 @@ class Login {
         co_return static_cast<ErrorFields>(*error);
       }
       if (!authenticated) {
+        // pgshift asks for 3.0 without options, which every server speaks;
+        // one that still answers which it speaks has said nothing that
+        // changes the login.
+        if (type == protocol::backend::kNegotiateProtocolVersion) continue;
         if (type != protocol::backend::kAuthentication) {
           co_return Failure(
               StrCat("unexpected message '", std::string(1, type), "' during authentication"));

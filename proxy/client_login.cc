@@ -7,6 +7,7 @@
 #include "protocol/message_type.h"
 #include "protocol/messages/authentication.h"
 #include "protocol/messages/error_response.h"
+#include "protocol/messages/negotiate_protocol_version.h"
 #include "protocol/messages/password.h"
 #include "protocol/scram.h"
 #include "proxy/log.h"
@@ -28,13 +29,21 @@ protocol::ErrorFields Fatal(std::string_view code, std::string_view message) {
 }
 
 awaitable<std::optional<ClientStart>> ClientLogin::ReadStartup(asio::ssl::context* tls) {
-  bool negotiated_encryption = false;
+  // Each kind of encryption request once; after one is refused the other
+  // may follow (libpq asks for GSS first, then TLS), after one is accepted
+  // neither (as PostgreSQL's ProcessStartupPacket).
+  bool ssl_done = false;
+  bool gss_done = false;
   while (true) {
     error_code ec;
     auto packet = co_await ReadStartupPacket(stream_, buffer_, ec);
     if (ec) co_return std::nullopt;  // gone before saying anything useful
     if (!packet.ok()) {
-      co_await Fail(Fatal(sqlstate::kProtocolViolation, MessageOf(packet.status())));
+      // Not a PostgreSQL client (or one hanging up at once: a Terminate
+      // reads as a huge length). The postmaster logs this and closes
+      // without an answer; so does pgshift.
+      LogEvent(LogLevel::kWarning, "invalid_startup_packet",
+               {{"client", address_}, {"reason", MessageOf(packet.status())}});
       co_return std::nullopt;
     }
     auto parsed = protocol::ParseStartupPacket(*packet);
@@ -44,15 +53,19 @@ awaitable<std::optional<ClientStart>> ClientLogin::ReadStartup(asio::ssl::contex
       co_await Fail(Fatal(code, MessageOf(parsed.status())));
       co_return std::nullopt;
     }
-    if (auto* start = std::get_if<protocol::StartupMessage>(&*parsed)) co_return *start;
+    if (auto* start = std::get_if<protocol::StartupMessage>(&*parsed)) {
+      if (!co_await NegotiateVersion(*start)) co_return std::nullopt;
+      co_return *start;
+    }
     if (auto* cancel = std::get_if<protocol::CancelRequest>(&*parsed)) co_return *cancel;
-    // SSLRequest or GSSENCRequest: once only, before the startup message.
-    if (negotiated_encryption) {
+    const bool ssl = std::holds_alternative<protocol::SslRequest>(*parsed);
+    if (ssl ? ssl_done : gss_done) {
       co_await Fail(Fatal(sqlstate::kProtocolViolation, "duplicate encryption request"));
       co_return std::nullopt;
     }
-    negotiated_encryption = true;
-    bool accept_tls = std::holds_alternative<protocol::SslRequest>(*parsed) && tls != nullptr;
+    (ssl ? ssl_done : gss_done) = true;
+    bool accept_tls = ssl && tls != nullptr;
+    if (accept_tls) gss_done = true;
     char answer = accept_tls ? protocol::kEncryptionAccepted : protocol::kEncryptionRefused;
     co_await stream_.Write(asio::buffer(&answer, 1), ec);
     if (ec) co_return std::nullopt;
@@ -71,6 +84,31 @@ awaitable<std::optional<ClientStart>> ClientLogin::ReadStartup(asio::ssl::contex
       }
     }
   }
+}
+
+// A client asking for a newer 3.x (PostgreSQL 18's libpq asks for 3.2) or
+// for protocol options ("_pq_.*") is told, as PostgreSQL tells it, that
+// this server speaks 3.0 and knows none of them; it then carries on in 3.0,
+// and so does pgshift toward its servers.
+awaitable<bool> ClientLogin::NegotiateVersion(protocol::StartupMessage& start) {
+  protocol::NegotiateProtocolVersion answer;
+  auto& params = start.parameters;
+  for (auto it = params.begin(); it != params.end();) {
+    if (it->first.starts_with("_pq_.")) {
+      answer.unrecognized_options.push_back(it->first);
+      it = params.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  const bool newer = start.protocol_version != protocol::kProtocolVersion3;
+  if (!newer && answer.unrecognized_options.empty()) co_return true;
+  start.protocol_version = protocol::kProtocolVersion3;
+  std::string out;
+  answer.Encode(out);
+  error_code ec;
+  co_await stream_.Write(asio::buffer(out), ec);
+  co_return !ec;
 }
 
 awaitable<bool> ClientLogin::Authenticate(const Settings& settings, const std::string& user) {

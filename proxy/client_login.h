@@ -28,8 +28,9 @@ class ClientLogin {
       : stream_(stream), buffer_(buffer), address_(address), stats_(stats) {}
 
   // Answers SSLRequest ('S' with a handshake when `tls` is set, else 'N') and
-  // GSSENCRequest ('N'), then returns the StartupMessage or CancelRequest.
-  // nullopt when the client left or was failed for a bad packet.
+  // GSSENCRequest ('N'), then returns the StartupMessage (as 3.0) or
+  // CancelRequest. nullopt when the client left, sent what is no startup
+  // packet (closed without a word, as the postmaster does) or was failed.
   awaitable<std::optional<ClientStart>> ReadStartup(asio::ssl::context* tls);
 
   // Authenticates `user` as settings say; false after failing the client.
@@ -45,6 +46,10 @@ class ClientLogin {
   // Sends an authentication request. Callers pass a named object: GCC 12
   // miscompiles aggregate temporaries inside co_await.
   awaitable<void> Ask(const protocol::Authentication& request);
+  // Answers a 3.x startup above 3.0, or with "_pq_." options, with
+  // NegotiateProtocolVersion and makes it 3.0 without them; false when the
+  // client is gone.
+  awaitable<bool> NegotiateVersion(protocol::StartupMessage& start);
   awaitable<bool> AuthenticateMd5(const std::string& user, const routing::UserConfig* entry);
   awaitable<bool> AuthenticateScram(const Settings& settings, const std::string& user,
                                     const routing::UserConfig* entry);

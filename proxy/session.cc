@@ -104,9 +104,14 @@ void Session::StartPump(Link& l) {
 
 awaitable<void> Session::PumpClientToBackend() {
   protocol::FrameDecoder decoder(protocol::kFrontendTypes, config().proxy.max_message_size);
+  // What the client sent with its startup packet (a Query in the same
+  // write) is already here: decoded before anything more is awaited.
+  bool unread = !client_.buffer.empty();
   while (!ended()) {
     error_code ec;
-    size_t n = co_await client_.stream.ReadSome(client_.buffer.PrepareRead(), ec);
+    size_t n = 0;
+    if (!std::exchange(unread, false))
+      n = co_await client_.stream.ReadSome(client_.buffer.PrepareRead(), ec);
     if (ec) {
       if (!ended() && client_.forwarding_partial) {
         LogEvent(LogLevel::kInfo, "client_lost_mid_message",

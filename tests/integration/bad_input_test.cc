@@ -8,6 +8,7 @@
 #include <chrono>
 #include <thread>
 
+#include "protocol/messages/negotiate_protocol_version.h"
 #include "protocol/messages/query.h"
 #include "protocol/messages/startup.h"
 #include "protocol/wire.h"
@@ -116,12 +117,74 @@ TEST_F(BadInput, ClientVanishesMidMessage) {
   EXPECT_EQ(sessions(), "0") << "the backend connection is released";
 }
 
-TEST_F(BadInput, StartupPacketTooLong) {
+// What is no startup packet is logged and the connection closed without a
+// word, as the postmaster does.
+TEST_F(BadInput, StartupPacketTooLongIsClosedWithoutAnAnswer) {
   RawClient c(proxy_.port());
   std::string packet(4, '\0');
   protocol::WriteBigEndian32(packet.data(), 20000);
   c.Send(packet);
-  ExpectProtocolViolation(c, "invalid length of startup packet");
+  EXPECT_EQ(c.Read(), std::nullopt) << "no ErrorResponse";
+  EXPECT_TRUE(c.WaitForClose());
+  EXPECT_NE(proxy_.LogEnd().find("event=invalid_startup_packet"), std::string::npos);
+}
+
+// node-postgres's quick disconnect: connect, send Terminate at once.
+TEST_F(BadInput, TerminateInPlaceOfAStartupGetsNoError) {
+  RawClient c(proxy_.port());
+  c.Send(Header('X', 4));
+  EXPECT_EQ(c.Read(), std::nullopt) << "no ErrorResponse";
+  EXPECT_TRUE(c.WaitForClose());
+}
+
+// The startup message and the first Query in one write: both answered.
+TEST_F(BadInput, StartupAndQueryInOneWriteAreBothAnswered) {
+  RawClient c(proxy_.port());
+  protocol::StartupMessage start;
+  start.Set("user", "postgres");
+  std::string out;
+  start.Encode(out);
+  protocol::Query{"SELECT 42"}.Encode(out);
+  c.Send(out);
+  int ready = 0;
+  std::string row;
+  while (ready < 2) {
+    auto m = c.Read();
+    ASSERT_TRUE(m) << "the Query went unanswered";
+    if (m->type == 'Z') ++ready;
+    if (m->type == 'D') row = m->payload;
+    ASSERT_NE(m->type, 'E') << m->payload;
+  }
+  EXPECT_NE(row.find("42"), std::string::npos);
+}
+
+// A client asking for protocol 3.2 (PostgreSQL 18's libpq with
+// max_protocol_version=latest) and an option pgshift does not know is told
+// 3.0 and carries on in it.
+TEST_F(BadInput, NewerMinorVersionsAreNegotiatedDownTo30) {
+  RawClient c(proxy_.port());
+  protocol::StartupMessage start;
+  start.protocol_version = (3 << 16) | 2;
+  start.Set("user", "postgres");
+  start.Set("_pq_.future_option", "on");
+  std::string out;
+  start.Encode(out);
+  c.Send(out);
+  auto first = c.Read();
+  ASSERT_TRUE(first);
+  ASSERT_EQ(first->type, 'v') << first->payload;
+  auto negotiated = protocol::NegotiateProtocolVersion::Decode(first->payload);
+  ASSERT_TRUE(negotiated.ok());
+  EXPECT_EQ(negotiated->newest_minor_version, 0);
+  EXPECT_EQ(negotiated->unrecognized_options, std::vector<std::string>{"_pq_.future_option"});
+  std::optional<RawClient::Message> m;
+  while ((m = c.Read()) && m->type != 'Z') ASSERT_NE(m->type, 'E') << m->payload;
+  ASSERT_TRUE(m) << "login did not finish";
+  std::string query;
+  protocol::Query{"SELECT 1"}.Encode(query);
+  c.Send(query);
+  while ((m = c.Read()) && m->type != 'Z') ASSERT_NE(m->type, 'E') << m->payload;
+  EXPECT_TRUE(m);
 }
 
 TEST_F(BadInput, UnsupportedProtocolVersion) {
@@ -170,8 +233,16 @@ TEST_F(BadInput, EncryptionRequestsAnsweredNWithoutTls) {
   protocol::SslRequest{}.Encode(ssl);
   d.Send(ssl);
   EXPECT_EQ(d.ReadByte(), 'N');
-  d.Send(ssl);  // a second request is a violation
+  d.Send(ssl);  // a second request of the same kind is a violation
   ExpectProtocolViolation(d, "duplicate encryption request");
+
+  // libpq's order with gssencmode=prefer: GSS refused, then TLS.
+  RawClient e(proxy_.port());
+  e.Send(gss);
+  EXPECT_EQ(e.ReadByte(), 'N');
+  e.Send(ssl);
+  EXPECT_EQ(e.ReadByte(), 'N');
+  EXPECT_EQ(e.Login("postgres"), std::nullopt) << "startup proceeds after both";
 }
 
 TEST(MaxClients, RefusesTheClientOverTheLimitWith53300) {
