@@ -18,6 +18,7 @@ struct Column {
   // its collation (the database's for the default one); empty when its
   // type has no collation.
   std::string collation;
+  std::string collation_oid;
 };
 
 // The collation's settings as catalog rows of any version name them (read
@@ -36,7 +37,7 @@ absl::StatusOr<std::vector<Column>> ReadColumns(PgClient& db, const std::string&
   size_t dot = table.find('.');
   auto rows = db.Exec(
       StrCat("SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attgenerated <> '', ",
-             kCollationOfColumn,
+             kCollationOfColumn, ", a.attcollation::pg_catalog.text",
              " FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
              "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
              "WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped "
@@ -48,7 +49,7 @@ absl::StatusOr<std::vector<Column>> ReadColumns(PgClient& db, const std::string&
   }
   std::vector<Column> columns;
   for (const Row& r : rows->rows)
-    columns.push_back({*r[0], *r[1], *r[2] == "t", r[3].value_or("")});
+    columns.push_back({*r[0], *r[1], *r[2] == "t", r[3].value_or(""), r[4].value_or("")});
   return columns;
 }
 
@@ -169,10 +170,15 @@ absl::StatusOr<TablePair> ResolveTable(const routing::Config& config, std::strin
     auto counterpart = std::find_if(new_columns->begin(), new_columns->end(),
                                     [&](const Column& c) { return c.name == mapped; });
     pair.new_key_types.push_back(counterpart->type);
-    if (!column->collation.empty() && column->collation != counterpart->collation) {
-      pair.key_sort_differs.push_back(
-          StrCat(k, " (old ", column->collation, ", new ",
-                 counterpart->collation.empty() ? "none" : counterpart->collation, ")"));
+    // On one database two collation objects alike still clash when
+    // compared (42P22): there the collation itself must be the same.
+    const bool differs =
+        column->collation != counterpart->collation ||
+        (pair.same_database && column->collation_oid != counterpart->collation_oid);
+    if (differs) {
+      auto named = [](const std::string& c) { return c.empty() ? std::string("none") : c; };
+      pair.key_sort_differs.push_back(StrCat(k, " (old ", named(column->collation), ", new ",
+                                             named(counterpart->collation), ")"));
     }
   }
   // Ranges of keys mean the same on both sides only in one order: where

@@ -79,6 +79,8 @@ class Verifier {
   }
 
  private:
+  // For ORDER BY and ranges; equality (IN) takes the plain key, which its
+  // index serves.
   std::string KeyList(const Side& side) const { return TablePair::List(side.key_order); }
 
   enum class Difference : uint8_t { kMissing, kExtra, kDifferent };
@@ -188,7 +190,8 @@ class Verifier {
       list = StrCat(list, list.empty() ? "" : ", ", pair_.KeyParams(static_cast<int>(params.size()) + 1));
       params.insert(params.end(), key.begin(), key.end());
     }
-    return HashesWhere(side, StrCat(" WHERE (", KeyList(side), ") IN (", list, ")"), params, xmins);
+    return HashesWhere(side, StrCat(" WHERE (", TablePair::List(side.key), ") IN (", list, ")"),
+                       params, xmins);
   }
 
   // `xmins`, if given, gets each row's xmin: the version verify saw.
@@ -326,7 +329,7 @@ class Verifier {
     for (size_t i = 0; i < from.key.size(); ++i) key_text += StrCat(from.key[i], "::text, ");
     auto rows = from.db->Exec(
         StrCat("SELECT ", key_text, TablePair::List(from.columns), " FROM ", from.table, " WHERE (",
-               KeyList(from), ") IN (", pair_.KeysFromJson(1, !to_new), ") FOR SHARE"),
+               TablePair::List(from.key), ") IN (", pair_.KeysFromJson(1, !to_new), ") FOR SHARE"),
         {TablePair::KeysJson(key_rows)});
     if (!rows.ok()) return rows.status();
     std::set<Key> present;
@@ -348,16 +351,17 @@ class Verifier {
       }
     }
     if (!replaced.empty()) {
-      absl::Status s = to.db->Run(StrCat("DELETE FROM ", to.table, " WHERE (", KeyList(to),
-                                         ") IN (", pair_.KeysFromJson(1, to_new), ")"),
-                                  {TablePair::KeysJson(replaced)});
+      absl::Status s =
+          to.db->Run(StrCat("DELETE FROM ", to.table, " WHERE (", TablePair::List(to.key), ") IN (",
+                            pair_.KeysFromJson(1, to_new), ")"),
+                     {TablePair::KeysJson(replaced)});
       if (!s.ok()) return s;
     }
     if (!stale.empty()) {
       // The key's columns, then the row hash and version verify saw: a row
       // written since (even with the same content) is newer than the repair.
       absl::Status s = to.db->Run(
-          StrCat("DELETE FROM ", to.table, " WHERE (", KeyList(to), ", ",
+          StrCat("DELETE FROM ", to.table, " WHERE (", TablePair::List(to.key), ", ",
                  TablePair::RowHash(to.columns), " || ' ' || xmin::pg_catalog.text) IN (",
                  pair_.KeysFromJson(1, to_new, true), ")"),
           {TablePair::KeysJson(stale)});

@@ -42,7 +42,9 @@ void WriteAudit::Record(Clock::time_point now, const std::vector<Reading>& readi
     if (added) {
       count.relation = r.relation;
       count.since = now;
-      if (first_round_) Begin(count, r, 0);
+      // pgshift had written nothing yet (not so when a reload turned the
+      // audit on later: then it waits like any other).
+      if (first_round_ && r.proxied_rows == 0) Begin(count, r, 0);
     }
     if (!count.begun) {
       count.history.push_back({now, r.proxied_rows});

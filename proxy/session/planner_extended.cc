@@ -155,15 +155,20 @@ void Planner::OnExecute(std::string_view message, std::string_view payload) {
     }
     SplitBatchBeforeControl(prepared.server);
   }
-  // A write mirrored across servers hands its rows over as its result
-  // (pgshift's columns): under a row limit (pgjdbc sends 1 for a statement
-  // without one) all but the first would stay unmirrored. Without a
-  // RETURNING of the client's the limit changes nothing it sees.
+  // A mirrored write answers with its rows (pgshift's columns across
+  // servers, the CTE's on one database): under a row limit (pgjdbc sends 1
+  // for a statement without one) all but the first would stay unmirrored,
+  // and the client would get PortalSuspended where the write it sent
+  // completes. Without a RETURNING of the client's the limit changes
+  // nothing it sees; with one, on one database the CTE wrote every row
+  // anyway and the limit stands.
   std::string unlimited;
-  if (plan.mirrors_remotely) {
+  const bool mirrored_write = !plan.shapes.empty() && plan.shapes[0].counts_rows != nullptr;
+  if (plan.mirrors_remotely || mirrored_write) {
     auto execute = protocol::Execute::Decode(payload);
-    if (execute.ok() && execute->max_rows != 0) {
-      if (plan.shapes.empty() || !plan.shapes[0].no_rows) {
+    const bool client_rows = plan.shapes.empty() || !plan.shapes[0].no_rows;
+    if (execute.ok() && execute->max_rows != 0 && (plan.mirrors_remotely || !client_rows)) {
+      if (client_rows) {
         return Refuse(prepared.server,
                       routing::Refusal{std::string(sqlstate::kFeatureNotSupported),
                                        "pgshift: a write with RETURNING on a table mirrored to "

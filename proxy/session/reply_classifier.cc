@@ -87,9 +87,10 @@ bool ClassifyShaped(const ExpectedReply& expected, char type, ReplyDecision& d) 
       return true;
     case backend::kCommandComplete:
       d.advance = true;
-      d.action = shape.hidden        ? ReplyAction::kDrop
-                 : shape.tag.empty() ? ReplyAction::kForward
-                                     : ReplyAction::kReshapeTag;
+      // A hidden mirrored write (a COPY's INSERT) still counts its rows.
+      d.action = shape.hidden && shape.counts_rows == nullptr ? ReplyAction::kDrop
+                 : shape.tag.empty()                          ? ReplyAction::kForward
+                                                              : ReplyAction::kReshapeTag;
       return true;
     case backend::kEmptyQueryResponse:
     case backend::kPortalSuspended: d.advance = true; return true;

@@ -198,7 +198,8 @@ void ReplyRelay::Capture(std::string_view message) {
   Emit(message);
 }
 
-// The server's "SELECT n" for a rewritten write, as the write's own tag.
+// The server's "SELECT n" for a rewritten write, as the write's own tag
+// (none for a statement of pgshift's own); its rows counted.
 void ReplyRelay::OnCommandComplete(std::string_view payload) {
   auto complete = protocol::CommandComplete::Decode(payload);
   if (!complete.ok()) {
@@ -211,6 +212,7 @@ void ReplyRelay::OnCommandComplete(std::string_view payload) {
   if (shape_.counts_rows != nullptr && ParseInt(rows, count)) {
     shape_.counts_rows->rows_written.fetch_add(count, std::memory_order_relaxed);
   }
+  if (shape_.hidden) return;
   protocol::CommandComplete reshaped;
   reshaped.tag = shape_.tag == "INSERT" ? StrCat("INSERT 0 ", rows) : StrCat(shape_.tag, " ", rows);
   std::string bytes;
