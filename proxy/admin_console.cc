@@ -19,6 +19,7 @@
 #include "protocol/messages/ready_for_query.h"
 #include "protocol/messages/row_description.h"
 #include "proxy/client_login.h"
+#include "proxy/deadline.h"
 #include "proxy/log.h"
 #include "proxy/message_io.h"
 #include "proxy/migration_state.h"
@@ -136,6 +137,9 @@ Table ShowConfig(const Settings& s, const std::string& path) {
       {"proxy.metrics_listen", Endpoint(p.metrics_listen)},
       {"proxy.auth_method", std::string(routing::AuthMethodName(p.auth_method))},
       {"proxy.max_clients", StrCat(p.max_clients)},
+      {"proxy.max_logins", StrCat(p.max_logins)},
+      {"proxy.login_timeout", StrCat(p.login_timeout_s)},
+      {"proxy.admin_max_clients", StrCat(p.admin_max_clients)},
       {"proxy.tls", p.tls_enabled() ? "on" : "off"},
       {"proxy.shutdown_timeout", StrCat(p.shutdown_timeout_s)},
       {"proxy.connect_timeout", StrCat(p.connect_timeout_s)},
@@ -191,6 +195,8 @@ AdminConsole::AdminConsole(Server& server, tcp::socket socket)
 }
 
 awaitable<void> AdminConsole::Run() {
+  auto deadline =
+      std::make_unique<Deadline>(client_, server_.settings()->config->proxy.login_timeout_s);
   ClientLogin login(client_, buffer_, address_, server_.stats());
   auto start = co_await login.ReadStartup(server_.client_tls());
   if (!start) co_return;
@@ -202,6 +208,7 @@ awaitable<void> AdminConsole::Run() {
   std::string user(startup->Get("user"));
   SettingsPtr settings = server_.settings();
   if (!co_await login.Authenticate(*settings, user)) co_return;
+  deadline.reset();
   const routing::UserConfig* entry = settings->config->FindUser(user);
   if (entry == nullptr || !entry->admin) {
     LogEvent(LogLevel::kWarning, "admin_refused",

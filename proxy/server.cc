@@ -108,6 +108,38 @@ bool Server::TryAdmitClient() {
 
 void Server::ReleaseClient() { clients_.fetch_sub(1); }
 
+namespace {
+
+// True at most once per `interval` for `last` (the time it last was).
+bool DueToSay(std::atomic<int64_t>& last, std::chrono::seconds interval) {
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  int64_t seen = last.load();
+  const int64_t wait = std::chrono::duration_cast<std::chrono::milliseconds>(interval).count();
+  return (seen == 0 || now - seen >= wait) && last.compare_exchange_strong(seen, now);
+}
+
+constexpr std::chrono::seconds kRefusalLogInterval{10};
+
+}  // namespace
+
+bool Server::TryBeginLogin() {
+  const int limit = settings()->config->proxy.max_logins;
+  int current = logins_.load();
+  while (current < limit) {
+    if (logins_.compare_exchange_weak(current, current + 1)) return true;
+  }
+  if (DueToSay(logins_full_logged_, kRefusalLogInterval)) {
+    LogEvent(LogLevel::kWarning, "logins_full",
+             {{"reason", StrCat("max_logins (", limit,
+                                ") connections are logging in; new ones are closed at once")}});
+  }
+  return false;
+}
+
+void Server::EndLogin() { logins_.fetch_sub(1); }
+
 absl::Status Server::Setup() {
   SettingsPtr settings = this->settings();
   const routing::Config& config = *settings->config;
@@ -271,7 +303,19 @@ awaitable<void> Server::Accept() {
     tcp::socket socket = co_await acceptor_->async_accept(worker.context, WithError(ec));
     if (ec) {
       if (ec == asio::error::operation_aborted || !acceptor_->is_open()) break;
-      LogEvent(LogLevel::kWarning, "accept_failed", {{"reason", ec.message()}});
+      // Out of file descriptors: the connection stays queued, and
+      // accepting again at once would spin. Wait a moment; say so once
+      // per interval.
+      const bool out_of_files = ec == asio::error::no_descriptors ||
+                                ec == boost::system::errc::too_many_files_open_in_system;
+      if (!out_of_files || DueToSay(accept_backoff_logged_, kRefusalLogInterval)) {
+        LogEvent(LogLevel::kWarning, "accept_failed",
+                 {{"reason", ec.message()}, {"backoff_ms", out_of_files ? "100" : "0"}});
+      }
+      if (out_of_files) {
+        asio::steady_timer pause(main_, std::chrono::milliseconds(100));
+        co_await pause.async_wait(WithError(ec));
+      }
       continue;
     }
     auto session = std::make_shared<Session>(*this, std::move(socket), next_session_id_++,
@@ -311,8 +355,16 @@ awaitable<void> Server::AcceptOnMain(tcp::acceptor& acceptor,
 }
 
 void Server::ServeAdmin(tcp::socket socket) {
-  auto console = std::make_shared<AdminConsole>(*this, std::move(socket));
   std::erase_if(admin_consoles_, [](const auto& weak) { return weak.expired(); });
+  const int limit = settings()->config->proxy.admin_max_clients;
+  if (static_cast<int>(admin_consoles_.size()) >= limit) {
+    LogEvent(LogLevel::kWarning, "admin_refused",
+             {{"reason", StrCat("admin_max_clients (", limit, ") reached")}});
+    error_code ignored;
+    socket.close(ignored);
+    return;
+  }
+  auto console = std::make_shared<AdminConsole>(*this, std::move(socket));
   admin_consoles_.push_back(console);
   asio::co_spawn(
       main_, [console]() -> awaitable<void> { co_await console->Run(); }, asio::detached);

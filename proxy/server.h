@@ -82,6 +82,10 @@ class Server {
   // Counts a client against max_clients; false when it is full.
   bool TryAdmitClient();
   void ReleaseClient();
+  // Counts a connection logging in against max_logins; false (logged
+  // once per 10 s) when it is full.
+  bool TryBeginLogin();
+  void EndLogin();
 
  private:
   absl::Status Setup();
@@ -136,6 +140,11 @@ class Server {
   // Shadow counters when each table last entered shadow-read (main thread).
   absl::flat_hash_map<std::string, ShadowEvidence> shadow_baseline_;
   std::atomic<int> clients_{0};
+  std::atomic<int> logins_{0};
+  // When a refusal of each kind was last logged (steady clock, ms), so a
+  // flood is said once per interval, not once per connection.
+  std::atomic<int64_t> logins_full_logged_{0};
+  std::atomic<int64_t> accept_backoff_logged_{0};
   mutable absl::Mutex recovery_mutex_;
   RecoveryReport recovery_ ABSL_GUARDED_BY(recovery_mutex_);
 

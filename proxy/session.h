@@ -46,6 +46,8 @@
 
 namespace pgshift::proxy {
 
+class Deadline;
+
 // One row of SHOW CLIENTS.
 struct ClientRow {
   uint64_t session = 0;
@@ -82,6 +84,8 @@ class Session : public std::enable_shared_from_this<Session>,
 
  private:
   awaitable<void> ForwardCancel(const protocol::CancelRequest& request);
+  // Logs a login the login_timeout cut short.
+  void LogLoginTimeout(const Deadline& deadline) const;
 
   awaitable<void> Relay();
   awaitable<void> PumpClientToBackend();

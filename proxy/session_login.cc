@@ -6,6 +6,7 @@
 #include "protocol/messages/error_response.h"
 #include "proxy/backend_login.h"
 #include "proxy/client_login.h"
+#include "proxy/deadline.h"
 #include "proxy/log.h"
 #include "proxy/server.h"
 #include "proxy/session.h"
@@ -16,12 +17,46 @@ namespace {
 using protocol::ErrorFields;
 using routing::BackendId;
 namespace sqlstate = protocol::sqlstate;
+
+// A slot of max_logins, given back when the login ends (or the session).
+class LoginSlot {
+ public:
+  explicit LoginSlot(Server& server) : server_(server), held_(server.TryBeginLogin()) {}
+  ~LoginSlot() { Release(); }
+  bool held() const { return held_; }
+  void Release() {
+    if (std::exchange(held_, false)) server_.EndLogin();
+  }
+
+ private:
+  Server& server_;
+  bool held_;
+};
 }  // namespace
 
+void Session::LogLoginTimeout(const Deadline& deadline) const {
+  if (!deadline.expired()) return;
+  LogEvent(LogLevel::kWarning, "login_timeout",
+           {{"client", record_.address},
+            {"reason",
+             StrCat("no login within login_timeout (", config().proxy.login_timeout_s, " s)")}});
+}
+
 awaitable<void> Session::Run() {
+  // Connections still logging in hold a slot of max_logins until their
+  // login ends, and have login_timeout to finish it.
+  LoginSlot slot(server_);
+  if (!slot.held()) {
+    client_.stream.Close();
+    co_return;
+  }
+  auto deadline = std::make_unique<Deadline>(client_.stream, config().proxy.login_timeout_s);
   ClientLogin login_client(client_.stream, client_.buffer, record_.address, server_.stats());
   auto start = co_await login_client.ReadStartup(server_.client_tls());
-  if (!start) co_return;
+  if (!start) {
+    LogLoginTimeout(*deadline);
+    co_return;
+  }
   if (auto* cancel = std::get_if<protocol::CancelRequest>(&*start)) {
     co_await ForwardCancel(*cancel);
     client_.stream.Close();
@@ -36,6 +71,14 @@ awaitable<void> Session::Run() {
                                      "no PostgreSQL user name specified in startup packet"));
     co_return;
   }
+  if (!co_await login_client.Authenticate(*settings_, record_.user)) {
+    LogLoginTimeout(*deadline);
+    co_return;
+  }
+  deadline.reset();
+  slot.Release();
+  // A slot of max_clients only once authenticated: clients that cannot
+  // log in never crowd out those that can.
   record_.admitted = server_.TryAdmitClient();
   if (!record_.admitted) {
     LogEvent(LogLevel::kWarning, "client_refused",
@@ -46,7 +89,6 @@ awaitable<void> Session::Run() {
         Fatal(sqlstate::kTooManyConnections, "sorry, too many clients already"));
     co_return;
   }
-  if (!co_await login_client.Authenticate(*settings_, record_.user)) co_return;
 
   // Built as a named local: GCC 12 miscompiles aggregate temporaries inside
   // a co_await expression.

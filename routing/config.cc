@@ -187,6 +187,10 @@ void ReadProxy(Section& s, ProxySettings& p) {
                          AuthChoice{"scram-sha-256", AuthMethod::kScramSha256}},
               p.auth_method);
   s.GetInteger("max_clients", 1, 1'000'000, p.max_clients);
+  s.GetInteger("max_logins", 1, 1'000'000, p.max_logins);
+  s.GetInteger("admin_max_clients", 1, 1000, p.admin_max_clients);
+  s.GetSeconds("login_timeout", p.login_timeout_s);
+  if (p.login_timeout_s < 0.1) s.BadValue("login_timeout", "must be at least 0.1 seconds");
   s.GetString("tls_cert", p.tls_cert);
   s.GetString("tls_key", p.tls_key);
   if (p.tls_cert.empty() != p.tls_key.empty()) {

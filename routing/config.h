@@ -48,7 +48,12 @@ struct ProxySettings {
   std::optional<Endpoint> admin_listen;
   std::optional<Endpoint> metrics_listen;
   AuthMethod auth_method = AuthMethod::kTrust;
-  int max_clients = 1000;
+  int max_clients = 1000;      // authenticated sessions
+  int max_logins = 100;        // connections still logging in
+  int admin_max_clients = 10;  // admin console connections
+  // A client must finish its startup, TLS handshake and authentication
+  // within this (PostgreSQL's authentication_timeout).
+  double login_timeout_s = 60;
   std::string tls_cert;
   std::string tls_key;
   double shutdown_timeout_s = 30;   // SIGTERM: how long sessions may finish

@@ -272,6 +272,86 @@ TEST(MaxClients, RefusesTheClientOverTheLimitWith53300) {
   EXPECT_EQ(open[0]->Value("SELECT 'still here'"), "still here");
 }
 
+// Connections that never finish logging in: closed at login_timeout, and
+// never more than max_logins at once (the next is closed at once); a
+// client that logs in holds no such slot. max_clients counts only clients
+// that authenticated, so the silent ones crowd out no one.
+TEST(LoginLimits, SlowAndSilentLoginsAreBoundedInTimeAndNumber) {
+  const int admin_port = FreePort();
+  PgshiftProcess proxy(Cluster().port(),
+                       "login_timeout = 1\nmax_logins = 2\nmax_clients = 2\n"
+                       "auth_method = \"scram-sha-256\"\nadmin_max_clients = 1\n"
+                       "admin_listen = \"127.0.0.1:" +
+                           std::to_string(admin_port) + "\"",
+                       "user = \"postgres\"",
+                       "[[users]]\nname = \"app\"\npassword = \"pw\"\nadmin = true\n");
+  ASSERT_TRUE(proxy.ok()) << proxy.LogEnd();
+  // The start-up check's own connection is gone by now.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // Silent, and one that stops at the password request.
+  RawClient silent(proxy.port(), 5000);
+  RawClient stuck(proxy.port(), 5000);
+  protocol::StartupMessage start;
+  start.Set("user", "app");
+  std::string packet;
+  start.Encode(packet);
+  ASSERT_TRUE(stuck.Send(packet));
+  auto asked = stuck.Read();
+  ASSERT_TRUE(asked) << proxy.LogEnd();
+  EXPECT_EQ(asked->type, 'R');
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  RawClient third(proxy.port(), 5000);
+  EXPECT_EQ(third.Read(), std::nullopt) << "over max_logins: closed without a word";
+  EXPECT_TRUE(silent.WaitForClose()) << "login_timeout closes the silent one";
+  EXPECT_TRUE(stuck.WaitForClose()) << "and the one that never answered";
+  EXPECT_NE(proxy.log().find("event=login_timeout"), std::string::npos) << proxy.LogEnd();
+  EXPECT_NE(proxy.log().find("event=logins_full"), std::string::npos) << proxy.LogEnd();
+  // Authenticated clients hold no login slot: more than max_logins at once.
+  PgConn a(proxy.ConnInfo("user=app password=pw"));
+  PgConn b(proxy.ConnInfo("user=app password=pw"));
+  ASSERT_TRUE(a.ok()) << a.error();
+  ASSERT_TRUE(b.ok()) << b.error();
+  // A third is refused by max_clients, after authenticating.
+  PgConn c(proxy.ConnInfo("user=app password=pw"));
+  EXPECT_NE(c.error().find("sorry, too many clients already"), std::string::npos) << c.error();
+  // The admin console has its own cap.
+  RawClient console(admin_port, 5000);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  RawClient second_console(admin_port, 5000);
+  EXPECT_EQ(second_console.Read(), std::nullopt) << "over admin_max_clients";
+  EXPECT_NE(proxy.log().find("admin_max_clients (1) reached"), std::string::npos);
+  EXPECT_EQ(a.Value("SELECT 'still here'"), "still here");
+}
+
+// Out of file descriptors, accept fails with EMFILE while the connection
+// stays queued: pgshift waits a moment instead of spinning, says so once
+// per interval, and takes the queued clients once descriptors are free.
+TEST(LoginLimits, RunningOutOfFileDescriptorsBacksOff) {
+  PgshiftProcess proxy(Cluster().port());
+  ASSERT_TRUE(proxy.ok()) << proxy.LogEnd();
+  std::string out;
+  ASSERT_EQ(CaptureCommand("prlimit --pid " + std::to_string(proxy.pid()) + " --nofile=64:64", out),
+            0)
+      << out;
+  std::vector<std::unique_ptr<RawClient>> flood;
+  for (int i = 0; i < 80; ++i) flood.push_back(std::make_unique<RawClient>(proxy.port(), 2000));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  const std::string log = proxy.log();
+  size_t said = 0;
+  for (size_t at = log.find("event=accept_failed"); at != std::string::npos;
+       at = log.find("event=accept_failed", at + 1)) {
+    ++said;
+  }
+  EXPECT_EQ(said, 1u) << "once per interval, not per attempt\n" << proxy.LogEnd();
+  flood.clear();
+  bool served = false;
+  for (int i = 0; i < 100 && !served; ++i) {
+    served = PgConn(proxy.ConnInfo()).ok();
+    if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(served) << proxy.LogEnd();
+}
+
 }  // namespace
 }  // namespace pgshift::testing
 
