@@ -3,12 +3,12 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <openssl/rand.h>
 
 #include <vector>
 
 #include "absl/strings/escaping.h"
 #include "common/strings.h"
+#include "protocol/crypto.h"
 
 namespace pgshift::protocol {
 
@@ -19,7 +19,7 @@ constexpr size_t kNonceBytes = 18;
 
 std::string RandomBytes(size_t n) {
   std::string out(n, '\0');
-  RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n));
+  FillRandom(out.data(), n);
   return out;
 }
 
@@ -51,10 +51,6 @@ std::string Xor(std::string_view a, std::string_view b) {
   std::string out(a);
   for (size_t i = 0; i < out.size() && i < b.size(); ++i) out[i] = static_cast<char>(a[i] ^ b[i]);
   return out;
-}
-
-bool ConstantTimeEqual(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
 // Splits "a=x,b=y" into attribute values, checking the attribute letters in order.
@@ -142,6 +138,13 @@ absl::StatusOr<std::string> ScramClient::HandleServerFirst(std::string_view serv
       iterations <= 0) {
     return absl::InvalidArgumentError("malformed SCRAM salt or iteration count");
   }
+  // Each iteration costs pgshift a hash: a server (or whoever answers in
+  // its place) asking for millions would stall the login's thread.
+  if (iterations > kMaxScramIterations) {
+    return absl::InvalidArgumentError(StrCat("the server asks for ", iterations,
+                                             " SCRAM iterations, above pgshift's limit of ",
+                                             kMaxScramIterations));
+  }
   std::string salted = SaltedPassword(password_, salt, iterations);
   std::string client_key = Hmac(salted, "Client Key");
   std::string stored_key = Sha256(client_key);
@@ -168,8 +171,18 @@ absl::Status ScramClient::VerifyServerFinal(std::string_view server_final) {
   return absl::OkStatus();
 }
 
-ScramServer ScramServer::Doomed() {
-  ScramServer s(ScramVerifier::FromPassword(B64(RandomBytes(16)), kDefaultScramIterations));
+ScramServer ScramServer::Doomed(std::string_view user) {
+  // A secret of this process's, so that a name's mock salt is stable here
+  // yet cannot be computed elsewhere.
+  static const std::string secret = RandomBytes(kKeyLength);
+  ScramVerifier v;
+  v.iterations = kDefaultScramIterations;
+  v.salt = Hmac(secret, user).substr(0, 16);
+  // Keys nothing can match (no password is derived: no more work than for
+  // a real user's stored verifier).
+  v.stored_key = RandomBytes(kKeyLength);
+  v.server_key = RandomBytes(kKeyLength);
+  ScramServer s(std::move(v));
   s.doomed_ = true;
   return s;
 }

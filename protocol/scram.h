@@ -12,6 +12,8 @@ namespace pgshift::protocol {
 
 inline constexpr std::string_view kScramSha256 = "SCRAM-SHA-256";
 inline constexpr int kDefaultScramIterations = 4096;
+// The most pgshift computes as a client (PostgreSQL's default is 4096).
+inline constexpr int kMaxScramIterations = 100000;
 
 // What a server keeps instead of the password; PostgreSQL's text form is
 // "SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>" (base64).
@@ -47,11 +49,14 @@ class ScramClient {
 
 // A client authenticating to pgshift. A server built with Doomed() runs the
 // exchange to the end and then fails, so that an unknown user name cannot be
-// told from a wrong password.
+// told from a wrong password: its salt is derived from the name and a
+// secret of the process (the same on every attempt, as a real user's is),
+// its iteration count the default, and it costs no more than a real one.
+// (PostgreSQL's approach, with its mock authentication nonce.)
 class ScramServer {
  public:
   explicit ScramServer(ScramVerifier verifier) : verifier_(std::move(verifier)) {}
-  static ScramServer Doomed();
+  static ScramServer Doomed(std::string_view user);
 
   // Returns the server-first message.
   absl::StatusOr<std::string> HandleClientFirst(std::string_view client_first);

@@ -1,12 +1,11 @@
 #include "proxy/admin_console.h"
 
-#include <openssl/rand.h>
-
 #include <cctype>
 #include <ctime>
 #include <vector>
 
 #include "common/strings.h"
+#include "protocol/crypto.h"
 #include "protocol/message_type.h"
 #include "protocol/messages/authentication.h"
 #include "protocol/messages/backend_key_data.h"
@@ -207,7 +206,22 @@ awaitable<void> AdminConsole::Run() {
   }
   std::string user(startup->Get("user"));
   SettingsPtr settings = server_.settings();
-  if (!co_await login.Authenticate(*settings, user)) co_return;
+  const routing::ProxySettings& proxy = settings->config->proxy;
+  const routing::AuthMethod method = proxy.admin_auth_method.value_or(proxy.auth_method);
+  // Trust where anyone on the network could reach the console would hand
+  // them RELOAD and the migration's state: only from this host, unless
+  // admin_auth_method says trust on purpose.
+  error_code ec;
+  const bool local = client_.socket().remote_endpoint(ec).address().is_loopback() && !ec;
+  if (method == routing::AuthMethod::kTrust && !proxy.admin_auth_method && !local) {
+    LogEvent(LogLevel::kWarning, "admin_refused",
+             {{"client", address_}, {"user", user}, {"reason", "trust from another host"}});
+    co_await login.Fail(Fatal(sqlstate::kInvalidAuthorization,
+                              "pgshift: the admin console takes trust logins only from this "
+                              "host; set proxy.admin_auth_method"));
+    co_return;
+  }
+  if (!co_await login.Authenticate(*settings, user, method)) co_return;
   deadline.reset();
   const routing::UserConfig* entry = settings->config->FindUser(user);
   if (entry == nullptr || !entry->admin) {
@@ -231,7 +245,7 @@ awaitable<void> AdminConsole::Run() {
     protocol::ParameterStatus{name, value}.Encode(hello);
   }
   protocol::BackendKeyData key;
-  RAND_bytes(reinterpret_cast<unsigned char*>(&key), sizeof key);
+  protocol::FillRandom(&key, sizeof key);
   key.Encode(hello);
   protocol::ReadyForQuery{protocol::TransactionStatus::kIdle}.Encode(hello);
   co_await login.Send(hello);

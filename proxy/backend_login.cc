@@ -4,6 +4,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 
@@ -84,6 +85,11 @@ class Login {
         auto auth = protocol::Authentication::Decode(payload);
         if (!auth.ok()) co_return Failure("malformed authentication request");
         if (auth->code == protocol::Authentication::kOk) {
+          // Once SCRAM began, only a server that proved it knows the
+          // password (its signature in SASLFinal) may say the login is done.
+          if (scram_ && !scram_verified_) {
+            co_return Failure("the server ended SCRAM without proving it knows the password");
+          }
           authenticated = true;
           continue;
         }
@@ -178,6 +184,32 @@ class Login {
     co_await stream_->Write(asio::buffer(bytes.data(), bytes.size()), ec);
   }
 
+  // A password in clear text goes only where sslmode verified who gets
+  // it (verify-ca, verify-full); under prefer or require, where the
+  // operator accepted an unverified server, with a warning logged once.
+  std::optional<ErrorFields> CheckCleartextAllowed() const {
+    const routing::SslMode mode = p_.backend.sslmode;
+    if (routing::VerifiesServer(mode) && stream_->tls()) return std::nullopt;
+    if (mode == routing::SslMode::kPrefer || mode == routing::SslMode::kRequire) {
+      static std::atomic<bool> warned{false};
+      if (!warned.exchange(true)) {
+        LogEvent(LogLevel::kWarning, "cleartext_password",
+                 {{"backend", p_.backend_name},
+                  {"reason", StrCat("the server asks for the password in clear text and sslmode ",
+                                    routing::SslModeName(mode),
+                                    stream_->tls() ? " does not verify it" : " fell back to no TLS",
+                                    "; set verify-full to send it only to a verified server")}});
+      }
+      return std::nullopt;
+    }
+    return Failure(
+        StrCat("the server asks for the password in clear text over a connection "
+               "without TLS (sslmode ",
+               routing::SslModeName(mode),
+               "); pgshift sends it only over TLS (verify-ca or verify-full, or "
+               "prefer/require with a warning)"));
+  }
+
   // Answers one authentication request of the server.
   awaitable<std::optional<ErrorFields>> Answer(const protocol::Authentication& auth,
                                                const std::string& user) {
@@ -192,6 +224,7 @@ class Login {
     out_.clear();
     switch (auth.code) {
       case A::kCleartextPassword:
+        if (auto refused = CheckCleartextAllowed(); refused) co_return *refused;
         protocol::PasswordMessage{password_}.Encode(out_);
         break;
       case A::kMd5Password: {
@@ -224,6 +257,7 @@ class Login {
         if (auto s = scram_->VerifyServerFinal(auth.data); !s.ok()) {
           co_return Failure(std::string(MessageOf(s)));
         }
+        scram_verified_ = true;
         co_return std::nullopt;  // nothing to send; AuthenticationOk follows
       }
       default:
@@ -237,6 +271,7 @@ class Login {
 
   const BackendLoginParams& p_;
   std::unique_ptr<Stream> stream_;
+  bool scram_verified_ = false;  // the server's SCRAM signature checked
   PacketBuffer buffer_{4096};
   std::string out_;
   std::string password_;

@@ -1,8 +1,7 @@
 #include "proxy/client_login.h"
 
-#include <openssl/rand.h>
-
 #include "common/strings.h"
+#include "protocol/crypto.h"
 #include "protocol/md5_auth.h"
 #include "protocol/message_type.h"
 #include "protocol/messages/authentication.h"
@@ -111,10 +110,11 @@ awaitable<bool> ClientLogin::NegotiateVersion(protocol::StartupMessage& start) {
   co_return !ec;
 }
 
-awaitable<bool> ClientLogin::Authenticate(const Settings& settings, const std::string& user) {
+awaitable<bool> ClientLogin::Authenticate(const Settings& settings, const std::string& user,
+                                          std::optional<routing::AuthMethod> method) {
   user_ = user;
   const routing::UserConfig* entry = settings.config->FindUser(user);
-  switch (settings.config->proxy.auth_method) {
+  switch (method.value_or(settings.config->proxy.auth_method)) {
     case routing::AuthMethod::kTrust:
       if (entry == nullptr && !settings.config->users.empty()) {
         co_await Fail(Fatal(sqlstate::kInvalidAuthorization,
@@ -146,15 +146,16 @@ awaitable<std::optional<std::string>> ClientLogin::ReadAuthResponse(std::string_
 awaitable<bool> ClientLogin::AuthenticateMd5(const std::string& user,
                                              const routing::UserConfig* entry) {
   auto request = protocol::Authentication::Md5Password(std::string(4, '\0'));
-  RAND_bytes(reinterpret_cast<unsigned char*>(request.salt.data()), 4);
+  protocol::FillRandom(request.salt.data(), 4);
   co_await Ask(request);
   auto payload = co_await ReadAuthResponse("md5");
   if (!payload) co_return false;
   auto password = protocol::PasswordMessage::Decode(*payload);
   bool ok = password.ok() && entry != nullptr && !entry->password.empty() &&
-            password->password ==
+            protocol::ConstantTimeEqual(
+                password->password,
                 protocol::Md5SaltedResponse(protocol::Md5StoredPassword(entry->password, user),
-                                            request.salt);
+                                            request.salt));
   if (!ok) {
     std::string text = StrCat("password authentication failed for user \"", user, "\"");
     std::string_view reason = entry ? "wrong password" : "no such user";
@@ -167,7 +168,7 @@ awaitable<bool> ClientLogin::AuthenticateScram(const Settings& settings, const s
                                                const routing::UserConfig* entry) {
   const protocol::ScramVerifier* verifier = entry ? settings.ScramVerifierFor(user) : nullptr;
   protocol::ScramServer scram =
-      verifier ? protocol::ScramServer(*verifier) : protocol::ScramServer::Doomed();
+      verifier ? protocol::ScramServer(*verifier) : protocol::ScramServer::Doomed(user);
   auto request = protocol::Authentication::Sasl({std::string(protocol::kScramSha256)});
   co_await Ask(request);
 
@@ -193,6 +194,11 @@ awaitable<bool> ClientLogin::AuthenticateScram(const Settings& settings, const s
   payload = co_await ReadAuthResponse("scram-sha-256");
   if (!payload) co_return false;
   auto response = protocol::SaslResponse::Decode(*payload);
+  if (!response.ok()) {
+    co_await RejectLogin(sqlstate::kProtocolViolation, std::string(MessageOf(response.status())),
+                         "scram-sha-256", "bad message");
+    co_return false;
+  }
   auto server_final = scram.HandleClientFinal(response->data);
   if (!server_final.ok()) {
     // Locals, not a conditional inside co_await: GCC 12 destroys such

@@ -33,8 +33,10 @@ class ClientLogin {
   // packet (closed without a word, as the postmaster does) or was failed.
   awaitable<std::optional<ClientStart>> ReadStartup(asio::ssl::context* tls);
 
-  // Authenticates `user` as settings say; false after failing the client.
-  awaitable<bool> Authenticate(const Settings& settings, const std::string& user);
+  // Authenticates `user` by `method` (default: settings' auth_method);
+  // false after failing the client.
+  awaitable<bool> Authenticate(const Settings& settings, const std::string& user,
+                               std::optional<routing::AuthMethod> method = std::nullopt);
 
   // A FATAL ErrorResponse, then the connection is closed.
   awaitable<void> Fail(protocol::ErrorFields error);

@@ -90,6 +90,13 @@ class Section {
 
   // A string that must be one of `choices`.
   template <typename E, typename Choices>
+  void GetChoice(std::string_view key, const Choices& choices, std::optional<E>& out) {
+    if (!table_.contains(key)) return;
+    E value{};
+    GetChoice(key, choices, value);
+    out = value;
+  }
+  template <typename Choices, typename E>
   void GetChoice(std::string_view key, const Choices& choices, E& out) {
     std::string text;
     if (!Get(key, text)) return;
@@ -182,10 +189,11 @@ void ReadProxy(Section& s, ProxySettings& p) {
   s.GetEndpoint("admin_listen", p.admin_listen);
   s.GetEndpoint("metrics_listen", p.metrics_listen);
   using AuthChoice = std::pair<std::string_view, AuthMethod>;
-  s.GetChoice("auth_method",
-              std::array{AuthChoice{"trust", AuthMethod::kTrust}, AuthChoice{"md5", AuthMethod::kMd5},
-                         AuthChoice{"scram-sha-256", AuthMethod::kScramSha256}},
-              p.auth_method);
+  const std::array auth_choices{AuthChoice{"trust", AuthMethod::kTrust},
+                                AuthChoice{"md5", AuthMethod::kMd5},
+                                AuthChoice{"scram-sha-256", AuthMethod::kScramSha256}};
+  s.GetChoice("auth_method", auth_choices, p.auth_method);
+  s.GetChoice("admin_auth_method", auth_choices, p.admin_auth_method);
   s.GetInteger("max_clients", 1, 1'000'000, p.max_clients);
   s.GetInteger("max_logins", 1, 1'000'000, p.max_logins);
   s.GetInteger("admin_max_clients", 1, 1000, p.admin_max_clients);

@@ -48,6 +48,9 @@ struct ProxySettings {
   std::optional<Endpoint> admin_listen;
   std::optional<Endpoint> metrics_listen;
   AuthMethod auth_method = AuthMethod::kTrust;
+  // The admin console's, when not auth_method's. Under trust the console
+  // takes only connections from this host (loopback) unless this is set.
+  std::optional<AuthMethod> admin_auth_method;
   int max_clients = 1000;      // authenticated sessions
   int max_logins = 100;        // connections still logging in
   int admin_max_clients = 10;  // admin console connections

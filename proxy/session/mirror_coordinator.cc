@@ -458,10 +458,14 @@ awaitable<InternalPort::Error> MirrorCoordinator::ApplyRows(Link& mirror, Mirror
 awaitable<InternalPort::Error> MirrorCoordinator::LogDivergence(Link& auth, const Keys& keys,
                                                                 std::string_view error) {
   if (keys.empty()) co_return std::nullopt;
+  // Appended, not rebuilt per key: a batch of many keys is written in
+  // linear time.
+  const std::string error_literal = QuoteLiteral(error);
   std::string values;
   for (const auto& [table, key] : keys) {
-    values = StrCat(values, values.empty() ? "" : ", ", "(", QuoteLiteral(table), ", ",
-                    key ? QuoteLiteral(*key) : "NULL", ", ", QuoteLiteral(error), ")");
+    if (!values.empty()) values += ", ";
+    values += StrCat("(", QuoteLiteral(table), ", ", key ? QuoteLiteral(*key) : "NULL", ", ",
+                     error_literal, ")");
   }
   std::optional<ErrorFields> failed =
       co_await c_.port.RunInternal(auth, StrCat("INSERT INTO ", routing::kDivergenceTable,

@@ -1,8 +1,7 @@
 #include "proxy/session/refusals.h"
 
-#include <openssl/rand.h>
-
 #include "common/strings.h"
+#include "protocol/crypto.h"
 
 namespace pgshift::proxy {
 
@@ -11,7 +10,7 @@ namespace {
 const std::string& Nonce() {
   static const std::string nonce = [] {
     unsigned char bytes[8];
-    RAND_bytes(bytes, sizeof(bytes));
+    protocol::FillRandom(bytes, sizeof(bytes));
     return HexOf(std::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)));
   }();
   return nonce;

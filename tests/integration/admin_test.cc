@@ -1,6 +1,8 @@
 // The admin console through psql, and /metrics over HTTP.
 #include <gtest/gtest.h>
 
+#include <cctype>
+
 #include "tests/integration/environment.h"
 #include "tests/support/pg.h"
 #include "tests/support/pgshift_process.h"
@@ -75,6 +77,41 @@ TEST_F(Admin, OnlyAdminsGetIn) {
   EXPECT_NE(Psql("app", "SHOW TABLES", out), 0);
   EXPECT_NE(out.find("user \"app\" may not use the admin console"), std::string::npos) << out;
   EXPECT_NE(proxy_.log().find("event=admin_refused"), std::string::npos);
+}
+
+// Under trust the console takes only this host's connections, unless
+// admin_auth_method says otherwise.
+TEST(AdminTrust, OnlyFromThisHostUnlessAdminAuthMethodSaysSo) {
+  std::string address;
+  CaptureCommand("hostname -I | awk '{print $1}'", address);
+  while (!address.empty() && std::isspace(static_cast<unsigned char>(address.back()))) {
+    address.pop_back();
+  }
+  if (address.empty() || address.find(':') != std::string::npos || address.starts_with("127.")) {
+    GTEST_SKIP() << "no IPv4 address besides loopback";
+  }
+  const int port = FreePort();
+  const std::string kAdmin = "[[users]]\nname = \"postgres\"\nadmin = true\n";
+  auto psql = [&](const std::string& host, std::string& out) {
+    return CaptureCommand("PGCONNECT_TIMEOUT=10 psql -X -h " + host + " -p " +
+                              std::to_string(port) + " -U postgres -d pgshift -At -c 'SHOW TABLES'",
+                          out);
+  };
+  std::string out;
+  {
+    PgshiftProcess proxy(Cluster().port(),
+                         "admin_listen = \"0.0.0.0:" + std::to_string(port) + "\"", "", kAdmin);
+    ASSERT_TRUE(proxy.ok()) << proxy.LogEnd();
+    EXPECT_EQ(psql("127.0.0.1", out), 0) << out;
+    EXPECT_NE(psql(address, out), 0);
+    EXPECT_NE(out.find("takes trust logins only from this host"), std::string::npos) << out;
+  }
+  PgshiftProcess proxy(
+      Cluster().port(),
+      "admin_listen = \"0.0.0.0:" + std::to_string(port) + "\"\nadmin_auth_method = \"trust\"", "",
+      kAdmin);
+  ASSERT_TRUE(proxy.ok()) << proxy.LogEnd();
+  EXPECT_EQ(psql(address, out), 0) << out;
 }
 
 TEST_F(Admin, UnknownCommandsNameTheHelp) {

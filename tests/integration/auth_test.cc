@@ -2,6 +2,8 @@
 // the backend's own credentials.
 #include <gtest/gtest.h>
 
+#include "protocol/messages/password.h"
+#include "protocol/messages/startup.h"
 #include "protocol/scram.h"
 #include "tests/integration/environment.h"
 #include "tests/support/pg.h"
@@ -39,6 +41,56 @@ TEST(Auth, ScramOnBothSides) {
   ASSERT_TRUE(error);
   EXPECT_EQ(error->sqlstate(), "28P01") << "an unknown user looks like a wrong password";
   EXPECT_NE(proxy.log().find("event=auth_failed"), std::string::npos);
+}
+
+// A SASLResponse that is not one ends that login with 08P01, nothing more.
+TEST(Auth, AMalformedScramResponseIsAProtocolViolation) {
+  PgshiftProcess proxy(Cluster().port(), "auth_method = \"scram-sha-256\"", "user = \"postgres\"",
+                       User("app", "app_pw"));
+  ASSERT_TRUE(proxy.ok());
+  RawClient raw(proxy.port());
+  protocol::StartupMessage start;
+  start.Set("user", "app");
+  std::string out;
+  start.Encode(out);
+  protocol::SaslInitialResponse{std::string(protocol::kScramSha256), "n,,n=,r=abcdef"}.Encode(out);
+  ASSERT_TRUE(raw.Send(out));
+  for (int i = 0; i < 2; ++i) {  // the SASL request, then SASLContinue
+    auto m = raw.Read();
+    ASSERT_TRUE(m);
+    ASSERT_EQ(m->type, 'R');
+  }
+  ASSERT_TRUE(raw.Send(std::string("p\0\0\0\4", 5)));  // no body at all
+  auto error = raw.ReadError();
+  ASSERT_TRUE(error) << proxy.LogEnd();
+  EXPECT_EQ(error->sqlstate(), "08P01");
+  PgConn after(proxy.ConnInfo("user=app password=app_pw"));
+  EXPECT_TRUE(after.ok()) << after.error() << proxy.LogEnd();
+}
+
+// A backend that asks for the password in clear text gets it only over TLS
+// sslmode verified, or under prefer/require with a warning (once).
+TEST(Auth, ACleartextPasswordGoesOnlyWhereSslmodeAllows) {
+  PgshiftProcess refused(
+      Cluster().port(), "",
+      "user = \"clear_user\"\npassword = \"clear_user_pw\"\nsslmode = \"disable\"");
+  ASSERT_TRUE(refused.ok());
+  PgConn no(refused.ConnInfo());
+  EXPECT_FALSE(no.ok());
+  EXPECT_NE(no.error().find("in clear text"), std::string::npos) << no.error();
+  PgshiftProcess warned(
+      Cluster().port(), "",
+      "user = \"clear_user\"\npassword = \"clear_user_pw\"\nsslmode = \"prefer\"");
+  ASSERT_TRUE(warned.ok());
+  for (int i = 0; i < 2; ++i) {
+    PgConn yes(warned.ConnInfo());
+    ASSERT_TRUE(yes.ok()) << yes.error();
+    EXPECT_EQ(yes.Value("SELECT current_user"), "clear_user");
+  }
+  const std::string log = warned.log();
+  const size_t first = log.find("event=cleartext_password");
+  EXPECT_NE(first, std::string::npos) << log;
+  EXPECT_EQ(log.find("event=cleartext_password", first + 1), std::string::npos) << "once";
 }
 
 TEST(Auth, ScramVerifierInTheConfig) {

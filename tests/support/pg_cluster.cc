@@ -94,6 +94,7 @@ bool PgCluster::Start() {
             "local all all trust\n"
             "host all scram_user 127.0.0.1/32 scram-sha-256\n"
             "host all md5_user 127.0.0.1/32 md5\n"
+            "host all clear_user 127.0.0.1/32 password\n"
             "hostssl all tls_user 127.0.0.1/32 trust\n"
             "host all tls_user 127.0.0.1/32 reject\n"
             "host all all 127.0.0.1/32 trust\n");
@@ -108,7 +109,8 @@ bool PgCluster::Start() {
   return admin.Ok("CREATE ROLE scram_user LOGIN SUPERUSER PASSWORD 'scram_user_pw'") &&
          admin.Ok("SET password_encryption = 'md5'") &&
          admin.Ok("CREATE ROLE md5_user LOGIN SUPERUSER PASSWORD 'md5_user_pw'") &&
-         admin.Ok("CREATE ROLE tls_user LOGIN SUPERUSER");
+         admin.Ok("CREATE ROLE tls_user LOGIN SUPERUSER") &&
+         admin.Ok("CREATE ROLE clear_user LOGIN SUPERUSER PASSWORD 'clear_user_pw'");
 }
 
 }  // namespace pgshift::testing

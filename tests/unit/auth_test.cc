@@ -2,6 +2,7 @@
 // against PostgreSQL itself; these pin the edge cases.
 #include <gtest/gtest.h>
 
+#include "common/strings.h"
 #include "protocol/md5_auth.h"
 #include "protocol/scram.h"
 
@@ -41,10 +42,43 @@ TEST(Scram, WrongPasswordIsPermissionDenied) {
 }
 
 TEST(Scram, DoomedServerFailsEvenTheRightProof) {
-  ScramServer server = ScramServer::Doomed();
+  ScramServer server = ScramServer::Doomed("nobody");
   ScramClient client("anything");
   auto client_final = client.HandleServerFirst(*server.HandleClientFirst(client.ClientFirstMessage()));
   EXPECT_TRUE(absl::IsPermissionDenied(server.HandleClientFinal(*client_final).status()));
+}
+
+// The salt and iteration count an unknown user gets: the same on every
+// attempt (as a real user's stored ones are), different per name, never
+// derived from the client's nonce.
+TEST(Scram, AnUnknownUsersSaltIsStableLikeARealOne) {
+  auto salt_and_iterations = [](std::string_view user, std::string_view nonce) {
+    ScramServer server = ScramServer::Doomed(user);
+    std::string first = *server.HandleClientFirst(StrCat("n,,n=,r=", nonce));
+    return first.substr(first.find(",s="));
+  };
+  const std::string alice = salt_and_iterations("alice", "n1");
+  EXPECT_EQ(alice, salt_and_iterations("alice", "n2"));
+  EXPECT_NE(alice, salt_and_iterations("bob", "n1"));
+  EXPECT_TRUE(alice.ends_with(",i=4096")) << alice;
+  EXPECT_EQ(alice.size(), std::string(",s=").size() + 24 + std::string(",i=4096").size())
+      << "16 bytes of salt, as FromPassword makes: " << alice;
+}
+
+// A server asking pgshift for more iterations than it computes is refused
+// before any are.
+TEST(Scram, TheIterationCountAServerAsksForIsCapped) {
+  ScramClient client("pencil");
+  const std::string first = client.ClientFirstMessage();
+  const std::string nonce = first.substr(first.find("r=") + 2);
+  auto refused = client.HandleServerFirst(
+      StrCat("r=", nonce, "xyz,s=AAAAAAAAAAAAAAAAAAAAAA==,i=", kMaxScramIterations + 1));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("above pgshift's limit"), absl::string_view::npos);
+  EXPECT_TRUE(client
+                  .HandleServerFirst(StrCat(
+                      "r=", nonce, "xyz,s=AAAAAAAAAAAAAAAAAAAAAA==,i=", kDefaultScramIterations))
+                  .ok());
 }
 
 TEST(Scram, VerifierTextRoundTripsAndServesLogins) {
