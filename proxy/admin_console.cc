@@ -264,7 +264,12 @@ awaitable<void> AdminConsole::Run() {
     std::string reply;
     if (type == protocol::frontend::kQuery) {
       auto query = protocol::Query::Decode(std::string_view(*message).substr(protocol::kHeaderSize));
-      reply = Execute(query.ok() ? query->sql : "");
+      // Some commands read a backend (SHOW HISTORY, RELOAD's catalogs):
+      // every one runs off the thread that accepts clients.
+      std::string sql = query.ok() ? query->sql : "";
+      // A named local: GCC 12 destroys temporaries inside co_await twice.
+      std::function<std::string()> work = [this, sql] { return Execute(sql); };
+      reply = co_await server_.RunInBackground(std::move(work));
     } else if (type == protocol::frontend::kSync) {
       protocol::ErrorResponse(protocol::ErrorFields::Make(
                                   "ERROR", sqlstate::kFeatureNotSupported,

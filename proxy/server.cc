@@ -328,12 +328,24 @@ awaitable<void> Server::Accept() {
     asio::co_spawn(
         session->executor(),
         [this, session]() -> awaitable<void> {
-          co_await session->Run();
-          {
-            absl::MutexLock lock(&sessions_mutex_);
-            sessions_.erase(session->id());
+          // However the session ends, it leaves the count shutdown waits on.
+          struct Leave {
+            Server* server;
+            uint64_t id;
+            ~Leave() {
+              {
+                absl::MutexLock lock(&server->sessions_mutex_);
+                server->sessions_.erase(id);
+              }
+              server->live_sessions_.fetch_sub(1);
+            }
+          } leave{this, session->id()};
+          try {
+            co_await session->Run();
+          } catch (const std::exception& e) {
+            LogEvent(LogLevel::kError, "session_failed",
+                     {{"session", StrCat(session->id())}, {"reason", e.what()}});
           }
-          live_sessions_.fetch_sub(1);
         },
         asio::detached);
   }
@@ -376,7 +388,8 @@ awaitable<void> Server::HandleSignals() {
     int signal = co_await signals_->async_wait(WithError(ec));
     if (ec) co_return;
     if (signal == SIGHUP) {
-      Reload().IgnoreError();  // Reload logs its verdict
+      // Off this thread, which accepts clients: Reload reads catalogs.
+      asio::post(periodic_recovery_->context, [this] { Reload().IgnoreError(); });  // it logs
       continue;
     }
     LogEvent(LogLevel::kInfo, "shutdown_started",
@@ -420,6 +433,20 @@ awaitable<void> Server::AuditWritesPeriodically() {
     error_code ignored;
     co_await timer.async_wait(WithError(ignored));
   }
+}
+
+awaitable<std::string> Server::RunInBackground(std::function<std::string()> work) {
+  // A timer that never expires, cancelled when the work is done: waiting
+  // on it keeps this thread free meanwhile.
+  auto done = std::make_shared<asio::steady_timer>(main_, asio::steady_timer::time_point::max());
+  auto result = std::make_shared<std::string>();
+  asio::post(periodic_recovery_->context, [this, work = std::move(work), done, result] {
+    *result = work();
+    asio::post(main_, [done] { done->cancel(); });
+  });
+  error_code ignored;
+  co_await done->async_wait(WithError(ignored));
+  co_return std::move(*result);
 }
 
 void Server::RecoverSoon() {

@@ -72,7 +72,12 @@ class Server {
   int live_sessions() const { return live_sessions_.load(); }
   // SIGHUP and RELOAD: read the file again; install it if it is valid and
   // its phase steps are allowed, else keep the running settings and say why.
+  // Runs on the background thread (it reads catalogs), never main_'s.
   absl::Status Reload();
+  // Runs `work` on the background thread (periodic recovery's) and resumes
+  // on main_ with its result: what may wait on a backend never holds up
+  // accepting clients, the admin console or metrics.
+  awaitable<std::string> RunInBackground(std::function<std::string()> work);
   const std::string& config_path() const { return config_path_; }
   // For SHOW CLIENTS, in session order.
   std::vector<ClientRow> ListClients() const;
@@ -137,7 +142,8 @@ class Server {
   Stats stats_;
   MismatchLog mismatches_;
   WriteAudit write_audit_;
-  // Shadow counters when each table last entered shadow-read (main thread).
+  // Shadow counters when each table last entered shadow-read (reloads'
+  // thread: the background one).
   absl::flat_hash_map<std::string, ShadowEvidence> shadow_baseline_;
   std::atomic<int> clients_{0};
   std::atomic<int> logins_{0};

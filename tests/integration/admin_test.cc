@@ -1,7 +1,9 @@
 // The admin console through psql, and /metrics over HTTP.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cctype>
+#include <thread>
 
 #include "tests/integration/environment.h"
 #include "tests/support/pg.h"
@@ -112,6 +114,45 @@ TEST(AdminTrust, OnlyFromThisHostUnlessAdminAuthMethodSaysSo) {
       kAdmin);
   ASSERT_TRUE(proxy.ok()) << proxy.LogEnd();
   EXPECT_EQ(psql(address, out), 0) << out;
+}
+
+// A RELOAD whose catalog reads wait on a server that never answers (up to
+// connect_timeout) holds up neither new clients nor the console's thread.
+TEST(AdminReload, ASlowReloadHoldsUpNoClient) {
+  SilentListener silent;
+  ASSERT_NE(silent.port(), 0);
+  const int admin_port = FreePort();
+  PgshiftProcess proxy(
+      Cluster().port(),
+      "connect_timeout = 4\nrecovery_interval = 3600\nadmin_listen = \"127.0.0.1:" +
+          std::to_string(admin_port) + "\"",
+      "user = \"postgres\"",
+      "[[users]]\nname = \"postgres\"\nadmin = true\n[backends.new]\nport = " +
+          std::to_string(silent.port()) +
+          "\nsslmode = \"disable\"\ndbname = \"postgres\"\nuser = \"postgres\"\n"
+          "[[tables]]\nname = \"slow\"\nnew_name = \"slow_v2\"\n"
+          "phase = \"old-only\"\n");
+  ASSERT_TRUE(proxy.ok()) << proxy.LogEnd();
+  std::atomic<bool> reloaded{false};
+  std::thread reload([&] {
+    std::string out;
+    CaptureCommand("PGCONNECT_TIMEOUT=30 psql -X -h 127.0.0.1 -p " + std::to_string(admin_port) +
+                       " -U postgres -d pgshift -c RELOAD",
+                   out);
+    reloaded = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  PgConn client(proxy.ConnInfo());
+  EXPECT_TRUE(client.ok()) << client.error();
+  EXPECT_EQ(client.Value("SELECT 'served'"), "served");
+  std::string out;
+  EXPECT_EQ(CaptureCommand("psql -X -h 127.0.0.1 -p " + std::to_string(admin_port) +
+                               " -U postgres -d pgshift -At -c 'SHOW STATS'",
+                           out),
+            0)
+      << out;
+  EXPECT_FALSE(reloaded.load()) << "served while the reload still waited on the silent server";
+  reload.join();
 }
 
 TEST_F(Admin, UnknownCommandsNameTheHelp) {
