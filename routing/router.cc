@@ -555,9 +555,11 @@ void Router::AddRename(const TableConfig& table, std::vector<TableRename>& renam
   auto [new_schema, new_name] = SplitQualified(table.new_name);
   auto [old_schema, old_name] = SplitQualified(table.name);
   if (new_schema == old_schema && new_name == old_name && table.columns.empty()) return;
-  bool known = std::any_of(renames.begin(), renames.end(), [&](const TableRename& r) {
-    return r.old_schema == old_schema && r.old_name == old_name;
-  });
+  // Named captures: clang 14 cannot capture structured bindings.
+  bool known = std::any_of(renames.begin(), renames.end(),
+                           [&schema = old_schema, &name = old_name](const TableRename& r) {
+                             return r.old_schema == schema && r.old_name == name;
+                           });
   if (known) return;
   TableRename rename{old_schema, old_name, new_schema, new_name, table.columns, nullptr};
   SetCatalogColumns(table, rename);

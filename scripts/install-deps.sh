@@ -9,6 +9,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   postgresql-15 postgresql-client-15 pgbouncer
   default-jdk-headless libpostgresql-jdbc-java
+  clang-14 libfuzzer-14-dev
 )
 
 missing=()
