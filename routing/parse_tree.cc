@@ -56,6 +56,13 @@ absl::StatusOr<std::string> ParseTree::Deparse(size_t begin, size_t end) const {
   }
   std::string sql = result.query;
   pg_query_free_deparse_result(result);
+  // The deparser has blind spots (a "$0", which the parser takes, comes
+  // back as "?"): what PostgreSQL's parser would reject is never sent.
+  if (absl::StatusOr<ParseTree> again = Parse(sql); !again.ok()) {
+    return absl::InvalidArgumentError(
+        StrCat("cannot write the rewritten statement as SQL PostgreSQL accepts: ",
+               MessageOf(again.status())));
+  }
   return sql;
 }
 

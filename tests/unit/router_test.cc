@@ -54,6 +54,17 @@ TEST(Router, TruncateCascadeIsRefusedWhileATableIsMirrored) {
   }
 }
 
+// Found by the fuzzer: libpg_query writes a "$0" back as "?", which no
+// parser takes. What would not parse is refused, never sent.
+TEST(Router, ARewriteThatWouldNotParseIsRefusedNotSent) {
+  Fixture f("new-only");
+  PlanPtr plan = f.router.PlanFor("SELECT title FROM channels WHERE id = $0");
+  ASSERT_TRUE(plan->refusal) << plan->sql;
+  EXPECT_NE(plan->refusal->message.find("as SQL PostgreSQL accepts"), std::string::npos)
+      << plan->refusal->message;
+  EXPECT_EQ(f.router.PlanFor("SELECT title FROM channels WHERE id = $1")->refusal, std::nullopt);
+}
+
 TEST(Router, OldOnlyGoesToOldUnchanged) {
   Fixture f("old-only");
   PlanPtr plan = f.router.PlanFor("SELECT title FROM channels");
