@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <charconv>
 #include <concepts>
+#include <cstdint>
+#include <iterator>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -99,6 +101,19 @@ inline std::string QuoteLiteral(std::string_view text) {
   }
   out.push_back('\'');
   return out;
+}
+
+// A size as PostgreSQL's pg_size_pretty writes it ("512 bytes", "300 MB"):
+// the unit steps up (by 1024) from 10240 of the one below, rounding half up.
+inline std::string PrettySize(uint64_t bytes) {
+  static constexpr std::string_view kUnits[] = {"bytes", "kB", "MB", "GB", "TB"};
+  size_t unit = 0;
+  uint64_t value = bytes;
+  while (value >= 10240 && unit + 1 < std::size(kUnits)) {
+    value = (value + 512) / 1024;
+    ++unit;
+  }
+  return StrCat(value, " ", kUnits[unit]);
 }
 
 }  // namespace pgshift

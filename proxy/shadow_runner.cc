@@ -53,6 +53,11 @@ std::vector<MismatchRecord> MismatchLog::Recent() const {
 ShadowRunner::ShadowRunner(Server& server, asio::io_context& context)
     : server_(server), context_(context), wake_(context) {}
 
+ShadowBytes ShadowRunner::Bytes() {
+  budget_->limit = static_cast<size_t>(server_.settings()->config->proxy.shadow_max_bytes);
+  return ShadowBytes(budget_);
+}
+
 bool ShadowRunner::Enqueue(ShadowJob job) {
   if (queue_.size() >= static_cast<size_t>(server_.settings()->config->proxy.shadow_queue_size)) {
     job.plan->shadow->Count(&routing::TableCounters::shadow_dropped);
@@ -73,7 +78,10 @@ awaitable<void> ShadowRunner::Loop() {
     while (!queue_.empty()) {
       ShadowJob job = std::move(queue_.front());
       queue_.pop_front();
+      reading_ = Bytes();
+      reading_too_large_ = false;
       co_await Compare(job);
+      reading_.Release();
     }
     wake_.expires_at(asio::steady_timer::time_point::max());
     error_code ignored;
@@ -155,7 +163,13 @@ awaitable<std::vector<routing::ResultSet>> ShadowRunner::Collect(BackendId side)
       }
       case protocol::backend::kDataRow: {
         auto row = protocol::DataRow::Decode(payload);
-        if (row.ok()) result.rows.push_back(std::move(row->values));
+        if (!row.ok()) break;
+        if (!reading_too_large_ &&
+            reading_.Take(routing::ResultSet::RowBytes(message->size(), row->values.size()))) {
+          result.rows.push_back(std::move(row->values));
+        } else {
+          reading_too_large_ = true;
+        }
         break;
       }
       case protocol::backend::kErrorResponse: {
@@ -215,6 +229,13 @@ awaitable<void> ShadowRunner::Compare(const ShadowJob& job) {
   } else {
     outcome = co_await CompareWithRecheck(job);
   }
+  if (reading_too_large_) {
+    // Not all of a result could be kept: no verdict either way.
+    shadow.Count(&routing::TableCounters::shadow_skipped);
+    LogEvent(LogLevel::kDebug, "shadow_skipped",
+             {{"table", shadow.table}, {"reason", "result above shadow_max_bytes"}});
+    co_return;
+  }
   Tally(job, outcome);
 }
 
@@ -227,7 +248,10 @@ awaitable<bool> ShadowRunner::MatchesServed(const ShadowJob& job) {
   AppendRead(out, shadow.sql, job.bind, true);
   bool sent = co_await Send(shadow.server, out);
   routing::ResultSet b = co_await CollectOne(shadow.server);
-  if (!sent || !routing::CompareResults(*job.served, b, shadow.ordered).match) co_return false;
+  if (!sent || reading_too_large_ ||
+      !routing::CompareResults(*job.served, b, shadow.ordered).match) {
+    co_return false;
+  }
   shadow.Count(&routing::TableCounters::shadow_compared);
   shadow.Count(&routing::TableCounters::shadow_matched);
   LogEvent(LogLevel::kDebug, "shadow_compared",
@@ -285,6 +309,7 @@ awaitable<ShadowRunner::Outcome> ShadowRunner::CompareWithRecheck(const ShadowJo
     routing::ResultSet a = co_await CollectOne(plan.server);
     routing::ResultSet b = co_await CollectOne(shadow.server);
     outcome.comparison = routing::CompareResults(a, b, shadow.ordered);
+    if (reading_too_large_) break;
     if (outcome.comparison.match) {
       outcome.transient = attempt == 1;
       break;

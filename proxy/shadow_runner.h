@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "absl/synchronization/mutex.h"
 #include "proxy/asio.h"
@@ -25,6 +26,44 @@ namespace pgshift::proxy {
 
 class Server;
 
+// Bytes of the clients' and the shadow reads' results a worker holds for
+// comparison, counted against proxy.shadow_max_bytes: each holder takes
+// them as its result grows and gives them back when it goes.
+class ShadowBytes {
+ public:
+  struct Budget {
+    size_t limit = 0;
+    size_t held = 0;
+  };
+  ShadowBytes() = default;
+  explicit ShadowBytes(std::shared_ptr<Budget> budget) : budget_(std::move(budget)) {}
+  ShadowBytes(ShadowBytes&& other) noexcept
+      : budget_(std::move(other.budget_)), taken_(std::exchange(other.taken_, 0)) {}
+  ShadowBytes& operator=(ShadowBytes&& other) noexcept {
+    Release();
+    budget_ = std::move(other.budget_);
+    taken_ = std::exchange(other.taken_, 0);
+    return *this;
+  }
+  ~ShadowBytes() { Release(); }
+
+  // False, taking nothing, when the worker would hold more than its limit.
+  bool Take(size_t n) {
+    if (!budget_ || budget_->held + n > budget_->limit) return false;
+    budget_->held += n;
+    taken_ += n;
+    return true;
+  }
+  void Release() {
+    if (budget_) budget_->held -= taken_;
+    taken_ = 0;
+  }
+
+ private:
+  std::shared_ptr<Budget> budget_;  // shared: a holder may outlive the runner
+  size_t taken_ = 0;
+};
+
 // One read to compare: the plan it was served by, the client's Bind (its
 // parameters) when it came through the extended protocol, and the result
 // the client got, when the relay could keep it (text results, not too
@@ -33,6 +72,7 @@ struct ShadowJob {
   routing::PlanPtr plan;
   std::shared_ptr<const std::string> bind;
   std::shared_ptr<const routing::ResultSet> served;
+  ShadowBytes served_bytes;  // what `served` holds
 };
 
 // A persistent mismatch, for the log and SHOW MISMATCHES.
@@ -65,6 +105,8 @@ class ShadowRunner {
   // From the worker's own thread. False (and counted dropped) when the
   // queue holds proxy.shadow_queue_size reads: the client never waits.
   bool Enqueue(ShadowJob job);
+  // A holder of bytes against this worker's shadow_max_bytes.
+  ShadowBytes Bytes();
 
  private:
   awaitable<void> Loop();
@@ -96,6 +138,11 @@ class ShadowRunner {
   Server& server_;
   asio::io_context& context_;
   std::deque<ShadowJob> queue_;
+  std::shared_ptr<ShadowBytes::Budget> budget_ = std::make_shared<ShadowBytes::Budget>();
+  // What the comparison under way reads; past the budget its rows are not
+  // kept and it is counted skipped.
+  ShadowBytes reading_;
+  bool reading_too_large_ = false;
   asio::steady_timer wake_;
   bool running_ = false;
   struct Connection {

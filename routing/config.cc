@@ -209,7 +209,11 @@ void ReadProxy(Section& s, ProxySettings& p) {
   s.GetSeconds("connect_timeout", p.connect_timeout_s);
   s.GetInteger("max_message_size", 1024, int64_t{1} << 30, p.max_message_size);
   s.GetInteger("plan_cache_size", 0, 10'000'000, p.plan_cache_size);
+  s.GetInteger("plan_cache_max_bytes", 0, int64_t{1} << 40, p.plan_cache_max_bytes);
   s.GetInteger("shadow_queue_size", 1, 1'000'000, p.shadow_queue_size);
+  s.GetInteger("shadow_max_bytes", 1024, int64_t{1} << 40, p.shadow_max_bytes);
+  s.GetInteger("mirror_max_bytes", 1024, int64_t{1} << 40, p.mirror_max_bytes);
+  s.GetInteger("client_state_max_bytes", 1024, int64_t{1} << 40, p.client_state_max_bytes);
   s.GetSeconds("shadow_recheck_delay", p.shadow_recheck_s);
   if (s.GetString("deployment", p.deployment) &&
       (p.deployment.empty() || p.deployment.size() > 32 ||

@@ -65,8 +65,21 @@ struct ProxySettings {
   // Routing plans kept by statement text (per configuration); 0 turns the
   // cache off.
   int64_t plan_cache_size = 10000;
+  // The plans' approximate bytes (statement texts, rewritten texts),
+  // beyond which the least recently used go.
+  int64_t plan_cache_max_bytes = int64_t{64} << 20;
   // Shadow reads waiting per worker; more are dropped (and counted).
   int64_t shadow_queue_size = 1000;
+  // Bytes of the clients' results one worker keeps for shadow comparisons
+  // (queued and being captured); a read that would hold more is dropped.
+  int64_t shadow_max_bytes = int64_t{64} << 20;
+  // Bytes one session holds for mirroring across servers: the rows and
+  // held replies of the write being mirrored, and the keys its transaction
+  // mirrored so far. A write past it fails (54000) and is rolled back.
+  int64_t mirror_max_bytes = int64_t{256} << 20;
+  // Bytes of one client's prepared statements, portals and setting changes
+  // that pgshift keeps; a statement that would keep more fails (54000).
+  int64_t client_state_max_bytes = int64_t{16} << 20;
   // Across servers, a mismatched shadow read is read again after this delay
   // (transient if it then agrees).
   double shadow_recheck_s = 0.2;

@@ -52,22 +52,16 @@ TableCounters& TableCounterRegistry::For(const std::string& table) {
   return *slot;
 }
 
-void Plan::Count() const {
-  if (refusal) {
-    for (TableCounters* t : refused_tables) t->refused.fetch_add(1, std::memory_order_relaxed);
-    return;
-  }
-  for (TableCounters* t : reads) t->reads.fetch_add(1, std::memory_order_relaxed);
-  for (TableCounters* t : writes_to) t->writes.fetch_add(1, std::memory_order_relaxed);
-}
-
 Router::Router(ConfigPtr config, Catalog catalog, TableCounterRegistry& counters)
     : config_(std::move(config)),
       catalog_(std::move(catalog)),
       counters_(counters),
       filter_(*config_),
-      cache_(static_cast<size_t>(config_->proxy.plan_cache_size)),
-      template_cache_(static_cast<size_t>(config_->proxy.plan_cache_size)) {}
+      // The two caches share plan_cache_max_bytes.
+      cache_(static_cast<size_t>(config_->proxy.plan_cache_size),
+             static_cast<size_t>(config_->proxy.plan_cache_max_bytes / 2), PlanBytes),
+      template_cache_(static_cast<size_t>(config_->proxy.plan_cache_size),
+                      static_cast<size_t>(config_->proxy.plan_cache_max_bytes / 2), PlanBytes) {}
 
 bool Router::mirrors_across_servers() const {
   if (!has_new_server()) return false;

@@ -173,6 +173,10 @@ struct Plan {
 };
 using PlanPtr = std::shared_ptr<const Plan>;
 
+// About how many bytes a plan holds (its texts and parts), for the plan
+// cache's plan_cache_max_bytes.
+size_t PlanBytes(const PlanPtr& plan);
+
 class Router {
  public:
   // `catalog` holds the columns of new tables that were readable; `counters`

@@ -141,10 +141,19 @@ std::vector<SettingChange> SettingChangesOf(std::string_view sql) {
 void SessionSettings::Record(SettingChange change, bool in_transaction) {
   if (!in_transaction && !change.opens_transaction) {
     if (change.kind != SettingChange::kTransaction) Apply(std::move(change));
-    return;
+  } else {
+    transaction_sql_.push_back(change.sql);
+    Append(transaction_, std::move(change));
   }
-  transaction_sql_.push_back(change.sql);
-  Append(transaction_, std::move(change));
+  Recount();
+}
+
+void SessionSettings::Recount() {
+  bytes_ = 0;
+  for (const auto* changes : {&session_, &transaction_}) {
+    for (const SettingChange& c : *changes) bytes_ += Bytes(c);
+  }
+  for (const std::string& sql : transaction_sql_) bytes_ += sizeof(sql) + sql.size();
 }
 
 void SessionSettings::EndTransaction(bool committed) {
@@ -155,6 +164,7 @@ void SessionSettings::EndTransaction(bool committed) {
   }
   transaction_.clear();
   transaction_sql_.clear();
+  Recount();
 }
 
 std::vector<std::string> SessionSettings::SessionStatements() const {

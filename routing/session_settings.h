@@ -5,6 +5,7 @@
 // another search_path, TimeZone or client_encoding than the client set.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -59,6 +60,11 @@ class SessionSettings {
 
   // Changes whenever the session-level state does.
   uint64_t version() const { return version_; }
+  // What the recorded changes hold, about (for client_state_max_bytes).
+  size_t bytes() const { return bytes_; }
+  static size_t Bytes(const SettingChange& change) {
+    return sizeof(change) + change.key.size() + change.sql.size();
+  }
   // Run outside a transaction, these give a server the session-level state
   // (whatever changes it had before).
   std::vector<std::string> SessionStatements() const;
@@ -70,12 +76,14 @@ class SessionSettings {
   // Keeps `changes` free of a change that a later one overrides.
   static void Append(std::vector<SettingChange>& changes, SettingChange change);
   void Apply(SettingChange change);
+  void Recount();
 
   std::vector<SettingChange> session_;      // standing changes, in order
   std::vector<SettingChange> transaction_;  // the current transaction's
   std::vector<std::string> transaction_sql_;
   bool role_reset_ = false;  // DISCARD ALL undid a SET ROLE or SESSION AUTHORIZATION
   uint64_t version_ = 0;
+  size_t bytes_ = 0;
 };
 
 }  // namespace pgshift::routing

@@ -2,6 +2,7 @@
 // with the same read on the other side (SPEC section 5.4), as pure data.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -20,6 +21,11 @@ struct ResultSet {
   std::vector<std::vector<std::optional<std::string>>> rows;  // text form; nullopt = NULL
   std::string error_sqlstate;  // set when the side failed
   std::string error_message;
+
+  // What keeping a row costs, about: its DataRow message and a value each.
+  static size_t RowBytes(size_t message_size, size_t values) {
+    return message_size + values * sizeof(std::optional<std::string>);
+  }
 };
 
 struct Comparison {

@@ -3,10 +3,12 @@
 // the replies arrive (one ExpectedReply per ReadyForQuery).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "protocol/error_fields.h"
@@ -54,10 +56,27 @@ struct MirrorBatch {
   };
 
   bool holds_replies() const { return mode != Mode::kCommit; }
+  // A row for the mirror (its JSON and key) into rows[index].
+  void KeepRow(size_t index, std::string_view json, std::optional<std::string> key) {
+    if (!Hold(json.size() + (key ? key->size() : 0) + sizeof(key))) return;
+    Rows& r = rows[index];
+    if (r.count++ > 0) r.json += ',';
+    r.json += json;
+    r.keys.push_back(std::move(key));
+  }
+  // A reply for the client, held until the mirror is settled.
+  void HoldReply(std::string_view bytes) {
+    if (Hold(bytes.size())) held.append(bytes);
+  }
+  // Past max_bytes: the rows' JSON and the replies are let go (the keys
+  // kept so far stay, for the divergence log), and the write fails.
+  bool too_large() const { return bytes > max_bytes; }
   // The mirror runs in a transaction of pgshift's own, not the client's.
   bool own_transaction() const { return mode == Mode::kImplicit || mode == Mode::kAutocommitted; }
 
   Mode mode = Mode::kClientTransaction;
+  size_t max_bytes = SIZE_MAX;
+  size_t bytes = 0;                     // what it held, or would have
   Outcome outcome = Outcome::kPending;  // set by its ReadyForQuery
   std::vector<Rows> rows;
   std::string held;  // the client's replies, while holds_replies()
@@ -74,6 +93,15 @@ struct MirrorBatch {
   // server cannot prepare, so it commits after), which recovery leaves to
   // this session while it settles.
   SettlingMirror prepared;
+
+ private:
+  bool Hold(size_t n) {
+    bytes += n;
+    if (!too_large()) return true;
+    for (Rows& r : rows) r.json = std::string();
+    held = std::string();
+    return false;
+  }
 };
 
 // One result the client expects, in order within a reply cycle.

@@ -55,7 +55,7 @@ std::vector<std::shared_ptr<MirrorBatch>> MirrorCoordinator::TakeAwaitingCopy() 
 }
 
 void MirrorCoordinator::EndTransaction() {
-  keys_.clear();
+  ClearKeys();
   authoritative_xid_.clear();
   fail_on_error_ = false;
 }
@@ -64,6 +64,9 @@ awaitable<bool> MirrorCoordinator::BeforeStep(Step& step, std::shared_ptr<Mirror
   Link& auth = link(step.target);
   Link& mirror = link(routing::OtherBackend(step.target));
   batch = std::make_shared<MirrorBatch>();
+  // The session's budget for mirroring: what the transaction's keys leave.
+  const size_t budget = static_cast<size_t>(c_.settings->config->proxy.mirror_max_bytes);
+  batch->max_bytes = budget - std::min(budget, keys_bytes_);
   bool send = true;
   if (step.transaction == routing::TransactionKind::kCommit) {
     send = co_await BeforeCommit(step, auth, mirror, batch);
@@ -172,6 +175,8 @@ awaitable<void> MirrorCoordinator::Settle(Link& auth, MirrorBatch& batch) {
   Link& mirror = link(routing::OtherBackend(auth.server));
   if (batch.mode == MirrorBatch::Mode::kCommit) {
     co_await FinishCommit(auth, mirror, batch);
+  } else if (batch.too_large()) {
+    co_await MirrorTooLarge(auth, mirror, batch);
   } else if (batch.outcome == MirrorBatch::Outcome::kFailed) {
     // The write itself failed: there is nothing to mirror.
     if (batch.mode == MirrorBatch::Mode::kImplicit) {
@@ -224,7 +229,35 @@ awaitable<void> MirrorCoordinator::FinishCommit(Link& auth, Link& mirror, Mirror
     co_await LogDivergence(auth, keys_, failed->message());
   }
   c_.transaction.MirrorEnded(mirror.server);
+  ClearKeys();
+}
+
+void MirrorCoordinator::ClearKeys() {
   keys_.clear();
+  keys_bytes_ = 0;
+}
+
+// A write whose rows and replies outgrew the session's mirror_max_bytes:
+// it fails, and is rolled back on the authoritative side (nothing was
+// applied on the mirror).
+awaitable<void> MirrorCoordinator::MirrorTooLarge(Link& auth, Link& mirror, MirrorBatch& batch) {
+  MirroredRows rows = MirroredRows::Of(batch);
+  rows.fails_client = true;
+  const uint64_t limit = static_cast<uint64_t>(c_.settings->config->proxy.mirror_max_bytes);
+  ErrorFields error = MirrorError(
+      sqlstate::kProgramLimitExceeded,
+      StrCat("the mirror of this write would hold ", PrettySize(batch.bytes + keys_bytes_),
+             keys_.empty() ? "" : " with the keys this transaction mirrored before it",
+             ", above mirror_max_bytes (", PrettySize(limit), ")",
+             batch.mode == MirrorBatch::Mode::kAutocommitted
+                 ? "; not every key could be kept: run verify --repair on the table"
+                 : ""));
+  if (batch.outcome == MirrorBatch::Outcome::kFailed) {
+    const bool implicit = batch.mode == MirrorBatch::Mode::kImplicit;
+    if (implicit) co_await c_.port.RunInternal(auth, "ROLLBACK");
+    co_return co_await FailClient(batch, error, implicit ? TransactionStatus::kIdle : batch.status);
+  }
+  co_await MirrorFailed(auth, mirror, batch, rows, error);
 }
 
 MirrorCoordinator::MirroredRows MirrorCoordinator::MirroredRows::Of(const MirrorBatch& batch) {
@@ -250,6 +283,7 @@ awaitable<void> MirrorCoordinator::MirrorWrite(Link& auth, Link& mirror, MirrorB
   if (rows.anything && batch.mode != MirrorBatch::Mode::kAutocommitted) {
     c_.transaction.Mirrored(mirror.server);
     keys_.insert(keys_.end(), rows.keys.begin(), rows.keys.end());
+    for (const auto& [table, key] : rows.keys) keys_bytes_ += KeyBytes(table, key);
     fail_on_error_ = fail_on_error_ || rows.fails_client;
   }
   if (batch.mode != MirrorBatch::Mode::kImplicit) {
@@ -275,7 +309,7 @@ awaitable<void> MirrorCoordinator::MirrorWrite(Link& auth, Link& mirror, MirrorB
     }
   }
   c_.transaction.MirrorEnded(mirror.server);
-  keys_.clear();
+  ClearKeys();
   if (commit) {
     co_await FailClient(batch, *commit, TransactionStatus::kIdle);
   } else {

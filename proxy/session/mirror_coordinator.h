@@ -90,6 +90,10 @@ class MirrorCoordinator {
     bool commit = false;     // or committed (the write committed on its own)
   };
 
+  static size_t KeyBytes(const std::string& table, const std::optional<std::string>& key) {
+    return table.size() + (key ? key->size() : 0) + sizeof(Keys::value_type);
+  }
+  void ClearKeys();
   Link& link(routing::BackendId server) { return c_.links[static_cast<int>(server)]; }
   bool can_prepare(const Link& l) const {
     return c_.settings->mirroring.can_prepare[static_cast<int>(l.server)];
@@ -108,6 +112,7 @@ class MirrorCoordinator {
   awaitable<void> ReleaseHeld(MirrorBatch& batch, protocol::TransactionStatus status);
   awaitable<void> FailClient(const MirrorBatch& batch, const protocol::ErrorFields& error,
                              protocol::TransactionStatus status);
+  awaitable<void> MirrorTooLarge(Link& authoritative, Link& mirror, MirrorBatch& batch);
   awaitable<void> FinishCommit(Link& authoritative, Link& mirror, MirrorBatch& batch);
   // A successful write: its rows applied on the mirror, and pgshift's own
   // transaction, if any, committed on both.
@@ -133,6 +138,7 @@ class MirrorCoordinator {
   // Keys mirrored to the other server (table, key), for the divergence
   // log if its commit there fails.
   Keys keys_;
+  size_t keys_bytes_ = 0;  // counted against mirror_max_bytes
   bool settling_ = false;
   // Mirrored COPYs waiting for the client's data to end.
   std::vector<std::shared_ptr<MirrorBatch>> awaiting_copy_;

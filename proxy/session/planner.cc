@@ -178,11 +178,30 @@ routing::PlanPtr Planner::PlanFor(std::string_view sql) {
   return nullptr;
 }
 
-void Planner::NoteSettings(std::string_view sql) {
-  if (!two_servers() || !routing::MayChangeSettings(sql)) return;
-  for (routing::SettingChange& change : routing::SettingChangesOf(sql)) {
+std::optional<routing::Refusal> Planner::NoteSettings(std::string_view sql) {
+  if (!two_servers() || !routing::MayChangeSettings(sql)) return std::nullopt;
+  std::vector<routing::SettingChange> changes = routing::SettingChangesOf(sql);
+  size_t adding = 0;
+  for (const routing::SettingChange& change : changes) {
+    adding += routing::SessionSettings::Bytes(change);
+  }
+  if (auto refusal = OverStateLimit(adding)) return refusal;
+  for (routing::SettingChange& change : changes) {
     ctx_.client_settings.Record(std::move(change), in_transaction());
   }
+  return std::nullopt;
+}
+
+std::optional<routing::Refusal> Planner::OverStateLimit(size_t adding) const {
+  const size_t held = client_.bytes() + ctx_.client_settings.bytes();
+  const auto limit = static_cast<size_t>(ctx_.settings->config->proxy.client_state_max_bytes);
+  if (held + adding <= limit) return std::nullopt;
+  return routing::Refusal{
+      std::string(sqlstate::kProgramLimitExceeded),
+      StrCat("pgshift: this session's prepared statements, portals and setting changes would "
+             "hold ",
+             PrettySize(held + adding), ", above client_state_max_bytes (", PrettySize(limit),
+             "); DEALLOCATE the statements it no longer uses")};
 }
 
 void Planner::NoteTransactionControl(const routing::Plan& plan) {
@@ -251,8 +270,15 @@ void Planner::OnQuery(std::string_view message, std::string_view payload) {
 
 void Planner::PlanQuery(std::string_view message, std::string_view sql) {
   ForgetStatementsIfDeallocated(sql);
-  NoteSettings(sql);
-  if (!client_.sql_prepared.empty() && RouteSqlPrepared(message, sql)) return;
+  if (auto refusal = NoteSettings(sql)) {
+    OpenStep(BackendId::kOld);
+    Refuse(BackendId::kOld, *refusal, true);
+    return Seal();
+  }
+  if ((!client_.sql_prepared.empty() || !client_.statements.empty()) &&
+      RouteSqlPrepared(message, sql)) {
+    return;
+  }
   routing::PlanPtr plan = PlanFor(sql);
   if (!plan) {
     copy_link_ = BackendId::kOld;
@@ -274,8 +300,13 @@ void Planner::PlanQuery(std::string_view message, std::string_view sql) {
   }
   NoteWrite(*plan, target);
   if (!plan->prepares.empty()) {
-    client_.sql_prepared[plan->prepares] =
-        SqlPrepared{target, plan, std::string(sql), ctx_.settings->generation};
+    SqlPrepared prepared{target, plan, std::string(sql), ctx_.settings->generation};
+    client_.sql_prepared.erase(plan->prepares);
+    if (auto refusal = OverStateLimit(plan->prepares.size() + Bytes(prepared))) {
+      Refuse(target, *refusal, true);
+      return Seal();
+    }
+    client_.sql_prepared.Put(plan->prepares, std::move(prepared));
   }
   if (plan->transaction_control && two_servers()) {
     if (auto refusal = MixedTransactionControl(*plan)) {

@@ -129,8 +129,12 @@ class Planner : public protocol::FrameHandler {
   BackendId TargetOf(const routing::PlanPtr& plan);
   // With a second server, the client's setting changes, which run on old
   // only, are kept so that new can be given them (Session::SyncSettings).
-  // A prepared one counts when it is parsed.
-  void NoteSettings(std::string_view sql);
+  // A prepared one counts when it is parsed. A refusal when keeping them
+  // would pass client_state_max_bytes.
+  std::optional<routing::Refusal> NoteSettings(std::string_view sql);
+  // A refusal (54000) when keeping `adding` more bytes of the client's
+  // statements, portals and settings would pass client_state_max_bytes.
+  std::optional<routing::Refusal> OverStateLimit(size_t adding) const;
   // The client's transaction as this statement leaves it, and whether the
   // transaction's setting changes stand once it ends.
   void NoteTransactionControl(const routing::Plan& plan);

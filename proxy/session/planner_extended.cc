@@ -36,8 +36,10 @@ void Planner::OnParse(std::string_view message, std::string_view payload) {
     return;
   }
   ForgetStatementsIfDeallocated(parse->sql);
-  NoteSettings(parse->sql);
   if (batch_refused_) return Add(*batch_link_, message);
+  if (auto refusal = NoteSettings(parse->sql)) {
+    return Refuse(batch_link_.value_or(BackendId::kOld), *refusal, false);
+  }
   routing::PlanPtr plan = PlanFor(parse->sql);
   client_.statements.erase(parse->statement);
   if (plan && plan->refusal) {
@@ -48,8 +50,11 @@ void Planner::OnParse(std::string_view message, std::string_view payload) {
   if (BatchMismatch(target)) return;
   if (plan || !parse->statement.empty()) {
     auto kept = std::make_shared<const protocol::Parse>(*parse);
-    client_.statements[kept->statement] =
-        Prepared{target, plan, nullptr, kept, ctx_.settings->generation};
+    Prepared prepared{target, plan, nullptr, kept, ctx_.settings->generation};
+    if (auto refusal = OverStateLimit(kept->statement.size() + Bytes(prepared))) {
+      return Refuse(batch_link_.value_or(target), *refusal, false);
+    }
+    client_.statements.Put(kept->statement, std::move(prepared));
   }
   if (!plan || !plan->rewritten) return AddToBatch(target, message);
   std::string rewritten;
@@ -90,7 +95,7 @@ bool Planner::Refresh(Prepared& prepared) {
               {"server", routing::BackendName(target)}});
   }
   prepared = Prepared{target, plan, nullptr, prepared.parse, ctx_.settings->generation};
-  client_.statements[parse.statement] = prepared;
+  client_.statements.Put(parse.statement, prepared);
   return true;
 }
 
@@ -108,11 +113,13 @@ void Planner::OnBind(std::string_view message, std::string_view payload) {
   if (BatchMismatch(prepared.server)) return;
   if (prepared.plan) {
     // Sampled at Bind, so that only sampled executions copy their Bind.
-    if (ShadowCapture::Sampled(prepared.plan))
+    // Not kept past client_state_max_bytes: the execution is not shadowed.
+    if (ShadowCapture::Sampled(prepared.plan) && !OverStateLimit(message.size())) {
       prepared.bind = std::make_shared<const std::string>(message);
-    client_.portals[std::string(portal)] = prepared;
+    }
+    client_.portals.Put(portal, prepared);
   } else {
-    client_.portals.erase(ToAbsl(portal));
+    client_.portals.erase(portal);
   }
   if (prepared.plan && prepared.plan->mirrors_remotely) {
     // Result formats given column by column must cover pgshift's two

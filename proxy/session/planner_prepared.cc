@@ -30,6 +30,12 @@ bool Planner::RouteSqlPrepared(std::string_view message, std::string_view sql) {
   if (!use) return false;
   using Use = routing::PreparedStatementUse;
   auto& prepared = client_.sql_prepared;
+  // DEALLOCATE drops a statement the client prepared by Parse too.
+  if (use->kind == Use::kDeallocate && use->name.empty()) {
+    client_.statements.EraseIf([](const auto& entry) { return !entry.first.empty(); });
+  } else if (use->kind == Use::kDeallocate) {
+    client_.statements.erase(use->name);
+  }
   if (use->kind == Use::kPrepare) {
     prepared.erase(use->name);  // a plan, if any, records it again
     return false;
@@ -120,6 +126,9 @@ bool Planner::Reprepare(const std::string& name, SqlPrepared& p) {
 bool Planner::SendPrepared(BackendId target, const routing::ParameterizedText& p,
                            ExpectedReply& reply) {
   static constexpr size_t kMaxStatements = 256;  // per connection; then the least used goes
+  // Longer texts are sent as they come: 256 of them stay within 16 MB.
+  static constexpr size_t kMaxStatementBytes = 64 * 1024;
+  if (p.sql.size() > kMaxStatementBytes) return false;
   Link& on = link(target);
   // In an aborted transaction the Parse would fail as the Query does,
   // and in the client's open batch a Sync of pgshift's would end it.

@@ -103,7 +103,7 @@ void ReplyRelay::OnReadyForQuery(std::string_view message, std::string_view payl
     batch.outcome = reply.failed ? MirrorBatch::Outcome::kFailed : MirrorBatch::Outcome::kSucceeded;
     batch.status = ready->status;
     if (batch.holds_replies()) {
-      if (ends_query) batch.held.append(message);
+      if (ends_query) batch.HoldReply(message);
       batch.held_ready = ends_query;
       forwarded = false;
     }
@@ -181,10 +181,8 @@ void ReplyRelay::OnDataRow(std::string_view payload) {
                      : std::string(MessageOf(row.status()));
     return;
   }
-  MirrorBatch::Rows& rows = rows_batch_->rows[rows_index_];
-  if (rows.count++ > 0) rows.json += ',';
-  rows.json += *row->values.back();
-  rows.keys.push_back(std::move(row->values[row->values.size() - 2]));
+  rows_batch_->KeepRow(rows_index_, *row->values.back(),
+                       std::move(row->values[row->values.size() - 2]));
   if (shape_.no_rows) return;
   row->values.resize(row->values.size() - 2);
   std::string bytes;
@@ -223,7 +221,7 @@ void ReplyRelay::OnCommandComplete(std::string_view payload) {
 // Replies go to the client, or wait with a mirrored cycle's.
 void ReplyRelay::Emit(std::string_view bytes) {
   if (held_ != nullptr) {
-    held_->held.append(bytes);
+    held_->HoldReply(bytes);
   } else {
     out.Add(bytes);
   }
@@ -231,7 +229,7 @@ void ReplyRelay::Emit(std::string_view bytes) {
 
 void ReplyRelay::EmitOwned(std::string bytes) {
   if (held_ != nullptr) {
-    held_->held.append(bytes);
+    held_->HoldReply(bytes);
   } else {
     out.AddOwned(std::move(bytes));
   }

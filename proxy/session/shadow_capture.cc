@@ -28,7 +28,7 @@ std::shared_ptr<ShadowCapture> ShadowCapture::Start(
       return nullptr;
     }
   }
-  ShadowJob job{plan, bind, nullptr};
+  ShadowJob job{plan, bind, nullptr, {}};
   if (bind) {
     auto decoded = protocol::Bind::Decode(std::string_view(*bind).substr(protocol::kHeaderSize));
     bool text =
@@ -41,6 +41,7 @@ std::shared_ptr<ShadowCapture> ShadowCapture::Start(
   }
   auto capture = std::make_shared<ShadowCapture>();
   capture->job_ = std::move(job);
+  capture->bytes_ = shadow->Bytes();
   return capture;
 }
 
@@ -51,11 +52,17 @@ void ShadowCapture::Keep(std::string_view message) {
     if (description.ok()) {
       for (const auto& f : description->fields) result_->columns.push_back({f.name, f.type_oid});
     }
-  } else if (result_->rows.size() < kMaxRows) {
-    auto row = protocol::DataRow::Decode(payload);
-    if (row.ok()) result_->rows.push_back(std::move(row->values));
+    return;
+  }
+  if (!usable_) return;
+  auto row = protocol::DataRow::Decode(payload);
+  if (!row.ok()) return;
+  if (bytes_.Take(routing::ResultSet::RowBytes(message.size(), row->values.size()))) {
+    result_->rows.push_back(std::move(row->values));
   } else {
     usable_ = false;
+    result_->rows = {};
+    bytes_.Release();
   }
 }
 
@@ -69,7 +76,10 @@ void ShadowCapture::Queue(ShadowRunner* shadow, bool incomplete) {
   if (queued_) return;
   queued_ = true;
   if (shadow == nullptr) return;
-  if (usable_) job_.served = std::move(result_);
+  if (usable_) {
+    job_.served = std::move(result_);
+    job_.served_bytes = std::move(bytes_);
+  }
   shadow->Enqueue(std::move(job_));
 }
 

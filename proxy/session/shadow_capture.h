@@ -18,8 +18,6 @@ namespace pgshift::proxy {
 
 class ShadowCapture {
  public:
-  static constexpr size_t kMaxRows = 10000;  // more: the comparison reads both sides
-
   // Whether this execution of a shadowed read is in the sample.
   static bool Sampled(const routing::PlanPtr& plan);
   // A sampled execution is compared off the client's path, unless the
@@ -45,6 +43,9 @@ class ShadowCapture {
  private:
   ShadowJob job_;
   std::shared_ptr<routing::ResultSet> result_ = std::make_shared<routing::ResultSet>();
+  // Past the worker's shadow_max_bytes the result is let go: the
+  // comparison reads both sides.
+  ShadowBytes bytes_;
   bool usable_ = true;
   bool queued_ = false;
 };

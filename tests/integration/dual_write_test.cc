@@ -133,8 +133,9 @@ class DualWrite : public ::testing::TestWithParam<Topology> {
     return "metrics_listen = \"127.0.0.1:" + std::to_string(metrics_port_) + "\"\ndeployment = \"" +
            deployment_ + "\"\nrecovery_interval = " + recovery_interval_ + "\n" +
            "mirror_lock_timeout = 1\nrecovery_min_age = " + recovery_min_age_ +
-           "\nwrite_audit_interval = 0.2";
+           "\nwrite_audit_interval = 0.2\n" + extra_settings_;
   }
+  std::string extra_settings_;  // more of [proxy]
   std::string deployment_ = "dualwrite";
   std::string recovery_min_age_ = "0";
   std::string recovery_interval_ = "0.2";
@@ -1035,6 +1036,102 @@ TEST_P(AcrossServers, TheServerNotAnsweringWaitsForTheOthersMessageToEnd) {
   }
   EXPECT_GT(notifications, 0) << "old's notifications reach the client";
   EXPECT_EQ(client.Value("SELECT 1"), "1") << "the session goes on";
+}
+
+// A write whose mirror would make the session hold more than
+// mirror_max_bytes fails with 54000 and lands on neither side; smaller
+// writes go on as before, on the same session.
+TEST_P(AcrossServers, AWriteWhoseMirrorWouldPassMirrorMaxBytesFailsOnBothSides) {
+  extra_settings_ = "mirror_max_bytes = 65536";
+  proxy_.reset();
+  StartProxy();
+  PgConn client = Client();
+  const std::string big =
+      "INSERT INTO channels (id, title) SELECT g, repeat('t', 200) FROM generate_series(1000, "
+      "1999) g";
+  PgResult r = client.Exec(big);
+  ASSERT_EQ(PQresultStatus(r.get()), PGRES_FATAL_ERROR);
+  EXPECT_STREQ(PQresultErrorField(r.get(), PG_DIAG_SQLSTATE), "54000");
+  const std::string message = PQresultErrorMessage(r.get());
+  EXPECT_NE(message.find("above mirror_max_bytes (64 kB)"), std::string::npos) << message;
+  EXPECT_NE(message.find("public.channels"), std::string::npos) << message;
+  EXPECT_EQ(Old().Value("SELECT count(*) FROM channels WHERE id >= 1000"), "0");
+  EXPECT_EQ(New().Value("SELECT count(*) FROM channels_v2 WHERE id >= 1000"), "0");
+
+  // In a transaction: the statement fails, the transaction with it.
+  ASSERT_TRUE(client.Ok("BEGIN"));
+  ASSERT_TRUE(client.Ok("INSERT INTO channels (id, title) VALUES (900, 'kept until rollback')"));
+  r = client.Exec(big);
+  EXPECT_STREQ(PQresultErrorField(r.get(), PG_DIAG_SQLSTATE), "54000");
+  EXPECT_EQ(PQtransactionStatus(client.get()), PQTRANS_INERROR);
+  ASSERT_TRUE(client.Ok("ROLLBACK"));
+  EXPECT_EQ(Old().Value("SELECT count(*) FROM channels WHERE id >= 900"), "0");
+  EXPECT_EQ(New().Value("SELECT count(*) FROM channels_v2 WHERE id >= 900"), "0");
+
+  ASSERT_TRUE(
+      client.Ok("INSERT INTO channels (id, title) SELECT g, 'small' FROM "
+                "generate_series(1000, 1019) g"))
+      << client.error();
+  EXPECT_EQ(New().Value("SELECT count(*) FROM channels_v2 WHERE id >= 1000"), "20");
+  EXPECT_EQ(Differences(), "0");
+}
+
+// A client that keeps preparing statements gets 54000 past
+// client_state_max_bytes, naming the setting; DEALLOCATE makes room again.
+TEST_P(AcrossServers, PreparedStatementsPastClientStateMaxBytesAreRefused) {
+  extra_settings_ = "client_state_max_bytes = 8192";
+  proxy_.reset();
+  StartProxy();
+  PgConn client = Client();
+  const std::string sql =
+      "SELECT title FROM channels WHERE title <> '" + std::string(1000, 'x') + "' AND id = $1";
+  int prepared = 0;
+  PgResult refused;
+  for (; prepared < 20; ++prepared) {
+    PgResult r(
+        PQprepare(client.get(), ("s" + std::to_string(prepared)).c_str(), sql.c_str(), 0, nullptr));
+    if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
+      refused = std::move(r);
+      break;
+    }
+  }
+  ASSERT_LT(prepared, 20);
+  EXPECT_GE(prepared, 4);
+  EXPECT_STREQ(PQresultErrorField(refused.get(), PG_DIAG_SQLSTATE), "54000");
+  EXPECT_NE(std::string(PQresultErrorMessage(refused.get())).find("client_state_max_bytes"),
+            std::string::npos);
+  const char* one = "1";
+  PgResult executed(PQexecPrepared(client.get(), "s0", 1, &one, nullptr, nullptr, 0));
+  ASSERT_EQ(PQresultStatus(executed.get()), PGRES_TUPLES_OK) << client.error();
+  EXPECT_STREQ(PQgetvalue(executed.get(), 0, 0), "a") << "what was kept still works";
+  ASSERT_TRUE(client.Ok("DEALLOCATE s0"));
+  PgResult again(PQprepare(client.get(), "again", sql.c_str(), 0, nullptr));
+  EXPECT_EQ(PQresultStatus(again.get()), PGRES_COMMAND_OK) << client.error();
+}
+
+// A shadow read whose results would pass the worker's shadow_max_bytes is
+// not compared (counted skipped, never mismatched); the client gets its
+// rows as always.
+TEST_P(AcrossServers, ShadowReadsPastShadowMaxBytesAreSkipped) {
+  extra_settings_ = "shadow_max_bytes = 16384";
+  phase_ = "shadow-read";
+  ASSERT_TRUE(
+      Old().Ok("INSERT INTO channels (id, title) SELECT g, repeat('r', 100) FROM "
+               "generate_series(100, 399) g"));
+  ASSERT_TRUE(
+      New().Ok("INSERT INTO channels_v2 (id, name, created_at) SELECT g, repeat('r', 100), "
+               "now() FROM generate_series(100, 399) g"));
+  proxy_.reset();
+  StartProxy();
+  PgConn client = Client();
+  PgResult r = client.Exec("SELECT id, title FROM channels WHERE id >= 100");
+  ASSERT_EQ(PQresultStatus(r.get()), PGRES_TUPLES_OK) << client.error();
+  EXPECT_EQ(PQntuples(r.get()), 300);
+  EXPECT_EQ(Metric("shadow_skipped", 1), 1);
+  ASSERT_EQ(client.Value("SELECT title FROM channels WHERE id = 1"), "a");
+  EXPECT_EQ(Metric("shadow_compared", 1), 1) << "a small read is compared";
+  EXPECT_EQ(Metric("shadow_mismatched"), 0);
+  EXPECT_EQ(Metric("shadow_skipped"), 1);
 }
 
 // pgshift's own SQL on the client's connections names pg_catalog's

@@ -37,6 +37,21 @@ TEST(LruCache, EvictsTheLeastRecentlyUsed) {
   EXPECT_EQ(*cache.Get("SELECT 2", make), 4) << "2 was evicted and made again";
 }
 
+TEST(LruCache, KeepsItsEntriesWithinMaxBytes) {
+  LruCache<std::string> cache(100, 1000, [](const std::string& v) { return v.size(); });
+  auto make = [](std::string_view) -> absl::StatusOr<std::string> { return std::string(300, 'v'); };
+  for (std::string key : {"a", "b", "c", "d"}) ASSERT_TRUE(cache.Get(key, make).ok());
+  EXPECT_EQ(cache.size(), 3u) << "a fourth 301-byte entry would pass 1000 bytes";
+  EXPECT_EQ(cache.bytes(), 903u);
+  EXPECT_FALSE(cache.Find("a")) << "the least recently used went";
+  auto huge = [](std::string_view) -> absl::StatusOr<std::string> {
+    return std::string(2000, 'h');
+  };
+  ASSERT_TRUE(cache.Get("h", huge).ok()) << "too large to keep is still made";
+  EXPECT_FALSE(cache.Find("h"));
+  EXPECT_EQ(cache.size(), 3u) << "and evicts nothing";
+}
+
 TEST(LruCache, FailuresAreNotCached) {
   LruCache<int> cache(10);
   auto fail = [](std::string_view) -> absl::StatusOr<int> {

@@ -65,10 +65,9 @@ class MirrorCoordinatorTest : public ::testing::Test {
       l.state = Link::State::kReady;
     }
     auto settings = std::make_shared<Settings>();
-    auto config = std::make_shared<routing::Config>();
-    config->proxy.deployment = kDeployment;
-    config->proxy.mirror_lock_timeout_s = 0;  // its statements are tested on their own
-    settings->config = config;
+    config_->proxy.deployment = kDeployment;
+    config_->proxy.mirror_lock_timeout_s = 0;  // its statements are tested on their own
+    settings->config = config_;
     settings->mirroring.can_prepare = {true, true};
     settings_ = settings;
   }
@@ -94,28 +93,27 @@ class MirrorCoordinatorTest : public ::testing::Test {
     return step;
   }
   // The write's cycle as old answered it: one row of key `key`.
-  void Answered(MirrorBatch& batch, routing::MirrorErrorPolicy policy, const char* key = "1") {
+  void Answered(MirrorBatch& batch, routing::MirrorErrorPolicy policy, std::string key = "1") {
     auto mirror = std::make_shared<routing::RemoteMirror>();
     mirror->table = "public.channels";
     mirror->apply_sql = kApply;
     mirror->on_error = policy;
     MirrorBatch::Rows rows;
     rows.mirror = mirror;
-    rows.json = "[{\"id\": 1}";
-    rows.count = 1;
-    rows.keys.push_back(key);
     batch.rows.push_back(std::move(rows));
+    batch.KeepRow(0, "{\"id\": 1}", std::move(key));
     batch.status = old().transaction_status;
-    batch.held = Reply("INSERT 0 1", batch.status);
+    batch.HoldReply(Reply("INSERT 0 1", batch.status));
     batch.held_ready = true;
     batch.outcome = MirrorBatch::Outcome::kSucceeded;
   }
   // A write run through the coordinator, as the session runs it.
-  std::shared_ptr<MirrorBatch> Mirror(Step step, routing::MirrorErrorPolicy policy) {
+  std::shared_ptr<MirrorBatch> Mirror(Step step, routing::MirrorErrorPolicy policy,
+                                      std::string key = "1") {
     std::shared_ptr<MirrorBatch> batch;
     EXPECT_TRUE(RunToEnd(mirror_.BeforeStep(step, batch)));
     EXPECT_TRUE(mirror_.settling());
-    Answered(*batch, policy);
+    Answered(*batch, policy, std::move(key));
     RunToEnd(mirror_.Settle(old(), *batch));
     EXPECT_FALSE(mirror_.settling());
     return batch;
@@ -132,6 +130,7 @@ class MirrorCoordinatorTest : public ::testing::Test {
                   QuoteLiteral("scripted failure"), ")");
   }
 
+  std::shared_ptr<routing::Config> config_ = std::make_shared<routing::Config>();
   ScriptedPort port_;
   std::array<Link, 2> links_;
   SettingsPtr settings_;
@@ -239,6 +238,45 @@ TEST_F(MirrorCoordinatorTest, AWriteThatCommittedOnItsOwnIsCommittedOnTheMirror)
   EXPECT_TRUE(port_.ran[kOld].empty());
   EXPECT_EQ(port_.ran[kNew], (Statements{"BEGIN", kApply, "COMMIT"}));
   EXPECT_EQ(port_.client, Reply("INSERT 0 1", TransactionStatus::kIdle));
+}
+
+TEST_F(MirrorCoordinatorTest, AWriteWhoseRowsPassMirrorMaxBytesIsRolledBackAndFails) {
+  config_->proxy.mirror_max_bytes = 4096;
+  std::shared_ptr<MirrorBatch> batch =
+      Mirror(Write(), routing::MirrorErrorPolicy::kLog, std::string(5000, 'k'));
+  EXPECT_TRUE(batch->rows[0].json.empty()) << "what it held is let go at once";
+  EXPECT_TRUE(batch->held.empty());
+  EXPECT_EQ(port_.ran[kOld], (Statements{"BEGIN", "SELECT pg_catalog.txid_current()", "ROLLBACK"}));
+  EXPECT_TRUE(port_.ran[kNew].empty()) << "nothing is applied on the mirror";
+  std::optional<ErrorFields> e = ClientError(port_.client);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->sqlstate(), "54000");
+  EXPECT_TRUE(Contains(e->message(), "would hold 5"));
+  EXPECT_TRUE(Contains(e->message(), "above mirror_max_bytes (4096 bytes)")) << e->message();
+  EXPECT_TRUE(Contains(e->message(), "so the write was rolled back")) << e->message();
+  EXPECT_EQ(transaction_.reported, TransactionStatus::kIdle);
+}
+
+TEST_F(MirrorCoordinatorTest, TheKeysATransactionMirroredCountAgainstMirrorMaxBytes) {
+  config_->proxy.mirror_max_bytes = 4096;
+  InClientTransaction();
+  Mirror(Write(), routing::MirrorErrorPolicy::kFail, std::string(1500, 'a'));
+  Mirror(Write(), routing::MirrorErrorPolicy::kFail, std::string(1500, 'b'));
+  EXPECT_EQ(mirror_.keys().size(), 2u);
+  EXPECT_FALSE(ClientError(port_.client));
+  port_.ran = {};
+  port_.client.clear();
+  // Alone it would fit; with the two keys before it, it does not.
+  Mirror(Write(), routing::MirrorErrorPolicy::kFail, std::string(1500, 'c'));
+  EXPECT_TRUE(port_.ran[kNew].empty());
+  ASSERT_EQ(port_.ran[kOld].size(), 1u);
+  EXPECT_TRUE(Contains(port_.ran[kOld][0], "transaction aborted")) << "old's transaction fails too";
+  std::optional<ErrorFields> e = ClientError(port_.client);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->sqlstate(), "54000");
+  EXPECT_TRUE(Contains(e->message(), "with the keys this transaction mirrored before it"))
+      << e->message();
+  EXPECT_EQ(transaction_.reported, TransactionStatus::kFailed);
 }
 
 TEST_F(MirrorCoordinatorTest, InTheClientsTransactionTheMirrorJoinsItAndCommitsWithIt) {

@@ -7,7 +7,9 @@
 
 #include <algorithm>
 
+#include "common/strings.h"
 #include "protocol/messages/bind.h"
+#include "protocol/messages/close.h"
 #include "protocol/messages/empty.h"
 #include "protocol/messages/execute.h"
 #include "protocol/messages/parse.h"
@@ -49,8 +51,8 @@ std::string Bytes(const Step& step) {
 class PlannerFixture {
  public:
   // Channels in `phase` (none configured when empty), posts in old-only.
-  PlannerFixture(std::string_view phase, bool second_server) {
-    std::string toml = "[backends.old]\n";
+  PlannerFixture(std::string_view phase, bool second_server, std::string_view proxy = "") {
+    std::string toml = StrCat("[proxy]\n", proxy, "\n[backends.old]\n");
     if (second_server) toml += "[backends.new]\nport = 5433\n";
     if (!phase.empty()) {
       toml += "[[tables]]\nname = \"channels\"\nnew_name = \"channels_v2\"\nkey = [\"id\"]\n";
@@ -135,6 +137,61 @@ TEST(Planner, ARefusedStatementIsReplacedByItsProbe) {
   EXPECT_EQ(Bytes(*steps[0]).find("ALTER"), std::string::npos);
   EXPECT_FALSE(f.refusals.empty());
   EXPECT_EQ(steps[0]->replies.size(), 1u);  // answered in the Query's place
+}
+
+// Parse of `sql` as the named statement `name`.
+std::string Prepare(std::string_view name, std::string_view sql) {
+  std::string out;
+  protocol::Parse{std::string(name), std::string(sql), {}}.Encode(out);
+  return out;
+}
+
+// The refusal probe `n` stands for.
+std::optional<protocol::ErrorFields> RefusalOf(Refusals& refusals, uint64_t n) {
+  return refusals.Take(StrCat("relation \"", Refusals::ProbeName(n), "\" does not exist"));
+}
+
+TEST(Planner, StatementsPastClientStateMaxBytesAreRefusedUntilSomeAreClosed) {
+  PlannerFixture f("dual-write", false, "client_state_max_bytes = 2048");
+  const std::string sql =
+      StrCat("SELECT id FROM channels WHERE title = '", std::string(300, 'x'), "'");
+  int kept = 0;
+  for (; kept < 20; ++kept) {
+    std::vector<Step*> steps = f.Plan(Prepare(StrCat("s", kept), sql) + Sync());
+    ASSERT_EQ(steps.size(), 1u);
+    if (Bytes(*steps[0]).find("pgshift refusal") != std::string::npos) break;
+  }
+  EXPECT_GE(kept, 2) << "statements under the limit are kept";
+  EXPECT_LT(kept, 8) << "about 2 kB of 300-byte texts";
+  std::optional<protocol::ErrorFields> refusal = RefusalOf(f.refusals, 1);
+  ASSERT_TRUE(refusal);
+  EXPECT_EQ(refusal->sqlstate(), "54000");
+  EXPECT_NE(refusal->message().find("above client_state_max_bytes (2048 bytes)"), std::string::npos)
+      << refusal->message();
+  // Closing one makes room for another.
+  std::string close;
+  protocol::Close{protocol::Target::kStatement, "s0"}.Encode(close);
+  f.Plan(close + Sync());
+  std::vector<Step*> steps = f.Plan(Prepare("again", sql) + Sync());
+  ASSERT_EQ(steps.size(), 1u);
+  EXPECT_EQ(Bytes(*steps[0]).find("pgshift refusal"), std::string::npos);
+}
+
+TEST(Planner, SettingChangesPastClientStateMaxBytesAreRefused) {
+  PlannerFixture f("dual-write", true, "client_state_max_bytes = 2048");
+  int kept = 0;
+  for (; kept < 20; ++kept) {
+    std::vector<Step*> steps =
+        f.Plan(Query(StrCat("SET app.setting", kept, " = '", std::string(300, 'v'), "'")));
+    ASSERT_EQ(steps.size(), 1u);
+    if (Bytes(*steps[0]).find("pgshift refusal") != std::string::npos) break;
+  }
+  EXPECT_GE(kept, 2);
+  EXPECT_LT(kept, 8);
+  std::optional<protocol::ErrorFields> refusal = RefusalOf(f.refusals, 1);
+  ASSERT_TRUE(refusal);
+  EXPECT_EQ(refusal->sqlstate(), "54000");
+  EXPECT_LT(f.client_settings.bytes(), 2048u);
 }
 
 TEST(Planner, AnExtendedBatchForTwoServersIsRefusedAtTheSecond) {

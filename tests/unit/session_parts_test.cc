@@ -4,10 +4,12 @@
 // client's settings (through a scripted port).
 #include <gtest/gtest.h>
 
+#include "common/strings.h"
 #include "proxy/session/client_transaction.h"
 #include "proxy/session/link.h"
 #include "proxy/session/settings_sync.h"
 #include "proxy/session/wakeup.h"
+#include "proxy/shadow_runner.h"
 #include "tests/unit/scripted_port.h"
 
 namespace pgshift::proxy {
@@ -142,6 +144,32 @@ TEST(ClientTransactionTest, WhatWasSentDecidesUntilItIsAnswered) {
 
 // Two coroutines waiting at once each wake when their own condition holds,
 // and neither wakes the other in turn.
+TEST(ShadowBytesTest, HoldersShareTheWorkersBudgetAndGiveBackWhenTheyGo) {
+  auto budget = std::make_shared<ShadowBytes::Budget>();
+  budget->limit = 1000;
+  ShadowBytes capture(budget);
+  EXPECT_TRUE(capture.Take(600));
+  {
+    ShadowBytes reading(budget);
+    EXPECT_FALSE(reading.Take(500)) << "the worker holds 600 of 1000";
+    EXPECT_TRUE(reading.Take(400));
+    EXPECT_EQ(budget->held, 1000u);
+  }
+  EXPECT_EQ(budget->held, 600u) << "given back when the holder goes";
+  ShadowBytes queued = std::move(capture);  // a capture's bytes go with its job
+  EXPECT_EQ(budget->held, 600u);
+  queued.Release();
+  EXPECT_EQ(budget->held, 0u);
+}
+
+TEST(PrettySizeTest, WritesSizesAsPgSizePrettyDoes) {
+  EXPECT_EQ(PrettySize(0), "0 bytes");
+  EXPECT_EQ(PrettySize(10239), "10239 bytes");
+  EXPECT_EQ(PrettySize(10240), "10 kB");
+  EXPECT_EQ(PrettySize(uint64_t{300} << 20), "300 MB");
+  EXPECT_EQ(PrettySize(uint64_t{256} << 30), "256 GB");
+}
+
 TEST(WakeupTest, EveryWaiterChecksItsOwnConditionAfterANotify) {
   asio::io_context io;
   Wakeup wake(io.get_executor());
