@@ -1,6 +1,7 @@
 #include "proxy/metrics_endpoint.h"
 
 #include "common/strings.h"
+#include "proxy/deadline.h"
 #include "proxy/server.h"
 #include "proxy/stats.h"
 
@@ -123,12 +124,9 @@ std::string PrometheusText(Server& server) {
 
 awaitable<void> ServeMetrics(Server& server, tcp::socket socket) {
   // A scraper that connects and says nothing must not hold the thread: the
-  // connection gets five seconds.
-  asio::steady_timer deadline(socket.get_executor());
-  deadline.expires_after(std::chrono::seconds(5));
-  deadline.async_wait([&socket](error_code ec) {
-    if (!ec) socket.close(ec);
-  });
+  // connection gets five seconds. (A Deadline: its handler may run after
+  // this frame and the socket are gone, and then does nothing.)
+  Deadline deadline(socket, 5);
   std::string request;
   char buf[1024];
   error_code ec;
@@ -138,10 +136,7 @@ awaitable<void> ServeMetrics(Server& server, tcp::socket socket) {
     request.append(buf, n);
   }
   std::string status, body, type = "text/plain; charset=utf-8";
-  if (ec) {
-    deadline.cancel();
-    co_return;
-  }
+  if (ec) co_return;
   if (request.starts_with("GET /metrics ") || request.starts_with("GET /metrics?")) {
     status = "200 OK";
     body = PrometheusText(server);
@@ -157,7 +152,6 @@ awaitable<void> ServeMetrics(Server& server, tcp::socket socket) {
                                 "\r\nContent-Length: ", body.size(),
                                 "\r\nConnection: close\r\n\r\n", body);
   co_await asio::async_write(socket, asio::buffer(response), WithError(ec));
-  deadline.cancel();
   socket.shutdown(tcp::socket::shutdown_both, ec);
   socket.close(ec);
 }
