@@ -52,6 +52,15 @@ awaitable<void> ReadFrom(const routing::Config& config, asio::ssl::context& tls,
       fail(w, MessageOf(columns.status()), !w.optional);
     }
   }
+  // Any overload marked volatile makes the name volatile: the parser alone
+  // cannot tell which one a call resolves to.
+  auto functions = co_await RunQuery(
+      stream, buffer, "SELECT DISTINCT proname FROM pg_catalog.pg_proc WHERE provolatile = 'v'");
+  if (functions.ok()) {
+    for (const auto& row : functions->rows) {
+      if (row[0]) out.catalog.volatile_functions.insert(*row[0]);
+    }
+  }
   stream.Close();
 }
 

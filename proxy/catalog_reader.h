@@ -1,6 +1,7 @@
 // The columns of the migrating tables, read from the catalog of the server
 // that holds them, at start and on every reload: rewriting expands `*` from
 // the new tables' columns, and mirroring copies the columns both sides have.
+// Also the names of volatile functions, which shadow reads must not call.
 #pragma once
 
 #include "absl/status/statusor.h"

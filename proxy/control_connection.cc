@@ -8,7 +8,7 @@ namespace pgshift::proxy {
 
 awaitable<absl::StatusOr<std::unique_ptr<Stream>>> OpenControlConnection(
     const routing::Config& config, const routing::BackendConfig& backend, std::string_view name,
-    asio::ssl::context& tls) {
+    asio::ssl::context& tls, std::string_view options) {
   if (!backend.dbname || !backend.user) {
     co_return absl::FailedPreconditionError(
         StrCat("backends.", name, " needs dbname and user for pgshift to connect on its own"));
@@ -17,6 +17,7 @@ awaitable<absl::StatusOr<std::unique_ptr<Stream>>> OpenControlConnection(
   startup.Set("user", *backend.user);
   startup.Set("database", *backend.dbname);
   startup.Set("application_name", "pgshift");
+  if (!options.empty()) startup.Set("options", options);
   const routing::UserConfig* user = config.FindUser(*backend.user);
   BackendLoginParams params{
       .backend_name = name,

@@ -15,10 +15,12 @@
 namespace pgshift::proxy {
 
 // FailedPrecondition when the backend has no dbname or user configured,
-// Unavailable when it cannot be reached or refuses the login.
+// Unavailable when it cannot be reached or refuses the login. `options`:
+// the startup packet's (command-line options for the server, such as
+// "-c name=value"), which stay the session's defaults through DISCARD ALL.
 awaitable<absl::StatusOr<std::unique_ptr<Stream>>> OpenControlConnection(
     const routing::Config& config, const routing::BackendConfig& backend, std::string_view name,
-    asio::ssl::context& tls);
+    asio::ssl::context& tls, std::string_view options = {});
 
 // Runs `work` (a coroutine returning T) to completion on a private event
 // loop in the calling thread: these exchanges are rare and short, and the

@@ -23,6 +23,10 @@ namespace {
 
 using routing::BackendId;
 
+// query_canceled: statement_timeout cut a read short.
+constexpr std::string_view kQueryCanceled = "57014";
+constexpr std::string_view kInsufficientPrivilege = "42501";
+
 std::string Join(const std::vector<std::string>& rows) {
   std::string out;
   for (const std::string& r : rows) out = StrCat(out, out.empty() ? "" : " ", r);
@@ -79,7 +83,7 @@ awaitable<void> ShadowRunner::Loop() {
       ShadowJob job = std::move(queue_.front());
       queue_.pop_front();
       reading_ = Bytes();
-      reading_too_large_ = false;
+      skipped_because_.clear();
       co_await Compare(job);
       reading_.Release();
     }
@@ -96,9 +100,21 @@ awaitable<bool> ShadowRunner::Connect(BackendId side) {
   const routing::Config& config = *settings->config;
   const bool new_side = side == BackendId::kNew;
   if (new_side && !config.new_backend) co_return false;  // a reload removed it
-  const routing::BackendConfig& backend = new_side ? *config.new_backend : config.old_backend;
+  routing::BackendConfig backend = new_side ? *config.new_backend : config.old_backend;
+  if (!config.proxy.shadow_user.empty()) {
+    backend.user = config.proxy.shadow_user;
+    backend.password = config.proxy.shadow_password;
+  }
+  // Every transaction on it is one REPEATABLE READ snapshot that cannot
+  // write (a batch of reads up to one Sync is such a transaction), and a
+  // read runs at most shadow_timeout. As startup options they are what
+  // DISCARD ALL, after each comparison, returns to.
+  const std::string options = StrCat(
+      "-c default_transaction_isolation=repeatable\\ read -c "
+      "default_transaction_read_only=on -c statement_timeout=",
+      std::max<int64_t>(1, static_cast<int64_t>(config.proxy.shadow_timeout_s * 1000)));
   auto opened = co_await OpenControlConnection(config, backend, new_side ? "new" : "old",
-                                               server_.backend_tls());
+                                               server_.backend_tls(), options);
   if (!opened.ok()) {
     LogEvent(LogLevel::kWarning, "shadow_unavailable",
              {{"backend", new_side ? "new" : "old"}, {"reason", MessageOf(opened.status())}});
@@ -106,15 +122,7 @@ awaitable<bool> ShadowRunner::Connect(BackendId side) {
   }
   c.stream = std::move(*opened);
   c.buffer = PacketBuffer();
-  // Every transaction on it is one REPEATABLE READ snapshot that cannot
-  // write: a batch of reads up to one Sync is such a transaction.
-  auto set = co_await RunQuery(*c.stream, c.buffer,
-                               "SET default_transaction_isolation = 'repeatable read'; "
-                               "SET default_transaction_read_only = on");
-  if (!set.ok()) {
-    c.stream.reset();
-    co_return false;
-  }
+  c.discards_pending = 0;
   co_return true;
 }
 
@@ -138,9 +146,15 @@ void ShadowRunner::AppendRead(std::string& out, const std::string& sql,
 awaitable<bool> ShadowRunner::Send(BackendId side, const std::string& out) {
   Connection& c = connections_[static_cast<int>(side)];
   if (!c.stream) co_return false;
+  std::string batch = out;
+  protocol::Query{"DISCARD ALL"}.Encode(batch);
   error_code ec;
-  co_await c.stream->Write(asio::buffer(out), ec);
-  if (ec) c.stream.reset();
+  co_await c.stream->Write(asio::buffer(batch), ec);
+  if (ec) {
+    c.stream.reset();
+  } else {
+    ++c.discards_pending;
+  }
   co_return !ec;
 }
 
@@ -148,12 +162,18 @@ awaitable<std::vector<routing::ResultSet>> ShadowRunner::Collect(BackendId side)
   std::vector<routing::ResultSet> results(1);
   Connection& c = connections_[static_cast<int>(side)];
   error_code ec;
+  bool discarding = false;  // the reads answered: the DISCARD ALL's reply follows
   while (c.stream) {
     routing::ResultSet& result = results.back();
     auto message = co_await ReadWholeMessage(*c.stream, c.buffer, protocol::kBackendTypes, ec,
                                              protocol::kDefaultMaxMessageSize);
     if (ec || !message.ok()) break;
     std::string_view payload = std::string_view(*message).substr(protocol::kHeaderSize);
+    if (discarding) {
+      if ((*message)[0] != protocol::backend::kReadyForQuery) continue;
+      --c.discards_pending;
+      co_return results;
+    }
     switch ((*message)[0]) {
       case protocol::backend::kRowDescription: {
         auto desc = protocol::RowDescription::Decode(payload);
@@ -164,11 +184,11 @@ awaitable<std::vector<routing::ResultSet>> ShadowRunner::Collect(BackendId side)
       case protocol::backend::kDataRow: {
         auto row = protocol::DataRow::Decode(payload);
         if (!row.ok()) break;
-        if (!reading_too_large_ &&
+        if (skipped_because_.empty() &&
             reading_.Take(routing::ResultSet::RowBytes(message->size(), row->values.size()))) {
           result.rows.push_back(std::move(row->values));
-        } else {
-          reading_too_large_ = true;
+        } else if (skipped_because_.empty()) {
+          skipped_because_ = "result above shadow_max_bytes";
         }
         break;
       }
@@ -176,6 +196,18 @@ awaitable<std::vector<routing::ResultSet>> ShadowRunner::Collect(BackendId side)
         auto e = protocol::ErrorResponse::Decode(payload);
         result.error_sqlstate = e.ok() ? std::string(e->sqlstate()) : "XX000";
         result.error_message = e.ok() ? std::string(e->message()) : "malformed error";
+        if (result.error_sqlstate == kQueryCanceled && skipped_because_.empty()) {
+          skipped_because_ = "a read ran past shadow_timeout";
+        } else if (result.error_sqlstate == kInsufficientPrivilege && skipped_because_.empty()) {
+          // Both sides failing alike would look like agreement.
+          skipped_because_ = StrCat("the shadow role may not read: ", result.error_message);
+          if (!privilege_warned_) {
+            privilege_warned_ = true;
+            LogEvent(LogLevel::kWarning, "shadow_privilege_missing",
+                     {{"backend", side == BackendId::kNew ? "new" : "old"},
+                      {"reason", result.error_message}});
+          }
+        }
         break;  // the server skips the rest of the batch
       }
       case protocol::backend::kCommandComplete:  // this read's end: the next one's result follows
@@ -186,7 +218,9 @@ awaitable<std::vector<routing::ResultSet>> ShadowRunner::Collect(BackendId side)
             results.back().error_sqlstate.empty()) {
           results.pop_back();
         }
-        co_return results;
+        if (c.discards_pending == 0) co_return results;
+        discarding = true;
+        break;
       default:
         break;
     }
@@ -229,11 +263,11 @@ awaitable<void> ShadowRunner::Compare(const ShadowJob& job) {
   } else {
     outcome = co_await CompareWithRecheck(job);
   }
-  if (reading_too_large_) {
-    // Not all of a result could be kept: no verdict either way.
+  if (!skipped_because_.empty()) {
+    // Not all of a result could be had: no verdict either way.
     shadow.Count(&routing::TableCounters::shadow_skipped);
     LogEvent(LogLevel::kDebug, "shadow_skipped",
-             {{"table", shadow.table}, {"reason", "result above shadow_max_bytes"}});
+             {{"table", shadow.table}, {"query", shadow.normalized}, {"reason", skipped_because_}});
     co_return;
   }
   Tally(job, outcome);
@@ -248,7 +282,7 @@ awaitable<bool> ShadowRunner::MatchesServed(const ShadowJob& job) {
   AppendRead(out, shadow.sql, job.bind, true);
   bool sent = co_await Send(shadow.server, out);
   routing::ResultSet b = co_await CollectOne(shadow.server);
-  if (!sent || reading_too_large_ ||
+  if (!sent || !skipped_because_.empty() ||
       !routing::CompareResults(*job.served, b, shadow.ordered).match) {
     co_return false;
   }
@@ -309,7 +343,7 @@ awaitable<ShadowRunner::Outcome> ShadowRunner::CompareWithRecheck(const ShadowJo
     routing::ResultSet a = co_await CollectOne(plan.server);
     routing::ResultSet b = co_await CollectOne(shadow.server);
     outcome.comparison = routing::CompareResults(a, b, shadow.ordered);
-    if (reading_too_large_) break;
+    if (!skipped_because_.empty()) break;
     if (outcome.comparison.match) {
       outcome.transient = attempt == 1;
       break;

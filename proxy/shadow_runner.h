@@ -140,14 +140,19 @@ class ShadowRunner {
   std::deque<ShadowJob> queue_;
   std::shared_ptr<ShadowBytes::Budget> budget_ = std::make_shared<ShadowBytes::Budget>();
   // What the comparison under way reads; past the budget its rows are not
-  // kept and it is counted skipped.
+  // kept and it is counted skipped, as when a read was canceled
+  // (shadow_timeout): why, when it is.
   ShadowBytes reading_;
-  bool reading_too_large_ = false;
+  std::string skipped_because_;
+  bool privilege_warned_ = false;  // once per worker
   asio::steady_timer wake_;
   bool running_ = false;
   struct Connection {
     std::unique_ptr<Stream> stream;
     PacketBuffer buffer;
+    // Each batch of reads is followed by a DISCARD ALL, so no session state
+    // a read made outlives it; its reply is read after the batch's.
+    int discards_pending = 0;
   };
   std::array<Connection, 2> connections_;  // by routing::BackendId
 };

@@ -83,6 +83,13 @@ struct ProxySettings {
   // Across servers, a mismatched shadow read is read again after this delay
   // (transient if it then agrees).
   double shadow_recheck_s = 0.2;
+  // The role shadow reads run as, on both servers (it needs only SELECT on
+  // the tables); unset: each backend's own user. Its password, when not
+  // given, is the [[users]] entry's of that name.
+  std::string shadow_user;
+  std::optional<std::string> shadow_password;
+  // A shadow read's statement_timeout.
+  double shadow_timeout_s = 5;
   // Names this deployment in the prepared transactions of its mirrors, so
   // that two deployments sharing a mirror server never resolve each other's.
   // Lower-case letters and digits; by default derived from the old and new

@@ -11,6 +11,38 @@ void Plan::Count() const {
   for (TableCounters* t : writes_to) t->writes.fetch_add(1, std::memory_order_relaxed);
 }
 
+const absl::flat_hash_set<std::string>& VolatileBuiltins() {
+  static const absl::flat_hash_set<std::string> builtins{"random",
+                                                         "setseed",
+                                                         "gen_random_uuid",
+                                                         "nextval",
+                                                         "setval",
+                                                         "currval",
+                                                         "lastval",
+                                                         "clock_timestamp",
+                                                         "timeofday",
+                                                         "statement_timestamp",
+                                                         "pg_sleep",
+                                                         "pg_sleep_for",
+                                                         "pg_sleep_until",
+                                                         "set_config",
+                                                         "txid_current",
+                                                         "pg_current_xact_id",
+                                                         "pg_advisory_lock",
+                                                         "pg_advisory_xact_lock",
+                                                         "pg_try_advisory_lock",
+                                                         "pg_try_advisory_xact_lock",
+                                                         "pg_advisory_unlock",
+                                                         "pg_advisory_lock_shared",
+                                                         "pg_notify",
+                                                         "dblink",
+                                                         "lo_import",
+                                                         "lo_export",
+                                                         "pg_read_file",
+                                                         "pg_stat_reset"};
+  return builtins;
+}
+
 namespace {
 
 size_t ShapesBytes(const std::vector<ResultShape>& shapes) {

@@ -259,6 +259,15 @@ std::optional<ShadowPlan> Router::ShadowFor(std::string_view sql, const Statemen
                     stmt->select_stmt->n_sort_clause > 0;
   shadow->fingerprint = Fingerprint(std::string(sql));
   shadow->normalized = Normalize(std::string(sql));
+  const auto& volatile_functions =
+      catalog_.volatile_functions.empty() ? VolatileBuiltins() : catalog_.volatile_functions;
+  for (const std::string& f : info.functions) {
+    if (volatile_functions.contains(f)) {
+      // Its two executions may differ, and may change state where they run.
+      shadow->skip_reason = StrCat("it calls ", f, "(), which PostgreSQL marks volatile");
+      break;
+    }
+  }
   return shadow;
 }
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "routing/config.h"
 #include "routing/lru_cache.h"
@@ -74,7 +75,14 @@ struct Catalog {
   // they are, never written by a mirror.
   Tables old_generated = {};
   Tables new_generated = {};
+  // Names of the functions PostgreSQL marks volatile (any overload), on
+  // either server: a read that calls one is not shadowed. Unread, a list of
+  // the common built-in ones stands in (VolatileBuiltins).
+  absl::flat_hash_set<std::string> volatile_functions = {};
 };
+
+// Built-in functions PostgreSQL marks volatile that reads call most.
+const absl::flat_hash_set<std::string>& VolatileBuiltins();
 
 // An error pgshift answers in place of running a statement.
 struct Refusal {
@@ -106,6 +114,9 @@ struct ShadowPlan {
   bool new_is_authoritative = false;
   std::string fingerprint;
   std::string normalized;  // the read with its constants taken out, for reports
+  // Set when a sampled execution is not compared, but counted skipped:
+  // why (it calls a volatile function).
+  std::string skip_reason;
 };
 
 // How to put a statement's constants back into the texts of a plan made for

@@ -19,6 +19,7 @@ class TableCollector {
 
   void Walk(const Message* msg) {
     MarkTargets(msg);
+    if (Is(msg, pg_query__func_call__descriptor)) RecordFunction(msg);
     if (Is(msg, pg_query__range_var__descriptor)) {
       Record(reinterpret_cast<const PgQuery__RangeVar*>(msg));
       return;
@@ -31,6 +32,15 @@ class TableCollector {
   }
 
  private:
+  void RecordFunction(const Message* msg) {
+    const auto* call = reinterpret_cast<const PgQuery__FuncCall*>(msg);
+    if (call->n_funcname == 0) return;
+    const PgQuery__Node* last = call->funcname[call->n_funcname - 1];
+    if (last->node_case == PG_QUERY__NODE__NODE_STRING && last->string->sval != nullptr) {
+      info_.functions.insert(last->string->sval);
+    }
+  }
+
   // Relations a statement writes are known from the statement node, before
   // its children are visited.
   void MarkTargets(const Message* msg) {

@@ -35,6 +35,9 @@ struct StatementInfo {
   // subject) is in `writes` and not also in `reads`; CTE names are not tables.
   std::set<std::string> reads;
   std::set<std::string> writes;
+  // The functions it calls by name (the last part of the name, as the
+  // parser folded it): a shadow read must not call a volatile one.
+  std::set<std::string> functions;
   // This statement's own text, for routing a multi-statement query part by part.
   std::string sql;
 };

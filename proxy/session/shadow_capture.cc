@@ -8,13 +8,20 @@
 #include "protocol/messages/bind.h"
 #include "protocol/messages/data_row.h"
 #include "protocol/messages/row_description.h"
+#include "proxy/log.h"
 
 namespace pgshift::proxy {
 
 bool ShadowCapture::Sampled(const routing::PlanPtr& plan) {
   if (!plan || !plan->shadow || plan->refusal) return false;
   thread_local std::mt19937_64 random(std::random_device{}());
-  return std::uniform_real_distribution<double>(0, 1)(random) < plan->shadow->sample;
+  if (std::uniform_real_distribution<double>(0, 1)(random) >= plan->shadow->sample) return false;
+  const routing::ShadowPlan& shadow = *plan->shadow;
+  if (shadow.skip_reason.empty()) return true;
+  shadow.Count(&routing::TableCounters::shadow_skipped);
+  LogEvent(LogLevel::kDebug, "shadow_skipped",
+           {{"table", shadow.table}, {"query", shadow.normalized}, {"reason", shadow.skip_reason}});
+  return false;
 }
 
 std::shared_ptr<ShadowCapture> ShadowCapture::Start(
@@ -61,6 +68,7 @@ void ShadowCapture::Keep(std::string_view message) {
     result_->rows.push_back(std::move(row->values));
   } else {
     usable_ = false;
+    too_large_ = true;
     result_->rows = {};
     bytes_.Release();
   }
@@ -76,6 +84,16 @@ void ShadowCapture::Queue(ShadowRunner* shadow, bool incomplete) {
   if (queued_) return;
   queued_ = true;
   if (shadow == nullptr) return;
+  if (too_large_) {
+    // Reading both sides would hold twice as much.
+    const routing::ShadowPlan& plan = *job_.plan->shadow;
+    plan.Count(&routing::TableCounters::shadow_skipped);
+    LogEvent(LogLevel::kDebug, "shadow_skipped",
+             {{"table", plan.table},
+              {"query", plan.normalized},
+              {"reason", "result above shadow_max_bytes"}});
+    return;
+  }
   if (usable_) {
     job_.served = std::move(result_);
     job_.served_bytes = std::move(bytes_);

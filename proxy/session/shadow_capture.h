@@ -18,7 +18,8 @@ namespace pgshift::proxy {
 
 class ShadowCapture {
  public:
-  // Whether this execution of a shadowed read is in the sample.
+  // Whether this execution of a shadowed read is in the sample and can be
+  // compared (one that calls a volatile function is counted skipped).
   static bool Sampled(const routing::PlanPtr& plan);
   // A sampled execution is compared off the client's path, unless the
   // transaction has written one of its tables (`written`: the other side
@@ -43,10 +44,11 @@ class ShadowCapture {
  private:
   ShadowJob job_;
   std::shared_ptr<routing::ResultSet> result_ = std::make_shared<routing::ResultSet>();
-  // Past the worker's shadow_max_bytes the result is let go: the
-  // comparison reads both sides.
+  // Past the worker's shadow_max_bytes the result is let go and the read
+  // counted skipped.
   ShadowBytes bytes_;
-  bool usable_ = true;
+  bool too_large_ = false;
+  bool usable_ = true;  // else (cut short) the comparison reads both sides
   bool queued_ = false;
 };
 

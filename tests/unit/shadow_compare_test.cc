@@ -66,5 +66,28 @@ TEST(ShadowPlan, ReadsOfShadowedTablesGetTheOtherSidesStatement) {
   EXPECT_FALSE(router.PlanFor("UPDATE channels SET title = 'x'")->shadow) << "writes are not shadowed";
 }
 
+TEST(ShadowPlan, AReadCallingAVolatileFunctionIsSkippedWithTheReason) {
+  auto config = ParseConfig(
+      "[backends.old]\n[[tables]]\nname = \"channels\"\nnew_name = \"channels_v2\"\n"
+      "shadow_sample = 1.0\nphase = \"shadow-read\"\n",
+      "shadow.toml");
+  ASSERT_TRUE(config.ok());
+  TableCounterRegistry counters;
+  Catalog catalog;
+  catalog.volatile_functions = {"random", "my_counter"};
+  Router router(*config, catalog, counters);
+  PlanPtr plan = router.PlanFor("SELECT id FROM channels WHERE id > (SELECT my_counter())");
+  ASSERT_TRUE(plan->shadow);
+  EXPECT_EQ(plan->shadow->skip_reason, "it calls my_counter(), which PostgreSQL marks volatile");
+  EXPECT_FALSE(router.PlanFor("SELECT id, random() FROM channels")->shadow->skip_reason.empty());
+  EXPECT_TRUE(
+      router.PlanFor("SELECT id, lower(title), now() FROM channels")->shadow->skip_reason.empty())
+      << "immutable and stable functions are compared";
+
+  Router unread(*config, {}, counters);
+  EXPECT_FALSE(unread.PlanFor("SELECT nextval('s') FROM channels")->shadow->skip_reason.empty())
+      << "without the catalog, the common built-in volatile functions stand in";
+}
+
 }  // namespace
 }  // namespace pgshift::routing

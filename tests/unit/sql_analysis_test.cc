@@ -258,6 +258,14 @@ TEST(Analysis, SplitsMultiStatementQueries) {
   EXPECT_EQ((*result)[3].kind, StatementKind::kTransaction);
 }
 
+TEST(Analysis, FunctionsCalledAreNamedByTheLastPartOfTheirName) {
+  auto infos = AnalyzeSql(
+      "WITH w AS (SELECT pg_catalog.random() r) SELECT Upper(title), count(*) FROM channels, w "
+      "WHERE id IN (SELECT nextval('s')) GROUP BY 1");
+  ASSERT_TRUE(infos.ok()) << infos.status();
+  EXPECT_EQ((*infos)[0].functions, (std::set<std::string>{"random", "upper", "count", "nextval"}));
+}
+
 TEST(Analysis, EmptyQueryHasNoStatements) {
   auto result = AnalyzeSql("  ;  ");
   ASSERT_TRUE(result.ok());
