@@ -1,10 +1,16 @@
 // Clients authenticate to pgshift; pgshift authenticates to PostgreSQL with
 // the backend's own credentials.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <thread>
 
 #include "protocol/messages/password.h"
 #include "protocol/messages/startup.h"
 #include "protocol/scram.h"
+#include "protocol/wire.h"
 #include "tests/integration/environment.h"
 #include "tests/support/pg.h"
 #include "tests/support/pgshift_process.h"
@@ -41,6 +47,79 @@ TEST(Auth, ScramOnBothSides) {
   ASSERT_TRUE(error);
   EXPECT_EQ(error->sqlstate(), "28P01") << "an unknown user looks like a wrong password";
   EXPECT_NE(proxy.log().find("event=auth_failed"), std::string::npos);
+}
+
+// A server that answers SCRAM's client-final-message with AuthenticationOk,
+// never proving (SASLFinal) that it knows the password: a server that is
+// not the one configured. pgshift refuses the login.
+TEST(Auth, ABackendThatSkipsTheScramSignatureIsRefused) {
+  int listener = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  ASSERT_EQ(listen(listener, 4), 0);
+  socklen_t length = sizeof(address);
+  getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length);
+  const int port = ntohs(address.sin_port);
+  bool skipped_final = false;
+  std::thread impostor([&] {
+    int fd = accept(listener, nullptr, nullptr);
+    if (fd < 0) return;
+    auto read_exactly = [fd](size_t n) {
+      std::string out(n, '\0');
+      size_t got = 0;
+      while (got < n) {
+        ssize_t r = recv(fd, out.data() + got, n - got, 0);
+        if (r <= 0) return std::string();
+        got += static_cast<size_t>(r);
+      }
+      return out;
+    };
+    auto send_all = [fd](const std::string& bytes) { send(fd, bytes.data(), bytes.size(), 0); };
+    auto auth = [](int32_t code, const std::string& data) {
+      std::string m = "R" + std::string(8, '\0') + data;
+      protocol::WriteBigEndian32(m.data() + 1, static_cast<int32_t>(m.size() - 1));
+      protocol::WriteBigEndian32(m.data() + 5, code);
+      return m;
+    };
+    // An SSLRequest (sslmode prefer) gets N; then the StartupMessage.
+    std::string head = read_exactly(8);
+    if (head.size() == 8 && protocol::ReadBigEndian32(head.data() + 4) == 80877103) {
+      send_all("N");
+      head = read_exactly(4);
+      read_exactly(static_cast<size_t>(protocol::ReadBigEndian32(head.data())) - 4);
+    } else if (head.size() == 8) {
+      read_exactly(static_cast<size_t>(protocol::ReadBigEndian32(head.data())) - 8);
+    }
+    send_all(auth(10, std::string("SCRAM-SHA-256") + '\0' + '\0'));
+    std::string type = read_exactly(5);
+    std::string initial =
+        read_exactly(static_cast<size_t>(protocol::ReadBigEndian32(type.data() + 1)) - 4);
+    size_t nonce_at = initial.find("r=");
+    std::string nonce = nonce_at == std::string::npos ? "" : initial.substr(nonce_at + 2);
+    send_all(auth(11, "r=" + nonce + "impostor,s=c2FsdHNhbHQ=,i=4096"));
+    type = read_exactly(5);
+    if (type.size() == 5) {
+      read_exactly(static_cast<size_t>(protocol::ReadBigEndian32(type.data() + 1)) - 4);
+      std::string ready = "Z" + std::string(4, '\0') + "I";
+      protocol::WriteBigEndian32(ready.data() + 1, 5);
+      send_all(auth(0, "") + ready);
+      skipped_final = true;
+    }
+    read_exactly(1);  // until pgshift hangs up
+    close(fd);
+  });
+  PgshiftProcess proxy(port, "", "user = \"postgres\"\npassword = \"pw\"");
+  ASSERT_TRUE(proxy.ok());
+  PgConn conn(proxy.ConnInfo());
+  EXPECT_FALSE(conn.ok());
+  EXPECT_NE(conn.error().find("the server ended SCRAM without proving it knows the password"),
+            std::string::npos)
+      << conn.error();
+  impostor.join();
+  close(listener);
+  EXPECT_TRUE(skipped_final) << "the impostor got as far as its AuthenticationOk";
 }
 
 // A SASLResponse that is not one ends that login with 08P01, nothing more.
