@@ -270,6 +270,14 @@ awaitable<void> AdminConsole::Run() {
       // A named local: GCC 12 destroys temporaries inside co_await twice.
       std::function<std::string()> work = [this, sql] { return Execute(sql); };
       reply = co_await server_.RunInBackground(std::move(work));
+      if (reply.empty()) {
+        protocol::ErrorResponse(
+            protocol::ErrorFields::Make("ERROR", sqlstate::kAdminShutdown,
+                                        "pgshift admin console: the command did not complete "
+                                        "(pgshift is shutting down, or it failed: see the log)"))
+            .Encode(reply);
+        protocol::ReadyForQuery{protocol::TransactionStatus::kIdle}.Encode(reply);
+      }
     } else if (type == protocol::frontend::kSync) {
       protocol::ErrorResponse(protocol::ErrorFields::Make(
                                   "ERROR", sqlstate::kFeatureNotSupported,

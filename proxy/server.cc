@@ -436,17 +436,32 @@ awaitable<void> Server::AuditWritesPeriodically() {
 }
 
 awaitable<std::string> Server::RunInBackground(std::function<std::string()> work) {
-  // A timer that never expires, cancelled when the work is done: waiting
-  // on it keeps this thread free meanwhile.
-  auto done = std::make_shared<asio::steady_timer>(main_, asio::steady_timer::time_point::max());
-  auto result = std::make_shared<std::string>();
-  asio::post(periodic_recovery_->context, [this, work = std::move(work), done, result] {
-    *result = work();
-    asio::post(main_, [done] { done->cancel(); });
+  // A timer that never expires, cancelled when the work is done (or at
+  // shutdown, which stops the background thread: the work may then never
+  // run): waiting on it keeps this thread free meanwhile.
+  struct Waiting {
+    explicit Waiting(asio::io_context& context)
+        : done(context, asio::steady_timer::time_point::max()) {}
+    asio::steady_timer done;
+    std::string result;
+    std::atomic<bool> finished{false};
+  };
+  auto waiting = std::make_shared<Waiting>(main_);
+  std::erase_if(background_waits_, [](const auto& w) { return w.expired(); });
+  background_waits_.push_back(std::shared_ptr<asio::steady_timer>(waiting, &waiting->done));
+  asio::post(periodic_recovery_->context, [this, work = std::move(work), waiting] {
+    try {
+      waiting->result = work();
+    } catch (const std::exception& e) {
+      LogEvent(LogLevel::kError, "background_work_failed", {{"reason", e.what()}});
+    }
+    waiting->finished.store(true, std::memory_order_release);
+    asio::post(main_, [waiting] { waiting->done.cancel(); });
   });
   error_code ignored;
-  co_await done->async_wait(WithError(ignored));
-  co_return std::move(*result);
+  co_await waiting->done.async_wait(WithError(ignored));
+  if (!waiting->finished.load(std::memory_order_acquire)) co_return std::string();
+  co_return std::move(waiting->result);
 }
 
 void Server::RecoverSoon() {
@@ -603,6 +618,10 @@ awaitable<void> Server::Shutdown() {
   if (admin_acceptor_) admin_acceptor_->close(ignored);
   if (metrics_acceptor_) metrics_acceptor_->close(ignored);
   periodic_recovery_->context.stop();
+  // Work queued behind it will not run: its waiters are let go.
+  for (const auto& weak : background_waits_) {
+    if (auto done = weak.lock()) done->cancel();
+  }
   for (const auto& weak : admin_consoles_) {
     if (auto console = weak.lock()) console->Close();
   }

@@ -76,7 +76,8 @@ class Server {
   absl::Status Reload();
   // Runs `work` on the background thread (periodic recovery's) and resumes
   // on main_ with its result: what may wait on a backend never holds up
-  // accepting clients, the admin console or metrics.
+  // accepting clients, the admin console or metrics. Empty when the work
+  // threw (logged) or shutdown came first.
   awaitable<std::string> RunInBackground(std::function<std::string()> work);
   const std::string& config_path() const { return config_path_; }
   // For SHOW CLIENTS, in session order.
@@ -175,6 +176,8 @@ class Server {
   std::unique_ptr<Recovery> periodic_recovery_;
   // Open admin console connections (main_ only), closed at shutdown.
   std::vector<std::weak_ptr<AdminConsole>> admin_consoles_;
+  // RunInBackground's waiters (main_ only), let go at shutdown.
+  std::vector<std::weak_ptr<asio::steady_timer>> background_waits_;
   struct Worker {
     asio::io_context context{1};
     // After `context`: its timer and sockets must go before the context's

@@ -79,13 +79,11 @@ bool ShadowRunner::Enqueue(ShadowJob job) {
 
 awaitable<void> ShadowRunner::Loop() {
   while (true) {
-    while (!queue_.empty()) {
-      ShadowJob job = std::move(queue_.front());
+    const auto most = static_cast<size_t>(server_.settings()->config->proxy.shadow_connections);
+    while (!queue_.empty() && comparing_ < most) {
+      ++comparing_;
+      asio::co_spawn(context_, Run(std::move(queue_.front())), asio::detached);
       queue_.pop_front();
-      reading_ = Bytes();
-      skipped_because_.clear();
-      co_await Compare(job);
-      reading_.Release();
     }
     wake_.expires_at(asio::steady_timer::time_point::max());
     error_code ignored;
@@ -93,9 +91,24 @@ awaitable<void> ShadowRunner::Loop() {
   }
 }
 
-awaitable<bool> ShadowRunner::Connect(BackendId side) {
-  Connection& c = connections_[static_cast<int>(side)];
-  if (c.stream && c.stream->is_open()) co_return true;
+awaitable<void> ShadowRunner::Run(ShadowJob job) {
+  Comparing run(Bytes());
+  co_await Compare(run, job);
+  GiveBack(run);
+  --comparing_;
+  wake_.cancel();  // room for the next
+}
+
+awaitable<bool> ShadowRunner::Borrow(Comparing& run, BackendId side) {
+  ConnectionPtr& held = run.connections[static_cast<int>(side)];
+  if (held && held->stream && held->stream->is_open()) co_return true;
+  std::vector<ConnectionPtr>& idle = idle_[static_cast<int>(side)];
+  while (!idle.empty()) {
+    held = std::move(idle.back());
+    idle.pop_back();
+    if (held->stream && held->stream->is_open()) co_return true;
+  }
+  held.reset();
   SettingsPtr settings = server_.settings();
   const routing::Config& config = *settings->config;
   const bool new_side = side == BackendId::kNew;
@@ -120,10 +133,17 @@ awaitable<bool> ShadowRunner::Connect(BackendId side) {
              {{"backend", new_side ? "new" : "old"}, {"reason", MessageOf(opened.status())}});
     co_return false;
   }
-  c.stream = std::move(*opened);
-  c.buffer = PacketBuffer();
-  c.discards_pending = 0;
+  held = std::make_unique<Connection>();
+  held->stream = std::move(*opened);
   co_return true;
+}
+
+void ShadowRunner::GiveBack(Comparing& run) {
+  for (size_t side = 0; side < run.connections.size(); ++side) {
+    ConnectionPtr& held = run.connections[side];
+    if (held && held->stream && held->stream->is_open()) idle_[side].push_back(std::move(held));
+    held.reset();
+  }
 }
 
 void ShadowRunner::AppendRead(std::string& out, const std::string& sql,
@@ -143,24 +163,26 @@ void ShadowRunner::AppendRead(std::string& out, const std::string& sql,
   if (sync) protocol::Sync{}.Encode(out);
 }
 
-awaitable<bool> ShadowRunner::Send(BackendId side, const std::string& out) {
-  Connection& c = connections_[static_cast<int>(side)];
-  if (!c.stream) co_return false;
+awaitable<bool> ShadowRunner::Send(Comparing& run, BackendId side, const std::string& out) {
+  Connection* c = run.connections[static_cast<int>(side)].get();
+  if (c == nullptr || !c->stream) co_return false;
   std::string batch = out;
   protocol::Query{"DISCARD ALL"}.Encode(batch);
   error_code ec;
-  co_await c.stream->Write(asio::buffer(batch), ec);
+  co_await c->stream->Write(asio::buffer(batch), ec);
   if (ec) {
-    c.stream.reset();
+    c->stream.reset();
   } else {
-    ++c.discards_pending;
+    ++c->discards_pending;
   }
   co_return !ec;
 }
 
-awaitable<std::vector<routing::ResultSet>> ShadowRunner::Collect(BackendId side) {
+awaitable<std::vector<routing::ResultSet>> ShadowRunner::Collect(Comparing& run, BackendId side) {
   std::vector<routing::ResultSet> results(1);
-  Connection& c = connections_[static_cast<int>(side)];
+  Connection* held = run.connections[static_cast<int>(side)].get();
+  Connection empty;
+  Connection& c = held != nullptr ? *held : empty;
   error_code ec;
   bool discarding = false;  // the reads answered: the DISCARD ALL's reply follows
   while (c.stream) {
@@ -184,11 +206,11 @@ awaitable<std::vector<routing::ResultSet>> ShadowRunner::Collect(BackendId side)
       case protocol::backend::kDataRow: {
         auto row = protocol::DataRow::Decode(payload);
         if (!row.ok()) break;
-        if (skipped_because_.empty() &&
-            reading_.Take(routing::ResultSet::RowBytes(message->size(), row->values.size()))) {
+        if (run.skipped_because.empty() &&
+            run.reading.Take(routing::ResultSet::RowBytes(message->size(), row->values.size()))) {
           result.rows.push_back(std::move(row->values));
-        } else if (skipped_because_.empty()) {
-          skipped_because_ = "result above shadow_max_bytes";
+        } else if (run.skipped_because.empty()) {
+          run.skipped_because = "result above shadow_max_bytes";
         }
         break;
       }
@@ -196,11 +218,11 @@ awaitable<std::vector<routing::ResultSet>> ShadowRunner::Collect(BackendId side)
         auto e = protocol::ErrorResponse::Decode(payload);
         result.error_sqlstate = e.ok() ? std::string(e->sqlstate()) : "XX000";
         result.error_message = e.ok() ? std::string(e->message()) : "malformed error";
-        if (result.error_sqlstate == kQueryCanceled && skipped_because_.empty()) {
-          skipped_because_ = "a read ran past shadow_timeout";
-        } else if (result.error_sqlstate == kInsufficientPrivilege && skipped_because_.empty()) {
+        if (result.error_sqlstate == kQueryCanceled && run.skipped_because.empty()) {
+          run.skipped_because = "a read ran past shadow_timeout";
+        } else if (result.error_sqlstate == kInsufficientPrivilege && run.skipped_because.empty()) {
           // Both sides failing alike would look like agreement.
-          skipped_because_ = StrCat("the shadow role may not read: ", result.error_message);
+          run.skipped_because = StrCat("the shadow role may not read: ", result.error_message);
           if (!privilege_warned_) {
             privilege_warned_ = true;
             LogEvent(LogLevel::kWarning, "shadow_privilege_missing",
@@ -225,64 +247,64 @@ awaitable<std::vector<routing::ResultSet>> ShadowRunner::Collect(BackendId side)
         break;
     }
   }
-  // The connection is gone: a fresh one next time.
+  // The connection is gone: a fresh one next time. Once the reads had all
+  // answered (only the DISCARD ALL's reply was due), their results stand.
   c.stream.reset();
+  if (discarding) co_return results;
+  run.lost = true;
   routing::ResultSet lost;
   lost.error_sqlstate = "08006";
   lost.error_message = "pgshift's shadow connection was lost";
   co_return std::vector<routing::ResultSet>{lost};
 }
 
-awaitable<routing::ResultSet> ShadowRunner::CollectOne(BackendId side) {
-  std::vector<routing::ResultSet> results = co_await Collect(side);
+awaitable<routing::ResultSet> ShadowRunner::CollectOne(Comparing& run, BackendId side) {
+  std::vector<routing::ResultSet> results = co_await Collect(run, side);
   co_return std::move(results.front());
 }
 
-awaitable<void> ShadowRunner::Compare(const ShadowJob& job) {
+awaitable<void> ShadowRunner::Compare(Comparing& run, const ShadowJob& job) {
   const routing::Plan& plan = *job.plan;
   const routing::ShadowPlan& shadow = *plan.shadow;
   // One co_await per statement: GCC 12 mishandles them inside || and ?:.
-  bool connected = co_await Connect(plan.server);
-  if (connected) connected = co_await Connect(shadow.server);
+  bool connected = co_await Borrow(run, plan.server);
+  if (connected) connected = co_await Borrow(run, shadow.server);
   if (!connected) {
     shadow.Count(&routing::TableCounters::shadow_dropped);
     co_return;
   }
   if (job.served) {
-    bool matched = co_await MatchesServed(job);
-    if (matched) co_return;
+    bool matched = co_await MatchesServed(run, job);
+    if (matched || Unjudged(run, shadow)) co_return;
   }
   Outcome outcome;
   if (plan.server == shadow.server) {
-    std::optional<routing::Comparison> compared = co_await CompareInOneSnapshot(job);
-    if (!compared) {
+    std::optional<routing::Comparison> compared = co_await CompareInOneSnapshot(run, job);
+    if (!compared) run.lost = true;
+    if (Unjudged(run, shadow)) co_return;
+    outcome.comparison = *std::move(compared);
+  } else {
+    outcome = co_await CompareWithRecheck(run, job);
+    if (outcome.dropped) {
       shadow.Count(&routing::TableCounters::shadow_dropped);
       co_return;
     }
-    outcome.comparison = *std::move(compared);
-  } else {
-    outcome = co_await CompareWithRecheck(job);
   }
-  if (!skipped_because_.empty()) {
-    // Not all of a result could be had: no verdict either way.
-    shadow.Count(&routing::TableCounters::shadow_skipped);
-    LogEvent(LogLevel::kDebug, "shadow_skipped",
-             {{"table", shadow.table}, {"query", shadow.normalized}, {"reason", skipped_because_}});
-    co_return;
-  }
+  if (Unjudged(run, shadow)) co_return;
   Tally(job, outcome);
 }
 
 // The client's own result against the other side's read, run now: most
 // comparisons cost one read. A difference may be a write that came in
 // between, so it is only counted once read again on both.
-awaitable<bool> ShadowRunner::MatchesServed(const ShadowJob& job) {
+awaitable<bool> ShadowRunner::MatchesServed(Comparing& run, const ShadowJob& job) {
   const routing::ShadowPlan& shadow = *job.plan->shadow;
   std::string out;
   AppendRead(out, shadow.sql, job.bind, true);
-  bool sent = co_await Send(shadow.server, out);
-  routing::ResultSet b = co_await CollectOne(shadow.server);
-  if (!sent || !skipped_because_.empty() ||
+  run.reading.Release();  // nothing read before is held any more
+  bool sent = co_await Send(run, shadow.server, out);
+  routing::ResultSet b = co_await CollectOne(run, shadow.server);
+  if (!sent || !run.skipped_because.empty() ||
       !routing::CompareResults(*job.served, b, shadow.ordered).match) {
     co_return false;
   }
@@ -296,14 +318,15 @@ awaitable<bool> ShadowRunner::MatchesServed(const ShadowJob& job) {
 // Both reads in one batch up to one Sync: one transaction, so one
 // REPEATABLE READ snapshot (the connection's default).
 awaitable<std::optional<routing::Comparison>> ShadowRunner::CompareInOneSnapshot(
-    const ShadowJob& job) {
+    Comparing& run, const ShadowJob& job) {
   const routing::Plan& plan = *job.plan;
   const routing::ShadowPlan& shadow = *plan.shadow;
   std::string out;
   AppendRead(out, plan.sql, job.bind, false);
   AppendRead(out, shadow.sql, job.bind, true);
-  bool sent = co_await Send(plan.server, out);
-  std::vector<routing::ResultSet> results = co_await Collect(plan.server);
+  run.reading.Release();
+  bool sent = co_await Send(run, plan.server, out);
+  std::vector<routing::ResultSet> results = co_await Collect(run, plan.server);
   if (!sent || (results.size() == 1 && results[0].error_sqlstate == "08006"))
     co_return std::nullopt;
   routing::ResultSet& a = results[0];
@@ -313,8 +336,8 @@ awaitable<std::optional<routing::Comparison>> ShadowRunner::CompareInOneSnapshot
     // own.
     std::string alone;
     AppendRead(alone, shadow.sql, job.bind, true);
-    co_await Send(plan.server, alone);
-    b = co_await CollectOne(plan.server);
+    co_await Send(run, plan.server, alone);
+    b = co_await CollectOne(run, plan.server);
   } else {
     b = std::move(results[1]);
   }
@@ -323,33 +346,57 @@ awaitable<std::optional<routing::Comparison>> ShadowRunner::CompareInOneSnapshot
 
 // No common snapshot: a write between the two reads can explain a
 // difference, so a mismatch is read again after a short delay.
-awaitable<ShadowRunner::Outcome> ShadowRunner::CompareWithRecheck(const ShadowJob& job) {
+awaitable<ShadowRunner::Outcome> ShadowRunner::CompareWithRecheck(Comparing& run,
+                                                                  const ShadowJob& job) {
   const routing::Plan& plan = *job.plan;
   const routing::ShadowPlan& shadow = *plan.shadow;
   Outcome outcome;
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (attempt == 1) {
+      // The connections serve other comparisons meanwhile.
+      GiveBack(run);
       asio::steady_timer delay(context_);
       delay.expires_after(std::chrono::duration_cast<asio::steady_timer::duration>(
           std::chrono::duration<double>(server_.settings()->config->proxy.shadow_recheck_s)));
       error_code ignored;
       co_await delay.async_wait(WithError(ignored));
+      bool connected = co_await Borrow(run, plan.server);
+      if (connected) connected = co_await Borrow(run, shadow.server);
+      if (!connected) {
+        outcome.dropped = true;
+        break;
+      }
     }
     std::string first, second;
+    run.reading.Release();  // the last attempt's results are gone
     AppendRead(first, plan.sql, job.bind, true);
     AppendRead(second, shadow.sql, job.bind, true);
-    co_await Send(plan.server, first);
-    co_await Send(shadow.server, second);
-    routing::ResultSet a = co_await CollectOne(plan.server);
-    routing::ResultSet b = co_await CollectOne(shadow.server);
+    co_await Send(run, plan.server, first);
+    co_await Send(run, shadow.server, second);
+    routing::ResultSet a = co_await CollectOne(run, plan.server);
+    routing::ResultSet b = co_await CollectOne(run, shadow.server);
     outcome.comparison = routing::CompareResults(a, b, shadow.ordered);
-    if (!skipped_because_.empty()) break;
+    if (!run.skipped_because.empty()) break;
     if (outcome.comparison.match) {
       outcome.transient = attempt == 1;
       break;
     }
   }
   co_return outcome;
+}
+
+bool ShadowRunner::Unjudged(const Comparing& run, const routing::ShadowPlan& shadow) {
+  if (run.lost) {
+    shadow.Count(&routing::TableCounters::shadow_dropped);
+    return true;
+  }
+  if (run.skipped_because.empty()) return false;
+  // Not all of a result could be had: no verdict either way.
+  shadow.Count(&routing::TableCounters::shadow_skipped);
+  LogEvent(
+      LogLevel::kDebug, "shadow_skipped",
+      {{"table", shadow.table}, {"query", shadow.normalized}, {"reason", run.skipped_because}});
+  return true;
 }
 
 void ShadowRunner::Tally(const ShadowJob& job, const Outcome& outcome) {

@@ -1,6 +1,7 @@
 // Shadow reads, run off the clients' path (SPEC section 5.4). Each worker
-// has one runner: a bounded queue of reads to compare, worked through one
-// at a time on connections of pgshift's own. On one database both reads run
+// has one runner: a bounded queue of reads to compare, up to
+// shadow_connections of them at once, each on connections of pgshift's own
+// borrowed from a pool. On one database both reads run
 // in one REPEATABLE READ READ ONLY snapshot (one batch, one transaction), so
 // writes committed in between cannot make them differ; across servers a
 // mismatch is read again after a short delay and counted transient when it
@@ -14,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "proxy/asio.h"
@@ -109,44 +111,8 @@ class ShadowRunner {
   ShadowBytes Bytes();
 
  private:
-  awaitable<void> Loop();
-  awaitable<void> Compare(const ShadowJob& job);
-  // A comparison of both sides' reads; `transient`: matched only when read
-  // again.
-  struct Outcome {
-    routing::Comparison comparison;
-    bool transient = false;
-  };
-  // True when the client's result matches the other side's read (counted).
-  awaitable<bool> MatchesServed(const ShadowJob& job);
-  // Both reads on one server; nullopt when they could not be run.
-  awaitable<std::optional<routing::Comparison>> CompareInOneSnapshot(const ShadowJob& job);
-  awaitable<Outcome> CompareWithRecheck(const ShadowJob& job);
-  void Tally(const ShadowJob& job, const Outcome& outcome);
-  // A read (its statement, the client's parameters, results as text) in
-  // the extended protocol, and a Sync when `sync`.
-  static void AppendRead(std::string& out, const std::string& sql,
-                         const std::shared_ptr<const std::string>& bind, bool sync);
-  awaitable<bool> Send(routing::BackendId side, const std::string& out);
-  // The results up to the next ReadyForQuery on `side`, one per read (an
-  // error ends them).
-  awaitable<std::vector<routing::ResultSet>> Collect(routing::BackendId side);
-  awaitable<routing::ResultSet> CollectOne(routing::BackendId side);
-  awaitable<bool> Connect(routing::BackendId side);
-  void Report(const ShadowJob& job, const routing::Comparison& comparison);
-
-  Server& server_;
-  asio::io_context& context_;
-  std::deque<ShadowJob> queue_;
-  std::shared_ptr<ShadowBytes::Budget> budget_ = std::make_shared<ShadowBytes::Budget>();
-  // What the comparison under way reads; past the budget its rows are not
-  // kept and it is counted skipped, as when a read was canceled
-  // (shadow_timeout): why, when it is.
-  ShadowBytes reading_;
-  std::string skipped_because_;
-  bool privilege_warned_ = false;  // once per worker
-  asio::steady_timer wake_;
-  bool running_ = false;
+  // A connection of pgshift's own to one side, lent to one comparison at a
+  // time.
   struct Connection {
     std::unique_ptr<Stream> stream;
     PacketBuffer buffer;
@@ -154,7 +120,64 @@ class ShadowRunner {
     // a read made outlives it; its reply is read after the batch's.
     int discards_pending = 0;
   };
-  std::array<Connection, 2> connections_;  // by routing::BackendId
+  using ConnectionPtr = std::unique_ptr<Connection>;
+  // One comparison under way: the bytes its reads hold (past the budget its
+  // rows are not kept and it is counted skipped, as when a read was
+  // canceled by shadow_timeout: why, when it is) and the connections it
+  // borrowed, by routing::BackendId.
+  struct Comparing {
+    explicit Comparing(ShadowBytes bytes) : reading(std::move(bytes)) {}
+    ShadowBytes reading;
+    std::string skipped_because;
+    bool lost = false;  // a connection broke: no verdict, counted dropped
+    std::array<ConnectionPtr, 2> connections;
+  };
+  // A comparison of both sides' reads; `transient`: matched only when read
+  // again; `dropped`: the recheck found no connection.
+  struct Outcome {
+    routing::Comparison comparison;
+    bool transient = false;
+    bool dropped = false;
+  };
+
+  // Starts queued comparisons while fewer than shadow_connections run.
+  awaitable<void> Loop();
+  awaitable<void> Run(ShadowJob job);
+  awaitable<void> Compare(Comparing& run, const ShadowJob& job);
+  // True when the client's result matches the other side's read (counted).
+  awaitable<bool> MatchesServed(Comparing& run, const ShadowJob& job);
+  // Both reads on one server; nullopt when they could not be run.
+  awaitable<std::optional<routing::Comparison>> CompareInOneSnapshot(Comparing& run,
+                                                                     const ShadowJob& job);
+  awaitable<Outcome> CompareWithRecheck(Comparing& run, const ShadowJob& job);
+  void Tally(const ShadowJob& job, const Outcome& outcome);
+  // The comparison cannot give a verdict (a connection broke, or a read was
+  // skipped): counted so, true.
+  static bool Unjudged(const Comparing& run, const routing::ShadowPlan& shadow);
+  // A read (its statement, the client's parameters, results as text) in
+  // the extended protocol, and a Sync when `sync`.
+  static void AppendRead(std::string& out, const std::string& sql,
+                         const std::shared_ptr<const std::string>& bind, bool sync);
+  awaitable<bool> Send(Comparing& run, routing::BackendId side, const std::string& out);
+  // The results up to the next ReadyForQuery on `side`, one per read (an
+  // error ends them).
+  awaitable<std::vector<routing::ResultSet>> Collect(Comparing& run, routing::BackendId side);
+  awaitable<routing::ResultSet> CollectOne(Comparing& run, routing::BackendId side);
+  // A connection to `side` for `run`: an idle one of the pool, or a new one.
+  awaitable<bool> Borrow(Comparing& run, routing::BackendId side);
+  // Its open connections go back to the pool.
+  void GiveBack(Comparing& run);
+  void Report(const ShadowJob& job, const routing::Comparison& comparison);
+
+  Server& server_;
+  asio::io_context& context_;
+  std::deque<ShadowJob> queue_;
+  std::shared_ptr<ShadowBytes::Budget> budget_ = std::make_shared<ShadowBytes::Budget>();
+  size_t comparing_ = 0;                            // comparisons under way
+  std::array<std::vector<ConnectionPtr>, 2> idle_;  // by routing::BackendId
+  bool privilege_warned_ = false;  // once per worker
+  asio::steady_timer wake_;
+  bool running_ = false;
 };
 
 }  // namespace pgshift::proxy

@@ -211,6 +211,7 @@ void ReadProxy(Section& s, ProxySettings& p) {
   s.GetInteger("plan_cache_size", 0, 10'000'000, p.plan_cache_size);
   s.GetInteger("plan_cache_max_bytes", 0, int64_t{1} << 40, p.plan_cache_max_bytes);
   s.GetInteger("shadow_queue_size", 1, 1'000'000, p.shadow_queue_size);
+  s.GetInteger("shadow_connections", 1, 64, p.shadow_connections);
   s.GetInteger("shadow_max_bytes", 1024, int64_t{1} << 40, p.shadow_max_bytes);
   s.GetInteger("mirror_max_bytes", 1024, int64_t{1} << 40, p.mirror_max_bytes);
   s.GetInteger("client_state_max_bytes", 1024, int64_t{1} << 40, p.client_state_max_bytes);

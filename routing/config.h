@@ -70,6 +70,9 @@ struct ProxySettings {
   int64_t plan_cache_max_bytes = int64_t{64} << 20;
   // Shadow reads waiting per worker; more are dropped (and counted).
   int64_t shadow_queue_size = 1000;
+  // Comparisons one worker runs at once, each on a connection per side of
+  // its own (a pool of at most this many per side).
+  int64_t shadow_connections = 4;
   // Bytes of the clients' results one worker keeps for shadow comparisons
   // (queued and being captured); a read that would hold more is dropped.
   int64_t shadow_max_bytes = int64_t{64} << 20;

@@ -58,11 +58,20 @@ struct MirrorBatch {
   bool holds_replies() const { return mode != Mode::kCommit; }
   // A row for the mirror (its JSON and key) into rows[index].
   void KeepRow(size_t index, std::string_view json, std::optional<std::string> key) {
-    if (!Hold(json.size() + (key ? key->size() : 0) + sizeof(key))) return;
+    const size_t key_bytes = (key ? key->size() : 0) + sizeof(key);
     Rows& r = rows[index];
-    if (r.count++ > 0) r.json += ',';
-    r.json += json;
-    r.keys.push_back(std::move(key));
+    if (Hold(json.size() + key_bytes)) {
+      if (r.count++ > 0) r.json += ',';
+      r.json += json;
+      r.keys.push_back(std::move(key));
+    } else if (keys_past_limit_ + key_bytes <= max_bytes) {
+      // Kept for the divergence log of a write that cannot be undone (it
+      // committed on its own), within a second max_bytes.
+      keys_past_limit_ += key_bytes;
+      r.keys.push_back(std::move(key));
+    } else {
+      keys_lost = true;
+    }
   }
   // A reply for the client, held until the mirror is settled.
   void HoldReply(std::string_view bytes) {
@@ -77,6 +86,7 @@ struct MirrorBatch {
   Mode mode = Mode::kClientTransaction;
   size_t max_bytes = SIZE_MAX;
   size_t bytes = 0;                     // what it held, or would have
+  bool keys_lost = false;               // past twice max_bytes even its keys were let go
   Outcome outcome = Outcome::kPending;  // set by its ReadyForQuery
   std::vector<Rows> rows;
   std::string held;  // the client's replies, while holds_replies()
@@ -95,6 +105,7 @@ struct MirrorBatch {
   SettlingMirror prepared;
 
  private:
+  size_t keys_past_limit_ = 0;
   bool Hold(size_t n) {
     bytes += n;
     if (!too_large()) return true;

@@ -249,9 +249,8 @@ awaitable<void> MirrorCoordinator::MirrorTooLarge(Link& auth, Link& mirror, Mirr
       StrCat("the mirror of this write would hold ", PrettySize(batch.bytes + keys_bytes_),
              keys_.empty() ? "" : " with the keys this transaction mirrored before it",
              ", above mirror_max_bytes (", PrettySize(limit), ")",
-             batch.mode == MirrorBatch::Mode::kAutocommitted
-                 ? "; not every key could be kept: run verify --repair on the table"
-                 : ""));
+             batch.keys_lost ? "; not every key could be kept: run verify --repair on the table"
+                             : ""));
   if (batch.outcome == MirrorBatch::Outcome::kFailed) {
     const bool implicit = batch.mode == MirrorBatch::Mode::kImplicit;
     if (implicit) co_await c_.port.RunInternal(auth, "ROLLBACK");
@@ -492,18 +491,24 @@ awaitable<InternalPort::Error> MirrorCoordinator::ApplyRows(Link& mirror, Mirror
 awaitable<InternalPort::Error> MirrorCoordinator::LogDivergence(Link& auth, const Keys& keys,
                                                                 std::string_view error) {
   if (keys.empty()) co_return std::nullopt;
-  // Appended, not rebuilt per key: a batch of many keys is written in
-  // linear time.
+  // Appended, not rebuilt per key (linear time), and sent in statements of
+  // at most about kMaxStatementBytes: many keys never make one statement
+  // PostgreSQL would refuse, nor one buffer as large as all of them.
+  static constexpr size_t kMaxStatementBytes = 1 << 20;
   const std::string error_literal = QuoteLiteral(error);
+  std::optional<ErrorFields> failed;
   std::string values;
-  for (const auto& [table, key] : keys) {
+  for (size_t i = 0; i < keys.size() && !failed; ++i) {
+    const auto& [table, key] = keys[i];
     if (!values.empty()) values += ", ";
     values += StrCat("(", QuoteLiteral(table), ", ", key ? QuoteLiteral(*key) : "NULL", ", ",
                      error_literal, ")");
+    if (values.size() < kMaxStatementBytes && i + 1 < keys.size()) continue;
+    std::string insert = StrCat("INSERT INTO ", routing::kDivergenceTable,
+                                " (table_name, key, error) VALUES ", values);
+    values.clear();
+    failed = co_await c_.port.RunInternal(auth, insert);
   }
-  std::optional<ErrorFields> failed =
-      co_await c_.port.RunInternal(auth, StrCat("INSERT INTO ", routing::kDivergenceTable,
-                                                " (table_name, key, error) VALUES ", values));
   LogEvent(failed ? LogLevel::kError : LogLevel::kWarning, "divergence_logged",
            {{"session", StrCat(c_.session)},
             {"backend", auth.name},

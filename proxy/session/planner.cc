@@ -181,11 +181,17 @@ routing::PlanPtr Planner::PlanFor(std::string_view sql) {
 std::optional<routing::Refusal> Planner::NoteSettings(std::string_view sql) {
   if (!two_servers() || !routing::MayChangeSettings(sql)) return std::nullopt;
   std::vector<routing::SettingChange> changes = routing::SettingChangesOf(sql);
+  // RESET ALL and DISCARD ALL only free: never refused.
   size_t adding = 0;
   for (const routing::SettingChange& change : changes) {
-    adding += routing::SessionSettings::Bytes(change);
+    if (change.kind == routing::SettingChange::kSession ||
+        change.kind == routing::SettingChange::kTransaction) {
+      adding += routing::SessionSettings::Bytes(change);
+    }
   }
-  if (auto refusal = OverStateLimit(adding)) return refusal;
+  if (adding > 0) {
+    if (auto refusal = OverStateLimit(adding)) return refusal;
+  }
   for (routing::SettingChange& change : changes) {
     ctx_.client_settings.Record(std::move(change), in_transaction());
   }
@@ -269,12 +275,12 @@ void Planner::OnQuery(std::string_view message, std::string_view payload) {
 }
 
 void Planner::PlanQuery(std::string_view message, std::string_view sql) {
-  ForgetStatementsIfDeallocated(sql);
   if (auto refusal = NoteSettings(sql)) {
     OpenStep(BackendId::kOld);
     Refuse(BackendId::kOld, *refusal, true);
     return Seal();
   }
+  ForgetStatementsIfDeallocated(sql);
   if ((!client_.sql_prepared.empty() || !client_.statements.empty()) &&
       RouteSqlPrepared(message, sql)) {
     return;

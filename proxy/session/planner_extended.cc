@@ -35,11 +35,11 @@ void Planner::OnParse(std::string_view message, std::string_view payload) {
     error_ = std::string(MessageOf(parse.status()));
     return;
   }
-  ForgetStatementsIfDeallocated(parse->sql);
   if (batch_refused_) return Add(*batch_link_, message);
   if (auto refusal = NoteSettings(parse->sql)) {
     return Refuse(batch_link_.value_or(BackendId::kOld), *refusal, false);
   }
+  ForgetStatementsIfDeallocated(parse->sql);
   routing::PlanPtr plan = PlanFor(parse->sql);
   client_.statements.erase(parse->statement);
   if (plan && plan->refusal) {
@@ -116,6 +116,11 @@ void Planner::OnBind(std::string_view message, std::string_view payload) {
     // Not kept past client_state_max_bytes: the execution is not shadowed.
     if (ShadowCapture::Sampled(prepared.plan) && !OverStateLimit(message.size())) {
       prepared.bind = std::make_shared<const std::string>(message);
+    }
+    prepared.parse = nullptr;  // the statement's; a portal is not prepared again
+    client_.portals.erase(portal);
+    if (auto refusal = OverStateLimit(portal.size() + Bytes(prepared))) {
+      return Refuse(batch_link_.value_or(prepared.server), *refusal, false);
     }
     client_.portals.Put(portal, prepared);
   } else {

@@ -33,8 +33,16 @@ bool Planner::RouteSqlPrepared(std::string_view message, std::string_view sql) {
   // DEALLOCATE drops a statement the client prepared by Parse too.
   if (use->kind == Use::kDeallocate && use->name.empty()) {
     client_.statements.EraseIf([](const auto& entry) { return !entry.first.empty(); });
-  } else if (use->kind == Use::kDeallocate) {
-    client_.statements.erase(use->name);
+  } else if (use->kind == Use::kDeallocate && prepared.find(use->name) == prepared.end()) {
+    // It lives where its Parse went, which may be new.
+    auto it = client_.statements.find(use->name);
+    if (it != client_.statements.end()) {
+      const BackendId server = it->second.server;
+      client_.statements.erase(it);
+      OpenStep(server);
+      ForwardQuery(server, message);
+      return true;
+    }
   }
   if (use->kind == Use::kPrepare) {
     prepared.erase(use->name);  // a plan, if any, records it again

@@ -116,22 +116,31 @@ TEST(AdminTrust, OnlyFromThisHostUnlessAdminAuthMethodSaysSo) {
   EXPECT_EQ(psql(address, out), 0) << out;
 }
 
-// A RELOAD whose catalog reads wait on a server that never answers (up to
-// connect_timeout) holds up no new client: it runs off the accepting thread.
-TEST(AdminReload, ASlowReloadHoldsUpNoClient) {
-  SilentListener silent;
-  ASSERT_NE(silent.port(), 0);
-  const int admin_port = FreePort();
-  PgshiftProcess proxy(
+// pgshift whose new server never answers (reloads wait on it up to
+// `connect_timeout` seconds), with an admin console on `admin_port`.
+std::unique_ptr<PgshiftProcess> ProxyBeforeASilentServer(const SilentListener& silent,
+                                                         int admin_port, int connect_timeout) {
+  return std::make_unique<PgshiftProcess>(
       Cluster().port(),
-      "connect_timeout = 8\nrecovery_interval = 3600\nadmin_listen = \"127.0.0.1:" +
-          std::to_string(admin_port) + "\"",
+      "connect_timeout = " + std::to_string(connect_timeout) +
+          "\nrecovery_interval = 3600\nadmin_listen = \"127.0.0.1:" + std::to_string(admin_port) +
+          "\"",
       "user = \"postgres\"",
       "[[users]]\nname = \"postgres\"\nadmin = true\n[backends.new]\nport = " +
           std::to_string(silent.port()) +
           "\nsslmode = \"disable\"\ndbname = \"postgres\"\nuser = \"postgres\"\n"
           "[[tables]]\nname = \"slow\"\nnew_name = \"slow_v2\"\n"
           "phase = \"old-only\"\n");
+}
+
+// A RELOAD whose catalog reads wait on a server that never answers (up to
+// connect_timeout) holds up no new client: it runs off the accepting thread.
+TEST(AdminReload, ASlowReloadHoldsUpNoClient) {
+  SilentListener silent;
+  ASSERT_NE(silent.port(), 0);
+  const int admin_port = FreePort();
+  std::unique_ptr<PgshiftProcess> started = ProxyBeforeASilentServer(silent, admin_port, 8);
+  PgshiftProcess& proxy = *started;
   ASSERT_TRUE(proxy.ok()) << proxy.LogEnd();
   std::atomic<bool> reloaded{false};
   std::thread reload([&] {
@@ -154,6 +163,34 @@ TEST(AdminReload, ASlowReloadHoldsUpNoClient) {
             0)
       << out;
   reload.join();
+}
+
+// SIGTERM while a RELOAD waits on a silent server and another console
+// command is queued behind it: the queued command never runs (the
+// background thread stops), and pgshift still exits, once the running
+// reload gives up (connect_timeout).
+TEST(AdminReload, ShutdownDoesNotWaitForQueuedConsoleCommands) {
+  SilentListener silent;
+  ASSERT_NE(silent.port(), 0);
+  const int admin_port = FreePort();
+  std::unique_ptr<PgshiftProcess> started = ProxyBeforeASilentServer(silent, admin_port, 4);
+  PgshiftProcess& proxy = *started;
+  ASSERT_TRUE(proxy.ok()) << proxy.LogEnd();
+  auto console = [admin_port](const std::string& command) {
+    return std::thread([admin_port, command] {
+      std::string out;
+      CaptureCommand("PGCONNECT_TIMEOUT=30 psql -X -h 127.0.0.1 -p " + std::to_string(admin_port) +
+                         " -U postgres -d pgshift -c '" + command + "'",
+                     out);
+    });
+  };
+  std::thread reload = console("RELOAD");
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  std::thread stats = console("SHOW STATS");
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(proxy.Stop(15000), 0) << proxy.LogEnd();
+  reload.join();
+  stats.join();
 }
 
 TEST_F(Admin, UnknownCommandsNameTheHelp) {

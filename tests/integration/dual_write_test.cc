@@ -1134,6 +1134,25 @@ TEST_P(AcrossServers, ShadowReadsPastShadowMaxBytesAreSkipped) {
   EXPECT_EQ(Metric("shadow_skipped"), 1);
 }
 
+// A mismatch waiting for its recheck holds up no other comparison: the
+// reads after it are compared at once, on the other connections of the
+// worker's pool, and the mismatch is counted when its recheck comes.
+TEST_P(AcrossServers, ComparisonsGoOnWhileARecheckWaits) {
+  extra_settings_ = "shadow_recheck_delay = 3";
+  phase_ = "shadow-read";
+  proxy_.reset();
+  StartProxy();
+  ASSERT_TRUE(New().Ok("UPDATE channels_v2 SET name = 'tampered' WHERE id = 2"));
+  PgConn client = Client();  // one session: one worker, one runner
+  EXPECT_EQ(client.Value("SELECT title FROM channels WHERE id = 2"), "b");
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(client.Value("SELECT title FROM channels WHERE id = 1"), "a");
+  }
+  EXPECT_EQ(Metric("shadow_matched", 6), 6) << "compared while the mismatch waits";
+  EXPECT_EQ(Metric("shadow_mismatched"), 0) << "its recheck is 3 s away";
+  EXPECT_EQ(Metric("shadow_mismatched", 1), 1);
+}
+
 // pgshift's own SQL on the client's connections names pg_catalog's
 // functions and types by schema: a search_path that puts the client's own
 // schema first cannot capture the mirror's json_populate_recordset.

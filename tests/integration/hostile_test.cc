@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdio>
 #include <fstream>
 #include <random>
 #include <string>
@@ -179,6 +180,8 @@ TEST(HostileClients, HundredsOfBadConnectionsBesideALoadHarmNothing) {
   std::this_thread::sleep_for(std::chrono::seconds(1));
   const int64_t after_kb = ResidentKb(proxy.pid());
   EXPECT_LT(after_kb, before_kb + 64 * 1024) << "before " << before_kb << " kB, after " << after_kb;
+  std::printf("pgshift resident memory: %lld kB before the attack, %lld kB after\n",
+              static_cast<long long>(before_kb), static_cast<long long>(after_kb));
   EXPECT_EQ(PgConn(proxy.ConnInfo("dbname=hostile")).Value("SELECT count(*) FROM pgbench_branches"),
             "1");
   EXPECT_EQ(proxy.Stop(), 0) << proxy.LogEnd();

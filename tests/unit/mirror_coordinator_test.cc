@@ -257,6 +257,29 @@ TEST_F(MirrorCoordinatorTest, AWriteWhoseRowsPassMirrorMaxBytesIsRolledBackAndFa
   EXPECT_EQ(transaction_.reported, TransactionStatus::kIdle);
 }
 
+// Past the limit, a write that committed on its own cannot be undone: its
+// keys are still logged, and the client told so.
+TEST_F(MirrorCoordinatorTest, AWriteThatCommittedOnItsOwnPastMirrorMaxBytesHasItsKeysLogged) {
+  config_->proxy.mirror_max_bytes = 2048;
+  std::shared_ptr<MirrorBatch> batch;
+  Step step = Write(/*opens=*/false);
+  EXPECT_TRUE(RunToEnd(mirror_.BeforeStep(step, batch)));
+  Answered(*batch, routing::MirrorErrorPolicy::kFail);
+  batch->KeepRow(0, std::string(4000, 'j'), std::string("2"));
+  ASSERT_TRUE(batch->too_large());
+  RunToEnd(mirror_.Settle(old(), *batch));
+  EXPECT_TRUE(port_.ran[kNew].empty());
+  ASSERT_EQ(port_.ran[kOld].size(), 1u);
+  EXPECT_TRUE(Contains(port_.ran[kOld][0],
+                       StrCat(QuoteLiteral("public.channels"), ", ", QuoteLiteral("2"))))
+      << "the key past the limit is logged too: " << port_.ran[kOld][0];
+  std::optional<ErrorFields> e = ClientError(port_.client);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->sqlstate(), "54000");
+  EXPECT_TRUE(Contains(e->message(), "committed on server old on its own")) << e->message();
+  EXPECT_TRUE(Contains(e->message(), "its keys are in pgshift_divergence")) << e->message();
+}
+
 TEST_F(MirrorCoordinatorTest, TheKeysATransactionMirroredCountAgainstMirrorMaxBytes) {
   config_->proxy.mirror_max_bytes = 4096;
   InClientTransaction();

@@ -192,6 +192,10 @@ TEST(Planner, SettingChangesPastClientStateMaxBytesAreRefused) {
   ASSERT_TRUE(refusal);
   EXPECT_EQ(refusal->sqlstate(), "54000");
   EXPECT_LT(f.client_settings.bytes(), 2048u);
+  // What frees is never refused, however full.
+  std::vector<Step*> steps = f.Plan(Query("DISCARD ALL"));
+  ASSERT_EQ(steps.size(), 1u);
+  EXPECT_EQ(Bytes(*steps[0]).find("pgshift refusal"), std::string::npos);
 }
 
 TEST(Planner, AnExtendedBatchForTwoServersIsRefusedAtTheSecond) {
