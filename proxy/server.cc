@@ -39,6 +39,23 @@ std::string EndpointText(const std::optional<routing::Endpoint>& e) {
   return e ? StrCat(e->host, ":", e->port) : "unset";
 }
 
+// Shadow reads run as the backends' own user unless shadow_user names a
+// role of their own: said at start and at each reload that shadows.
+void WarnIfShadowsRunAsControlRole(const routing::Config& config) {
+  if (!config.proxy.shadow_user.empty()) return;
+  for (const routing::TableConfig& t : config.tables) {
+    if (t.shadow_sample > 0 &&
+        (t.phase == routing::Phase::kShadowRead || t.phase == routing::Phase::kNewPrimary)) {
+      LogEvent(LogLevel::kWarning, "shadow_user_unset",
+               {{"table", t.name},
+                {"reason",
+                 "shadow reads run the application's SQL as each backend's user; set "
+                 "proxy.shadow_user to a role with only SELECT on the tables"}});
+      return;
+    }
+  }
+}
+
 // Settings bound at start stay as they are until a restart; says so.
 void WarnIfRestartNeeded(const routing::ProxySettings& was, const routing::ProxySettings& now) {
   auto restart_needed = [&](std::string_view key, const std::string& before,
@@ -161,6 +178,7 @@ absl::Status Server::Setup() {
              {{"table", problem.table}, {"reason", problem.reason}});
   }
   ReportAndRecordAtStart(config, *backend_tls_);
+  WarnIfShadowsRunAsControlRole(config);
   RecoveryReport recovery;
   MirrorReadiness mirroring = ReadyMirroring(config, *backend_tls_, recovery);
   RecordRecovery(std::move(recovery));
@@ -401,104 +419,6 @@ awaitable<void> Server::HandleSignals() {
   }
 }
 
-awaitable<void> Server::RecoverPeriodically() {
-  Recovery& recovery = *periodic_recovery_;
-  while (true) {
-    SettingsPtr current = settings();
-    if (!recovery.soon) {
-      recovery.timer.expires_after(std::chrono::milliseconds(
-          static_cast<int64_t>(current->config->proxy.recovery_interval_s * 1000)));
-      // Ends when it expires, or when RecoverSoon cancels it (shutdown
-      // stops the whole context instead).
-      error_code ignored;
-      co_await recovery.timer.async_wait(WithError(ignored));
-    }
-    recovery.soon = false;
-    current = settings();
-    if (!current->config->new_backend) continue;
-    RecordRecovery(co_await ResolvePreparedMirrors(*current->config, *backend_tls_));
-  }
-}
-
-awaitable<void> Server::AuditWritesPeriodically() {
-  asio::steady_timer& timer = periodic_recovery_->audit_timer;
-  while (true) {
-    SettingsPtr current = settings();
-    const double interval = current->config->proxy.write_audit_interval_s;
-    if (interval > 0)
-      co_await AuditWrites(*current->config, *backend_tls_, table_counters_, write_audit_);
-    // Off: looks again for a reload that turns it on.
-    timer.expires_after(
-        std::chrono::milliseconds(static_cast<int64_t>((interval > 0 ? interval : 1) * 1000)));
-    error_code ignored;
-    co_await timer.async_wait(WithError(ignored));
-  }
-}
-
-awaitable<std::string> Server::RunInBackground(std::function<std::string()> work) {
-  // A timer that never expires, cancelled when the work is done (or at
-  // shutdown, which stops the background thread: the work may then never
-  // run): waiting on it keeps this thread free meanwhile.
-  struct Waiting {
-    explicit Waiting(asio::io_context& context)
-        : done(context, asio::steady_timer::time_point::max()) {}
-    asio::steady_timer done;
-    std::string result;
-    std::atomic<bool> finished{false};
-  };
-  auto waiting = std::make_shared<Waiting>(main_);
-  std::erase_if(background_waits_, [](const auto& w) { return w.expired(); });
-  background_waits_.push_back(std::shared_ptr<asio::steady_timer>(waiting, &waiting->done));
-  asio::post(periodic_recovery_->context, [this, work = std::move(work), waiting] {
-    try {
-      waiting->result = work();
-    } catch (const std::exception& e) {
-      LogEvent(LogLevel::kError, "background_work_failed", {{"reason", e.what()}});
-    }
-    waiting->finished.store(true, std::memory_order_release);
-    asio::post(main_, [waiting] { waiting->done.cancel(); });
-  });
-  error_code ignored;
-  co_await waiting->done.async_wait(WithError(ignored));
-  if (!waiting->finished.load(std::memory_order_acquire)) co_return std::string();
-  co_return std::move(waiting->result);
-}
-
-void Server::RecoverSoon() {
-  Recovery* recovery = periodic_recovery_.get();
-  if (recovery == nullptr) return;
-  asio::post(recovery->context, [recovery] {
-    recovery->soon = true;
-    recovery->timer.cancel();
-  });
-}
-
-void Server::RecordRecovery(RecoveryReport report) {
-  absl::MutexLock lock(&recovery_mutex_);
-  absl::flat_hash_set<std::string> known;
-  for (const UnresolvedMirror& u : recovery_.unresolved) known.insert(u.transaction);
-  for (const UnresolvedMirror& u : report.unresolved) {
-    if (known.contains(u.transaction)) continue;
-    LogEvent(LogLevel::kError, "prepared_mirror_unresolved",
-             {{"backend", u.backend}, {"transaction", u.transaction}, {"reason", u.reason}});
-  }
-  if (!report.complete) {
-    // What could not be looked at is as it was.
-    for (const UnresolvedMirror& u : recovery_.unresolved) {
-      if (std::none_of(report.unresolved.begin(), report.unresolved.end(),
-                       [&](const UnresolvedMirror& r) { return r.transaction == u.transaction; })) {
-        report.unresolved.push_back(u);
-      }
-    }
-  }
-  recovery_ = std::move(report);
-}
-
-RecoveryReport Server::LastRecovery() const {
-  absl::MutexLock lock(&recovery_mutex_);
-  return recovery_;
-}
-
 absl::flat_hash_map<std::string, ShadowEvidence> Server::ShadowEvidenceFor(
     const std::vector<PhaseChange>& changes) {
   absl::flat_hash_map<std::string, ShadowEvidence> evidence;
@@ -551,6 +471,7 @@ absl::Status Server::Reload() {
     return rejected(renamed);
   }
   WarnIfRestartNeeded(current->config->proxy, (*next)->proxy);
+  WarnIfShadowsRunAsControlRole(**next);
 
   auto phase_before = [&](const routing::TableConfig& t) {
     for (const routing::TableConfig& old : current->config->tables) {
