@@ -60,8 +60,13 @@ class SessionSettings {
 
   // Changes whenever the session-level state does.
   uint64_t version() const { return version_; }
-  // What the recorded changes hold, about (for client_state_max_bytes).
+  // What the recorded changes hold, about (for client_state_max_bytes),
+  // and how many there are (for kMaxChanges).
   size_t bytes() const { return bytes_; }
+  size_t changes() const { return session_.size() + transaction_sql_.size(); }
+  // Recording is linear in the changes kept: more are refused, so a client
+  // cannot make it quadratic.
+  static constexpr size_t kMaxChanges = 10000;
   static size_t Bytes(const SettingChange& change) {
     return sizeof(change) + change.key.size() + change.sql.size();
   }

@@ -191,6 +191,14 @@ std::optional<routing::Refusal> Planner::NoteSettings(std::string_view sql) {
   }
   if (adding > 0) {
     if (auto refusal = OverStateLimit(adding)) return refusal;
+    if (ctx_.client_settings.changes() + changes.size() > routing::SessionSettings::kMaxChanges) {
+      return routing::Refusal{
+          std::string(sqlstate::kProgramLimitExceeded),
+          StrCat("pgshift: this session would have ",
+                 ctx_.client_settings.changes() + changes.size(),
+                 " setting changes on record, above the ", routing::SessionSettings::kMaxChanges,
+                 " pgshift keeps to replay on a second server; RESET ALL or end the transaction")};
+    }
   }
   for (routing::SettingChange& change : changes) {
     ctx_.client_settings.Record(std::move(change), in_transaction());

@@ -198,6 +198,23 @@ TEST(Planner, SettingChangesPastClientStateMaxBytesAreRefused) {
   EXPECT_EQ(Bytes(*steps[0]).find("pgshift refusal"), std::string::npos);
 }
 
+TEST(Planner, SettingChangesPastTheMostKeptAreRefused) {
+  PlannerFixture f("dual-write", true);
+  ASSERT_TRUE(f.Plan(Query("BEGIN")).size() == 1);
+  f.transaction.reported = TransactionStatus::kInBlock;
+  std::string many;
+  for (size_t i = 0; i <= routing::SessionSettings::kMaxChanges; ++i) many += "SET LOCAL a.b = 1;";
+  std::vector<Step*> steps = f.Plan(Query(many));
+  ASSERT_EQ(steps.size(), 1u);
+  EXPECT_NE(Bytes(*steps[0]).find("pgshift refusal"), std::string::npos);
+  std::optional<protocol::ErrorFields> refusal = RefusalOf(f.refusals, 1);
+  ASSERT_TRUE(refusal);
+  EXPECT_EQ(refusal->sqlstate(), "54000");
+  EXPECT_NE(refusal->message().find("above the 10000 pgshift keeps"), std::string::npos)
+      << refusal->message();
+  EXPECT_EQ(f.client_settings.changes(), 0u);
+}
+
 TEST(Planner, AnExtendedBatchForTwoServersIsRefusedAtTheSecond) {
   PlannerFixture f("new-only", true);
   std::string bytes = Extended("SELECT title FROM channels") + Extended("SELECT * FROM users");
