@@ -184,6 +184,10 @@ struct Plan {
 };
 using PlanPtr = std::shared_ptr<const Plan>;
 
+// The temporary table a COPY into a mirrored table is staged in
+// (routing/copy_plan.cc).
+inline constexpr std::string_view kCopyStaging = "pg_temp.pgshift_copy";
+
 // About how many bytes a plan holds (its texts and parts), for the plan
 // cache's plan_cache_max_bytes.
 size_t PlanBytes(const PlanPtr& plan);

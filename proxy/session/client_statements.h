@@ -55,6 +55,7 @@ class CountedMap {
   const_iterator begin() const { return map_.begin(); }
   const_iterator end() const { return map_.end(); }
   bool empty() const { return map_.empty(); }
+  size_t size() const { return map_.size(); }
   size_t bytes() const { return bytes_; }
 
  private:
@@ -98,6 +99,11 @@ struct ClientStatements {
   void EndTransaction() { portals.clear(); }
 
   size_t bytes() const { return statements.bytes() + portals.bytes() + sql_prepared.bytes(); }
+  // Some statement prepared by name (Parse or PREPARE), which a DEALLOCATE
+  // may name.
+  bool any_named() const {
+    return !sql_prepared.empty() || statements.size() > (statements.find("") != statements.end());
+  }
 
   Map statements;
   Map portals;

@@ -289,10 +289,7 @@ void Planner::PlanQuery(std::string_view message, std::string_view sql) {
     return Seal();
   }
   ForgetStatementsIfDeallocated(sql);
-  if ((!client_.sql_prepared.empty() || !client_.statements.empty()) &&
-      RouteSqlPrepared(message, sql)) {
-    return;
-  }
+  if (client_.any_named() && RouteSqlPrepared(message, sql)) return;
   routing::PlanPtr plan = PlanFor(sql);
   if (!plan) {
     copy_link_ = BackendId::kOld;
