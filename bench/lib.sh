@@ -35,7 +35,8 @@ make_out_dir() {
 # start_pgshift NAME PORT OLD_PORT EXTRA_TOML [BINARY]: pgshift (build/pgshift,
 # or BINARY) in the background, listening on PORT in front of
 # postgres@OLD_PORT, with EXTRA_TOML added to its config; config and log go
-# in $out, its pid is added to $pids.
+# in $out, its pid is added to $pids. $proxy_extra, when set, goes into
+# [proxy]; $old_dbname, when set, names old's database (else postgres).
 #
 # PGSHIFT_BASELINE=/path/to/an/older/pgshift makes the scripts run it too,
 # as "before-*" targets in the same rounds: a change measured before and
@@ -45,15 +46,16 @@ start_pgshift() {
 [proxy]
 listen = "127.0.0.1:$2"
 max_clients = 1000
+${proxy_extra:-}
 [backends.old]
 host = "127.0.0.1"
 port = $3
-dbname = "postgres"
+dbname = "${old_dbname:-postgres}"
 user = "postgres"
 sslmode = "disable"
 $4
 TOML
-  "${5:-build/pgshift}" serve --config "$out/$1.toml" --log-level warning 2>"$out/$1.log" &
+  "${5:-build/pgshift}" serve --config "$out/$1.toml" --log-level "${PGSHIFT_LOG_LEVEL:-warning}" 2>"$out/$1.log" &
   pids="${pids:-} $!"
 }
 

@@ -77,15 +77,22 @@ std::string PrometheusText(Server& server) {
                     &routing::TableCounters::shadow_compared},
         TableMetric{"shadow_matched", "Shadow reads whose two sides agreed.",
                     &routing::TableCounters::shadow_matched},
-        TableMetric{"shadow_mismatched", "Shadow reads whose sides disagreed, persistently.",
-                    &routing::TableCounters::shadow_mismatched},
         TableMetric{"shadow_transient",
-                    "Shadow reads that disagreed once and agreed when read again.",
+                    "Shadow reads that disagreed while a write was in flight and agreed when "
+                    "read again.",
                     &routing::TableCounters::shadow_transient},
+        TableMetric{"shadow_persistent",
+                    "Shadow reads whose sides disagreed with no write in flight to explain it.",
+                    &routing::TableCounters::shadow_persistent},
+        TableMetric{"shadow_unstable",
+                    "Shadow reads that disagreed and found no moment without a mirrored write in "
+                    "flight to be judged by.",
+                    &routing::TableCounters::shadow_unstable},
         TableMetric{"shadow_dropped", "Shadow reads dropped (queue full or no connection).",
                     &routing::TableCounters::shadow_dropped},
         TableMetric{"shadow_skipped",
-                    "Shadow reads skipped: the transaction had written the table.",
+                    "Shadow reads skipped: the transaction had written the table, or a read "
+                    "could not be had whole.",
                     &routing::TableCounters::shadow_skipped}}) {
     out += StrCat("# HELP pgshift_table_", m.name, "_total ", m.help, "\n# TYPE pgshift_table_",
                   m.name, "_total counter\n");

@@ -131,7 +131,7 @@ absl::Status UnlessForced(const PhaseChange& c, std::string_view to, const std::
 // mismatched.
 std::string ShadowShortfall(const routing::TableConfig& table, const ShadowEvidence& e) {
   double rate =
-      e.compared ? static_cast<double>(e.mismatched) / static_cast<double>(e.compared) : 0;
+      e.compared ? static_cast<double>(e.persistent) / static_cast<double>(e.compared) : 0;
   if (e.compared < static_cast<uint64_t>(table.min_shadow_compared)) {
     return StrCat("only ", e.compared,
                   " shadow reads were compared since it entered "
@@ -139,8 +139,8 @@ std::string ShadowShortfall(const routing::TableConfig& table, const ShadowEvide
                   table.min_shadow_compared, ")");
   }
   if (rate > table.max_shadow_mismatch_rate) {
-    return StrCat(e.mismatched, " of ", e.compared,
-                  " shadow reads mismatched, above "
+    return StrCat(e.persistent, " of ", e.compared,
+                  " shadow reads compared mismatched persistently, above "
                   "max_shadow_mismatch_rate = ",
                   table.max_shadow_mismatch_rate);
   }

@@ -28,7 +28,7 @@ std::vector<PhaseChange> PhaseChanges(const routing::Config& running, const rout
 // entered shadow-read.
 struct ShadowEvidence {
   uint64_t compared = 0;
-  uint64_t mismatched = 0;
+  uint64_t persistent = 0;
 };
 
 // Guard rails for `changes` (SPEC section 6): a table may move forward into

@@ -425,10 +425,10 @@ absl::flat_hash_map<std::string, ShadowEvidence> Server::ShadowEvidenceFor(
   for (const PhaseChange& c : changes) {
     const routing::TableCounters& n = table_counters_.For(c.table);
     auto base = shadow_baseline_.find(c.table);
-    ShadowEvidence e{n.shadow_compared.load(), n.shadow_mismatched.load()};
+    ShadowEvidence e{n.shadow_compared.load(), n.shadow_persistent.load()};
     if (base != shadow_baseline_.end()) {
       e.compared -= base->second.compared;
-      e.mismatched -= base->second.mismatched;
+      e.persistent -= base->second.persistent;
     }
     evidence[c.table] = e;
   }
@@ -440,7 +440,7 @@ void Server::NotePhaseChanges(const std::vector<PhaseChange>& changes) {
     // The evidence for the next guard rail counts from here.
     if (c.to == routing::Phase::kShadowRead) {
       const routing::TableCounters& n = table_counters_.For(c.table);
-      shadow_baseline_[c.table] = {n.shadow_compared.load(), n.shadow_mismatched.load()};
+      shadow_baseline_[c.table] = {n.shadow_compared.load(), n.shadow_persistent.load()};
     }
     LogEvent(LogLevel::kInfo, "phase_changed",
              {{"table", c.table},

@@ -24,6 +24,7 @@
 #include "proxy/write_audit.h"
 #include "routing/config.h"
 #include "routing/router.h"
+#include "routing/writes_in_flight.h"
 
 namespace pgshift::proxy {
 
@@ -69,6 +70,7 @@ class Server {
   routing::TableCounterRegistry& table_counters() { return table_counters_; }
   const WriteAudit& write_audit() const { return write_audit_; }
   MismatchLog& mismatches() { return mismatches_; }
+  routing::WritesInFlight& writes_in_flight() { return writes_in_flight_; }
   int live_sessions() const { return live_sessions_.load(); }
   // SIGHUP and RELOAD: read the file again; install it if it is valid and
   // its phase steps are allowed, else keep the running settings and say why.
@@ -142,6 +144,8 @@ class Server {
   CancelRegistry cancels_;
   Stats stats_;
   MismatchLog mismatches_;
+  // Keys of mirrored writes in flight, for the shadow runners' verdicts.
+  routing::WritesInFlight writes_in_flight_;
   WriteAudit write_audit_;
   // Shadow counters when each table last entered shadow-read (reloads'
   // thread: the background one).

@@ -186,8 +186,8 @@ class Session : public std::enable_shared_from_this<Session>,
       PlannerContext{settings_, links_, transaction_, client_settings_, refusals_, shadow_, id_}};
   // Mirrors writes across servers and carries the mirror through the
   // client's transaction.
-  MirrorCoordinator mirror_{
-      MirrorContext{*this, links_, settings_, transaction_, refusals_, client_settings_, id_}};
+  MirrorCoordinator mirror_{MirrorContext{*this, links_, settings_, transaction_, refusals_,
+                                          client_settings_, id_, server_.writes_in_flight()}};
   // Gives new the client's settings before it answers.
   SettingsSync settings_sync_{*this, client_settings_, id_};
 

@@ -1,5 +1,7 @@
 #include "proxy/shadow_runner.h"
 
+#include <algorithm>
+
 #include "common/strings.h"
 #include "protocol/message_type.h"
 #include "protocol/messages/bind.h"
@@ -33,6 +35,26 @@ std::string Join(const std::vector<std::string>& rows) {
   return out;
 }
 
+// The read's parameters as text (nullopt: NULL, or sent in binary).
+std::vector<std::optional<std::string>> TextParameters(
+    const std::shared_ptr<const std::string>& bind) {
+  if (!bind) return {};
+  auto decoded = protocol::Bind::Decode(std::string_view(*bind).substr(protocol::kHeaderSize));
+  if (!decoded.ok()) return {};
+  std::vector<std::optional<std::string>> out = decoded->parameters;
+  const std::vector<int16_t>& formats = decoded->parameter_formats;
+  for (size_t i = 0; i < out.size(); ++i) {
+    const int16_t format = formats.size() == 1 ? formats[0] : i < formats.size() ? formats[i] : 0;
+    if (format != 0) out[i].reset();
+  }
+  return out;
+}
+
+std::chrono::steady_clock::duration ToDuration(double seconds) {
+  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(seconds));
+}
+
 }  // namespace
 
 void MismatchLog::Add(MismatchRecord record) {
@@ -63,8 +85,9 @@ ShadowBytes ShadowRunner::Bytes() {
 }
 
 bool ShadowRunner::Enqueue(ShadowJob job) {
-  if (queue_.size() >= static_cast<size_t>(server_.settings()->config->proxy.shadow_queue_size)) {
-    job.plan->shadow->Count(&routing::TableCounters::shadow_dropped);
+  if (queue_.size() + waiting_ >=
+      static_cast<size_t>(server_.settings()->config->proxy.shadow_queue_size)) {
+    Dropped(*job.plan->shadow, "the queue is full");
     return false;
   }
   queue_.push_back(std::move(job));
@@ -80,7 +103,7 @@ bool ShadowRunner::Enqueue(ShadowJob job) {
 awaitable<void> ShadowRunner::Loop() {
   while (true) {
     const auto most = static_cast<size_t>(server_.settings()->config->proxy.shadow_connections);
-    while (!queue_.empty() && comparing_ < most) {
+    while (!queue_.empty() && slot_waiters_.empty() && comparing_ < most) {
       ++comparing_;
       asio::co_spawn(context_, Run(std::move(queue_.front())), asio::detached);
       queue_.pop_front();
@@ -95,8 +118,29 @@ awaitable<void> ShadowRunner::Run(ShadowJob job) {
   Comparing run(Bytes());
   co_await Compare(run, job);
   GiveBack(run);
+  GiveSlot();
+}
+
+awaitable<void> ShadowRunner::TakeSlot() {
+  const auto most = static_cast<size_t>(server_.settings()->config->proxy.shadow_connections);
+  if (comparing_ < most && slot_waiters_.empty()) {
+    ++comparing_;
+    co_return;
+  }
+  asio::steady_timer turn(context_, asio::steady_timer::time_point::max());
+  slot_waiters_.push_back(&turn);
+  error_code ignored;
+  co_await turn.async_wait(WithError(ignored));  // GiveSlot hands its slot over
+}
+
+void ShadowRunner::GiveSlot() {
+  if (!slot_waiters_.empty()) {
+    slot_waiters_.front()->cancel();  // the slot passes to it
+    slot_waiters_.pop_front();
+    return;
+  }
   --comparing_;
-  wake_.cancel();  // room for the next
+  wake_.cancel();  // room for the next queued one
 }
 
 awaitable<bool> ShadowRunner::Borrow(Comparing& run, BackendId side) {
@@ -263,32 +307,37 @@ awaitable<routing::ResultSet> ShadowRunner::CollectOne(Comparing& run, BackendId
   co_return std::move(results.front());
 }
 
-awaitable<void> ShadowRunner::Compare(Comparing& run, const ShadowJob& job) {
+awaitable<void> ShadowRunner::Compare(Comparing& run, ShadowJob& job) {
   const routing::Plan& plan = *job.plan;
   const routing::ShadowPlan& shadow = *plan.shadow;
   // One co_await per statement: GCC 12 mishandles them inside || and ?:.
   bool connected = co_await Borrow(run, plan.server);
   if (connected) connected = co_await Borrow(run, shadow.server);
   if (!connected) {
-    shadow.Count(&routing::TableCounters::shadow_dropped);
+    Dropped(shadow, "no connection");
     co_return;
   }
+  // The client's result came from an earlier moment than the other side's
+  // read: when they differ, both sides are read now, and only that
+  // comparison counts.
   if (job.served) {
     bool matched = co_await MatchesServed(run, job);
     if (matched || Unjudged(run, shadow)) co_return;
+    job.served.reset();  // its bytes go back to the worker's budget
+    job.served_bytes.Release();
   }
   Outcome outcome;
   if (plan.server == shadow.server) {
-    std::optional<routing::Comparison> compared = co_await CompareInOneSnapshot(run, job);
+    std::optional<Outcome> compared = co_await CompareInOneSnapshot(run, job);
     if (!compared) run.lost = true;
     if (Unjudged(run, shadow)) co_return;
-    outcome.comparison = *std::move(compared);
+    outcome = *std::move(compared);
   } else {
-    outcome = co_await CompareWithRecheck(run, job);
-    if (outcome.dropped) {
-      shadow.Count(&routing::TableCounters::shadow_dropped);
-      co_return;
-    }
+    outcome = co_await CompareAcrossServers(run, job);
+  }
+  if (outcome.verdict == Verdict::kDropped) {
+    Dropped(shadow, "no connection after a wait");
+    co_return;
   }
   if (Unjudged(run, shadow)) co_return;
   Tally(job, outcome);
@@ -317,7 +366,7 @@ awaitable<bool> ShadowRunner::MatchesServed(Comparing& run, const ShadowJob& job
 
 // Both reads in one batch up to one Sync: one transaction, so one
 // REPEATABLE READ snapshot (the connection's default).
-awaitable<std::optional<routing::Comparison>> ShadowRunner::CompareInOneSnapshot(
+awaitable<std::optional<ShadowRunner::Outcome>> ShadowRunner::CompareInOneSnapshot(
     Comparing& run, const ShadowJob& job) {
   const routing::Plan& plan = *job.plan;
   const routing::ShadowPlan& shadow = *plan.shadow;
@@ -341,53 +390,171 @@ awaitable<std::optional<routing::Comparison>> ShadowRunner::CompareInOneSnapshot
   } else {
     b = std::move(results[1]);
   }
-  co_return routing::CompareResults(a, b, shadow.ordered);
-}
-
-// No common snapshot: a write between the two reads can explain a
-// difference, so a mismatch is read again after a short delay.
-awaitable<ShadowRunner::Outcome> ShadowRunner::CompareWithRecheck(Comparing& run,
-                                                                  const ShadowJob& job) {
-  const routing::Plan& plan = *job.plan;
-  const routing::ShadowPlan& shadow = *plan.shadow;
+  // One snapshot: a difference is real.
   Outcome outcome;
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    if (attempt == 1) {
-      // The connections serve other comparisons meanwhile.
-      GiveBack(run);
-      asio::steady_timer delay(context_);
-      delay.expires_after(std::chrono::duration_cast<asio::steady_timer::duration>(
-          std::chrono::duration<double>(server_.settings()->config->proxy.shadow_recheck_s)));
-      error_code ignored;
-      co_await delay.async_wait(WithError(ignored));
-      bool connected = co_await Borrow(run, plan.server);
-      if (connected) connected = co_await Borrow(run, shadow.server);
-      if (!connected) {
-        outcome.dropped = true;
-        break;
-      }
-    }
-    std::string first, second;
-    run.reading.Release();  // the last attempt's results are gone
-    AppendRead(first, plan.sql, job.bind, true);
-    AppendRead(second, shadow.sql, job.bind, true);
-    co_await Send(run, plan.server, first);
-    co_await Send(run, shadow.server, second);
-    routing::ResultSet a = co_await CollectOne(run, plan.server);
-    routing::ResultSet b = co_await CollectOne(run, shadow.server);
-    outcome.comparison = routing::CompareResults(a, b, shadow.ordered);
-    if (!run.skipped_because.empty()) break;
-    if (outcome.comparison.match) {
-      outcome.transient = attempt == 1;
-      break;
-    }
+  outcome.comparison = routing::CompareResults(a, b, shadow.ordered);
+  if (!outcome.comparison.match) {
+    outcome.verdict = Verdict::kPersistent;
+    outcome.keys = DifferingKeys(job, a, b);
   }
   co_return outcome;
 }
 
+// No common snapshot: a write committed on one side and not yet on the
+// other can explain a difference. pgshift knows its own mirrored writes:
+// a difference they explain is read again once they are settled.
+awaitable<ShadowRunner::Outcome> ShadowRunner::CompareAcrossServers(Comparing& run,
+                                                                    const ShadowJob& job) {
+  const routing::Plan& plan = *job.plan;
+  const routing::ShadowPlan& shadow = *plan.shadow;
+  const SettingsPtr settings = server_.settings();  // held: a reload may replace it meanwhile
+  const routing::ProxySettings& proxy = settings->config->proxy;
+  const auto deadline = std::chrono::steady_clock::now() + ToDuration(proxy.shadow_quiet_timeout_s);
+  bool rechecked = false;  // an unexplained difference was read again
+  bool differed = false;
+  Outcome outcome;
+  while (true) {
+    Explanation why;
+    {
+      std::string first, second;
+      run.reading.Release();  // the last round's results are gone
+      AppendRead(first, plan.sql, job.bind, true);
+      AppendRead(second, shadow.sql, job.bind, true);
+      const auto began = std::chrono::steady_clock::now();
+      co_await Send(run, plan.server, first);
+      co_await Send(run, shadow.server, second);
+      routing::ResultSet a = co_await CollectOne(run, plan.server);
+      routing::ResultSet b = co_await CollectOne(run, shadow.server);
+      if (run.lost || !run.skipped_because.empty()) co_return outcome;  // Unjudged
+      outcome.comparison = routing::CompareResults(a, b, shadow.ordered);
+      if (outcome.comparison.match) {
+        outcome.verdict = differed ? Verdict::kTransient : Verdict::kMatched;
+        co_return outcome;
+      }
+      differed = true;
+      why = Explain(job, a, b, began);
+    }
+    if (!why.explained) {
+      outcome.keys = why.unexplained;
+      if (rechecked) {
+        outcome.verdict = Verdict::kPersistent;
+        co_return outcome;
+      }
+      // Nothing pgshift did explains it; a write it cannot see (another
+      // instance's) might: once more after a short delay.
+      rechecked = true;
+      bool resumed = co_await Pause(run, job, ToDuration(proxy.shadow_recheck_s));
+      if (!resumed) {
+        outcome.verdict = Verdict::kDropped;
+        co_return outcome;
+      }
+      continue;
+    }
+    bool quiet = co_await WaitUntilQuiet(run, job, why, deadline);
+    if (!quiet) {
+      outcome.verdict = run.lost ? Verdict::kDropped : Verdict::kUnstable;
+      co_return outcome;
+    }
+  }
+}
+
+std::vector<std::string> ShadowRunner::DifferingKeys(const ShadowJob& job,
+                                                     const routing::ResultSet& a,
+                                                     const routing::ResultSet& b) {
+  const routing::ShadowPlan& shadow = *job.plan->shadow;
+  if (shadow.key.empty() || a.columns != b.columns || !a.error_sqlstate.empty() ||
+      !b.error_sqlstate.empty()) {
+    return {};
+  }
+  // The read's text under the table's old names: its key is named so.
+  const std::string& sql = shadow.new_is_authoritative ? shadow.sql : job.plan->sql;
+  routing::KeyTrace trace = routing::TraceKeys(sql, shadow.key, TextParameters(job.bind));
+  if (trace.columns.empty()) return trace.pinned;
+  std::vector<size_t> at;
+  for (const std::string& name : trace.columns) {
+    auto column = std::find_if(a.columns.begin(), a.columns.end(),
+                               [&](const auto& c) { return c.name == name; });
+    if (column == a.columns.end()) return {};
+    at.push_back(static_cast<size_t>(column - a.columns.begin()));
+  }
+  return routing::DifferingKeys(a, b, shadow.ordered, at);
+}
+
+ShadowRunner::Explanation ShadowRunner::Explain(const ShadowJob& job, const routing::ResultSet& a,
+                                                const routing::ResultSet& b,
+                                                std::chrono::steady_clock::time_point began) const {
+  const routing::ShadowPlan& shadow = *job.plan->shadow;
+  const routing::WritesInFlight& writes = server_.writes_in_flight();
+  Explanation why;
+  why.keys = DifferingKeys(job, a, b);
+  if (!why.keys.empty()) {
+    const std::string& table = shadow.tables.front();
+    for (const std::string& key : why.keys) {
+      if (!writes.Explains(table, key, began)) why.unexplained.push_back(key);
+    }
+    why.explained = why.unexplained.empty();
+    return why;
+  }
+  // No keys to trace the difference to: only a moment without any write
+  // of the read's tables in flight tells.
+  why.explained = std::any_of(shadow.tables.begin(), shadow.tables.end(),
+                              [&](const std::string& t) { return !writes.Quiet(t, began); });
+  return why;
+}
+
+awaitable<bool> ShadowRunner::WaitUntilQuiet(Comparing& run, const ShadowJob& job,
+                                             const Explanation& why,
+                                             std::chrono::steady_clock::time_point deadline) {
+  const routing::ShadowPlan& shadow = *job.plan->shadow;
+  const routing::WritesInFlight& writes = server_.writes_in_flight();
+  auto quiet = [&] {
+    if (!why.keys.empty()) {
+      return std::none_of(why.keys.begin(), why.keys.end(), [&](const std::string& k) {
+        return writes.Writing(shadow.tables.front(), k);
+      });
+    }
+    return std::none_of(shadow.tables.begin(), shadow.tables.end(),
+                        [&](const std::string& t) { return writes.Writing(t); });
+  };
+  // Polled: the writes settle on other workers' threads.
+  constexpr auto kPoll = std::chrono::milliseconds(2);
+  if (std::chrono::steady_clock::now() >= deadline) co_return false;
+  while (!quiet()) {
+    if (std::chrono::steady_clock::now() + kPoll >= deadline) co_return false;
+    bool resumed = co_await Pause(run, job, kPoll);
+    if (!resumed) co_return false;
+  }
+  co_return true;
+}
+
+awaitable<bool> ShadowRunner::Pause(Comparing& run, const ShadowJob& job,
+                                    std::chrono::steady_clock::duration delay) {
+  // Other comparisons use the connections and the slot meanwhile; a
+  // waiting comparison counts against the queue's bound.
+  GiveBack(run);
+  GiveSlot();
+  ++waiting_;
+  asio::steady_timer timer(context_);
+  timer.expires_after(delay);
+  error_code ignored;
+  co_await timer.async_wait(WithError(ignored));
+  --waiting_;
+  co_await TakeSlot();
+  bool connected = co_await Borrow(run, job.plan->server);
+  if (connected) connected = co_await Borrow(run, job.plan->shadow->server);
+  if (!connected) run.lost = true;
+  co_return connected;
+}
+
+void ShadowRunner::Dropped(const routing::ShadowPlan& shadow, std::string_view why) {
+  shadow.Count(&routing::TableCounters::shadow_dropped);
+  LogEvent(LogLevel::kDebug, "shadow_dropped",
+           {{"table", shadow.table}, {"query", shadow.normalized}, {"reason", why}});
+}
+
 bool ShadowRunner::Unjudged(const Comparing& run, const routing::ShadowPlan& shadow) {
   if (run.lost) {
-    shadow.Count(&routing::TableCounters::shadow_dropped);
+    Dropped(shadow, "a connection was lost");
     return true;
   }
   if (run.skipped_because.empty()) return false;
@@ -401,26 +568,34 @@ bool ShadowRunner::Unjudged(const Comparing& run, const routing::ShadowPlan& sha
 
 void ShadowRunner::Tally(const ShadowJob& job, const Outcome& outcome) {
   const routing::ShadowPlan& shadow = *job.plan->shadow;
-  const bool match = outcome.comparison.match;
+  const char* said = "matched";
+  switch (outcome.verdict) {
+    case Verdict::kMatched: shadow.Count(&routing::TableCounters::shadow_matched); break;
+    case Verdict::kTransient:
+      said = "transient";
+      shadow.Count(&routing::TableCounters::shadow_transient);
+      break;
+    case Verdict::kPersistent:
+      said = "persistent";
+      shadow.Count(&routing::TableCounters::shadow_persistent);
+      Report(job, outcome);
+      break;
+    case Verdict::kUnstable:
+      // No verdict: not counted compared.
+      shadow.Count(&routing::TableCounters::shadow_unstable);
+      LogEvent(LogLevel::kDebug, "shadow_compared",
+               {{"table", shadow.table}, {"reads", "both"}, {"outcome", "unstable"}});
+      return;
+    case Verdict::kDropped: return;
+  }
   shadow.Count(&routing::TableCounters::shadow_compared);
   LogEvent(LogLevel::kDebug, "shadow_compared",
-           {{"table", shadow.table},
-            {"reads", "both"},
-            {"outcome", outcome.transient ? "transient"
-                        : match           ? "matched"
-                                          : "mismatched"}});
-  if (outcome.transient) {
-    shadow.Count(&routing::TableCounters::shadow_transient);
-  } else if (match) {
-    shadow.Count(&routing::TableCounters::shadow_matched);
-  } else {
-    shadow.Count(&routing::TableCounters::shadow_mismatched);
-    Report(job, outcome.comparison);
-  }
+           {{"table", shadow.table}, {"reads", "both"}, {"outcome", said}});
 }
 
-void ShadowRunner::Report(const ShadowJob& job, const routing::Comparison& comparison) {
+void ShadowRunner::Report(const ShadowJob& job, const Outcome& outcome) {
   const routing::ShadowPlan& shadow = *job.plan->shadow;
+  const routing::Comparison& comparison = outcome.comparison;
   const char* authoritative = shadow.new_is_authoritative ? "new" : "old";
   const char* other = shadow.new_is_authoritative ? "old" : "new";
   std::string detail = comparison.reason;
@@ -429,6 +604,12 @@ void ShadowRunner::Report(const ShadowJob& job, const routing::Comparison& compa
   }
   if (!comparison.only_other.empty()) {
     detail = StrCat(detail, "; only in ", other, ": ", Join(comparison.only_other));
+  }
+  if (!outcome.keys.empty()) {
+    std::vector<std::string> keys(outcome.keys.begin(),
+                                  outcome.keys.begin() + std::min<size_t>(outcome.keys.size(), 20));
+    detail = StrCat(detail, "; differing keys: ", Join(keys),
+                    outcome.keys.size() > keys.size() ? " ..." : "");
   }
   server_.mismatches().Add(MismatchRecord{std::chrono::system_clock::now(), shadow.table,
                                           shadow.fingerprint, shadow.normalized, detail});

@@ -3,9 +3,13 @@
 // shadow_connections of them at once, each on connections of pgshift's own
 // borrowed from a pool. On one database both reads run
 // in one REPEATABLE READ READ ONLY snapshot (one batch, one transaction), so
-// writes committed in between cannot make them differ; across servers a
-// mismatch is read again after a short delay and counted transient when it
-// then agrees.
+// writes committed in between cannot make them differ. Across servers a
+// difference is judged against the mirrored writes in flight
+// (routing/writes_in_flight.h): one they explain is read again once its
+// keys (or, for a result without keys, its tables) are quiet, and counted
+// transient when it then agrees, or unstable when no quiet moment comes;
+// one nothing explains is read again once more after a short delay, and
+// is persistent if it stays.
 #pragma once
 
 #include <array>
@@ -132,28 +136,56 @@ class ShadowRunner {
     bool lost = false;  // a connection broke: no verdict, counted dropped
     std::array<ConnectionPtr, 2> connections;
   };
-  // A comparison of both sides' reads; `transient`: matched only when read
-  // again; `dropped`: the recheck found no connection.
+  // What a comparison found.
+  enum class Verdict { kMatched, kTransient, kPersistent, kUnstable, kDropped };
   struct Outcome {
     routing::Comparison comparison;
-    bool transient = false;
-    bool dropped = false;
+    Verdict verdict = Verdict::kMatched;
+    std::vector<std::string> keys;  // a persistent mismatch's differing keys, when known
+  };
+  // Why two reads across servers differ: writes in flight on `keys` (or,
+  // when the result has no keys, on the read's tables), or nothing known
+  // (`unexplained`: the keys no write explains).
+  struct Explanation {
+    bool explained = false;
+    std::vector<std::string> keys;
+    std::vector<std::string> unexplained;
   };
 
   // Starts queued comparisons while fewer than shadow_connections run.
   awaitable<void> Loop();
   awaitable<void> Run(ShadowJob job);
-  awaitable<void> Compare(Comparing& run, const ShadowJob& job);
+  awaitable<void> Compare(Comparing& run, ShadowJob& job);
   // True when the client's result matches the other side's read (counted).
   awaitable<bool> MatchesServed(Comparing& run, const ShadowJob& job);
   // Both reads on one server; nullopt when they could not be run.
-  awaitable<std::optional<routing::Comparison>> CompareInOneSnapshot(Comparing& run,
-                                                                     const ShadowJob& job);
-  awaitable<Outcome> CompareWithRecheck(Comparing& run, const ShadowJob& job);
+  awaitable<std::optional<Outcome>> CompareInOneSnapshot(Comparing& run, const ShadowJob& job);
+  awaitable<Outcome> CompareAcrossServers(Comparing& run, const ShadowJob& job);
+  // The keys of the rows one result has and the other lacks, when the
+  // read's rows can be traced to keys of its table (routing::KeyTrace).
+  static std::vector<std::string> DifferingKeys(const ShadowJob& job, const routing::ResultSet& a,
+                                                const routing::ResultSet& b);
+  Explanation Explain(const ShadowJob& job, const routing::ResultSet& a,
+                      const routing::ResultSet& b,
+                      std::chrono::steady_clock::time_point began) const;
+  // Whether `why`'s keys (or tables) had no write in flight at one moment
+  // before `deadline`; the comparison's connections and its slot are
+  // given back meanwhile.
+  awaitable<bool> WaitUntilQuiet(Comparing& run, const ShadowJob& job, const Explanation& why,
+                                 std::chrono::steady_clock::time_point deadline);
+  // Gives back the connections and slot of `run` for `delay`, then takes a
+  // slot and connections again (false: none could be had).
+  awaitable<bool> Pause(Comparing& run, const ShadowJob& job,
+                        std::chrono::steady_clock::duration delay);
+  // A slot among the shadow_connections comparisons that may hold
+  // connections at once, waiting for one if need be; and giving it back.
+  awaitable<void> TakeSlot();
+  void GiveSlot();
   void Tally(const ShadowJob& job, const Outcome& outcome);
   // The comparison cannot give a verdict (a connection broke, or a read was
   // skipped): counted so, true.
   static bool Unjudged(const Comparing& run, const routing::ShadowPlan& shadow);
+  static void Dropped(const routing::ShadowPlan& shadow, std::string_view why);
   // A read (its statement, the client's parameters, results as text) in
   // the extended protocol, and a Sync when `sync`.
   static void AppendRead(std::string& out, const std::string& sql,
@@ -167,13 +199,16 @@ class ShadowRunner {
   awaitable<bool> Borrow(Comparing& run, routing::BackendId side);
   // Its open connections go back to the pool.
   void GiveBack(Comparing& run);
-  void Report(const ShadowJob& job, const routing::Comparison& comparison);
+  void Report(const ShadowJob& job, const Outcome& outcome);
 
   Server& server_;
   asio::io_context& context_;
   std::deque<ShadowJob> queue_;
   std::shared_ptr<ShadowBytes::Budget> budget_ = std::make_shared<ShadowBytes::Budget>();
-  size_t comparing_ = 0;                            // comparisons under way
+  size_t comparing_ = 0;  // comparisons holding a slot
+  size_t waiting_ = 0;    // comparisons waiting for a quiet moment (count as queued)
+  // Comparisons back from waiting, first in line for a slot.
+  std::deque<asio::steady_timer*> slot_waiters_;
   std::array<std::vector<ConnectionPtr>, 2> idle_;  // by routing::BackendId
   bool privilege_warned_ = false;  // once per worker
   asio::steady_timer wake_;

@@ -216,6 +216,7 @@ void ReadProxy(Section& s, ProxySettings& p) {
   s.GetInteger("mirror_max_bytes", 1024, int64_t{1} << 40, p.mirror_max_bytes);
   s.GetInteger("client_state_max_bytes", 1024, int64_t{1} << 40, p.client_state_max_bytes);
   s.GetSeconds("shadow_recheck_delay", p.shadow_recheck_s);
+  s.GetSeconds("shadow_quiet_timeout", p.shadow_quiet_timeout_s);
   s.GetString("shadow_user", p.shadow_user);
   s.GetOptionalString("shadow_password", p.shadow_password);
   s.GetSeconds("shadow_timeout", p.shadow_timeout_s);

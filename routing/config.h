@@ -83,9 +83,13 @@ struct ProxySettings {
   // Bytes of one client's prepared statements, portals and setting changes
   // that pgshift keeps; a statement that would keep more fails (54000).
   int64_t client_state_max_bytes = int64_t{16} << 20;
-  // Across servers, a mismatched shadow read is read again after this delay
-  // (transient if it then agrees).
+  // Across servers, a shadow read whose difference no write in flight
+  // explains is read again after this delay (transient if it then agrees).
   double shadow_recheck_s = 0.2;
+  // Across servers, how long a comparison whose difference writes in
+  // flight explain may wait for a quiet moment to be judged at; past it,
+  // it is counted unstable.
+  double shadow_quiet_timeout_s = 2;
   // The role shadow reads run as, on both servers (it needs only SELECT on
   // the tables); unset: each backend's own user. Its password, when not
   // given, is the [[users]] entry's of that name.
@@ -145,6 +149,12 @@ struct TableConfig {
   double max_shadow_mismatch_rate = 0.001;
   MirrorErrorPolicy on_mirror_error = MirrorErrorPolicy::kFail;
   bool force = false;
+
+  // Some of its reads are compared on the other side (shadow-read and
+  // new-primary, with shadow_sample above 0).
+  bool shadowed() const {
+    return (phase == Phase::kShadowRead || phase == Phase::kNewPrimary) && shadow_sample > 0;
+  }
 };
 
 struct Config {

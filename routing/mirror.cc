@@ -175,13 +175,14 @@ void PrependCtes(PgQuery__WithClause* with, Node** ctes, size_t count) {
 
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<const RemoteMirror>> MakeRemoteMirror(
-    const MirrorSpec& spec, const std::string& configured_name, MirrorErrorPolicy on_error,
-    PgQuery__Node__NodeCase kind) {
+absl::StatusOr<std::shared_ptr<const RemoteMirror>> MakeRemoteMirror(const MirrorSpec& spec,
+                                                                     const TableConfig& table,
+                                                                     PgQuery__Node__NodeCase kind) {
   auto remote = std::make_shared<RemoteMirror>();
-  remote->table = configured_name;
+  remote->table = table.name;
   remote->phase = spec.phase;
-  remote->on_error = on_error;
+  remote->on_error = table.on_mirror_error;
+  remote->shadowed = table.shadowed();
   if (kind == PG_QUERY__NODE__NODE_TRUNCATE_STMT) {
     remote->truncate = true;
     remote->apply_sql =

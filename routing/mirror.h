@@ -42,6 +42,9 @@ struct RemoteMirror {
   std::string apply_sql;
   bool truncate = false;
   MirrorErrorPolicy on_error = MirrorErrorPolicy::kFail;
+  // Its reads are compared (shadow reads): the session keeps its keys on
+  // record while they are in flight (routing/writes_in_flight.h).
+  bool shadowed = false;
 };
 
 // What the client's statement would have answered, where the rewritten one
@@ -82,11 +85,11 @@ struct MirrorSpec {
   bool remote = false;
 };
 
-// A RemoteMirror for writes to spec.table, with its
+// A RemoteMirror for writes to spec.table (configured as `table`), with its
 // apply statement for `kind` (INSERT, UPDATE, DELETE or TRUNCATE).
-absl::StatusOr<std::shared_ptr<const RemoteMirror>> MakeRemoteMirror(
-    const MirrorSpec& spec, const std::string& configured_name, MirrorErrorPolicy on_error,
-    PgQuery__Node__NodeCase kind);
+absl::StatusOr<std::shared_ptr<const RemoteMirror>> MakeRemoteMirror(const MirrorSpec& spec,
+                                                                     const TableConfig& table,
+                                                                     PgQuery__Node__NodeCase kind);
 
 // Rewrites statement `index` of `tree` (an INSERT, UPDATE or DELETE whose
 // target is spec.table) to mirror its rows, and says how its reply must be

@@ -61,7 +61,8 @@ size_t PlanBytes(const PlanPtr& plan) {
   size_t n = sizeof(Plan) + p.sql.size() + p.prepares.size() + p.gid.size() + ShapesBytes(p.shapes);
   if (p.refusal) n += p.refusal->message.size();
   if (p.shadow) {
-    n += sizeof(ShadowPlan) + p.shadow->sql.size() + p.shadow->table.size() +
+    n += sizeof(ShadowPlan) + p.shadow->sql.size() + 2 * p.shadow->table.size() +
+         sizeof(std::string) * (p.shadow->tables.size() + p.shadow->key.size()) +
          p.shadow->fingerprint.size() + p.shadow->normalized.size();
   }
   for (const PlanPart& part : p.parts)

@@ -223,8 +223,7 @@ std::optional<ShadowPlan> Router::ShadowFor(std::string_view sql, const Statemen
       servers.insert(BackendId::kOld);
       continue;
     }
-    const bool shadowed = (table->phase == Phase::kShadowRead ||
-                           table->phase == Phase::kNewPrimary) && table->shadow_sample > 0;
+    const bool shadowed = table->shadowed();
     const bool on_new = shadowed ? table->phase == Phase::kShadowRead : ReadsFromNew(table->phase);
     servers.insert(on_new ? new_server : BackendId::kOld);
     if (shadowed) {
@@ -234,6 +233,8 @@ std::optional<ShadowPlan> Router::ShadowFor(std::string_view sql, const Statemen
         shadow->new_is_authoritative = table->phase == Phase::kNewPrimary;
       }
       shadow->table = shadow->table.empty() ? table->name : StrCat(shadow->table, ", ", table->name);
+      shadow->tables.push_back(table->name);
+      shadow->key = info.reads.size() == 1 ? table->key : std::vector<std::string>{};
       shadow->counters.push_back(&counters_.For(table->name));
       shadow->sample = std::max(shadow->sample, table->shadow_sample);
     }
@@ -516,8 +517,7 @@ absl::Status Router::AddMirrors(ParseTree& tree, const PlanDraft& draft, Plan& p
       if (!done.ok()) return done;
       continue;
     }
-    auto remote = MakeRemoteMirror(*spec, table->name, table->on_mirror_error,
-                                   tree.get()->stmts[index]->stmt->node_case);
+    auto remote = MakeRemoteMirror(*spec, *table, tree.get()->stmts[index]->stmt->node_case);
     if (!remote.ok()) return remote.status();
     plan.mirrors_remotely = true;
     if (truncate && shape.remote) {
@@ -527,6 +527,7 @@ absl::Status Router::AddMirrors(ParseTree& tree, const PlanDraft& draft, Plan& p
       both->apply_sql = StrCat(both->apply_sql, ", ", (*remote)->apply_sql.substr(9));
       if ((*remote)->on_error == MirrorErrorPolicy::kFail)
         both->on_error = MirrorErrorPolicy::kFail;
+      both->shadowed = both->shadowed || (*remote)->shadowed;
       shape.remote = both;
       continue;
     }

@@ -40,12 +40,16 @@ struct TableCounters {
   // Rows the table's mirrored writes returned on its authoritative side
   // (the write audit compares them with the server's own count).
   std::atomic<uint64_t> rows_written{0};
-  // Shadow reads: compared (matched + mismatched + transient), dropped
-  // (queue full), skipped (the transaction had written the table).
+  // Shadow reads: compared (matched + transient + persistent: those with
+  // a verdict); unstable (across servers, no moment without a mirrored
+  // write in flight came to judge a difference by); dropped (queue full,
+  // no connection); skipped (the transaction had written the table, or a
+  // read could not be had whole).
   std::atomic<uint64_t> shadow_compared{0};
   std::atomic<uint64_t> shadow_matched{0};
-  std::atomic<uint64_t> shadow_mismatched{0};
   std::atomic<uint64_t> shadow_transient{0};
+  std::atomic<uint64_t> shadow_persistent{0};
+  std::atomic<uint64_t> shadow_unstable{0};
   std::atomic<uint64_t> shadow_dropped{0};
   std::atomic<uint64_t> shadow_skipped{0};
 };
@@ -108,6 +112,10 @@ struct ShadowPlan {
   std::string sql;                  // the same read, for the other side
   BackendId server = BackendId::kOld;  // where that side is
   std::string table;                // the shadowed tables, for reports
+  std::vector<std::string> tables;  // the same, one by one
+  // The key of the shadowed table (old names), when the read reads only
+  // that table: a difference may then be traced to keys (KeyTrace).
+  std::vector<std::string> key;
   std::vector<TableCounters*> counters;  // each comparison counts for every one
   double sample = 0;                // share of executions compared
   bool ordered = false;             // the read has ORDER BY: compare as sequences

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace pgshift::routing {
@@ -39,6 +40,31 @@ struct Comparison {
 // has ORDER BY); columns by name and type; values by their text form. Two
 // errors match when their SQLSTATEs do; an error and rows never match.
 Comparison CompareResults(const ResultSet& authoritative, const ResultSet& other, bool ordered);
+
+// The key (one value per key column, in the key's order) of each row that
+// one side has and the other lacks, as mirrored writes name keys (one
+// column: its text; several: "(a,b)"). `key_columns`: where the key's
+// columns are in the results. As sequences (`ordered`) when the rows are
+// the same and only their order differs.
+std::vector<std::string> DifferingKeys(const ResultSet& authoritative, const ResultSet& other,
+                                       bool ordered, const std::vector<size_t>& key_columns);
+
+// Where the keys of a read's rows can be found, so that a difference in
+// its result can be traced to keys of the table it reads.
+struct KeyTrace {
+  // The result columns (output names) carrying `key`, in its order: each
+  // row is one row of the table, unchanged by others (a plain SELECT from
+  // that one table naming every key column, or *; no grouping, windows,
+  // subqueries in the select list or set operations).
+  std::vector<std::string> columns;
+  // Else, the keys its WHERE clause pins every row to (key = constant or
+  // parameter, IN a list of constants), as mirrored writes name them.
+  std::vector<std::string> pinned;
+  bool empty() const { return columns.empty() && pinned.empty(); }
+};
+// `params`: the read's parameters in text form (nullopt: NULL or binary).
+KeyTrace TraceKeys(std::string_view sql, const std::vector<std::string>& key,
+                   const std::vector<std::optional<std::string>>& params);
 
 // libpg_query's fingerprint of a statement (equal for statements that
 // differ only in constants), hex; empty when it cannot be computed.

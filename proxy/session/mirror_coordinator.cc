@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_split.h"
 #include "common/strings.h"
 #include "protocol/messages/empty.h"
 #include "protocol/messages/error_response.h"
@@ -235,6 +236,24 @@ awaitable<void> MirrorCoordinator::FinishCommit(Link& auth, Link& mirror, Mirror
 void MirrorCoordinator::ClearKeys() {
   keys_.clear();
   keys_bytes_ = 0;
+  in_flight_.Release();
+}
+
+void MirrorCoordinator::HoldKeys(const MirrorBatch& batch, routing::WritesInFlight::Hold& hold) {
+  for (const MirrorBatch::Rows& r : batch.rows) {
+    if (!r.mirror->shadowed) continue;
+    if (r.mirror->truncate) {
+      for (absl::string_view t : absl::StrSplit(r.mirror->table, ", "))
+        hold.AddTable(std::string(t));
+    } else if (batch.keys_lost || r.keys.size() < r.count) {
+      hold.AddTable(r.mirror->table);
+    } else {
+      std::vector<std::pair<std::string, std::optional<std::string>>> keys;
+      keys.reserve(r.keys.size());
+      for (const auto& k : r.keys) keys.emplace_back(r.mirror->table, k);
+      hold.Add(keys);
+    }
+  }
 }
 
 // A write whose rows and replies outgrew the session's mirror_max_bytes:
@@ -275,6 +294,11 @@ MirrorCoordinator::MirroredRows MirrorCoordinator::MirroredRows::Of(const Mirror
 
 awaitable<void> MirrorCoordinator::MirrorWrite(Link& auth, Link& mirror, MirrorBatch& batch) {
   const MirroredRows rows = MirroredRows::Of(batch);
+  // Its keys are in flight from now (neither side has committed it) until
+  // both sides have: the end of the client's transaction, or of this
+  // write when it committed on its own.
+  routing::WritesInFlight::Hold committed_alone = c_.writes_in_flight.NewHold();
+  HoldKeys(batch, batch.mode == MirrorBatch::Mode::kAutocommitted ? committed_alone : in_flight_);
   std::optional<ErrorFields> failed;
   SettlingMirror prepared;
   if (rows.anything) failed = co_await ApplyMirror(auth, mirror, batch, rows, prepared);

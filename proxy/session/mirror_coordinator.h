@@ -32,6 +32,7 @@
 #include "proxy/session/refusals.h"
 #include "proxy/session/step.h"
 #include "routing/session_settings.h"
+#include "routing/writes_in_flight.h"
 
 namespace pgshift::proxy {
 
@@ -44,13 +45,15 @@ struct MirrorContext {
   Refusals& refusals;
   const routing::SessionSettings& client_settings;
   uint64_t session;          // for the log
+  routing::WritesInFlight& writes_in_flight;  // the process's, for shadow reads
 };
 
 class MirrorCoordinator {
  public:
   using Keys = std::vector<std::pair<std::string, std::optional<std::string>>>;
 
-  explicit MirrorCoordinator(MirrorContext context) : c_(context) {}
+  explicit MirrorCoordinator(MirrorContext context)
+      : c_(context), in_flight_(context.writes_in_flight.NewHold()) {}
 
   // Before a step that mirrors a write or commits mirrored rows: pgshift's
   // BEGIN around a mirrored write outside a transaction, the mirror's
@@ -90,6 +93,9 @@ class MirrorCoordinator {
     bool commit = false;     // or committed (the write committed on its own)
   };
 
+  // The keys of `batch`'s shadowed tables go on record as in flight, held
+  // by `hold` until both sides have committed them.
+  static void HoldKeys(const MirrorBatch& batch, routing::WritesInFlight::Hold& hold);
   static size_t KeyBytes(const std::string& table, const std::optional<std::string>& key) {
     return table.size() + (key ? key->size() : 0) + sizeof(Keys::value_type);
   }
@@ -139,6 +145,8 @@ class MirrorCoordinator {
   // log if its commit there fails.
   Keys keys_;
   size_t keys_bytes_ = 0;  // counted against mirror_max_bytes
+  // The same keys, on record as in flight while the transaction lasts.
+  routing::WritesInFlight::Hold in_flight_;
   bool settling_ = false;
   // Mirrored COPYs waiting for the client's data to end.
   std::vector<std::shared_ptr<MirrorBatch>> awaiting_copy_;

@@ -97,6 +97,7 @@ class MirrorCoordinatorTest : public ::testing::Test {
     auto mirror = std::make_shared<routing::RemoteMirror>();
     mirror->table = "public.channels";
     mirror->apply_sql = kApply;
+    mirror->shadowed = true;
     mirror->on_error = policy;
     MirrorBatch::Rows rows;
     rows.mirror = mirror;
@@ -137,8 +138,9 @@ class MirrorCoordinatorTest : public ::testing::Test {
   ClientTransaction transaction_;
   Refusals refusals_;
   routing::SessionSettings client_settings_;
-  MirrorCoordinator mirror_{
-      MirrorContext{port_, links_, settings_, transaction_, refusals_, client_settings_, 7}};
+  routing::WritesInFlight writes_;
+  MirrorCoordinator mirror_{MirrorContext{port_, links_, settings_, transaction_, refusals_,
+                                          client_settings_, 7, writes_}};
 };
 
 TEST_F(MirrorCoordinatorTest, AWriteOutsideATransactionIsPreparedOnTheMirrorBeforeOldCommits) {
@@ -151,6 +153,42 @@ TEST_F(MirrorCoordinatorTest, AWriteOutsideATransactionIsPreparedOnTheMirrorBefo
       << "the client is told idle, as if pgshift had begun nothing";
   EXPECT_EQ(transaction_.reported, TransactionStatus::kIdle);
   EXPECT_TRUE(mirror_.keys().empty());
+}
+
+// A shadow read's difference on a key is explained while the key's write
+// is in flight: from its answer on old, before either side commits it,
+// until both have.
+TEST_F(MirrorCoordinatorTest, AWritesKeysAreInFlightUntilBothSidesCommitted) {
+  std::vector<std::string> writing_at;
+  port_.on_run = [&](BackendId server, const std::string& sql) {
+    if (writes_.Writing("public.channels", "7")) {
+      writing_at.push_back(StrCat(routing::BackendName(server), ": ", sql));
+    }
+  };
+  const auto before = routing::WritesInFlight::Clock::now();
+  Mirror(Write(), routing::MirrorErrorPolicy::kFail, "7");
+  EXPECT_EQ(writing_at,
+            (Statements{"new: BEGIN", "new: APPLY public.channels",
+                        "new: PREPARE TRANSACTION " + QuoteLiteral(Prepared()), "old: COMMIT",
+                        "new: COMMIT PREPARED " + QuoteLiteral(Prepared())}));
+  EXPECT_FALSE(writes_.Writing("public.channels", "7"));
+  EXPECT_TRUE(writes_.Explains("public.channels", "7", before)) << "settled since";
+  EXPECT_FALSE(writes_.Explains("public.channels", "7", routing::WritesInFlight::Clock::now()));
+  EXPECT_FALSE(writes_.Explains("public.channels", "8", before)) << "another key";
+
+  // In the client's transaction: until its COMMIT is settled on both.
+  writing_at.clear();
+  InClientTransaction();
+  Mirror(Write(), routing::MirrorErrorPolicy::kFail, "7");
+  EXPECT_TRUE(writes_.Writing("public.channels", "7"));
+  Step commit = Commit();
+  std::shared_ptr<MirrorBatch> batch;
+  EXPECT_TRUE(RunToEnd(mirror_.BeforeStep(commit, batch)));
+  ASSERT_TRUE(batch);
+  batch->outcome = MirrorBatch::Outcome::kSucceeded;
+  RunToEnd(mirror_.Settle(old(), *batch));
+  EXPECT_EQ(writing_at.back(), "new: COMMIT PREPARED " + QuoteLiteral(Prepared()));
+  EXPECT_FALSE(writes_.Writing("public.channels", "7"));
 }
 
 TEST_F(MirrorCoordinatorTest, RecoveryLeavesAPreparedMirrorToItsSessionUntilItIsSettled) {

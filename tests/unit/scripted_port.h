@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <exception>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -111,6 +112,8 @@ class ScriptedPort : public InternalPort {
   std::string client;                           // what the client was sent
   // The last PREPARE TRANSACTION ran while recovery would leave it alone.
   std::optional<bool> prepared_while_registered;
+  // Called with each statement as it runs.
+  std::function<void(BackendId, const std::string&)> on_run;
 
  private:
   struct Failure {
@@ -121,6 +124,7 @@ class ScriptedPort : public InternalPort {
 
   void Execute(Link& link, const std::string& sql, InternalReply& reply) {
     ran[static_cast<int>(link.server)].push_back(sql);
+    if (on_run) on_run(link.server, sql);
     if (absl::StartsWith(sql, "PREPARE TRANSACTION")) {
       const std::string gid = sql.substr(sql.find('\'') + 1, sql.rfind('\'') - sql.find('\'') - 1);
       prepared_while_registered = SettlingMirrors::Get().Contains(gid);
