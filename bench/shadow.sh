@@ -47,6 +47,15 @@ psql -X -h 127.0.0.1 -p $new_port -U postgres -q postgres -c "$v2_schema"
 psql -X -h 127.0.0.1 -p $pg_port -U postgres -q across -c "\\copy pgbench_accounts TO STDOUT" |
   psql -X -h 127.0.0.1 -p $new_port -U postgres -q postgres -c "\\copy accounts_v2 FROM STDIN"
 psql -X -h 127.0.0.1 -p $new_port -U postgres -q postgres -c "VACUUM ANALYZE accounts_v2"
+# Every table in shared buffers before the first round, so the first target
+# to read one does not pay for the cache.
+for db in postgres across; do
+  psql -X -h 127.0.0.1 -p $pg_port -U postgres -q $db -c "CREATE EXTENSION IF NOT EXISTS pg_prewarm" \
+    -c "SELECT pg_prewarm(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'i')" >/dev/null
+done
+psql -X -h 127.0.0.1 -p $new_port -U postgres -q postgres -c "CREATE EXTENSION pg_prewarm" \
+  -c "SELECT pg_prewarm('accounts_v2'), pg_prewarm('accounts_v2_pkey')" >/dev/null
 
 targets=""
 port=55821
@@ -134,6 +143,10 @@ for t in $targets; do
   if [ "$n" -gt 0 ]; then
     echo "$name: drops by reason:"
     grep -o 'event=shadow_dropped.*' "$out/$name.log" | sed 's/.*reason=//' | sort | uniq -c
+    if [ -n "${PGSHIFT_DROP_TIMES:-}" ]; then # per second, with PGSHIFT_LOG_LEVEL=debug
+      grep 'event=shadow_dropped' "$out/$name.log" | cut -c12-19 | uniq -c | head -40
+      grep 'event=shadow_compared' "$out/$name.log" | cut -c12-19 | uniq -c | head -60
+    fi
   fi
   n=$(grep -c "event=shadow_unavailable" "$out/$name.log" || true)
   if [ "$n" -gt 0 ]; then

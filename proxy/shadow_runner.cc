@@ -5,6 +5,7 @@
 #include "common/strings.h"
 #include "protocol/message_type.h"
 #include "protocol/messages/bind.h"
+#include "protocol/messages/close.h"
 #include "protocol/messages/data_row.h"
 #include "protocol/messages/describe.h"
 #include "protocol/messages/empty.h"
@@ -28,6 +29,8 @@ using routing::BackendId;
 // query_canceled: statement_timeout cut a read short.
 constexpr std::string_view kQueryCanceled = "57014";
 constexpr std::string_view kInsufficientPrivilege = "42501";
+// What a prepared statement fails with once its table's columns changed.
+constexpr std::string_view kStalePlan = "0A000";
 
 std::string Join(const std::vector<std::string>& rows) {
   std::string out;
@@ -116,6 +119,7 @@ awaitable<void> ShadowRunner::Loop() {
 
 awaitable<void> ShadowRunner::Run(ShadowJob job) {
   Comparing run(Bytes());
+  run.discard = job.plan->shadow->calls_functions;
   co_await Compare(run, job);
   GiveBack(run);
   GiveSlot();
@@ -190,7 +194,8 @@ void ShadowRunner::GiveBack(Comparing& run) {
   }
 }
 
-void ShadowRunner::AppendRead(std::string& out, const std::string& sql,
+void ShadowRunner::AppendRead(Comparing& run, BackendId side, std::string& out,
+                              const std::string& sql,
                               const std::shared_ptr<const std::string>& bind, bool sync) {
   protocol::Bind params;
   if (bind) {
@@ -200,7 +205,26 @@ void ShadowRunner::AppendRead(std::string& out, const std::string& sql,
   params.portal.clear();
   params.statement.clear();
   params.result_formats.clear();  // text, for comparing
-  protocol::Parse{"", sql, {}}.Encode(out);
+  Connection* c = run.connections[static_cast<int>(side)].get();
+  if (run.discard || c == nullptr) {
+    protocol::Parse{"", sql, {}}.Encode(out);
+  } else {
+    // Prepared once per connection: parsing and planning each read again
+    // would cost the server more than the client's own read.
+    if (c->prepared_unsure || c->prepared.size() >= kMaxPrepared) {
+      for (const auto& [text, name] : c->prepared) {
+        protocol::Close{protocol::Target::kStatement, name}.Encode(out);
+      }
+      c->prepared.clear();
+      c->prepared_unsure = false;
+    }
+    auto [at, added] = c->prepared.try_emplace(sql);
+    if (added) {
+      at->second = StrCat("pgshift_shadow_", ++c->statements_made);
+      protocol::Parse{at->second, sql, {}}.Encode(out);
+    }
+    params.statement = at->second;
+  }
   params.Encode(out);
   protocol::Describe{protocol::Target::kPortal, ""}.Encode(out);
   protocol::Execute{"", 0}.Encode(out);
@@ -211,12 +235,15 @@ awaitable<bool> ShadowRunner::Send(Comparing& run, BackendId side, const std::st
   Connection* c = run.connections[static_cast<int>(side)].get();
   if (c == nullptr || !c->stream) co_return false;
   std::string batch = out;
-  protocol::Query{"DISCARD ALL"}.Encode(batch);
+  if (run.discard) {
+    protocol::Query{"DISCARD ALL"}.Encode(batch);
+    c->prepared.clear();  // DISCARD ALL deallocates them
+  }
   error_code ec;
   co_await c->stream->Write(asio::buffer(batch), ec);
   if (ec) {
     c->stream.reset();
-  } else {
+  } else if (run.discard) {
     ++c->discards_pending;
   }
   co_return !ec;
@@ -260,10 +287,16 @@ awaitable<std::vector<routing::ResultSet>> ShadowRunner::Collect(Comparing& run,
       }
       case protocol::backend::kErrorResponse: {
         auto e = protocol::ErrorResponse::Decode(payload);
+        c.prepared_unsure = true;
         result.error_sqlstate = e.ok() ? std::string(e->sqlstate()) : "XX000";
         result.error_message = e.ok() ? std::string(e->message()) : "malformed error";
         if (result.error_sqlstate == kQueryCanceled && run.skipped_because.empty()) {
           run.skipped_because = "a read ran past shadow_timeout";
+        } else if (result.error_sqlstate == kStalePlan && !run.discard &&
+                   run.skipped_because.empty()) {
+          // "cached plan must not change result type": the table changed
+          // under a statement pgshift prepared; prepared afresh next time.
+          run.skipped_because = StrCat("a prepared shadow read went stale: ", result.error_message);
         } else if (result.error_sqlstate == kInsufficientPrivilege && run.skipped_because.empty()) {
           // Both sides failing alike would look like agreement.
           run.skipped_because = StrCat("the shadow role may not read: ", result.error_message);
@@ -349,7 +382,7 @@ awaitable<void> ShadowRunner::Compare(Comparing& run, ShadowJob& job) {
 awaitable<bool> ShadowRunner::MatchesServed(Comparing& run, const ShadowJob& job) {
   const routing::ShadowPlan& shadow = *job.plan->shadow;
   std::string out;
-  AppendRead(out, shadow.sql, job.bind, true);
+  AppendRead(run, shadow.server, out, shadow.sql, job.bind, true);
   run.reading.Release();  // nothing read before is held any more
   bool sent = co_await Send(run, shadow.server, out);
   routing::ResultSet b = co_await CollectOne(run, shadow.server);
@@ -371,8 +404,8 @@ awaitable<std::optional<ShadowRunner::Outcome>> ShadowRunner::CompareInOneSnapsh
   const routing::Plan& plan = *job.plan;
   const routing::ShadowPlan& shadow = *plan.shadow;
   std::string out;
-  AppendRead(out, plan.sql, job.bind, false);
-  AppendRead(out, shadow.sql, job.bind, true);
+  AppendRead(run, plan.server, out, plan.sql, job.bind, false);
+  AppendRead(run, plan.server, out, shadow.sql, job.bind, true);
   run.reading.Release();
   bool sent = co_await Send(run, plan.server, out);
   std::vector<routing::ResultSet> results = co_await Collect(run, plan.server);
@@ -384,7 +417,7 @@ awaitable<std::optional<ShadowRunner::Outcome>> ShadowRunner::CompareInOneSnapsh
     // The failed read ended the batch: the other side's read runs on its
     // own.
     std::string alone;
-    AppendRead(alone, shadow.sql, job.bind, true);
+    AppendRead(run, plan.server, alone, shadow.sql, job.bind, true);
     co_await Send(run, plan.server, alone);
     b = co_await CollectOne(run, plan.server);
   } else {
@@ -418,8 +451,8 @@ awaitable<ShadowRunner::Outcome> ShadowRunner::CompareAcrossServers(Comparing& r
     {
       std::string first, second;
       run.reading.Release();  // the last round's results are gone
-      AppendRead(first, plan.sql, job.bind, true);
-      AppendRead(second, shadow.sql, job.bind, true);
+      AppendRead(run, plan.server, first, plan.sql, job.bind, true);
+      AppendRead(run, shadow.server, second, shadow.sql, job.bind, true);
       const auto began = std::chrono::steady_clock::now();
       co_await Send(run, plan.server, first);
       co_await Send(run, shadow.server, second);

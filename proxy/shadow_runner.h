@@ -120,10 +120,18 @@ class ShadowRunner {
   struct Connection {
     std::unique_ptr<Stream> stream;
     PacketBuffer buffer;
-    // Each batch of reads is followed by a DISCARD ALL, so no session state
-    // a read made outlives it; its reply is read after the batch's.
+    // A batch of reads that call functions is followed by a DISCARD ALL, so
+    // no session state a read made outlives it; its reply is read after the
+    // batch's.
     int discards_pending = 0;
+    // Reads that call no function run as statements prepared on it, by
+    // text (at most kMaxPrepared; DISCARD ALL forgets them).
+    absl::flat_hash_map<std::string, std::string> prepared;
+    uint64_t statements_made = 0;
+    // A batch failed: the statements it prepared may not exist.
+    bool prepared_unsure = false;
   };
+  static constexpr size_t kMaxPrepared = 64;
   using ConnectionPtr = std::unique_ptr<Connection>;
   // One comparison under way: the bytes its reads hold (past the budget its
   // rows are not kept and it is counted skipped, as when a read was
@@ -134,6 +142,8 @@ class ShadowRunner {
     ShadowBytes reading;
     std::string skipped_because;
     bool lost = false;  // a connection broke: no verdict, counted dropped
+    // Its reads call functions: each batch is followed by DISCARD ALL.
+    bool discard = true;
     std::array<ConnectionPtr, 2> connections;
   };
   // What a comparison found.
@@ -187,9 +197,11 @@ class ShadowRunner {
   static bool Unjudged(const Comparing& run, const routing::ShadowPlan& shadow);
   static void Dropped(const routing::ShadowPlan& shadow, std::string_view why);
   // A read (its statement, the client's parameters, results as text) in
-  // the extended protocol, and a Sync when `sync`.
-  static void AppendRead(std::string& out, const std::string& sql,
-                         const std::shared_ptr<const std::string>& bind, bool sync);
+  // the extended protocol, for `run`'s connection to `side`, and a Sync
+  // when `sync`.
+  static void AppendRead(Comparing& run, routing::BackendId side, std::string& out,
+                         const std::string& sql, const std::shared_ptr<const std::string>& bind,
+                         bool sync);
   awaitable<bool> Send(Comparing& run, routing::BackendId side, const std::string& out);
   // The results up to the next ReadyForQuery on `side`, one per read (an
   // error ends them).

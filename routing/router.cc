@@ -257,6 +257,7 @@ std::optional<ShadowPlan> Router::ShadowFor(std::string_view sql, const Statemen
                     stmt->select_stmt->n_sort_clause > 0;
   shadow->fingerprint = Fingerprint(std::string(sql));
   shadow->normalized = Normalize(std::string(sql));
+  shadow->calls_functions = !info.functions.empty();
   const auto& volatile_functions =
       catalog_.volatile_functions.empty() ? VolatileBuiltins() : catalog_.volatile_functions;
   for (const std::string& f : info.functions) {

@@ -125,6 +125,10 @@ struct ShadowPlan {
   // Set when a sampled execution is not compared, but counted skipped:
   // why (it calls a volatile function).
   std::string skip_reason;
+  // It calls functions by name: one that lies about its volatility could
+  // leave session state behind on pgshift's connection (cleaned with
+  // DISCARD ALL after it). A SELECT calling none cannot.
+  bool calls_functions = true;
 };
 
 // How to put a statement's constants back into the texts of a plan made for
