@@ -31,6 +31,7 @@ constexpr std::string_view kQueryCanceled = "57014";
 constexpr std::string_view kInsufficientPrivilege = "42501";
 // What a prepared statement fails with once its table's columns changed.
 constexpr std::string_view kStalePlan = "0A000";
+constexpr std::string_view kStalePlanMessage = "cached plan must not change result type";
 
 std::string Join(const std::vector<std::string>& rows) {
   std::string out;
@@ -88,7 +89,7 @@ ShadowBytes ShadowRunner::Bytes() {
 }
 
 bool ShadowRunner::Enqueue(ShadowJob job) {
-  if (queue_.size() + waiting_ >=
+  if (queue_.size() + waiting_ + slot_waiters_.size() >=
       static_cast<size_t>(server_.settings()->config->proxy.shadow_queue_size)) {
     Dropped(*job.plan->shadow, "the queue is full");
     return false;
@@ -293,7 +294,7 @@ awaitable<std::vector<routing::ResultSet>> ShadowRunner::Collect(Comparing& run,
         if (result.error_sqlstate == kQueryCanceled && run.skipped_because.empty()) {
           run.skipped_because = "a read ran past shadow_timeout";
         } else if (result.error_sqlstate == kStalePlan && !run.discard &&
-                   run.skipped_because.empty()) {
+                   result.error_message == kStalePlanMessage && run.skipped_because.empty()) {
           // "cached plan must not change result type": the table changed
           // under a statement pgshift prepared; prepared afresh next time.
           run.skipped_because = StrCat("a prepared shadow read went stale: ", result.error_message);
@@ -428,7 +429,7 @@ awaitable<std::optional<ShadowRunner::Outcome>> ShadowRunner::CompareInOneSnapsh
   outcome.comparison = routing::CompareResults(a, b, shadow.ordered);
   if (!outcome.comparison.match) {
     outcome.verdict = Verdict::kPersistent;
-    outcome.keys = DifferingKeys(job, a, b);
+    outcome.keys = DifferingKeys(job, a, b, nullptr);
   }
   co_return outcome;
 }
@@ -466,6 +467,7 @@ awaitable<ShadowRunner::Outcome> ShadowRunner::CompareAcrossServers(Comparing& r
       }
       differed = true;
       why = Explain(job, a, b, began);
+      run.reading.Release();  // a and b go here: their bytes are not held while waiting
     }
     if (!why.explained) {
       outcome.keys = why.unexplained;
@@ -483,6 +485,7 @@ awaitable<ShadowRunner::Outcome> ShadowRunner::CompareAcrossServers(Comparing& r
       }
       continue;
     }
+    rechecked = false;  // a later unexplained difference gets its own recheck
     bool quiet = co_await WaitUntilQuiet(run, job, why, deadline);
     if (!quiet) {
       outcome.verdict = run.lost ? Verdict::kDropped : Verdict::kUnstable;
@@ -493,7 +496,7 @@ awaitable<ShadowRunner::Outcome> ShadowRunner::CompareAcrossServers(Comparing& r
 
 std::vector<std::string> ShadowRunner::DifferingKeys(const ShadowJob& job,
                                                      const routing::ResultSet& a,
-                                                     const routing::ResultSet& b) {
+                                                     const routing::ResultSet& b, bool* pinned) {
   const routing::ShadowPlan& shadow = *job.plan->shadow;
   if (shadow.key.empty() || a.columns != b.columns || !a.error_sqlstate.empty() ||
       !b.error_sqlstate.empty()) {
@@ -502,7 +505,10 @@ std::vector<std::string> ShadowRunner::DifferingKeys(const ShadowJob& job,
   // The read's text under the table's old names: its key is named so.
   const std::string& sql = shadow.new_is_authoritative ? shadow.sql : job.plan->sql;
   routing::KeyTrace trace = routing::TraceKeys(sql, shadow.key, TextParameters(job.bind));
-  if (trace.columns.empty()) return trace.pinned;
+  if (trace.columns.empty()) {
+    if (pinned != nullptr) *pinned = true;
+    return trace.pinned;
+  }
   std::vector<size_t> at;
   for (const std::string& name : trace.columns) {
     auto column = std::find_if(a.columns.begin(), a.columns.end(),
@@ -510,7 +516,7 @@ std::vector<std::string> ShadowRunner::DifferingKeys(const ShadowJob& job,
     if (column == a.columns.end()) return {};
     at.push_back(static_cast<size_t>(column - a.columns.begin()));
   }
-  return routing::DifferingKeys(a, b, shadow.ordered, at);
+  return routing::DifferingKeys(a, b, at);
 }
 
 ShadowRunner::Explanation ShadowRunner::Explain(const ShadowJob& job, const routing::ResultSet& a,
@@ -519,19 +525,26 @@ ShadowRunner::Explanation ShadowRunner::Explain(const ShadowJob& job, const rout
   const routing::ShadowPlan& shadow = *job.plan->shadow;
   const routing::WritesInFlight& writes = server_.writes_in_flight();
   Explanation why;
-  why.keys = DifferingKeys(job, a, b);
+  bool pinned = false;
+  why.keys = DifferingKeys(job, a, b, &pinned);
+  const bool quiet = std::all_of(shadow.tables.begin(), shadow.tables.end(),
+                                 [&](const std::string& t) { return writes.Quiet(t, began); });
   if (!why.keys.empty()) {
     const std::string& table = shadow.tables.front();
     for (const std::string& key : why.keys) {
       if (!writes.Explains(table, key, began)) why.unexplained.push_back(key);
     }
     why.explained = why.unexplained.empty();
-    return why;
+    // A key pinned by the statement's text ('007', an upper-case uuid) may
+    // be spelled otherwise than PostgreSQL writes it: while the table was
+    // written it counts as a result without keys.
+    if (why.explained || !pinned || quiet) return why;
+    why.keys.clear();
+    why.unexplained.clear();
   }
   // No keys to trace the difference to: only a moment without any write
   // of the read's tables in flight tells.
-  why.explained = std::any_of(shadow.tables.begin(), shadow.tables.end(),
-                              [&](const std::string& t) { return !writes.Quiet(t, began); });
+  why.explained = !quiet;
   return why;
 }
 
@@ -549,15 +562,32 @@ awaitable<bool> ShadowRunner::WaitUntilQuiet(Comparing& run, const ShadowJob& jo
     return std::none_of(shadow.tables.begin(), shadow.tables.end(),
                         [&](const std::string& t) { return writes.Writing(t); });
   };
-  // Polled: the writes settle on other workers' threads.
+  // Polled: the writes settle on other workers' threads. The connections
+  // and the slot serve others meanwhile.
   constexpr auto kPoll = std::chrono::milliseconds(2);
   if (std::chrono::steady_clock::now() >= deadline) co_return false;
-  while (!quiet()) {
-    if (std::chrono::steady_clock::now() + kPoll >= deadline) co_return false;
-    bool resumed = co_await Pause(run, job, kPoll);
-    if (!resumed) co_return false;
+  if (quiet()) co_return true;
+  GiveBack(run);
+  GiveSlot();
+  ++waiting_;
+  bool became_quiet = false;
+  asio::steady_timer timer(context_);
+  while (std::chrono::steady_clock::now() + kPoll < deadline) {
+    timer.expires_after(kPoll);
+    error_code ignored;
+    co_await timer.async_wait(WithError(ignored));
+    if (quiet()) {
+      became_quiet = true;
+      break;
+    }
   }
-  co_return true;
+  --waiting_;
+  co_await TakeSlot();  // held again, as Run expects
+  if (!became_quiet) co_return false;
+  bool connected = co_await Borrow(run, job.plan->server);
+  if (connected) connected = co_await Borrow(run, shadow.server);
+  if (!connected) run.lost = true;
+  co_return connected;
 }
 
 awaitable<bool> ShadowRunner::Pause(Comparing& run, const ShadowJob& job,

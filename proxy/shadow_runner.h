@@ -172,9 +172,10 @@ class ShadowRunner {
   awaitable<std::optional<Outcome>> CompareInOneSnapshot(Comparing& run, const ShadowJob& job);
   awaitable<Outcome> CompareAcrossServers(Comparing& run, const ShadowJob& job);
   // The keys of the rows one result has and the other lacks, when the
-  // read's rows can be traced to keys of its table (routing::KeyTrace).
+  // read's rows can be traced to keys of its table (routing::KeyTrace);
+  // `pinned` (if given) is set when they come from the statement's WHERE.
   static std::vector<std::string> DifferingKeys(const ShadowJob& job, const routing::ResultSet& a,
-                                                const routing::ResultSet& b);
+                                                const routing::ResultSet& b, bool* pinned);
   Explanation Explain(const ShadowJob& job, const routing::ResultSet& a,
                       const routing::ResultSet& b,
                       std::chrono::steady_clock::time_point began) const;

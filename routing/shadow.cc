@@ -49,6 +49,16 @@ std::string ColumnNamed(const PgQuery__ResTarget& t) {
   return alias.empty() || alias == column ? column : "";
 }
 
+// Whether `msg` holds a subquery anywhere.
+bool HasSubquery(const ProtoMessage* msg) {
+  if (msg == nullptr) return false;
+  if (Is(msg, pg_query__sub_link__descriptor)) return true;
+  bool found = false;
+  ForEachChild(
+      msg, [&](const char*, const ProtoMessage* child) { found = found || HasSubquery(child); });
+  return found;
+}
+
 // Whether an entry's value may depend on other rows than its own: a
 // window function or a subquery.
 bool DependsOnOtherRows(const PgQuery__ResTarget& t) {
@@ -151,7 +161,7 @@ void PinnedValues(const PgQuery__Node* n, const std::vector<std::string>& key,
 
 }  // namespace
 
-std::vector<std::string> DifferingKeys(const ResultSet& a, const ResultSet& b, bool ordered,
+std::vector<std::string> DifferingKeys(const ResultSet& a, const ResultSet& b,
                                        const std::vector<size_t>& key_columns) {
   std::vector<std::string> keys;
   auto fits = [&](const Row& r) {
@@ -163,13 +173,6 @@ std::vector<std::string> DifferingKeys(const ResultSet& a, const ResultSet& b, b
   for (const Row& r : b.rows) --count[r];
   for (const auto& [row, n] : count) {
     if (n != 0 && fits(row)) keys.push_back(KeyOf(row, key_columns));
-  }
-  if (keys.empty() && ordered) {
-    for (size_t i = 0; i < std::min(a.rows.size(), b.rows.size()); ++i) {
-      if (a.rows[i] == b.rows[i]) continue;
-      if (fits(a.rows[i])) keys.push_back(KeyOf(a.rows[i], key_columns));
-      if (fits(b.rows[i])) keys.push_back(KeyOf(b.rows[i], key_columns));
-    }
   }
   std::sort(keys.begin(), keys.end());
   keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
@@ -187,8 +190,13 @@ KeyTrace TraceKeys(std::string_view sql, const std::vector<std::string>& key,
   const PgQuery__SelectStmt* s =
       stmt != nullptr && stmt->node_case == PG_QUERY__NODE__NODE_SELECT_STMT ? stmt->select_stmt
                                                                              : nullptr;
+  // Which rows it returns must depend on each row alone: no other rows
+  // through a subquery, a CTE, a LIMIT or OFFSET (a write to one row can
+  // push another out of the window).
   if (s != nullptr && s->op == PG_QUERY__SET_OPERATION__SETOP_NONE && s->n_from_clause == 1 &&
-      s->from_clause[0]->node_case == PG_QUERY__NODE__NODE_RANGE_VAR) {
+      s->from_clause[0]->node_case == PG_QUERY__NODE__NODE_RANGE_VAR && s->with_clause == nullptr &&
+      s->limit_count == nullptr && s->limit_offset == nullptr &&
+      !HasSubquery(reinterpret_cast<const ProtoMessage*>(s->where_clause))) {
     if (s->n_group_clause == 0 && s->having_clause == nullptr && s->n_window_clause == 0 &&
         s->n_distinct_clause == 0) {
       trace.columns = KeyColumns(*s, key);

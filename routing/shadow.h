@@ -44,10 +44,10 @@ Comparison CompareResults(const ResultSet& authoritative, const ResultSet& other
 // The key (one value per key column, in the key's order) of each row that
 // one side has and the other lacks, as mirrored writes name keys (one
 // column: its text; several: "(a,b)"). `key_columns`: where the key's
-// columns are in the results. As sequences (`ordered`) when the rows are
-// the same and only their order differs.
+// columns are in the results. None when the same rows differ only in their
+// order (ties, or collations that differ): no write's key explains that.
 std::vector<std::string> DifferingKeys(const ResultSet& authoritative, const ResultSet& other,
-                                       bool ordered, const std::vector<size_t>& key_columns);
+                                       const std::vector<size_t>& key_columns);
 
 // Where the keys of a read's rows can be found, so that a difference in
 // its result can be traced to keys of the table it reads.

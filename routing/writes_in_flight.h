@@ -25,8 +25,8 @@ namespace pgshift::routing {
 class WritesInFlight {
  public:
   using Clock = std::chrono::steady_clock;
-  // Settled keys kept on record per table; past it the oldest go, and a
-  // key not on record counts as settled when the last of them was.
+  // Keys kept on record per table; past it every settled one is forgotten,
+  // and a key not on record counts as settled when the last of those was.
   static constexpr size_t kMaxKeysPerTable = 50'000;
   // A transaction holding more keys of one table holds the whole table.
   static constexpr size_t kMaxHeldKeys = 10'000;
