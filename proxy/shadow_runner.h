@@ -210,6 +210,8 @@ class ShadowRunner {
   awaitable<routing::ResultSet> CollectOne(Comparing& run, routing::BackendId side);
   // A connection to `side` for `run`: an idle one of the pool, or a new one.
   awaitable<bool> Borrow(Comparing& run, routing::BackendId side);
+  // Connections to both sides of `job`'s comparison.
+  awaitable<bool> BorrowBoth(Comparing& run, const ShadowJob& job);
   // Its open connections go back to the pool.
   void GiveBack(Comparing& run);
   void Report(const ShadowJob& job, const Outcome& outcome);
