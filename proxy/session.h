@@ -127,6 +127,11 @@ class Session : public std::enable_shared_from_this<Session>,
   awaitable<Error> AwaitInternal(const std::shared_ptr<InternalReply>& reply,
                                  std::string* value) override;
   awaitable<void> WaitFor(std::function<bool()> ready) override { co_await WaitUntil(ready); }
+  awaitable<void> Pause(std::chrono::milliseconds duration) override {
+    asio::steady_timer timer(executor(), duration);
+    error_code ec;
+    co_await timer.async_wait(WithError(ec));
+  }
   awaitable<Error> ConnectServer(Link& link) override;
   // SettingsSync::Sync (settings_sync.h).
   awaitable<void> SyncSettings(Link& link) override;

@@ -42,9 +42,10 @@ struct RemoteMirror {
   std::string apply_sql;
   bool truncate = false;
   MirrorErrorPolicy on_error = MirrorErrorPolicy::kFail;
-  // Its reads are compared (shadow reads): the session keeps its keys on
-  // record while they are in flight (routing/writes_in_flight.h).
-  bool shadowed = false;
+  // A DELETE: before it is applied, earlier writes of its keys that the
+  // authoritative side committed must have committed on the mirror too
+  // (routing/writes_in_flight.h says why).
+  bool deletes = false;
 };
 
 // What the client's statement would have answered, where the rewritten one

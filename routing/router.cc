@@ -528,7 +528,6 @@ absl::Status Router::AddMirrors(ParseTree& tree, const PlanDraft& draft, Plan& p
       both->apply_sql = StrCat(both->apply_sql, ", ", (*remote)->apply_sql.substr(9));
       if ((*remote)->on_error == MirrorErrorPolicy::kFail)
         both->on_error = MirrorErrorPolicy::kFail;
-      both->shadowed = both->shadowed || (*remote)->shadowed;
       shape.remote = both;
       continue;
     }

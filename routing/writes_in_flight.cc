@@ -11,6 +11,7 @@ WritesInFlight::Hold& WritesInFlight::Hold::operator=(Hold&& other) noexcept {
   keys_ = std::exchange(other.keys_, {});
   tables_ = std::exchange(other.tables_, {});
   held_per_table_ = std::exchange(other.held_per_table_, {});
+  committing_ = std::exchange(other.committing_, false);
   return *this;
 }
 
@@ -29,8 +30,13 @@ void WritesInFlight::Hold::Add(
       }
       ++held;
       TableState& state = record_->tables_[table];
-      ++state.keys[*key].holds;
+      KeyState& k = state.keys[*key];
+      ++k.holds;
       ++state.holds;
+      if (committing_) {
+        ++k.committing;
+        ++state.committing;
+      }
       keys_.emplace_back(table, *key);
     }
   }
@@ -45,17 +51,41 @@ void WritesInFlight::Hold::AddTable(const std::string& table) {
   TableState& state = record_->tables_[table];
   ++state.whole_holds;
   ++state.holds;
+  if (committing_) {
+    ++state.whole_committing;
+    ++state.committing;
+  }
   tables_.push_back(table);
+}
+
+void WritesInFlight::Hold::Committing() {
+  if (record_ == nullptr || empty() || committing_) return;
+  committing_ = true;
+  absl::MutexLock lock(&record_->mutex_);
+  for (const auto& [table, key] : keys_) {
+    TableState& state = record_->tables_[table];
+    ++state.keys[key].committing;
+    ++state.committing;
+  }
+  for (const std::string& table : tables_) {
+    TableState& state = record_->tables_[table];
+    ++state.whole_committing;
+    ++state.committing;
+  }
 }
 
 void WritesInFlight::Hold::Release() {
   if (record_ == nullptr || empty()) return;
   const Clock::time_point now = Clock::now();
+  const int committing = committing_ ? 1 : 0;
+  committing_ = false;
   absl::MutexLock lock(&record_->mutex_);
   for (const auto& [table, key] : keys_) {
     TableState& state = record_->tables_[table];
     KeyState& k = state.keys[key];
     --k.holds;
+    k.committing -= committing;
+    state.committing -= committing;
     k.settled = now;
     --state.holds;
     state.settled = now;
@@ -64,6 +94,8 @@ void WritesInFlight::Hold::Release() {
     TableState& state = record_->tables_[table];
     --state.whole_holds;
     --state.holds;
+    state.whole_committing -= committing;
+    state.committing -= committing;
     state.settled = now;
     state.whole_settled = now;
   }
@@ -118,6 +150,20 @@ bool WritesInFlight::Writing(const std::string& table) const {
   absl::ReaderMutexLock lock(&mutex_);
   auto t = tables_.find(table);
   return t != tables_.end() && t->second.holds > 0;
+}
+
+bool WritesInFlight::Committing(const std::string& table,
+                                const std::vector<std::optional<std::string>>& keys) const {
+  absl::ReaderMutexLock lock(&mutex_);
+  auto t = tables_.find(table);
+  if (t == tables_.end() || t->second.committing == 0) return false;
+  if (t->second.whole_committing > 0) return true;
+  for (const std::optional<std::string>& key : keys) {
+    if (!key) return true;
+    auto k = t->second.keys.find(*key);
+    if (k != t->second.keys.end() && k->second.committing > 0) return true;
+  }
+  return false;
 }
 
 size_t WritesInFlight::KeysOnRecord(const std::string& table) const {

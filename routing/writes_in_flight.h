@@ -6,8 +6,12 @@
 //
 // A transaction's keys are held from the moment its write answered on the
 // authoritative side (before either side commits, so before either side
-// shows the change) until both sides have committed it. One record per
-// process, shared by its workers' sessions and shadow runners.
+// shows the change) until both sides have committed it. From just before
+// the authoritative side commits, the hold is committing: the change shows
+// there but not yet on the mirror, and a mirrored DELETE of the same keys
+// waits for it (a DELETE on the mirror does not wait for a row whose
+// insert is uncommitted, as an upsert does: it would miss it). One record
+// per process, shared by its workers' sessions and shadow runners.
 #pragma once
 
 #include <chrono>
@@ -45,6 +49,8 @@ class WritesInFlight {
     void Add(const std::vector<std::pair<std::string, std::optional<std::string>>>& keys);
     // Every key of `table` (a TRUNCATE, or more keys than kMaxHeldKeys).
     void AddTable(const std::string& table);
+    // The authoritative side is about to commit; the mirror commits after.
+    void Committing();
     // The writes are settled on both sides (or rolled back on both).
     void Release();
     bool empty() const { return keys_.empty() && tables_.empty(); }
@@ -54,6 +60,7 @@ class WritesInFlight {
     std::vector<std::pair<std::string, std::string>> keys_;  // (table, key), as held
     std::vector<std::string> tables_;                        // held whole
     absl::flat_hash_map<std::string, size_t> held_per_table_;
+    bool committing_ = false;
   };
 
   Hold NewHold() { return Hold(this); }
@@ -68,6 +75,10 @@ class WritesInFlight {
   // flight now.
   bool Writing(const std::string& table, const std::string& key) const;
   bool Writing(const std::string& table) const;
+  // Whether a committing hold holds one of `keys` of `table` (or all of
+  // it); a key of nullopt stands for any key of `table`.
+  bool Committing(const std::string& table,
+                  const std::vector<std::optional<std::string>>& keys) const;
 
   // Keys on record (in flight or recently settled), for tests.
   size_t KeysOnRecord(const std::string& table) const;
@@ -75,12 +86,15 @@ class WritesInFlight {
  private:
   struct KeyState {
     int holds = 0;
+    int committing = 0;
     Clock::time_point settled;
   };
   struct TableState {
     absl::flat_hash_map<std::string, KeyState> keys;
     int holds = 0;                    // holds of any of its keys, or of all of it
     int whole_holds = 0;              // holds of all of it
+    int committing = 0;               // committing holds of any of it
+    int whole_committing = 0;         // committing holds of all of it
     Clock::time_point settled;        // the last hold's release
     Clock::time_point whole_settled;  // the last release of a hold of all of it
     Clock::time_point forgotten;      // keys settled before this are off record

@@ -4,6 +4,7 @@
 // session implements it over its sockets; unit tests over a script.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -35,6 +36,8 @@ class InternalPort {
                                          std::string* value) = 0;
   // Waits until `ready()` or the session ends.
   virtual awaitable<void> WaitFor(std::function<bool()> ready) = 0;
+  // Waits for `duration` (for what no event of the session signals).
+  virtual awaitable<void> Pause(std::chrono::milliseconds duration) = 0;
   // Connects `link`'s server if it is not connected (new is connected when
   // first needed, and again after it was lost).
   virtual awaitable<Error> ConnectServer(Link& link) = 0;

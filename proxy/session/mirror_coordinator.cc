@@ -104,7 +104,10 @@ awaitable<bool> MirrorCoordinator::BeforeCommit(const Step& step, Link& auth, Li
     failed = co_await c_.port.RunInternal(
         mirror, StrCat("PREPARE TRANSACTION ", QuoteLiteral(batch->prepared.gid())));
   }
-  if (!failed) co_return true;
+  if (!failed) {
+    in_flight_.Committing();
+    co_return true;
+  }
   LogEvent(LogLevel::kError, "mirror_commit_failed",
            {{"session", StrCat(c_.session)},
             {"backend", mirror.name},
@@ -241,7 +244,6 @@ void MirrorCoordinator::ClearKeys() {
 
 void MirrorCoordinator::HoldKeys(const MirrorBatch& batch, routing::WritesInFlight::Hold& hold) {
   for (const MirrorBatch::Rows& r : batch.rows) {
-    if (!r.mirror->shadowed) continue;
     if (r.mirror->truncate) {
       for (absl::string_view t : absl::StrSplit(r.mirror->table, ", "))
         hold.AddTable(std::string(t));
@@ -297,11 +299,17 @@ awaitable<void> MirrorCoordinator::MirrorWrite(Link& auth, Link& mirror, MirrorB
   // Its keys are in flight from now (neither side has committed it) until
   // both sides have: the end of the client's transaction, or of this
   // write when it committed on its own.
+  const bool autocommitted = batch.mode == MirrorBatch::Mode::kAutocommitted;
   routing::WritesInFlight::Hold committed_alone = c_.writes_in_flight.NewHold();
-  HoldKeys(batch, batch.mode == MirrorBatch::Mode::kAutocommitted ? committed_alone : in_flight_);
+  HoldKeys(batch, autocommitted ? committed_alone : in_flight_);
   std::optional<ErrorFields> failed;
   SettlingMirror prepared;
-  if (rows.anything) failed = co_await ApplyMirror(auth, mirror, batch, rows, prepared);
+  if (rows.anything) failed = co_await AfterCommittingWrites(mirror, batch);
+  if (autocommitted) committed_alone.Committing();
+  if (rows.anything && !failed) failed = co_await ApplyMirror(auth, mirror, batch, rows, prepared);
+  // Committed on its own, the write is settled once its apply has ended
+  // (committed there, or failed): nothing of it is pending on the mirror.
+  committed_alone.Release();
   if (failed) co_return co_await MirrorFailed(auth, mirror, batch, rows, *failed);
   if (rows.anything && batch.mode != MirrorBatch::Mode::kAutocommitted) {
     c_.transaction.Mirrored(mirror.server);
@@ -314,6 +322,7 @@ awaitable<void> MirrorCoordinator::MirrorWrite(Link& auth, Link& mirror, MirrorB
   }
   // pgshift's own transaction: the authoritative side commits first, then
   // the mirror.
+  in_flight_.Committing();
   std::optional<ErrorFields> commit = co_await c_.port.RunInternal(auth, "COMMIT");
   if (rows.anything) {
     std::string sql = prepared.gid().empty()
@@ -338,6 +347,39 @@ awaitable<void> MirrorCoordinator::MirrorWrite(Link& auth, Link& mirror, MirrorB
   } else {
     co_await ReleaseHeld(batch, TransactionStatus::kIdle);
   }
+}
+
+awaitable<InternalPort::Error> MirrorCoordinator::AfterCommittingWrites(const Link& mirror,
+                                                                        const MirrorBatch& batch) {
+  auto committing = [&] {
+    for (const MirrorBatch::Rows& r : batch.rows) {
+      if (!r.mirror->deletes || r.count == 0) continue;
+      // Some keys were not kept: any write of the table may be one of them.
+      static const std::vector<std::optional<std::string>> kAnyKey{std::nullopt};
+      const bool every_key = !batch.keys_lost && r.keys.size() >= r.count;
+      if (c_.writes_in_flight.Committing(r.mirror->table, every_key ? r.keys : kAnyKey)) {
+        return true;
+      }
+    }
+    return false;
+  };
+  const double limit_s = c_.settings->config->proxy.mirror_lock_timeout_s;
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::microseconds(static_cast<int64_t>(limit_s * 1e6));
+  // Committing writes are one round trip from done: a short poll.
+  while (committing()) {
+    if (c_.port.ended()) {
+      co_return MirrorError(sqlstate::kConnectionFailure, "the session ended");
+    }
+    if (limit_s > 0 && std::chrono::steady_clock::now() >= deadline) {
+      co_return MirrorError(
+          sqlstate::kLockNotAvailable,
+          StrCat("waited more than mirror_lock_timeout (", limit_s,
+                 " s) for an earlier write of the same rows to commit on server ", mirror.name));
+    }
+    co_await c_.port.Pause(std::chrono::milliseconds(1));
+  }
+  co_return std::nullopt;
 }
 
 awaitable<InternalPort::Error> MirrorCoordinator::ApplyMirror(Link& auth, Link& mirror,

@@ -93,9 +93,14 @@ class MirrorCoordinator {
     bool commit = false;     // or committed (the write committed on its own)
   };
 
-  // The keys of `batch`'s shadowed tables go on record as in flight, held
-  // by `hold` until both sides have committed them.
+  // The keys of `batch` go on record as in flight, held by `hold` until
+  // both sides have committed them.
   static void HoldKeys(const MirrorBatch& batch, routing::WritesInFlight::Hold& hold);
+  // A mirrored DELETE waits until no write of its keys is committing (shown
+  // on the authoritative side, not yet on `mirror`): an error past
+  // mirror_lock_timeout.
+  awaitable<InternalPort::Error> AfterCommittingWrites(const Link& mirror,
+                                                       const MirrorBatch& batch);
   static size_t KeyBytes(const std::string& table, const std::optional<std::string>& key) {
     return table.size() + (key ? key->size() : 0) + sizeof(Keys::value_type);
   }

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -954,6 +955,74 @@ TEST_P(DualWrite, EightClientsOnOverlappingKeysLeaveBothSidesEqual) {
   }
   for (std::thread& t : threads) t.join();
   EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(Differences(), "0");
+}
+
+// A row inserted and committed on the authoritative side is visible there
+// before its mirror commits on the other server: a delete of it that
+// reaches the mirror in between must wait for that insert, not miss it.
+TEST_P(DualWrite, ADeleteRacingAnInsertOfTheSameKeyIsAppliedAfterIt) {
+  // New's commits (and so its COMMIT PREPARED) wait 20 ms before they
+  // flush, which leaves the race open every time.
+  struct SlowCommits {
+    explicit SlowCommits(PgConn conn) : c(std::move(conn)) {
+      set = c.Ok("ALTER SYSTEM SET fsync = on") && c.Ok("ALTER SYSTEM SET commit_delay = 20000") &&
+            c.Ok("ALTER SYSTEM SET commit_siblings = 0") && c.Ok("SELECT pg_reload_conf()");
+    }
+    ~SlowCommits() {
+      c.Ok("ALTER SYSTEM RESET fsync");
+      c.Ok("ALTER SYSTEM RESET commit_delay");
+      c.Ok("ALTER SYSTEM RESET commit_siblings");
+      c.Ok("SELECT pg_reload_conf()");
+    }
+    PgConn c;
+    bool set = false;
+  };
+  std::optional<SlowCommits> slow;
+  if (two_servers()) {
+    slow.emplace(New());
+    ASSERT_TRUE(slow->set);
+    // The reload reaches new sessions a moment later.
+    for (int i = 0; i < 200 && New().Value("SHOW commit_delay") != "20000"; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_EQ(New().Value("SHOW commit_delay"), "20000");
+  }
+  constexpr int kFirst = 100, kKeys = 20;
+  std::atomic<int> failures{0};
+  std::thread inserter([&] {
+    PgConn client = Client();
+    for (int key = kFirst; key < kFirst + kKeys; ++key) {
+      // Every other key in a transaction of the client's.
+      const bool in_transaction = key % 2 == 0;
+      if ((in_transaction && !client.Ok("BEGIN")) ||
+          !client.Ok("INSERT INTO channels (id, title) VALUES (" + std::to_string(key) +
+                     ", 'i')") ||
+          (in_transaction && !client.Ok("COMMIT"))) {
+        ++failures;
+      }
+      // The deleter is waiting for the next key, not settling its last.
+      std::this_thread::sleep_for(std::chrono::milliseconds(60));
+    }
+  });
+  // Deletes each key as soon as its insert is visible on the authoritative
+  // side.
+  PgConn client = Client();
+  for (int key = kFirst; key < kFirst + kKeys; ++key) {
+    const std::string sql = "DELETE FROM channels WHERE id = " + std::to_string(key);
+    for (int attempt = 0; attempt < 5000; ++attempt) {
+      PgResult r = client.Exec(sql);
+      if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
+        ADD_FAILURE() << PQresultErrorMessage(r.get());
+        break;
+      }
+      if (std::string_view(PQcmdTuples(r.get())) == "1") break;
+    }
+  }
+  inserter.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(Old().Value("SELECT count(*) FROM channels WHERE id >= " + std::to_string(kFirst)),
+            "0");
   EXPECT_EQ(Differences(), "0");
 }
 

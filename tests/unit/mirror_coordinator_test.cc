@@ -5,8 +5,10 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <exception>
 #include <map>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "common/strings.h"
@@ -93,11 +95,12 @@ class MirrorCoordinatorTest : public ::testing::Test {
     return step;
   }
   // The write's cycle as old answered it: one row of key `key`.
-  void Answered(MirrorBatch& batch, routing::MirrorErrorPolicy policy, std::string key = "1") {
+  void Answered(MirrorBatch& batch, routing::MirrorErrorPolicy policy, std::string key = "1",
+                bool deletes = false) {
     auto mirror = std::make_shared<routing::RemoteMirror>();
     mirror->table = "public.channels";
     mirror->apply_sql = kApply;
-    mirror->shadowed = true;
+    mirror->deletes = deletes;
     mirror->on_error = policy;
     MirrorBatch::Rows rows;
     rows.mirror = mirror;
@@ -110,11 +113,11 @@ class MirrorCoordinatorTest : public ::testing::Test {
   }
   // A write run through the coordinator, as the session runs it.
   std::shared_ptr<MirrorBatch> Mirror(Step step, routing::MirrorErrorPolicy policy,
-                                      std::string key = "1") {
+                                      std::string key = "1", bool deletes = false) {
     std::shared_ptr<MirrorBatch> batch;
     EXPECT_TRUE(RunToEnd(mirror_.BeforeStep(step, batch)));
     EXPECT_TRUE(mirror_.settling());
-    Answered(*batch, policy, std::move(key));
+    Answered(*batch, policy, std::move(key), deletes);
     RunToEnd(mirror_.Settle(old(), *batch));
     EXPECT_FALSE(mirror_.settling());
     return batch;
@@ -189,6 +192,80 @@ TEST_F(MirrorCoordinatorTest, AWritesKeysAreInFlightUntilBothSidesCommitted) {
   RunToEnd(mirror_.Settle(old(), *batch));
   EXPECT_EQ(writing_at.back(), "new: COMMIT PREPARED " + QuoteLiteral(Prepared()));
   EXPECT_FALSE(writes_.Writing("public.channels", "7"));
+}
+
+// From just before old commits until new has: old shows the write, new
+// does not yet.
+TEST_F(MirrorCoordinatorTest, AWritesKeysAreCommittingFromOldsCommitUntilTheMirrors) {
+  const std::vector<std::optional<std::string>> key{"7"};
+  std::vector<std::string> committing_at;
+  port_.on_run = [&](BackendId server, const std::string& sql) {
+    if (writes_.Committing("public.channels", key)) {
+      committing_at.push_back(StrCat(routing::BackendName(server), ": ", sql));
+    }
+  };
+  Mirror(Write(), routing::MirrorErrorPolicy::kFail, "7");
+  EXPECT_EQ(committing_at,
+            (Statements{"old: COMMIT", "new: COMMIT PREPARED " + QuoteLiteral(Prepared())}));
+  EXPECT_FALSE(writes_.Committing("public.channels", key));
+
+  // In the client's transaction: once the mirror is prepared, before the
+  // client's COMMIT goes to old.
+  committing_at.clear();
+  InClientTransaction();
+  Mirror(Write(), routing::MirrorErrorPolicy::kFail, "7");
+  EXPECT_FALSE(writes_.Committing("public.channels", key));
+  Step commit = Commit();
+  std::shared_ptr<MirrorBatch> batch;
+  EXPECT_TRUE(RunToEnd(mirror_.BeforeStep(commit, batch)));
+  EXPECT_TRUE(writes_.Committing("public.channels", key));
+  EXPECT_FALSE(writes_.Committing("public.channels", {std::string("8")}));
+  ASSERT_TRUE(batch);
+  batch->outcome = MirrorBatch::Outcome::kSucceeded;
+  RunToEnd(mirror_.Settle(old(), *batch));
+  EXPECT_EQ(committing_at, (Statements{"new: COMMIT PREPARED " + QuoteLiteral(Prepared())}));
+  EXPECT_FALSE(writes_.Committing("public.channels", key));
+}
+
+// A DELETE on new does not see a row whose insert old committed and new has
+// only prepared: it waits until that insert has committed on new too.
+TEST_F(MirrorCoordinatorTest, ADeleteWaitsForACommittingWriteOfItsKeys) {
+  config_->proxy.mirror_lock_timeout_s = 10;  // a wait that never ends fails the test
+  routing::WritesInFlight::Hold insert = writes_.NewHold();
+  insert.Add({{"public.channels", "7"}});
+  insert.Committing();
+  port_.on_pause = [&] {
+    if (port_.pauses == 3) insert.Release();
+  };
+  std::vector<int> applied_after;
+  port_.on_run = [&](BackendId, const std::string& sql) {
+    if (sql == kApply) applied_after.push_back(port_.pauses);
+  };
+  Mirror(Write(), routing::MirrorErrorPolicy::kFail, "8", /*deletes=*/true);
+  EXPECT_EQ(applied_after, std::vector<int>{0}) << "another key does not wait";
+  Mirror(Write(), routing::MirrorErrorPolicy::kFail, "7", /*deletes=*/false);
+  EXPECT_EQ(applied_after, (std::vector<int>{0, 0})) << "an upsert waits on new's own locks";
+  Mirror(Write(), routing::MirrorErrorPolicy::kFail, "7", /*deletes=*/true);
+  EXPECT_EQ(applied_after, (std::vector<int>{0, 0, 3}));
+}
+
+TEST_F(MirrorCoordinatorTest, ADeleteWaitsForACommittingWriteAtMostMirrorLockTimeout) {
+  config_->proxy.mirror_lock_timeout_s = 0.005;
+  routing::WritesInFlight::Hold insert = writes_.NewHold();
+  insert.Add({{"public.channels", "7"}});
+  insert.Committing();
+  port_.on_pause = [] { std::this_thread::sleep_for(std::chrono::milliseconds(1)); };
+  Mirror(Write(), routing::MirrorErrorPolicy::kFail, "7", /*deletes=*/true);
+  EXPECT_GE(port_.pauses, 2);
+  EXPECT_EQ(port_.ran[kOld], (Statements{"BEGIN", "SELECT pg_catalog.txid_current()", "ROLLBACK"}));
+  EXPECT_TRUE(port_.ran[kNew].empty()) << "nothing was applied";
+  std::optional<ErrorFields> error = ClientError(port_.client);
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->sqlstate(), "55P03");
+  EXPECT_TRUE(Contains(error->message(),
+                       "waited more than mirror_lock_timeout (0.005 s) for an earlier write of the "
+                       "same rows to commit on server new"))
+      << error->message();
 }
 
 TEST_F(MirrorCoordinatorTest, RecoveryLeavesAPreparedMirrorToItsSessionUntilItIsSettled) {

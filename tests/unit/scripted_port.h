@@ -100,6 +100,11 @@ class ScriptedPort : public InternalPort {
     EXPECT_TRUE(ready()) << "the coordinator would wait for good";
     co_return;
   }
+  awaitable<void> Pause(std::chrono::milliseconds) override {
+    ++pauses;
+    if (on_pause) on_pause();
+    co_return;
+  }
   awaitable<Error> ConnectServer(Link&) override { co_return std::nullopt; }
   awaitable<void> SyncSettings(Link&) override { co_return; }
   awaitable<void> SendToClient(std::string_view bytes) override {
@@ -110,6 +115,8 @@ class ScriptedPort : public InternalPort {
 
   std::array<std::vector<std::string>, 2> ran;  // by routing::BackendId
   std::string client;                           // what the client was sent
+  int pauses = 0;
+  std::function<void()> on_pause;  // called at each Pause
   // The last PREPARE TRANSACTION ran while recovery would leave it alone.
   std::optional<bool> prepared_while_registered;
   // Called with each statement as it runs.

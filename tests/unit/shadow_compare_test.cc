@@ -183,6 +183,33 @@ TEST(WritesInFlight, AKeyIsInFlightUntilReleasedAndExplainsReadsBegunBefore) {
   EXPECT_TRUE(record.Explains("t", "99", t1));
 }
 
+TEST(WritesInFlight, AHoldIsCommittingFromCommittingUntilReleased) {
+  WritesInFlight record;
+  using Keys = std::vector<std::optional<std::string>>;
+  WritesInFlight::Hold a = record.NewHold(), b = record.NewHold();
+  a.Add({{"t", "1"}});
+  b.Add({{"t", "1"}, {"t", "2"}});
+  EXPECT_FALSE(record.Committing("t", Keys{"1"})) << "held, not committing";
+  a.Committing();
+  EXPECT_TRUE(record.Committing("t", Keys{"2", "1"}));
+  EXPECT_FALSE(record.Committing("t", Keys{"2"})) << "b holds 2 but is not committing";
+  EXPECT_TRUE(record.Committing("t", Keys{std::nullopt})) << "any key of t";
+  EXPECT_FALSE(record.Committing("u", Keys{std::nullopt}));
+  // Added after Committing: committing too, and released alike.
+  a.Add({{"t", "3"}});
+  a.AddTable("u");
+  EXPECT_TRUE(record.Committing("t", Keys{"3"}));
+  EXPECT_TRUE(record.Committing("u", Keys{"9"})) << "all of u";
+  WritesInFlight::Hold moved = std::move(a);
+  moved.Release();
+  EXPECT_FALSE(record.Committing("t", Keys{"1", "3", std::nullopt}));
+  EXPECT_FALSE(record.Committing("u", Keys{std::nullopt}));
+  b.Committing();
+  EXPECT_TRUE(record.Committing("t", Keys{"2"})) << "the counts stayed whole";
+  b.Release();
+  EXPECT_FALSE(record.Committing("t", Keys{std::nullopt}));
+}
+
 TEST(WritesInFlight, TheRecordIsBoundedAndForgottenKeysCountAsSettledThen) {
   WritesInFlight record;
   const auto t0 = WritesInFlight::Clock::now();
