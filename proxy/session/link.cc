@@ -12,7 +12,7 @@ Link::Queued Link::Expect(ExpectedReply reply, const std::shared_ptr<MirrorBatch
     added_units = !reply.units.empty();
     for (ReplyUnit& unit : reply.units) queued->units.push_back(std::move(unit));
     queued->open = reply.open;
-    // pgshift's Sync splitting the batch (Planner::SplitBatchBeforeControl).
+    // pgshift's Sync splitting the batch (Planner::SplitBatch).
     if (reply.continues) {
       queued->continues = true;
       queued->group = reply.group;

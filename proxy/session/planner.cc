@@ -63,6 +63,12 @@ void Planner::OnStreamed(std::string_view bytes) {
 
 void Planner::OnWhole(char type, std::string_view message) {
   std::string_view payload = message.substr(protocol::kHeaderSize);
+  if (ended_in_batch_ && type != frontend::kFlush) {
+    const BackendId ended = *std::exchange(ended_in_batch_, std::nullopt);
+    if (type != frontend::kSync && type != frontend::kQuery && batch_link_ && !batch_refused_) {
+      SplitBatch(ended);
+    }
+  }
   switch (type) {
     case frontend::kQuery: return OnQuery(message, payload);
     case frontend::kParse: return OnParse(message, payload);

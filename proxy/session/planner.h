@@ -174,12 +174,14 @@ class Planner : public protocol::FrameHandler {
   bool Refresh(Prepared& prepared);
   // A write mirrored across servers is applied once its batch's
   // ReadyForQuery has come, so transaction control after it in the same
-  // batch (no Sync between) must wait for the mirror: pgshift ends the
-  // batch there with a Sync of its own, whose ReadyForQuery the client
-  // sees only if the batch failed (which skips the rest, as the server
-  // would have up to the client's Sync). Inside a transaction block the
-  // client's statements and portals outlive that Sync.
-  void SplitBatchBeforeControl(BackendId target);
+  // batch (no Sync between) must wait for the mirror, and a write after a
+  // COMMIT or ROLLBACK in it must not join the ending transaction's
+  // mirror: pgshift ends the batch there with a Sync of its own, whose
+  // ReadyForQuery the client sees only if the batch failed (which skips
+  // the rest, as the server would have up to the client's Sync). Inside a
+  // transaction block the client's statements and portals outlive that
+  // Sync; after its end, so do the statements (the portals ended with it).
+  void SplitBatch(BackendId target);
 
   // SQL PREPARE, and pgshift's own statements (planner_prepared.cc).
   // An SQL-level EXECUTE or DEALLOCATE of a statement PREPAREd on a
@@ -218,7 +220,7 @@ class Planner : public protocol::FrameHandler {
   std::optional<routing::Refusal> SecondWriter(const routing::Plan& plan, BackendId target);
   // Transaction control after a write mirrored across servers in the same
   // batch, outside a transaction block: pgshift cannot split that batch
-  // (SplitBatchBeforeControl) without ending the implicit transaction.
+  // (SplitBatch) without ending the implicit transaction.
   std::optional<routing::Refusal> ControlAfterImplicitMirroredWrite();
   // With two servers, transaction control in a Query with statements on
   // migrating tables.
@@ -250,8 +252,12 @@ class Planner : public protocol::FrameHandler {
   bool batch_refused_ = false;           // the rest of it is skipped by the server
   // A write mirrored across servers is in the client's open extended batch.
   bool mirrored_in_batch_ = false;
+  // The client's transaction ended (COMMIT, ROLLBACK, PREPARE TRANSACTION)
+  // in its open extended batch, across servers: what follows before its
+  // Sync goes in a batch of its own (SplitBatch).
+  std::optional<BackendId> ended_in_batch_;
   // The group of the client's extended batch once pgshift split it
-  // (SplitBatchBeforeControl): the steps after the split carry it.
+  // (SplitBatch): the steps after the split carry it.
   uint64_t split_batch_group_ = 0;
   BackendId copy_link_ = BackendId::kOld;  // where COPY data goes
   uint64_t next_group_ = 0;                // numbers Queries split between servers

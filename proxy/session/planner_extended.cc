@@ -165,7 +165,7 @@ void Planner::OnExecute(std::string_view message, std::string_view payload) {
     if (auto refusal = ControlAfterImplicitMirroredWrite()) {
       return Refuse(prepared.server, *refusal, false);
     }
-    SplitBatchBeforeControl(prepared.server);
+    SplitBatch(prepared.server);
   }
   // A mirrored write answers with its rows (pgshift's columns across
   // servers, the CTE's on one database): under a row limit (pgjdbc sends 1
@@ -211,9 +211,14 @@ void Planner::OnExecute(std::string_view message, std::string_view payload) {
     AddOwned(prepared.server, std::move(unlimited));
   }
   if (plan.transaction_control) Seal();
+  if (two_servers() && (plan.transaction == routing::TransactionKind::kCommit ||
+                        plan.transaction == routing::TransactionKind::kRollback ||
+                        plan.transaction == routing::TransactionKind::kPrepare)) {
+    ended_in_batch_ = prepared.server;
+  }
 }
 
-void Planner::SplitBatchBeforeControl(BackendId target) {
+void Planner::SplitBatch(BackendId target) {
   // One group for the batch however often it is split: a failed part
   // skips every step after it, up to and with the client's Sync.
   const uint64_t group = split_batch_group_ != 0 ? split_batch_group_ : ++next_group_;

@@ -1367,6 +1367,44 @@ TEST_P(AcrossServers, AMirroredWriteUnderARowLimitIsMirroredWhole) {
   EXPECT_EQ(Differences(), "0");
 }
 
+// A mirrored write after the COMMIT in the same extended batch (no Sync
+// between) runs in the batch's implicit transaction: it is mirrored too.
+TEST_P(AcrossServers, AWriteAfterACommitInTheSameBatchIsMirrored) {
+  RawClient raw(proxy_->port());
+  ASSERT_FALSE(raw.Login("postgres", "", {{"database", "mirror_db"}}));
+  auto run = [&raw](std::vector<std::string> statements) {
+    std::string batch;
+    for (const std::string& sql : statements) {
+      protocol::Parse{"", sql, {}}.Encode(batch);
+      protocol::Bind{}.Encode(batch);
+      protocol::Execute{"", 0}.Encode(batch);
+    }
+    protocol::Sync{}.Encode(batch);
+    std::string seen;
+    if (!raw.Send(batch)) return seen;
+    while (std::optional<RawClient::Message> m = raw.Read()) {
+      seen.push_back(m->type);
+      if (m->type == 'E') seen += protocol::ErrorResponse::Decode(m->payload)->message();
+      if (m->type == 'Z') {
+        seen += m->payload;
+        break;
+      }
+    }
+    return seen;
+  };
+  EXPECT_EQ(run({"BEGIN", "INSERT INTO channels (id, title) VALUES (200, 'in')", "COMMIT",
+                 "INSERT INTO channels (id, title) VALUES (201, 'after')",
+                 "DELETE FROM channels WHERE id = 1"}),
+            "12C12C12C12C12CZI");
+  EXPECT_EQ(run({"BEGIN", "INSERT INTO channels (id, title) VALUES (202, 'undone')", "ROLLBACK",
+                 "UPDATE channels SET title = 'after rollback' WHERE id = 2"}),
+            "12C12C12C12CZI");
+  EXPECT_EQ(Old().Value("SELECT string_agg(id || title, ',' ORDER BY id) FROM channels "
+                        "WHERE id IN (1, 2, 200, 201, 202)"),
+            "2after rollback,200in,201after");
+  EXPECT_EQ(Differences(), "0");
+}
+
 // BEGIN, a mirrored write and COMMIT in one extended batch, the batch cut
 // into two socket writes at each message boundary and in the middle of
 // each message: however the reads split it, the client sees one batch's
