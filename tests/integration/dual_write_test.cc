@@ -1367,6 +1367,21 @@ TEST_P(AcrossServers, AMirroredWriteUnderARowLimitIsMirroredWhole) {
   EXPECT_EQ(Differences(), "0");
 }
 
+// The message types a client reads up to ReadyForQuery, each error's
+// message and the transaction status.
+std::string RepliesUntilReady(RawClient& raw) {
+  std::string seen;
+  while (std::optional<RawClient::Message> m = raw.Read()) {
+    seen.push_back(m->type);
+    if (m->type == 'E') seen += protocol::ErrorResponse::Decode(m->payload)->message();
+    if (m->type == 'Z') {
+      seen += m->payload;
+      break;
+    }
+  }
+  return seen;
+}
+
 // A mirrored write after the COMMIT in the same extended batch (no Sync
 // between) runs in the batch's implicit transaction: it is mirrored too.
 TEST_P(AcrossServers, AWriteAfterACommitInTheSameBatchIsMirrored) {
@@ -1380,17 +1395,8 @@ TEST_P(AcrossServers, AWriteAfterACommitInTheSameBatchIsMirrored) {
       protocol::Execute{"", 0}.Encode(batch);
     }
     protocol::Sync{}.Encode(batch);
-    std::string seen;
-    if (!raw.Send(batch)) return seen;
-    while (std::optional<RawClient::Message> m = raw.Read()) {
-      seen.push_back(m->type);
-      if (m->type == 'E') seen += protocol::ErrorResponse::Decode(m->payload)->message();
-      if (m->type == 'Z') {
-        seen += m->payload;
-        break;
-      }
-    }
-    return seen;
+    if (!raw.Send(batch)) return std::string();
+    return RepliesUntilReady(raw);
   };
   EXPECT_EQ(run({"BEGIN", "INSERT INTO channels (id, title) VALUES (200, 'in')", "COMMIT",
                  "INSERT INTO channels (id, title) VALUES (201, 'after')",
@@ -1438,16 +1444,7 @@ TEST_P(AcrossServers, ABatchEndingInCommitIsCommittedOnBothHoweverItIsRead) {
     ASSERT_TRUE(raw.Send(std::string_view(batch).substr(0, at[k])));
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     ASSERT_TRUE(raw.Send(std::string_view(batch).substr(at[k])));
-    std::string seen;
-    while (std::optional<RawClient::Message> m = raw.Read()) {
-      seen.push_back(m->type);
-      if (m->type == 'E') seen += protocol::ErrorResponse::Decode(m->payload)->message();
-      if (m->type == 'Z') {
-        seen += m->payload;
-        break;
-      }
-    }
-    EXPECT_EQ(seen, "12C12C12CZI") << "cut at byte " << at[k];
+    EXPECT_EQ(RepliesUntilReady(raw), "12C12C12CZI") << "cut at byte " << at[k];
   }
   const std::string all = std::to_string(cuts);
   EXPECT_EQ(Old().Value("SELECT count(*) FROM channels WHERE title = 'split'"), all);
