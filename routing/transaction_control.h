@@ -37,6 +37,12 @@ struct QueryStatement {
 
 TransactionKind TransactionKindOf(PgQuery__TransactionStmtKind kind);
 
+// COMMIT, ROLLBACK and PREPARE TRANSACTION end the transaction block.
+inline bool EndsTransaction(TransactionKind kind) {
+  return kind == TransactionKind::kCommit || kind == TransactionKind::kRollback ||
+         kind == TransactionKind::kPrepare;
+}
+
 // With a second server, a Query holding transaction control and other
 // statements: each transaction-control statement alone, and the runs of
 // others between them, as the client wrote them (empty for any other Query).

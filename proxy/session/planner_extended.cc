@@ -211,11 +211,8 @@ void Planner::OnExecute(std::string_view message, std::string_view payload) {
     AddOwned(prepared.server, std::move(unlimited));
   }
   if (plan.transaction_control) Seal();
-  if (two_servers() && (plan.transaction == routing::TransactionKind::kCommit ||
-                        plan.transaction == routing::TransactionKind::kRollback ||
-                        plan.transaction == routing::TransactionKind::kPrepare)) {
+  if (two_servers() && routing::EndsTransaction(plan.transaction))
     ended_in_batch_ = prepared.server;
-  }
 }
 
 void Planner::SplitBatch(BackendId target) {

@@ -103,10 +103,7 @@ std::optional<routing::Refusal> Planner::UnsplittableQuery(
   for (size_t k = 0; k < statements.size(); ++k) {
     const TransactionKind kind = statements[k].transaction;
     if (kind == TransactionKind::kBegin) in_block = true;
-    if (kind == TransactionKind::kCommit || kind == TransactionKind::kRollback ||
-        kind == TransactionKind::kPrepare) {
-      in_block = false;
-    }
+    if (routing::EndsTransaction(kind)) in_block = false;
     if (kind != TransactionKind::kNone || in_block || k + 1 == statements.size()) continue;
     const TransactionKind next = statements[k + 1].transaction;
     if (next == TransactionKind::kCommit) continue;
