@@ -33,6 +33,7 @@ inline constexpr std::string_view kFeatureNotSupported = "0A000";
 inline constexpr std::string_view kSyntaxError = "42601";
 inline constexpr std::string_view kObjectNotInPrerequisiteState = "55000";
 inline constexpr std::string_view kLockNotAvailable = "55P03";
+inline constexpr std::string_view kSerializationFailure = "40001";
 inline constexpr std::string_view kInvalidStatementName = "26000";
 inline constexpr std::string_view kProgramLimitExceeded = "54000";
 }  // namespace sqlstate

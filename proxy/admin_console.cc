@@ -194,9 +194,9 @@ Table ShowStats(Server& server) {
   return t;
 }
 
-// Commands are a few words, not SQL: split on blanks, case folded, without
-// the trailing semicolon psql sends.
-std::vector<std::string> Words(std::string_view sql) {
+// Commands are a few words, not SQL: split on blanks, without the
+// trailing semicolon psql sends.
+std::vector<std::string> SplitWords(std::string_view sql) {
   std::vector<std::string> words;
   std::string current;
   for (char c : sql) {
@@ -204,10 +204,19 @@ std::vector<std::string> Words(std::string_view sql) {
       if (!current.empty()) words.push_back(std::move(current));
       current.clear();
     } else {
-      current.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
+      current.push_back(c);
     }
   }
   if (!current.empty()) words.push_back(std::move(current));
+  return words;
+}
+
+// The words, case folded.
+std::vector<std::string> Words(std::string_view sql) {
+  std::vector<std::string> words = SplitWords(sql);
+  for (std::string& w : words) {
+    for (char& c : w) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  }
   return words;
 }
 
@@ -354,6 +363,29 @@ std::string AdminConsole::Execute(std::string_view sql) {
       t.rows.push_back({Time(m.at), m.table, m.fingerprint, m.query, m.detail});
     }
     t.Encode(out, "SHOW");
+  } else if (words.size() == 2 && words[0] == "SHOW" && words[1] == "INSTANCES") {
+    Table t{{"instance", "address", "version", "generation", "lease_expires", "live", "sessions",
+             "acknowledged", "holding"},
+            {}};
+    if (Coordinator* coordinator = server_.coordinator()) {
+      for (const InstanceRow& i : coordinator->Instances()) {
+        t.rows.push_back({i.id, i.address, i.version, i.generation, i.lease_expires,
+                          i.live ? "yes" : "no", i.sessions, i.acknowledged, i.holding});
+      }
+    }
+    t.Encode(out, "SHOW");
+  } else if (words.size() == 5 && words[0] == "SET" && words[1] == "PHASE" && words[3] == "TO") {
+    // The table and phase as typed (Words folds case).
+    std::vector<std::string> typed = SplitWords(sql);
+    LogEvent(LogLevel::kInfo, "phase_change_requested",
+             {{"client", address_}, {"table", typed[2]}, {"to", typed[4]}});
+    absl::Status s = server_.SetPhase(typed[2], typed[4]);
+    if (s.ok()) {
+      protocol::CommandComplete{"SET PHASE"}.Encode(out);
+    } else {
+      error(sqlstate::kObjectNotInPrerequisiteState,
+            StrCat("pgshift: phase change refused: ", MessageOf(s)));
+    }
   } else if (words.size() == 2 && words[0] == "SHOW" && words[1] == "HELP") {
     Table help{{"command", "what it shows or does"},
                {{"SHOW TABLES", "the migrating tables and their phases"},
@@ -363,6 +395,8 @@ std::string AdminConsole::Execute(std::string_view sql) {
                 {"SHOW HISTORY", "phase changes, backfills and verifies recorded in pgshift_state"},
                 {"SHOW MISMATCHES", "the latest shadow read mismatches"},
                 {"SHOW PREPARED", "prepared mirrors recovery left alone, and why"},
+                {"SHOW INSTANCES", "the coordinated instances, their leases and flips"},
+                {"SET PHASE table TO phase", "propose a fenced flip to every instance"},
                 {"RELOAD", "read the configuration file again"}}};
     help.Encode(out, "SHOW");
   } else if (words.size() == 1 && words[0] == "RELOAD") {

@@ -12,7 +12,7 @@
 namespace pgshift::proxy {
 
 awaitable<absl::StatusOr<QueryResult>> RunQuery(Stream& backend, PacketBuffer& buffer,
-                                                std::string_view sql) {
+                                                std::string_view sql, int* notifications) {
   std::string out;
   protocol::Query{std::string(sql)}.Encode(out);
   error_code ec;
@@ -56,7 +56,10 @@ awaitable<absl::StatusOr<QueryResult>> RunQuery(Stream& backend, PacketBuffer& b
       case protocol::backend::kReadyForQuery:
         if (!error.ok()) co_return error;
         co_return result;
-      default:  // notices, ParameterStatus, NotificationResponse: not ours to act on
+      case protocol::backend::kNotificationResponse:
+        if (notifications != nullptr) ++*notifications;
+        break;
+      default:  // notices, ParameterStatus: not ours to act on
         break;
     }
   }

@@ -23,9 +23,10 @@ struct QueryResult {
 // Runs `sql` (one statement) on an idle backend connection and reads up to
 // its ReadyForQuery, so the connection is ready again afterwards. A server
 // error comes back as a status carrying its SQLSTATE and message; a broken
-// connection as Unavailable.
+// connection as Unavailable. `notifications`, when given, counts the
+// NotificationResponses that came meanwhile (a LISTENing connection's).
 awaitable<absl::StatusOr<QueryResult>> RunQuery(Stream& backend, PacketBuffer& buffer,
-                                                std::string_view sql);
+                                                std::string_view sql, int* notifications = nullptr);
 
 // The columns of `table` ("schema.name", each part as PostgreSQL stores it)
 // in attribute order; NotFound when there is no such table. `generated`,

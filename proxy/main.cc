@@ -10,6 +10,8 @@
 #include "migration/backfill.h"
 #include "migration/check_database.h"
 #include "migration/verify.h"
+#include "proxy/coordinator.h"
+#include "proxy/flip.h"
 #include "proxy/log.h"
 #include "proxy/server.h"
 #include "routing/config.h"
@@ -42,6 +44,11 @@ Usage:
       different keys, and with --repair copy them again from the
       authoritative side. Exits 0 when the tables agree (or were repaired),
       1 when they differ.
+  pgshift phase --config FILE --table T --to PHASE
+      With [coordination] enabled: move T to PHASE for every instance, as a
+      reload of one would (the phase-step rules and guard rails, judged on
+      the whole fleet's evidence), as one fenced flip. Exits 0 once it is
+      committed, 1 when it is refused or aborted, saying why.
   pgshift --help
       This text.
 
@@ -57,6 +64,7 @@ struct Options {
   std::string config;
   std::string log_level = "info";
   std::string table;
+  std::string to;  // phase
   pgshift::migration::BackfillOptions backfill;
   pgshift::migration::VerifyOptions verify;
   bool against_database = false;  // check-config
@@ -86,6 +94,8 @@ bool ParseOptions(int argc, char** argv, Options& o) {
       if (!value(o.log_level)) return false;
     } else if (arg == "--table") {
       if (!value(o.table)) return false;
+    } else if (arg == "--to") {
+      if (!value(o.to)) return false;
     } else if (arg == "--batch") {
       if (!value(text) || !ParseNumber(text.c_str(), 1, o.backfill.batch)) return false;
     } else if (arg == "--chunk") {
@@ -122,6 +132,37 @@ bool SetLevel(std::string_view name) {
   return true;
 }
 
+// pgshift phase: a fenced flip through the coordinator.
+int ChangePhase(const Options& options, const pgshift::routing::Config& config) {
+  if (options.table.empty() || options.to.empty()) {
+    std::fprintf(stderr, "pgshift phase: --table T and --to PHASE are required\n");
+    return 2;
+  }
+  std::optional<pgshift::routing::Phase> to = pgshift::routing::PhaseFromName(options.to);
+  if (!to) {
+    std::fprintf(stderr,
+                 "pgshift phase: --to must be old-only, dual-write, shadow-read, new-primary or "
+                 "new-only\n");
+    return 2;
+  }
+  if (!config.coordination.enabled) {
+    std::fprintf(stderr,
+                 "pgshift phase: [coordination] is not enabled in %s: edit the table's phase "
+                 "there and reload the instance\n",
+                 options.config.c_str());
+    return 2;
+  }
+  boost::asio::ssl::context tls(boost::asio::ssl::context::tls_client);
+  tls.set_verify_mode(boost::asio::ssl::verify_none);
+  absl::Status done = pgshift::proxy::ChangePhase(config, options.table, *to, tls);
+  if (!done.ok()) {
+    std::fprintf(stderr, "pgshift phase: %s\n", std::string(pgshift::MessageOf(done)).c_str());
+    return 1;
+  }
+  std::printf("%s is in %s on every instance\n", options.table.c_str(), options.to.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -133,7 +174,8 @@ int main(int argc, char** argv) {
   }
   if (!ParseOptions(argc, argv, options) ||
       (options.command != "serve" && options.command != "check-config" &&
-       options.command != "backfill" && options.command != "verify")) {
+       options.command != "backfill" && options.command != "verify" &&
+       options.command != "phase")) {
     std::fputs(kUsage.data(), stderr);
     return 2;
   }
@@ -186,6 +228,7 @@ int main(int argc, char** argv) {
     pgshift::migration::PrintReport(*report, options.verify.json, stdout);
     return report->differences() == 0 || report->repaired ? 0 : 1;
   }
+  if (options.command == "phase") return ChangePhase(options, **config);
   pgshift::proxy::Server server(options.config, *config);
   return server.Run();
 }

@@ -113,6 +113,21 @@ std::string PrometheusText(Server& server) {
     }
   }
 
+  if (Coordinator* coordinator = server.coordinator()) {
+    out +=
+        "# HELP pgshift_instances The coordinated instances as of this one's last round "
+        "(1 = its lease is live), with the flip each applied.\n"
+        "# TYPE pgshift_instances gauge\n";
+    for (const InstanceRow& i : coordinator->Instances()) {
+      out += StrCat("pgshift_instances{instance=\"", Label(i.id), "\",address=\"", Label(i.address),
+                    "\",generation=\"", Label(i.generation), "\"} ", i.live ? "1" : "0", "\n");
+    }
+    Metric(out, "pgshift_coordination_lease_valid", "gauge",
+           "This instance's coordination lease is live (0: statements on tables in mirrored "
+           "phases are refused).",
+           server.coordination_gate()->LeaseValid() ? "1" : "0");
+  }
+
   Stats::Latency l = s.latency();
   out += "# HELP pgshift_query_duration_seconds Query cycles through pgshift, from the client's "
          "Query/Sync/FunctionCall to the ReadyForQuery answering it.\n"

@@ -259,7 +259,7 @@ awaitable<void> RecordChanges(StateConnection& state, const routing::Config& nex
 
 absl::Status GuardAndRecord(const routing::Config& next, const std::vector<PhaseChange>& changes,
                             const absl::flat_hash_map<std::string, ShadowEvidence>& evidence,
-                            asio::ssl::context& tls) {
+                            asio::ssl::context& tls, bool record) {
   if (changes.empty()) return absl::OkStatus();
   return RunToCompletion<absl::Status>([&]() -> awaitable<absl::Status> {
     State state = co_await OpenState(next, tls);
@@ -267,6 +267,7 @@ absl::Status GuardAndRecord(const routing::Config& next, const std::vector<Phase
       absl::Status guarded = co_await Guard(next, c, evidence, state, tls);
       if (!guarded.ok()) co_return guarded;
     }
+    if (!record) co_return absl::OkStatus();
     if (!state.ok()) {
       LogEvent(LogLevel::kWarning, "phase_history_not_recorded",
                {{"reason", MessageOf(state.status())}});

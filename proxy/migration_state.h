@@ -37,11 +37,12 @@ struct ShadowEvidence {
 // min_shadow_compared shadow reads were compared since it entered
 // shadow-read (`evidence`) and at most max_shadow_mismatch_rate of them
 // mismatched. force = true overrides, and says so in the log. When they
-// pass, the changes are recorded (with next's checksum). Returns
-// FailedPrecondition naming the table and the reason when a rail refuses.
+// pass, the changes are recorded (with next's checksum) unless `record` is
+// false (a coordinated flip records itself). Returns FailedPrecondition
+// naming the table and the reason when a rail refuses.
 absl::Status GuardAndRecord(const routing::Config& next, const std::vector<PhaseChange>& changes,
                             const absl::flat_hash_map<std::string, ShadowEvidence>& evidence,
-                            asio::ssl::context& tls);
+                            asio::ssl::context& tls, bool record = true);
 
 // At start: compares each table's last recorded phase with the
 // configuration, logs where each stands, and records the ones that differ.

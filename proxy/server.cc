@@ -7,6 +7,7 @@
 #include "common/strings.h"
 #include "proxy/admin_console.h"
 #include "proxy/catalog_reader.h"
+#include "proxy/flip.h"
 #include "proxy/log.h"
 #include "proxy/metrics_endpoint.h"
 #include "proxy/migration_state.h"
@@ -14,11 +15,8 @@
 
 namespace pgshift::proxy {
 
-namespace {
-
 SettingsPtr MakeSettings(routing::ConfigPtr config, uint64_t generation, routing::Catalog catalog,
-                         routing::TableCounterRegistry& counters,
-                         MirrorReadiness mirroring = {}) {
+                         routing::TableCounterRegistry& counters, MirrorReadiness mirroring) {
   auto settings = std::make_shared<Settings>();
   settings->generation = generation;
   settings->mirroring = mirroring;
@@ -34,6 +32,8 @@ SettingsPtr MakeSettings(routing::ConfigPtr config, uint64_t generation, routing
   settings->config = std::move(config);
   return settings;
 }
+
+namespace {
 
 std::string EndpointText(const std::optional<routing::Endpoint>& e) {
   return e ? StrCat(e->host, ":", e->port) : "unset";
@@ -87,6 +87,8 @@ Server::Server(std::string config_path, routing::ConfigPtr config)
       settings_(MakeSettings(std::move(config), 0, {}, table_counters_)) {}
 
 Server::~Server() {
+  // It calls into this server: stopped before anything goes.
+  if (coordinator_) coordinator_->Stop();
   for (auto& w : workers_) {
     w->guard.reset();
     w->context.stop();
@@ -177,16 +179,32 @@ absl::Status Server::Setup() {
     LogEvent(LogLevel::kWarning, "catalog_unreadable",
              {{"table", problem.table}, {"reason", problem.reason}});
   }
-  ReportAndRecordAtStart(config, *backend_tls_);
+  // With coordination the fleet's phases are the record (pgshift_phases).
+  routing::ConfigPtr running = settings->config;
+  if (config.coordination.enabled) {
+    running = JoinCoordinator(running);
+  } else {
+    ReportAndRecordAtStart(config, *backend_tls_);
+  }
   WarnIfShadowsRunAsControlRole(config);
   RecoveryReport recovery;
   MirrorReadiness mirroring = ReadyMirroring(config, *backend_tls_, recovery);
   RecordRecovery(std::move(recovery));
   {
-    SettingsPtr with_catalog = MakeSettings(settings->config, settings->generation,
+    SettingsPtr with_catalog = MakeSettings(running, settings->generation,
                                             std::move(catalog.catalog), table_counters_, mirroring);
     absl::MutexLock lock(&settings_mutex_);
     settings_ = with_catalog;
+  }
+  if (coordinator_) {
+    // Its first round renews the lease: until then statements on tables in
+    // mirrored phases would be refused, so clients wait for it (briefly).
+    coordinator_->Start();
+    auto give_up = std::chrono::steady_clock::now() +
+                   std::chrono::milliseconds(static_cast<int64_t>(p.connect_timeout_s * 1000));
+    while (!gate_.LeaseValid() && std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
   }
 
   auto listener = Listen("proxy.listen", p.listen);
@@ -419,59 +437,32 @@ awaitable<void> Server::HandleSignals() {
   }
 }
 
-absl::flat_hash_map<std::string, ShadowEvidence> Server::ShadowEvidenceFor(
-    const std::vector<PhaseChange>& changes) {
-  absl::flat_hash_map<std::string, ShadowEvidence> evidence;
-  for (const PhaseChange& c : changes) {
-    const routing::TableCounters& n = table_counters_.For(c.table);
-    auto base = shadow_baseline_.find(c.table);
-    ShadowEvidence e{n.shadow_compared.load(), n.shadow_persistent.load()};
-    if (base != shadow_baseline_.end()) {
-      e.compared -= base->second.compared;
-      e.persistent -= base->second.persistent;
-    }
-    evidence[c.table] = e;
-  }
-  return evidence;
-}
-
-void Server::NotePhaseChanges(const std::vector<PhaseChange>& changes) {
-  for (const PhaseChange& c : changes) {
-    // The evidence for the next guard rail counts from here.
-    if (c.to == routing::Phase::kShadowRead) {
-      const routing::TableCounters& n = table_counters_.For(c.table);
-      shadow_baseline_[c.table] = {n.shadow_compared.load(), n.shadow_persistent.load()};
-    }
-    LogEvent(LogLevel::kInfo, "phase_changed",
-             {{"table", c.table},
-              {"from", routing::PhaseName(c.from)},
-              {"to", routing::PhaseName(c.to)},
-              {"forced", c.forced ? "true" : "false"}});
-  }
-}
-
 absl::Status Server::Reload() {
-  auto next = routing::LoadConfigFile(config_path_);
-  if (!next.ok()) {
+  auto loaded = routing::LoadConfigFile(config_path_);
+  if (!loaded.ok()) {
     LogEvent(LogLevel::kError, "config_rejected",
-             {{"file", config_path_}, {"reason", MessageOf(next.status())}});
-    return next.status();
+             {{"file", config_path_}, {"reason", MessageOf(loaded.status())}});
+    return loaded.status();
   }
+  return Apply(*loaded);
+}
+
+absl::Status Server::Apply(routing::ConfigPtr next) {
   auto rejected = [this](absl::Status why) {
     LogEvent(LogLevel::kError, "config_rejected",
              {{"file", config_path_}, {"reason", MessageOf(why)}});
     return why;
   };
   SettingsPtr current = settings();
-  if (absl::Status steps = routing::CheckPhaseSteps(*current->config, **next); !steps.ok()) {
+  if (absl::Status steps = routing::CheckPhaseSteps(*current->config, *next); !steps.ok()) {
     return rejected(steps);
   }
-  if (absl::Status renamed = CheckDeploymentChange(*current->config, **next, *backend_tls_);
+  if (absl::Status renamed = CheckDeploymentChange(*current->config, *next, *backend_tls_);
       !renamed.ok()) {
     return rejected(renamed);
   }
-  WarnIfRestartNeeded(current->config->proxy, (*next)->proxy);
-  WarnIfShadowsRunAsControlRole(**next);
+  WarnIfRestartNeeded(current->config->proxy, next->proxy);
+  WarnIfShadowsRunAsControlRole(*next);
 
   auto phase_before = [&](const routing::TableConfig& t) {
     for (const routing::TableConfig& old : current->config->tables) {
@@ -480,9 +471,9 @@ absl::Status Server::Reload() {
     return routing::Phase::kOldOnly;
   };
   // A table cannot move toward new while its new table cannot be read.
-  CatalogReadResult catalog = ReadCatalog(**next, *backend_tls_);
+  CatalogReadResult catalog = ReadCatalog(*next, *backend_tls_);
   for (const CatalogReadResult::Problem& problem : catalog.problems) {
-    for (const routing::TableConfig& t : (*next)->tables) {
+    for (const routing::TableConfig& t : next->tables) {
       if (!problem.blocking || t.name != problem.table || t.phase == phase_before(t)) continue;
       absl::Status refused = absl::FailedPreconditionError(StrCat(
           t.name, " cannot move to ", routing::PhaseName(t.phase), ": ", problem.reason));
@@ -502,25 +493,46 @@ absl::Status Server::Reload() {
   for (const auto& [relation, columns] : running.new_tables) {
     catalog.catalog.new_tables.try_emplace(relation, columns);
   }
-  std::vector<PhaseChange> changes = PhaseChanges(*current->config, **next);
-  if (absl::Status guarded =
-          GuardAndRecord(**next, changes, ShadowEvidenceFor(changes), *backend_tls_);
+  std::vector<PhaseChange> changes = PhaseChanges(*current->config, *next);
+  // With coordination the file's phases are proposals: a flip records
+  // itself once every instance has taken it.
+  absl::flat_hash_map<std::string, ShadowEvidence> evidence;
+  if (coordinator_) {
+    // Every instance's comparisons count, and a restart's do not vanish.
+    auto fleet = FleetEvidence(*next, changes, *backend_tls_);
+    if (!fleet.ok()) {
+      return rejected(absl::UnavailableError(
+          StrCat("cannot read the fleet's shadow evidence from the coordinator: ",
+                 MessageOf(fleet.status()))));
+    }
+    evidence = *std::move(fleet);
+  } else {
+    evidence = ShadowEvidenceFor(changes);
+  }
+  if (absl::Status guarded = GuardAndRecord(*next, changes, evidence, *backend_tls_,
+                                            /*record=*/coordinator_ == nullptr);
       !guarded.ok()) {
     return rejected(guarded);
   }
-  NotePhaseChanges(changes);
-  RecoveryReport recovery;
-  MirrorReadiness mirroring = ReadyMirroring(**next, *backend_tls_, recovery);
-  RecordRecovery(std::move(recovery));
-  SettingsPtr installed = MakeSettings(*next, current->generation + 1, std::move(catalog.catalog),
-                                       table_counters_, mirroring);
-  {
-    absl::MutexLock lock(&settings_mutex_);
-    settings_ = installed;
+  if (coordinator_) {
+    if (absl::Status flipped = coordinator_->Propose(*next, changes); !flipped.ok()) {
+      return rejected(flipped);
+    }
+    coordinator_->Configure(next);
   }
-  generation_.store(installed->generation, std::memory_order_release);
+  RecoveryReport recovery;
+  MirrorReadiness mirroring = ReadyMirroring(*next, *backend_tls_, recovery);
+  RecordRecovery(std::move(recovery));
+  absl::MutexLock lock(&install_mutex_);
+  routing::ConfigPtr installing = next;
+  if (coordinator_) {
+    for (const PhaseChange& c : changes) shared_phases_[c.table] = c.to;
+    file_config_ = next;
+    installing = WithSharedPhases(*next, shared_phases_);
+  }
+  Install(installing, std::move(catalog.catalog), mirroring);
   LogEvent(LogLevel::kInfo, "config_reloaded",
-           {{"file", config_path_}, {"generation", StrCat(installed->generation)}});
+           {{"file", config_path_}, {"generation", StrCat(generation_.load())}});
   return absl::OkStatus();
 }
 

@@ -17,12 +17,14 @@
 #include "protocol/scram.h"
 #include "proxy/asio.h"
 #include "proxy/cancel_registry.h"
+#include "proxy/coordinator.h"
 #include "proxy/migration_state.h"
 #include "proxy/shadow_runner.h"
 #include "proxy/stats.h"
 #include "proxy/two_phase.h"
 #include "proxy/write_audit.h"
 #include "routing/config.h"
+#include "routing/coordination_gate.h"
 #include "routing/router.h"
 #include "routing/writes_in_flight.h"
 
@@ -50,11 +52,15 @@ struct Settings {
 };
 using SettingsPtr = std::shared_ptr<const Settings>;
 
-class Server {
+// The settings for `config`, its plans counted in `counters`.
+SettingsPtr MakeSettings(routing::ConfigPtr config, uint64_t generation, routing::Catalog catalog,
+                         routing::TableCounterRegistry& counters, MirrorReadiness mirroring = {});
+
+class Server : private CoordinatorHost {
  public:
   // `config_path` is read again on SIGHUP.
   Server(std::string config_path, routing::ConfigPtr config);
-  ~Server();
+  ~Server() override;
 
   // Listens and serves until SIGTERM/SIGINT; returns the exit code.
   int Run();
@@ -72,10 +78,17 @@ class Server {
   MismatchLog& mismatches() { return mismatches_; }
   routing::WritesInFlight& writes_in_flight() { return writes_in_flight_; }
   int live_sessions() const { return live_sessions_.load(); }
+  // With [coordination] enabled (fixed at start): what sessions consult
+  // before touching a configured table, and the coordinator. Else null.
+  routing::CoordinationGate* coordination_gate() { return coordinator_ ? &gate_ : nullptr; }
+  Coordinator* coordinator() { return coordinator_.get(); }
   // SIGHUP and RELOAD: read the file again; install it if it is valid and
   // its phase steps are allowed, else keep the running settings and say why.
   // Runs on the background thread (it reads catalogs), never main_'s.
   absl::Status Reload();
+  // The admin console's SET PHASE (coordination only): proposes `table`'s
+  // move to `phase` as Reload would a file that says so.
+  absl::Status SetPhase(std::string_view table, std::string_view phase);
   // Runs `work` on the background thread (periodic recovery's) and resumes
   // on main_ with its result: what may wait on a backend never holds up
   // accepting clients, the admin console or metrics. Empty when the work
@@ -97,6 +110,21 @@ class Server {
 
  private:
   absl::Status Setup();
+  // Checks `next`, guards and (with coordination) proposes its phase
+  // changes, and installs it; the running settings stay when it is refused.
+  absl::Status Apply(routing::ConfigPtr next);
+  // With coordination: joins the coordinator and returns the configuration
+  // with the fleet's phases (the file's when it cannot be reached).
+  routing::ConfigPtr JoinCoordinator(routing::ConfigPtr file);
+  // CoordinatorHost.
+  void InstallSharedPhases(const SharedPhases& phases) override;
+  int Sessions() const override { return live_sessions_.load(); }
+  ShadowEvidence LocalEvidence(const std::string& table) override;
+  std::string DescribeSession(uint64_t session) const override;
+  // Installs `next` (already checked) as the running settings, with
+  // `catalog` and `mirroring`; logs and notes its phase changes. Under
+  // install_mutex_.
+  void Install(routing::ConfigPtr next, routing::Catalog catalog, MirrorReadiness mirroring);
   absl::Status SetUpClientTls(const routing::ProxySettings& proxy);
   void StartWorkers(int workers);
   void LogListening(const routing::Config& config, int workers) const;
@@ -147,9 +175,17 @@ class Server {
   // Keys of mirrored writes in flight, for the shadow runners' verdicts.
   routing::WritesInFlight writes_in_flight_;
   WriteAudit write_audit_;
-  // Shadow counters when each table last entered shadow-read (reloads'
-  // thread: the background one).
-  absl::flat_hash_map<std::string, ShadowEvidence> shadow_baseline_;
+  // Installing settings: a reload (background thread) and the
+  // coordinator's phases (its own thread) take turns.
+  mutable absl::Mutex install_mutex_;
+  // Shadow counters when each table last entered shadow-read.
+  absl::flat_hash_map<std::string, ShadowEvidence> shadow_baseline_ ABSL_GUARDED_BY(install_mutex_);
+  // With coordination: the file as last accepted, whose phases are only
+  // proposals, and the fleet's phases, which the running settings follow.
+  routing::ConfigPtr file_config_ ABSL_GUARDED_BY(install_mutex_);
+  SharedPhases shared_phases_ ABSL_GUARDED_BY(install_mutex_);
+  routing::CoordinationGate gate_;
+  std::unique_ptr<Coordinator> coordinator_;
   std::atomic<int> clients_{0};
   std::atomic<int> logins_{0};
   // When a refusal of each kind was last logged (steady clock, ms), so a

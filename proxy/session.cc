@@ -125,8 +125,10 @@ awaitable<void> Session::PumpClientToBackend() {
     // Between transactions, what the client sends next is planned under
     // the newest settings.
     AfterTransaction();
+    co_await HoldForFlip();
     planner_.Reset();
     auto used = decoder.Decode(client_.buffer.data(), planner_);
+    if (routing::CoordinationGate* gate = server_.coordination_gate()) gate->EndPass();
     if (!used.ok() || !planner_.error().empty()) {
       std::string why = used.ok() ? planner_.error() : std::string(MessageOf(used.status()));
       server_.stats().protocol_violations.fetch_add(1, std::memory_order_relaxed);
@@ -431,6 +433,27 @@ void Session::AfterTransaction() {
   // Between transactions: the next one runs under the newest settings.
   if (server_.settings_generation() != settings_->generation) {
     settings_ = server_.settings();
+  }
+}
+
+awaitable<void> Session::HoldForFlip() {
+  routing::CoordinationGate* gate = server_.coordination_gate();
+  if (gate == nullptr) co_return;
+  while (true) {
+    // Open before the fences are looked at: a flip fenced after this
+    // waits for the pass (CoordinationGate).
+    gate->BeginPass();
+    if (ended() || !gate->LeaseValid() || !planner_.MayTouchFenced(client_.buffer.data())) {
+      co_return;
+    }
+    gate->EndPass();
+    co_await Pause(std::chrono::milliseconds(2));
+    // The flip's phases, for a transaction that has not touched a
+    // configured table yet (between transactions AfterTransaction renewed
+    // them already).
+    if (!planner_.entered_tables() && server_.settings_generation() != settings_->generation) {
+      settings_ = server_.settings();
+    }
   }
 }
 

@@ -138,6 +138,12 @@ class Session : public std::enable_shared_from_this<Session>,
   // The transaction ended on every server: a new one starts clean, under
   // the newest settings.
   void AfterTransaction();
+  // With coordination: what the client sent waits while a flip is fenced
+  // on a table it may touch that its transaction has not touched yet
+  // (Planner::MayTouchFenced), then is planned under the phases the flip
+  // left. Returns with a planning pass open at the gate, which the caller
+  // ends once the messages are planned.
+  awaitable<void> HoldForFlip();
   // Once every statement the client sent is answered, its transaction is as
   // the last ReadyForQuery says.
   void ReconcileSentTransaction();
@@ -187,8 +193,8 @@ class Session : public std::enable_shared_from_this<Session>,
   // Refusals in flight: the server's error for their probe is replaced.
   Refusals refusals_;
   // Plans what the client sends (the client pump's).
-  Planner planner_{
-      PlannerContext{settings_, links_, transaction_, client_settings_, refusals_, shadow_, id_}};
+  Planner planner_{PlannerContext{settings_, links_, transaction_, client_settings_, refusals_,
+                                  shadow_, id_, server_.coordination_gate()}};
   // Mirrors writes across servers and carries the mirror through the
   // client's transaction.
   MirrorCoordinator mirror_{MirrorContext{*this, links_, settings_, transaction_, refusals_,

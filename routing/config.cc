@@ -181,6 +181,24 @@ std::string QualifyTableName(std::string_view name) {
                                                   : std::string(name);
 }
 
+void ReadCoordination(Section& s, CoordinationSettings& c) {
+  s.Get("enabled", c.enabled);
+  s.GetString("instance_id", c.instance_id);
+  s.GetSeconds("lease_timeout", c.lease_timeout_s);
+  if (c.lease_timeout_s < 1) s.BadValue("lease_timeout", "must be at least 1 second");
+  s.GetSeconds("cutover_timeout", c.cutover_timeout_s);
+  if (c.cutover_timeout_s < 0.1) s.BadValue("cutover_timeout", "must be at least 0.1 seconds");
+  s.GetSeconds("poll_interval", c.poll_interval_s);
+  if (c.poll_interval_s < 0.05) s.BadValue("poll_interval", "must be at least 0.05 seconds");
+  if (c.poll_interval_s * 2 > c.lease_timeout_s) {
+    s.BadValue("poll_interval", "must be at most half of lease_timeout");
+  }
+  s.GetOptionalString("host", c.host);
+  int port = 0;
+  s.GetInteger("port", 1, 65535, port);
+  if (port != 0) c.port = port;
+}
+
 void ReadProxy(Section& s, ProxySettings& p) {
   std::optional<Endpoint> listen;
   s.GetEndpoint("listen", listen);
@@ -339,6 +357,11 @@ void ReadArrayOfTables(Section& top, std::string_view key, std::vector<T>& out, 
 }
 
 void CheckWhole(Config& c, std::vector<std::string>& errors) {
+  if (c.coordination.enabled && (!c.old_backend.dbname || !c.old_backend.user)) {
+    errors.push_back(StrCat(c.source,
+                            ": coordination.enabled needs backends.old.dbname and user: the "
+                            "phases are kept in the old database, on pgshift's own connection"));
+  }
   std::set<std::string> seen;
   for (const UserConfig& u : c.users) {
     if (!seen.insert(u.name).second) {
@@ -487,6 +510,7 @@ absl::StatusOr<ConfigPtr> ParseConfig(std::string_view text, std::string_view so
       return true;
     };
     section("proxy", [&](Section& s) { ReadProxy(s, config->proxy); });
+    section("coordination", [&](Section& s) { ReadCoordination(s, config->coordination); });
     ReadArrayOfTables(top, "users", config->users, ReadUser, errors, source);
     if (const toml::node* node = top.Find("backends")) {
       if (const toml::table* backends = node->as_table()) {

@@ -157,6 +157,27 @@ struct TableConfig {
   }
 };
 
+// [coordination]: several instances share one migration through the old
+// database (SPEC section 9). Off: this instance's file is the truth.
+struct CoordinationSettings {
+  bool enabled = false;
+  // Names this instance in pgshift_instances; empty: "host:listen port".
+  std::string instance_id;
+  // An instance that has not renewed its lease for this long refuses
+  // statements on tables in mirrored phases; the others count it as gone.
+  double lease_timeout_s = 10;
+  // How long a fenced flip waits for every live instance to drain the
+  // table's transactions before it is aborted.
+  double cutover_timeout_s = 2;
+  // How often each instance renews its lease and reads the phases when no
+  // notification comes first.
+  double poll_interval_s = 1;
+  // Where the coordinator is reached, when not at old's own address
+  // (another route to the same database).
+  std::optional<std::string> host;
+  std::optional<int> port;
+};
+
 struct Config {
   std::string source;    // file it was read from
   std::string checksum;  // SHA-256 of its text, hex, recorded with phase changes
@@ -165,6 +186,7 @@ struct Config {
   BackendConfig old_backend;
   std::optional<BackendConfig> new_backend;  // absent: same database as old
   std::vector<TableConfig> tables;
+  CoordinationSettings coordination;
 
   const UserConfig* FindUser(std::string_view name) const;
 };

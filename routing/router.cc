@@ -45,7 +45,10 @@ std::string_view BackendName(BackendId backend) { return backend == BackendId::k
 TableCounters& TableCounterRegistry::For(const std::string& table) {
   absl::MutexLock lock(&mutex_);
   auto& slot = counters_[table];
-  if (!slot) slot = std::make_unique<TableCounters>();
+  if (!slot) {
+    slot = std::make_unique<TableCounters>();
+    slot->table = table;
+  }
   return *slot;
 }
 

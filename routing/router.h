@@ -34,6 +34,7 @@ inline BackendId OtherBackend(BackendId b) { return b == BackendId::kOld ? Backe
 
 // Per-table traffic, kept across reloads (SHOW TABLES, /metrics).
 struct TableCounters {
+  std::string table;  // as configured
   std::atomic<uint64_t> reads{0};
   std::atomic<uint64_t> writes{0};
   std::atomic<uint64_t> refused{0};

@@ -37,4 +37,48 @@ inline constexpr const char* kCreateDivergenceTable =
     " error text NOT NULL,"
     " recorded_at timestamptz NOT NULL DEFAULT now())";
 
+// Coordination (SPEC section 9). Each table's phase as the fleet runs it
+// (`generation`: the flip that set it), and the flip under way, if any:
+// `flip` numbers it, `pending_phase` is where it goes.
+inline constexpr const char* kCreatePhasesTable =
+    "CREATE TABLE IF NOT EXISTS pgshift_phases ("
+    " table_name text PRIMARY KEY,"
+    " phase text NOT NULL,"
+    " generation bigint NOT NULL DEFAULT 0,"
+    " changed_at timestamptz NOT NULL DEFAULT now(),"
+    " pending_phase text,"
+    " flip bigint,"
+    " flip_by text,"
+    " flip_started timestamptz)";
+inline constexpr const char* kCreateFlipSequence = "CREATE SEQUENCE IF NOT EXISTS pgshift_flip";
+// One row per instance: its lease, the flips it applied (`generation`) and
+// acknowledged (drained for), and what holds it when it has not.
+inline constexpr const char* kCreateInstancesTable =
+    "CREATE TABLE IF NOT EXISTS pgshift_instances ("
+    " instance_id text PRIMARY KEY,"
+    " address text NOT NULL,"
+    " version text NOT NULL,"
+    " generation bigint NOT NULL DEFAULT 0,"
+    " lease_expires timestamptz NOT NULL,"
+    " sessions int NOT NULL DEFAULT 0,"
+    " acknowledged bigint NOT NULL DEFAULT 0,"
+    " holding text,"
+    " started_at timestamptz NOT NULL DEFAULT now())";
+// The guard rails' evidence from every instance: shadow reads compared and
+// persistently mismatched since the table entered the phase of flip
+// `entered`, one row per process run (`run`), so that a restart adds to it.
+inline constexpr const char* kCreateEvidenceTable =
+    "CREATE TABLE IF NOT EXISTS pgshift_evidence ("
+    " run text NOT NULL,"
+    " instance_id text NOT NULL,"
+    " table_name text NOT NULL,"
+    " entered bigint NOT NULL,"
+    " compared bigint NOT NULL,"
+    " persistent bigint NOT NULL,"
+    " flushed_at timestamptz NOT NULL DEFAULT now(),"
+    " PRIMARY KEY (run, table_name, entered))";
+// Every instance LISTENs here; a proposal, an acknowledgement and a flip's
+// end NOTIFY it.
+inline constexpr const char* kCoordinationChannel = "pgshift_coordination";
+
 }  // namespace pgshift::routing

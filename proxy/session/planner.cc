@@ -311,6 +311,10 @@ void Planner::PlanQuery(std::string_view message, std::string_view sql) {
     Refuse(target, *plan->refusal, true);
     return Seal();
   }
+  if (auto refusal = Admit(*plan)) {
+    Refuse(target, *refusal, true);
+    return Seal();
+  }
   if (auto refusal = SecondWriter(*plan, target)) {
     Refuse(routing::OtherBackend(target), *refusal, true);
     return Seal();

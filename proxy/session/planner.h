@@ -35,6 +35,7 @@
 #include "proxy/session/link.h"
 #include "proxy/session/refusals.h"
 #include "proxy/session/step.h"
+#include "routing/coordination_gate.h"
 #include "routing/router.h"
 #include "routing/session_settings.h"
 
@@ -52,6 +53,8 @@ struct PlannerContext {
   Refusals& refusals;
   ShadowRunner* shadow;  // null: no shadow reads are compared
   uint64_t session_id;
+  // With coordination: the lease and the flips' fences (null: off).
+  routing::CoordinationGate* gate = nullptr;
 };
 
 class Planner : public protocol::FrameHandler {
@@ -76,7 +79,16 @@ class Planner : public protocol::FrameHandler {
   // The client's Query, Sync and FunctionCall messages so far.
   uint64_t queries() const { return queries_; }
   // The client's transaction ended on every server.
-  void EndTransaction() { client_.EndTransaction(); }
+  void EndTransaction();
+  // Coordination (planner_coordination.cc): whether `bytes` (what the
+  // client sent, whole messages first) may touch a table a flip has
+  // fenced, that this transaction has not touched yet: a Query's or
+  // Parse's text that names it, a Bind or Execute of a statement planned on
+  // it. The session holds such messages until the flip has ended.
+  bool MayTouchFenced(std::string_view bytes) const;
+  // This transaction touched a configured table (its plan is the
+  // settings': they cannot be renewed before it ends).
+  bool entered_tables() const { return !entered_.empty(); }
 
  private:
   using Prepared = ClientStatements::Prepared;
@@ -212,6 +224,12 @@ class Planner : public protocol::FrameHandler {
   // pgshift's statements (forgetting them there would leave them behind).
   void ForgetStatementsIfDeallocated(std::string_view sql);
 
+  // Coordination (planner_coordination.cc). A statement on configured
+  // tables: refused (57P03) when this instance cannot confirm their phase
+  // (no lease), or (40001) when a flip changed it during this transaction;
+  // else its tables count as in flight until the transaction ends.
+  std::optional<routing::Refusal> Admit(const routing::Plan& plan);
+
   // Refusals (planner_refusals.cc).
   // Answers in place of the statement with `refusal`, raised on `target`.
   void Refuse(BackendId target, const routing::Refusal& refusal, bool simple_query);
@@ -271,6 +289,9 @@ class Planner : public protocol::FrameHandler {
   QueryPart part_;
   // The Queries a split Query became, for this read's steps.
   std::deque<std::string> split_messages_;
+  // With coordination: the configured tables this transaction touched
+  // (entered at the gate).
+  std::vector<std::string> entered_;
 };
 
 }  // namespace pgshift::proxy

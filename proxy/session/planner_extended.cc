@@ -158,6 +158,7 @@ void Planner::OnExecute(std::string_view message, std::string_view payload) {
   }
   const routing::Plan& plan = *prepared.plan;
   plan.Count();
+  if (auto refusal = Admit(plan)) return Refuse(prepared.server, *refusal, false);
   if (auto refusal = SecondWriter(plan, prepared.server)) {
     return Refuse(prepared.server, *refusal, false);
   }

@@ -69,6 +69,11 @@ bool Planner::RouteSqlPrepared(std::string_view message, std::string_view sql) {
   }
   const SqlPrepared& now = it->second;
   if (!stepped) OpenStep(now.server);
+  if (auto refusal = Admit(*now.plan)) {
+    Refuse(now.server, *refusal, true);
+    Seal();
+    return true;
+  }
   if (auto refusal = SecondWriter(*now.plan, now.server)) {
     Refuse(routing::OtherBackend(now.server), *refusal, true);
     Seal();

@@ -123,6 +123,25 @@ TEST(Config, TheDeploymentIsNamedOrDerivedFromTheDatabases) {
   EXPECT_NE(derived("[backends.old]\nport = 5432\n[backends.new]\nport = 5434\n"), a);
 }
 
+TEST(Config, CoordinationIsOffUnlessEnabled) {
+  auto off = ParseConfig("[backends.old]\n", "off.toml");
+  ASSERT_TRUE(off.ok());
+  EXPECT_FALSE((*off)->coordination.enabled);
+  auto on = ParseConfig(
+      "[coordination]\nenabled = true\ninstance_id = \"east-1\"\nlease_timeout = 5\n"
+      "cutover_timeout = 1.5\nport = 6543\n[backends.old]\ndbname = \"app\"\nuser = \"u\"\n",
+      "on.toml");
+  ASSERT_TRUE(on.ok()) << on.status();
+  const CoordinationSettings& c = (*on)->coordination;
+  EXPECT_TRUE(c.enabled);
+  EXPECT_EQ(c.instance_id, "east-1");
+  EXPECT_EQ(c.lease_timeout_s, 5);
+  EXPECT_EQ(c.cutover_timeout_s, 1.5);
+  EXPECT_EQ(c.poll_interval_s, 1);
+  EXPECT_EQ(c.port, 6543);
+  EXPECT_EQ(c.host, std::nullopt);
+}
+
 struct BadCase {
   std::string toml;
   std::string expected;  // a substring of the error
@@ -188,6 +207,11 @@ INSTANTIATE_TEST_SUITE_P(
             "\"backends.old.sslrootcert\" cannot read \"/nonexistent/root.crt\""},
         BadCase{"[backends.old]\nsslmode = \"verify\"\n",
                 "must be one of disable, prefer, require, verify-ca, verify-full"},
+        BadCase{"[coordination]\nenabled = true\n[backends.old]\n",
+                "coordination.enabled needs backends.old.dbname and user"},
+        BadCase{"[coordination]\nlease_timeout = 2\npoll_interval = 1.5\n[backends.old]\n",
+                "bad.toml:3: \"coordination.poll_interval\" must be at most half of "
+                "lease_timeout"},
         BadCase{"[backends.old\n", "bad.toml:1:"}));
 
 }  // namespace

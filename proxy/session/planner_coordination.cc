@@ -1,0 +1,176 @@
+// The planner's part in coordination (SPEC section 9): what the session
+// holds while a flip is fenced, and which statements the gate refuses.
+#include <algorithm>
+
+#include "common/strings.h"
+#include "protocol/message_type.h"
+#include "protocol/messages/parse.h"
+#include "protocol/messages/query.h"
+#include "protocol/wire.h"
+#include "proxy/session/planner.h"
+#include "routing/phase.h"
+
+namespace pgshift::proxy {
+
+namespace {
+
+namespace frontend = protocol::frontend;
+namespace sqlstate = protocol::sqlstate;
+
+std::string Folded(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + ('a' - 'A')) : c;
+  return out;
+}
+
+std::string_view Unqualified(std::string_view name) {
+  size_t dot = name.rfind('.');
+  return dot == std::string_view::npos ? name : name.substr(dot + 1);
+}
+
+bool Touches(const routing::PlanPtr& plan, const std::vector<std::string>& tables) {
+  if (!plan) return false;
+  for (const auto* list : {&plan->reads, &plan->writes_to}) {
+    for (const routing::TableCounters* t : *list) {
+      if (std::find(tables.begin(), tables.end(), t->table) != tables.end()) return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+void Planner::EndTransaction() {
+  client_.EndTransaction();
+  if (ctx_.gate == nullptr) return;
+  for (const std::string& table : entered_) ctx_.gate->Leave(table, ctx_.session_id);
+  entered_.clear();
+}
+
+bool Planner::MayTouchFenced(std::string_view bytes) const {
+  if (ctx_.gate == nullptr || !ctx_.gate->AnyFenced()) return false;
+  std::vector<std::string> fenced;
+  std::vector<std::string> names;  // folded, unqualified: old and new
+  for (std::string& table : ctx_.gate->FencedTables()) {
+    if (std::find(entered_.begin(), entered_.end(), table) != entered_.end()) continue;
+    for (const routing::TableConfig& t : config().tables) {
+      if (t.name != table) continue;
+      names.push_back(Folded(Unqualified(t.name)));
+      names.push_back(Folded(Unqualified(t.new_name)));
+    }
+    fenced.push_back(std::move(table));
+  }
+  if (fenced.empty()) return false;
+  auto names_one = [&](std::string_view sql) {
+    std::string folded = Folded(sql);
+    return std::any_of(names.begin(), names.end(),
+                       [&](const std::string& n) { return folded.find(n) != std::string::npos; });
+  };
+  while (bytes.size() >= protocol::kHeaderSize) {
+    auto size = protocol::CompleteMessageSize(bytes, protocol::kFrontendTypes,
+                                              config().proxy.max_message_size);
+    if (!size.ok() || *size == 0) break;
+    std::string_view payload = bytes.substr(protocol::kHeaderSize, *size - protocol::kHeaderSize);
+    protocol::MessageReader reader(payload);
+    switch (bytes[0]) {
+      case frontend::kQuery: {
+        auto query = protocol::Query::Decode(payload);
+        if (query.ok() && names_one(query->sql)) return true;
+        break;
+      }
+      case frontend::kParse: {
+        auto parse = protocol::Parse::Decode(payload);
+        if (parse.ok() && names_one(parse->sql)) return true;
+        break;
+      }
+      case frontend::kBind: {
+        reader.ReadCString();  // the portal
+        std::string_view statement = reader.ReadCString();
+        if (reader.ok() &&
+            Touches(ClientStatements::Find(client_.statements, statement).plan, fenced)) {
+          return true;
+        }
+        break;
+      }
+      case frontend::kExecute: {
+        std::string_view portal = reader.ReadCString();
+        if (reader.ok() && Touches(ClientStatements::Find(client_.portals, portal).plan, fenced)) {
+          return true;
+        }
+        break;
+      }
+      default: break;
+    }
+    bytes.remove_prefix(*size);
+  }
+  return false;
+}
+
+std::optional<routing::Refusal> Planner::Admit(const routing::Plan& plan) {
+  if (ctx_.gate == nullptr) return std::nullopt;
+  routing::CoordinationGate& gate = *ctx_.gate;
+  std::vector<std::string> tables;
+  for (const auto* list : {&plan.reads, &plan.writes_to}) {
+    for (const routing::TableCounters* t : *list) {
+      if (std::find(tables.begin(), tables.end(), t->table) == tables.end()) {
+        tables.push_back(t->table);
+      }
+    }
+  }
+  // A commit makes what the transaction wrote under its phases stand.
+  if (plan.transaction == routing::TransactionKind::kCommit ||
+      plan.transaction == routing::TransactionKind::kPrepare) {
+    for (const std::string& t : entered_) {
+      if (std::find(tables.begin(), tables.end(), t) == tables.end()) tables.push_back(t);
+    }
+  }
+  const uint64_t generation = ctx_.settings->generation;
+  for (const std::string& table : tables) {
+    routing::Phase phase = routing::Phase::kOldOnly;
+    for (const routing::TableConfig& t : config().tables) {
+      if (t.name == table) phase = t.phase;
+    }
+    if (!gate.synced()) {
+      return routing::Refusal{
+          std::string(sqlstate::kCannotConnectNow),
+          StrCat("pgshift: cannot confirm the migration phase of ", table,
+                 ": this instance has not read the phases from the coordinator yet ([coordination] "
+                 "in the old database); statements on configured tables wait for it")};
+    }
+    if (!gate.LeaseValid() && (routing::MirrorsWrites(phase) || gate.Fenced(table))) {
+      return routing::Refusal{
+          std::string(sqlstate::kCannotConnectNow),
+          StrCat("pgshift: cannot confirm the migration phase of ", table, " (",
+                 routing::PhaseName(phase),
+                 "): this instance could not renew its coordination lease within "
+                 "coordination.lease_timeout = ",
+                 config().coordination.lease_timeout_s,
+                 " s, so another instance may have changed it; statements on tables in mirrored "
+                 "phases are refused until the coordinator answers again")};
+    }
+    const bool entered = std::find(entered_.begin(), entered_.end(), table) != entered_.end();
+    routing::CoordinationGate::Entry entry = routing::CoordinationGate::Entry::kEntered;
+    if (!entered) {
+      entry = gate.Enter(table, ctx_.session_id, generation);
+      if (entry == routing::CoordinationGate::Entry::kEntered) entered_.push_back(table);
+    } else if (gate.ChangedSince(table, generation)) {
+      entry = routing::CoordinationGate::Entry::kStale;
+    }
+    switch (entry) {
+      case routing::CoordinationGate::Entry::kEntered: break;
+      case routing::CoordinationGate::Entry::kFlipping:
+        return routing::Refusal{
+            std::string(sqlstate::kSerializationFailure),
+            StrCat("pgshift: table ", table, " is being flipped out of ", routing::PhaseName(phase),
+                   " by a coordinated phase change; retry the transaction")};
+      case routing::CoordinationGate::Entry::kStale:
+        return routing::Refusal{std::string(sqlstate::kSerializationFailure),
+                                StrCat("pgshift: the migration phase of table ", table,
+                                       " changed during this transaction (it began under ",
+                                       routing::PhaseName(phase), "); retry the transaction")};
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace pgshift::proxy

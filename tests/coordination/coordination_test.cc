@@ -1,0 +1,467 @@
+// Several pgshift instances, one migration (SPEC section 9): the phases live
+// in the old database, every instance holds a lease, and a flip is fenced.
+// Real instances in front of two real servers, counters incremented through
+// all of them while the phase moves back and forth: no client error, no
+// increment lost, old equal to new. A flip that cannot drain is aborted and
+// nothing changes; an instance cut off from the coordinator stops serving
+// mirrored tables and the flip goes on without it.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "tests/support/pg.h"
+#include "tests/support/pg_cluster.h"
+#include "tests/support/pgshift_process.h"
+#include "tests/support/process.h"
+
+namespace pgshift::testing {
+namespace {
+
+constexpr int kRows = 10;
+
+// Forwards TCP connections to a port until Cut(): from then on it forwards
+// nothing, in either direction, and new connections are accepted and left
+// silent (a network that drops everything). Restore() forwards again for
+// new connections.
+class TcpRelay {
+ public:
+  explicit TcpRelay(int target) : target_(target), port_(FreePort()) {
+    listener_ = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port_));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    listen(listener_, 16);
+    accepter_ = std::thread([this] { Accept(); });
+  }
+  ~TcpRelay() {
+    stop_ = true;
+    accepter_.join();
+    for (std::thread& t : pumps_) t.join();
+    close(listener_);
+  }
+  int port() const { return port_; }
+  void Cut() { cut_ = true; }
+  void Restore() { cut_ = false; }
+
+ private:
+  void Accept() {
+    while (!stop_) {
+      pollfd p{listener_, POLLIN, 0};
+      if (poll(&p, 1, 50) <= 0) continue;
+      int client = accept(listener_, nullptr, nullptr);
+      if (client < 0) continue;
+      if (cut_) {
+        silent_.push_back(client);  // accepted, never answered
+        continue;
+      }
+      int server = socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_port = htons(static_cast<uint16_t>(target_));
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      if (connect(server, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        close(client);
+        close(server);
+        continue;
+      }
+      pumps_.emplace_back([this, client, server] { Pump(client, server); });
+    }
+    for (int fd : silent_) close(fd);
+  }
+  void Pump(int a, int b) {
+    char buffer[65536];
+    bool open = true;
+    while (open && !stop_) {
+      if (cut_) {  // holds whatever comes, forwards nothing
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        continue;
+      }
+      pollfd p[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
+      if (poll(p, 2, 50) <= 0) continue;
+      for (int i = 0; i < 2 && open; ++i) {
+        if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        ssize_t n = read(p[i].fd, buffer, sizeof buffer);
+        if (n <= 0 || write(i == 0 ? b : a, buffer, static_cast<size_t>(n)) != n) open = false;
+      }
+    }
+    close(a);
+    close(b);
+  }
+
+  const int target_;
+  const int port_;
+  int listener_ = -1;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> cut_{false};
+  std::vector<int> silent_;
+  std::vector<std::thread> pumps_;
+  std::thread accepter_;
+};
+
+// Clients incrementing counters through every instance, half in explicit
+// transactions that stay open a little while, half on their own; what was
+// acknowledged is counted.
+class CounterLoad {
+ public:
+  void Start(const std::vector<std::string>& conninfos, int per_instance) {
+    for (const std::string& conninfo : conninfos) {
+      for (int i = 0; i < per_instance; ++i) {
+        threads_.emplace_back([this, conninfo, i] { Run(conninfo, i); });
+      }
+    }
+  }
+  void Stop() {
+    stop_ = true;
+    for (std::thread& t : threads_) t.join();
+    threads_.clear();
+  }
+  int64_t acknowledged() const { return acknowledged_.load(); }
+  std::vector<std::string> errors() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return errors_;
+  }
+
+ private:
+  void Run(const std::string& conninfo, int seed) {
+    PgConn c(conninfo);
+    if (!c.ok()) return Error("connect: " + c.error());
+    std::mt19937 random(static_cast<unsigned>(seed * 7919 + conninfo.size()));
+    bool in_transaction = seed % 2 == 0;
+    while (!stop_) {
+      const std::string id = std::to_string(1 + static_cast<int>(random() % kRows));
+      const std::string update = "UPDATE counters SET n = n + 1 WHERE id = " + id;
+      if (!in_transaction) {
+        PgResult r = c.Exec(update);
+        if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) return Error(ErrorOf(r.get()).message);
+        ++acknowledged_;
+        continue;
+      }
+      PgResult begin = c.Exec("BEGIN");
+      PgResult r = c.Exec(update);
+      if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
+        Error(ErrorOf(r.get()).sqlstate + " " + ErrorOf(r.get()).message);
+        c.Exec("ROLLBACK");
+        return;
+      }
+      // Long enough for a flip to find it in flight.
+      PgResult pause = c.Exec("SELECT pg_sleep(0.02)");
+      PgResult commit = c.Exec("COMMIT");
+      if (PQresultStatus(commit.get()) != PGRES_COMMAND_OK ||
+          std::string(PQcmdStatus(commit.get())) != "COMMIT") {
+        return Error("COMMIT: " + ErrorOf(commit.get()).message);
+      }
+      ++acknowledged_;
+    }
+  }
+  void Error(const std::string& what) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    errors_.push_back(what);
+  }
+
+  std::atomic<bool> stop_{false};
+  std::atomic<int64_t> acknowledged_{0};
+  std::vector<std::thread> threads_;
+  std::mutex mutex_;
+  std::vector<std::string> errors_;
+};
+
+class Coordination : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    old_ = new PgCluster("max_prepared_transactions = 20");
+    new_ = new PgCluster("max_prepared_transactions = 20");
+  }
+  static void TearDownTestSuite() {
+    delete old_;
+    delete new_;
+  }
+
+  void SetUp() override {
+    static int tests = 0;
+    db_ = "coordination_" + std::to_string(++tests);
+    for (auto [cluster, table] : {std::pair{old_, "counters"}, std::pair{new_, "counters_v2"}}) {
+      PgConn admin(cluster->ConnInfo("dbname=postgres"));
+      ASSERT_TRUE(admin.Ok("CREATE DATABASE " + db_)) << admin.error();
+      PgConn c(cluster->ConnInfo("dbname=" + db_));
+      ASSERT_TRUE(c.Ok(std::string("CREATE TABLE ") + table +
+                       " (id int PRIMARY KEY, n bigint NOT NULL);"
+                       "INSERT INTO " +
+                       table + " SELECT g, 0 FROM generate_series(1, " + std::to_string(kRows) +
+                       ") g"));
+    }
+  }
+
+  // The [coordination] and the table, in `phase`; `coordinator_port`, when
+  // given, is where this instance reaches the coordinator.
+  std::string Toml(const std::string& id, const std::string& phase, int coordinator_port = 0) {
+    return "[[users]]\nname = \"postgres\"\nadmin = true\n\n[coordination]\nenabled = true\n"
+           "instance_id = \"" +
+           id + "\"\nlease_timeout = 2\ncutover_timeout = 2\npoll_interval = 0.2\n" +
+           (coordinator_port ? "port = " + std::to_string(coordinator_port) + "\n" : "") +
+           "\n[backends.new]\nhost = \"127.0.0.1\"\nport = " + std::to_string(new_->port()) +
+           "\ndbname = \"" + db_ + "\"\nuser = \"postgres\"\n\n[[tables]]\nname = \"counters\"\n" +
+           "new_name = \"counters_v2\"\nkey = [\"id\"]\nphase = \"" + phase + "\"\n" + table_extra_;
+  }
+  std::string ProxySettings(int metrics_port, int admin_port) {
+    return "metrics_listen = \"127.0.0.1:" + std::to_string(metrics_port) +
+           "\"\nadmin_listen = \"127.0.0.1:" + std::to_string(admin_port) +
+           "\"\nrecovery_interval = 0.2\nrecovery_min_age = 0\n";
+  }
+  std::string OldSettings() { return "dbname = \"" + db_ + "\"\nuser = \"postgres\""; }
+
+  struct Instance {
+    std::string id;
+    int metrics_port = FreePort();
+    int admin_port = FreePort();
+    int coordinator_port = 0;
+    PgConn Console() const {
+      return PgConn("host=127.0.0.1 port=" + std::to_string(admin_port) +
+                    " dbname=pgshift user=postgres sslmode=disable");
+    }
+    std::unique_ptr<PgshiftProcess> process;
+  };
+  Instance& Start(const std::string& id, const std::string& phase, int coordinator_port = 0) {
+    auto instance = std::make_unique<Instance>();
+    instance->id = id;
+    instance->coordinator_port = coordinator_port;
+    instance->process = std::make_unique<PgshiftProcess>(
+        old_->port(), ProxySettings(instance->metrics_port, instance->admin_port), OldSettings(),
+        Toml(id, phase, coordinator_port));
+    EXPECT_TRUE(instance->process->ok()) << instance->process->LogEnd();
+    instances_.push_back(std::move(instance));
+    return *instances_.back();
+  }
+  // Edits `instance`'s file to `phase` and reloads it: its verdict's line.
+  std::string Flip(Instance& instance, const std::string& phase) {
+    instance.process->RewriteConfig(ProxySettings(instance.metrics_port, instance.admin_port),
+                                    OldSettings(),
+                                    Toml(instance.id, phase, instance.coordinator_port));
+    return instance.process->Reload(20000);
+  }
+  // The phase `instance` serves the table under, from its metrics.
+  std::string PhaseOf(const Instance& instance) {
+    std::string text =
+        HttpExchange(instance.metrics_port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    for (const char* phase : {"old-only", "dual-write", "shadow-read", "new-primary", "new-only"}) {
+      if (text.find("pgshift_table_phase{table=\"public.counters\",phase=\"" + std::string(phase) +
+                    "\"} 1") != std::string::npos) {
+        return phase;
+      }
+    }
+    return "unknown";
+  }
+  bool AllServe(const std::string& phase) {
+    for (int i = 0; i < 100; ++i) {
+      bool all = true;
+      for (const auto& instance : instances_) all = all && PhaseOf(*instance) == phase;
+      if (all) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  }
+  PgConn Old() { return PgConn(old_->ConnInfo("dbname=" + db_)); }
+  PgConn New() { return PgConn(new_->ConnInfo("dbname=" + db_)); }
+  std::string Sum(PgConn& c, const std::string& table) {
+    return c.Value("SELECT coalesce(sum(n), 0) FROM " + table).value_or("?");
+  }
+  Rows Counters(PgConn& c, const std::string& table) {
+    PgResult r = c.Exec("SELECT id, n FROM " + table + " ORDER BY id");
+    return RowsOf(r.get());
+  }
+
+  // Shadow comparisons of the table counted by `instance`, from its metrics.
+  int64_t Compared(const Instance& instance) {
+    std::string text =
+        HttpExchange(instance.metrics_port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    std::string key = "pgshift_table_shadow_compared_total{table=\"public.counters\"} ";
+    size_t at = text.find(key);
+    return at == std::string::npos ? -1 : std::stoll(text.substr(at + key.size()));
+  }
+  // `pgshift phase` on `instance`'s file: its exit status and output.
+  int PhaseCommand(const Instance& instance, const std::string& phase, std::string& output) {
+    return CaptureCommand(PgshiftBinary() + " phase --config " + instance.process->dir() +
+                              "/pgshift.toml --table counters --to " + phase,
+                          output);
+  }
+
+  static PgCluster* old_;
+  static PgCluster* new_;
+  std::string table_extra_ = "force = true\n";  // the table's other settings
+  std::string db_;
+  std::vector<std::unique_ptr<Instance>> instances_;
+};
+
+PgCluster* Coordination::old_ = nullptr;
+PgCluster* Coordination::new_ = nullptr;
+
+TEST_F(Coordination, FlipsUnderLoadThroughThreeInstancesLoseNoIncrement) {
+  Instance& a = Start("a", "dual-write");
+  Start("b", "dual-write");
+  Start("c", "dual-write");
+  ASSERT_TRUE(AllServe("dual-write"));
+  CounterLoad load;
+  std::vector<std::string> conninfos;
+  for (const auto& instance : instances_) {
+    conninfos.push_back(instance->process->ConnInfo("dbname=" + db_));
+  }
+  load.Start(conninfos, 2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  for (const char* phase : {"shadow-read", "new-primary", "shadow-read", "new-primary"}) {
+    std::string verdict = Flip(a, phase);
+    EXPECT_NE(verdict.find("config_reloaded"), std::string::npos) << phase << ": " << verdict;
+    EXPECT_TRUE(AllServe(phase)) << phase;
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  }
+  load.Stop();
+  EXPECT_EQ(load.errors(), std::vector<std::string>{});
+  EXPECT_GT(load.acknowledged(), 0);
+  PgConn old_side = Old();
+  PgConn new_side = New();
+  EXPECT_EQ(Sum(old_side, "counters"), std::to_string(load.acknowledged()));
+  EXPECT_EQ(Sum(new_side, "counters_v2"), std::to_string(load.acknowledged()));
+  EXPECT_EQ(Counters(old_side, "counters"), Counters(new_side, "counters_v2"));
+  // Each flip's record names the instances that took part.
+  PgConn record = Old();
+  EXPECT_EQ(record.Value("SELECT count(*) FROM pgshift_state WHERE kind = 'phase' AND "
+                         "detail->'instances' = '[\"a\", \"b\", \"c\"]'::jsonb"),
+            "4");
+  EXPECT_EQ(record.Value("SELECT phase FROM pgshift_phases WHERE table_name = 'public.counters'"),
+            "new-primary");
+}
+
+TEST_F(Coordination, AFlipThatCannotDrainIsAbortedAndNothingChanges) {
+  Instance& a = Start("a", "dual-write");
+  Instance& b = Start("b", "dual-write");
+  ASSERT_TRUE(AllServe("dual-write"));
+  PgConn open(b.process->ConnInfo("dbname=" + db_));
+  ASSERT_TRUE(open.Ok("BEGIN"));
+  ASSERT_TRUE(open.Ok("UPDATE counters SET n = n + 1 WHERE id = 1"));
+  std::string verdict = Flip(a, "shadow-read");
+  EXPECT_NE(verdict.find("config_rejected"), std::string::npos) << verdict;
+  EXPECT_NE(verdict.find("aborted"), std::string::npos) << verdict;
+  EXPECT_NE(verdict.find("instance b"), std::string::npos) << verdict;
+  EXPECT_NE(verdict.find("in a transaction on public.counters"), std::string::npos) << verdict;
+  EXPECT_TRUE(AllServe("dual-write"));
+  PgConn state = Old();
+  EXPECT_EQ(state.Value("SELECT phase || ' ' || coalesce(flip::text, 'none') FROM pgshift_phases "
+                        "WHERE table_name = 'public.counters'"),
+            "dual-write none");
+  // The transaction that held it goes on, under the phase it began in.
+  EXPECT_TRUE(open.Ok("COMMIT")) << open.error();
+  PgConn old_side = Old();
+  PgConn new_side = New();
+  EXPECT_EQ(Counters(old_side, "counters"), Counters(new_side, "counters_v2"));
+  EXPECT_EQ(Sum(old_side, "counters"), "1");
+  // Drained now, the same flip goes through (from b's console this time).
+  PgConn console = b.Console();
+  EXPECT_TRUE(console.Ok("SET PHASE counters TO shadow-read")) << console.error();
+  EXPECT_TRUE(AllServe("shadow-read"));
+  PgResult instances = console.Exec("SHOW INSTANCES");
+  Rows rows = RowsOf(instances.get());
+  ASSERT_EQ(rows.size(), 2u) << console.error();
+  EXPECT_EQ(rows[0][0], "a");
+  EXPECT_EQ(rows[1][0], "b");
+  EXPECT_EQ(rows[1][5], "yes");  // live
+}
+
+TEST_F(Coordination, ACutOffInstanceStopsServingMirroredTablesAndTheFlipGoesOnWithoutIt) {
+  TcpRelay relay(old_->port());
+  Instance& a = Start("a", "dual-write");
+  Instance& c = Start("c", "dual-write", relay.port());
+  ASSERT_TRUE(AllServe("dual-write"));
+  PgConn client(c.process->ConnInfo("dbname=" + db_));
+  ASSERT_TRUE(client.Ok("UPDATE counters SET n = n + 1 WHERE id = 2")) << client.error();
+  relay.Cut();
+  // Within lease_timeout (2 s) it refuses; a little more for the round.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2300));
+  PgResult refused = client.Exec("UPDATE counters SET n = n + 1 WHERE id = 2");
+  EXPECT_EQ(ErrorOf(refused.get()).sqlstate, "57P03");
+  EXPECT_NE(ErrorOf(refused.get())
+                .message.find("cannot confirm the migration phase of "
+                              "public.counters (dual-write)"),
+            std::string::npos)
+      << ErrorOf(refused.get()).message;
+  // A table pgshift does not migrate is served as ever.
+  EXPECT_EQ(client.Value("SELECT 1"), "1");
+  // Its lease has expired on the coordinator too: the flip goes on without it.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  std::string verdict = Flip(a, "shadow-read");
+  EXPECT_NE(verdict.find("config_reloaded"), std::string::npos) << verdict;
+  PgConn state = Old();
+  EXPECT_EQ(state.Value("SELECT detail->>'instances' FROM pgshift_state WHERE kind = 'phase' "
+                        "ORDER BY id DESC LIMIT 1"),
+            "[\"a\"]");
+  EXPECT_EQ(PhaseOf(c), "dual-write");
+  PgResult still = client.Exec("UPDATE counters SET n = n + 1 WHERE id = 2");
+  EXPECT_EQ(ErrorOf(still.get()).sqlstate, "57P03");
+  // Back in touch, it takes the new phase before it serves the table again.
+  relay.Restore();
+  EXPECT_TRUE(AllServe("shadow-read"));
+  EXPECT_TRUE(client.Ok("UPDATE counters SET n = n + 1 WHERE id = 2")) << client.error();
+  PgConn old_side = Old();
+  PgConn new_side = New();
+  EXPECT_EQ(Counters(old_side, "counters"), Counters(new_side, "counters_v2"));
+  EXPECT_EQ(Sum(old_side, "counters"), "2");
+}
+
+TEST_F(Coordination, TheGuardRailJudgesEveryInstancesShadowReadsAndKeepsThemPastARestart) {
+  table_extra_ = "shadow_sample = 1.0\nmin_shadow_compared = 20\n";
+  Instance& a = Start("a", "shadow-read");
+  Instance& b = Start("b", "shadow-read");
+  ASSERT_TRUE(AllServe("shadow-read"));
+  auto read_through = [&](const Instance& instance, int times) {
+    PgConn client(instance.process->ConnInfo("dbname=" + db_));
+    for (int i = 0; i < times; ++i) {
+      ASSERT_EQ(client.Value("SELECT n FROM counters WHERE id = 1"), "0") << client.error();
+    }
+  };
+  auto flushed = [&](int64_t expected) {
+    PgConn state = Old();
+    for (int i = 0; i < 100; ++i) {
+      if (state.Value("SELECT sum(compared) FROM pgshift_evidence") == std::to_string(expected)) {
+        return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  };
+  read_through(a, 12);
+  ASSERT_TRUE(flushed(12));
+  std::string output;
+  EXPECT_EQ(PhaseCommand(a, "new-primary", output), 1) << output;
+  EXPECT_NE(output.find("only 12 shadow reads were compared since it entered shadow-read "
+                        "(min_shadow_compared = 20)"),
+            std::string::npos)
+      << output;
+  read_through(b, 12);
+  ASSERT_TRUE(flushed(24));
+  EXPECT_EQ(Compared(a), 12);  // each instance alone is short of 20
+  EXPECT_EQ(Compared(b), 12);
+  // b's comparisons outlive it; its lease goes with it.
+  EXPECT_EQ(b.process->Stop(), 0);
+  instances_.erase(instances_.begin() + 1);
+  EXPECT_EQ(PhaseCommand(a, "new-primary", output), 0) << output;
+  EXPECT_TRUE(AllServe("new-primary"));
+  PgConn state = Old();
+  EXPECT_EQ(state.Value("SELECT detail->>'instances' FROM pgshift_state WHERE kind = 'phase' "
+                        "ORDER BY id DESC LIMIT 1"),
+            "[\"a\"]");
+}
+
+}  // namespace
+}  // namespace pgshift::testing
