@@ -97,7 +97,8 @@ load() {
         [ "$(grep -c "event=config_reloaded\|event=config_rejected" "$out/a.log" || true)" -gt "$before" ] && break
         sleep 0.05
       done
-      grep "event=config_rejected" "$out/a.log" | tail -n +$((before + 1)) || true
+      grep "event=config_reloaded\|event=config_rejected" "$out/a.log" | tail -1 |
+        grep "config_rejected" >&2 || true
       phase=$([ $phase = new-primary ] && echo shadow-read || echo new-primary)
       sleep 1.5
     done
@@ -119,8 +120,8 @@ holds=$(psql -X -h 127.0.0.1 -p $old_port -U postgres -Atq postgres -c "
 count=$(echo "$holds" | grep -c . || true)
 pct() { echo "$holds" | awk -v p="$1" -v n="$count" 'NR == int((n - 1) * p) + 1 {print; exit}'; }
 differ=$(for t in accounts branches tellers; do
-  a=$(psql -X -h 127.0.0.1 -p $old_port -U postgres -Atq postgres -c "SELECT md5(string_agg(t::text, ',' ORDER BY 1)) FROM (SELECT * FROM pgbench_$t) t")
-  b=$(psql -X -h 127.0.0.1 -p $new_port -U postgres -Atq postgres -c "SELECT md5(string_agg(t::text, ',' ORDER BY 1)) FROM (SELECT * FROM ${t}_v2) t")
+  a=$(psql -X -h 127.0.0.1 -p $old_port -U postgres -Atq postgres -c "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM (SELECT * FROM pgbench_$t) t")
+  b=$(psql -X -h 127.0.0.1 -p $new_port -U postgres -Atq postgres -c "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM (SELECT * FROM ${t}_v2) t")
   [ "$a" = "$b" ] || echo "$t"
 done)
 

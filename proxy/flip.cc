@@ -145,6 +145,18 @@ absl::Status ProposeFlip(const routing::Config& next, const std::vector<PhaseCha
                    "; nothing changed",
                    aborted.ok() ? "" : StrCat(" (abort: ", MessageOf(aborted), ")"));
       LogEvent(LogLevel::kError, "flip_aborted", {{"flip", flip}, {"reason", why}});
+      // On record too, for SHOW HISTORY: what was tried, and what held it.
+      std::vector<std::string> records;
+      for (const PhaseChange& ch : changes) {
+        std::string detail = StrCat("{\"from\":", JsonString(routing::PhaseName(ch.from)),
+                                    ",\"to\":", JsonString(routing::PhaseName(ch.to)),
+                                    ",\"flip\":", flip, ",\"proposed_by\":", JsonString(proposer),
+                                    ",\"held_ms\":", held_ms, ",\"reason\":", JsonString(why), "}");
+        records.push_back(StrCat("INSERT INTO pgshift_state (table_name, kind, detail) VALUES (",
+                                 QuoteLiteral(ch.table), ", 'flip_aborted', ", QuoteLiteral(detail),
+                                 "::jsonb)"));
+      }
+      co_await c.Run(records);
       co_return absl::FailedPreconditionError(why);
     }
     std::vector<std::string> commit = {

@@ -82,9 +82,10 @@ class Planner : public protocol::FrameHandler {
   void EndTransaction();
   // Coordination (planner_coordination.cc): whether `bytes` (what the
   // client sent, whole messages first) may touch a table a flip has
-  // fenced, that this transaction has not touched yet: a Query's or
-  // Parse's text that names it, a Bind or Execute of a statement planned on
-  // it. The session holds such messages until the flip has ended.
+  // fenced, when this transaction has touched none of the flip's tables
+  // yet: a Query's or Parse's text that names it, a Bind or Execute of a
+  // statement planned on it. The session holds such messages until the
+  // flip has ended.
   bool MayTouchFenced(std::string_view bytes) const;
   // This transaction touched a configured table (its plan is the
   // settings': they cannot be renewed before it ends).

@@ -52,7 +52,11 @@ bool Planner::MayTouchFenced(std::string_view bytes) const {
   std::vector<std::string> fenced;
   std::vector<std::string> names;  // folded, unqualified: old and new
   for (std::string& table : ctx_.gate->FencedTables()) {
-    if (std::find(entered_.begin(), entered_.end(), table) != entered_.end()) continue;
+    // In flight on one of the flip's tables, the transaction is what the
+    // flip waits for: held on another of them, it would hold the flip up
+    // until cutover_timeout (the flip cannot be acknowledged meanwhile, so
+    // it may go on under the old phases).
+    if (std::find(entered_.begin(), entered_.end(), table) != entered_.end()) return false;
     for (const routing::TableConfig& t : config().tables) {
       if (t.name != table) continue;
       names.push_back(Folded(Unqualified(t.name)));

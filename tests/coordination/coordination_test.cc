@@ -114,8 +114,8 @@ class TcpRelay {
 };
 
 // Clients incrementing counters through every instance, half in explicit
-// transactions that stay open a little while, half on their own; what was
-// acknowledged is counted.
+// transactions that stay open a little while and increment totals too,
+// half on their own; what was acknowledged is counted.
 class CounterLoad {
  public:
   void Start(const std::vector<std::string>& conninfos, int per_instance) {
@@ -131,6 +131,8 @@ class CounterLoad {
     threads_.clear();
   }
   int64_t acknowledged() const { return acknowledged_.load(); }
+  // Acknowledged explicit transactions, which increment totals too.
+  int64_t totals() const { return totals_.load(); }
   std::vector<std::string> errors() {
     std::lock_guard<std::mutex> lock(mutex_);
     return errors_;
@@ -158,14 +160,22 @@ class CounterLoad {
         c.Exec("ROLLBACK");
         return;
       }
-      // Long enough for a flip to find it in flight.
+      // Long enough for a flip to find it in flight; then a second table
+      // of the same flip.
       PgResult pause = c.Exec("SELECT pg_sleep(0.02)");
+      PgResult total = c.Exec("UPDATE totals SET n = n + 1 WHERE id = " + id);
+      if (PQresultStatus(total.get()) != PGRES_COMMAND_OK) {
+        Error(ErrorOf(total.get()).sqlstate + " " + ErrorOf(total.get()).message);
+        c.Exec("ROLLBACK");
+        return;
+      }
       PgResult commit = c.Exec("COMMIT");
       if (PQresultStatus(commit.get()) != PGRES_COMMAND_OK ||
           std::string(PQcmdStatus(commit.get())) != "COMMIT") {
         return Error("COMMIT: " + ErrorOf(commit.get()).message);
       }
       ++acknowledged_;
+      ++totals_;
     }
   }
   void Error(const std::string& what) {
@@ -175,6 +185,7 @@ class CounterLoad {
 
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> acknowledged_{0};
+  std::atomic<int64_t> totals_{0};
   std::vector<std::thread> threads_;
   std::mutex mutex_;
   std::vector<std::string> errors_;
@@ -194,15 +205,17 @@ class Coordination : public ::testing::Test {
   void SetUp() override {
     static int tests = 0;
     db_ = "coordination_" + std::to_string(++tests);
-    for (auto [cluster, table] : {std::pair{old_, "counters"}, std::pair{new_, "counters_v2"}}) {
+    for (auto [cluster, suffix] : {std::pair{old_, ""}, std::pair{new_, "_v2"}}) {
       PgConn admin(cluster->ConnInfo("dbname=postgres"));
       ASSERT_TRUE(admin.Ok("CREATE DATABASE " + db_)) << admin.error();
       PgConn c(cluster->ConnInfo("dbname=" + db_));
-      ASSERT_TRUE(c.Ok(std::string("CREATE TABLE ") + table +
-                       " (id int PRIMARY KEY, n bigint NOT NULL);"
-                       "INSERT INTO " +
-                       table + " SELECT g, 0 FROM generate_series(1, " + std::to_string(kRows) +
-                       ") g"));
+      for (std::string table : {"counters", "totals"}) {
+        table += suffix;
+        ASSERT_TRUE(c.Ok("CREATE TABLE " + table + " (id int PRIMARY KEY, n bigint NOT NULL);" +
+                         "INSERT INTO " + table + " SELECT g, 0 FROM generate_series(1, " +
+                         std::to_string(kRows) + ") g"))
+            << c.error();
+      }
     }
   }
 
@@ -214,8 +227,12 @@ class Coordination : public ::testing::Test {
            id + "\"\nlease_timeout = 2\ncutover_timeout = 2\npoll_interval = 0.2\n" +
            (coordinator_port ? "port = " + std::to_string(coordinator_port) + "\n" : "") +
            "\n[backends.new]\nhost = \"127.0.0.1\"\nport = " + std::to_string(new_->port()) +
-           "\ndbname = \"" + db_ + "\"\nuser = \"postgres\"\n\n[[tables]]\nname = \"counters\"\n" +
-           "new_name = \"counters_v2\"\nkey = [\"id\"]\nphase = \"" + phase + "\"\n" + table_extra_;
+           "\ndbname = \"" + db_ + "\"\nuser = \"postgres\"\n\n" + Table("counters", phase) +
+           Table("totals", phase);
+  }
+  std::string Table(const std::string& name, const std::string& phase) {
+    return "[[tables]]\nname = \"" + name + "\"\nnew_name = \"" + name +
+           "_v2\"\nkey = [\"id\"]\nphase = \"" + phase + "\"\n" + table_extra_ + "\n";
   }
   std::string ProxySettings(int metrics_port, int admin_port) {
     return "metrics_listen = \"127.0.0.1:" + std::to_string(metrics_port) +
@@ -335,11 +352,14 @@ TEST_F(Coordination, FlipsUnderLoadThroughThreeInstancesLoseNoIncrement) {
   EXPECT_EQ(Sum(old_side, "counters"), std::to_string(load.acknowledged()));
   EXPECT_EQ(Sum(new_side, "counters_v2"), std::to_string(load.acknowledged()));
   EXPECT_EQ(Counters(old_side, "counters"), Counters(new_side, "counters_v2"));
-  // Each flip's record names the instances that took part.
+  EXPECT_EQ(Sum(old_side, "totals"), std::to_string(load.totals()));
+  EXPECT_EQ(Sum(new_side, "totals_v2"), std::to_string(load.totals()));
+  EXPECT_EQ(Counters(old_side, "totals"), Counters(new_side, "totals_v2"));
+  // Each flip's record (one per table) names the instances that took part.
   PgConn record = Old();
   EXPECT_EQ(record.Value("SELECT count(*) FROM pgshift_state WHERE kind = 'phase' AND "
                          "detail->'instances' = '[\"a\", \"b\", \"c\"]'::jsonb"),
-            "4");
+            "8");
   EXPECT_EQ(record.Value("SELECT phase FROM pgshift_phases WHERE table_name = 'public.counters'"),
             "new-primary");
 }
@@ -361,6 +381,9 @@ TEST_F(Coordination, AFlipThatCannotDrainIsAbortedAndNothingChanges) {
   EXPECT_EQ(state.Value("SELECT phase || ' ' || coalesce(flip::text, 'none') FROM pgshift_phases "
                         "WHERE table_name = 'public.counters'"),
             "dual-write none");
+  EXPECT_EQ(state.Value("SELECT detail->>'to' FROM pgshift_state WHERE kind = 'flip_aborted' "
+                        "AND table_name = 'public.counters'"),
+            "shadow-read");
   // The transaction that held it goes on, under the phase it began in.
   EXPECT_TRUE(open.Ok("COMMIT")) << open.error();
   PgConn old_side = Old();
