@@ -27,7 +27,7 @@ cleanup() {
   wait 2>/dev/null || true
   scripts/pg-cluster.sh stop "$out/old" || true
   scripts/pg-cluster.sh stop "$out/new" || true
-  rm -rf "$out"
+  [ -n "${KEEP:-}" ] || rm -rf "$out"
 }
 trap cleanup EXIT
 scripts/pg-cluster.sh start "$out/old" $old_port "max_prepared_transactions = 100"
@@ -41,8 +41,13 @@ CREATE TABLE tellers_v2 (tid int PRIMARY KEY, bid int, tbalance int, filler char
 CREATE TABLE history_v2 (hid bigserial PRIMARY KEY, tid int, bid int, aid int, delta int,
                          mtime timestamp, filler char(22));"
 psql -X -h 127.0.0.1 -p $new_port -U postgres -q postgres -c "$v2_schema"
+# history's key comes from a sequence on whichever side takes the writes:
+# odd numbers on old, even ones on new, so the two never hand out the same.
 psql -X -h 127.0.0.1 -p $old_port -U postgres -q postgres \
-  -c "ALTER TABLE pgbench_history ADD COLUMN hid bigserial PRIMARY KEY"
+  -c "ALTER TABLE pgbench_history ADD COLUMN hid bigserial PRIMARY KEY" \
+  -c "ALTER SEQUENCE pgbench_history_hid_seq INCREMENT BY 2 RESTART WITH 1"
+psql -X -h 127.0.0.1 -p $new_port -U postgres -q postgres \
+  -c "ALTER SEQUENCE history_v2_hid_seq INCREMENT BY 2 RESTART WITH 2"
 for t in accounts branches tellers; do
   psql -X -h 127.0.0.1 -p $old_port -U postgres -q postgres -c "\\copy pgbench_${t} TO STDOUT" |
     psql -X -h 127.0.0.1 -p $new_port -U postgres -q postgres -c "\\copy ${t}_v2 FROM STDIN"
