@@ -77,8 +77,11 @@ std::string UnexplainedChanges(const routing::Config& config, const routing::Tab
   return n ? StrCat(*n) : "pending";
 }
 
+// With coordination (`fleet`: every instance's evidence), three more
+// columns: the whole fleet's since the table entered its phase.
 Table ShowTables(const routing::Config& c, routing::TableCounterRegistry& counters,
-                 const WriteAudit& audit) {
+                 const WriteAudit& audit,
+                 const absl::flat_hash_map<std::string, ShadowEvidence>* fleet) {
   Table t{{"table",
            "new_name",
            "phase",
@@ -124,6 +127,16 @@ Table ShowTables(const routing::Config& c, routing::TableCounterRegistry& counte
                       StrCat(n.shadow_skipped.load()),
                       StrCat(n.rows_written.load()),
                       UnexplainedChanges(c, tab, audit)});
+    if (fleet != nullptr) {
+      auto it = fleet->find(tab.name);
+      ShadowEvidence e = it == fleet->end() ? ShadowEvidence{} : it->second;
+      t.rows.back().insert(t.rows.back().end(),
+                           {StrCat(e.compared), StrCat(e.persistent), StrCat(e.refused)});
+    }
+  }
+  if (fleet != nullptr) {
+    t.columns.insert(t.columns.end(),
+                     {"fleet_shadow_compared", "fleet_shadow_persistent", "fleet_refused"});
   }
   return t;
 }
@@ -335,7 +348,10 @@ std::string AdminConsole::Execute(std::string_view sql) {
   if (words.empty()) {
     protocol::EmptyQueryResponse{}.Encode(out);
   } else if (words.size() == 2 && words[0] == "SHOW" && words[1] == "TABLES") {
-    ShowTables(*server_.settings()->config, server_.table_counters(), server_.write_audit())
+    std::optional<absl::flat_hash_map<std::string, ShadowEvidence>> fleet;
+    if (Coordinator* coordinator = server_.coordinator()) fleet = coordinator->FleetTotals();
+    ShowTables(*server_.settings()->config, server_.table_counters(), server_.write_audit(),
+               fleet ? &*fleet : nullptr)
         .Encode(out, "SHOW");
   } else if (words.size() == 2 && words[0] == "SHOW" && words[1] == "CLIENTS") {
     ShowClients(server_.ListClients()).Encode(out, "SHOW");

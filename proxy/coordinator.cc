@@ -56,6 +56,11 @@ std::vector<InstanceRow> Coordinator::Instances() const {
   return instances_;
 }
 
+absl::flat_hash_map<std::string, ShadowEvidence> Coordinator::FleetTotals() const {
+  absl::MutexLock lock(&mutex_);
+  return fleet_;
+}
+
 absl::StatusOr<SharedPhases> Coordinator::Join() { return ReadPhases(*config(), tls_, true); }
 
 absl::Status Coordinator::Propose(const routing::Config& next,
@@ -172,6 +177,20 @@ awaitable<bool> Coordinator::Round(CoordinatorConnection& c) {
   }
   Apply(phases->rows);
   if (!co_await FlushEvidence(c, phases->rows)) co_return false;
+  auto totals = co_await c.Query(
+      "SELECT e.table_name, sum(e.compared), sum(e.persistent), sum(e.refused) FROM "
+      "pgshift_evidence e JOIN pgshift_phases p ON p.table_name = e.table_name AND "
+      "p.generation = e.entered GROUP BY e.table_name");
+  if (!totals.ok()) co_return false;
+  {
+    absl::flat_hash_map<std::string, ShadowEvidence> fleet;
+    for (const auto& r : totals->rows) {
+      fleet[Text(r[0])] = {std::stoull(Text(r[1])), std::stoull(Text(r[2])),
+                           std::stoull(Text(r[3]))};
+    }
+    absl::MutexLock lock(&mutex_);
+    fleet_ = std::move(fleet);
+  }
   {
     std::vector<InstanceRow> rows;
     for (const auto& r : instances->rows) {
@@ -261,16 +280,15 @@ awaitable<bool> Coordinator::AcknowledgeIfDrained(CoordinatorConnection& c) {
 
 awaitable<bool> Coordinator::FlushEvidence(CoordinatorConnection& c, const Rows& rows) {
   for (const auto& row : rows) {
-    if (Text(row[1]) != routing::PhaseName(routing::Phase::kShadowRead)) continue;
     const std::string table = Text(row[0]);
     ShadowEvidence local = host_.LocalEvidence(table);
     std::string sql = StrCat(
         "INSERT INTO pgshift_evidence (run, instance_id, table_name, entered, compared, "
-        "persistent) VALUES (",
+        "persistent, refused) VALUES (",
         QuoteLiteral(run_), ", ", QuoteLiteral(id_), ", ", QuoteLiteral(table), ", ", Text(row[2]),
-        ", ", local.compared, ", ", local.persistent,
+        ", ", local.compared, ", ", local.persistent, ", ", local.refused,
         ") ON CONFLICT (run, table_name, entered) DO UPDATE SET compared = EXCLUDED.compared, "
-        "persistent = EXCLUDED.persistent, flushed_at = now()");
+        "persistent = EXCLUDED.persistent, refused = EXCLUDED.refused, flushed_at = now()");
     if (!(co_await c.Query(sql)).ok()) co_return false;
   }
   co_return true;

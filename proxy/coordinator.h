@@ -90,6 +90,9 @@ class Coordinator {
 
   // As of the last round.
   std::vector<InstanceRow> Instances() const;
+  // Every instance's evidence per table since it entered its phase, as of
+  // the last round.
+  absl::flat_hash_map<std::string, ShadowEvidence> FleetTotals() const;
   const std::string& instance_id() const { return id_; }
 
  private:
@@ -97,8 +100,8 @@ class Coordinator {
   // One round: lease, phases, instances, evidence. False when the
   // connection failed.
   awaitable<bool> Round(CoordinatorConnection& c);
-  // This process's shadow evidence for the tables in shadow-read (`rows`:
-  // pgshift_phases'), under its run.
+  // This process's evidence for every table (`rows`: pgshift_phases'),
+  // under its run.
   awaitable<bool> FlushEvidence(CoordinatorConnection& c,
                                 const std::vector<std::vector<std::optional<std::string>>>& rows);
   // Acknowledges the fenced flip once the sessions have drained it.
@@ -116,6 +119,7 @@ class Coordinator {
   mutable absl::Mutex mutex_;
   routing::ConfigPtr config_ ABSL_GUARDED_BY(mutex_);
   std::vector<InstanceRow> instances_ ABSL_GUARDED_BY(mutex_);
+  absl::flat_hash_map<std::string, ShadowEvidence> fleet_ ABSL_GUARDED_BY(mutex_);
   // The coordinator thread's own.
   int64_t applied_ = 0;       // the newest flip installed
   int64_t acknowledged_ = 0;  // the newest flip drained for

@@ -122,6 +122,18 @@ std::string PrometheusText(Server& server) {
       out += StrCat("pgshift_instances{instance=\"", Label(i.id), "\",address=\"", Label(i.address),
                     "\",generation=\"", Label(i.generation), "\"} ", i.live ? "1" : "0", "\n");
     }
+    out +=
+        "# HELP pgshift_fleet_table_evidence Every instance's shadow reads compared and "
+        "persistently mismatched, and statements refused, since the table entered its phase.\n"
+        "# TYPE pgshift_fleet_table_evidence gauge\n";
+    for (const auto& [table, e] : coordinator->FleetTotals()) {
+      for (auto [kind, n] :
+           {std::pair{"shadow_compared", e.compared}, std::pair{"shadow_persistent", e.persistent},
+            std::pair{"refused", e.refused}}) {
+        out += StrCat("pgshift_fleet_table_evidence{table=\"", Label(table), "\",kind=\"", kind,
+                      "\"} ", n, "\n");
+      }
+    }
     Metric(out, "pgshift_coordination_lease_valid", "gauge",
            "This instance's coordination lease is live (0: statements on tables in mirrored "
            "phases are refused).",

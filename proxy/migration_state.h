@@ -24,11 +24,13 @@ struct PhaseChange {
 // from a file is old-only).
 std::vector<PhaseChange> PhaseChanges(const routing::Config& running, const routing::Config& next);
 
-// Shadow reads compared, and persistently mismatched, since a table
-// entered shadow-read.
+// Since a table entered its phase: shadow reads compared and persistently
+// mismatched (in shadow-read, the evidence for the guard rail into
+// new-primary), and statements on it refused.
 struct ShadowEvidence {
   uint64_t compared = 0;
   uint64_t persistent = 0;
+  uint64_t refused = 0;
 };
 
 // Guard rails for `changes` (SPEC section 6): a table may move forward into

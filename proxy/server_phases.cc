@@ -16,10 +16,11 @@ absl::flat_hash_map<std::string, ShadowEvidence> Server::ShadowEvidenceFor(
   for (const PhaseChange& c : changes) {
     const routing::TableCounters& n = table_counters_.For(c.table);
     auto base = shadow_baseline_.find(c.table);
-    ShadowEvidence e{n.shadow_compared.load(), n.shadow_persistent.load()};
+    ShadowEvidence e{n.shadow_compared.load(), n.shadow_persistent.load(), n.refused.load()};
     if (base != shadow_baseline_.end()) {
       e.compared -= base->second.compared;
       e.persistent -= base->second.persistent;
+      e.refused -= base->second.refused;
     }
     evidence[c.table] = e;
   }
@@ -29,10 +30,9 @@ absl::flat_hash_map<std::string, ShadowEvidence> Server::ShadowEvidenceFor(
 void Server::NotePhaseChanges(const std::vector<PhaseChange>& changes) {
   for (const PhaseChange& c : changes) {
     // The evidence for the next guard rail counts from here.
-    if (c.to == routing::Phase::kShadowRead) {
-      const routing::TableCounters& n = table_counters_.For(c.table);
-      shadow_baseline_[c.table] = {n.shadow_compared.load(), n.shadow_persistent.load()};
-    }
+    const routing::TableCounters& n = table_counters_.For(c.table);
+    shadow_baseline_[c.table] = {n.shadow_compared.load(), n.shadow_persistent.load(),
+                                 n.refused.load()};
     LogEvent(LogLevel::kInfo, "phase_changed",
              {{"table", c.table},
               {"from", routing::PhaseName(c.from)},

@@ -439,6 +439,12 @@ void Session::AfterTransaction() {
 awaitable<void> Session::HoldForFlip() {
   routing::CoordinationGate* gate = server_.coordination_gate();
   if (gate == nullptr) co_return;
+  // A transaction that has touched no configured table yet (BEGIN alone)
+  // takes the phases of a flip that ended since it began: planned under
+  // the old ones, its statement would be refused as stale (40001).
+  if (!planner_.entered_tables() && server_.settings_generation() != settings_->generation) {
+    settings_ = server_.settings();
+  }
   while (true) {
     // Open before the fences are looked at: a flip fenced after this
     // waits for the pass (CoordinationGate).

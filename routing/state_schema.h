@@ -65,8 +65,9 @@ inline constexpr const char* kCreateInstancesTable =
     " holding text,"
     " started_at timestamptz NOT NULL DEFAULT now())";
 // The guard rails' evidence from every instance: shadow reads compared and
-// persistently mismatched since the table entered the phase of flip
-// `entered`, one row per process run (`run`), so that a restart adds to it.
+// persistently mismatched, and statements refused, since the table entered
+// the phase of flip `entered`, one row per process run (`run`), so that a
+// restart adds to it.
 inline constexpr const char* kCreateEvidenceTable =
     "CREATE TABLE IF NOT EXISTS pgshift_evidence ("
     " run text NOT NULL,"
@@ -75,6 +76,7 @@ inline constexpr const char* kCreateEvidenceTable =
     " entered bigint NOT NULL,"
     " compared bigint NOT NULL,"
     " persistent bigint NOT NULL,"
+    " refused bigint NOT NULL DEFAULT 0,"
     " flushed_at timestamptz NOT NULL DEFAULT now(),"
     " PRIMARY KEY (run, table_name, entered))";
 // Every instance LISTENs here; a proposal, an acknowledgement and a flip's

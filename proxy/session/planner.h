@@ -230,6 +230,8 @@ class Planner : public protocol::FrameHandler {
   // (no lease), or (40001) when a flip changed it during this transaction;
   // else its tables count as in flight until the transaction ends.
   std::optional<routing::Refusal> Admit(const routing::Plan& plan);
+  // Admit's verdict on `tables` (a commit's: those its transaction entered).
+  std::optional<routing::Refusal> Admitted(const std::vector<std::string>& tables);
 
   // Refusals (planner_refusals.cc).
   // Answers in place of the statement with `refusal`, raised on `target`.

@@ -112,12 +112,13 @@ bool Planner::MayTouchFenced(std::string_view bytes) const {
 
 std::optional<routing::Refusal> Planner::Admit(const routing::Plan& plan) {
   if (ctx_.gate == nullptr) return std::nullopt;
-  routing::CoordinationGate& gate = *ctx_.gate;
   std::vector<std::string> tables;
+  std::vector<routing::TableCounters*> counters;
   for (const auto* list : {&plan.reads, &plan.writes_to}) {
-    for (const routing::TableCounters* t : *list) {
+    for (routing::TableCounters* t : *list) {
       if (std::find(tables.begin(), tables.end(), t->table) == tables.end()) {
         tables.push_back(t->table);
+        counters.push_back(t);
       }
     }
   }
@@ -128,6 +129,15 @@ std::optional<routing::Refusal> Planner::Admit(const routing::Plan& plan) {
       if (std::find(tables.begin(), tables.end(), t) == tables.end()) tables.push_back(t);
     }
   }
+  std::optional<routing::Refusal> refusal = Admitted(tables);
+  if (refusal) {
+    for (routing::TableCounters* t : counters) t->refused.fetch_add(1, std::memory_order_relaxed);
+  }
+  return refusal;
+}
+
+std::optional<routing::Refusal> Planner::Admitted(const std::vector<std::string>& tables) {
+  routing::CoordinationGate& gate = *ctx_.gate;
   const uint64_t generation = ctx_.settings->generation;
   for (const std::string& table : tables) {
     routing::Phase phase = routing::Phase::kOldOnly;

@@ -282,8 +282,9 @@ class Coordination : public ::testing::Test {
     }
     return "unknown";
   }
+  // Within 10 s (a cut-off instance may first wait out a login that hung).
   bool AllServe(const std::string& phase) {
-    for (int i = 0; i < 100; ++i) {
+    for (int i = 0; i < 200; ++i) {
       bool all = true;
       for (const auto& instance : instances_) all = all && PhaseOf(*instance) == phase;
       if (all) return true;
@@ -434,7 +435,7 @@ TEST_F(Coordination, ACutOffInstanceStopsServingMirroredTablesAndTheFlipGoesOnWi
   EXPECT_EQ(ErrorOf(still.get()).sqlstate, "57P03");
   // Back in touch, it takes the new phase before it serves the table again.
   relay.Restore();
-  EXPECT_TRUE(AllServe("shadow-read"));
+  EXPECT_TRUE(AllServe("shadow-read")) << c.process->LogEnd();
   EXPECT_TRUE(client.Ok("UPDATE counters SET n = n + 1 WHERE id = 2")) << client.error();
   PgConn old_side = Old();
   PgConn new_side = New();
@@ -475,6 +476,17 @@ TEST_F(Coordination, TheGuardRailJudgesEveryInstancesShadowReadsAndKeepsThemPast
   ASSERT_TRUE(flushed(24));
   EXPECT_EQ(Compared(a), 12);  // each instance alone is short of 20
   EXPECT_EQ(Compared(b), 12);
+  // Each instance shows the fleet's evidence beside its own.
+  PgConn console = a.Console();
+  bool shown = false;
+  for (int i = 0; i < 50 && !shown; ++i) {
+    PgResult tables = console.Exec("SHOW TABLES");
+    int column = PQfnumber(tables.get(), "fleet_shadow_compared");
+    ASSERT_GE(column, 0) << console.error();
+    shown = std::string(PQgetvalue(tables.get(), 0, column)) == "24";
+    if (!shown) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(shown);
   // b's comparisons outlive it; its lease goes with it.
   EXPECT_EQ(b.process->Stop(), 0);
   instances_.erase(instances_.begin() + 1);
