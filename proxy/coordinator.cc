@@ -101,7 +101,8 @@ awaitable<void> Coordinator::Loop() {
       auto opened = co_await OpenCoordinator(*current, tls_);
       if (opened.ok()) {
         c = std::make_unique<CoordinatorConnection>(std::move(*opened));
-        if (!(co_await c->Query(ListenSql())).ok()) c.reset();
+        const std::string listen = ListenSql();
+        if (!(co_await c->Query(listen)).ok()) c.reset();
       }
       if (!c) {
         if (!reported_down) {
@@ -161,10 +162,12 @@ awaitable<bool> Coordinator::Round(CoordinatorConnection& c) {
       ") ON CONFLICT (instance_id) DO UPDATE SET address = EXCLUDED.address, version = "
       "EXCLUDED.version, generation = EXCLUDED.generation, lease_expires = "
       "EXCLUDED.lease_expires, sessions = EXCLUDED.sessions, acknowledged = "
-      "greatest(i.acknowledged, EXCLUDED.acknowledged), holding = EXCLUDED.holding");
+      "EXCLUDED.acknowledged, holding = EXCLUDED.holding");
   auto renewed = co_await c.Query(upsert);
-  auto phases = co_await c.Query(
-      "SELECT table_name, phase, generation, pending_phase, flip FROM pgshift_phases");
+  const std::string phases_sql =
+      StrCat("SELECT table_name, phase, generation, pending_phase, flip, ",
+             StaleFlipSql(current->coordination), " FROM pgshift_phases");
+  auto phases = co_await c.Query(phases_sql);
   auto instances = co_await c.Query(
       "SELECT instance_id, address, version, generation, "
       "to_char(lease_expires, 'YYYY-MM-DD HH24:MI:SS.MS TZ'), sessions, acknowledged, "
@@ -176,6 +179,33 @@ awaitable<bool> Coordinator::Round(CoordinatorConnection& c) {
     co_return false;
   }
   Apply(phases->rows);
+  {
+    std::vector<InstanceRow> rows;
+    for (const auto& r : instances->rows) {
+      rows.push_back({Text(r[0]), Text(r[1]), Text(r[2]), Text(r[3]), Text(r[4]), Text(r[5]),
+                      Text(r[6]), Text(r[7]), Text(r[8]) == "t"});
+    }
+    absl::MutexLock lock(&mutex_);
+    instances_ = std::move(rows);
+  }
+  // Renewed only once the phases it vouches for are installed, and for
+  // three quarters of the lease: a statement admitted just before the end
+  // has the rest to finish before the others count this instance as gone.
+  gate_.Synced();
+  gate_.Renewed(sent + Millis(lease * 0.75));
+  // A flip whose proposer died, or could not end it, is cleared by any
+  // instance once it is long past cutover_timeout: nothing stays fenced.
+  for (const auto& row : phases->rows) {
+    if (Text(row[5]) != "t") continue;
+    const std::string clear = StrCat(
+        "UPDATE pgshift_phases SET pending_phase = NULL, flip = NULL, flip_by = NULL, "
+        "flip_started = NULL WHERE flip = ",
+        Text(row[4]));
+    const std::vector<std::string> statements = {clear, NotifySql()};
+    if (!(co_await c.Run(statements)).ok()) co_return false;
+    LogEvent(LogLevel::kWarning, "stale_flip_cleared",
+             {{"instance", id_}, {"flip", Text(row[4])}, {"table", Text(row[0])}});
+  }
   if (!co_await FlushEvidence(c, phases->rows)) co_return false;
   auto totals = co_await c.Query(
       "SELECT e.table_name, sum(e.compared), sum(e.persistent), sum(e.refused) FROM "
@@ -191,18 +221,6 @@ awaitable<bool> Coordinator::Round(CoordinatorConnection& c) {
     absl::MutexLock lock(&mutex_);
     fleet_ = std::move(fleet);
   }
-  {
-    std::vector<InstanceRow> rows;
-    for (const auto& r : instances->rows) {
-      rows.push_back({Text(r[0]), Text(r[1]), Text(r[2]), Text(r[3]), Text(r[4]), Text(r[5]),
-                      Text(r[6]), Text(r[7]), Text(r[8]) == "t"});
-    }
-    absl::MutexLock lock(&mutex_);
-    instances_ = std::move(rows);
-  }
-  // Renewed only once the phases it vouches for are installed.
-  gate_.Synced();
-  gate_.Renewed(sent + Millis(lease));
   co_return true;
 }
 
@@ -214,10 +232,14 @@ void Coordinator::Apply(const Rows& rows) {
     const std::string table = Text(row[0]);
     if (auto phase = routing::PhaseFromName(Text(row[1]))) committed[table] = *phase;
     applied_ = std::max<int64_t>(applied_, std::stoll(Text(row[2])));
-    if (row[4]) {
-      flip = std::stoll(*row[4]);
-      pending.push_back(table);
-    }
+    if (!row[4]) continue;
+    // Flips are proposed one at a time; an older one left behind is stale
+    // (cleared in the round) and not fenced.
+    const int64_t number = std::stoll(*row[4]);
+    if (flip && number < *flip) continue;
+    if (!flip || number > *flip) pending.clear();
+    flip = number;
+    pending.push_back(table);
   }
   // Installed before the fence lifts: what it held goes on under the new
   // phases.

@@ -4,6 +4,7 @@
 
 #include "common/strings.h"
 #include "proxy/control_connection.h"
+#include "proxy/deadline.h"
 #include "routing/state_schema.h"
 
 namespace pgshift::proxy {
@@ -36,6 +37,7 @@ awaitable<absl::StatusOr<std::unique_ptr<Stream>>> OpenCoordinator(const routing
       std::min(config.proxy.connect_timeout_s, config.coordination.lease_timeout_s / 2);
   auto opened = co_await OpenControlConnection(bounded, backend, "old", tls);
   if (!opened.ok()) co_return opened.status();
+  Deadline deadline(**opened, bounded.proxy.connect_timeout_s);
   PacketBuffer buffer;
   for (const char* ddl :
        {routing::kCreateStateTable, routing::kCreatePhasesTable, routing::kCreateFlipSequence,
@@ -59,6 +61,7 @@ absl::StatusOr<SharedPhases> ReadPhases(const routing::Config& file, asio::ssl::
         auto opened = co_await OpenCoordinator(file, tls);
         if (!opened.ok()) co_return opened.status();
         CoordinatorConnection c(std::move(*opened));
+        Deadline deadline(*c.stream, file.coordination.lease_timeout_s);
         for (const routing::TableConfig& t : file.tables) {
           if (!seed) break;
           std::string sql = StrCat(
@@ -76,6 +79,12 @@ absl::StatusOr<SharedPhases> ReadPhases(const routing::Config& file, asio::ssl::
         c.stream->Close();
         co_return phases;
       });
+}
+
+std::string StaleFlipSql(const routing::CoordinationSettings& settings) {
+  return StrCat("coalesce(now() - flip_started > interval '",
+                static_cast<int64_t>(settings.cutover_timeout_s * 1000) + 10000,
+                " milliseconds', false)");
 }
 
 std::string ListenSql() { return StrCat("LISTEN ", routing::kCoordinationChannel); }

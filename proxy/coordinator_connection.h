@@ -56,6 +56,11 @@ absl::StatusOr<SharedPhases> ReadPhases(const routing::Config& file, asio::ssl::
 std::string ListenSql();
 std::string NotifySql();
 
+// An SQL condition on a pgshift_phases row: its flip has been pending for
+// long past cutover_timeout (its proposer died, or could not end it), and
+// any instance may clear it.
+std::string StaleFlipSql(const routing::CoordinationSettings& settings);
+
 inline std::string Text(const std::optional<std::string>& value) { return value.value_or(""); }
 
 inline std::chrono::milliseconds Millis(double seconds) {

@@ -54,10 +54,10 @@ absl::Status ProposeFlip(const routing::Config& next, const std::vector<PhaseCha
       why = MessageOf(begun);
       co_return co_await refused(why);
     }
-    auto under_way = co_await c.Query(
-        StrCat("SELECT table_name, flip, flip_by, now() - flip_started > interval '",
-               static_cast<int64_t>(settings.cutover_timeout_s * 1000) + 10000,
-               " milliseconds' FROM pgshift_phases WHERE flip IS NOT NULL"));
+    const std::string under_way_sql =
+        StrCat("SELECT table_name, flip, flip_by, ", StaleFlipSql(settings),
+               " FROM pgshift_phases WHERE flip IS NOT NULL");
+    auto under_way = co_await c.Query(under_way_sql);
     if (!under_way.ok()) {
       why = MessageOf(under_way.status());
       co_return co_await refused(why);
@@ -111,10 +111,11 @@ absl::Status ProposeFlip(const routing::Config& next, const std::vector<PhaseCha
     const Clock::time_point give_up = started + Millis(settings.cutover_timeout_s);
     std::vector<std::string> waiting_for, took_part;
     while (true) {
-      auto acks = co_await c.Query(
+      const std::string acks_sql =
           StrCat("SELECT instance_id, acknowledged >= ", flip,
                  ", coalesce(holding, '') FROM pgshift_instances WHERE lease_expires > now() "
-                 "ORDER BY instance_id"));
+                 "ORDER BY instance_id");
+      auto acks = co_await c.Query(acks_sql);
       if (!acks.ok()) break;
       waiting_for.clear();
       took_part.clear();
@@ -203,6 +204,7 @@ absl::StatusOr<absl::flat_hash_map<std::string, ShadowEvidence>> FleetEvidence(
     auto opened = co_await OpenCoordinator(config, tls);
     if (!opened.ok()) co_return opened.status();
     CoordinatorConnection c(std::move(*opened));
+    Deadline deadline(*c.stream, config.coordination.lease_timeout_s);
     Evidence evidence;
     for (const PhaseChange& ch : changes) {
       std::string sql = StrCat(
@@ -228,6 +230,19 @@ routing::ConfigPtr WithSharedPhases(const routing::Config& file, const SharedPha
     t.phase = it->second;
   }
   return running;
+}
+
+routing::ConfigPtr ProposedPhases(const routing::Config& file, const routing::Config& previous,
+                                  const SharedPhases& phases) {
+  auto proposed = std::make_shared<routing::Config>(file);
+  for (routing::TableConfig& t : proposed->tables) {
+    auto shared = phases.find(t.name);
+    if (shared == phases.end()) continue;  // new to the fleet: the file proposes it
+    for (const routing::TableConfig& before : previous.tables) {
+      if (before.name == t.name && before.phase == t.phase) t.phase = shared->second;
+    }
+  }
+  return proposed;
 }
 
 absl::StatusOr<routing::ConfigPtr> WithTablePhase(const routing::Config& running,

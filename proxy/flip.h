@@ -19,6 +19,12 @@ namespace pgshift::proxy {
 // `file` with the fleet's phases in place of its own.
 routing::ConfigPtr WithSharedPhases(const routing::Config& file, const SharedPhases& phases);
 
+// With coordination, a reloaded file's proposals: `file` with the fleet's
+// phases wherever its phase is what `previous` (the file last accepted)
+// said.
+routing::ConfigPtr ProposedPhases(const routing::Config& file, const routing::Config& previous,
+                                  const SharedPhases& phases);
+
 // `running` with `table` (as configured, or unqualified) moved to `to`
 // (NotFound when it is not configured).
 absl::StatusOr<routing::ConfigPtr> WithTablePhase(const routing::Config& running,

@@ -444,16 +444,29 @@ absl::Status Server::Reload() {
              {{"file", config_path_}, {"reason", MessageOf(loaded.status())}});
     return loaded.status();
   }
-  return Apply(*loaded);
+  return Apply(*loaded, /*from_file=*/true);
 }
 
-absl::Status Server::Apply(routing::ConfigPtr next) {
+absl::Status Server::Apply(routing::ConfigPtr next, bool from_file) {
   auto rejected = [this](absl::Status why) {
     LogEvent(LogLevel::kError, "config_rejected",
              {{"file", config_path_}, {"reason", MessageOf(why)}});
     return why;
   };
   SettingsPtr current = settings();
+  // With coordination, what is kept as the file (its phases are only
+  // proposals), and the proposals: a file's phases where it changed them
+  // since it was last accepted (a file left behind by a flip made
+  // elsewhere does not take the fleet back), or SET PHASE's.
+  routing::ConfigPtr file = next;
+  if (coordinator_) {
+    absl::MutexLock lock(&install_mutex_);
+    if (from_file) {
+      next = ProposedPhases(*next, *file_config_, shared_phases_);
+    } else {
+      file = file_config_;
+    }
+  }
   if (absl::Status steps = routing::CheckPhaseSteps(*current->config, *next); !steps.ok()) {
     return rejected(steps);
   }
@@ -518,7 +531,7 @@ absl::Status Server::Apply(routing::ConfigPtr next) {
     if (absl::Status flipped = coordinator_->Propose(*next, changes); !flipped.ok()) {
       return rejected(flipped);
     }
-    coordinator_->Configure(next);
+    coordinator_->Configure(file);
   }
   RecoveryReport recovery;
   MirrorReadiness mirroring = ReadyMirroring(*next, *backend_tls_, recovery);
@@ -527,8 +540,8 @@ absl::Status Server::Apply(routing::ConfigPtr next) {
   routing::ConfigPtr installing = next;
   if (coordinator_) {
     for (const PhaseChange& c : changes) shared_phases_[c.table] = c.to;
-    file_config_ = next;
-    installing = WithSharedPhases(*next, shared_phases_);
+    file_config_ = file;
+    installing = WithSharedPhases(*file, shared_phases_);
   }
   Install(installing, std::move(catalog.catalog), mirroring);
   LogEvent(LogLevel::kInfo, "config_reloaded",

@@ -112,7 +112,9 @@ class Server : private CoordinatorHost {
   absl::Status Setup();
   // Checks `next`, guards and (with coordination) proposes its phase
   // changes, and installs it; the running settings stay when it is refused.
-  absl::Status Apply(routing::ConfigPtr next);
+  // `from_file`: a reload's (else SET PHASE's, the running settings with
+  // one phase changed).
+  absl::Status Apply(routing::ConfigPtr next, bool from_file);
   // With coordination: joins the coordinator and returns the configuration
   // with the fleet's phases (the file's when it cannot be reached).
   routing::ConfigPtr JoinCoordinator(routing::ConfigPtr file);

@@ -123,7 +123,7 @@ absl::Status Server::SetPhase(std::string_view table, std::string_view phase) {
   if (!to) return absl::InvalidArgumentError(StrCat("unknown phase \"", phase, "\""));
   auto next = WithTablePhase(*settings()->config, table, *to);
   if (!next.ok()) return next.status();
-  return Apply(*next);
+  return Apply(*next, /*from_file=*/false);
 }
 
 }  // namespace pgshift::proxy

@@ -60,6 +60,11 @@ struct PlannerContext {
 class Planner : public protocol::FrameHandler {
  public:
   explicit Planner(PlannerContext context) : ctx_(context) {}
+  // A session that ends inside a transaction leaves the gate too (else a
+  // flip of its tables would wait for it forever).
+  ~Planner() override { LeaveGate(); }
+  Planner(const Planner&) = delete;
+  Planner& operator=(const Planner&) = delete;
 
   // Before each client read: no steps yet.
   void Reset();
@@ -232,6 +237,8 @@ class Planner : public protocol::FrameHandler {
   std::optional<routing::Refusal> Admit(const routing::Plan& plan);
   // Admit's verdict on `tables` (a commit's: those its transaction entered).
   std::optional<routing::Refusal> Admitted(const std::vector<std::string>& tables);
+  // The transaction's tables are no longer in flight.
+  void LeaveGate();
 
   // Refusals (planner_refusals.cc).
   // Answers in place of the statement with `refusal`, raised on `target`.

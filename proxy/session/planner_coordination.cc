@@ -42,6 +42,10 @@ bool Touches(const routing::PlanPtr& plan, const std::vector<std::string>& table
 
 void Planner::EndTransaction() {
   client_.EndTransaction();
+  LeaveGate();
+}
+
+void Planner::LeaveGate() {
   if (ctx_.gate == nullptr) return;
   for (const std::string& table : entered_) ctx_.gate->Leave(table, ctx_.session_id);
   entered_.clear();

@@ -391,6 +391,12 @@ TEST_F(Coordination, AFlipThatCannotDrainIsAbortedAndNothingChanges) {
   PgConn new_side = New();
   EXPECT_EQ(Counters(old_side, "counters"), Counters(new_side, "counters_v2"));
   EXPECT_EQ(Sum(old_side, "counters"), "1");
+  // A client that goes away inside its transaction holds nothing either.
+  {
+    PgConn gone(b.process->ConnInfo("dbname=" + db_));
+    ASSERT_TRUE(gone.Ok("BEGIN"));
+    ASSERT_TRUE(gone.Ok("UPDATE counters SET n = n + 1 WHERE id = 1"));
+  }
   // Drained now, the same flip goes through (from b's console this time).
   PgConn console = b.Console();
   EXPECT_TRUE(console.Ok("SET PHASE counters TO shadow-read")) << console.error();
@@ -492,6 +498,11 @@ TEST_F(Coordination, TheGuardRailJudgesEveryInstancesShadowReadsAndKeepsThemPast
   instances_.erase(instances_.begin() + 1);
   EXPECT_EQ(PhaseCommand(a, "new-primary", output), 0) << output;
   EXPECT_TRUE(AllServe("new-primary"));
+  // a's file still says shadow-read: reloading it (for any other change)
+  // does not take the fleet back.
+  std::string verdict = a.process->Reload(20000);
+  EXPECT_NE(verdict.find("config_reloaded"), std::string::npos) << verdict;
+  EXPECT_EQ(PhaseOf(a), "new-primary");
   PgConn state = Old();
   EXPECT_EQ(state.Value("SELECT detail->>'instances' FROM pgshift_state WHERE kind = 'phase' "
                         "ORDER BY id DESC LIMIT 1"),
