@@ -439,27 +439,23 @@ void Session::AfterTransaction() {
 awaitable<void> Session::HoldForFlip() {
   routing::CoordinationGate* gate = server_.coordination_gate();
   if (gate == nullptr) co_return;
-  // A transaction that has touched no configured table yet (BEGIN alone)
-  // takes the phases of a flip that ended since it began: planned under
-  // the old ones, its statement would be refused as stale (40001).
-  if (!planner_.entered_tables() && server_.settings_generation() != settings_->generation) {
-    settings_ = server_.settings();
-  }
   while (true) {
     // Open before the fences are looked at: a flip fenced after this
-    // waits for the pass (CoordinationGate).
+    // waits for the pass (CoordinationGate), so none can commit until the
+    // messages are planned.
     gate->BeginPass();
     if (ended() || !gate->LeaseValid() || !planner_.MayTouchFenced(client_.buffer.data())) {
+      // A transaction that has touched no configured table yet (BEGIN
+      // alone, or none) takes the phases of a flip that ended meanwhile,
+      // read now that no fence holds it: under the old ones its statement
+      // would be refused as stale (40001).
+      if (!planner_.entered_tables() && server_.settings_generation() != settings_->generation) {
+        settings_ = server_.settings();
+      }
       co_return;
     }
     gate->EndPass();
     co_await Pause(std::chrono::milliseconds(2));
-    // The flip's phases, for a transaction that has not touched a
-    // configured table yet (between transactions AfterTransaction renewed
-    // them already).
-    if (!planner_.entered_tables() && server_.settings_generation() != settings_->generation) {
-      settings_ = server_.settings();
-    }
   }
 }
 
