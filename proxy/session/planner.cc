@@ -311,7 +311,7 @@ void Planner::PlanQuery(std::string_view message, std::string_view sql) {
     Refuse(target, *plan->refusal, true);
     return Seal();
   }
-  if (auto refusal = Admit(*plan)) {
+  if (auto refusal = Admit(*plan, ctx_.settings->generation)) {
     Refuse(target, *refusal, true);
     return Seal();
   }

@@ -234,9 +234,13 @@ class Planner : public protocol::FrameHandler {
   // tables: refused (57P03) when this instance cannot confirm their phase
   // (no lease), or (40001) when a flip changed it during this transaction;
   // else its tables count as in flight until the transaction ends.
-  std::optional<routing::Refusal> Admit(const routing::Plan& plan);
+  // `planned_under` is the settings generation the plan was made under: a
+  // portal bound before a flip and executed after it carries the old
+  // phase's routing, and is refused (40001) rather than run.
+  std::optional<routing::Refusal> Admit(const routing::Plan& plan, uint64_t planned_under);
   // Admit's verdict on `tables` (a commit's: those its transaction entered).
-  std::optional<routing::Refusal> Admitted(const std::vector<std::string>& tables);
+  std::optional<routing::Refusal> Admitted(const std::vector<std::string>& tables,
+                                           uint64_t planned_under);
   // The transaction's tables are no longer in flight.
   void LeaveGate();
 

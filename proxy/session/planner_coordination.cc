@@ -114,7 +114,7 @@ bool Planner::MayTouchFenced(std::string_view bytes) const {
   return false;
 }
 
-std::optional<routing::Refusal> Planner::Admit(const routing::Plan& plan) {
+std::optional<routing::Refusal> Planner::Admit(const routing::Plan& plan, uint64_t planned_under) {
   if (ctx_.gate == nullptr) return std::nullopt;
   std::vector<std::string> tables;
   std::vector<routing::TableCounters*> counters;
@@ -133,16 +133,17 @@ std::optional<routing::Refusal> Planner::Admit(const routing::Plan& plan) {
       if (std::find(tables.begin(), tables.end(), t) == tables.end()) tables.push_back(t);
     }
   }
-  std::optional<routing::Refusal> refusal = Admitted(tables);
+  std::optional<routing::Refusal> refusal = Admitted(tables, planned_under);
   if (refusal) {
     for (routing::TableCounters* t : counters) t->refused.fetch_add(1, std::memory_order_relaxed);
   }
   return refusal;
 }
 
-std::optional<routing::Refusal> Planner::Admitted(const std::vector<std::string>& tables) {
+std::optional<routing::Refusal> Planner::Admitted(const std::vector<std::string>& tables,
+                                                  uint64_t planned_under) {
   routing::CoordinationGate& gate = *ctx_.gate;
-  const uint64_t generation = ctx_.settings->generation;
+  const uint64_t generation = planned_under;
   for (const std::string& table : tables) {
     routing::Phase phase = routing::Phase::kOldOnly;
     for (const routing::TableConfig& t : config().tables) {
@@ -184,8 +185,9 @@ std::optional<routing::Refusal> Planner::Admitted(const std::vector<std::string>
       case routing::CoordinationGate::Entry::kStale:
         return routing::Refusal{std::string(sqlstate::kSerializationFailure),
                                 StrCat("pgshift: the migration phase of table ", table,
-                                       " changed during this transaction (it began under ",
-                                       routing::PhaseName(phase), "); retry the transaction")};
+                                       " was changed by a coordinated flip after this "
+                                       "transaction began or this statement was bound; retry "
+                                       "the transaction")};
     }
   }
   return std::nullopt;

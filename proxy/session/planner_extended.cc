@@ -158,7 +158,8 @@ void Planner::OnExecute(std::string_view message, std::string_view payload) {
   }
   const routing::Plan& plan = *prepared.plan;
   plan.Count();
-  if (auto refusal = Admit(plan)) return Refuse(prepared.server, *refusal, false);
+  if (auto refusal = Admit(plan, prepared.generation))
+    return Refuse(prepared.server, *refusal, false);
   if (auto refusal = SecondWriter(plan, prepared.server)) {
     return Refuse(prepared.server, *refusal, false);
   }

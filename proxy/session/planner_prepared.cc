@@ -69,7 +69,7 @@ bool Planner::RouteSqlPrepared(std::string_view message, std::string_view sql) {
   }
   const SqlPrepared& now = it->second;
   if (!stepped) OpenStep(now.server);
-  if (auto refusal = Admit(*now.plan)) {
+  if (auto refusal = Admit(*now.plan, now.generation)) {
     Refuse(now.server, *refusal, true);
     Seal();
     return true;

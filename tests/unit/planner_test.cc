@@ -50,8 +50,11 @@ std::string Bytes(const Step& step) {
 
 class PlannerFixture {
  public:
-  // Channels in `phase` (none configured when empty), posts in old-only.
-  PlannerFixture(std::string_view phase, bool second_server, std::string_view proxy = "") {
+  // Channels in `phase` (none configured when empty), posts in old-only;
+  // with `coordinated`, the planner consults `gate`.
+  PlannerFixture(std::string_view phase, bool second_server, std::string_view proxy = "",
+                 bool coordinated = false)
+      : gate_(coordinated ? &gate : nullptr) {
     std::string toml = StrCat("[proxy]\n", proxy, "\n[backends.old]\n");
     if (second_server) toml += "[backends.new]\nport = 5433\n";
     if (!phase.empty()) {
@@ -63,11 +66,7 @@ class PlannerFixture {
     EXPECT_TRUE(config.ok()) << config.status();
     auto settings = std::make_shared<Settings>();
     settings->config = *config;
-    settings->router = std::make_shared<routing::Router>(
-        *config,
-        routing::Catalog{{{"public.channels", {"id", "title", "created_at"}}},
-                         {{"public.channels_v2", {"id", "name", "created_at"}}}},
-        counters);
+    settings->router = std::make_shared<routing::Router>(*config, Catalog(), counters);
     settings_ = settings;
     links[0].name = "old";
     links[1].server = BackendId::kNew;
@@ -87,7 +86,25 @@ class PlannerFixture {
     return steps;
   }
 
+  static routing::Catalog Catalog() {
+    return routing::Catalog{{{"public.channels", {"id", "title", "created_at"}}},
+                            {{"public.channels_v2", {"id", "name", "created_at"}}}};
+  }
+
+  // Settings of generation `generation` with channels in `phase`.
+  void Install(std::string_view phase, uint64_t generation) {
+    auto config = std::make_shared<routing::Config>(*settings_->config);
+    config->tables[0].phase = *routing::PhaseFromName(phase);
+    auto settings = std::make_shared<Settings>(*settings_);
+    settings->config = config;
+    settings->router = std::make_shared<routing::Router>(config, Catalog(), counters);
+    settings->generation = generation;
+    settings_ = settings;
+  }
+
   std::string input_;
+  routing::CoordinationGate gate;
+  routing::CoordinationGate* gate_;
   routing::TableCounterRegistry counters;
   SettingsPtr settings_;
   std::array<Link, 2> links;
@@ -95,7 +112,7 @@ class PlannerFixture {
   routing::SessionSettings client_settings;
   Refusals refusals;
   Planner planner{
-      PlannerContext{settings_, links, transaction, client_settings, refusals, nullptr, 1}};
+      PlannerContext{settings_, links, transaction, client_settings, refusals, nullptr, 1, gate_}};
 };
 
 TEST(Planner, WithoutConfiguredTablesEverythingStreamsToOld) {
@@ -485,6 +502,31 @@ TEST(Planner, TransactionControlNeverGoesToALostServer) {
   std::vector<Step*> steps = f.Plan(Query("BEGIN"));
   ASSERT_EQ(steps.size(), 1u);
   EXPECT_EQ(steps[0]->target, BackendId::kOld);
+}
+
+TEST(Planner, APortalBoundBeforeAFlipIsRefusedWhenExecutedAfterIt) {
+  PlannerFixture f("shadow-read", true, "", true);
+  f.gate.Synced();
+  f.gate.Renewed(routing::CoordinationGate::Clock::now() + std::chrono::hours(1));
+  std::string bound;
+  protocol::Parse{"s", "UPDATE channels SET title = 'x' WHERE id = 1", {}}.Encode(bound);
+  protocol::Bind{"p", "s", {}, {}, {}}.Encode(bound);
+  f.Plan(bound);
+  // The flip to new-primary, installed between the Bind and the Execute:
+  // the portal was planned to write old first.
+  const std::string table = f.settings_->config->tables[0].name;
+  f.gate.PhasesChanged({table}, 1);
+  f.Install("new-primary", 1);
+  std::string execute;
+  protocol::Execute{"p", 0}.Encode(execute);
+  std::vector<Step*> steps = f.Plan(execute + Sync());
+  ASSERT_FALSE(steps.empty());
+  EXPECT_NE(Bytes(*steps[0]).find("pgshift refusal"), std::string::npos);
+  auto refusal =
+      f.refusals.Take(StrCat("relation \"", Refusals::ProbeName(1), "\" does not exist"));
+  ASSERT_TRUE(refusal.has_value());
+  EXPECT_EQ(refusal->sqlstate(), "40001");
+  EXPECT_NE(refusal->message().find(table), std::string::npos);
 }
 
 TEST(Planner, AMalformedMessageIsAnError) {
