@@ -1,9 +1,11 @@
 #include "proxy/admin_console.h"
 
+#include <algorithm>
 #include <cctype>
 #include <ctime>
 #include <vector>
 
+#include "absl/strings/str_join.h"
 #include "common/strings.h"
 #include "protocol/crypto.h"
 #include "protocol/message_type.h"
@@ -52,6 +54,22 @@ struct Table {
 
 std::string Endpoint(const routing::Endpoint& e) { return StrCat(e.host, ":", e.port); }
 std::string Endpoint(const std::optional<routing::Endpoint>& e) { return e ? Endpoint(*e) : ""; }
+
+std::string Time(std::chrono::system_clock::time_point t);
+
+// The statements on configured tables by shape, most executed first.
+Table ShowQueries(const routing::QueryFingerprints& fingerprints) {
+  std::vector<routing::QueryFingerprints::Row> rows = fingerprints.Rows();
+  std::sort(rows.begin(), rows.end(),
+            [](const auto& a, const auto& b) { return a.executions > b.executions; });
+  Table t{{"fingerprint", "tables", "kind", "executions", "refused", "last_seen", "query"}, {}};
+  for (const auto& r : rows) {
+    const std::chrono::system_clock::time_point seen{std::chrono::milliseconds(r.last_seen_ms)};
+    t.rows.push_back({r.fingerprint, absl::StrJoin(r.tables, ", "), r.writes ? "write" : "read",
+                      StrCat(r.executions), StrCat(r.refused), Time(seen), r.normalized});
+  }
+  return t;
+}
 
 std::string Time(std::chrono::system_clock::time_point t) {
   std::time_t tt = std::chrono::system_clock::to_time_t(t);
@@ -379,6 +397,8 @@ std::string AdminConsole::Execute(std::string_view sql) {
       t.rows.push_back({Time(m.at), m.table, m.fingerprint, m.query, m.detail});
     }
     t.Encode(out, "SHOW");
+  } else if (words.size() == 2 && words[0] == "SHOW" && words[1] == "QUERIES") {
+    ShowQueries(server_.table_counters().fingerprints()).Encode(out, "SHOW");
   } else if (words.size() == 2 && words[0] == "SHOW" && words[1] == "INSTANCES") {
     Table t{{"instance", "address", "version", "generation", "lease_expires", "live", "sessions",
              "acknowledged", "holding"},
@@ -410,6 +430,7 @@ std::string AdminConsole::Execute(std::string_view sql) {
                 {"SHOW STATS", "counters since start"},
                 {"SHOW HISTORY", "phase changes, backfills and verifies recorded in pgshift_state"},
                 {"SHOW MISMATCHES", "the latest shadow read mismatches"},
+                {"SHOW QUERIES", "the statements sent to configured tables, by shape"},
                 {"SHOW PREPARED", "prepared mirrors recovery left alone, and why"},
                 {"SHOW INSTANCES", "the coordinated instances, their leases and flips"},
                 {"SET PHASE table TO phase", "propose a fenced flip to every instance"},

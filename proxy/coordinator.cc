@@ -207,6 +207,7 @@ awaitable<bool> Coordinator::Round(CoordinatorConnection& c) {
              {{"instance", id_}, {"flip", Text(row[4])}, {"table", Text(row[0])}});
   }
   if (!co_await FlushEvidence(c, phases->rows)) co_return false;
+  if (!co_await FlushQueries(c)) co_return false;
   auto totals = co_await c.Query(
       "SELECT e.table_name, sum(e.compared), sum(e.persistent), sum(e.refused) FROM "
       "pgshift_evidence e JOIN pgshift_phases p ON p.table_name = e.table_name AND "
@@ -313,6 +314,32 @@ awaitable<bool> Coordinator::FlushEvidence(CoordinatorConnection& c, const Rows&
         "persistent = EXCLUDED.persistent, refused = EXCLUDED.refused, flushed_at = now()");
     if (!(co_await c.Query(sql)).ok()) co_return false;
   }
+  co_return true;
+}
+
+awaitable<bool> Coordinator::FlushQueries(CoordinatorConnection& c) {
+  std::string values;
+  std::vector<std::pair<std::string, uint64_t>> flushed;
+  for (const routing::QueryFingerprints::Row& q : host_.Queries()) {
+    const uint64_t seen = q.executions + q.refused;
+    auto it = flushed_queries_.find(q.fingerprint);
+    if (seen == 0 || (it != flushed_queries_.end() && it->second == seen)) continue;
+    flushed.emplace_back(q.fingerprint, seen);
+    values +=
+        StrCat(values.empty() ? "" : ", ", "(", QuoteLiteral(run_), ", ", QuoteLiteral(id_), ", ",
+               QuoteLiteral(q.fingerprint), ", ", QuoteLiteral(q.normalized), ", ",
+               QuoteLiteral(absl::StrJoin(q.tables, ", ")), ", ", q.writes ? "true" : "false", ", ",
+               q.executions, ", ", q.refused, ", to_timestamp(", q.last_seen_ms, " / 1000.0))");
+  }
+  if (values.empty()) co_return true;
+  const std::string sql = StrCat(
+      "INSERT INTO pgshift_fingerprints (run, instance_id, fingerprint, query, tables, writes, "
+      "executions, refused, last_seen) VALUES ",
+      values,
+      " ON CONFLICT (run, fingerprint) DO UPDATE SET executions = EXCLUDED.executions, refused = "
+      "EXCLUDED.refused, last_seen = EXCLUDED.last_seen, flushed_at = now()");
+  if (!(co_await c.Query(sql)).ok()) co_return false;
+  for (auto& [fingerprint, seen] : flushed) flushed_queries_[fingerprint] = seen;
   co_return true;
 }
 

@@ -31,6 +31,7 @@
 #include "proxy/migration_state.h"
 #include "routing/config.h"
 #include "routing/coordination_gate.h"
+#include "routing/query_fingerprints.h"
 
 namespace pgshift::proxy {
 
@@ -47,6 +48,8 @@ class CoordinatorHost {
   // This process's shadow comparisons of `table` since it entered its
   // phase here.
   virtual ShadowEvidence LocalEvidence(const std::string& table) = 0;
+  // This process's statements on configured tables, by shape.
+  virtual std::vector<routing::QueryFingerprints::Row> Queries() const = 0;
   // "session 12 (client 10.0.0.7:50312)", for what holds a flip.
   virtual std::string DescribeSession(uint64_t session) const = 0;
 };
@@ -104,6 +107,8 @@ class Coordinator {
   // under its run.
   awaitable<bool> FlushEvidence(CoordinatorConnection& c,
                                 const std::vector<std::vector<std::optional<std::string>>>& rows);
+  // This process's statement shapes that ran since the last flush.
+  awaitable<bool> FlushQueries(CoordinatorConnection& c);
   // Acknowledges the fenced flip once the sessions have drained it.
   awaitable<bool> AcknowledgeIfDrained(CoordinatorConnection& c);
   void Apply(const std::vector<std::vector<std::optional<std::string>>>& phases);
@@ -125,6 +130,8 @@ class Coordinator {
   int64_t acknowledged_ = 0;  // the newest flip drained for
   routing::CoordinationGate::Holder holder_;
   bool differences_logged_ = false;
+  // Per shape, its executions and refusals as last flushed.
+  absl::flat_hash_map<std::string, uint64_t> flushed_queries_;
   asio::io_context context_{1};
   std::thread thread_;
 };

@@ -122,6 +122,9 @@ class Server : private CoordinatorHost {
   void InstallSharedPhases(const SharedPhases& phases) override;
   int Sessions() const override { return live_sessions_.load(); }
   ShadowEvidence LocalEvidence(const std::string& table) override;
+  std::vector<routing::QueryFingerprints::Row> Queries() const override {
+    return table_counters_.fingerprints().Rows();
+  }
   std::string DescribeSession(uint64_t session) const override;
   // Installs `next` (already checked) as the running settings, with
   // `catalog` and `mirroring`; logs and notes its phase changes. Under

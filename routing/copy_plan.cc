@@ -60,7 +60,7 @@ PlanPtr Router::CopyPlan(ParseTree& tree, const TableConfig& table) const {
       StrCat("CREATE TABLE ", kCopyStaging, " AS SELECT ", columns, " FROM ", target,
              " WITH NO DATA; ", *staged_copy, "; INSERT INTO ", target, " (", columns, ") SELECT ",
              columns, " FROM ", kCopyStaging, "; DROP TABLE ", kCopyStaging);
-  PlanPtr expanded = MakePlan(text);
+  PlanPtr expanded = PlanText(text);  // pgshift's text: not a shape the client sent
   if (expanded->refusal) return expanded;
   auto plan = std::make_shared<Plan>(*expanded);
   plan->shapes.resize(4);

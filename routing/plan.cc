@@ -3,6 +3,7 @@
 namespace pgshift::routing {
 
 void Plan::Count() const {
+  if (fingerprint != nullptr) fingerprint->Seen(refusal.has_value());
   if (refusal) {
     for (TableCounters* t : refused_tables) t->refused.fetch_add(1, std::memory_order_relaxed);
     return;

@@ -381,6 +381,19 @@ absl::Status SplitIntoParts(ParseTree& tree, const std::vector<std::pair<size_t,
 }  // namespace
 
 PlanPtr Router::MakePlan(std::string_view sql) const {
+  PlanPtr made = PlanText(sql);
+  if (made->refused_tables.empty()) return made;
+  std::vector<std::string> tables;
+  for (const TableCounters* t : made->refused_tables) {
+    if (std::find(tables.begin(), tables.end(), t->table) == tables.end())
+      tables.push_back(t->table);
+  }
+  auto plan = std::make_shared<Plan>(*made);
+  plan->fingerprint = counters_.fingerprints().For(sql, std::move(tables), plan->writes);
+  return plan;
+}
+
+PlanPtr Router::PlanText(std::string_view sql) const {
   auto plan = std::make_shared<Plan>();
   plan->sql = std::string(sql);
   absl::StatusOr<ParseTree> tree = ParseTree::Parse(sql);

@@ -20,6 +20,7 @@
 #include "routing/mention_filter.h"
 #include "routing/mirror.h"
 #include "routing/parse_tree.h"
+#include "routing/query_fingerprints.h"
 #include "routing/sql_analysis.h"
 #include "routing/statement_template.h"
 #include "routing/transaction_control.h"
@@ -59,11 +60,15 @@ struct TableCounters {
 class TableCounterRegistry {
  public:
   TableCounters& For(const std::string& table);
+  // The statements on those tables, by shape, counted beside them.
+  QueryFingerprints& fingerprints() { return fingerprints_; }
+  const QueryFingerprints& fingerprints() const { return fingerprints_; }
 
  private:
   absl::Mutex mutex_;
   absl::flat_hash_map<std::string, std::unique_ptr<TableCounters>> counters_
       ABSL_GUARDED_BY(mutex_);
+  QueryFingerprints fingerprints_;
 };
 
 struct TableRename;
@@ -191,8 +196,11 @@ struct Plan {
   std::vector<TableCounters*> reads;
   std::vector<TableCounters*> writes_to;
   std::vector<TableCounters*> refused_tables;
+  // The statement's shape, when it names configured tables (and the
+  // registry had room).
+  QueryFingerprint* fingerprint = nullptr;
 
-  // Counts one execution (or one refusal) against the tables.
+  // Counts one execution (or one refusal) against the tables and the shape.
   void Count() const;
 };
 using PlanPtr = std::shared_ptr<const Plan>;
@@ -229,7 +237,10 @@ class Router {
 
  private:
   struct PlanDraft;
+  // The plan of `sql`, with its shape recorded when it names configured
+  // tables.
   PlanPtr MakePlan(std::string_view sql) const;
+  PlanPtr PlanText(std::string_view sql) const;
   // Which server statement `i` needs, what it writes and reads, what of it
   // is refused.
   void PlaceStatement(const ParseTree& tree, size_t i, PlanDraft& draft, Plan& plan) const;

@@ -79,6 +79,22 @@ inline constexpr const char* kCreateEvidenceTable =
     " refused bigint NOT NULL DEFAULT 0,"
     " flushed_at timestamptz NOT NULL DEFAULT now(),"
     " PRIMARY KEY (run, table_name, entered))";
+// The statements on configured tables each instance has seen, by shape
+// (routing/query_fingerprints.h), one row per process run and shape: what
+// the dry-run of a flip replays, from every instance.
+inline constexpr const char* kCreateFingerprintsTable =
+    "CREATE TABLE IF NOT EXISTS pgshift_fingerprints ("
+    " run text NOT NULL,"
+    " instance_id text NOT NULL,"
+    " fingerprint text NOT NULL,"
+    " query text NOT NULL,"
+    " tables text NOT NULL,"
+    " writes boolean NOT NULL,"
+    " executions bigint NOT NULL,"
+    " refused bigint NOT NULL,"
+    " last_seen timestamptz NOT NULL,"
+    " flushed_at timestamptz NOT NULL DEFAULT now(),"
+    " PRIMARY KEY (run, fingerprint))";
 // Every instance LISTENs here; a proposal, an acknowledgement and a flip's
 // end NOTIFY it.
 inline constexpr const char* kCoordinationChannel = "pgshift_coordination";

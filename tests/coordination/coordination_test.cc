@@ -363,6 +363,21 @@ TEST_F(Coordination, FlipsUnderLoadThroughThreeInstancesLoseNoIncrement) {
             "8");
   EXPECT_EQ(record.Value("SELECT phase FROM pgshift_phases WHERE table_name = 'public.counters'"),
             "new-primary");
+  // What the application sent, by shape, from every instance: each flushes
+  // its own within a round; together they count every increment.
+  const std::string shape =
+      "FROM pgshift_fingerprints WHERE query LIKE 'UPDATE counters SET n = n + $_ WHERE id = $_'";
+  const std::string expected = std::to_string(load.acknowledged());
+  std::string flushed;
+  for (int i = 0; i < 100 && flushed != expected; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    flushed = record.Value("SELECT sum(executions) " + shape).value_or("");
+  }
+  EXPECT_EQ(flushed, expected);
+  EXPECT_EQ(record.Value("SELECT count(DISTINCT instance_id) || ' ' || min(tables) || ' ' || "
+                         "bool_and(writes) " +
+                         shape),
+            "3 public.counters true");
 }
 
 TEST_F(Coordination, AFlipThatCannotDrainIsAbortedAndNothingChanges) {

@@ -74,6 +74,23 @@ TEST_F(Admin, ShowClientsAndStats) {
   EXPECT_NE(out.find("queries_total|3"), std::string::npos) << out;
 }
 
+TEST_F(Admin, ShowQueriesListsWhatTheApplicationSentByShape) {
+  PgConn app(proxy_.ConnInfo("user=app password=app_pw"));
+  ASSERT_TRUE(app.ok()) << app.error();
+  // Planned and counted whether or not the tables exist here.
+  app.Ok("SELECT title FROM channels WHERE id = 1");
+  app.Ok("SELECT title FROM channels WHERE id = 22");
+  app.Ok("TRUNCATE channels CASCADE");  // refused while channels is mirrored
+  app.Ok("SELECT 'secret' FROM users");
+  std::string out;
+  ASSERT_EQ(Psql("ops", "SHOW QUERIES", out), 0) << out;
+  EXPECT_NE(out.find("|public.channels|read|2|0|"), std::string::npos) << out;
+  EXPECT_NE(out.find("|SELECT title FROM channels WHERE id = $1"), std::string::npos) << out;
+  EXPECT_NE(out.find("|public.channels|write|0|1|"), std::string::npos) << out;
+  EXPECT_EQ(out.find("users"), std::string::npos) << "only configured tables: " << out;
+  EXPECT_EQ(out.find("= 22"), std::string::npos) << "no constants: " << out;
+}
+
 TEST_F(Admin, OnlyAdminsGetIn) {
   std::string out;
   EXPECT_NE(Psql("app", "SHOW TABLES", out), 0);

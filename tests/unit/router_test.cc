@@ -1,7 +1,9 @@
 // Routing plans: which server answers, what text it gets, what is refused.
+#include "routing/router.h"
+
 #include <gtest/gtest.h>
 
-#include "routing/router.h"
+#include <algorithm>
 
 namespace pgshift::routing {
 namespace {
@@ -128,6 +130,38 @@ TEST(Router, PlansAreCachedAndCounted) {
   EXPECT_EQ(c.reads.load(), 2u);
   EXPECT_EQ(c.writes.load(), 1u);
   EXPECT_EQ(c.refused.load(), 1u);
+}
+
+TEST(Router, StatementsOnConfiguredTablesAreRecordedByShape) {
+  Fixture f("dual-write");
+  // The same shape with other constants, as a template and as a parameter.
+  f.router.PlanFor("SELECT title FROM channels WHERE id = 1")->Count();
+  f.router.PlanFor("SELECT title FROM channels WHERE id = 2")->Count();
+  f.router.PlanFor("SELECT title FROM channels WHERE id = $1")->Count();
+  f.router.PlanFor("DELETE FROM channels")->Count();  // refused in dual-write
+  f.router.PlanFor("SELECT * FROM users")->Count();   // no configured table
+  std::vector<QueryFingerprints::Row> rows = f.counters.fingerprints().Rows();
+  ASSERT_EQ(rows.size(), 2u);
+  std::sort(rows.begin(), rows.end(), [](auto& a, auto& b) { return a.writes < b.writes; });
+  EXPECT_EQ(rows[0].normalized, "SELECT title FROM channels WHERE id = $1");
+  EXPECT_EQ(rows[0].tables, std::vector<std::string>{"public.channels"});
+  EXPECT_EQ(rows[0].executions, 3u);
+  EXPECT_EQ(rows[0].refused, 0u);
+  EXPECT_GT(rows[0].last_seen_ms, 0);
+  EXPECT_TRUE(rows[1].writes);
+  EXPECT_EQ(rows[1].executions, 0u);
+  EXPECT_EQ(rows[1].refused, 1u);
+}
+
+TEST(Router, ShapesPastTheBoundAreCountedNotKept) {
+  QueryFingerprints fingerprints(2);
+  EXPECT_NE(fingerprints.For("SELECT a FROM t", {"t"}, false), nullptr);
+  EXPECT_NE(fingerprints.For("SELECT b FROM t", {"t"}, false), nullptr);
+  EXPECT_EQ(fingerprints.For("SELECT c FROM t", {"t"}, false), nullptr);
+  EXPECT_EQ(fingerprints.For("SELECT a FROM t", {"t"}, false),
+            fingerprints.For("SELECT a FROM t", {"t"}, false));
+  EXPECT_EQ(fingerprints.Rows().size(), 2u);
+  EXPECT_EQ(fingerprints.untracked(), 1u);
 }
 
 TEST(Router, SyntaxErrorsGoToOldAsWritten) {
