@@ -61,7 +61,43 @@ absl::flat_hash_map<std::string, ShadowEvidence> Coordinator::FleetTotals() cons
   return fleet_;
 }
 
-absl::StatusOr<SharedPhases> Coordinator::Join() { return ReadPhases(*config(), tls_, true); }
+absl::StatusOr<SharedPhases> Coordinator::Join() {
+  if (absl::Status claimed = ClaimId(); !claimed.ok()) return claimed;
+  return ReadPhases(*config(), tls_, true);
+}
+
+absl::Status Coordinator::ClaimId() {
+  routing::ConfigPtr current = config();
+  return RunToCompletion<absl::Status>([&]() -> awaitable<absl::Status> {
+    auto opened = co_await OpenCoordinator(*current, tls_);
+    if (!opened.ok()) co_return opened.status();
+    CoordinatorConnection c(std::move(*opened));
+    Deadline deadline(*c.stream, current->coordination.lease_timeout_s);
+    const std::string claim = StrCat(
+        "INSERT INTO pgshift_instances AS i (instance_id, address, version, lease_expires, run) "
+        "VALUES (",
+        QuoteLiteral(id_), ", ", QuoteLiteral(address_), ", ", QuoteLiteral(kVersion), ", now(), ",
+        QuoteLiteral(run_),
+        ") ON CONFLICT (instance_id) DO UPDATE SET address = EXCLUDED.address, version = "
+        "EXCLUDED.version, run = EXCLUDED.run, generation = 0, acknowledged = 0, holding = NULL "
+        "WHERE i.lease_expires < now() OR i.address = EXCLUDED.address RETURNING 1");
+    auto claimed = co_await c.Query(claim);
+    if (!claimed.ok()) co_return claimed.status();
+    if (!claimed->rows.empty()) co_return absl::OkStatus();
+    auto holder = co_await c.Query(
+        StrCat("SELECT address, to_char(lease_expires, 'YYYY-MM-DD HH24:MI:SS TZ') FROM "
+               "pgshift_instances WHERE instance_id = ",
+               QuoteLiteral(id_)));
+    if (!holder.ok()) co_return holder.status();
+    std::string who = holder->rows.empty()
+                          ? std::string("another instance")
+                          : StrCat("the instance at ", Text(holder->rows[0][0]), " (lease until ",
+                                   Text(holder->rows[0][1]), ")");
+    co_return absl::AlreadyExistsError(
+        StrCat("coordination.instance_id \"", id_, "\" is held by ", who,
+               ": give each instance an id of its own (the default is host:listen port)"));
+  });
+}
 
 absl::Status Coordinator::Propose(const routing::Config& next,
                                   const std::vector<PhaseChange>& changes) {
@@ -85,7 +121,7 @@ void Coordinator::Stop() {
     Deadline deadline(*c.stream, current->coordination.poll_interval_s * 2);
     std::string sql =
         StrCat("UPDATE pgshift_instances SET lease_expires = now() WHERE instance_id = ",
-               QuoteLiteral(id_));
+               QuoteLiteral(id_), " AND run = ", QuoteLiteral(run_));
     co_return (co_await c.Query(sql)).ok();
   });
   LogEvent(LogLevel::kInfo, "coordination_lease_released", {{"instance", id_}});
@@ -154,16 +190,31 @@ awaitable<bool> Coordinator::Round(CoordinatorConnection& c) {
   const std::string holding = Holding();
   std::string upsert = StrCat(
       "INSERT INTO pgshift_instances AS i (instance_id, address, version, generation, "
-      "lease_expires, sessions, acknowledged, holding) VALUES (",
+      "lease_expires, sessions, acknowledged, holding, run) VALUES (",
       QuoteLiteral(id_), ", ", QuoteLiteral(address_), ", ", QuoteLiteral(kVersion), ", ", applied_,
       ", now() + interval '", static_cast<int64_t>(lease * 1000), " milliseconds', ",
       host_.Sessions(), ", ", acknowledged_, ", ",
-      holding.empty() ? std::string("NULL") : QuoteLiteral(holding),
+      holding.empty() ? std::string("NULL") : QuoteLiteral(holding), ", ", QuoteLiteral(run_),
       ") ON CONFLICT (instance_id) DO UPDATE SET address = EXCLUDED.address, version = "
       "EXCLUDED.version, generation = EXCLUDED.generation, lease_expires = "
       "EXCLUDED.lease_expires, sessions = EXCLUDED.sessions, acknowledged = "
-      "EXCLUDED.acknowledged, holding = EXCLUDED.holding");
+      "EXCLUDED.acknowledged, holding = EXCLUDED.holding, run = EXCLUDED.run "
+      "WHERE i.run = EXCLUDED.run OR i.lease_expires < now() RETURNING 1");
   auto renewed = co_await c.Query(upsert);
+  if (renewed.ok() && renewed->rows.empty()) {
+    // Another live process renews this id: its acknowledgements are not
+    // this one's, so this one holds no lease until the id is free.
+    if (!id_taken_logged_) {
+      LogEvent(
+          LogLevel::kError, "coordination_instance_id_taken",
+          {{"instance", id_},
+           {"reason", "another live process renews this coordination.instance_id"},
+           {"consequence", "this instance holds no lease; give each instance an id of its own"}});
+    }
+    id_taken_logged_ = true;
+    co_return false;
+  }
+  id_taken_logged_ = false;
   const std::string phases_sql =
       StrCat("SELECT table_name, phase, generation, pending_phase, flip, ",
              StaleFlipSql(current->coordination), " FROM pgshift_phases");
@@ -288,14 +339,16 @@ awaitable<bool> Coordinator::AcknowledgeIfDrained(CoordinatorConnection& c) {
     if (holder.session == holder_.session) co_return true;
     // Said once per holder: the proposer names it if the flip is aborted.
     holder_ = holder;
-    std::string sql = StrCat("UPDATE pgshift_instances SET holding = ", QuoteLiteral(Holding()),
-                             " WHERE instance_id = ", QuoteLiteral(id_));
+    std::string sql =
+        StrCat("UPDATE pgshift_instances SET holding = ", QuoteLiteral(Holding()),
+               " WHERE instance_id = ", QuoteLiteral(id_), " AND run = ", QuoteLiteral(run_));
     co_return (co_await c.Query(sql)).ok();
   }
   acknowledged_ = *fence;
   holder_ = {};
   std::string sql = StrCat("UPDATE pgshift_instances SET acknowledged = greatest(acknowledged, ",
-                           *fence, "), holding = NULL WHERE instance_id = ", QuoteLiteral(id_));
+                           *fence, "), holding = NULL WHERE instance_id = ", QuoteLiteral(id_),
+                           " AND run = ", QuoteLiteral(run_));
   const std::vector<std::string> statements = {sql, NotifySql()};
   absl::Status done = co_await c.Run(statements);
   co_return done.ok();

@@ -76,10 +76,12 @@ class Coordinator {
               routing::ConfigPtr config);
   ~Coordinator();
 
-  // At start, before clients are served: seeds pgshift_phases with the
-  // file's tables it lacks and reads the phases. Unavailable when the
-  // coordinator cannot be reached: the instance then serves no configured
-  // table until the first round succeeds.
+  // At start, before clients are served: claims the instance id, seeds
+  // pgshift_phases with the file's tables it lacks and reads the phases.
+  // AlreadyExists when another live process holds the id (two instances
+  // sharing one id would acknowledge flips for each other). Unavailable
+  // when the coordinator cannot be reached: the instance then serves no
+  // configured table until the first round succeeds.
   absl::StatusOr<SharedPhases> Join();
   void Start();
   // Stops the loop and gives the lease up (a clean exit is not waited for
@@ -103,6 +105,9 @@ class Coordinator {
   // One round: lease, phases, instances, evidence. False when the
   // connection failed.
   awaitable<bool> Round(CoordinatorConnection& c);
+  // The id's row, made this process's: when it has none, its lease has
+  // expired, or its address is this one's (this instance, restarted).
+  absl::Status ClaimId();
   // This process's evidence for every table (`rows`: pgshift_phases'),
   // under its run.
   awaitable<bool> FlushEvidence(CoordinatorConnection& c,
@@ -130,6 +135,7 @@ class Coordinator {
   int64_t acknowledged_ = 0;  // the newest flip drained for
   routing::CoordinationGate::Holder holder_;
   bool differences_logged_ = false;
+  bool id_taken_logged_ = false;
   // Per shape, its executions and refusals as last flushed.
   absl::flat_hash_map<std::string, uint64_t> flushed_queries_;
   asio::io_context context_{1};

@@ -182,7 +182,9 @@ absl::Status Server::Setup() {
   // With coordination the fleet's phases are the record (pgshift_phases).
   routing::ConfigPtr running = settings->config;
   if (config.coordination.enabled) {
-    running = JoinCoordinator(running);
+    absl::StatusOr<routing::ConfigPtr> joined = JoinCoordinator(running);
+    if (!joined.ok()) return joined.status();
+    running = *std::move(joined);
   } else {
     ReportAndRecordAtStart(config, *backend_tls_);
   }

@@ -116,8 +116,9 @@ class Server : private CoordinatorHost {
   // one phase changed).
   absl::Status Apply(routing::ConfigPtr next, bool from_file);
   // With coordination: joins the coordinator and returns the configuration
-  // with the fleet's phases (the file's when it cannot be reached).
-  routing::ConfigPtr JoinCoordinator(routing::ConfigPtr file);
+  // with the fleet's phases (the file's when it cannot be reached); an error
+  // when another live process holds this instance's id.
+  absl::StatusOr<routing::ConfigPtr> JoinCoordinator(routing::ConfigPtr file);
   // CoordinatorHost.
   void InstallSharedPhases(const SharedPhases& phases) override;
   int Sessions() const override { return live_sessions_.load(); }

@@ -57,12 +57,13 @@ void Server::Install(routing::ConfigPtr next, routing::Catalog catalog, MirrorRe
   generation_.store(installed->generation, std::memory_order_release);
 }
 
-routing::ConfigPtr Server::JoinCoordinator(routing::ConfigPtr file) {
+absl::StatusOr<routing::ConfigPtr> Server::JoinCoordinator(routing::ConfigPtr file) {
   CoordinatorHost& host = *this;
   coordinator_ = std::make_unique<Coordinator>(host, gate_, *backend_tls_, file);
   absl::MutexLock lock(&install_mutex_);
   file_config_ = file;
   absl::StatusOr<SharedPhases> joined = coordinator_->Join();
+  if (absl::IsAlreadyExists(joined.status())) return joined.status();
   if (!joined.ok()) {
     LogEvent(LogLevel::kError, "coordinator_unreachable",
              {{"instance", coordinator_->instance_id()},

@@ -424,6 +424,32 @@ TEST_F(Coordination, AFlipThatCannotDrainIsAbortedAndNothingChanges) {
   EXPECT_EQ(rows[1][5], "yes");  // live
 }
 
+// Two processes under one id would acknowledge flips for each other: the
+// second is refused at start, naming the first. A clean exit gives the
+// lease up.
+TEST_F(Coordination, TwoInstancesCannotShareAnId) {
+  Instance& a = Start("a", "dual-write");
+  ASSERT_TRUE(AllServe("dual-write"));
+  const std::string first = ReadFile(a.process->dir() + "/pgshift.toml");
+  const std::string port = std::to_string(a.process->port());
+  std::string second = first;
+  second.replace(second.find("127.0.0.1:" + port), 10 + port.size(),
+                 "127.0.0.1:" + std::to_string(FreePort()));
+  const std::string path = a.process->dir() + "/second.toml";
+  WriteFile(path, second);
+  std::string output;
+  EXPECT_NE(CaptureCommand(PgshiftBinary() + " serve --config " + path, output), 0);
+  EXPECT_NE(output.find("coordination.instance_id \\\"a\\\" is held by the instance at"),
+            std::string::npos)
+      << output;
+  EXPECT_EQ(a.process->Stop(), 0);
+  PgConn old_side = Old();
+  EXPECT_EQ(old_side.Value("SELECT lease_expires <= now() FROM pgshift_instances WHERE "
+                           "instance_id = 'a'"),
+            "t")
+      << "a clean exit gives the lease up";
+}
+
 TEST_F(Coordination, ACutOffInstanceStopsServingMirroredTablesAndTheFlipGoesOnWithoutIt) {
   TcpRelay relay(old_->port());
   Instance& a = Start("a", "dual-write");
