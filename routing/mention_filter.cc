@@ -22,12 +22,21 @@ std::string_view Unqualified(std::string_view name) {
 }  // namespace
 
 TableMentionFilter::TableMentionFilter(const Config& config) {
+  for (const TableConfig& t : config.tables) Add(t);
+}
+
+TableMentionFilter::TableMentionFilter(const Config& config,
+                                       const std::vector<std::string>& only) {
   for (const TableConfig& t : config.tables) {
-    truncate_may_cascade_ = truncate_may_cascade_ || MirrorsWrites(t.phase);
-    for (std::string_view name : {std::string_view(t.name), std::string_view(t.new_name)}) {
-      std::string bare = Lower(Unqualified(name));
-      if (std::find(names_.begin(), names_.end(), bare) == names_.end()) names_.push_back(bare);
-    }
+    if (std::find(only.begin(), only.end(), t.name) != only.end()) Add(t);
+  }
+}
+
+void TableMentionFilter::Add(const TableConfig& t) {
+  truncate_may_cascade_ = truncate_may_cascade_ || MirrorsWrites(t.phase);
+  for (std::string_view name : {std::string_view(t.name), std::string_view(t.new_name)}) {
+    std::string bare = Lower(Unqualified(name));
+    if (std::find(names_.begin(), names_.end(), bare) == names_.end()) names_.push_back(bare);
   }
 }
 

@@ -19,9 +19,13 @@ namespace pgshift::routing {
 class TableMentionFilter {
  public:
   explicit TableMentionFilter(const Config& config);
+  // For the configured tables named in `only` (a flip's fenced tables).
+  TableMentionFilter(const Config& config, const std::vector<std::string>& only);
   bool MayMention(std::string_view sql) const;
 
  private:
+  void Add(const TableConfig& table);
+
   std::vector<std::string> names_;  // lower case, unqualified, both old and new names
   // Some table's writes are mirrored: a TRUNCATE may reach it by CASCADE
   // without naming it, so it is always "maybe".

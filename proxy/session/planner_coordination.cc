@@ -8,6 +8,7 @@
 #include "protocol/messages/query.h"
 #include "protocol/wire.h"
 #include "proxy/session/planner.h"
+#include "routing/mention_filter.h"
 #include "routing/phase.h"
 
 namespace pgshift::proxy {
@@ -16,17 +17,6 @@ namespace {
 
 namespace frontend = protocol::frontend;
 namespace sqlstate = protocol::sqlstate;
-
-std::string Folded(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + ('a' - 'A')) : c;
-  return out;
-}
-
-std::string_view Unqualified(std::string_view name) {
-  size_t dot = name.rfind('.');
-  return dot == std::string_view::npos ? name : name.substr(dot + 1);
-}
 
 bool Touches(const routing::PlanPtr& plan, const std::vector<std::string>& tables) {
   if (!plan) return false;
@@ -53,27 +43,16 @@ void Planner::LeaveGate() {
 
 bool Planner::MayTouchFenced(std::string_view bytes) const {
   if (ctx_.gate == nullptr || !ctx_.gate->AnyFenced()) return false;
-  std::vector<std::string> fenced;
-  std::vector<std::string> names;  // folded, unqualified: old and new
-  for (std::string& table : ctx_.gate->FencedTables()) {
-    // In flight on one of the flip's tables, the transaction is what the
-    // flip waits for: held on another of them, it would hold the flip up
-    // until cutover_timeout (the flip cannot be acknowledged meanwhile, so
-    // it may go on under the old phases).
+  std::vector<std::string> fenced = ctx_.gate->FencedTables();
+  // In flight on one of the flip's tables, the transaction is what the flip
+  // waits for: held on another of them, it would hold the flip up until
+  // cutover_timeout (the flip cannot be acknowledged meanwhile, so it may go
+  // on under the old phases).
+  for (const std::string& table : fenced) {
     if (std::find(entered_.begin(), entered_.end(), table) != entered_.end()) return false;
-    for (const routing::TableConfig& t : config().tables) {
-      if (t.name != table) continue;
-      names.push_back(Folded(Unqualified(t.name)));
-      names.push_back(Folded(Unqualified(t.new_name)));
-    }
-    fenced.push_back(std::move(table));
   }
   if (fenced.empty()) return false;
-  auto names_one = [&](std::string_view sql) {
-    std::string folded = Folded(sql);
-    return std::any_of(names.begin(), names.end(),
-                       [&](const std::string& n) { return folded.find(n) != std::string::npos; });
-  };
+  const routing::TableMentionFilter mentions(config(), fenced);
   while (bytes.size() >= protocol::kHeaderSize) {
     auto size = protocol::CompleteMessageSize(bytes, protocol::kFrontendTypes,
                                               config().proxy.max_message_size);
@@ -83,12 +62,12 @@ bool Planner::MayTouchFenced(std::string_view bytes) const {
     switch (bytes[0]) {
       case frontend::kQuery: {
         auto query = protocol::Query::Decode(payload);
-        if (query.ok() && names_one(query->sql)) return true;
+        if (query.ok() && mentions.MayMention(query->sql)) return true;
         break;
       }
       case frontend::kParse: {
         auto parse = protocol::Parse::Decode(payload);
-        if (parse.ok() && names_one(parse->sql)) return true;
+        if (parse.ok() && mentions.MayMention(parse->sql)) return true;
         break;
       }
       case frontend::kBind: {

@@ -100,6 +100,18 @@ TEST(TableMentionFilter, PassesStatementsThatNameNoConfiguredTable) {
   EXPECT_TRUE(filter.MayMention("SELECT * FROM U&\"\\0063hannels\"")) << "escaped identifiers";
 }
 
+TEST(TableMentionFilter, OfSomeTablesFindsOnlyThose) {
+  ConfigPtr config = Config(
+      "[[tables]]\nname = \"counters\"\nnew_name = \"counters_v2\"\nphase = \"dual-write\"\n"
+      "[[tables]]\nname = \"totals\"\nnew_name = \"totals_v2\"\nphase = \"old-only\"\n");
+  TableMentionFilter filter(*config, {"public.counters"});
+  EXPECT_TRUE(filter.MayMention("UPDATE Counters_V2 SET n = 1"));
+  EXPECT_FALSE(filter.MayMention("UPDATE totals SET n = 1"));
+  EXPECT_TRUE(filter.MayMention("TRUNCATE totals CASCADE")) << "counters is mirrored";
+  TableMentionFilter none(*config, {});
+  EXPECT_FALSE(none.MayMention("UPDATE counters SET n = 1"));
+}
+
 TEST(TableMentionFilter, NoTablesNothingToFind) {
   TableMentionFilter filter(*Config(""));
   EXPECT_FALSE(filter.MayMention("SELECT * FROM channels"));
