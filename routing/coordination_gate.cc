@@ -29,15 +29,12 @@ std::vector<std::string> CoordinationGate::FencedTables() const {
   return {fenced_.begin(), fenced_.end()};
 }
 
-void CoordinationGate::BeginPass() {
-  absl::MutexLock lock(&mutex_);
-  ++passes_;
-}
+// Sequentially consistent, with the fence's any_fenced_: either the
+// session sees the fence after its pass began, or the coordinator sees the
+// pass open and waits for it (no lock on every client read).
+void CoordinationGate::BeginPass() { passes_.fetch_add(1, std::memory_order_seq_cst); }
 
-void CoordinationGate::EndPass() {
-  absl::MutexLock lock(&mutex_);
-  --passes_;
-}
+void CoordinationGate::EndPass() { passes_.fetch_sub(1, std::memory_order_seq_cst); }
 
 CoordinationGate::Entry CoordinationGate::Enter(const std::string& table, uint64_t session,
                                                 uint64_t settings_generation) {
@@ -76,7 +73,7 @@ void CoordinationGate::Fence(int64_t flip, const std::vector<std::string>& table
   flip_ = flip;
   fenced_ = {tables.begin(), tables.end()};
   acknowledged_ = false;
-  any_fenced_.store(true, std::memory_order_release);
+  any_fenced_.store(true, std::memory_order_seq_cst);
 }
 
 std::optional<int64_t> CoordinationGate::fence() const {
@@ -98,7 +95,7 @@ bool CoordinationGate::TryAcknowledge(Holder* holder) {
       found = true;
     }
   }
-  if (found || passes_ > 0) return false;
+  if (found || passes_.load(std::memory_order_seq_cst) > 0) return false;
   acknowledged_ = true;
   return true;
 }

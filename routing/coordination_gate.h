@@ -42,7 +42,7 @@ class CoordinationGate {
   bool synced() const { return synced_.load(std::memory_order_acquire); }
 
   // Sessions.
-  bool AnyFenced() const { return any_fenced_.load(std::memory_order_acquire); }
+  bool AnyFenced() const { return any_fenced_.load(std::memory_order_seq_cst); }
   bool Fenced(std::string_view table) const;
   std::vector<std::string> FencedTables() const;
   // A planning pass: from before a session looks for fenced tables in what
@@ -89,7 +89,7 @@ class CoordinationGate {
   int64_t flip_ ABSL_GUARDED_BY(mutex_) = 0;  // 0: none
   absl::flat_hash_set<std::string> fenced_ ABSL_GUARDED_BY(mutex_);
   bool acknowledged_ ABSL_GUARDED_BY(mutex_) = false;
-  int passes_ ABSL_GUARDED_BY(mutex_) = 0;
+  std::atomic<int> passes_{0};
   // Per table: the sessions whose open transaction touched it, since when.
   absl::flat_hash_map<std::string, absl::flat_hash_map<uint64_t, Clock::time_point>> in_flight_
       ABSL_GUARDED_BY(mutex_);
