@@ -25,8 +25,7 @@ TableMentionFilter::TableMentionFilter(const Config& config) {
   for (const TableConfig& t : config.tables) Add(t);
 }
 
-TableMentionFilter::TableMentionFilter(const Config& config,
-                                       const std::vector<std::string>& only) {
+TableMentionFilter::TableMentionFilter(const Config& config, const std::vector<std::string>& only) {
   for (const TableConfig& t : config.tables) {
     if (std::find(only.begin(), only.end(), t.name) != only.end()) Add(t);
   }
