@@ -144,6 +144,9 @@ awaitable<void> Session::PumpClientToBackend() {
     for (Step& step : planner_) {
       if (ended() || !co_await RunStep(step)) break;
     }
+    planner_.StepsRun();
+    // A transaction that ended while the steps ran leaves the gate now.
+    AfterTransaction();
     if (ended()) break;
     client_.buffer.Consume(*used);
     PublishState();

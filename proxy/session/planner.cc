@@ -20,6 +20,7 @@ using routing::BackendId;
 }  // namespace
 
 void Planner::Reset() {
+  steps_running_ = true;
   for (size_t i = 0; i < count_; ++i) steps_[i].Clear();
   count_ = 0;
   split_messages_.clear();

@@ -83,8 +83,15 @@ class Planner : public protocol::FrameHandler {
   bool in_batch() const { return batch_link_.has_value(); }
   // The client's Query, Sync and FunctionCall messages so far.
   uint64_t queries() const { return queries_; }
-  // The client's transaction ended on every server.
+  // The client's transaction ended on every server. While this read's
+  // steps are still being run, its tables stay in flight at the gate until
+  // they have all run: a later step was planned under the entries this
+  // transaction held (a pipelined COMMIT; UPDATE), and a flip acknowledged
+  // in between would let it run under the old phase.
   void EndTransaction();
+  // The session has run this read's steps (Reset: it is about to plan the
+  // next read's).
+  void StepsRun() { steps_running_ = false; }
   // Coordination (planner_coordination.cc): whether `bytes` (what the
   // client sent, whole messages first) may touch a table a flip has
   // fenced, when this transaction has touched none of the flip's tables
@@ -306,6 +313,7 @@ class Planner : public protocol::FrameHandler {
   // With coordination: the configured tables this transaction touched
   // (entered at the gate).
   std::vector<std::string> entered_;
+  bool steps_running_ = false;  // from Reset until StepsRun
 };
 
 }  // namespace pgshift::proxy

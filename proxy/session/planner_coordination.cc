@@ -32,7 +32,7 @@ bool Touches(const routing::PlanPtr& plan, const std::vector<std::string>& table
 
 void Planner::EndTransaction() {
   client_.EndTransaction();
-  LeaveGate();
+  if (!steps_running_) LeaveGate();
 }
 
 void Planner::LeaveGate() {

@@ -529,6 +529,24 @@ TEST(Planner, APortalBoundBeforeAFlipIsRefusedWhenExecutedAfterIt) {
   EXPECT_NE(refusal->message().find(table), std::string::npos);
 }
 
+// A pipelined COMMIT; UPDATE: the UPDATE was planned under the entries the
+// committed transaction held, so they stay until the read's steps have run.
+TEST(Planner, ATransactionThatEndsWhileItsReadsStepsRunLeavesTheGateAfterThem) {
+  PlannerFixture f("shadow-read", true, "", true);
+  f.gate.Synced();
+  f.gate.Renewed(routing::CoordinationGate::Clock::now() + std::chrono::hours(1));
+  f.Plan(Query("UPDATE channels SET title = 'x' WHERE id = 1"));
+  const std::string table = f.settings_->config->tables[0].name;
+  f.gate.Fence(1, {table});
+  routing::CoordinationGate::Holder holder;
+  EXPECT_FALSE(f.gate.TryAcknowledge(&holder)) << "in flight";
+  f.planner.EndTransaction();  // its COMMIT answered, a later step not yet run
+  EXPECT_FALSE(f.gate.TryAcknowledge(&holder)) << "a step planned under it is still to run";
+  f.planner.StepsRun();
+  f.planner.EndTransaction();
+  EXPECT_TRUE(f.gate.TryAcknowledge(&holder));
+}
+
 TEST(Planner, AMalformedMessageIsAnError) {
   PlannerFixture f("new-only", true);
   std::string bind = {protocol::frontend::kBind, 0, 0, 0, 5, 'x'};  // no terminator
