@@ -71,6 +71,19 @@ Table ShowQueries(const routing::QueryFingerprints& fingerprints) {
   return t;
 }
 
+// EXPLAIN PHASE: refused shapes first, then by executions.
+Table ExplainPhase(const std::vector<routing::DryRunRow>& rows) {
+  Table t{{"verdict", "server", "kind", "executions", "query", "mirrored", "shadowed", "detail"},
+          {}};
+  for (const routing::DryRunRow& r : rows) {
+    const char* verdict = r.refused ? "refused" : (r.detail.empty() ? "as sent" : "rewritten");
+    t.rows.push_back({verdict, r.server, r.shape.writes ? "write" : "read",
+                      StrCat(r.shape.executions + r.shape.refused), r.shape.normalized, r.mirrored,
+                      r.shadowed, r.detail});
+  }
+  return t;
+}
+
 std::string Time(std::chrono::system_clock::time_point t) {
   std::time_t tt = std::chrono::system_clock::to_time_t(t);
   std::tm tm;
@@ -422,6 +435,16 @@ std::string AdminConsole::Execute(std::string_view sql) {
       error(sqlstate::kObjectNotInPrerequisiteState,
             StrCat("pgshift: phase change refused: ", MessageOf(s)));
     }
+  } else if (words.size() == 5 && words[0] == "EXPLAIN" && words[1] == "PHASE" &&
+             words[3] == "TO") {
+    std::vector<std::string> typed = SplitWords(sql);
+    auto rows = server_.ExplainPhase(typed[2], typed[4]);
+    if (rows.ok()) {
+      ExplainPhase(*rows).Encode(out, "EXPLAIN");
+    } else {
+      error(sqlstate::kObjectNotInPrerequisiteState,
+            StrCat("pgshift: cannot explain the flip: ", MessageOf(rows.status())));
+    }
   } else if (words.size() == 2 && words[0] == "SHOW" && words[1] == "HELP") {
     Table help{{"command", "what it shows or does"},
                {{"SHOW TABLES", "the migrating tables and their phases"},
@@ -433,6 +456,8 @@ std::string AdminConsole::Execute(std::string_view sql) {
                 {"SHOW QUERIES", "the statements sent to configured tables, by shape"},
                 {"SHOW PREPARED", "prepared mirrors recovery left alone, and why"},
                 {"SHOW INSTANCES", "the coordinated instances, their leases and flips"},
+                {"EXPLAIN PHASE table TO phase",
+                 "what that flip would do to each statement shape sent to the table"},
                 {"SET PHASE table TO phase", "propose a fenced flip to every instance"},
                 {"RELOAD", "read the configuration file again"}}};
     help.Encode(out, "SHOW");

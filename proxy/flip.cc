@@ -247,16 +247,12 @@ routing::ConfigPtr ProposedPhases(const routing::Config& file, const routing::Co
 
 absl::StatusOr<routing::ConfigPtr> WithTablePhase(const routing::Config& running,
                                                   std::string_view table, routing::Phase to) {
-  auto next = std::make_shared<routing::Config>(running);
-  routing::TableConfig* found = nullptr;
-  for (routing::TableConfig& t : next->tables) {
-    std::string_view bare = std::string_view(t.name).substr(t.name.rfind('.') + 1);
-    if (t.name == table || bare == table) found = &t;
-  }
+  const routing::TableConfig* found = running.FindTable(table);
   if (found == nullptr) {
     return absl::NotFoundError(StrCat("table \"", table, "\" is not in ", running.source));
   }
-  found->phase = to;
+  auto next = std::make_shared<routing::Config>(running);
+  next->tables[found - running.tables.data()].phase = to;
   return next;
 }
 

@@ -25,6 +25,7 @@
 #include "proxy/write_audit.h"
 #include "routing/config.h"
 #include "routing/coordination_gate.h"
+#include "routing/dry_run.h"
 #include "routing/router.h"
 #include "routing/writes_in_flight.h"
 
@@ -86,6 +87,10 @@ class Server : private CoordinatorHost {
   // its phase steps are allowed, else keep the running settings and say why.
   // Runs on the background thread (it reads catalogs), never main_'s.
   absl::Status Reload();
+  // The dry-run of moving `table` to `phase`: the statement shapes this
+  // instance has seen on it, planned under that phase.
+  absl::StatusOr<std::vector<routing::DryRunRow>> ExplainPhase(std::string_view table,
+                                                               std::string_view phase);
   // The admin console's SET PHASE (coordination only): proposes `table`'s
   // move to `phase` as Reload would a file that says so.
   absl::Status SetPhase(std::string_view table, std::string_view phase);

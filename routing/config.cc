@@ -458,6 +458,16 @@ const UserConfig* Config::FindUser(std::string_view name) const {
   return nullptr;
 }
 
+const TableConfig* Config::FindTable(std::string_view name) const {
+  const TableConfig* found = nullptr;
+  for (const TableConfig& t : tables) {
+    std::string_view bare = std::string_view(t.name).substr(t.name.rfind('.') + 1);
+    if (t.name == name) return &t;
+    if (bare == name) found = &t;
+  }
+  return found;
+}
+
 absl::StatusOr<Endpoint> ParseEndpoint(std::string_view text) {
   size_t colon = text.rfind(':');
   if (colon == std::string_view::npos) {

@@ -189,6 +189,9 @@ struct Config {
   CoordinationSettings coordination;
 
   const UserConfig* FindUser(std::string_view name) const;
+  // The table named `name` as configured ("public.channels") or unqualified
+  // ("channels"), as an operator types it.
+  const TableConfig* FindTable(std::string_view name) const;
 };
 
 using ConfigPtr = std::shared_ptr<const Config>;

@@ -15,13 +15,14 @@ namespace {
 
 class Admin : public ::testing::Test {
  protected:
-  static std::string Tables(const std::string& channels_phase, const std::string& extra = "") {
+  static std::string Tables(const std::string& channels_phase, const std::string& extra = "",
+                            const std::string& posts_phase = "old-only") {
     return "[[users]]\nname = \"ops\"\npassword = \"ops_pw\"\nadmin = true\n"
            "[[users]]\nname = \"app\"\npassword = \"app_pw\"\n"
            "[[tables]]\nname = \"channels\"\nnew_name = \"channels_v2\"\nphase = \"" +
-           channels_phase +
-           "\"\nkey = [\"id\"]\ncolumns = { title = \"name\" }\n" + extra +
-           "[[tables]]\nname = \"app.posts\"\nnew_name = \"app.posts_v2\"\nphase = \"old-only\"\n";
+           channels_phase + "\"\nkey = [\"id\"]\ncolumns = { title = \"name\" }\n" + extra +
+           "[[tables]]\nname = \"app.posts\"\nnew_name = \"app.posts_v2\"\nphase = \"" +
+           posts_phase + "\"\n";
   }
   std::string ProxySettings() const {
     return "auth_method = \"scram-sha-256\"\nadmin_listen = \"127.0.0.1:" +
@@ -89,6 +90,36 @@ TEST_F(Admin, ShowQueriesListsWhatTheApplicationSentByShape) {
   EXPECT_NE(out.find("|public.channels|write|0|1|"), std::string::npos) << out;
   EXPECT_EQ(out.find("users"), std::string::npos) << "only configured tables: " << out;
   EXPECT_EQ(out.find("= 22"), std::string::npos) << "no constants: " << out;
+}
+
+// The dry-run lists what a flip would refuse, and the flip then refuses it
+// in the same words.
+TEST_F(Admin, ExplainPhaseShowsWhatAFlipWouldRefuseBeforeIt) {
+  PgConn app(proxy_.ConnInfo("user=app password=app_pw"));
+  ASSERT_TRUE(app.ok()) << app.error();
+  app.Ok("TRUNCATE app.posts CASCADE");  // old-only: sent as written
+  app.Ok("SELECT * FROM app.posts WHERE id = 7");
+  std::string out;
+  ASSERT_EQ(Psql("ops", "EXPLAIN PHASE posts TO dual-write", out), 0) << out;
+  const std::string refused_line = "refused|old|write|1|TRUNCATE app.posts CASCADE|||";
+  size_t at = out.find(refused_line);
+  ASSERT_NE(at, std::string::npos) << out;
+  const std::string message =
+      out.substr(at + refused_line.size(), out.find('\n', at) - at - refused_line.size());
+  EXPECT_NE(out.find("as sent|old|read|1|SELECT * FROM app.posts WHERE id = $1|||"),
+            std::string::npos)
+      << out;
+  ASSERT_EQ(Psql("ops", "SHOW TABLES", out), 0) << out;
+  EXPECT_NE(out.find("app.posts|app.posts_v2|old-only|"), std::string::npos)
+      << "the dry-run changes nothing: " << out;
+  EXPECT_NE(Psql("ops", "EXPLAIN PHASE posts TO new-only", out), 0);
+  EXPECT_NE(out.find("the flip itself would be refused"), std::string::npos) << out;
+
+  proxy_.RewriteConfig(ProxySettings(), "user = \"postgres\"",
+                       Tables("dual-write", "", "dual-write"));
+  ASSERT_EQ(Psql("ops", "RELOAD", out), 0) << out;
+  PgResult truncate = app.Exec("TRUNCATE app.posts CASCADE");
+  EXPECT_EQ(ErrorOf(truncate.get()).message, message);
 }
 
 TEST_F(Admin, OnlyAdminsGetIn) {
