@@ -25,6 +25,14 @@ using Rows = std::vector<std::vector<std::optional<std::string>>>;
 
 constexpr const char* kVersion = "pgshift 0.9";
 
+// The tables this instance's file configures, for pgshift_instances: a
+// flip of a table some live instance lacks is refused.
+std::string ConfiguredTables(const routing::Config& config) {
+  std::vector<std::string> names;
+  for (const routing::TableConfig& t : config.tables) names.push_back(t.name);
+  return absl::StrJoin(names, ",");
+}
+
 }  // namespace
 
 Coordinator::Coordinator(CoordinatorHost& host, routing::CoordinationGate& gate,
@@ -190,15 +198,17 @@ awaitable<bool> Coordinator::Round(CoordinatorConnection& c) {
   const std::string holding = Holding();
   std::string upsert = StrCat(
       "INSERT INTO pgshift_instances AS i (instance_id, address, version, generation, "
-      "lease_expires, sessions, acknowledged, holding, run) VALUES (",
+      "lease_expires, sessions, acknowledged, holding, run, tables) VALUES (",
       QuoteLiteral(id_), ", ", QuoteLiteral(address_), ", ", QuoteLiteral(kVersion), ", ", applied_,
       ", now() + interval '", static_cast<int64_t>(lease * 1000), " milliseconds', ",
       host_.Sessions(), ", ", acknowledged_, ", ",
-      holding.empty() ? std::string("NULL") : QuoteLiteral(holding), ", ", QuoteLiteral(run_),
+      holding.empty() ? std::string("NULL") : QuoteLiteral(holding), ", ", QuoteLiteral(run_), ", ",
+      QuoteLiteral(ConfiguredTables(*current)),
       ") ON CONFLICT (instance_id) DO UPDATE SET address = EXCLUDED.address, version = "
       "EXCLUDED.version, generation = EXCLUDED.generation, lease_expires = "
       "EXCLUDED.lease_expires, sessions = EXCLUDED.sessions, acknowledged = "
-      "EXCLUDED.acknowledged, holding = EXCLUDED.holding, run = EXCLUDED.run "
+      "EXCLUDED.acknowledged, holding = EXCLUDED.holding, run = EXCLUDED.run, tables = "
+      "EXCLUDED.tables "
       "WHERE i.run = EXCLUDED.run OR i.lease_expires < now() RETURNING 1");
   auto renewed = co_await c.Query(upsert);
   if (renewed.ok() && renewed->rows.empty()) {

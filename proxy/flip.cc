@@ -4,6 +4,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_join.h"
 #include "common/json.h"
 #include "common/strings.h"
@@ -83,6 +85,27 @@ absl::Status ProposeFlip(const routing::Config& next, const std::vector<PhaseCha
         co_return co_await refused(why);
       }
     }
+    // An instance whose file lacks the table would serve it straight to
+    // old and acknowledge the flip all the same.
+    const std::string configured_sql =
+        "SELECT instance_id, tables FROM pgshift_instances WHERE lease_expires > now() ORDER BY 1";
+    auto configured = co_await c.Query(configured_sql);
+    if (!configured.ok()) {
+      why = MessageOf(configured.status());
+      co_return co_await refused(why);
+    }
+    for (const auto& row : configured->rows) {
+      const std::string tables = Text(row[1]);
+      const std::vector<std::string_view> known = Split(tables, ',');
+      for (const PhaseChange& ch : changes) {
+        if (std::find(known.begin(), known.end(), ch.table) != known.end()) continue;
+        why = StrCat("instance ", Text(row[0]), " does not configure ", ch.table,
+                     " (its file lacks the table, or it has not renewed its lease since it "
+                     "started), so it would not follow the flip; give every instance the table "
+                     "and reload it first");
+        co_return co_await refused(why);
+      }
+    }
     auto numbered = co_await c.Query("SELECT nextval('pgshift_flip')");
     if (!numbered.ok()) {
       why = MessageOf(numbered.status());
@@ -110,13 +133,18 @@ absl::Status ProposeFlip(const routing::Config& next, const std::vector<PhaseCha
     const Clock::time_point started = Clock::now();
     const Clock::time_point give_up = started + Millis(settings.cutover_timeout_s);
     std::vector<std::string> waiting_for, took_part;
+    bool answered = false;  // the acknowledgements were read at least once
     while (true) {
       const std::string acks_sql =
           StrCat("SELECT instance_id, acknowledged >= ", flip,
                  ", coalesce(holding, '') FROM pgshift_instances WHERE lease_expires > now() "
                  "ORDER BY instance_id");
       auto acks = co_await c.Query(acks_sql);
-      if (!acks.ok()) break;
+      if (!acks.ok()) {
+        answered = false;
+        break;
+      }
+      answered = true;
       waiting_for.clear();
       took_part.clear();
       for (const auto& row : acks->rows) {
@@ -131,7 +159,10 @@ absl::Status ProposeFlip(const routing::Config& next, const std::vector<PhaseCha
     }
     const int64_t held_ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
-    if (!waiting_for.empty() || took_part.empty()) {
+    // With no live instance (none running, or none reaching the
+    // coordinator) nothing serves the table under a lease: the flip
+    // commits, and each instance reads it before it serves again.
+    if (!waiting_for.empty() || !answered) {
       std::vector<std::string> abort = {
           StrCat("UPDATE pgshift_phases SET pending_phase = NULL, flip = NULL, flip_by = NULL, "
                  "flip_started = NULL WHERE flip = ",
@@ -160,12 +191,26 @@ absl::Status ProposeFlip(const routing::Config& next, const std::vector<PhaseCha
       co_await c.Run(records);
       co_return absl::FailedPreconditionError(why);
     }
-    std::vector<std::string> commit = {
-        "BEGIN",
-        StrCat("UPDATE pgshift_phases SET phase = pending_phase, generation = flip, changed_at = "
-               "now(), pending_phase = NULL, flip = NULL, flip_by = NULL, flip_started = NULL "
-               "WHERE flip = ",
-               flip)};
+    // Committed only while still pending: past cutover_timeout + 10 s any
+    // instance may have cleared it as left behind, and the fleet stays.
+    const std::vector<std::string> begin = {"BEGIN"};
+    const std::string update = StrCat(
+        "UPDATE pgshift_phases SET phase = pending_phase, generation = flip, changed_at = "
+        "now(), pending_phase = NULL, flip = NULL, flip_by = NULL, flip_started = NULL "
+        "WHERE flip = ",
+        flip, " RETURNING table_name");
+    absl::Status began = co_await c.Run(begin);
+    absl::StatusOr<QueryResult> updated = began.ok() ? absl::InternalError("not run") : began;
+    if (began.ok()) updated = co_await c.Query(update);
+    if (!updated.ok() || updated->rows.size() != changes.size()) {
+      co_await c.Query("ROLLBACK");
+      co_return absl::FailedPreconditionError(
+          StrCat("the flip of ", what, " could not be committed: ",
+                 updated.ok() ? "it was no longer pending (cleared as left behind by an instance)"
+                              : MessageOf(updated.status()),
+                 "; nothing changed"));
+    }
+    std::vector<std::string> commit;
     for (const PhaseChange& ch : changes) {
       std::string detail =
           StrCat("{\"from\":", JsonString(routing::PhaseName(ch.from)),

@@ -63,7 +63,8 @@ inline constexpr const char* kCreateInstancesTable =
     " sessions int NOT NULL DEFAULT 0,"
     " acknowledged bigint NOT NULL DEFAULT 0,"
     " holding text,"
-    " run text,"  // the process holding the id: one at a time
+    " run text,"                         // the process holding the id: one at a time
+    " tables text NOT NULL DEFAULT '',"  // the tables its file configures, comma-separated
     " started_at timestamptz NOT NULL DEFAULT now())";
 // The guard rails' evidence from every instance: shadow reads compared and
 // persistently mismatched, and statements refused, since the table entered
