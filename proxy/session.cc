@@ -452,7 +452,13 @@ awaitable<void> Session::HoldForFlip() {
       // alone, or none) takes the phases of a flip that ended meanwhile,
       // read now that no fence holds it: under the old ones its statement
       // would be refused as stale (40001).
-      if (!planner_.entered_tables() && server_.settings_generation() != settings_->generation) {
+      // So does one that touched only tables the flip left alone: it goes
+      // on under the new phases, as it would had it begun now. (Other
+      // changes of the settings still wait for the transaction's end.)
+      const uint64_t generation = settings_->generation;
+      if (server_.settings_generation() != generation &&
+          (!planner_.entered_tables() ||
+           (gate->PhasesChangedSince(generation) && !planner_.EnteredChangedSince(generation)))) {
         settings_ = server_.settings();
       }
       co_return;

@@ -10,7 +10,11 @@ int64_t Ticks(CoordinationGate::Clock::time_point t) {
 
 }  // namespace
 
-void CoordinationGate::Renewed(Clock::time_point until) {
+void CoordinationGate::Renewed(Clock::time_point until, Clock::time_point now) {
+  // The epoch moves before the lease is valid again, so that a session
+  // that sees the renewed lease sees the new epoch too.
+  const int64_t was = lease_until_.load(std::memory_order_acquire);
+  if (was != 0 && was <= Ticks(now)) lease_epoch_.fetch_add(1, std::memory_order_acq_rel);
   lease_until_.store(Ticks(until), std::memory_order_release);
 }
 

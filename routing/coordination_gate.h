@@ -34,8 +34,12 @@ class CoordinationGate {
   using Clock = std::chrono::steady_clock;
 
   // The lease. Valid until `until`; never valid before the first renewal.
-  void Renewed(Clock::time_point until);
+  void Renewed(Clock::time_point until, Clock::time_point now = Clock::now());
   bool LeaseValid(Clock::time_point now = Clock::now()) const;
+  // Counts the renewals that came after the lease had lapsed: a
+  // transaction that entered its tables in an earlier epoch is not
+  // vouched for by the lease it has now.
+  uint64_t lease_epoch() const { return lease_epoch_.load(std::memory_order_acquire); }
   // The phases the instance runs were read from the coordinator at least
   // once: until then no configured table is served.
   void Synced() { synced_.store(true, std::memory_order_release); }
@@ -59,6 +63,10 @@ class CoordinationGate {
   // The table's phase changed after settings generation `generation`: a
   // transaction planned under it must not go on with it.
   bool ChangedSince(const std::string& table, uint64_t generation) const;
+  // Some table's phase changed after settings generation `generation`.
+  bool PhasesChangedSince(uint64_t generation) const {
+    return latest_change_.load(std::memory_order_acquire) > generation;
+  }
 
   // The server, when it installs settings that change `tables`' phases.
   void PhasesChanged(const std::vector<std::string>& tables, uint64_t generation);
@@ -83,6 +91,7 @@ class CoordinationGate {
  private:
   mutable absl::Mutex mutex_;
   std::atomic<int64_t> lease_until_{0};  // steady clock, ns since epoch
+  std::atomic<uint64_t> lease_epoch_{0};
   std::atomic<bool> synced_{false};
   std::atomic<bool> any_fenced_{false};
   std::atomic<uint64_t> latest_change_{0};    // the newest generation in changed_in_

@@ -102,6 +102,9 @@ class Planner : public protocol::FrameHandler {
   // This transaction touched a configured table (its plan is the
   // settings': they cannot be renewed before it ends).
   bool entered_tables() const { return !entered_.empty(); }
+  // Some table this transaction touched changed phase after settings
+  // generation `generation`.
+  bool EnteredChangedSince(uint64_t generation) const;
 
  private:
   using Prepared = ClientStatements::Prepared;
@@ -314,6 +317,7 @@ class Planner : public protocol::FrameHandler {
   // (entered at the gate).
   std::vector<std::string> entered_;
   bool steps_running_ = false;  // from Reset until StepsRun
+  uint64_t entered_epoch_ = 0;  // the gate's lease epoch when entered_ began
 };
 
 }  // namespace pgshift::proxy

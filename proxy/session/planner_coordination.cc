@@ -35,6 +35,13 @@ void Planner::EndTransaction() {
   if (!steps_running_) LeaveGate();
 }
 
+bool Planner::EnteredChangedSince(uint64_t generation) const {
+  if (ctx_.gate == nullptr) return false;
+  return std::any_of(entered_.begin(), entered_.end(), [&](const std::string& table) {
+    return ctx_.gate->ChangedSince(table, generation);
+  });
+}
+
 void Planner::LeaveGate() {
   if (ctx_.gate == nullptr) return;
   for (const std::string& table : entered_) ctx_.gate->Leave(table, ctx_.session_id);
@@ -123,6 +130,7 @@ std::optional<routing::Refusal> Planner::Admitted(const std::vector<std::string>
                                                   uint64_t planned_under) {
   routing::CoordinationGate& gate = *ctx_.gate;
   const uint64_t generation = planned_under;
+  const uint64_t epoch = gate.lease_epoch();  // before the lease is looked at
   for (const std::string& table : tables) {
     routing::Phase phase = routing::Phase::kOldOnly;
     for (const routing::TableConfig& t : config().tables) {
@@ -147,10 +155,23 @@ std::optional<routing::Refusal> Planner::Admitted(const std::vector<std::string>
                  "phases are refused until the coordinator answers again")};
     }
     const bool entered = std::find(entered_.begin(), entered_.end(), table) != entered_.end();
+    if (entered && entered_epoch_ != epoch && routing::MirrorsWrites(phase)) {
+      // The phases may have changed while the lease had lapsed, and a flip
+      // may have gone on without this instance: what the transaction did
+      // before cannot be vouched for.
+      return routing::Refusal{
+          std::string(sqlstate::kSerializationFailure),
+          StrCat("pgshift: this instance's coordination lease lapsed during this transaction on ",
+                 table, " (", routing::PhaseName(phase),
+                 "), so its migration phase cannot be vouched for; retry the transaction")};
+    }
     routing::CoordinationGate::Entry entry = routing::CoordinationGate::Entry::kEntered;
     if (!entered) {
       entry = gate.Enter(table, ctx_.session_id, generation);
-      if (entry == routing::CoordinationGate::Entry::kEntered) entered_.push_back(table);
+      if (entry == routing::CoordinationGate::Entry::kEntered) {
+        if (entered_.empty()) entered_epoch_ = epoch;
+        entered_.push_back(table);
+      }
     } else if (gate.ChangedSince(table, generation)) {
       entry = routing::CoordinationGate::Entry::kStale;
     }

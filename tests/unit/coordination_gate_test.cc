@@ -22,6 +22,16 @@ TEST(CoordinationGate, TheLeaseIsValidUntilItsTimeOnly) {
   EXPECT_FALSE(gate.LeaseValid(now + std::chrono::seconds(2)));
 }
 
+TEST(CoordinationGate, ARenewalAfterALapseStartsANewEpoch) {
+  CoordinationGate gate;
+  const Clock::time_point now = Clock::now();
+  gate.Renewed(now + std::chrono::seconds(2), now);
+  gate.Renewed(now + std::chrono::seconds(3), now + std::chrono::seconds(1));
+  EXPECT_EQ(gate.lease_epoch(), 0u) << "renewed in time";
+  gate.Renewed(now + std::chrono::seconds(9), now + std::chrono::seconds(4));
+  EXPECT_EQ(gate.lease_epoch(), 1u) << "renewed after it had lapsed";
+}
+
 TEST(CoordinationGate, AFlipIsAcknowledgedOnceItsTableIsDrained) {
   CoordinationGate gate;
   EXPECT_EQ(gate.Enter("public.t", 1, 0), Entry::kEntered);

@@ -547,6 +547,26 @@ TEST(Planner, ATransactionThatEndsWhileItsReadsStepsRunLeavesTheGateAfterThem) {
   EXPECT_TRUE(f.gate.TryAcknowledge(&holder));
 }
 
+// A lease that lapsed during a transaction cannot vouch for what it did
+// before: a flip may have gone on without this instance meanwhile.
+TEST(Planner, ATransactionIsRefusedOnceTheLeaseLapsedDuringIt) {
+  PlannerFixture f("shadow-read", true, "", true);
+  f.gate.Synced();
+  const auto now = routing::CoordinationGate::Clock::now();
+  f.gate.Renewed(now + std::chrono::hours(1), now);
+  f.Plan(Query("UPDATE channels SET title = 'x' WHERE id = 1"));
+  EXPECT_TRUE(f.refusals.empty());
+  f.gate.Renewed(now + std::chrono::hours(3), now + std::chrono::hours(2));  // after a lapse
+  std::vector<Step*> steps = f.Plan(Query("UPDATE channels SET title = 'y' WHERE id = 2"));
+  ASSERT_FALSE(steps.empty());
+  auto refusal =
+      f.refusals.Take(StrCat("relation \"", Refusals::ProbeName(1), "\" does not exist"));
+  ASSERT_TRUE(refusal.has_value());
+  EXPECT_EQ(refusal->sqlstate(), "40001");
+  EXPECT_NE(refusal->message().find("lease lapsed during this transaction"), std::string::npos)
+      << refusal->message();
+}
+
 TEST(Planner, AMalformedMessageIsAnError) {
   PlannerFixture f("new-only", true);
   std::string bind = {protocol::frontend::kBind, 0, 0, 0, 5, 'x'};  // no terminator
