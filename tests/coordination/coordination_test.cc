@@ -228,7 +228,7 @@ class Coordination : public ::testing::Test {
            (coordinator_port ? "port = " + std::to_string(coordinator_port) + "\n" : "") +
            "\n[backends.new]\nhost = \"127.0.0.1\"\nport = " + std::to_string(new_->port()) +
            "\ndbname = \"" + db_ + "\"\nuser = \"postgres\"\n\n" + Table("counters", phase) +
-           Table("totals", phase);
+           (with_totals_ ? Table("totals", phase) : "");
   }
   std::string Table(const std::string& name, const std::string& phase) {
     return "[[tables]]\nname = \"" + name + "\"\nnew_name = \"" + name +
@@ -320,6 +320,7 @@ class Coordination : public ::testing::Test {
   static PgCluster* old_;
   static PgCluster* new_;
   std::string table_extra_ = "force = true\n";  // the table's other settings
+  bool with_totals_ = true;  // the files of instances started next configure totals
   std::string db_;
   std::vector<std::unique_ptr<Instance>> instances_;
 };
@@ -450,6 +451,50 @@ TEST_F(Coordination, TwoInstancesCannotShareAnId) {
       << "a clean exit gives the lease up";
 }
 
+// An instance whose file lacks a table would serve it straight to old and
+// acknowledge its flip all the same: the flip is refused, naming it.
+TEST_F(Coordination, AFlipOfATableALiveInstanceLacksIsRefused) {
+  Instance& a = Start("a", "dual-write");
+  with_totals_ = false;
+  Start("b", "dual-write");
+  ASSERT_TRUE(AllServe("dual-write"));
+  PgConn old_side = Old();
+  std::string tables;
+  for (int i = 0; i < 100 && tables != "public.counters"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    tables =
+        old_side.Value("SELECT tables FROM pgshift_instances WHERE instance_id = 'b'").value_or("");
+  }
+  ASSERT_EQ(tables, "public.counters");
+  PgConn console = a.Console();
+  EXPECT_FALSE(console.Ok("SET PHASE totals TO shadow-read"));
+  EXPECT_NE(console.error().find("instance b does not configure public.totals"), std::string::npos)
+      << console.error();
+  EXPECT_EQ(old_side.Value("SELECT phase FROM pgshift_phases WHERE table_name = 'public.totals'"),
+            "dual-write");
+  EXPECT_TRUE(console.Ok("SET PHASE counters TO shadow-read")) << console.error();
+  EXPECT_TRUE(AllServe("shadow-read"));
+}
+
+// A transaction that touched only tables a flip left alone goes on under
+// the new phases when it reaches the flipped table afterwards.
+TEST_F(Coordination, ATransactionOnAnotherTableGoesOnUnderTheNewPhaseAfterAFlip) {
+  Instance& a = Start("a", "dual-write");
+  ASSERT_TRUE(AllServe("dual-write"));
+  PgConn app(a.process->ConnInfo("dbname=" + db_));
+  ASSERT_TRUE(app.Ok("BEGIN"));
+  ASSERT_TRUE(app.Ok("UPDATE totals SET n = n + 1 WHERE id = 1")) << app.error();
+  PgConn console = a.Console();
+  ASSERT_TRUE(console.Ok("SET PHASE counters TO shadow-read")) << console.error();
+  EXPECT_TRUE(AllServe("shadow-read"));
+  EXPECT_TRUE(app.Ok("UPDATE counters SET n = n + 1 WHERE id = 1")) << app.error();
+  EXPECT_TRUE(app.Ok("COMMIT")) << app.error();
+  PgConn old_side = Old();
+  PgConn new_side = New();
+  EXPECT_EQ(Sum(old_side, "counters") + Sum(old_side, "totals"), "11");
+  EXPECT_EQ(Sum(new_side, "counters_v2") + Sum(new_side, "totals_v2"), "11");
+}
+
 TEST_F(Coordination, ACutOffInstanceStopsServingMirroredTablesAndTheFlipGoesOnWithoutIt) {
   TcpRelay relay(old_->port());
   Instance& a = Start("a", "dual-write");
@@ -458,8 +503,9 @@ TEST_F(Coordination, ACutOffInstanceStopsServingMirroredTablesAndTheFlipGoesOnWi
   PgConn client(c.process->ConnInfo("dbname=" + db_));
   ASSERT_TRUE(client.Ok("UPDATE counters SET n = n + 1 WHERE id = 2")) << client.error();
   relay.Cut();
-  // Within lease_timeout (2 s) it refuses; a little more for the round.
-  std::this_thread::sleep_for(std::chrono::milliseconds(2300));
+  // Within lease_timeout (2 s) it refuses: its own lease ends three
+  // quarters of it after its last renewal, which came before the cut.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2000));
   PgResult refused = client.Exec("UPDATE counters SET n = n + 1 WHERE id = 2");
   EXPECT_EQ(ErrorOf(refused.get()).sqlstate, "57P03");
   EXPECT_NE(ErrorOf(refused.get())
@@ -470,7 +516,7 @@ TEST_F(Coordination, ACutOffInstanceStopsServingMirroredTablesAndTheFlipGoesOnWi
   // A table pgshift does not migrate is served as ever.
   EXPECT_EQ(client.Value("SELECT 1"), "1");
   // Its lease has expired on the coordinator too: the flip goes on without it.
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
   std::string verdict = Flip(a, "shadow-read");
   EXPECT_NE(verdict.find("config_reloaded"), std::string::npos) << verdict;
   PgConn state = Old();
