@@ -39,9 +39,10 @@ awaitable<absl::StatusOr<std::unique_ptr<Stream>>> OpenCoordinator(const routing
   if (!opened.ok()) co_return opened.status();
   Deadline deadline(**opened, bounded.proxy.connect_timeout_s);
   PacketBuffer buffer;
-  for (const char* ddl : {routing::kCreateStateTable, routing::kCreatePhasesTable,
-                          routing::kCreateFlipSequence, routing::kCreateInstancesTable,
-                          routing::kCreateEvidenceTable, routing::kCreateFingerprintsTable}) {
+  for (const char* ddl :
+       {routing::kCreateStateTable, routing::kCreatePhasesTable, routing::kCreateFlipSequence,
+        routing::kCreateInstancesTable, routing::kUpgradeInstancesTable,
+        routing::kCreateEvidenceTable, routing::kCreateFingerprintsTable}) {
     absl::Status created = absl::OkStatus();
     for (int attempt = 0; attempt < 5; ++attempt) {
       auto result = co_await RunQuery(**opened, buffer, ddl);

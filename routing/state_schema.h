@@ -66,6 +66,16 @@ inline constexpr const char* kCreateInstancesTable =
     " run text,"                         // the process holding the id: one at a time
     " tables text NOT NULL DEFAULT '',"  // the tables its file configures, comma-separated
     " started_at timestamptz NOT NULL DEFAULT now())";
+// pgshift_instances as an earlier pgshift made it, brought up to date:
+// altered only when a column is missing, so that the usual connection
+// takes no lock on it.
+inline constexpr const char* kUpgradeInstancesTable =
+    "DO $$ BEGIN"
+    " IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'pgshift_instances'::regclass"
+    " AND attname = 'tables' AND NOT attisdropped) THEN"
+    " ALTER TABLE pgshift_instances ADD COLUMN IF NOT EXISTS run text,"
+    " ADD COLUMN IF NOT EXISTS tables text NOT NULL DEFAULT '';"
+    " END IF; END $$";
 // The guard rails' evidence from every instance: shadow reads compared and
 // persistently mismatched, and statements refused, since the table entered
 // the phase of flip `entered`, one row per process run (`run`), so that a

@@ -495,6 +495,28 @@ TEST_F(Coordination, ATransactionOnAnotherTableGoesOnUnderTheNewPhaseAfterAFlip)
   EXPECT_EQ(Sum(new_side, "counters_v2") + Sum(new_side, "totals_v2"), "11");
 }
 
+// pgshift_instances as the first coordinating pgshift made it (no run, no
+// tables) is brought up to date, and the fleet works on it.
+TEST_F(Coordination, AnInstancesTableFromAnEarlierVersionIsUpgraded) {
+  PgConn old_side = Old();
+  ASSERT_TRUE(old_side.Ok(
+      "CREATE TABLE pgshift_instances (instance_id text PRIMARY KEY, address text NOT NULL, "
+      "version text NOT NULL, generation bigint NOT NULL DEFAULT 0, lease_expires timestamptz "
+      "NOT NULL, sessions int NOT NULL DEFAULT 0, acknowledged bigint NOT NULL DEFAULT 0, "
+      "holding text, started_at timestamptz NOT NULL DEFAULT now())"))
+      << old_side.error();
+  Instance& a = Start("a", "dual-write");
+  Start("b", "dual-write");
+  ASSERT_TRUE(AllServe("dual-write"));
+  PgConn console = a.Console();
+  EXPECT_TRUE(console.Ok("SET PHASE counters TO shadow-read")) << console.error();
+  EXPECT_TRUE(AllServe("shadow-read"));
+  EXPECT_EQ(
+      old_side.Value("SELECT string_agg(instance_id || ' ' || tables, '; ' ORDER BY instance_id) "
+                     "FROM pgshift_instances"),
+      "a public.counters,public.totals; b public.counters,public.totals");
+}
+
 TEST_F(Coordination, ACutOffInstanceStopsServingMirroredTablesAndTheFlipGoesOnWithoutIt) {
   TcpRelay relay(old_->port());
   Instance& a = Start("a", "dual-write");
