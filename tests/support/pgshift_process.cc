@@ -56,6 +56,15 @@ PgshiftProcess::~PgshiftProcess() {
 
 std::string PgshiftProcess::log() const { return ReadFile(dir_ + "/pgshift.log"); }
 
+bool PgshiftProcess::AwaitLog(const std::string& text, int timeout_ms) const {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (log().find(text) == std::string::npos) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
 std::string PgshiftProcess::LogEnd() const {
   // A debug log runs to thousands of lines; a sanitizer report, when there
   // is one, is what explains the exit.

@@ -26,6 +26,9 @@ class PgshiftProcess {
   pid_t pid() const { return pid_; }
   const std::string& dir() const { return dir_; }
   std::string log() const;
+  // Whether `text` is in the log within `timeout_ms` (a line may be written
+  // just after what the test saw happen).
+  bool AwaitLog(const std::string& text, int timeout_ms = 5000) const;
   // The part of the log that explains an exit: a sanitizer report if there
   // is one, else the last 40 lines.
   std::string LogEnd() const;
