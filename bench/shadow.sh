@@ -8,6 +8,8 @@
 # counts of each verdict.
 #
 #   bench/shadow.sh [--seconds N] [--rounds N] [--scale N]
+#
+# PGSHIFT_BASELINE=/path/to/an/older/pgshift adds before-* shadow targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
@@ -58,7 +60,7 @@ psql -X -h 127.0.0.1 -p $new_port -U postgres -q postgres -c "CREATE EXTENSION p
   -c "SELECT pg_prewarm('accounts_v2'), pg_prewarm('accounts_v2_pkey')" >/dev/null
 
 targets=""
-port=55821
+port=55832
 metrics_port=55850
 for t in "dual-write|dual-write|0|" "shadow-0.1|shadow-read|0.1|" "shadow-1.0|shadow-read|1.0|" \
   "x-dual-write|dual-write|0|x" "x-shadow-0.1|shadow-read|0.1|x" "x-shadow-1.0|shadow-read|1.0|x"; do
@@ -73,18 +75,24 @@ dbname = \"postgres\"
 user = \"postgres\"
 sslmode = \"disable\""
   fi
-  proxy_extra="metrics_listen = \"127.0.0.1:$metrics_port\""
-  start_pgshift "$name" $port $pg_port "$new_backend
+  binaries="build/pgshift"
+  case "$name" in *shadow*) [ -n "${PGSHIFT_BASELINE:-}" ] && binaries="$binaries $PGSHIFT_BASELINE" ;; esac
+  for binary in $binaries; do
+    target=$name
+    [ "$binary" = build/pgshift ] || target=before-$name
+    proxy_extra="metrics_listen = \"127.0.0.1:$metrics_port\""
+    start_pgshift "$target" $port $pg_port "$new_backend
 [[tables]]
 name = \"pgbench_accounts\"
 new_name = \"accounts_v2\"
 phase = \"$phase\"
 key = [\"aid\"]
 columns = { abalance = \"balance\" }
-shadow_sample = $sample"
-  targets="$targets $name:$port"
-  port=$((port + 1))
-  metrics_port=$((metrics_port + 1))
+shadow_sample = $sample" "$binary"
+    targets="$targets $target:$port"
+    port=$((port + 1))
+    metrics_port=$((metrics_port + 1))
+  done
 done
 wait_for_targets "$targets"
 
@@ -115,11 +123,13 @@ echo "## Shadow reads ($rounds rounds x ${seconds}s, pgbench scale $scale, $(npr
 echo
 echo "One database:"
 echo
-print_table "$results" "dual-write shadow-0.1 shadow-1.0" dual-write
+before=""
+[ -n "${PGSHIFT_BASELINE:-}" ] && before=" before-shadow-0.1 before-shadow-1.0"
+print_table "$results" "dual-write shadow-0.1 shadow-1.0$before" dual-write
 echo
 echo "Across servers (accounts_v2 on a second server, on the same machine):"
 echo
-print_table "$results" "x-dual-write x-shadow-0.1 x-shadow-1.0" x-dual-write
+print_table "$results" "x-dual-write x-shadow-0.1 x-shadow-1.0${before//before-/before-x-}" x-dual-write
 echo
 echo "Sampled reads (both workloads, every round):"
 echo

@@ -87,6 +87,7 @@ bool ShadowRunner::Enqueue(ShadowJob job) {
     Dropped(*job.plan->shadow, "the queue is full");
     return false;
   }
+  job.queued = std::chrono::steady_clock::now();
   queue_.push_back(std::move(job));
   if (!running_) {
     running_ = true;
@@ -100,12 +101,28 @@ bool ShadowRunner::Enqueue(ShadowJob job) {
 awaitable<void> ShadowRunner::Loop() {
   while (true) {
     const auto most = static_cast<size_t>(server_.settings()->config->proxy.shadow_connections);
+    auto wake_at = asio::steady_timer::time_point::max();
     while (!queue_.empty() && slot_waiters_.empty() && comparing_ < most) {
+      if (!Batched(queue_.front())) {
+        ++comparing_;
+        asio::co_spawn(context_, Run(std::move(queue_.front())), asio::detached);
+        queue_.pop_front();
+        continue;
+      }
+      const size_t batch = BatchAtFront();
+      const auto due = queue_.front().queued + kBatchLinger;
+      // It waits for company only when every queued read could join it.
+      if (batch == queue_.size() && batch < kBatchReads && std::chrono::steady_clock::now() < due) {
+        wake_at = due;
+        break;
+      }
       ++comparing_;
-      asio::co_spawn(context_, Run(std::move(queue_.front())), asio::detached);
-      queue_.pop_front();
+      std::vector<ShadowJob> jobs(std::make_move_iterator(queue_.begin()),
+                                  std::make_move_iterator(queue_.begin() + batch));
+      queue_.erase(queue_.begin(), queue_.begin() + batch);
+      asio::co_spawn(context_, RunBatch(std::move(jobs)), asio::detached);
     }
-    wake_.expires_at(asio::steady_timer::time_point::max());
+    wake_.expires_at(wake_at);
     error_code ignored;
     co_await wake_.async_wait(WithError(ignored));
   }
@@ -153,8 +170,13 @@ awaitable<void> ShadowRunner::Compare(Comparing& run, ShadowJob& job) {
   // read: when they differ, both sides are read now, and only that
   // comparison counts.
   if (job.served) {
-    bool matched = co_await MatchesServed(run, job);
-    if (matched || Unjudged(run, shadow)) co_return;
+    std::string out;
+    AppendRead(run, shadow.server, out, shadow.sql, job.bind, true);
+    run.reading.Release();  // nothing read before is held any more
+    bool sent = co_await Send(run, shadow.server, out);
+    routing::ResultSet b = co_await CollectOne(run, shadow.server);
+    if (sent && run.skipped_because.empty() && MatchesServed(job, b)) co_return;
+    if (Unjudged(run, shadow)) co_return;
     job.served.reset();  // its bytes go back to the worker's budget
     job.served_bytes.Release();
   }
@@ -175,25 +197,17 @@ awaitable<void> ShadowRunner::Compare(Comparing& run, ShadowJob& job) {
   Tally(job, outcome);
 }
 
-// The client's own result against the other side's read, run now: most
+// The client's own result against the other side's read, run later: most
 // comparisons cost one read. A difference may be a write that came in
 // between, so it is only counted once read again on both.
-awaitable<bool> ShadowRunner::MatchesServed(Comparing& run, const ShadowJob& job) {
+bool ShadowRunner::MatchesServed(const ShadowJob& job, const routing::ResultSet& b) {
   const routing::ShadowPlan& shadow = *job.plan->shadow;
-  std::string out;
-  AppendRead(run, shadow.server, out, shadow.sql, job.bind, true);
-  run.reading.Release();  // nothing read before is held any more
-  bool sent = co_await Send(run, shadow.server, out);
-  routing::ResultSet b = co_await CollectOne(run, shadow.server);
-  if (!sent || !run.skipped_because.empty() ||
-      !routing::CompareResults(*job.served, b, shadow.ordered).match) {
-    co_return false;
-  }
+  if (!routing::CompareResults(*job.served, b, shadow.ordered).match) return false;
   shadow.Count(&routing::TableCounters::shadow_compared);
   shadow.Count(&routing::TableCounters::shadow_matched);
   LogEvent(LogLevel::kDebug, "shadow_compared",
            {{"table", shadow.table}, {"reads", "one"}, {"outcome", "matched"}});
-  co_return true;
+  return true;
 }
 
 // Both reads in one batch up to one Sync: one transaction, so one
