@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "absl/strings/str_format.h"
@@ -322,6 +323,15 @@ void Coordinator::Apply(const Rows& rows) {
     if (it != committed.end() && it->second != t.phase) {
       differences.push_back(StrCat(t.name, ": file ", routing::PhaseName(t.phase), ", coordinator ",
                                    routing::PhaseName(it->second)));
+    }
+  }
+  for (const auto& [table, phase] : committed) {
+    if (phase == routing::Phase::kOldOnly) continue;
+    const auto& tables = config()->tables;
+    if (std::none_of(tables.begin(), tables.end(),
+                     [&](const routing::TableConfig& t) { return t.name == table; })) {
+      differences.push_back(StrCat(table, ": not in the file (statements on it are refused), ",
+                                   "coordinator ", routing::PhaseName(phase)));
     }
   }
   if (!differences.empty() && !differences_logged_) {

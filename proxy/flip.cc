@@ -274,6 +274,12 @@ routing::ConfigPtr WithSharedPhases(const routing::Config& file, const SharedPha
     if (it == phases.end()) continue;
     t.phase = it->second;
   }
+  for (const auto& [name, phase] : phases) {
+    if (phase == routing::Phase::kOldOnly) continue;
+    bool configured = std::any_of(running->tables.begin(), running->tables.end(),
+                                  [&](const routing::TableConfig& t) { return t.name == name; });
+    if (!configured) running->unconfigured_migrating[name] = phase;
+  }
   return running;
 }
 

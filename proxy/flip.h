@@ -17,6 +17,8 @@
 namespace pgshift::proxy {
 
 // `file` with the fleet's phases in place of its own.
+// Tables the fleet has past old-only that `file` lacks are listed in
+// Config::unconfigured_migrating.
 routing::ConfigPtr WithSharedPhases(const routing::Config& file, const SharedPhases& phases);
 
 // With coordination, a reloaded file's proposals: `file` with the fleet's

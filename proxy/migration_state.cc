@@ -16,10 +16,7 @@ namespace pgshift::proxy {
 namespace {
 
 routing::Phase PhaseIn(const routing::Config& config, const std::string& table) {
-  for (const routing::TableConfig& t : config.tables) {
-    if (t.name == table) return t.phase;
-  }
-  return routing::Phase::kOldOnly;
+  return config.PhaseOf(table);
 }
 
 // A control connection to old with pgshift_state in place.

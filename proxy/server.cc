@@ -480,10 +480,7 @@ absl::Status Server::Apply(routing::ConfigPtr next, bool from_file) {
   WarnIfShadowsRunAsControlRole(*next);
 
   auto phase_before = [&](const routing::TableConfig& t) {
-    for (const routing::TableConfig& old : current->config->tables) {
-      if (old.name == t.name) return old.phase;
-    }
-    return routing::Phase::kOldOnly;
+    return current->config->PhaseOf(t.name);
   };
   // A table cannot move toward new while its new table cannot be read.
   CatalogReadResult catalog = ReadCatalog(*next, *backend_tls_);

@@ -91,7 +91,10 @@ void Server::InstallSharedPhases(const SharedPhases& phases) {
   shared_phases_ = phases;
   routing::ConfigPtr running = WithSharedPhases(*file_config_, shared_phases_);
   SettingsPtr current = settings();
-  if (PhaseChanges(*current->config, *running).empty()) return;
+  if (PhaseChanges(*current->config, *running).empty() &&
+      current->config->unconfigured_migrating == running->unconfigured_migrating) {
+    return;
+  }
   Install(running, current->router->catalog(), current->mirroring);
   LogEvent(LogLevel::kInfo, "phases_installed",
            {{"generation", StrCat(generation_.load())}, {"from", "coordinator"}});

@@ -393,9 +393,10 @@ const TableConfig* FindTable(const Config& c, const std::string& name) {
   return nullptr;
 }
 
-// Why a step of one table is refused, or "" when it is allowed.
-std::string RefusedStep(const std::string& table, const TableConfig* from, const TableConfig* to) {
-  Phase before = from ? from->phase : Phase::kOldOnly;
+// Why a step of one table from `before` is refused, or "" when it is
+// allowed.
+std::string RefusedStep(const std::string& table, const TableConfig* from, Phase before,
+                        const TableConfig* to) {
   Phase after = to ? to->phase : Phase::kOldOnly;
   std::string step = StrCat("table \"", table, "\": ", PhaseName(before), " -> ",
                             PhaseName(after), to ? "" : " (removed from the file)");
@@ -420,7 +421,7 @@ std::string RefusedStep(const std::string& table, const TableConfig* from, const
 absl::Status CheckPhaseSteps(const Config& running, const Config& next) {
   std::vector<std::string> refusals;
   auto check = [&](const std::string& name, const TableConfig* from, const TableConfig* to) {
-    std::string why = RefusedStep(name, from, to);
+    std::string why = RefusedStep(name, from, running.PhaseOf(name), to);
     if (!why.empty() && !(to && to->force)) {
       refusals.push_back(StrCat(why, "; set force = true on the table to allow it"));
     }
@@ -466,6 +467,14 @@ const TableConfig* Config::FindTable(std::string_view name) const {
     if (bare == name) found = &t;
   }
   return found;
+}
+
+Phase Config::PhaseOf(const std::string& name) const {
+  for (const TableConfig& t : tables) {
+    if (t.name == name) return t.phase;
+  }
+  auto fleet = unconfigured_migrating.find(name);
+  return fleet == unconfigured_migrating.end() ? Phase::kOldOnly : fleet->second;
 }
 
 absl::StatusOr<Endpoint> ParseEndpoint(std::string_view text) {

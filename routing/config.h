@@ -187,11 +187,19 @@ struct Config {
   std::optional<BackendConfig> new_backend;  // absent: same database as old
   std::vector<TableConfig> tables;
   CoordinationSettings coordination;
+  // Set from the coordinator, never from a file: tables the coordinated
+  // migration has past old-only that this file does not configure. A
+  // statement naming one is refused, so none reaches old alone while the
+  // other instances mirror it.
+  std::map<std::string, Phase> unconfigured_migrating;
 
   const UserConfig* FindUser(std::string_view name) const;
   // The table named `name` as configured ("public.channels") or unqualified
   // ("channels"), as an operator types it.
   const TableConfig* FindTable(std::string_view name) const;
+  // The phase `name` ("public.channels") runs under: as configured, else
+  // as the fleet has it (unconfigured_migrating), else old-only.
+  Phase PhaseOf(const std::string& name) const;
 };
 
 using ConfigPtr = std::shared_ptr<const Config>;

@@ -103,6 +103,10 @@ std::optional<std::string> TruncateCascadeRefusal(const PgQuery__Node* stmt, con
     if (!MirrorsWrites(t.phase)) continue;
     mirrored += StrCat(mirrored.empty() ? "" : ", ", t.name, " (", PhaseName(t.phase), ")");
   }
+  for (const auto& [name, phase] : config.unconfigured_migrating) {
+    if (!MirrorsWrites(phase)) continue;
+    mirrored += StrCat(mirrored.empty() ? "" : ", ", name, " (", PhaseName(phase), ")");
+  }
   if (mirrored.empty()) return std::nullopt;
   return StrCat("pgshift: TRUNCATE ... CASCADE may empty a table whose writes pgshift mirrors (",
                 mirrored,

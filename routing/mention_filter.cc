@@ -23,6 +23,12 @@ std::string_view Unqualified(std::string_view name) {
 
 TableMentionFilter::TableMentionFilter(const Config& config) {
   for (const TableConfig& t : config.tables) Add(t);
+  // Refused when named (Router::PlaceStatement): each mention is parsed.
+  for (const auto& [name, phase] : config.unconfigured_migrating) {
+    truncate_may_cascade_ = truncate_may_cascade_ || MirrorsWrites(phase);
+    std::string bare = Lower(Unqualified(name));
+    if (std::find(names_.begin(), names_.end(), bare) == names_.end()) names_.push_back(bare);
+  }
 }
 
 TableMentionFilter::TableMentionFilter(const Config& config, const std::vector<std::string>& only) {

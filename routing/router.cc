@@ -289,11 +289,24 @@ struct Router::PlanDraft {
 namespace {
 
 // The first refusal stands.
+void Refuse(Plan& plan, Refusal refusal) {
+  if (!plan.refusal) plan.refusal = std::move(refusal);
+}
 void Refuse(Plan& plan, std::string message) {
-  if (!plan.refusal) {
-    plan.refusal =
-        Refusal{std::string(protocol::sqlstate::kFeatureNotSupported), std::move(message)};
-  }
+  Refuse(plan, Refusal{std::string(protocol::sqlstate::kFeatureNotSupported), std::move(message)});
+}
+
+// A table the coordinated migration has past old-only that this file
+// does not configure: on old alone, its writes would bypass the mirror.
+std::optional<Refusal> UnconfiguredRefusal(const Config& config, const std::string& name) {
+  auto migrating = config.unconfigured_migrating.find(name);
+  if (migrating == config.unconfigured_migrating.end()) return std::nullopt;
+  return Refusal{std::string(protocol::sqlstate::kCannotConnectNow),
+                 StrCat("pgshift: table ", name, " is in ", PhaseName(migrating->second),
+                        " in the coordinated migration, but this instance's file (", config.source,
+                        ") has no [[tables]] entry for it; statements on it are "
+                        "refused here so that none bypasses the migration: add the table to the "
+                        "file and reload")};
 }
 
 // Why statement `i`, which writes `table`, cannot run in the table's phase.
@@ -465,6 +478,7 @@ void Router::PlaceStatement(const ParseTree& tree, size_t i, PlanDraft& draft, P
     auto table = std::find_if(config_->tables.begin(), config_->tables.end(),
                               [&](const TableConfig& t) { return t.name == name; });
     if (table == config_->tables.end()) {
+      if (auto why = UnconfiguredRefusal(*config_, name)) Refuse(plan, *std::move(why));
       servers.insert(BackendId::kOld);
       placements.push_back(StrCat(name, " (not migrating, on old)"));
       continue;

@@ -476,6 +476,34 @@ TEST_F(Coordination, AFlipOfATableALiveInstanceLacksIsRefused) {
   EXPECT_TRUE(AllServe("shadow-read"));
 }
 
+// An instance whose file lacks a table the fleet has in a mirrored phase
+// refuses statements on it (on old alone they would bypass the mirror),
+// and serves it, mirrored, once its file names the table.
+TEST_F(Coordination, AnInstanceWhoseFileLacksAMigratingTableRefusesIt) {
+  Start("a", "dual-write");
+  with_totals_ = false;
+  Instance& b = Start("b", "dual-write");
+  ASSERT_TRUE(AllServe("dual-write"));
+  PgConn app(b.process->ConnInfo("dbname=" + db_));
+  PgResult refused = app.Exec("UPDATE totals SET n = n + 1 WHERE id = 1");
+  PgError error = ErrorOf(refused.get());
+  EXPECT_EQ(error.sqlstate, "57P03");
+  EXPECT_NE(error.message.find("public.totals is in dual-write in the coordinated migration"),
+            std::string::npos)
+      << error.message;
+  EXPECT_TRUE(app.Ok("UPDATE counters SET n = n + 1 WHERE id = 1")) << app.error();
+  with_totals_ = true;
+  EXPECT_NE(Flip(b, "dual-write").find("event=config_reloaded"), std::string::npos)
+      << b.process->LogEnd();
+  EXPECT_TRUE(app.Ok("UPDATE totals SET n = n + 1 WHERE id = 1")) << app.error();
+  PgConn old_side = Old();
+  PgConn new_side = New();
+  EXPECT_EQ(Sum(old_side, "totals"), "1");
+  EXPECT_EQ(Sum(new_side, "totals_v2"), "1");
+  EXPECT_EQ(Sum(old_side, "counters"), "1");
+  EXPECT_EQ(Sum(new_side, "counters_v2"), "1");
+}
+
 // A transaction that touched only tables a flip left alone goes on under
 // the new phases when it reaches the flipped table afterwards.
 TEST_F(Coordination, ATransactionOnAnotherTableGoesOnUnderTheNewPhaseAfterAFlip) {

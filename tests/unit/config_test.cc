@@ -253,6 +253,24 @@ TEST(PhaseSteps, OneStepForwardAndAnyStepBackAreAllowed) {
   EXPECT_EQ(Refusal(WithChannels("dual-write"), WithoutTables()), "") << "removal is old-only";
 }
 
+// With coordination, a table the fleet migrates that the running file
+// lacks steps from the fleet's phase when a file adds it.
+TEST(PhaseSteps, ATableTheFleetMigratesStepsFromTheFleetsPhase) {
+  auto running = std::make_shared<Config>(*WithoutTables());
+  running->unconfigured_migrating["public.channels"] = Phase::kShadowRead;
+  EXPECT_EQ(running->PhaseOf("public.channels"), Phase::kShadowRead);
+  EXPECT_EQ(running->PhaseOf("public.posts"), Phase::kOldOnly);
+  EXPECT_EQ(Refusal(running, WithChannels("shadow-read")), "");
+  EXPECT_EQ(Refusal(running, WithChannels("new-primary")), "");
+  EXPECT_EQ(Refusal(running, WithChannels("dual-write")), "");
+  EXPECT_NE(Refusal(running, WithChannels("new-only"))
+                .find("shadow-read -> new-only skips "
+                      "new-primary"),
+            std::string::npos);
+  EXPECT_NE(Refusal(WithoutTables(), WithChannels("shadow-read")).find("skips dual-write"),
+            std::string::npos);
+}
+
 TEST(PhaseSteps, SkippingForwardIsRefusedWithTheReason) {
   EXPECT_EQ(Refusal(WithChannels("old-only"), WithChannels("shadow-read")),
             "table \"public.channels\": old-only -> shadow-read skips dual-write; set force = "

@@ -56,6 +56,31 @@ TEST(Router, TruncateCascadeIsRefusedWhileATableIsMirrored) {
   }
 }
 
+// With coordination, a table the fleet migrates that this file lacks
+// (Config::unconfigured_migrating) is refused wherever it is named: on old
+// alone, its writes would bypass the other instances' mirror.
+TEST(Router, ATableTheFleetMigratesButThisFileLacksIsRefused) {
+  auto config = std::make_shared<Config>(*MakeConfig("dual-write", true));
+  config->unconfigured_migrating["public.comments"] = Phase::kDualWrite;
+  TableCounterRegistry counters;
+  Router router(config, Catalog{{}, {{"public.channels_v2", {"id", "name"}}}}, counters);
+  for (const char* sql :
+       {"INSERT INTO comments VALUES (1)", "SELECT * FROM Comments JOIN users ON true",
+        "UPDATE public.comments SET body = '' WHERE id = 1"}) {
+    ASSERT_TRUE(router.MayTouch(sql)) << sql;
+    PlanPtr plan = router.PlanFor(sql);
+    ASSERT_TRUE(plan->refusal) << sql;
+    EXPECT_EQ(plan->refusal->sqlstate, "57P03");
+    EXPECT_NE(plan->refusal->message.find("public.comments is in dual-write in the coordinated "
+                                          "migration, but this instance's file (router.toml)"),
+              std::string::npos)
+        << plan->refusal->message;
+  }
+  EXPECT_FALSE(router.MayTouch("SELECT * FROM users"));
+  EXPECT_FALSE(router.PlanFor("SELECT * FROM users")->refusal);
+  EXPECT_FALSE(router.PlanFor("SELECT * FROM comments_archive")->refusal);
+}
+
 // Found by the fuzzer: libpg_query writes a "$0" back as "?", which no
 // parser takes. What would not parse is refused, never sent.
 TEST(Router, ARewriteThatWouldNotParseIsRefusedNotSent) {
