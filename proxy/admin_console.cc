@@ -132,6 +132,7 @@ Table ShowTables(const routing::Config& c, routing::TableCounterRegistry& counte
            "shadow_dropped",
            "shadow_skipped",
            "rows_written",
+           "mirror_failures",
            "unexplained_changes"},
           {}};
   for (const auto& tab : c.tables) {
@@ -157,6 +158,7 @@ Table ShowTables(const routing::Config& c, routing::TableCounterRegistry& counte
                       StrCat(n.shadow_dropped.load()),
                       StrCat(n.shadow_skipped.load()),
                       StrCat(n.rows_written.load()),
+                      StrCat(n.mirror_failures.load()),
                       UnexplainedChanges(c, tab, audit)});
     if (fleet != nullptr) {
       auto it = fleet->find(tab.name);

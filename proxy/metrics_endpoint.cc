@@ -73,6 +73,8 @@ std::string PrometheusText(Server& server) {
                     &routing::TableCounters::refused},
         TableMetric{"rows_written", "Rows the table's mirrored writes returned.",
                     &routing::TableCounters::rows_written},
+        TableMetric{"mirror_failures", "Mirrored writes whose apply on the other server failed.",
+                    &routing::TableCounters::mirror_failures},
         TableMetric{"shadow_compared", "Shadow reads compared.",
                     &routing::TableCounters::shadow_compared},
         TableMetric{"shadow_matched", "Shadow reads whose two sides agreed.",

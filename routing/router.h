@@ -42,6 +42,9 @@ struct TableCounters {
   // Rows the table's mirrored writes returned on its authoritative side
   // (the write audit compares them with the server's own count).
   std::atomic<uint64_t> rows_written{0};
+  // Mirrored writes whose apply on the other server failed (each batch
+  // once per table it held), whichever on_mirror_error said what then.
+  std::atomic<uint64_t> mirror_failures{0};
   // Shadow reads: compared (matched + transient + persistent: those with
   // a verdict); unstable (across servers, no moment without a mirrored
   // write in flight came to judge a difference by); dropped (queue full,
@@ -230,6 +233,7 @@ class Router {
 
   const Config& config() const { return *config_; }
   const Catalog& catalog() const { return catalog_; }
+  TableCounterRegistry& counters() const { return counters_; }
   bool has_new_server() const { return config_->new_backend.has_value(); }
   // Some table's writes are mirrored to a second server.
   bool mirrors_across_servers() const;

@@ -416,6 +416,11 @@ awaitable<void> MirrorCoordinator::MirrorFailed(Link& auth, Link& mirror, Mirror
                                                 const MirroredRows& rows, ErrorFields failed) {
   const bool implicit = batch.mode == MirrorBatch::Mode::kImplicit;
   const bool autocommitted = batch.mode == MirrorBatch::Mode::kAutocommitted;
+  for (const std::string& table : rows.tables) {
+    if (c_.settings == nullptr || !c_.settings->router) break;  // (unit tests have no router)
+    c_.settings->router->counters().For(table).mirror_failures.fetch_add(1,
+                                                                         std::memory_order_relaxed);
+  }
   LogEvent(LogLevel::kError, "mirror_failed",
            {{"session", StrCat(c_.session)},
             {"tables", Tables(rows.tables)},

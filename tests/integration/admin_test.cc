@@ -3,6 +3,9 @@
 
 #include <atomic>
 #include <cctype>
+#include <fstream>
+#include <iterator>
+#include <set>
 #include <thread>
 
 #include "tests/integration/environment.h"
@@ -294,6 +297,46 @@ TEST_F(Admin, MetricsOverHttp) {
             std::string::npos);
   EXPECT_TRUE(HttpExchange(metrics_port_, "GET / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
   EXPECT_TRUE(HttpExchange(metrics_port_, "POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
+}
+
+// conf/grafana/pgshift-dashboard.json queries only metrics that /metrics
+// serves: a renamed metric cannot leave a panel silently empty.
+TEST_F(Admin, TheGrafanaDashboardQueriesOnlyMetricsPgshiftServes) {
+  std::ifstream file(PGSHIFT_SOURCE_DIR "/conf/grafana/pgshift-dashboard.json");
+  ASSERT_TRUE(file.good());
+  const std::string dashboard((std::istreambuf_iterator<char>(file)),
+                              std::istreambuf_iterator<char>());
+  // Every query of a panel ("expr") or of a variable ("definition"), and
+  // the metric names in it.
+  std::set<std::string> names;
+  int queries = 0;
+  for (const std::string key : {"\"expr\": \"", "\"definition\": \""}) {
+    for (size_t at = dashboard.find(key); at != std::string::npos;
+         at = dashboard.find(key, at + 1)) {
+      ++queries;
+      const size_t begin = at + key.size();
+      const std::string text = dashboard.substr(begin, dashboard.find("\",\n", begin) - begin);
+      for (size_t m = text.find("pgshift_"); m != std::string::npos;
+           m = text.find("pgshift_", m + 1)) {
+        size_t end = m;
+        while (end < text.size() && ((text[end] >= 'a' && text[end] <= 'z') || text[end] == '_'))
+          ++end;
+        names.insert(text.substr(m, end - m));
+        m = end - 1;
+      }
+    }
+  }
+  EXPECT_GE(queries, 20);
+  EXPECT_GE(names.size(), 15u);
+  const std::string served =
+      HttpExchange(metrics_port_, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+  for (const std::string& name : names) {
+    // Declared (a gauge may have no sample yet), or a histogram's series.
+    const bool found = served.find("\n# TYPE " + name + " ") != std::string::npos ||
+                       served.find("\n" + name + "{") != std::string::npos ||
+                       served.find("\n" + name + " ") != std::string::npos;
+    EXPECT_TRUE(found) << name << " is queried by the dashboard but not served";
+  }
 }
 
 }  // namespace

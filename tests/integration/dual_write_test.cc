@@ -1500,6 +1500,7 @@ TEST_P(AcrossServers, UnderLogAFailingMirrorLetsTheWriteStandAndLogsItsKeys) {
   EXPECT_EQ(Old().Value("SELECT count(*) FROM pgshift_divergence WHERE key = '1'"), "1");
   EXPECT_EQ(Old().Value("SELECT title FROM channels WHERE id = 1"), "forbidden");
   EXPECT_EQ(client.Value("SELECT count(*) FROM pg_temp.pgshift_divergence"), "0");
+  EXPECT_EQ(Metric("mirror_failures", 2), 2) << "the INSERT's and the UPDATE's";
 
   // Once new can take the rows, verify --repair copies them and clears
   // their keys from the log.
