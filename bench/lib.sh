@@ -32,6 +32,37 @@ make_out_dir() {
   echo "$dir"
 }
 
+as_postgres() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# start_pgbouncer PORT PG_PORT: pgbouncer (session mode) on PORT in front of
+# postgres@PG_PORT, its files in $out; false when it is not installed.
+start_pgbouncer() {
+  local bouncer
+  bouncer=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+  [ -x "$bouncer" ] || return 1
+  [ "$(id -u)" -eq 0 ] && chown -R postgres "$out"
+  cat >"$out/pgbouncer.ini" <<INI
+[databases]
+postgres = host=127.0.0.1 port=$2
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $1
+unix_socket_dir =
+auth_type = trust
+auth_file = $out/userlist.txt
+pool_mode = session
+max_client_conn = 1000
+default_pool_size = 250
+logfile = $out/pgbouncer.log
+pidfile = $out/pgbouncer.pid
+INI
+  echo '"postgres" ""' >"$out/userlist.txt"
+  [ "$(id -u)" -eq 0 ] && chown postgres "$out/pgbouncer.ini" "$out/userlist.txt"
+  as_postgres "$bouncer" -d "$out/pgbouncer.ini" >/dev/null 2>&1
+}
+
 # start_pgshift NAME PORT OLD_PORT EXTRA_TOML [BINARY]: pgshift (build/pgshift,
 # or BINARY) in the background, listening on PORT in front of
 # postgres@OLD_PORT, with EXTRA_TOML added to its config; config and log go

@@ -29,10 +29,6 @@ rm -rf "$out"
 mkdir -p "$out"
 pg_port=55610 shift_port=55611 bouncer_port=55612 loaded_port=55613 new_only_port=55614
 
-as_postgres() {
-  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
-
 cleanup() {
   for pid in ${pids:-}; do kill "$pid" 2>/dev/null || true; done
   [ -f "$out/pgbouncer.pid" ] && kill "$(cat "$out/pgbouncer.pid")" 2>/dev/null || true
@@ -83,27 +79,7 @@ if [ -n "${PGSHIFT_BASELINE:-}" ]; then
   shift_targets="$shift_targets before-pgshift:$((pg_port + 10)) before-pgshift-new-only:$((pg_port + 11))"
 fi
 targets="direct:$pg_port $shift_targets"
-if command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ]; then
-  bouncer=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
-  [ "$(id -u)" -eq 0 ] && chown -R postgres "$out"
-  cat >"$out/pgbouncer.ini" <<INI
-[databases]
-postgres = host=127.0.0.1 port=$pg_port
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $bouncer_port
-unix_socket_dir =
-auth_type = trust
-auth_file = $out/userlist.txt
-pool_mode = session
-max_client_conn = 1000
-default_pool_size = 250
-logfile = $out/pgbouncer.log
-pidfile = $out/pgbouncer.pid
-INI
-  echo '"postgres" ""' >"$out/userlist.txt"
-  [ "$(id -u)" -eq 0 ] && chown postgres "$out/pgbouncer.ini" "$out/userlist.txt"
-  as_postgres "$bouncer" -d "$out/pgbouncer.ini" >/dev/null 2>&1
+if start_pgbouncer $bouncer_port $pg_port; then
   targets="direct:$pg_port pgbouncer:$bouncer_port $shift_targets"
 fi
 wait_for_targets "$targets"
