@@ -310,17 +310,24 @@ TEST_F(Admin, TheGrafanaDashboardQueriesOnlyMetricsPgshiftServes) {
   // the metric names in it.
   std::set<std::string> names;
   int queries = 0;
-  for (const std::string key : {"\"expr\": \"", "\"definition\": \""}) {
+  for (const std::string key : {"\"expr\":", "\"definition\":"}) {
     for (size_t at = dashboard.find(key); at != std::string::npos;
          at = dashboard.find(key, at + 1)) {
+      size_t begin = dashboard.find_first_not_of(" \n", at + key.size());
+      if (begin == std::string::npos || dashboard[begin] != '"') continue;
       ++queries;
-      const size_t begin = at + key.size();
-      const std::string text = dashboard.substr(begin, dashboard.find("\",\n", begin) - begin);
+      // The JSON string up to its closing quote (\" inside it escapes one).
+      std::string text;
+      for (size_t i = begin + 1; i < dashboard.size() && dashboard[i] != '"'; ++i) {
+        if (dashboard[i] == '\\') ++i;
+        text += dashboard[i];
+      }
       for (size_t m = text.find("pgshift_"); m != std::string::npos;
            m = text.find("pgshift_", m + 1)) {
         size_t end = m;
-        while (end < text.size() && ((text[end] >= 'a' && text[end] <= 'z') || text[end] == '_'))
+        while (end < text.size() && ((text[end] >= 'a' && text[end] <= 'z') || text[end] == '_')) {
           ++end;
+        }
         names.insert(text.substr(m, end - m));
         m = end - 1;
       }
