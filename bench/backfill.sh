@@ -3,18 +3,23 @@
 # INSERT ... SELECT on one database and against a COPY pipe across two
 # servers, and verify's seconds per million rows, measured in one run.
 #
-#   bench/backfill.sh [--rows N] [--batch N]
+#   bench/backfill.sh [--rows N] [--batch N] [--rounds N]
+#
+# Each round runs the four copies in turn (tables emptied first); the
+# figures are means over the rounds, each backfill as a ratio of the rate
+# of the plain copy beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 
-rows=1000000 batch=5000
+rows=1000000 batch=5000 rounds=3
 while [ $# -gt 0 ]; do
   case "$1" in
     --rows) rows=$2; shift 2 ;;
     --batch) batch=$2; shift 2 ;;
-    *) echo "usage: bench/backfill.sh [--rows N] [--batch N]" >&2; exit 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    *) echo "usage: bench/backfill.sh [--rows N] [--batch N] [--rounds N]" >&2; exit 2 ;;
   esac
 done
 
@@ -66,44 +71,60 @@ config() {  # file [new-port]
 config "$out/one.toml"
 config "$out/two.toml" $new_port
 
-results=()
-measure() {  # label seconds
-  results+=("$1|$2|$(awk -v r="$rows" -v s="$2" 'BEGIN { printf "%.0f", r / s }')")
+# seconds LABEL SECONDS: one measurement, kept per label.
+declare -A total runs
+seconds() {
+  total[$1]=$(awk -v a="${total[$1]:-0}" -v b="$2" 'BEGIN { print a + b }')
+  runs[$1]=$((${runs[$1]:-0} + 1))
+}
+fresh() {  # port table: the table empty, as each round starts
+  q "$1" "DROP TABLE IF EXISTS $2; CREATE TABLE $2 $new_table"
 }
 
-# One database.
-q $old_port "CREATE TABLE plain_copy $new_table"
-t=$(now); q $old_port "INSERT INTO plain_copy SELECT id, title, created_at, payload FROM channels"
-measure "INSERT ... SELECT, one database" "$(since "$t")"
-q $old_port "CREATE TABLE channels_v2 $new_table"
-t=$(now); build/pgshift backfill --config "$out/one.toml" --table channels --batch "$batch" >/dev/null
-measure "pgshift backfill --batch $batch, one database" "$(since "$t")"
+for round in $(seq "$rounds"); do
+  # One database.
+  fresh $old_port plain_copy
+  t=$(now); q $old_port "INSERT INTO plain_copy SELECT id, title, created_at, payload FROM channels"
+  seconds insert-select "$(since "$t")"
+  fresh $old_port channels_v2
+  q $old_port "DROP TABLE IF EXISTS pgshift_state"
+  t=$(now); build/pgshift backfill --config "$out/one.toml" --table channels --batch "$batch" >/dev/null
+  seconds backfill-one "$(since "$t")"
+  # Across servers.
+  fresh $new_port plain_copy
+  t=$(now)
+  psql -X -h 127.0.0.1 -p $old_port -U postgres -d postgres -Atq \
+    -c "COPY (SELECT id, title, created_at, payload FROM channels) TO STDOUT" |
+    psql -X -h 127.0.0.1 -p $new_port -U postgres -d postgres -Atq -c "COPY plain_copy FROM STDIN"
+  seconds copy-pipe "$(since "$t")"
+  fresh $new_port channels_v2
+  q $old_port "DROP TABLE IF EXISTS pgshift_state"
+  t=$(now); build/pgshift backfill --config "$out/two.toml" --table channels --batch "$batch" >/dev/null
+  seconds backfill-two "$(since "$t")"
+  echo "round $round done" >&2
+done
 t=$(now); build/pgshift verify --config "$out/one.toml" --table channels --chunk 10000 >/dev/null
 verify_one=$(since "$t")
-
-# Across servers.
-q $new_port "CREATE TABLE plain_copy $new_table"
-t=$(now)
-psql -X -h 127.0.0.1 -p $old_port -U postgres -d postgres -Atq \
-  -c "COPY (SELECT id, title, created_at, payload FROM channels) TO STDOUT" |
-  psql -X -h 127.0.0.1 -p $new_port -U postgres -d postgres -Atq -c "COPY plain_copy FROM STDIN"
-measure "COPY pipe, across servers" "$(since "$t")"
-q $new_port "CREATE TABLE channels_v2 $new_table"
-q $old_port "DELETE FROM pgshift_state"
-t=$(now); build/pgshift backfill --config "$out/two.toml" --table channels --batch "$batch" >/dev/null
-measure "pgshift backfill --batch $batch, across servers" "$(since "$t")"
 t=$(now); build/pgshift verify --config "$out/two.toml" --table channels --chunk 10000 >/dev/null
 verify_two=$(since "$t")
 
+mean() { awk -v a="${total[$1]}" -v n="${runs[$1]}" 'BEGIN { printf "%.2f", a / n }'; }
+row() {  # label key [base-key]
+  local s ratio=""
+  s=$(mean "$2")
+  [ -n "${3:-}" ] && ratio=$(awk -v a="$(mean "$3")" -v b="$s" 'BEGIN { printf "%.2f", a / b }')
+  echo "| $1 | $s | $(awk -v r="$rows" -v s="$s" 'BEGIN { printf "%.0f", r / s }') | $ratio |"
+}
+
 echo
-echo "## Backfill and verify ($rows rows, $(nproc) cores)"
+echo "## Backfill and verify ($rows rows, $rounds rounds, $(nproc) cores)"
 echo
-echo "| copy | seconds | rows/s |"
-echo "|---|---:|---:|"
-for r in "${results[@]}"; do
-  IFS='|' read -r label s rate <<<"$r"
-  echo "| $label | $s | $rate |"
-done
+echo "| copy | seconds (mean) | rows/s | rate / its baseline |"
+echo "|---|---:|---:|---:|"
+row "INSERT ... SELECT, one database" insert-select
+row "pgshift backfill --batch $batch, one database" backfill-one insert-select
+row "COPY pipe, across servers" copy-pipe
+row "pgshift backfill --batch $batch, across servers" backfill-two copy-pipe
 echo
 echo "| verify (--chunk 10000) | seconds | seconds per million rows |"
 echo "|---|---:|---:|"

@@ -16,8 +16,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using Params = std::vector<std::optional<std::string>>;
 
-// Postgres allows 65535 parameters per statement.
-constexpr size_t kMaxParams = 65535;
+// The most rows one batch locks, however fast batches go.
+constexpr int64_t kMaxBatch = 1000000;
 
 class Backfiller {
  public:
@@ -53,9 +53,11 @@ class Backfiller {
     while (true) {
       if (absl::Status s = WaitWhileUnderPressure(); !s.ok()) return s;
       std::vector<std::string> before = checkpoint.last_key;
+      const auto batch_started = Clock::now();
       auto batch = CopyBatch(checkpoint);
       if (!batch.ok()) return batch.status();
       if (batch->read == 0) break;
+      Adapt(Clock::now() - batch_started);
       if (absl::Status s = RemoveDeletedMeanwhile(before, checkpoint.last_key, *batch); !s.ok()) {
         return s;
       }
@@ -122,9 +124,75 @@ class Backfiller {
     return out;
   }
 
+  // A batch that lost a race for a key to a mirrored insert (23505) runs
+  // again with ON CONFLICT DO NOTHING: about half as fast as a plain
+  // insert of the rows new lacks, which every batch tries first.
   absl::StatusOr<BatchResult> CopyBatch(Checkpoint& checkpoint) {
-    return pair_.same_database ? CopyBatchInOneDatabase(checkpoint)
-                               : CopyBatchAcrossServers(checkpoint);
+    bool careful = false;
+    for (int attempt = 1;; ++attempt) {
+      auto result = pair_.same_database ? CopyBatchInOneDatabase(checkpoint, careful)
+                                        : CopyBatchAcrossServers(checkpoint, careful);
+      if (result.ok() || attempt == 10) return result;
+      std::string state = SqlStateOf(result.status());
+      if (state == "23505" && !careful) {
+        careful = true;
+        continue;
+      }
+      if (state != "55P03" && state != "40P01" && state != "40001") return result;
+      std::fprintf(out_, "pgshift backfill: %s batch retried (%s)\n", pair_.config->name.c_str(),
+                   std::string(MessageOf(result.status())).c_str());
+      std::this_thread::sleep_for(std::chrono::milliseconds(200 * attempt));
+    }
+  }
+
+  // New's key in (after, last], the bounds as parameters added to `params`.
+  std::string NewRange(const std::vector<std::string>& after, const std::vector<std::string>& last,
+                       Params& params) const {
+    std::string range;
+    for (const auto* bound : {&after, &last}) {
+      if (bound->empty()) continue;
+      const int first = static_cast<int>(params.size()) + 1;
+      for (const std::string& k : *bound) params.emplace_back(k);
+      range = StrCat(range, range.empty() ? "" : " AND ", "(", TablePair::List(pair_.new_key_order),
+                     bound == &after ? ") > " : ") <= ", pair_.KeyParams(first));
+    }
+    return range;
+  }
+
+  // On one database the batch's last key is known only inside its
+  // statement: the range ends at the CTE batch's greatest key. `after` is
+  // the statement's condition on old's key, its parameters from $1.
+  std::string NewRangeOfBatch(const std::string& after) const {
+    return StrCat(after.empty() ? ""
+                                : StrCat("(", TablePair::List(pair_.new_key_order), ") > ",
+                                         pair_.KeyParams(1), " AND "),
+                  "(", TablePair::List(pair_.new_key_order), ") <= (SELECT ",
+                  TablePair::List(pair_.old_key_order), " FROM batch ORDER BY ",
+                  Descending(pair_.old_key_order), " LIMIT 1)");
+  }
+
+  // How a batch's rows go into new, from `rows` (its columns named as
+  // `columns`, its key as `key`, ordered as new's is compared): only those whose key new lacks,
+  // looked up among new's rows of the batch's key range (`new_range`, a condition on new's key);
+  // `careful`, also when a mirrored insert of the same key commits meanwhile
+  // (ON CONFLICT: `new_range` is not used).
+  std::string InsertRows(std::string_view rows, const std::vector<std::string>& columns,
+                         const std::vector<std::string>& key, std::string_view new_range,
+                         bool careful) const {
+    std::string insert =
+        StrCat("INSERT INTO ", pair_.new_table, " (", TablePair::List(pair_.new_columns),
+               ") OVERRIDING SYSTEM VALUE SELECT ", TablePair::List(columns, "pgshift_rows."),
+               " FROM ", rows, " pgshift_rows");
+    if (careful) {
+      return StrCat(insert, " ON CONFLICT (", TablePair::List(pair_.new_key), ") DO NOTHING");
+    }
+    std::string same_key;
+    for (size_t i = 0; i < key.size(); ++i) {
+      same_key =
+          StrCat(same_key, " AND pgshift_new.", pair_.new_key_order[i], " = pgshift_rows.", key[i]);
+    }
+    return StrCat(insert, " WHERE NOT EXISTS (SELECT FROM ", pair_.new_table, " pgshift_new WHERE ",
+                  new_range, same_key, ")");
   }
 
   // "a" DESC, "b" DESC: the last key of a batch, every column descending.
@@ -136,17 +204,16 @@ class Backfiller {
 
   // One statement: read the batch FOR KEY SHARE, insert what new lacks, and
   // save the checkpoint in the same transaction.
-  absl::StatusOr<BatchResult> CopyBatchInOneDatabase(Checkpoint& checkpoint) {
+  absl::StatusOr<BatchResult> CopyBatchInOneDatabase(Checkpoint& checkpoint, bool careful) {
     Params params;
     std::string after = After(checkpoint, params);
     std::string sql = StrCat(
         "WITH batch AS (SELECT ", TablePair::List(pair_.old_columns), " FROM ", pair_.old_table,
-        after, " ORDER BY ", TablePair::List(pair_.old_key_order), " LIMIT ", options_.batch,
-        " FOR KEY SHARE), copied AS (INSERT INTO ", pair_.new_table, " (",
-        TablePair::List(pair_.new_columns), ") OVERRIDING SYSTEM VALUE SELECT ",
-        TablePair::List(pair_.old_columns), " FROM batch ON CONFLICT (",
-        TablePair::List(pair_.new_key),
-        ") DO NOTHING RETURNING 1) SELECT (SELECT count(*) FROM batch), (SELECT count(*) FROM "
+        after, " ORDER BY ", TablePair::List(pair_.old_key_order), " LIMIT ", batch_,
+        " FOR KEY SHARE), copied AS (",
+        InsertRows("batch", pair_.old_columns, pair_.old_key_order, NewRangeOfBatch(after),
+                   careful),
+        " RETURNING 1) SELECT (SELECT count(*) FROM batch), (SELECT count(*) FROM "
         "copied), ",
         KeyColumnsAsText(), " FROM batch ORDER BY ", Descending(pair_.old_key_order), " LIMIT 1");
     if (absl::Status s = old_db_.Run("BEGIN"); !s.ok()) return s;
@@ -180,80 +247,110 @@ class Backfiller {
     return result;
   }
 
+  // Across servers, two temporary tables on new (emptied at each commit):
+  // the batch's rows, and the keys alive in old's range for the sweep.
+  absl::Status MakeStagingTables() {
+    if (staging_ready_) return absl::OkStatus();
+    for (const auto& [name, columns] : {std::pair{"pgshift_backfill_rows", &pair_.new_columns},
+                                        std::pair{"pgshift_backfill_keys", &pair_.new_key}}) {
+      if (absl::Status s = new_db_->Run(
+              StrCat("CREATE TEMPORARY TABLE ", name, " ON COMMIT DELETE ROWS AS SELECT ",
+                     TablePair::List(*columns), " FROM ", pair_.new_table, " WITH NO DATA"));
+          !s.ok()) {
+        return s;
+      }
+    }
+    staging_ready_ = true;
+    return absl::OkStatus();
+  }
+
+  // COPY takes no parameters: a key range's bounds on old travel as
+  // settings of the session, set here, read by the condition returned.
+  absl::StatusOr<std::string> RangeOnOld(const std::vector<std::string>& after,
+                                         const std::vector<std::string>& last) {
+    Params bounds;
+    std::string settings;
+    auto bound = [&](const std::vector<std::string>& key, std::string_view name) {
+      std::string values;
+      for (size_t i = 0; i < key.size(); ++i) {
+        bounds.emplace_back(key[i]);
+        std::string setting = StrCat("pgshift.backfill_", name, "_", i);
+        settings = StrCat(settings, settings.empty() ? "" : ", ", "pg_catalog.set_config('",
+                          setting, "', $", bounds.size(), ", false)");
+        values = StrCat(values, i ? ", " : "", "pg_catalog.current_setting('", setting,
+                        "')::", pair_.key_types[i]);
+      }
+      return StrCat("(", TablePair::List(pair_.old_key_order), ") ",
+                    name == "after" ? ">" : "<=", " (", values, ")");
+    };
+    std::string range = after.empty() ? "" : StrCat(bound(after, "after"), " AND ");
+    range += bound(last, "last");
+    if (absl::Status s = old_db_.Run(StrCat("SELECT ", settings), bounds); !s.ok()) return s;
+    return range;
+  }
+
+  const char* CopyFormat() const { return pair_.binary_copy ? " (FORMAT binary)" : ""; }
+
   // Across servers: the batch is read FOR KEY SHARE in a transaction on old
   // that stays open until new has committed the copies; then old records
   // the checkpoint and commits, letting waiting deletes through. new waits
   // for locks at most 5 s, so that a client transaction blocked on old
   // behind this batch can never hold new up forever; the batch then
   // starts again.
-  absl::StatusOr<BatchResult> CopyBatchAcrossServers(Checkpoint& checkpoint) {
-    for (int attempt = 1;; ++attempt) {
-      auto result = TryCopyBatchAcrossServers(checkpoint);
-      if (result.ok() || attempt == 10) return result;
-      std::string state = SqlStateOf(result.status());
-      if (state != "55P03" && state != "40P01" && state != "40001") return result;
-      std::fprintf(out_, "pgshift backfill: %s batch retried (%s)\n", pair_.config->name.c_str(),
-                   std::string(MessageOf(result.status())).c_str());
-      std::this_thread::sleep_for(std::chrono::milliseconds(200 * attempt));
-    }
-  }
-
-  absl::StatusOr<BatchResult> TryCopyBatchAcrossServers(Checkpoint& checkpoint) {
-    Params params;
-    std::string after = After(checkpoint, params);
+  // The rows travel by COPY into a temporary table on new, then into the
+  // new table.
+  absl::StatusOr<BatchResult> CopyBatchAcrossServers(Checkpoint& checkpoint, bool careful) {
+    if (absl::Status s = MakeStagingTables(); !s.ok()) return s;
     if (absl::Status s = old_db_.Run("BEGIN"); !s.ok()) return s;
     auto rollback = [&](absl::Status s) {
       old_db_.Run("ROLLBACK").IgnoreError();
       new_db_->Run("ROLLBACK").IgnoreError();
       return s;
     };
-    auto rows = old_db_.Exec(
-        StrCat("SELECT ", KeyColumnsAsText(), ", ", TablePair::List(pair_.old_columns), " FROM ",
-               pair_.old_table, after, " ORDER BY ", TablePair::List(pair_.old_key_order),
-               " LIMIT ", options_.batch, " FOR KEY SHARE"),
+    // Lock the batch's rows; learn how many and its last key.
+    Params params;
+    std::string after = After(checkpoint, params);
+    auto locked = old_db_.Exec(
+        StrCat("SELECT pg_catalog.count(*) OVER (), ", KeyColumnsAsText(), " FROM (SELECT ",
+               TablePair::List(pair_.old_key), " FROM ", pair_.old_table, after, " ORDER BY ",
+               TablePair::List(pair_.old_key_order), " LIMIT ", batch_,
+               " FOR KEY SHARE) pgshift_batch ORDER BY ", Descending(pair_.old_key_order),
+               " LIMIT 1"),
         params);
-    if (!rows.ok()) return rollback(rows.status());
+    if (!locked.ok()) return rollback(locked.status());
     BatchResult result;
-    result.read = static_cast<int64_t>(rows->rows.size());
-    if (result.read == 0) {
+    if (locked->rows.empty()) {
       old_db_.Run("COMMIT").IgnoreError();
       return result;
     }
+    const Row& last_row = locked->rows[0];
+    ParseInt(*last_row[0], result.read);
+    std::vector<std::string> last;
+    for (size_t i = 1; i < last_row.size(); ++i) last.push_back(*last_row[i]);
+    auto range = RangeOnOld(checkpoint.last_key, last);
+    if (!range.ok()) return rollback(range.status());
     if (absl::Status s = new_db_->Run("BEGIN"); !s.ok()) return rollback(s);
     if (absl::Status s = new_db_->Run("SET LOCAL lock_timeout = '5s'"); !s.ok()) return rollback(s);
-    const size_t key_count = pair_.old_key.size();
-    const size_t columns = pair_.new_columns.size();
-    const size_t per_statement = std::max<size_t>(1, kMaxParams / columns);
-    for (size_t start = 0; start < rows->rows.size(); start += per_statement) {
-      size_t end = std::min(rows->rows.size(), start + per_statement);
-      Params values;
-      std::string tuples;
-      for (size_t i = start; i < end; ++i) {
-        std::string tuple;
-        for (size_t c = 0; c < columns; ++c) {
-          values.push_back(rows->rows[i][key_count + c]);
-          tuple = StrCat(tuple, c ? ", " : "", "$", values.size());
-        }
-        tuples = StrCat(tuples, i > start ? ", " : "", "(", tuple, ")");
-      }
-      auto inserted = new_db_->Exec(
-          StrCat("INSERT INTO ", pair_.new_table, " (", TablePair::List(pair_.new_columns),
-                 ") OVERRIDING SYSTEM VALUE VALUES ", tuples, " ON CONFLICT (",
-                 TablePair::List(pair_.new_key), ") DO NOTHING"),
-          values);
-      if (!inserted.ok()) return rollback(inserted.status());
-      // "INSERT 0 n"
-      int64_t n = 0;
-      ParseInt(std::string_view(inserted->tag).substr(inserted->tag.rfind(' ') + 1), n);
-      result.copied += n;
-    }
+    const char* format = CopyFormat();
+    auto relayed =
+        old_db_.CopyTo(StrCat("COPY (SELECT ", TablePair::List(pair_.old_columns), " FROM ",
+                              pair_.old_table, " WHERE ", *range, ") TO STDOUT", format),
+                       *new_db_, StrCat("COPY pgshift_backfill_rows FROM STDIN", format));
+    if (!relayed.ok()) return rollback(relayed.status());
+    Params range_params;
+    std::string new_range = NewRange(checkpoint.last_key, last, range_params);
+    auto inserted = new_db_->Exec(InsertRows("pgshift_backfill_rows", pair_.new_columns,
+                                             pair_.new_key_order, new_range, careful),
+                                  careful ? Params() : range_params);
+    if (!inserted.ok()) return rollback(inserted.status());
+    // "INSERT 0 n"
+    ParseInt(std::string_view(inserted->tag).substr(inserted->tag.rfind(' ') + 1), result.copied);
     auto copy_xid = new_db_->Exec("SELECT pg_catalog.xid(pg_catalog.pg_current_xact_id())::text");
     if (!copy_xid.ok()) return rollback(copy_xid.status());
     result.copy_xid = *copy_xid->rows[0][0];
     if (absl::Status s = new_db_->Run("COMMIT"); !s.ok()) return rollback(s);
     Checkpoint next = checkpoint;
-    next.last_key.clear();
-    for (size_t i = 0; i < key_count; ++i) next.last_key.push_back(*rows->rows.back()[i]);
+    next.last_key = last;
     next.rows += result.read;
     // Were this to fail, the batch is copied again next time: harmless.
     if (absl::Status s = state_.SaveCheckpoint(pair_.config->name, next); !s.ok()) {
@@ -298,34 +395,73 @@ class Backfiller {
       // sides or on neither. Keys compare by value, as typed.
       std::string alive = range(pair_.old_key_order);
       std::string gone = range(pair_.new_key_order);
-      return old_db_.Run(StrCat("DELETE FROM ", pair_.new_table, " WHERE ", gone, " AND (",
-                                TablePair::List(pair_.new_key_order), ") NOT IN (SELECT ",
-                                TablePair::List(pair_.old_key_order), " FROM ", pair_.old_table,
-                                " WHERE ", alive, ")"),
+      std::string same_key;
+      for (size_t i = 0; i < pair_.old_key.size(); ++i) {
+        same_key = StrCat(same_key, " AND pgshift_alive.", pair_.old_key_order[i],
+                          " = pgshift_copy.", pair_.new_key_order[i]);
+      }
+      // NOT EXISTS, not NOT IN: an anti-join spills to disk, where NOT IN's
+      // hashed subplan, once the batch's keys pass work_mem, turns into a
+      // scan of them per row.
+      return old_db_.Run(StrCat("DELETE FROM ", pair_.new_table, " pgshift_copy WHERE ", gone,
+                                " AND NOT EXISTS (SELECT FROM ", pair_.old_table,
+                                " pgshift_alive WHERE ", alive, same_key, ")"),
                          params);
     }
-    auto alive = old_db_.Exec(StrCat("SELECT ", KeyColumnsAsText(), " FROM ", pair_.old_table,
-                                     " WHERE ", range(pair_.old_key_order)),
-                              params);
-    if (!alive.ok()) return alive.status();
-    std::vector<std::vector<std::string>> keys;
-    keys.reserve(alive->rows.size());
-    for (const Row& row : alive->rows) {
-      std::vector<std::string>& key = keys.emplace_back();
-      for (const auto& value : row) key.push_back(*value);
+    // Across servers the keys alive in old's range travel by COPY to new,
+    // where only rows this batch inserted and nothing has written since
+    // (their xmin is the batch's transaction) are removed when not among
+    // them: a row a mirror wrote after old was read is alive on old too.
+    auto range_on_old = RangeOnOld(after, last);
+    if (!range_on_old.ok()) return range_on_old.status();
+    if (absl::Status s = new_db_->Run("BEGIN"); !s.ok()) return s;
+    auto rollback = [&](absl::Status s) {
+      new_db_->Run("ROLLBACK").IgnoreError();
+      return s;
+    };
+    const char* format = CopyFormat();
+    auto relayed =
+        old_db_.CopyTo(StrCat("COPY (SELECT ", TablePair::List(pair_.old_key), " FROM ",
+                              pair_.old_table, " WHERE ", *range_on_old, ") TO STDOUT", format),
+                       *new_db_, StrCat("COPY pgshift_backfill_keys FROM STDIN", format));
+    if (!relayed.ok()) return rollback(relayed.status());
+    // Estimated from statistics a temporary table never has, a nested loop
+    // would read the keys once per row: a hash (or merge) join reads them once.
+    if (absl::Status s = new_db_->Run("SET LOCAL enable_nestloop = off"); !s.ok()) {
+      return rollback(s);
     }
-    // Only rows this batch inserted on new and nothing has written since:
-    // a row a mirror wrote after `alive` was read is alive on old too.
     params.clear();
     std::string gone = range(pair_.new_key_order);
     params.emplace_back(batch.copy_xid);
-    const int xid_param = static_cast<int>(params.size());
-    params.emplace_back(TablePair::KeysJson(keys));
-    return new_db_->Run(
-        StrCat("DELETE FROM ", pair_.new_table, " WHERE ", gone, " AND xmin = $", xid_param,
-               "::pg_catalog.xid AND (", TablePair::List(pair_.new_key_order), ") NOT IN (",
-               pair_.KeysFromJson(xid_param + 1, true), ")"),
-        params);
+    std::string same_key;
+    for (const std::string& k : pair_.new_key) {
+      same_key = StrCat(same_key, same_key.empty() ? "" : " AND ", "pgshift_alive.", k,
+                        " = pgshift_copy.", k);
+    }
+    if (absl::Status s = new_db_->Run(
+            StrCat("DELETE FROM ", pair_.new_table, " pgshift_copy WHERE ", gone, " AND xmin = $",
+                   params.size(),
+                   "::pg_catalog.xid AND NOT EXISTS (SELECT FROM pgshift_backfill_keys "
+                   "pgshift_alive WHERE ",
+                   same_key, ")"),
+            params);
+        !s.ok()) {
+      return rollback(s);
+    }
+    return new_db_->Run("COMMIT");
+  }
+
+  // The batch's rows stay locked while it runs: its size follows the rate
+  // so that a batch takes about --batch-seconds, amortising each batch's
+  // round trips, checkpoint and wait for older snapshots.
+  void Adapt(Clock::duration took) {
+    if (options_.batch_seconds <= 0) return;
+    const double seconds = std::chrono::duration<double>(took).count();
+    if (seconds < options_.batch_seconds / 2 && batch_ < kMaxBatch) {
+      batch_ = std::min(kMaxBatch, batch_ * 2);
+    } else if (seconds > options_.batch_seconds * 2 && batch_ > options_.batch) {
+      batch_ = std::max(options_.batch, batch_ / 2);
+    }
   }
 
   absl::Status WaitWhileUnderPressure() {
@@ -338,6 +474,7 @@ class Backfiller {
       int64_t waiting = 0;
       ParseInt(*r->rows[0][0], waiting);
       if (waiting <= options_.max_lock_waits) return absl::OkStatus();
+      batch_ = options_.batch;  // sessions wait: lock fewer rows at a time
       if (!said) {
         std::fprintf(out_, "pgshift backfill: pausing: %lld sessions wait on locks in old "
                            "(more than --max-lock-waits %lld)\n",
@@ -359,9 +496,11 @@ class Backfiller {
   void Report(const Checkpoint& c, int64_t copied, double rate, int64_t estimate) {
     if (!options_.progress_bar) {
       std::fprintf(out_,
-                   "event=backfill_batch table=%s rows=%lld copied=%lld last_key=%s rate=%.0f\n",
+                   "event=backfill_batch table=%s rows=%lld copied=%lld last_key=%s rate=%.0f "
+                   "next_batch=%lld\n",
                    pair_.config->name.c_str(), static_cast<long long>(c.rows),
-                   static_cast<long long>(copied), KeyText(c.last_key).c_str(), rate);
+                   static_cast<long long>(copied), KeyText(c.last_key).c_str(), rate,
+                   static_cast<long long>(batch_));
       std::fflush(out_);
       return;
     }
@@ -383,6 +522,8 @@ class Backfiller {
   PgClient* new_db_;
   const TablePair& pair_;
   StateStore state_;
+  int64_t batch_ = options_.batch;  // rows in the next batch
+  bool staging_ready_ = false;      // pgshift_backfill_rows exists on new
 };
 
 }  // namespace
@@ -408,6 +549,13 @@ absl::Status Backfill(const routing::Config& config, const std::string& table,
   }
   if (std::string note = KeySortNote(*pair); !note.empty()) {
     std::fprintf(out, "pgshift backfill: %s\n", note.c_str());
+  }
+  if (!pair->same_database) {
+    std::fprintf(out, "pgshift backfill: %s: rows travel by COPY in %s\n",
+                 pair->config->name.c_str(),
+                 pair->binary_copy ? "binary format"
+                                   : "text format (binary needs every column pair of one built-in "
+                                     "type, on servers of one major version)");
   }
   return Backfiller(config, options, out, *old_db, new_db ? &*new_db : nullptr, *pair).Run();
 }

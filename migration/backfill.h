@@ -1,8 +1,10 @@
 // pgshift backfill: copies the old table's rows into the new one in key
 // order, a batch per transaction, resumable from a checkpoint in
 // pgshift_state, and safe while pgshift mirrors writes:
-//  - a row new already has is never overwritten (ON CONFLICT DO NOTHING):
-//    it came from a mirrored write, so it is as new as old's or newer;
+//  - a row new already has is never overwritten (only keys new lacks are
+//    inserted; a batch that meets a mirrored insert of one runs again with
+//    ON CONFLICT DO NOTHING): it came from a mirrored write, so it is as
+//    new as old's or newer;
 //  - a row deleted meanwhile is never brought back: the batch's rows are
 //    read FOR KEY SHARE, so none is deleted while copied; and once no
 //    snapshot older than the batch remains (a delete with one would miss
@@ -20,7 +22,10 @@
 namespace pgshift::migration {
 
 struct BackfillOptions {
-  int64_t batch = 1000;        // rows per transaction
+  int64_t batch = 1000;  // rows in the first batch, and the fewest in one
+  // The batch size adapts so that a batch (its rows locked) takes about
+  // this long; 0 keeps every batch at `batch` rows.
+  double batch_seconds = 0.5;
   double rate = 0;             // rows per second at most; 0: no limit
   // Pressure signal: pause while more sessions than this wait on locks in
   // the old database.

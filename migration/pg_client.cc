@@ -67,14 +67,7 @@ absl::StatusOr<QueryRows> PgClient::Exec(const std::string& sql,
   PGresult* r = PQexecParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr,
                              values.data(), nullptr, nullptr, 0);
   ExecStatusType status = PQresultStatus(r);
-  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
-    const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    const char* message = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-    std::string text = StrCat("backend ", name_, ": ", state ? state : "", " ",
-                              message ? message : PQerrorMessage(conn_));
-    PQclear(r);
-    return absl::AbortedError(text);
-  }
+  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) return Failed(r);
   QueryRows out;
   out.tag = PQcmdStatus(r);
   for (int i = 0; i < PQntuples(r); ++i) {
@@ -90,6 +83,71 @@ absl::StatusOr<QueryRows> PgClient::Exec(const std::string& sql,
   }
   PQclear(r);
   return out;
+}
+
+absl::Status PgClient::Failed(PGresult* r) {
+  const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  const char* message = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+  std::string text = StrCat("backend ", name_, ": ", state ? state : "", " ",
+                            message ? message : PQerrorMessage(conn_));
+  PQclear(r);
+  return absl::AbortedError(text);
+}
+
+absl::Status PgClient::Finish() {
+  absl::Status last;
+  while (PGresult* r = PQgetResult(conn_)) {
+    ExecStatusType status = PQresultStatus(r);
+    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
+      PQclear(r);
+    } else {
+      last = Failed(r);
+    }
+  }
+  return last;
+}
+
+absl::StatusOr<int64_t> PgClient::CopyTo(const std::string& copy_out, PgClient& to,
+                                         const std::string& copy_in) {
+  PGresult* r = PQexec(conn_, copy_out.c_str());
+  if (PQresultStatus(r) != PGRES_COPY_OUT) return Failed(r);
+  PQclear(r);
+  r = PQexec(to.conn_, copy_in.c_str());
+  absl::Status in_failed;
+  if (PQresultStatus(r) != PGRES_COPY_IN) {
+    in_failed = to.Failed(r);
+  } else {
+    PQclear(r);
+  }
+  // Relay what old sends; after a failure on `to`, read the rest and drop it
+  // (a batch at most), so that this connection stays usable.
+  while (true) {
+    char* data = nullptr;
+    int n = PQgetCopyData(conn_, &data, 0);
+    if (n < 0) break;
+    if (in_failed.ok() && PQputCopyData(to.conn_, data, n) != 1) {
+      in_failed = absl::AbortedError(StrCat("backend ", to.name_, ": ", PQerrorMessage(to.conn_)));
+    }
+    PQfreemem(data);
+  }
+  absl::Status out_done = Finish();
+  if (!in_failed.ok()) return in_failed;
+  const char* abort_reason = out_done.ok() ? nullptr : "the COPY out of the other side failed";
+  if (PQputCopyEnd(to.conn_, abort_reason) != 1) {
+    return absl::AbortedError(StrCat("backend ", to.name_, ": ", PQerrorMessage(to.conn_)));
+  }
+  r = PQgetResult(to.conn_);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+    absl::Status failed = to.Failed(r);
+    to.Finish().IgnoreError();
+    return out_done.ok() ? failed : out_done;
+  }
+  int64_t rows = 0;
+  ParseInt(PQcmdTuples(r), rows);
+  PQclear(r);
+  if (absl::Status s = to.Finish(); !s.ok()) return s;
+  if (!out_done.ok()) return out_done;
+  return rows;
 }
 
 absl::Status PgClient::Run(const std::string& sql,

@@ -45,9 +45,22 @@ class PgClient {
   absl::Status Run(const std::string& sql, const std::vector<std::optional<std::string>>& params = {});
 
   const std::string& name() const { return name_; }
+  // As server_version_num: 150004 for 15.4.
+  int server_version() const { return PQserverVersion(conn_); }
+
+  // Runs `copy_out` (a COPY ... TO STDOUT) here and `copy_in` (a COPY ...
+  // FROM STDIN) on `to`, relaying the data as it comes, and returns how
+  // many rows `to` took. A failure on either side ends both COPYs; the
+  // callers' transactions then roll back.
+  absl::StatusOr<int64_t> CopyTo(const std::string& copy_out, PgClient& to,
+                                 const std::string& copy_in);
 
  private:
   PgClient(PGconn* conn, std::string name) : conn_(conn), name_(std::move(name)) {}
+  // The status of a failed result (and clears it), naming the backend.
+  absl::Status Failed(PGresult* r);
+  // Reads results up to the end of the command; the last one's error, if any.
+  absl::Status Finish();
   PGconn* conn_;
   std::string name_;
 };

@@ -19,6 +19,7 @@ struct Column {
   // type has no collation.
   std::string collation;
   std::string collation_oid;
+  bool builtin_type = false;  // a type of PostgreSQL's own (its oid below FirstNormalObjectId)
 };
 
 // The collation's settings as catalog rows of any version name them (read
@@ -37,7 +38,7 @@ absl::StatusOr<std::vector<Column>> ReadColumns(PgClient& db, const std::string&
   size_t dot = table.find('.');
   auto rows = db.Exec(
       StrCat("SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attgenerated <> '', ",
-             kCollationOfColumn, ", a.attcollation::pg_catalog.text",
+             kCollationOfColumn, ", a.attcollation::pg_catalog.text, a.atttypid < 16384",
              " FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
              "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
              "WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped "
@@ -49,7 +50,8 @@ absl::StatusOr<std::vector<Column>> ReadColumns(PgClient& db, const std::string&
   }
   std::vector<Column> columns;
   for (const Row& r : rows->rows)
-    columns.push_back({*r[0], *r[1], *r[2] == "t", r[3].value_or(""), r[4].value_or("")});
+    columns.push_back(
+        {*r[0], *r[1], *r[2] == "t", r[3].value_or(""), r[4].value_or(""), *r[5] == "t"});
   return columns;
 }
 
@@ -141,6 +143,9 @@ absl::StatusOr<TablePair> ResolveTable(const routing::Config& config, std::strin
   pair.new_is_authoritative = routing::ReadsFromNew(table->phase);
   pair.old_table = routing::QuoteQualified(table->name);
   pair.new_table = routing::QuoteQualified(table->new_name);
+  // Binary COPY carries type oids inside arrays and records, and its
+  // formats may change between major versions.
+  pair.binary_copy = old_db.server_version() / 10000 == new_db.server_version() / 10000;
   for (const Column& c : *old_columns) {
     auto renamed = table->columns.find(c.name);
     std::string mapped = renamed == table->columns.end() ? c.name : renamed->second;
@@ -152,6 +157,8 @@ absl::StatusOr<TablePair> ResolveTable(const routing::Config& config, std::strin
     pair.new_columns.push_back(routing::QuoteIdent(mapped));
     pair.old_types.push_back(c.type);
     pair.new_types.push_back(counterpart->type);
+    pair.binary_copy = pair.binary_copy && c.type == counterpart->type && c.builtin_type &&
+                       counterpart->builtin_type;
   }
   for (const std::string& k : table->key) {
     auto renamed = table->columns.find(k);

@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/strings/numbers.h"
 #include "common/strings.h"
 #include "migration/backfill.h"
 #include "migration/check_database.h"
@@ -30,11 +31,13 @@ Usage:
       tables, a unique key on new, where old's columns go, differing types,
       writes that reach it unseen, and what its next phase needs (exit 1 when
       a check fails).
-  pgshift backfill --config FILE --table T [--batch N] [--rate ROWS_PER_S]
-                   [--max-lock-waits N] [--restart]
-      Copy old's rows of T into new, in key order, N rows (default 1000) per
-      transaction, at most ROWS_PER_S rows a second, pausing while more than
-      N sessions (default 5) wait on locks in old. Resumes from its
+  pgshift backfill --config FILE --table T [--batch N] [--batch-seconds S]
+                   [--rate ROWS_PER_S] [--max-lock-waits N] [--restart]
+      Copy old's rows of T into new, in key order, a batch per transaction:
+      N rows (default 1000) at first and at least, grown or shrunk so that a
+      batch takes about S seconds (default 0.5; 0 keeps N), at most
+      ROWS_PER_S rows a second, pausing while more than N sessions (default
+      5) wait on locks in old. Resumes from its
       checkpoint in pgshift_state; --restart starts over. Never overwrites a
       row new already has, never brings back a row deleted meanwhile.
   pgshift verify --config FILE --table T [--chunk N] [--rate ROWS_PER_S]
@@ -98,6 +101,11 @@ bool ParseOptions(int argc, char** argv, Options& o) {
       if (!value(o.to)) return false;
     } else if (arg == "--batch") {
       if (!value(text) || !ParseNumber(text.c_str(), 1, o.backfill.batch)) return false;
+    } else if (arg == "--batch-seconds") {
+      if (!value(text) || !absl::SimpleAtod(text, &o.backfill.batch_seconds) ||
+          !(o.backfill.batch_seconds >= 0 && o.backfill.batch_seconds <= 60)) {
+        return false;
+      }
     } else if (arg == "--chunk") {
       if (!value(text) || !ParseNumber(text.c_str(), 1, o.verify.chunk)) return false;
     } else if (arg == "--max-lock-waits") {

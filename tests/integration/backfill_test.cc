@@ -117,10 +117,11 @@ TEST_F(Backfill, CopiesEverythingWhileWritesRunThroughPgshift) {
 
 TEST_F(Backfill, AKilledBackfillResumesFromItsCheckpoint) {
   std::string pid_text;
-  ASSERT_EQ(CaptureCommand("(" + Command("backfill") + " --batch 1000 --rate 40000 > " +
-                               proxy_->dir() + "/backfill.log 2>&1 & echo $!)",
-                           pid_text),
-            0);
+  ASSERT_EQ(
+      CaptureCommand("(" + Command("backfill") + " --batch 1000 --batch-seconds 0 --rate 40000 > " +
+                         proxy_->dir() + "/backfill.log 2>&1 & echo $!)",
+                     pid_text),
+      0);
   pid_t pid = static_cast<pid_t>(std::stoi(pid_text));
   // Wait for a few batches, then kill it without warning.
   for (int i = 0; i < 200; ++i) {
@@ -199,6 +200,38 @@ TEST_F(Backfill, VerifyFindsEachKindOfDifferenceAndRepairFixesThem) {
   EXPECT_EQ(direct.Value(kExceptAll), "0");
   ASSERT_EQ(CaptureCommand(Command("verify"), out), 0) << out;
   EXPECT_NE(out.find(" 0 differences"), std::string::npos) << out;
+}
+
+// A mirrored insert of a key the batch is copying, committed while the
+// batch waits on it: the batch's plain insert fails (23505), runs again
+// with ON CONFLICT DO NOTHING, and the mirrored row stays.
+TEST_F(Backfill, AMirroredInsertCommittedDuringTheBatchWinsItsKey) {
+  PgConn mirror = Direct();
+  Exec(mirror, "BEGIN; INSERT INTO channels_v2 VALUES (150000, 'from the mirror', now())");
+  std::string pid_text;
+  const std::string log = proxy_->dir() + "/backfill.log";
+  ASSERT_EQ(
+      CaptureCommand("(" + Command("backfill") + " --batch 200000 > " + log + " 2>&1 & echo $!)",
+                     pid_text),
+      0);
+  pid_t pid = static_cast<pid_t>(std::stoi(pid_text));
+  PgConn watch = Direct();
+  bool waiting = false;
+  for (int i = 0; i < 400 && !waiting; ++i) {
+    waiting = watch.Value(
+                  "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                  "AND query LIKE 'WITH batch%'") == "1";
+    if (!waiting) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  EXPECT_TRUE(waiting) << ReadFile(log);
+  Exec(mirror, "COMMIT");
+  for (int i = 0; i < 600 && ReadFile(log).find("done:") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  kill(pid, SIGKILL);  // were it still running
+  const std::string out = ReadFile(log);
+  EXPECT_NE(out.find("done: 200000 rows read, 199999 copied"), std::string::npos) << out;
+  EXPECT_EQ(Direct().Value("SELECT name FROM channels_v2 WHERE id = 150000"), "from the mirror");
 }
 
 // A key of two columns: copied, compared and repaired by both.
@@ -351,8 +384,13 @@ TEST(BackfillAcrossServers, CopiesAndVerifies) {
     return CaptureCommand(c, out);
   };
   std::string out;
-  ASSERT_EQ(run("backfill --batch 3000", out), 0) << out;
+  ASSERT_EQ(run("backfill --batch 100", out), 0) << out;
   EXPECT_EQ(new_db.Value("SELECT count(*) FROM channels_v2"), "20000");
+  EXPECT_NE(out.find("rows travel by COPY in binary format"), std::string::npos) << out;
+  // 100 rows take far less than --batch-seconds (0.5): the batches grow.
+  EXPECT_NE(out.find("rows=100 copied=100 last_key=100 "), std::string::npos) << out;
+  EXPECT_NE(out.find("rows=300 copied=200 last_key=300 "), std::string::npos) << out;
+  EXPECT_NE(out.find("next_batch=3200"), std::string::npos) << out;
   ASSERT_EQ(run("verify", out), 0) << out;
   Exec(new_db, "UPDATE channels_v2 SET name = 'x' WHERE id = 12345; DELETE FROM channels_v2 WHERE id = 1");
   EXPECT_EQ(run("verify --repair", out), 0) << out;
