@@ -65,6 +65,7 @@ class Backfiller {
       copied_total += batch->copied;
       double seconds = std::chrono::duration<double>(Clock::now() - started).count();
       double rate = seconds > 0 ? static_cast<double>(checkpoint.rows - start_rows) / seconds : 0;
+      checkpoint.rate = static_cast<int64_t>(rate);  // saved with the next batch
       Report(checkpoint, batch->copied, rate, estimate);
       Throttle(checkpoint.rows - start_rows, started);
     }

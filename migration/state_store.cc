@@ -34,7 +34,7 @@ absl::StatusOr<std::optional<Checkpoint>> StateStore::LoadCheckpoint(const std::
 
 absl::Status StateStore::SaveCheckpoint(const std::string& table, const Checkpoint& c) {
   std::string detail = StrCat("{\"last_key\":", JsonArray(c.last_key), ",\"rows\":", c.rows,
-                              ",\"done\":", c.done ? "true" : "false", "}");
+                              ",\"done\":", c.done ? "true" : "false", ",\"rate\":", c.rate, "}");
   return db_.Run(
       "INSERT INTO pgshift_state (table_name, kind, detail) VALUES ($1, 'backfill_checkpoint', "
       "$2::jsonb) ON CONFLICT (table_name) WHERE kind = 'backfill_checkpoint' DO UPDATE SET "

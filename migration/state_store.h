@@ -15,6 +15,7 @@ struct Checkpoint {
   std::vector<std::string> last_key;  // as text, in key order
   int64_t rows = 0;                   // rows read so far
   bool done = false;
+  int64_t rate = 0;  // rows a second when it was saved, for pgshift status's ETA
 };
 
 class StateStore {

@@ -26,6 +26,7 @@
 #include "proxy/migration_state.h"
 #include "proxy/server.h"
 #include "proxy/session.h"
+#include "proxy/status.h"
 
 namespace pgshift::proxy {
 
@@ -386,6 +387,22 @@ std::string AdminConsole::Execute(std::string_view sql) {
     ShowTables(*server_.settings()->config, server_.table_counters(), server_.write_audit(),
                fleet ? &*fleet : nullptr)
         .Encode(out, "SHOW");
+  } else if (words.size() == 2 && words[0] == "SHOW" && words[1] == "STATUS") {
+    const routing::Config& config = *server_.settings()->config;
+    absl::flat_hash_map<std::string, ShadowEvidence> evidence;
+    if (Coordinator* coordinator = server_.coordinator()) {
+      evidence = coordinator->FleetTotals();
+    } else {
+      for (const routing::TableConfig& t : config.tables)
+        evidence[t.name] = server_.EvidenceSincePhase(t.name);
+    }
+    auto status = ReadStatus(config, {server_.config_path(), &evidence}, server_.backend_tls());
+    if (status.ok()) {
+      Table{StatusColumns(), StatusRows(*status)}.Encode(out, "SHOW");
+    } else {
+      error(sqlstate::kObjectNotInPrerequisiteState,
+            StrCat("pgshift: cannot read the status: ", MessageOf(status.status())));
+    }
   } else if (words.size() == 2 && words[0] == "SHOW" && words[1] == "CLIENTS") {
     ShowClients(server_.ListClients()).Encode(out, "SHOW");
   } else if (words.size() == 2 && words[0] == "SHOW" && words[1] == "CONFIG") {
@@ -454,6 +471,9 @@ std::string AdminConsole::Execute(std::string_view sql) {
                 {"SHOW CONFIG", "the running settings"},
                 {"SHOW STATS", "counters since start"},
                 {"SHOW HISTORY", "phase changes, backfills and verifies recorded in pgshift_state"},
+                {"SHOW STATUS",
+                 "per table: phase and since when, backfill, last verify, shadow reads, the next "
+                 "step's guard rails and the command that moves it on"},
                 {"SHOW MISMATCHES", "the latest shadow read mismatches"},
                 {"SHOW QUERIES", "the statements sent to configured tables, by shape"},
                 {"SHOW PREPARED", "prepared mirrors recovery left alone, and why"},

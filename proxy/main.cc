@@ -12,9 +12,11 @@
 #include "migration/check_database.h"
 #include "migration/verify.h"
 #include "proxy/coordinator.h"
+#include "proxy/coordinator_connection.h"
 #include "proxy/flip.h"
 #include "proxy/log.h"
 #include "proxy/server.h"
+#include "proxy/status.h"
 #include "routing/config.h"
 
 namespace {
@@ -40,6 +42,11 @@ Usage:
       5) wait on locks in old. Resumes from its
       checkpoint in pgshift_state; --restart starts over. Never overwrites a
       row new already has, never brings back a row deleted meanwhile.
+  pgshift status --config FILE [--json]
+      Where each table stands: its phase and since when, the backfill's
+      progress, the last verify, shadow reads compared and mismatched
+      (across the fleet with coordination), each guard rail of its next
+      step met or not, and the command that moves it on.
   pgshift verify --config FILE --table T [--chunk N] [--rate ROWS_PER_S]
                  [--repair] [--json]
       Compare old and new by key ranges of N keys (default 1000) with
@@ -71,6 +78,7 @@ struct Options {
   pgshift::migration::BackfillOptions backfill;
   pgshift::migration::VerifyOptions verify;
   bool against_database = false;  // check-config
+  bool json = false;              // status (verify keeps its own)
 };
 
 bool ParseNumber(const char* text, int64_t min, int64_t& out) {
@@ -119,7 +127,7 @@ bool ParseOptions(int argc, char** argv, Options& o) {
     } else if (arg == "--repair") {
       o.verify.repair = true;
     } else if (arg == "--json") {
-      o.verify.json = true;
+      o.verify.json = o.json = true;
     } else if (arg == "--against-database") {
       o.against_database = true;
     } else {
@@ -171,6 +179,41 @@ int ChangePhase(const Options& options, const pgshift::routing::Config& config) 
   return 0;
 }
 
+// `pgshift status`: with coordination the fleet's phases and shadow counts;
+// without, this file's phases, and the shadow counts are the running
+// instance's (SHOW STATUS on its admin console).
+int Status(const Options& options, const pgshift::routing::Config& file) {
+  boost::asio::ssl::context tls(boost::asio::ssl::context::tls_client);
+  tls.set_verify_mode(boost::asio::ssl::verify_none);
+  pgshift::routing::ConfigPtr config = std::make_shared<pgshift::routing::Config>(file);
+  std::optional<absl::flat_hash_map<std::string, pgshift::proxy::ShadowEvidence>> evidence;
+  if (file.coordination.enabled) {
+    auto shared = pgshift::proxy::ReadPhases(file, tls, false);
+    if (!shared.ok()) {
+      std::fprintf(stderr, "pgshift status: %s\n",
+                   std::string(pgshift::MessageOf(shared.status())).c_str());
+      return 2;
+    }
+    config = pgshift::proxy::WithSharedPhases(file, *shared);
+    std::vector<pgshift::proxy::PhaseChange> tables;
+    for (const auto& t : config->tables) tables.push_back({t.name, t.phase, t.phase, false});
+    auto fleet = pgshift::proxy::FleetEvidence(*config, tables, tls);
+    if (fleet.ok()) evidence = *std::move(fleet);
+  }
+  auto status =
+      pgshift::proxy::ReadStatus(*config, {options.config, evidence ? &*evidence : nullptr}, tls);
+  if (!status.ok()) {
+    std::fprintf(stderr, "pgshift status: %s\n",
+                 std::string(pgshift::MessageOf(status.status())).c_str());
+    return 2;
+  }
+  std::fputs(
+      (options.json ? pgshift::proxy::StatusJson(*status) : pgshift::proxy::StatusText(*status))
+          .c_str(),
+      stdout);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -182,8 +225,8 @@ int main(int argc, char** argv) {
   }
   if (!ParseOptions(argc, argv, options) ||
       (options.command != "serve" && options.command != "check-config" &&
-       options.command != "backfill" && options.command != "verify" &&
-       options.command != "phase")) {
+       options.command != "backfill" && options.command != "verify" && options.command != "phase" &&
+       options.command != "status")) {
     std::fputs(kUsage.data(), stderr);
     return 2;
   }
@@ -237,6 +280,7 @@ int main(int argc, char** argv) {
     return report->differences() == 0 || report->repaired ? 0 : 1;
   }
   if (options.command == "phase") return ChangePhase(options, **config);
+  if (options.command == "status") return Status(options, **config);
   pgshift::proxy::Server server(options.config, *config);
   return server.Run();
 }

@@ -206,34 +206,64 @@ awaitable<std::string> HiddenWritesShortfall(const routing::Config& next,
                    "; with force = true the two sides may drift apart there");
 }
 
-awaitable<absl::Status> Guard(const routing::Config& next, const PhaseChange& c,
-                              const absl::flat_hash_map<std::string, ShadowEvidence>& evidence,
-                              State& state, asio::ssl::context& tls) {
+// Every guard rail of `c` (SPEC section 6), each judged; none stops the
+// others. `evidence` null: the shadow evidence is not known here.
+awaitable<std::vector<RailVerdict>> Rails(
+    const routing::Config& next, const PhaseChange& c,
+    const absl::flat_hash_map<std::string, ShadowEvidence>* evidence, State& state,
+    asio::ssl::context& tls) {
+  std::vector<RailVerdict> rails;
   const routing::TableConfig* table = nullptr;
   for (const routing::TableConfig& t : next.tables) {
     if (t.name == c.table) table = &t;
   }
-  if (table == nullptr) co_return absl::OkStatus();  // leaving: back to old-only
+  if (table == nullptr) co_return rails;  // leaving: back to old-only
+  auto judged = [&](std::string rail, std::string why, std::string numbers = "") {
+    rails.push_back({std::move(rail), why.empty() ? RailVerdict::kMet : RailVerdict::kNotMet,
+                     std::move(why), std::move(numbers)});
+  };
   if (routing::MirrorsWrites(c.to)) {
     std::string why = co_await HiddenWritesShortfall(next, *table, c.to, tls);
-    if (absl::Status s = UnlessForced(c, routing::PhaseName(c.to), why); !s.ok()) co_return s;
+    judged("no write reaches it unseen", why);
   }
   using routing::Phase;
   const bool to_new_primary = c.from == Phase::kShadowRead && c.to == Phase::kNewPrimary;
   if (to_new_primary || (c.from == Phase::kNewPrimary && c.to == Phase::kShadowRead)) {
     // The side taking over must not hand out keys the table already holds.
     std::string why = co_await KeySequenceBehind(next, *table, to_new_primary, tls);
-    if (absl::Status s = UnlessForced(c, routing::PhaseName(c.to), why); !s.ok()) co_return s;
+    judged("its key sequence ahead of its keys", why);
   }
   if (to_new_primary) {
-    auto it = evidence.find(c.table);
-    co_return UnlessForced(
-        c, "new-primary",
-        ShadowShortfall(*table, it == evidence.end() ? ShadowEvidence{} : it->second));
+    if (evidence == nullptr) {
+      rails.push_back({"shadow reads compared, few mismatched", RailVerdict::kUnknown,
+                       "the shadow counts since it entered shadow-read are in the running "
+                       "instance's memory: ask its admin console (SHOW STATUS), or enable "
+                       "[coordination]",
+                       ""});
+    } else {
+      const auto found = evidence->find(c.table);
+      const ShadowEvidence e = found == evidence->end() ? ShadowEvidence{} : found->second;
+      const double rate =
+          e.compared ? static_cast<double>(e.persistent) / static_cast<double>(e.compared) : 0;
+      judged("shadow reads compared, few mismatched", ShadowShortfall(*table, e),
+             StrCat(e.compared, " compared (min_shadow_compared ", table->min_shadow_compared,
+                    "), ", e.persistent, " persistent mismatches (rate ", rate,
+                    ", max_shadow_mismatch_rate ", table->max_shadow_mismatch_rate, ")"));
+    }
   }
   if (c.from == Phase::kDualWrite && c.to == Phase::kShadowRead) {
     std::string why = co_await VerifyShortfall(state, c.table);
-    co_return UnlessForced(c, "shadow-read", why);
+    judged("a clean verify since dual-write", why);
+  }
+  co_return rails;
+}
+
+awaitable<absl::Status> Guard(const routing::Config& next, const PhaseChange& c,
+                              const absl::flat_hash_map<std::string, ShadowEvidence>& evidence,
+                              State& state, asio::ssl::context& tls) {
+  std::vector<RailVerdict> rails = co_await Rails(next, c, &evidence, state, tls);
+  for (const RailVerdict& rail : rails) {
+    if (absl::Status s = UnlessForced(c, routing::PhaseName(c.to), rail.why); !s.ok()) co_return s;
   }
   co_return absl::OkStatus();
 }
@@ -273,6 +303,17 @@ absl::Status GuardAndRecord(const routing::Config& next, const std::vector<Phase
     co_await RecordChanges(**state, next, changes);
     (*state)->stream->Close();
     co_return absl::OkStatus();
+  });
+}
+
+std::vector<RailVerdict> JudgeRails(
+    const routing::Config& next, const PhaseChange& change,
+    const absl::flat_hash_map<std::string, ShadowEvidence>* evidence, asio::ssl::context& tls) {
+  return RunToCompletion<std::vector<RailVerdict>>([&]() -> awaitable<std::vector<RailVerdict>> {
+    State state = co_await OpenState(next, tls);
+    std::vector<RailVerdict> rails = co_await Rails(next, change, evidence, state, tls);
+    if (state.ok()) (*state)->stream->Close();
+    co_return rails;
   });
 }
 

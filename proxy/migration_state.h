@@ -46,6 +46,22 @@ absl::Status GuardAndRecord(const routing::Config& next, const std::vector<Phase
                             const absl::flat_hash_map<std::string, ShadowEvidence>& evidence,
                             asio::ssl::context& tls, bool record = true);
 
+// One guard rail of a phase change, judged.
+struct RailVerdict {
+  enum State { kMet, kNotMet, kUnknown };
+  std::string rail;  // what it asks, for people
+  State state = kMet;
+  std::string why;      // why it is not met (or not known); "" when met
+  std::string numbers;  // what it judged, when it counts something
+};
+
+// Every guard rail of `change` under `next` (those GuardAndRecord applies),
+// each judged, for `pgshift status` and SHOW STATUS. `evidence` null: the
+// shadow evidence is not known here (kUnknown).
+std::vector<RailVerdict> JudgeRails(
+    const routing::Config& next, const PhaseChange& change,
+    const absl::flat_hash_map<std::string, ShadowEvidence>* evidence, asio::ssl::context& tls);
+
 // At start: compares each table's last recorded phase with the
 // configuration, logs where each stands, and records the ones that differ.
 void ReportAndRecordAtStart(const routing::Config& config, asio::ssl::context& tls);

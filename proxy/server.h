@@ -100,6 +100,9 @@ class Server : private CoordinatorHost {
   // threw (logged) or shutdown came first.
   awaitable<std::string> RunInBackground(std::function<std::string()> work);
   const std::string& config_path() const { return config_path_; }
+  // This instance's shadow reads compared and persistent since `table`
+  // entered its phase (SHOW STATUS).
+  ShadowEvidence EvidenceSincePhase(const std::string& table) { return LocalEvidence(table); }
   // For SHOW CLIENTS, in session order.
   std::vector<ClientRow> ListClients() const;
   // For SHOW PREPARED: the last recovery's verdict on leftover prepared

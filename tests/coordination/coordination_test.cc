@@ -630,6 +630,19 @@ TEST_F(Coordination, TheGuardRailJudgesEveryInstancesShadowReadsAndKeepsThemPast
     if (!shown) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   EXPECT_TRUE(shown);
+  // pgshift status judges the rail on the fleet's counts and names the flip.
+  ASSERT_EQ(CaptureCommand(
+                PgshiftBinary() + " status --config " + a.process->dir() + "/pgshift.toml", output),
+            0)
+      << output;
+  for (const char* line :
+       {"public.counters: shadow-read since ",
+        "shadow:   24 compared, 0 persistent mismatches (rate 0) since it entered shadow-read",
+        "[met] shadow reads compared, few mismatched: 24 compared (min_shadow_compared 20)",
+        "run:      pgshift phase --config "}) {
+    EXPECT_NE(output.find(line), std::string::npos) << line << " in " << output;
+  }
+  EXPECT_NE(output.find("--table public.counters --to new-primary"), std::string::npos) << output;
   // b's comparisons outlive it; its lease goes with it.
   EXPECT_EQ(b.process->Stop(), 0);
   instances_.erase(instances_.begin() + 1);

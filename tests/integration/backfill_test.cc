@@ -360,6 +360,81 @@ TEST_F(Backfill, GuardRailsWantACleanVerifyAndTheHistoryIsKept) {
       << restarted.LogEnd();
 }
 
+// pgshift status and SHOW STATUS: where the table stands, each guard rail
+// of its next step, and the command that moves it on, at each step of the
+// runbook; the command it gives is the one that then works.
+TEST_F(Backfill, StatusSaysWhereTheTableStandsAndWhatToRunNext) {
+  int admin_port = FreePort();
+  const std::string proxy_settings =
+      "admin_listen = \"127.0.0.1:" + std::to_string(admin_port) + "\"";
+  const std::string backend = "dbname = \"backfill_one\"\nuser = \"postgres\"";
+  const std::string users = "[[users]]\nname = \"postgres\"\nadmin = true\n";
+  auto phase = [&](const std::string& p) {
+    std::string t = kTables;
+    t.replace(t.find("dual-write"), 10, p);
+    return users + t;
+  };
+  proxy_ = std::make_unique<PgshiftProcess>(Cluster().port(), proxy_settings, backend,
+                                            phase("dual-write"));
+  ASSERT_TRUE(proxy_->ok()) << proxy_->LogEnd();
+  auto show_status = [&] {
+    std::string out;
+    EXPECT_EQ(CaptureCommand("psql -X -h 127.0.0.1 -p " + std::to_string(admin_port) +
+                                 " -U postgres -d pgshift -At -F '|' -c 'SHOW STATUS'",
+                             out),
+              0)
+        << out;
+    return out;
+  };
+
+  std::string out;
+  ASSERT_EQ(CaptureCommand(Command("status"), out), 0) << out;
+  for (const char* line :
+       {"public.channels: dual-write since ", "backfill: not started (old holds about ",
+        "largest key 200000)", "verify:   none recorded", "next:     shadow-read",
+        "[met] no write reaches it unseen",
+        "[not met] a clean verify since dual-write: no verify with zero differences",
+        "run:      pgshift backfill --config "}) {
+    EXPECT_NE(out.find(line), std::string::npos) << line << " in " << out;
+  }
+
+  ASSERT_EQ(CaptureCommand(Command("backfill") + " --batch 50000", out), 0) << out;
+  ASSERT_EQ(CaptureCommand(Command("status"), out), 0) << out;
+  EXPECT_NE(out.find("backfill: done: 200000 rows"), std::string::npos) << out;
+  EXPECT_NE(out.find("run:      pgshift verify --config "), std::string::npos) << out;
+  ASSERT_EQ(CaptureCommand(Command("verify"), out), 0) << out;
+  ASSERT_EQ(CaptureCommand(Command("status") + " --json", out), 0) << out;
+  for (const char* field :
+       {"\"phase\":\"dual-write\"", "\"done\":true", "\"largest_key\":\"200000\"",
+        "\"verify\":{\"at\":", "\"missing\":0,\"extra\":0,\"different\":0",
+        "{\"rail\":\"a clean verify since dual-write\",\"state\":\"met\"",
+        "\"command\":\"set phase = \\\"shadow-read\\\" for public.channels in "}) {
+    EXPECT_NE(out.find(field), std::string::npos) << field << " in " << out;
+  }
+  out = show_status();
+  EXPECT_NE(out.find("public.channels|dual-write|"), std::string::npos) << out;
+  EXPECT_NE(out.find("clean, 200000 rows"), std::string::npos) << out;
+  EXPECT_NE(out.find("|shadow-read|[met] no write reaches it unseen; [met] a clean verify"),
+            std::string::npos)
+      << out;
+
+  // As it says: the phase in the file, and a reload.
+  proxy_->RewriteConfig(proxy_settings, backend, phase("shadow-read"));
+  EXPECT_NE(proxy_->Reload().find("event=config_reloaded"), std::string::npos);
+  out = show_status();
+  EXPECT_NE(out.find("public.channels|shadow-read|"), std::string::npos) << out;
+  EXPECT_NE(out.find("|0 compared, 0 persistent mismatches (rate 0) since it entered shadow-read|"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("[not met] shadow reads compared, few mismatched: 0 compared "
+                     "(min_shadow_compared "),
+            std::string::npos)
+      << out;
+  // Without coordination the CLI cannot know this instance's shadow counts.
+  ASSERT_EQ(CaptureCommand(Command("status"), out), 0) << out;
+  EXPECT_NE(out.find("[unknown] shadow reads compared, few mismatched"), std::string::npos) << out;
+}
+
 // Across servers: the new table on a second PostgreSQL.
 TEST(BackfillAcrossServers, CopiesAndVerifies) {
   PgCluster new_cluster;
