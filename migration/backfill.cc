@@ -1,5 +1,6 @@
 #include "migration/backfill.h"
 
+#include <algorithm>
 #include <chrono>
 #include <optional>
 #include <thread>
@@ -254,9 +255,9 @@ class Backfiller {
     if (staging_ready_) return absl::OkStatus();
     for (const auto& [name, columns] : {std::pair{"pgshift_backfill_rows", &pair_.new_columns},
                                         std::pair{"pgshift_backfill_keys", &pair_.new_key}}) {
-      if (absl::Status s = new_db_->Run(
-              StrCat("CREATE TEMPORARY TABLE ", name, " ON COMMIT DELETE ROWS AS SELECT ",
-                     TablePair::List(*columns), " FROM ", pair_.new_table, " WITH NO DATA"));
+      if (absl::Status s = new_db_->Run(StrCat(
+              "CREATE TEMPORARY TABLE IF NOT EXISTS ", name, " ON COMMIT DELETE ROWS AS SELECT ",
+              TablePair::List(*columns), " FROM ", pair_.new_table, " WITH NO DATA"));
           !s.ok()) {
         return s;
       }
@@ -457,9 +458,15 @@ class Backfiller {
   // round trips, checkpoint and wait for older snapshots.
   void Adapt(Clock::duration took) {
     if (options_.batch_seconds <= 0) return;
+    // Under --rate, no more rows than that rate allows in --batch-seconds:
+    // fast batches and long sleeps would lock rows in bursts.
+    const int64_t most =
+        options_.rate > 0 ? std::clamp(static_cast<int64_t>(options_.rate * options_.batch_seconds),
+                                       options_.batch, kMaxBatch)
+                          : kMaxBatch;
     const double seconds = std::chrono::duration<double>(took).count();
-    if (seconds < options_.batch_seconds / 2 && batch_ < kMaxBatch) {
-      batch_ = std::min(kMaxBatch, batch_ * 2);
+    if (seconds < options_.batch_seconds / 2 && batch_ < most) {
+      batch_ = std::min(most, batch_ * 2);
     } else if (seconds > options_.batch_seconds * 2 && batch_ > options_.batch) {
       batch_ = std::max(options_.batch, batch_ / 2);
     }
@@ -552,11 +559,11 @@ absl::Status Backfill(const routing::Config& config, const std::string& table,
     std::fprintf(out, "pgshift backfill: %s\n", note.c_str());
   }
   if (!pair->same_database) {
-    std::fprintf(out, "pgshift backfill: %s: rows travel by COPY in %s\n",
-                 pair->config->name.c_str(),
-                 pair->binary_copy ? "binary format"
-                                   : "text format (binary needs every column pair of one built-in "
-                                     "type, on servers of one major version)");
+    std::fprintf(
+        out, "pgshift backfill: %s: rows travel by COPY in %s\n", pair->config->name.c_str(),
+        pair->binary_copy ? "binary format"
+                          : "text format (binary needs every column pair of one type of "
+                            "PostgreSQL's own, not reg*, on servers of one major version)");
   }
   return Backfiller(config, options, out, *old_db, new_db ? &*new_db : nullptr, *pair).Run();
 }

@@ -19,7 +19,8 @@ struct Column {
   // type has no collation.
   std::string collation;
   std::string collation_oid;
-  bool builtin_type = false;  // a type of PostgreSQL's own (its oid below FirstNormalObjectId)
+  bool binary_copyable = false;  // kBinaryCopyable
+  bool not_null = false;
 };
 
 // The collation's settings as catalog rows of any version name them (read
@@ -34,11 +35,20 @@ constexpr const char* kCollationOfColumn =
     "j->>'collctype', j->>'colliculocale', j->>'colllocale') FROM pg_catalog.pg_collation o, "
     "pg_catalog.to_jsonb(o) j WHERE o.oid = a.attcollation) END";
 
+// A type of PostgreSQL's own whose binary form means the same on another
+// server: not the reg* types (object oids, which differ there, also as
+// array elements), and only with binary send and receive functions.
+constexpr const char* kBinaryCopyable =
+    "(SELECT t.oid < 16384 AND t.typsend <> 0 AND t.typreceive <> 0 AND "
+    "coalesce(e.typname, t.typname) NOT LIKE 'reg%' FROM pg_catalog.pg_type t LEFT JOIN "
+    "pg_catalog.pg_type e ON t.typelem <> 0 AND e.oid = t.typelem WHERE t.oid = a.atttypid)";
+
 absl::StatusOr<std::vector<Column>> ReadColumns(PgClient& db, const std::string& table) {
   size_t dot = table.find('.');
   auto rows = db.Exec(
       StrCat("SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attgenerated <> '', ",
-             kCollationOfColumn, ", a.attcollation::pg_catalog.text, a.atttypid < 16384",
+             kCollationOfColumn, ", a.attcollation::pg_catalog.text, ", kBinaryCopyable,
+             ", a.attnotnull",
              " FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
              "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
              "WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped "
@@ -50,8 +60,8 @@ absl::StatusOr<std::vector<Column>> ReadColumns(PgClient& db, const std::string&
   }
   std::vector<Column> columns;
   for (const Row& r : rows->rows)
-    columns.push_back(
-        {*r[0], *r[1], *r[2] == "t", r[3].value_or(""), r[4].value_or(""), *r[5] == "t"});
+    columns.push_back({*r[0], *r[1], *r[2] == "t", r[3].value_or(""), r[4].value_or(""),
+                       r[5] == "t", *r[6] == "t"});
   return columns;
 }
 
@@ -157,8 +167,8 @@ absl::StatusOr<TablePair> ResolveTable(const routing::Config& config, std::strin
     pair.new_columns.push_back(routing::QuoteIdent(mapped));
     pair.old_types.push_back(c.type);
     pair.new_types.push_back(counterpart->type);
-    pair.binary_copy = pair.binary_copy && c.type == counterpart->type && c.builtin_type &&
-                       counterpart->builtin_type;
+    pair.binary_copy = pair.binary_copy && c.type == counterpart->type && c.binary_copyable &&
+                       counterpart->binary_copyable;
   }
   for (const std::string& k : table->key) {
     auto renamed = table->columns.find(k);
@@ -170,6 +180,14 @@ absl::StatusOr<TablePair> ResolveTable(const routing::Config& config, std::strin
     if (column == old_columns->end() || !paired) {
       return absl::FailedPreconditionError(StrCat("key column ", k, " of ", table->name,
                                                   " has no counterpart in ", table->new_name));
+    }
+    if (!column->not_null) {
+      // A NULL equals no key: such a row could be neither found nor
+      // checkpointed, and the sweep would take it for a deleted one.
+      return absl::FailedPreconditionError(
+          StrCat("key column ", k, " of ", table->name,
+                 " allows NULL: a key must name every row; make it NOT NULL, or configure "
+                 "another key"));
     }
     pair.old_key.push_back(routing::QuoteIdent(k));
     pair.new_key.push_back(routing::QuoteIdent(mapped));

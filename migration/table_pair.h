@@ -21,8 +21,9 @@ struct TablePair {
   std::vector<std::string> old_columns, new_columns;
   // Their types (format_type), pair by pair.
   std::vector<std::string> old_types, new_types;
-  // Every pair of columns is of one built-in type, and both servers of one
-  // major version: rows can travel in COPY's binary format.
+  // Every pair of columns is of one type of PostgreSQL's own whose binary
+  // form means the same on either server (not reg*), and both servers of
+  // one major version: rows can travel in COPY's binary format.
   bool binary_copy = false;
   // Old's columns (not generated) with no counterpart on new: not copied.
   std::vector<std::string> dropped;

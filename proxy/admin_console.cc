@@ -26,7 +26,7 @@
 #include "proxy/migration_state.h"
 #include "proxy/server.h"
 #include "proxy/session.h"
-#include "proxy/status.h"
+#include "proxy/status_page.h"
 
 namespace pgshift::proxy {
 
@@ -388,15 +388,7 @@ std::string AdminConsole::Execute(std::string_view sql) {
                fleet ? &*fleet : nullptr)
         .Encode(out, "SHOW");
   } else if (words.size() == 2 && words[0] == "SHOW" && words[1] == "STATUS") {
-    const routing::Config& config = *server_.settings()->config;
-    absl::flat_hash_map<std::string, ShadowEvidence> evidence;
-    if (Coordinator* coordinator = server_.coordinator()) {
-      evidence = coordinator->FleetTotals();
-    } else {
-      for (const routing::TableConfig& t : config.tables)
-        evidence[t.name] = server_.EvidenceSincePhase(t.name);
-    }
-    auto status = ReadStatus(config, {server_.config_path(), &evidence}, server_.backend_tls());
+    auto status = ReadServerStatus(server_);
     if (status.ok()) {
       Table{StatusColumns(), StatusRows(*status)}.Encode(out, "SHOW");
     } else {

@@ -4,6 +4,7 @@
 #include "proxy/deadline.h"
 #include "proxy/server.h"
 #include "proxy/stats.h"
+#include "proxy/status_page.h"
 
 namespace pgshift::proxy {
 
@@ -173,16 +174,30 @@ awaitable<void> ServeMetrics(Server& server, tcp::socket socket) {
   }
   std::string status, body, type = "text/plain; charset=utf-8";
   if (ec) co_return;
-  if (request.starts_with("GET /metrics ") || request.starts_with("GET /metrics?")) {
+  auto is = [&](std::string_view path) {
+    std::string get = StrCat("GET ", path);
+    return request.starts_with(get + " ") || request.starts_with(get + "?");
+  };
+  if (is("/metrics")) {
     status = "200 OK";
     body = PrometheusText(server);
     type = "text/plain; version=0.0.4; charset=utf-8";
+  } else if (is("/")) {
+    status = "200 OK";
+    body = StatusPageHtml();
+    type = "text/html; charset=utf-8";
+  } else if (is("/status.json")) {
+    // It reads the database: off the thread that accepts clients.
+    std::function<std::string()> work = [&server] { return StatusPageJson(server); };
+    body = co_await server.RunInBackground(std::move(work));
+    status = body.empty() ? "503 Service Unavailable" : "200 OK";
+    type = "application/json";
   } else if (request.starts_with("GET ")) {
     status = "404 Not Found";
-    body = "pgshift serves /metrics only\n";
+    body = "pgshift serves /metrics, / and /status.json\n";
   } else {
     status = "405 Method Not Allowed";
-    body = "pgshift answers GET /metrics only\n";
+    body = "pgshift answers GET only\n";
   }
   std::string response = StrCat("HTTP/1.1 ", status, "\r\nContent-Type: ", type,
                                 "\r\nContent-Length: ", body.size(),

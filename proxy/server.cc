@@ -318,6 +318,7 @@ int Server::Run() {
   periodic_recovery_ = std::make_unique<Recovery>();
   asio::co_spawn(periodic_recovery_->context, RecoverPeriodically(), asio::detached);
   asio::co_spawn(periodic_recovery_->context, AuditWritesPeriodically(), asio::detached);
+  asio::co_spawn(periodic_recovery_->context, SampleRatesPeriodically(), asio::detached);
   periodic_recovery_->thread = std::thread([this] { periodic_recovery_->context.run(); });
   main_.run();
   for (auto& w : workers_) {

@@ -19,6 +19,7 @@
 #include "proxy/cancel_registry.h"
 #include "proxy/coordinator.h"
 #include "proxy/migration_state.h"
+#include "proxy/rate_history.h"
 #include "proxy/shadow_runner.h"
 #include "proxy/stats.h"
 #include "proxy/two_phase.h"
@@ -75,6 +76,8 @@ class Server : private CoordinatorHost {
   CancelRegistry& cancels() { return cancels_; }
   Stats& stats() { return stats_; }
   routing::TableCounterRegistry& table_counters() { return table_counters_; }
+  // The last minutes of each table's rates, for the status page.
+  const RateHistory& rate_history() const { return rate_history_; }
   const WriteAudit& write_audit() const { return write_audit_; }
   MismatchLog& mismatches() { return mismatches_; }
   routing::WritesInFlight& writes_in_flight() { return writes_in_flight_; }
@@ -163,6 +166,8 @@ class Server : private CoordinatorHost {
   // Every write_audit_interval, on recovery_ thread: a round of the write
   // audit (the first at start).
   awaitable<void> AuditWritesPeriodically();
+  // Every RateHistory::kIntervalSeconds, each configured table's counters.
+  awaitable<void> SampleRatesPeriodically();
   // Keeps `report` for SHOW PREPARED, logging what changed since the last.
   void RecordRecovery(RecoveryReport report);
 
@@ -228,6 +233,7 @@ class Server : private CoordinatorHost {
     std::thread thread;
   };
   std::unique_ptr<Recovery> periodic_recovery_;
+  RateHistory rate_history_;
   // Open admin console connections (main_ only), closed at shutdown.
   std::vector<std::weak_ptr<AdminConsole>> admin_consoles_;
   // RunInBackground's waiters (main_ only), let go at shutdown.

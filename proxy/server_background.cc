@@ -1,5 +1,6 @@
 // The server's background thread (periodic recovery's): finishing leftover
-// prepared mirrors, the write audit's rounds, and whatever else may wait on
+// prepared mirrors, the write audit's rounds, the status page's rate
+// samples, and whatever else may wait on
 // a backend (reloads, admin console commands), so that none of it holds up
 // the thread that accepts clients.
 #include <algorithm>
@@ -26,6 +27,25 @@ awaitable<void> Server::RecoverPeriodically() {
     current = settings();
     if (!current->config->new_backend) continue;
     RecordRecovery(co_await ResolvePreparedMirrors(*current->config, *backend_tls_));
+  }
+}
+
+awaitable<void> Server::SampleRatesPeriodically() {
+  // Shutdown stops the context, and this frame with it.
+  asio::steady_timer timer(periodic_recovery_->context);
+  while (true) {
+    const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    for (const routing::TableConfig& t : settings()->config->tables) {
+      const routing::TableCounters& c = table_counters_.For(t.name);
+      rate_history_.Record(
+          t.name, {now, c.rows_written.load(), c.mirror_failures.load(), c.shadow_compared.load(),
+                   c.shadow_persistent.load(), c.shadow_dropped.load()});
+    }
+    timer.expires_after(std::chrono::seconds(RateHistory::kIntervalSeconds));
+    error_code ignored;
+    co_await timer.async_wait(WithError(ignored));
   }
 }
 

@@ -240,7 +240,11 @@ std::string StatusText(const std::vector<TableStatus>& tables) {
 }
 
 std::string StatusJson(const std::vector<TableStatus>& tables) {
-  std::string out = "{\"tables\":[";
+  return StrCat("{\"tables\":", StatusTablesJson(tables), "}\n");
+}
+
+std::string StatusTablesJson(const std::vector<TableStatus>& tables) {
+  std::string out = "[";
   for (size_t i = 0; i < tables.size(); ++i) {
     const TableStatus& s = tables[i];
     out += StrCat(i ? "," : "", "{\"table\":", JsonString(s.table),
@@ -250,8 +254,9 @@ std::string StatusJson(const std::vector<TableStatus>& tables) {
       out += StrCat(
           "{\"rows\":", b->rows, ",\"done\":", b->done ? "true" : "false",
           ",\"last_key\":", b->last_key.empty() ? "null" : b->last_key,
-          ",\"largest_key\":", JsonString(b->largest_key), ",\"estimated_rows\":", b->estimate,
-          ",\"rate\":", b->rate, ",\"eta_seconds\":",
+          ",\"largest_key\":", JsonString(b->largest_key),
+          ",\"saved_at\":", b->saved_at.empty() ? "null" : JsonString(b->saved_at),
+          ",\"estimated_rows\":", b->estimate, ",\"rate\":", b->rate, ",\"eta_seconds\":",
           b->rate > 0 && b->estimate > b->rows ? StrCat((b->estimate - b->rows) / b->rate) : "null",
           "}");
     } else {
@@ -283,7 +288,7 @@ std::string StatusJson(const std::vector<TableStatus>& tables) {
     }
     out += StrCat("],\"command\":", JsonString(s.command), "}");
   }
-  return out + "]}\n";
+  return out + "]";
 }
 
 std::vector<std::string> StatusColumns() {

@@ -64,6 +64,8 @@ absl::StatusOr<std::vector<TableStatus>> ReadStatus(const routing::Config& confi
 std::string StatusText(const std::vector<TableStatus>& tables);
 // For scripts: {"tables":[...]}.
 std::string StatusJson(const std::vector<TableStatus>& tables);
+// Its [...] alone.
+std::string StatusTablesJson(const std::vector<TableStatus>& tables);
 // SHOW STATUS's columns, and one row per table.
 std::vector<std::string> StatusColumns();
 std::vector<std::vector<std::string>> StatusRows(const std::vector<TableStatus>& tables);

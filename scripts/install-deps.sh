@@ -10,6 +10,7 @@ packages=(
   postgresql-15 postgresql-client-15 pgbouncer
   default-jdk-headless libpostgresql-jdbc-java
   clang-14 libfuzzer-14-dev
+  chromium
 )
 
 missing=()

@@ -295,7 +295,8 @@ TEST_F(Admin, MetricsOverHttp) {
             std::string::npos);
   EXPECT_NE(response.find("pgshift_table_phase{table=\"public.channels\",phase=\"old-only\"} 0"),
             std::string::npos);
-  EXPECT_TRUE(HttpExchange(metrics_port_, "GET / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+  EXPECT_TRUE(
+      HttpExchange(metrics_port_, "GET /nosuch HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
   EXPECT_TRUE(HttpExchange(metrics_port_, "POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
 }
 

@@ -291,8 +291,23 @@ TEST_F(Backfill, ClearErrorsForWhatCannotBeDone) {
   EXPECT_NE(out.find("table public.nosuch is not in the configuration's [[tables]]"),
             std::string::npos)
       << out;
+  // A key that allows NULL names no row for sure: refused, saying which column.
   Exec(*std::make_unique<PgConn>(Cluster().ConnInfo("dbname=backfill_one")),
-       "DROP TABLE channels_v2");
+       "DROP TABLE IF EXISTS tags, tags_v2;"
+       "CREATE TABLE tags (channel_id int NOT NULL, label text, UNIQUE (channel_id, label));"
+       "CREATE TABLE tags_v2 (LIKE tags INCLUDING ALL);"
+       "INSERT INTO tags VALUES (1, 'a'), (1, NULL), (2, NULL);");
+  const std::string tags = proxy_->dir() + "/tags.toml";
+  WriteFile(tags, ReadFile(proxy_->dir() + "/pgshift.toml") +
+                      "\n[[tables]]\nname = \"tags\"\nnew_name = \"tags_v2\"\n"
+                      "key = [\"channel_id\", \"label\"]\nphase = \"dual-write\"\n");
+  EXPECT_NE(CaptureCommand(PgshiftBinary() + " backfill --config " + tags + " --table tags", out),
+            0);
+  EXPECT_NE(out.find("key column label of public.tags allows NULL: a key must name every row"),
+            std::string::npos)
+      << out;
+  Exec(*std::make_unique<PgConn>(Cluster().ConnInfo("dbname=backfill_one")),
+       "DROP TABLE tags, tags_v2; DROP TABLE channels_v2");
   EXPECT_NE(CaptureCommand(Command("verify"), out), 0);
   EXPECT_NE(out.find("table public.channels_v2 does not exist on backend old"), std::string::npos)
       << out;
