@@ -198,7 +198,12 @@ int Status(const Options& options, const pgshift::routing::Config& file) {
     std::vector<pgshift::proxy::PhaseChange> tables;
     for (const auto& t : config->tables) tables.push_back({t.name, t.phase, t.phase, false});
     auto fleet = pgshift::proxy::FleetEvidence(*config, tables, tls);
-    if (fleet.ok()) evidence = *std::move(fleet);
+    if (!fleet.ok()) {
+      std::fprintf(stderr, "pgshift status: cannot read the fleet's shadow counts: %s\n",
+                   std::string(pgshift::MessageOf(fleet.status())).c_str());
+      return 2;
+    }
+    evidence = *std::move(fleet);
   }
   auto status =
       pgshift::proxy::ReadStatus(*config, {options.config, evidence ? &*evidence : nullptr}, tls);

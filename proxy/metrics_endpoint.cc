@@ -1,5 +1,7 @@
 #include "proxy/metrics_endpoint.h"
 
+#include <optional>
+
 #include "common/strings.h"
 #include "proxy/deadline.h"
 #include "proxy/server.h"
@@ -163,7 +165,7 @@ awaitable<void> ServeMetrics(Server& server, tcp::socket socket) {
   // A scraper that connects and says nothing must not hold the thread: the
   // connection gets five seconds. (A Deadline: its handler may run after
   // this frame and the socket are gone, and then does nothing.)
-  Deadline deadline(socket, 5);
+  std::optional<Deadline> deadline(std::in_place, socket, 5);
   std::string request;
   char buf[1024];
   error_code ec;
@@ -174,6 +176,8 @@ awaitable<void> ServeMetrics(Server& server, tcp::socket socket) {
   }
   std::string status, body, type = "text/plain; charset=utf-8";
   if (ec) co_return;
+  // Read: the answer may take a while (/status.json reads the database).
+  deadline.reset();
   auto is = [&](std::string_view path) {
     std::string get = StrCat("GET ", path);
     return request.starts_with(get + " ") || request.starts_with(get + "?");

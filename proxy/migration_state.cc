@@ -29,12 +29,16 @@ struct StateConnection {
   }
 };
 
-awaitable<absl::StatusOr<std::unique_ptr<StateConnection>>> OpenState(
-    const routing::Config& config, asio::ssl::context& tls) {
+// `create`: with pgshift_state created when missing; readers (status)
+// take no such lock and write nothing.
+awaitable<absl::StatusOr<std::unique_ptr<StateConnection>>> OpenState(const routing::Config& config,
+                                                                      asio::ssl::context& tls,
+                                                                      bool create = true) {
   auto opened = co_await OpenControlConnection(config, config.old_backend, "old", tls);
   if (!opened.ok()) co_return opened.status();
   auto state = std::make_unique<StateConnection>();
   state->stream = std::move(*opened);
+  if (!create) co_return state;
   for (const char* ddl : {routing::kCreateStateTable, routing::kCreateCheckpointIndex}) {
     auto created = co_await state->Query(ddl);
     if (!created.ok()) co_return created.status();
@@ -310,7 +314,7 @@ std::vector<RailVerdict> JudgeRails(
     const routing::Config& next, const PhaseChange& change,
     const absl::flat_hash_map<std::string, ShadowEvidence>* evidence, asio::ssl::context& tls) {
   return RunToCompletion<std::vector<RailVerdict>>([&]() -> awaitable<std::vector<RailVerdict>> {
-    State state = co_await OpenState(next, tls);
+    State state = co_await OpenState(next, tls, /*create=*/false);
     std::vector<RailVerdict> rails = co_await Rails(next, change, evidence, state, tls);
     if (state.ok()) (*state)->stream->Close();
     co_return rails;
@@ -366,6 +370,27 @@ void ReportAndRecordAtStart(const routing::Config& config, asio::ssl::context& t
     }
     (*state)->stream->Close();
     co_return true;
+  });
+}
+
+absl::StatusOr<std::vector<PhaseRecord>> ReadPhaseHistory(const routing::Config& config,
+                                                          asio::ssl::context& tls) {
+  using Records = std::vector<PhaseRecord>;
+  return RunToCompletion<absl::StatusOr<Records>>([&]() -> awaitable<absl::StatusOr<Records>> {
+    auto state = co_await OpenState(config, tls, /*create=*/false);
+    if (!state.ok()) co_return state.status();
+    auto events = co_await (*state)->Query(
+        "SELECT recorded_at::text, table_name, detail->>'from', detail->>'to', "
+        "coalesce((detail->>'forced')::boolean, false)::text FROM pgshift_state "
+        "WHERE kind = 'phase' ORDER BY id DESC LIMIT 200");
+    (*state)->stream->Close();
+    if (!events.ok()) co_return events.status();
+    Records records;
+    for (const auto& r : events->rows) {
+      records.push_back({r[0].value_or(""), r[1].value_or(""), r[2].value_or(""), r[3].value_or(""),
+                         r[4] == "true"});
+    }
+    co_return records;
   });
 }
 

@@ -66,6 +66,17 @@ std::vector<RailVerdict> JudgeRails(
 // configuration, logs where each stands, and records the ones that differ.
 void ReportAndRecordAtStart(const routing::Config& config, asio::ssl::context& tls);
 
+// A recorded phase change (no checksum: a digest of a file holding
+// passwords is not for a page).
+struct PhaseRecord {
+  std::string at, table, from, to;
+  bool forced = false;
+};
+// The recorded phase changes, newest first (at most 200), without
+// creating pgshift_state: for the status page.
+absl::StatusOr<std::vector<PhaseRecord>> ReadPhaseHistory(const routing::Config& config,
+                                                          asio::ssl::context& tls);
+
 // The recorded events, newest first, for SHOW HISTORY: when, table, event,
 // detail.
 absl::StatusOr<std::vector<std::vector<std::string>>> ReadHistory(const routing::Config& config,

@@ -37,7 +37,8 @@ awaitable<void> Server::SampleRatesPeriodically() {
     const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
                             std::chrono::system_clock::now().time_since_epoch())
                             .count();
-    for (const routing::TableConfig& t : settings()->config->tables) {
+    SettingsPtr current = settings();  // held: a reload may replace it meanwhile
+    for (const routing::TableConfig& t : current->config->tables) {
       const routing::TableCounters& c = table_counters_.For(t.name);
       rate_history_.Record(
           t.name, {now, c.rows_written.load(), c.mirror_failures.load(), c.shadow_compared.load(),

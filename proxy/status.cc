@@ -35,8 +35,13 @@ struct StatusQueries {
   Stream& old;
   PacketBuffer buffer;
 
-  awaitable<Rows> Query(std::string sql) {
+  absl::Status failed;  // the first query that failed, when it was required
+
+  // `required` false: a fact that may be missing (old's table gone after
+  // new-only) reads as no row.
+  awaitable<Rows> Query(std::string sql, bool required = true) {
     auto result = co_await RunQuery(old, buffer, sql);
+    if (!result.ok() && required && failed.ok()) failed = result.status();
     co_return result.ok() ? result->rows : Rows();
   }
 
@@ -92,13 +97,14 @@ struct StatusQueries {
       const std::string table = routing::QuoteQualified(t.name);
       std::string order;
       for (const std::string& k : t.key)
-        order = StrCat(order, order.empty() ? "" : ", ", routing::QuoteIdent(k), " DESC");
+        order =
+            StrCat(order, order.empty() ? "" : ", ", routing::QuoteIdent(k), " DESC NULLS LAST");
       std::string sql =
           StrCat("SELECT (SELECT ", KeyAsText(t), " FROM ", table, " ORDER BY ", order,
                  " LIMIT 1), (SELECT greatest(reltuples, 0)::bigint::text FROM pg_catalog.pg_class "
                  "WHERE oid = ",
                  QuoteLiteral(table), "::pg_catalog.regclass)");
-      Rows extent = co_await Query(sql);
+      Rows extent = co_await Query(sql, /*required=*/false);
       if (!extent.empty()) {
         if (!status.backfill) status.backfill = BackfillProgress{};
         status.backfill->largest_key = extent[0][0].value_or("");
@@ -187,7 +193,7 @@ absl::StatusOr<std::vector<TableStatus>> ReadStatus(const routing::Config& confi
   Result read = RunToCompletion<Result>([&]() -> awaitable<Result> {
     auto opened = co_await OpenControlConnection(config, config.old_backend, "old", tls);
     if (!opened.ok()) co_return opened.status();
-    StatusQueries queries{**opened, PacketBuffer()};
+    StatusQueries queries{**opened, PacketBuffer(), absl::OkStatus()};
     std::string sql = "SELECT to_regclass('pgshift_state') IS NOT NULL";
     Rows state = co_await queries.Query(sql);
     const bool have_state = !state.empty() && state[0][0] == "t";
@@ -206,6 +212,7 @@ absl::StatusOr<std::vector<TableStatus>> ReadStatus(const routing::Config& confi
       }
     }
     (*opened)->Close();
+    if (!queries.failed.ok()) co_return queries.failed;
     co_return tables;
   });
   if (!read.ok()) return read;

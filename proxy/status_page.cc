@@ -1,5 +1,8 @@
 #include "proxy/status_page.h"
 
+#include <chrono>
+
+#include "absl/synchronization/mutex.h"
 #include "common/json.h"
 #include "common/strings.h"
 #include "proxy/server.h"
@@ -7,7 +10,10 @@
 namespace pgshift::proxy {
 
 absl::StatusOr<std::vector<TableStatus>> ReadServerStatus(Server& server) {
-  const routing::Config& config = *server.settings()->config;
+  // Held throughout: a reload (or a flip) may install other settings
+  // meanwhile, and the config must outlive the reads.
+  SettingsPtr current = server.settings();
+  const routing::Config& config = *current->config;
   absl::flat_hash_map<std::string, ShadowEvidence> evidence;
   if (Coordinator* coordinator = server.coordinator()) {
     evidence = coordinator->FleetTotals();
@@ -19,24 +25,43 @@ absl::StatusOr<std::vector<TableStatus>> ReadServerStatus(Server& server) {
   return ReadStatus(config, {server.config_path(), &evidence}, server.backend_tls());
 }
 
-std::string StatusPageJson(Server& server) {
+namespace {
+
+std::string ReadStatusPageJson(Server& server) {
+  SettingsPtr current = server.settings();
   auto tables = ReadServerStatus(server);
   std::string out =
       StrCat("{\"tables\":", tables.ok() ? StatusTablesJson(*tables) : "[]",
              ",\"error\":", tables.ok() ? "null" : JsonString(MessageOf(tables.status())),
              ",\"history\":[");
-  auto history = ReadHistory(*server.settings()->config, server.backend_tls());
-  bool first = true;
+  auto history = ReadPhaseHistory(*current->config, server.backend_tls());
   if (history.ok()) {
-    for (const std::vector<std::string>& row : *history) {
-      // recorded_at, table, kind, detail (JSON)
-      if (row.size() < 4 || row[2] != "phase") continue;
-      out += StrCat(first ? "" : ",", "{\"at\":", JsonString(row[0]),
-                    ",\"table\":", JsonString(row[1]), ",\"detail\":", row[3], "}");
-      first = false;
+    for (size_t i = 0; i < history->size(); ++i) {
+      const PhaseRecord& r = (*history)[i];
+      out += StrCat(i ? "," : "", "{\"at\":", JsonString(r.at), ",\"table\":", JsonString(r.table),
+                    ",\"from\":", JsonString(r.from), ",\"to\":", JsonString(r.to),
+                    ",\"forced\":", r.forced ? "true" : "false", "}");
     }
   }
   return StrCat(out, "],\"rates\":", server.rate_history().Json(), "}\n");
+}
+
+}  // namespace
+
+std::string StatusPageJson(Server& server) {
+  // Every open page polls; the reads (several connections to old per
+  // table) are made at most once per kFresh, and one at a time.
+  static constexpr auto kFresh = std::chrono::seconds(4);
+  static absl::Mutex mutex;
+  static std::string cached;                             // guarded by mutex
+  static std::chrono::steady_clock::time_point read_at;  // guarded by mutex
+  absl::MutexLock lock(&mutex);
+  const auto now = std::chrono::steady_clock::now();
+  if (cached.empty() || now - read_at >= kFresh) {
+    cached = ReadStatusPageJson(server);
+    read_at = now;
+  }
+  return cached;
 }
 
 std::string_view StatusPageHtml() {
@@ -143,13 +168,13 @@ function render(s) {
   for (const c of s.history) {
     const tr = el('tr');
     tr.appendChild(el('td', c.at)); tr.appendChild(el('td', c.table));
-    tr.appendChild(el('td', (c.detail.from || '?') + ' → ' + (c.detail.to || '?') + (c.detail.forced ? ' (forced)' : '')));
+    tr.appendChild(el('td', (c.from || '?') + ' → ' + (c.to || '?') + (c.forced ? ' (forced)' : '')));
     history.appendChild(tr);
   }
 }
 async function refresh() {
   try {
-    const r = await fetch('/status.json', {cache: 'no-store'});
+    const r = await fetch('status.json', {cache: 'no-store'});
     render(await r.json());
   } catch (err) {
     document.getElementById('updated').textContent = 'cannot read /status.json: ' + err;

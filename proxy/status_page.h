@@ -22,7 +22,8 @@ class Server;
 absl::StatusOr<std::vector<TableStatus>> ReadServerStatus(Server& server);
 
 // {"tables":[...],"history":[...],"rates":{...}}; history is the phase
-// changes in pgshift_state, newest first.
+// changes in pgshift_state, newest first. Read at most every few seconds,
+// whoever asks.
 std::string StatusPageJson(Server& server);
 
 std::string_view StatusPageHtml();
