@@ -147,15 +147,17 @@ class Backfiller {
     }
   }
 
-  // New's key in (after, last], the bounds as parameters added to `params`.
-  std::string NewRange(const std::vector<std::string>& after, const std::vector<std::string>& last,
+  // One side's key (`key_order`) in (after, last], the bounds as parameters
+  // added to `params`.
+  std::string KeyRange(const std::vector<std::string>& key_order,
+                       const std::vector<std::string>& after, const std::vector<std::string>& last,
                        Params& params) const {
     std::string range;
     for (const auto* bound : {&after, &last}) {
       if (bound->empty()) continue;
       const int first = static_cast<int>(params.size()) + 1;
       for (const std::string& k : *bound) params.emplace_back(k);
-      range = StrCat(range, range.empty() ? "" : " AND ", "(", TablePair::List(pair_.new_key_order),
+      range = StrCat(range, range.empty() ? "" : " AND ", "(", TablePair::List(key_order),
                      bound == &after ? ") > " : ") <= ", pair_.KeyParams(first));
     }
     return range;
@@ -340,7 +342,7 @@ class Backfiller {
                        *new_db_, StrCat("COPY pgshift_backfill_rows FROM STDIN", format));
     if (!relayed.ok()) return rollback(relayed.status());
     Params range_params;
-    std::string new_range = NewRange(checkpoint.last_key, last, range_params);
+    std::string new_range = KeyRange(pair_.new_key_order, checkpoint.last_key, last, range_params);
     auto inserted = new_db_->Exec(InsertRows("pgshift_backfill_rows", pair_.new_columns,
                                              pair_.new_key_order, new_range, careful),
                                   careful ? Params() : range_params);
@@ -381,16 +383,8 @@ class Backfiller {
       return s;
     }
     Params params;
-    auto range = [&](const std::vector<std::string>& key) {
-      std::string where;
-      if (!after.empty()) {
-        for (const std::string& k : after) params.emplace_back(k);
-        where = StrCat("(", TablePair::List(key), ") > ",
-                       pair_.KeyParams(static_cast<int>(params.size() - after.size()) + 1));
-      }
-      for (const std::string& k : last) params.emplace_back(k);
-      return StrCat(where, where.empty() ? "" : " AND ", "(", TablePair::List(key), ") <= ",
-                    pair_.KeyParams(static_cast<int>(params.size() - last.size()) + 1));
+    auto range = [&](const std::vector<std::string>& key_order) {
+      return KeyRange(key_order, after, last, params);
     };
     if (pair_.same_database) {
       // One statement, one snapshot: a row written meanwhile is on both
