@@ -89,4 +89,15 @@ CatalogReadResult ReadCatalog(const routing::Config& config, asio::ssl::context&
   });
 }
 
+std::optional<std::string> CannotMove(const CatalogReadResult& read,
+                                      const routing::TableConfig& table) {
+  for (const CatalogReadResult::Problem& problem : read.problems) {
+    if (problem.blocking && problem.table == table.name) {
+      return StrCat(table.name, " cannot move to ", routing::PhaseName(table.phase), ": ",
+                    problem.reason);
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace pgshift::proxy

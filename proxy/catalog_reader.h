@@ -4,6 +4,9 @@
 // Also the names of volatile functions, which shadow reads must not call.
 #pragma once
 
+#include <optional>
+#include <string>
+
 #include "absl/status/statusor.h"
 #include "proxy/asio.h"
 #include "routing/config.h"
@@ -28,5 +31,10 @@ struct CatalogReadResult {
 // table past old-only (an old table missing in new-only is no fault).
 // Blocks the calling thread for at most the connect timeouts.
 CatalogReadResult ReadCatalog(const routing::Config& config, asio::ssl::context& tls);
+
+// Why `table` (in the phase it would enter) cannot move with `read`: its
+// new table missing or its server unreachable. Nothing when it can.
+std::optional<std::string> CannotMove(const CatalogReadResult& read,
+                                      const routing::TableConfig& table);
 
 }  // namespace pgshift::proxy

@@ -307,6 +307,17 @@ absl::StatusOr<routing::ConfigPtr> WithTablePhase(const routing::Config& running
   return next;
 }
 
+absl::StatusOr<routing::ConfigPtr> TargetOfFlip(const routing::Config& running,
+                                                std::string_view table, routing::Phase to) {
+  auto next = WithTablePhase(running, table, to);
+  if (!next.ok()) return next.status();
+  if (absl::Status steps = routing::CheckPhaseSteps(running, **next); !steps.ok()) {
+    return absl::FailedPreconditionError(
+        StrCat("the flip itself would be refused: ", MessageOf(steps)));
+  }
+  return next;
+}
+
 absl::Status ChangePhase(const routing::Config& file, const std::string& table, routing::Phase to,
                          asio::ssl::context& tls) {
   auto shared = ReadPhases(file, tls, false);

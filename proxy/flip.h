@@ -32,6 +32,12 @@ routing::ConfigPtr ProposedPhases(const routing::Config& file, const routing::Co
 absl::StatusOr<routing::ConfigPtr> WithTablePhase(const routing::Config& running,
                                                   std::string_view table, routing::Phase to);
 
+// The configuration a flip of `table` to `to` would run, for its dry-run:
+// FailedPrecondition ("the flip itself would be refused: ...") when the
+// phase-step rules refuse it.
+absl::StatusOr<routing::ConfigPtr> TargetOfFlip(const routing::Config& running,
+                                                std::string_view table, routing::Phase to);
+
 // Proposes `changes` (from the fleet's phases) as one fenced flip on
 // behalf of `proposer`, and waits for its outcome: Ok once committed;
 // FailedPrecondition naming the instance that held it when it was aborted,

@@ -6,11 +6,16 @@
 #include <ctime>
 #include <mutex>
 
+#include "common/json.h"
+#include "common/strings.h"
+#include "routing/config.h"
+
 namespace pgshift::proxy {
 
 namespace {
 
 std::atomic<LogLevel> g_level{LogLevel::kInfo};
+std::atomic<routing::LogFormat> g_format{routing::LogFormat::kText};
 std::mutex g_mutex;
 
 std::string_view LevelName(LogLevel level) {
@@ -48,6 +53,7 @@ void AppendValue(std::string& line, std::string_view value) {
 }  // namespace
 
 void SetLogLevel(LogLevel level) { g_level = level; }
+void SetLogFormat(routing::LogFormat format) { g_format = format; }
 bool LogEnabled(LogLevel level) { return level >= g_level.load(std::memory_order_relaxed); }
 
 void LogEvent(LogLevel level, std::string_view event, std::initializer_list<LogField> fields) {
@@ -61,16 +67,19 @@ void LogEvent(LogLevel level, std::string_view event, std::initializer_list<LogF
   char stamp[96];
   std::snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
-  std::string line = stamp;
-  line.push_back(' ');
-  line.append(LevelName(level));
-  line.append(" event=");
-  line.append(event);
-  for (const auto& [key, value] : fields) {
-    line.push_back(' ');
-    line.append(key);
-    line.push_back('=');
-    AppendValue(line, value);
+  std::string line;
+  if (g_format.load(std::memory_order_relaxed) == routing::LogFormat::kJson) {
+    line = StrCat("{\"time\":", JsonString(stamp), ",\"level\":", JsonString(LevelName(level)),
+                  ",\"event\":", JsonString(event));
+    for (const auto& [key, value] : fields)
+      line += StrCat(",", JsonString(key), ":", JsonString(value));
+    line.push_back('}');
+  } else {
+    line = StrCat(std::string_view(stamp), " ", LevelName(level), " event=", event);
+    for (const auto& [key, value] : fields) {
+      line += StrCat(" ", key, "=");
+      AppendValue(line, value);
+    }
   }
   line.push_back('\n');
   std::lock_guard lock(g_mutex);

@@ -15,6 +15,7 @@
 #include "proxy/coordinator_connection.h"
 #include "proxy/flip.h"
 #include "proxy/log.h"
+#include "proxy/plan_command.h"
 #include "proxy/server.h"
 #include "proxy/status.h"
 #include "routing/config.h"
@@ -54,6 +55,15 @@ Usage:
       different keys, and with --repair copy them again from the
       authoritative side. Exits 0 when the tables agree (or were repaired),
       1 when they differ.
+  pgshift plan --config FILE --table T --to PHASE [--json]
+      The dry-run of a flip on the statements the application sent (by
+      shape: every instance's with coordination, else the running
+      instance's, asked on its admin_listen as the file's first admin user):
+      each planned under PHASE, listed as refused (with the refusal's
+      words), rewritten (with the text sent instead) or sent as written,
+      with the server that answers it and how its writes are mirrored.
+      Exits 0 when nothing would be refused, 1 when something would (or
+      the flip itself), 2 when the statements cannot be read.
   pgshift phase --config FILE --table T --to PHASE
       With [coordination] enabled: move T to PHASE for every instance, as a
       reload of one would (the phase-step rules and guard rails, judged on
@@ -78,7 +88,7 @@ struct Options {
   pgshift::migration::BackfillOptions backfill;
   pgshift::migration::VerifyOptions verify;
   bool against_database = false;  // check-config
-  bool json = false;              // status (verify keeps its own)
+  bool json = false;              // status and plan (verify keeps its own)
 };
 
 bool ParseNumber(const char* text, int64_t min, int64_t& out) {
@@ -148,19 +158,41 @@ bool SetLevel(std::string_view name) {
   return true;
 }
 
-// pgshift phase: a fenced flip through the coordinator.
-int ChangePhase(const Options& options, const pgshift::routing::Config& config) {
+std::optional<pgshift::routing::Phase> TargetPhase(const Options& options) {
   if (options.table.empty() || options.to.empty()) {
-    std::fprintf(stderr, "pgshift phase: --table T and --to PHASE are required\n");
-    return 2;
+    std::fprintf(stderr, "pgshift %s: --table T and --to PHASE are required\n",
+                 options.command.c_str());
+    return std::nullopt;
   }
   std::optional<pgshift::routing::Phase> to = pgshift::routing::PhaseFromName(options.to);
   if (!to) {
     std::fprintf(stderr,
-                 "pgshift phase: --to must be old-only, dual-write, shadow-read, new-primary or "
-                 "new-only\n");
-    return 2;
+                 "pgshift %s: --to must be old-only, dual-write, shadow-read, new-primary or "
+                 "new-only\n",
+                 options.command.c_str());
   }
+  return to;
+}
+
+// The phases in force: the fleet's with coordination, else the file's.
+absl::StatusOr<pgshift::routing::ConfigPtr> PhasesInForce(const pgshift::routing::Config& file,
+                                                          boost::asio::ssl::context& tls) {
+  if (!file.coordination.enabled) return std::make_shared<pgshift::routing::Config>(file);
+  auto shared = pgshift::proxy::ReadPhases(file, tls, false);
+  if (!shared.ok()) return shared.status();
+  return pgshift::proxy::WithSharedPhases(file, *shared);
+}
+
+int Failed(const Options& options, const absl::Status& status, int exit_code) {
+  std::fprintf(stderr, "pgshift %s: %s\n", options.command.c_str(),
+               std::string(pgshift::MessageOf(status)).c_str());
+  return exit_code;
+}
+
+// pgshift phase: a fenced flip through the coordinator.
+int ChangePhase(const Options& options, const pgshift::routing::Config& config) {
+  std::optional<pgshift::routing::Phase> to = TargetPhase(options);
+  if (!to) return 2;
   if (!config.coordination.enabled) {
     std::fprintf(stderr,
                  "pgshift phase: [coordination] is not enabled in %s: edit the table's phase "
@@ -171,10 +203,7 @@ int ChangePhase(const Options& options, const pgshift::routing::Config& config) 
   boost::asio::ssl::context tls(boost::asio::ssl::context::tls_client);
   tls.set_verify_mode(boost::asio::ssl::verify_none);
   absl::Status done = pgshift::proxy::ChangePhase(config, options.table, *to, tls);
-  if (!done.ok()) {
-    std::fprintf(stderr, "pgshift phase: %s\n", std::string(pgshift::MessageOf(done)).c_str());
-    return 1;
-  }
+  if (!done.ok()) return Failed(options, done, 1);
   std::printf("%s is in %s on every instance\n", options.table.c_str(), options.to.c_str());
   return 0;
 }
@@ -185,38 +214,50 @@ int ChangePhase(const Options& options, const pgshift::routing::Config& config) 
 int Status(const Options& options, const pgshift::routing::Config& file) {
   boost::asio::ssl::context tls(boost::asio::ssl::context::tls_client);
   tls.set_verify_mode(boost::asio::ssl::verify_none);
-  pgshift::routing::ConfigPtr config = std::make_shared<pgshift::routing::Config>(file);
+  auto in_force = PhasesInForce(file, tls);
+  if (!in_force.ok()) return Failed(options, in_force.status(), 2);
+  pgshift::routing::ConfigPtr config = *in_force;
   std::optional<absl::flat_hash_map<std::string, pgshift::proxy::ShadowEvidence>> evidence;
   if (file.coordination.enabled) {
-    auto shared = pgshift::proxy::ReadPhases(file, tls, false);
-    if (!shared.ok()) {
-      std::fprintf(stderr, "pgshift status: %s\n",
-                   std::string(pgshift::MessageOf(shared.status())).c_str());
-      return 2;
-    }
-    config = pgshift::proxy::WithSharedPhases(file, *shared);
     std::vector<pgshift::proxy::PhaseChange> tables;
     for (const auto& t : config->tables) tables.push_back({t.name, t.phase, t.phase, false});
     auto fleet = pgshift::proxy::FleetEvidence(*config, tables, tls);
     if (!fleet.ok()) {
-      std::fprintf(stderr, "pgshift status: cannot read the fleet's shadow counts: %s\n",
-                   std::string(pgshift::MessageOf(fleet.status())).c_str());
-      return 2;
+      return Failed(
+          options,
+          absl::UnavailableError(pgshift::StrCat("cannot read the fleet's shadow counts: ",
+                                                 pgshift::MessageOf(fleet.status()))),
+          2);
     }
     evidence = *std::move(fleet);
   }
   auto status =
       pgshift::proxy::ReadStatus(*config, {options.config, evidence ? &*evidence : nullptr}, tls);
-  if (!status.ok()) {
-    std::fprintf(stderr, "pgshift status: %s\n",
-                 std::string(pgshift::MessageOf(status.status())).c_str());
-    return 2;
-  }
+  if (!status.ok()) return Failed(options, status.status(), 2);
   std::fputs(
       (options.json ? pgshift::proxy::StatusJson(*status) : pgshift::proxy::StatusText(*status))
           .c_str(),
       stdout);
   return 0;
+}
+
+// `pgshift plan`: exits 1 when the flip, or a statement under it, would be
+// refused.
+int Plan(const Options& options, const pgshift::routing::Config& file) {
+  std::optional<pgshift::routing::Phase> to = TargetPhase(options);
+  if (!to) return 2;
+  boost::asio::ssl::context tls(boost::asio::ssl::context::tls_client);
+  tls.set_verify_mode(boost::asio::ssl::verify_none);
+  auto running = PhasesInForce(file, tls);
+  if (!running.ok()) return Failed(options, running.status(), 2);
+  auto shapes = pgshift::proxy::ReadRecordedShapes(file, tls);
+  if (!shapes.ok()) return Failed(options, shapes.status(), 2);
+  auto plan = pgshift::proxy::PlanFlip(**running, options.table, *to, *std::move(shapes), tls);
+  if (!plan.ok()) return Failed(options, plan.status(), 2);
+  std::fputs(
+      (options.json ? pgshift::proxy::PlanJson(*plan) : pgshift::proxy::PlanText(*plan)).c_str(),
+      stdout);
+  return plan->clean() ? 0 : 1;
 }
 
 }  // namespace
@@ -231,7 +272,7 @@ int main(int argc, char** argv) {
   if (!ParseOptions(argc, argv, options) ||
       (options.command != "serve" && options.command != "check-config" &&
        options.command != "backfill" && options.command != "verify" && options.command != "phase" &&
-       options.command != "status")) {
+       options.command != "status" && options.command != "plan")) {
     std::fputs(kUsage.data(), stderr);
     return 2;
   }
@@ -249,6 +290,7 @@ int main(int argc, char** argv) {
                  std::string(pgshift::MessageOf(config.status())).c_str());
     return 1;
   }
+  pgshift::proxy::SetLogFormat((*config)->proxy.log_format);
   if (options.command == "check-config") {
     std::printf("%s: configuration is valid\n", options.config.c_str());
     if (!options.against_database) return 0;
@@ -286,6 +328,7 @@ int main(int argc, char** argv) {
   }
   if (options.command == "phase") return ChangePhase(options, **config);
   if (options.command == "status") return Status(options, **config);
+  if (options.command == "plan") return Plan(options, **config);
   pgshift::proxy::Server server(options.config, *config);
   return server.Run();
 }

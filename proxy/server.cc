@@ -485,15 +485,15 @@ absl::Status Server::Apply(routing::ConfigPtr next, bool from_file) {
   };
   // A table cannot move toward new while its new table cannot be read.
   CatalogReadResult catalog = ReadCatalog(*next, *backend_tls_);
-  for (const CatalogReadResult::Problem& problem : catalog.problems) {
-    for (const routing::TableConfig& t : next->tables) {
-      if (!problem.blocking || t.name != problem.table || t.phase == phase_before(t)) continue;
-      absl::Status refused = absl::FailedPreconditionError(StrCat(
-          t.name, " cannot move to ", routing::PhaseName(t.phase), ": ", problem.reason));
+  for (const routing::TableConfig& t : next->tables) {
+    if (t.phase == phase_before(t)) continue;
+    if (std::optional<std::string> why = CannotMove(catalog, t)) {
       LogEvent(LogLevel::kError, "config_rejected",
-               {{"file", config_path_}, {"table", t.name}, {"reason", MessageOf(refused)}});
-      return refused;
+               {{"file", config_path_}, {"table", t.name}, {"reason", *why}});
+      return absl::FailedPreconditionError(*why);
     }
+  }
+  for (const CatalogReadResult::Problem& problem : catalog.problems) {
     LogEvent(LogLevel::kWarning, "catalog_unreadable",
              {{"table", problem.table}, {"reason", problem.reason}});
   }
@@ -544,6 +544,7 @@ absl::Status Server::Apply(routing::ConfigPtr next, bool from_file) {
     installing = WithSharedPhases(*file, shared_phases_);
   }
   Install(installing, std::move(catalog.catalog), mirroring);
+  SetLogFormat(installing->proxy.log_format);
   LogEvent(LogLevel::kInfo, "config_reloaded",
            {{"file", config_path_}, {"generation", StrCat(generation_.load())}});
   return absl::OkStatus();

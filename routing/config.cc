@@ -206,6 +206,11 @@ void ReadProxy(Section& s, ProxySettings& p) {
   s.GetInteger("workers", 0, 256, p.workers);
   s.GetEndpoint("admin_listen", p.admin_listen);
   s.GetEndpoint("metrics_listen", p.metrics_listen);
+  using FormatChoice = std::pair<std::string_view, LogFormat>;
+  s.GetChoice(
+      "log_format",
+      std::array{FormatChoice{"text", LogFormat::kText}, FormatChoice{"json", LogFormat::kJson}},
+      p.log_format);
   using AuthChoice = std::pair<std::string_view, AuthMethod>;
   const std::array auth_choices{AuthChoice{"trust", AuthMethod::kTrust},
                                 AuthChoice{"md5", AuthMethod::kMd5},

@@ -42,11 +42,16 @@ struct Endpoint {
   uint16_t port = 0;
 };
 
+// How log lines are written: `time LEVEL event=... key=value`, or one
+// JSON object per line with the same fields (for Loki, Elasticsearch).
+enum class LogFormat { kText, kJson };
+
 struct ProxySettings {
   Endpoint listen{"127.0.0.1", 6432};
   int workers = 0;  // 0: one per core
   std::optional<Endpoint> admin_listen;
   std::optional<Endpoint> metrics_listen;
+  LogFormat log_format = LogFormat::kText;  // applies at once, also on reload
   AuthMethod auth_method = AuthMethod::kTrust;
   // The admin console's, when not auth_method's. Under trust the console
   // takes only connections from this host (loopback) unless this is set.

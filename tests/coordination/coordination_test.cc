@@ -379,6 +379,21 @@ TEST_F(Coordination, FlipsUnderLoadThroughThreeInstancesLoseNoIncrement) {
                          "bool_and(writes) " +
                          shape),
             "3 public.counters true");
+  // The dry-run of the next flip replays the whole fleet's statements.
+  std::string plan;
+  EXPECT_EQ(CaptureCommand(PgshiftBinary() + " plan --config " + a.process->dir() +
+                               "/pgshift.toml --table counters --to new-only",
+                           plan),
+            0)
+      << plan;
+  EXPECT_NE(plan.find("public.counters: new-primary -> new-only\nrecorded: every instance's, "
+                      "flushed to pgshift_fingerprints\n"),
+            std::string::npos)
+      << plan;
+  EXPECT_NE(plan.find("rewritten (write, " + expected + " seen, last "), std::string::npos) << plan;
+  EXPECT_NE(plan.find("): UPDATE counters SET n = n + $1 WHERE id = $2\n  served by new\n"),
+            std::string::npos)
+      << plan;
 }
 
 TEST_F(Coordination, AFlipThatCannotDrainIsAbortedAndNothingChanges) {

@@ -120,5 +120,36 @@ TEST(Reload, SettingsBoundAtStartAskForARestart) {
       << proxy.LogEnd();
 }
 
+// log_format = "json": every line one JSON object with the text line's
+// fields (values escaped, so a user name cannot forge a field), and a
+// reload switches the format at once.
+TEST(Logs, JsonLinesCarryTheSameFieldsAndAReloadSwitchesFormat) {
+  const std::string json = std::string(kScram) + "\nlog_format = \"json\"";
+  PgshiftProcess proxy(Cluster().port(), json, kBackend, Users({"alice"}));
+  ASSERT_TRUE(proxy.ok()) << proxy.LogEnd();
+  EXPECT_FALSE(PgConn(proxy.ConnInfo("user=alice password=wrong application_name=x")).ok());
+  EXPECT_TRUE(proxy.AwaitLog("\"event\":\"auth_failed\",\"client\":\"127.0.0.1:")) << proxy.log();
+  EXPECT_TRUE(proxy.AwaitLog("\"user\":\"alice\",\"method\":\"scram-sha-256\"")) << proxy.log();
+  EXPECT_FALSE(PgConn(proxy.ConnInfo("user='al\\\"ice' password=x")).ok());
+  EXPECT_TRUE(proxy.AwaitLog("\"user\":\"al\\\"ice\"")) << proxy.log();
+  std::string log = proxy.log();
+  size_t lines = 0;
+  for (size_t at = 0; at < log.size();) {
+    size_t end = log.find('\n', at);
+    std::string line = log.substr(at, end - at);
+    at = end == std::string::npos ? log.size() : end + 1;
+    if (line.empty()) continue;
+    ++lines;
+    EXPECT_EQ(line.rfind("{\"time\":\"", 0), 0u) << line;
+    EXPECT_EQ(line.back(), '}') << line;
+    EXPECT_NE(line.find("\",\"level\":\""), std::string::npos) << line;
+  }
+  EXPECT_GE(lines, 3u) << log;
+
+  proxy.RewriteConfig(kScram, kBackend, Users({"alice"}));
+  std::string verdict = proxy.Reload();
+  EXPECT_NE(verdict.find(" INFO event=config_reloaded file="), std::string::npos) << verdict;
+}
+
 }  // namespace
 }  // namespace pgshift::testing

@@ -1,0 +1,55 @@
+// `pgshift plan`: the dry-run of a flip from the command line, on the
+// statements the application really sent (routing/dry_run.h plans them).
+// With coordination the shapes are every instance's, flushed to
+// pgshift_fingerprints; without, the running instance's, read from its
+// admin console (SHOW QUERIES). The target phase's catalog is read from
+// the servers, as a reload into it would.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "proxy/asio.h"
+#include "routing/config.h"
+#include "routing/dry_run.h"
+#include "routing/query_fingerprints.h"
+
+namespace pgshift::proxy {
+
+struct RecordedShapes {
+  std::vector<routing::QueryFingerprints::Row> rows;
+  std::string source;  // where they were read, for the report
+};
+
+// The statement shapes recorded by the fleet (coordination on) or by the
+// instance `file` describes (its admin_listen, as its first admin user).
+absl::StatusOr<RecordedShapes> ReadRecordedShapes(const routing::Config& file,
+                                                  asio::ssl::context& tls);
+
+struct FlipPlan {
+  std::string table;  // as configured
+  routing::Phase from = routing::Phase::kOldOnly;
+  routing::Phase to = routing::Phase::kOldOnly;
+  std::string source;
+  // Why the flip itself would be refused (its phase step, or the target's
+  // catalog); then no statement is planned.
+  std::string flip_refused;
+  std::vector<routing::DryRunRow> rows;  // refused first
+
+  size_t refused() const;
+  // Nothing the application sends would be refused, nor the flip itself.
+  bool clean() const { return flip_refused.empty() && refused() == 0; }
+};
+
+// Plans `shapes` under `running` with `table` moved to `to`.
+absl::StatusOr<FlipPlan> PlanFlip(const routing::Config& running, std::string_view table,
+                                  routing::Phase to, RecordedShapes shapes,
+                                  asio::ssl::context& tls);
+
+// For a terminal: a block per statement shape, refused first.
+std::string PlanText(const FlipPlan& plan);
+// For scripts.
+std::string PlanJson(const FlipPlan& plan);
+
+}  // namespace pgshift::proxy
