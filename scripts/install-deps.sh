@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build pkg-config openssl
+  build-essential cmake ninja-build pkg-config openssl file
   libboost-dev libabsl-dev libtomlplusplus-dev libpg-query-dev libprotobuf-c-dev libssl-dev libpq-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   postgresql-15 postgresql-client-15 pgbouncer
