@@ -208,6 +208,7 @@ Table ShowConfig(const Settings& s, const std::string& path) {
       {"proxy.workers", StrCat(p.workers)},
       {"proxy.admin_listen", Endpoint(p.admin_listen)},
       {"proxy.metrics_listen", Endpoint(p.metrics_listen)},
+      {"proxy.log_format", p.log_format == routing::LogFormat::kJson ? "json" : "text"},
       {"proxy.auth_method", std::string(routing::AuthMethodName(p.auth_method))},
       {"proxy.max_clients", StrCat(p.max_clients)},
       {"proxy.max_logins", StrCat(p.max_logins)},
@@ -449,12 +450,13 @@ std::string AdminConsole::Execute(std::string_view sql) {
   } else if (words.size() == 5 && words[0] == "EXPLAIN" && words[1] == "PHASE" &&
              words[3] == "TO") {
     std::vector<std::string> typed = SplitWords(sql);
-    auto rows = server_.ExplainPhase(typed[2], typed[4]);
-    if (rows.ok()) {
-      ExplainPhase(*rows).Encode(out, "EXPLAIN");
-    } else {
+    auto plan = server_.ExplainPhase(typed[2], typed[4]);
+    if (!plan.ok() || !plan->flip_refused.empty()) {
       error(sqlstate::kObjectNotInPrerequisiteState,
-            StrCat("pgshift: cannot explain the flip: ", MessageOf(rows.status())));
+            StrCat("pgshift: cannot explain the flip: ",
+                   plan.ok() ? plan->flip_refused : MessageOf(plan.status())));
+    } else {
+      ExplainPhase(plan->rows).Encode(out, "EXPLAIN");
     }
   } else if (words.size() == 2 && words[0] == "SHOW" && words[1] == "HELP") {
     Table help{{"command", "what it shows or does"},

@@ -58,12 +58,14 @@ Usage:
   pgshift plan --config FILE --table T --to PHASE [--json]
       The dry-run of a flip on the statements the application sent (by
       shape: every instance's with coordination, else the running
-      instance's, asked on its admin_listen as the file's first admin user):
-      each planned under PHASE, listed as refused (with the refusal's
-      words), rewritten (with the text sent instead) or sent as written,
-      with the server that answers it and how its writes are mirrored.
-      Exits 0 when nothing would be refused, 1 when something would (or
-      the flip itself), 2 when the statements cannot be read.
+      instance's, asked on its admin_listen as the file's first admin user,
+      with PGPASSWORD when set): each planned under PHASE, listed as
+      refused (with the refusal's words), rewritten (with the text sent
+      instead) or sent as written, with the server that answers it and how
+      its writes are mirrored. The guard rails are status's. Exits 0 when
+      nothing would be refused, 1 when something would (or the flip itself:
+      its phase step, or a new table that cannot be read), 2 when the
+      statements cannot be read.
   pgshift phase --config FILE --table T --to PHASE
       With [coordination] enabled: move T to PHASE for every instance, as a
       reload of one would (the phase-step rules and guard rails, judged on
@@ -248,10 +250,13 @@ int Plan(const Options& options, const pgshift::routing::Config& file) {
   if (!to) return 2;
   boost::asio::ssl::context tls(boost::asio::ssl::context::tls_client);
   tls.set_verify_mode(boost::asio::ssl::verify_none);
-  auto running = PhasesInForce(file, tls);
-  if (!running.ok()) return Failed(options, running.status(), 2);
   auto shapes = pgshift::proxy::ReadRecordedShapes(file, tls);
   if (!shapes.ok()) return Failed(options, shapes.status(), 2);
+  // The phases in force: the fleet's, or the running instance's.
+  absl::StatusOr<pgshift::routing::ConfigPtr> running =
+      shapes->phases ? pgshift::proxy::WithSharedPhases(file, *shapes->phases)
+                     : PhasesInForce(file, tls);
+  if (!running.ok()) return Failed(options, running.status(), 2);
   auto plan = pgshift::proxy::PlanFlip(**running, options.table, *to, *std::move(shapes), tls);
   if (!plan.ok()) return Failed(options, plan.status(), 2);
   std::fputs(
@@ -288,7 +293,8 @@ int main(int argc, char** argv) {
   if (!config.ok()) {
     std::fprintf(stderr, "pgshift: invalid configuration:\n%s\n",
                  std::string(pgshift::MessageOf(config.status())).c_str());
-    return 1;
+    // status and plan say 1 about the tables, not the file.
+    return options.command == "status" || options.command == "plan" ? 2 : 1;
   }
   pgshift::proxy::SetLogFormat((*config)->proxy.log_format);
   if (options.command == "check-config") {

@@ -1,12 +1,14 @@
 #include "proxy/plan_command.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/json.h"
 #include "common/strings.h"
+#include "protocol/scram.h"
 #include "proxy/backend_query.h"
 #include "proxy/catalog_reader.h"
 #include "proxy/control_connection.h"
@@ -54,7 +56,7 @@ absl::StatusOr<RecordedShapes> FleetShapes(const routing::Config& file, asio::ss
     auto read = co_await c.Query(kFleetShapesSql);
     if (!read.ok()) co_return read.status();
     c.stream->Close();
-    RecordedShapes shapes{{}, "every instance's, flushed to pgshift_fingerprints"};
+    RecordedShapes shapes{{}, "every instance's, flushed to pgshift_fingerprints", std::nullopt};
     for (const auto& r : read->rows) {
       routing::QueryFingerprints::Row row = ShapeOf(r, 1, 2, Text(r[3]) == "t");
       row.executions = Count(r[4]);
@@ -90,6 +92,13 @@ absl::StatusOr<RecordedShapes> InstanceShapes(const routing::Config& file,
   console.dbname = "pgshift";
   console.user = admin->name;
   console.sslmode = routing::SslMode::kPrefer;
+  if (const char* password = std::getenv("PGPASSWORD"); password != nullptr) {
+    console.password = password;
+  } else if (protocol::ScramVerifier::LooksLikeVerifier(admin->password)) {
+    return absl::FailedPreconditionError(
+        StrCat("the password of admin user \"", admin->name, "\" in ", file.source,
+               " is a SCRAM verifier, which cannot log in: set PGPASSWORD to the password"));
+  }
   using Result = absl::StatusOr<RecordedShapes>;
   return RunToCompletion<Result>([&]() -> awaitable<Result> {
     auto opened = co_await OpenControlConnection(file, console, "admin console", tls);
@@ -98,10 +107,16 @@ absl::StatusOr<RecordedShapes> InstanceShapes(const routing::Config& file,
     Deadline deadline(**opened, file.proxy.connect_timeout_s);
     auto read = co_await RunQuery(**opened, buffer, "SHOW QUERIES");
     if (!read.ok()) co_return read.status();
+    auto tables = co_await RunQuery(**opened, buffer, "SHOW TABLES");  // table, new_name, phase
+    if (!tables.ok()) co_return tables.status();
     (*opened)->Close();
     RecordedShapes shapes{{},
                           StrCat("the instance's on ", console.endpoint.host, ":",
-                                 console.endpoint.port, " (SHOW QUERIES)")};
+                                 console.endpoint.port, " (SHOW QUERIES)"),
+                          SharedPhases{}};
+    for (const auto& r : tables->rows) {
+      if (auto phase = routing::PhaseFromName(Text(r[2]))) (*shapes.phases)[Text(r[0])] = *phase;
+    }
     for (const auto& r : read->rows) {
       routing::QueryFingerprints::Row row = ShapeOf(r, 6, 1, Text(r[2]) == "write");
       row.executions = Count(r[3]);
@@ -145,7 +160,7 @@ absl::StatusOr<FlipPlan> PlanFlip(const routing::Config& running, std::string_vi
   if (moved == nullptr) {
     return absl::NotFoundError(StrCat("table \"", table, "\" is not in ", running.source));
   }
-  FlipPlan plan{moved->name, moved->phase, to, std::move(shapes.source), "", {}};
+  FlipPlan plan{moved->name, moved->phase, to, shapes.source, "", {}};
   auto target = TargetOfFlip(running, table, to);
   if (!target.ok()) {
     if (target.status().code() != absl::StatusCode::kFailedPrecondition) return target.status();

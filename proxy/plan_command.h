@@ -6,11 +6,13 @@
 // the servers, as a reload into it would.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "proxy/asio.h"
+#include "proxy/coordinator.h"
 #include "routing/config.h"
 #include "routing/dry_run.h"
 #include "routing/query_fingerprints.h"
@@ -20,10 +22,14 @@ namespace pgshift::proxy {
 struct RecordedShapes {
   std::vector<routing::QueryFingerprints::Row> rows;
   std::string source;  // where they were read, for the report
+  // The running instance's phases (SHOW TABLES), read with its shapes:
+  // they, not the file's, are what a flip starts from.
+  std::optional<SharedPhases> phases;
 };
 
 // The statement shapes recorded by the fleet (coordination on) or by the
-// instance `file` describes (its admin_listen, as its first admin user).
+// instance `file` describes (its admin_listen, as its first admin user,
+// with PGPASSWORD when set, else the user's password in the file).
 absl::StatusOr<RecordedShapes> ReadRecordedShapes(const routing::Config& file,
                                                   asio::ssl::context& tls);
 
@@ -33,7 +39,8 @@ struct FlipPlan {
   routing::Phase to = routing::Phase::kOldOnly;
   std::string source;
   // Why the flip itself would be refused (its phase step, or the target's
-  // catalog); then no statement is planned.
+  // catalog: the new table missing or unreachable); then no statement is
+  // planned. Its guard rails are `pgshift status`'s.
   std::string flip_refused;
   std::vector<routing::DryRunRow> rows;  // refused first
 

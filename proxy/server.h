@@ -19,6 +19,7 @@
 #include "proxy/cancel_registry.h"
 #include "proxy/coordinator.h"
 #include "proxy/migration_state.h"
+#include "proxy/plan_command.h"
 #include "proxy/rate_history.h"
 #include "proxy/shadow_runner.h"
 #include "proxy/stats.h"
@@ -91,9 +92,10 @@ class Server : private CoordinatorHost {
   // Runs on the background thread (it reads catalogs), never main_'s.
   absl::Status Reload();
   // The dry-run of moving `table` to `phase`: the statement shapes this
-  // instance has seen on it, planned under that phase.
-  absl::StatusOr<std::vector<routing::DryRunRow>> ExplainPhase(std::string_view table,
-                                                               std::string_view phase);
+  // instance has seen on it, planned under that phase as `pgshift plan`
+  // plans them (against the catalog the flip would read: it blocks the
+  // calling thread for that read, as a reload does).
+  absl::StatusOr<FlipPlan> ExplainPhase(std::string_view table, std::string_view phase);
   // The admin console's SET PHASE (coordination only): proposes `table`'s
   // move to `phase` as Reload would a file that says so.
   absl::Status SetPhase(std::string_view table, std::string_view phase);

@@ -130,15 +130,13 @@ absl::Status Server::SetPhase(std::string_view table, std::string_view phase) {
   return Apply(*next, /*from_file=*/false);
 }
 
-absl::StatusOr<std::vector<routing::DryRunRow>> Server::ExplainPhase(std::string_view table,
-                                                                     std::string_view phase) {
+absl::StatusOr<FlipPlan> Server::ExplainPhase(std::string_view table, std::string_view phase) {
   std::optional<routing::Phase> to = routing::PhaseFromName(phase);
   if (!to) return absl::InvalidArgumentError(StrCat("unknown phase \"", phase, "\""));
   SettingsPtr current = settings();
-  auto next = TargetOfFlip(*current->config, table, *to);
-  if (!next.ok()) return next.status();
-  return routing::DryRun(*next, current->router->catalog(), current->config->FindTable(table)->name,
-                         table_counters_.fingerprints().Rows());
+  return PlanFlip(*current->config, table, *to,
+                  {table_counters_.fingerprints().Rows(), "this instance's", std::nullopt},
+                  *backend_tls_);
 }
 
 }  // namespace pgshift::proxy

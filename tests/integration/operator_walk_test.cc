@@ -37,13 +37,13 @@ class OperatorWalk : public ::testing::Test {
                  "CREATE TABLE posts (id serial PRIMARY KEY, channel_id int, body text);"
                  "INSERT INTO posts (channel_id, body) VALUES (1, 'p1'), (2, 'p2')"));
     ASSERT_TRUE(New().Ok("CREATE TABLE channels_v2 (id serial PRIMARY KEY, name text NOT NULL)"));
-    backends_ = "[backends.new]\nport = " + std::to_string(new_cluster_.port()) +
-                "\ndbname = \"walk\"\nuser = \"postgres\"\n"
+    backends_ = "[backends.new]\nport = " + std::to_string(new_cluster_.port()) + "\n" +
+                (new_login_ ? "dbname = \"walk\"\nuser = \"postgres\"\n" : "") +
                 "[[users]]\nname = \"postgres\"\nadmin = true\n";
     proxy_settings_ = "admin_listen = \"127.0.0.1:" + std::to_string(FreePort()) + "\"";
     proxy_ = std::make_unique<PgshiftProcess>(Cluster().port(), proxy_settings_,
                                               "dbname = \"walk\"\nuser = \"postgres\"",
-                                              backends_ + Table("old-only"));
+                                              backends_ + Table(start_phase_));
     ASSERT_TRUE(proxy_->ok()) << proxy_->LogEnd();
   }
 
@@ -51,7 +51,9 @@ class OperatorWalk : public ::testing::Test {
     return "[[tables]]\nname = \"channels\"\nnew_name = \"channels_v2\"\nkey = [\"id\"]\n"
            "columns = { title = \"name\" }\nshadow_sample = 1.0\nmin_shadow_compared = 0\n"
            "phase = \"" +
-           phase + "\"\n";
+           phase +
+           "\"\n"
+           "[[tables]]\nname = \"comments\"\nnew_name = \"comments_v2\"\nphase = \"old-only\"\n";
   }
   void Flip(const std::string& phase) {
     proxy_->RewriteConfig(proxy_settings_, "dbname = \"walk\"\nuser = \"postgres\"",
@@ -86,6 +88,9 @@ class OperatorWalk : public ::testing::Test {
     }
   }
 
+  // Whether backends.new gives pgshift a login of its own.
+  bool new_login_ = true;
+  std::string start_phase_ = "old-only";
   PgCluster new_cluster_;
   std::string backends_;
   std::string proxy_settings_;
@@ -119,8 +124,22 @@ TEST_F(OperatorWalk, StatusAndPlanSayWhatEachFlipWillDoAndItDoesIt) {
                "3 statement shapes: 0 refused, 1 rewritten, 2 as sent"});
   ASSERT_EQ(Run("plan --to new-only", out), 1) << out;
   ExpectLines(out, {"refused:  the flip itself would be refused: "});
+  // A table whose tables do not exist: the flip itself is refused.
+  ASSERT_EQ(CaptureCommand(PgshiftBinary() + " plan --config " + proxy_->dir() +
+                               "/pgshift.toml --table comments --to dual-write",
+                           out),
+            1)
+      << out;
+  ExpectLines(out, {"refused:  the flip itself would be refused: public.comments cannot move to "
+                    "dual-write: cannot read the columns of public.comments"});
 
-  // dual-write: the insert is mirrored, as planned.
+  // dual-write: the insert is mirrored, as planned. Until the reload, plan
+  // starts from the running instance's phase, not the edited file's.
+  proxy_->RewriteConfig(proxy_settings_, "dbname = \"walk\"\nuser = \"postgres\"",
+                        backends_ + Table("dual-write"));
+  ASSERT_EQ(Run("plan --to shadow-read", out), 1) << out;
+  ExpectLines(out, {"public.channels: old-only -> shadow-read\n",
+                    "refused:  the flip itself would be refused: "});
   Flip("dual-write");
   Traffic(11);
   EXPECT_EQ(New().Value("SELECT name FROM channels_v2 WHERE id = 11"), "c");
@@ -141,7 +160,13 @@ TEST_F(OperatorWalk, StatusAndPlanSayWhatEachFlipWillDoAndItDoesIt) {
   // shadow-read: the step into new-primary would refuse the join.
   Flip("shadow-read");
   Traffic(12);
+  ASSERT_EQ(Run("status", out), 0) << out;
+  ExpectLines(out, {"public.channels: shadow-read since ", "next:     new-primary",
+                    "[not met] its key sequence ahead of its keys",
+                    "[unknown] shadow reads compared, few mismatched"});
   ASSERT_TRUE(New().Ok("SELECT setval('channels_v2_id_seq', 1000)"));
+  ASSERT_EQ(Run("status", out), 0) << out;
+  ExpectLines(out, {"[met] its key sequence ahead of its keys"});
   ASSERT_EQ(Run("plan --to new-primary", out), 1) << out;
   ExpectLines(
       out, {"refused (read, 3 seen, last ",
@@ -179,6 +204,29 @@ TEST_F(OperatorWalk, StatusAndPlanSayWhatEachFlipWillDoAndItDoesIt) {
   ASSERT_EQ(Run("plan --to new-primary", out), 1) << out;
   ExpectLines(out, {"refused:  the flip itself would be refused: table \"public.channels\": "
                     "new-only -> new-primary leaves new-only, and old is stale by then"});
+}
+
+// Without a login of its own on new, pgshift cannot look for triggers and
+// rules writing the new table: status says so, rather than "met".
+class OperatorWalkWithoutNewLogin : public OperatorWalk {
+ protected:
+  OperatorWalkWithoutNewLogin() {
+    new_login_ = false;
+    start_phase_ = "shadow-read";
+  }
+};
+
+TEST_F(OperatorWalkWithoutNewLogin, StatusSaysWhatItCouldNotCheck) {
+  const std::string admin_port = proxy_settings_.substr(proxy_settings_.rfind(':') + 1, 5);
+  std::string out;
+  ASSERT_EQ(CaptureCommand("psql -X -h 127.0.0.1 -p " + admin_port +
+                               " -U postgres -d pgshift -At -c 'SHOW STATUS'",
+                           out),
+            0)
+      << out;
+  ExpectLines(out, {"[unknown] no write reaches it unseen: not checked: pgshift needs a backend's "
+                    "dbname and user"});
+  EXPECT_TRUE(proxy_->AwaitLog("event=hidden_write_paths_unchecked")) << proxy_->log();
 }
 
 }  // namespace
