@@ -111,8 +111,11 @@ std::string UnexplainedChanges(const routing::Config& config, const routing::Tab
 
 // With coordination (`fleet`: every instance's evidence), three more
 // columns: the whole fleet's since the table entered its phase.
+// `in_phase`: this instance's shadow counts since each table entered its
+// phase (what the guard rail judges without coordination).
 Table ShowTables(const routing::Config& c, routing::TableCounterRegistry& counters,
                  const WriteAudit& audit,
+                 const absl::flat_hash_map<std::string, ShadowEvidence>& in_phase,
                  const absl::flat_hash_map<std::string, ShadowEvidence>* fleet) {
   Table t{{"table",
            "new_name",
@@ -134,7 +137,9 @@ Table ShowTables(const routing::Config& c, routing::TableCounterRegistry& counte
            "shadow_skipped",
            "rows_written",
            "mirror_failures",
-           "unexplained_changes"},
+           "unexplained_changes",
+           "phase_shadow_compared",
+           "phase_shadow_persistent"},
           {}};
   for (const auto& tab : c.tables) {
     std::vector<std::string> renames;
@@ -161,6 +166,9 @@ Table ShowTables(const routing::Config& c, routing::TableCounterRegistry& counte
                       StrCat(n.rows_written.load()),
                       StrCat(n.mirror_failures.load()),
                       UnexplainedChanges(c, tab, audit)});
+    auto local = in_phase.find(tab.name);
+    const ShadowEvidence since = local == in_phase.end() ? ShadowEvidence{} : local->second;
+    t.rows.back().insert(t.rows.back().end(), {StrCat(since.compared), StrCat(since.persistent)});
     if (fleet != nullptr) {
       auto it = fleet->find(tab.name);
       ShadowEvidence e = it == fleet->end() ? ShadowEvidence{} : it->second;
@@ -385,7 +393,12 @@ std::string AdminConsole::Execute(std::string_view sql) {
   } else if (words.size() == 2 && words[0] == "SHOW" && words[1] == "TABLES") {
     std::optional<absl::flat_hash_map<std::string, ShadowEvidence>> fleet;
     if (Coordinator* coordinator = server_.coordinator()) fleet = coordinator->FleetTotals();
-    ShowTables(*server_.settings()->config, server_.table_counters(), server_.write_audit(),
+    SettingsPtr settings = server_.settings();
+    absl::flat_hash_map<std::string, ShadowEvidence> in_phase;
+    for (const routing::TableConfig& t : settings->config->tables) {
+      in_phase[t.name] = server_.EvidenceSincePhase(t.name);
+    }
+    ShowTables(*settings->config, server_.table_counters(), server_.write_audit(), in_phase,
                fleet ? &*fleet : nullptr)
         .Encode(out, "SHOW");
   } else if (words.size() == 2 && words[0] == "SHOW" && words[1] == "STATUS") {

@@ -8,11 +8,18 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/strings.h"
 #include "proxy/asio.h"
 #include "proxy/packet_buffer.h"
 #include "proxy/stream.h"
 
 namespace pgshift::proxy {
+
+// A count in a text result; 0 when NULL, negative or not a number.
+inline uint64_t CountOf(const std::optional<std::string>& text) {
+  int64_t n = 0;
+  return text && ParseInt(*text, n) && n > 0 ? static_cast<uint64_t>(n) : 0;
+}
 
 struct QueryResult {
   std::vector<std::string> columns;

@@ -14,6 +14,7 @@
 #include "proxy/coordinator.h"
 #include "proxy/coordinator_connection.h"
 #include "proxy/flip.h"
+#include "proxy/instance_console.h"
 #include "proxy/log.h"
 #include "proxy/plan_command.h"
 #include "proxy/server.h"
@@ -211,8 +212,8 @@ int ChangePhase(const Options& options, const pgshift::routing::Config& config) 
 }
 
 // `pgshift status`: with coordination the fleet's phases and shadow counts;
-// without, this file's phases, and the shadow counts are the running
-// instance's (SHOW STATUS on its admin console).
+// without, the running instance's, asked on its admin console (the file's
+// phases, and shadow counts unknown, when it cannot be asked).
 int Status(const Options& options, const pgshift::routing::Config& file) {
   boost::asio::ssl::context tls(boost::asio::ssl::context::tls_client);
   tls.set_verify_mode(boost::asio::ssl::verify_none);
@@ -220,7 +221,20 @@ int Status(const Options& options, const pgshift::routing::Config& file) {
   if (!in_force.ok()) return Failed(options, in_force.status(), 2);
   pgshift::routing::ConfigPtr config = *in_force;
   std::optional<absl::flat_hash_map<std::string, pgshift::proxy::ShadowEvidence>> evidence;
-  if (file.coordination.enabled) {
+  if (!file.coordination.enabled) {
+    // The running instance knows its phases and shadow counts; the file
+    // may not be reloaded yet.
+    auto instance = pgshift::proxy::AskInstance(file, tls, /*shapes=*/false);
+    if (instance.ok()) {
+      config = pgshift::proxy::WithSharedPhases(file, instance->phases);
+      evidence = std::move(instance->evidence);
+    } else {
+      std::fprintf(stderr,
+                   "pgshift status: the running instance was not asked (%s): phases are the "
+                   "file's, shadow counts unknown\n",
+                   std::string(pgshift::MessageOf(instance.status())).c_str());
+    }
+  } else {
     std::vector<pgshift::proxy::PhaseChange> tables;
     for (const auto& t : config->tables) tables.push_back({t.name, t.phase, t.phase, false});
     auto fleet = pgshift::proxy::FleetEvidence(*config, tables, tls);

@@ -1,20 +1,18 @@
 #include "proxy/plan_command.h"
 
 #include <algorithm>
-#include <cstdlib>
 
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/json.h"
 #include "common/strings.h"
-#include "protocol/scram.h"
 #include "proxy/backend_query.h"
 #include "proxy/catalog_reader.h"
 #include "proxy/control_connection.h"
 #include "proxy/coordinator_connection.h"
 #include "proxy/deadline.h"
 #include "proxy/flip.h"
+#include "proxy/instance_console.h"
 #include "proxy/packet_buffer.h"
 
 namespace pgshift::proxy {
@@ -23,28 +21,11 @@ namespace {
 
 using Rows = std::vector<std::vector<std::optional<std::string>>>;
 
-uint64_t Count(const std::optional<std::string>& text) {
-  int64_t n = 0;
-  return text && ParseInt(*text, n) && n > 0 ? static_cast<uint64_t>(n) : 0;
-}
-
 // pgshift_fingerprints' rows summed over every instance and run.
 constexpr const char* kFleetShapesSql =
     "SELECT fingerprint, min(query), min(tables), bool_or(writes), sum(executions), sum(refused), "
     "(extract(epoch FROM max(last_seen)) * 1000)::bigint FROM pgshift_fingerprints "
     "GROUP BY fingerprint";
-
-// A shape from one row of text columns: fingerprint, query and tables (as
-// "a, b") at the given places.
-routing::QueryFingerprints::Row ShapeOf(const std::vector<std::optional<std::string>>& r,
-                                        size_t query, size_t tables, bool writes) {
-  routing::QueryFingerprints::Row row;
-  row.fingerprint = Text(r[0]);
-  row.normalized = Text(r[query]);
-  row.tables = absl::StrSplit(Text(r[tables]), ", ", absl::SkipEmpty());
-  row.writes = writes;
-  return row;
-}
 
 absl::StatusOr<RecordedShapes> FleetShapes(const routing::Config& file, asio::ssl::context& tls) {
   using Result = absl::StatusOr<RecordedShapes>;
@@ -59,8 +40,8 @@ absl::StatusOr<RecordedShapes> FleetShapes(const routing::Config& file, asio::ss
     RecordedShapes shapes{{}, "every instance's, flushed to pgshift_fingerprints", std::nullopt};
     for (const auto& r : read->rows) {
       routing::QueryFingerprints::Row row = ShapeOf(r, 1, 2, Text(r[3]) == "t");
-      row.executions = Count(r[4]);
-      row.refused = Count(r[5]);
+      row.executions = CountOf(r[4]);
+      row.refused = CountOf(r[5]);
       int64_t ms = 0;
       ParseInt(Text(r[6]), ms);
       row.last_seen_ms = ms;
@@ -70,66 +51,18 @@ absl::StatusOr<RecordedShapes> FleetShapes(const routing::Config& file, asio::ss
   });
 }
 
-// SHOW QUERIES on the admin console: fingerprint, tables, kind, executions,
-// refused, last_seen, query.
 absl::StatusOr<RecordedShapes> InstanceShapes(const routing::Config& file,
                                               asio::ssl::context& tls) {
-  if (!file.proxy.admin_listen) {
-    return absl::FailedPreconditionError(StrCat(
-        "without [coordination] the statements are recorded by the running instance alone, and ",
-        file.source, " sets no proxy.admin_listen to ask it by"));
+  auto view = AskInstance(file, tls, /*shapes=*/true);
+  if (!view.ok()) {
+    return absl::Status(view.status().code(),
+                        StrCat("without [coordination] the statements are recorded by the running "
+                               "instance alone, and it cannot be asked: ",
+                               MessageOf(view.status())));
   }
-  auto admin = std::find_if(file.users.begin(), file.users.end(),
-                            [](const routing::UserConfig& u) { return u.admin; });
-  if (admin == file.users.end()) {
-    return absl::FailedPreconditionError(
-        StrCat("without [coordination] the statements are recorded by the running instance alone, "
-               "and ",
-               file.source, " names no [[users]] with admin = true to ask it as"));
-  }
-  routing::BackendConfig console;
-  console.endpoint = *file.proxy.admin_listen;
-  console.dbname = "pgshift";
-  console.user = admin->name;
-  console.sslmode = routing::SslMode::kPrefer;
-  if (const char* password = std::getenv("PGPASSWORD"); password != nullptr) {
-    console.password = password;
-  } else if (protocol::ScramVerifier::LooksLikeVerifier(admin->password)) {
-    return absl::FailedPreconditionError(
-        StrCat("the password of admin user \"", admin->name, "\" in ", file.source,
-               " is a SCRAM verifier, which cannot log in: set PGPASSWORD to the password"));
-  }
-  using Result = absl::StatusOr<RecordedShapes>;
-  return RunToCompletion<Result>([&]() -> awaitable<Result> {
-    auto opened = co_await OpenControlConnection(file, console, "admin console", tls);
-    if (!opened.ok()) co_return opened.status();
-    PacketBuffer buffer;
-    Deadline deadline(**opened, file.proxy.connect_timeout_s);
-    auto read = co_await RunQuery(**opened, buffer, "SHOW QUERIES");
-    if (!read.ok()) co_return read.status();
-    auto tables = co_await RunQuery(**opened, buffer, "SHOW TABLES");  // table, new_name, phase
-    if (!tables.ok()) co_return tables.status();
-    (*opened)->Close();
-    RecordedShapes shapes{{},
-                          StrCat("the instance's on ", console.endpoint.host, ":",
-                                 console.endpoint.port, " (SHOW QUERIES)"),
-                          SharedPhases{}};
-    for (const auto& r : tables->rows) {
-      if (auto phase = routing::PhaseFromName(Text(r[2]))) (*shapes.phases)[Text(r[0])] = *phase;
-    }
-    for (const auto& r : read->rows) {
-      routing::QueryFingerprints::Row row = ShapeOf(r, 6, 1, Text(r[2]) == "write");
-      row.executions = Count(r[3]);
-      row.refused = Count(r[4]);
-      absl::Time seen;
-      std::string error;
-      if (absl::ParseTime("%Y-%m-%d %H:%M:%SZ", Text(r[5]), absl::UTCTimeZone(), &seen, &error)) {
-        row.last_seen_ms = absl::ToUnixMillis(seen);
-      }
-      shapes.rows.push_back(std::move(row));
-    }
-    co_return shapes;
-  });
+  return RecordedShapes{std::move(view->shapes),
+                        StrCat("the instance's on ", view->address, " (SHOW QUERIES)"),
+                        std::move(view->phases)};
 }
 
 const char* Verdict(const routing::DryRunRow& r) {

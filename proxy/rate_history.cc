@@ -14,6 +14,17 @@ void RateHistory::Record(const std::string& table, const Sample& sample) {
   while (kept.size() > kSamples) kept.pop_front();
 }
 
+namespace {
+
+// Persistent mismatches per comparison between two samples (0 without any).
+double MismatchRate(const RateHistory::Sample& a, const RateHistory::Sample& b) {
+  if (b.shadow_compared <= a.shadow_compared || b.shadow_persistent < a.shadow_persistent) return 0;
+  return static_cast<double>(b.shadow_persistent - a.shadow_persistent) /
+         static_cast<double>(b.shadow_compared - a.shadow_compared);
+}
+
+}  // namespace
+
 std::string RateHistory::Json() const {
   absl::MutexLock lock(&mutex_);
   std::map<std::string, const std::deque<Sample>*> ordered;  // tables by name
@@ -35,7 +46,8 @@ std::string RateHistory::Json() const {
                     ",\"mirror_failures\":", rate(a.mirror_failures, b.mirror_failures),
                     ",\"shadow_compared\":", rate(a.shadow_compared, b.shadow_compared),
                     ",\"shadow_persistent\":", rate(a.shadow_persistent, b.shadow_persistent),
-                    ",\"shadow_dropped\":", rate(a.shadow_dropped, b.shadow_dropped), "}");
+                    ",\"shadow_dropped\":", rate(a.shadow_dropped, b.shadow_dropped),
+                    ",\"mismatch_rate\":", MismatchRate(a, b), "}");
     }
     out += "]";
   }

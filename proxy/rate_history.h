@@ -1,7 +1,7 @@
 // The last minutes of each migrating table's counters, sampled at a fixed
 // interval and kept in memory (bounded), for the status page's charts:
 // mirrored writes, mirror failures, and shadow reads compared, persistently
-// mismatched and dropped, each per second.
+// mismatched and dropped, each per second, and the mismatch rate.
 #pragma once
 
 #include <cstdint>
@@ -27,7 +27,8 @@ class RateHistory {
 
   void Record(const std::string& table, const Sample& sample);
   // {"interval_s":10,"tables":{"T":[{"at":...,"writes":1.5,...},...]}}: the
-  // rate between each two samples, oldest first.
+  // rate between each two samples, oldest first, and the share of the
+  // comparisons between them that mismatched persistently (mismatch_rate).
   std::string Json() const;
 
  private:

@@ -126,6 +126,16 @@ std::string NextCommand(const routing::Config& config, const StatusContext& cont
       if (!s.backfill || !s.backfill->done) return StrCat("pgshift backfill", on);
       return StrCat("pgshift verify", on, " --repair");
     }
+    if (rail.rail == "shadow reads compared, few mismatched" &&
+        rail.state == RailVerdict::kNotMet) {
+      if (s.shadow && s.shadow->persistent > 0 && rail.why.find("above") != std::string::npos) {
+        // The count since the phase began keeps them: repair, then count
+        // afresh from a new entry into shadow-read.
+        return StrCat("SHOW MISMATCHES on the admin console names their keys; pgshift verify", on,
+                      " --repair; then back to dual-write and into shadow-read again");
+      }
+      return StrCat("let the application read through pgshift: ", rail.why);
+    }
     return StrCat("see the guard rail: ", rail.why);
   }
   const std::string_view next = routing::PhaseName(*s.next);

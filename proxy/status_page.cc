@@ -43,7 +43,18 @@ std::string ReadStatusPageJson(Server& server) {
                     ",\"forced\":", r.forced ? "true" : "false", "}");
     }
   }
-  return StrCat(out, "],\"rates\":", server.rate_history().Json(), "}\n");
+  // The counters since start, as SHOW TABLES shows them.
+  out += "],\"counters\":{";
+  for (size_t i = 0; i < current->config->tables.size(); ++i) {
+    const std::string& table = current->config->tables[i].name;
+    const routing::TableCounters& c = server.table_counters().For(table);
+    out += StrCat(i ? "," : "", JsonString(table), ":{\"rows_written\":", c.rows_written.load(),
+                  ",\"mirror_failures\":", c.mirror_failures.load(),
+                  ",\"shadow_compared\":", c.shadow_compared.load(),
+                  ",\"shadow_persistent\":", c.shadow_persistent.load(),
+                  ",\"shadow_dropped\":", c.shadow_dropped.load(), "}");
+  }
+  return StrCat(out, "},\"rates\":", server.rate_history().Json(), "}\n");
 }
 
 }  // namespace
@@ -99,7 +110,7 @@ function row(tbody, label, value) {
   tr.appendChild(td); tbody.appendChild(tr);
 }
 // A small line chart of one rate over the last minutes.
-function chart(points, field, label) {
+function chart(points, field, label, unit = '/s') {
   const ns = 'http://www.w3.org/2000/svg', w = 160, h = 28;
   const svg = document.createElementNS(ns, 'svg');
   svg.setAttribute('width', w); svg.setAttribute('height', h);
@@ -111,7 +122,8 @@ function chart(points, field, label) {
   svg.appendChild(line);
   const last = points.length ? points[points.length - 1][field] : 0;
   const span = el('span'); span.appendChild(svg);
-  span.appendChild(el('span', ' ' + label + ': ' + last.toFixed(1) + '/s (max ' + (max < 1e-6 ? 0 : max.toFixed(1)) + ')'));
+  const digits = unit ? 1 : 4;
+  span.appendChild(el('span', ' ' + label + ': ' + last.toFixed(digits) + unit + ' (max ' + (max < 1e-6 ? 0 : max.toFixed(digits)) + unit + ')'));
   return span;
 }
 function render(s) {
@@ -144,6 +156,11 @@ function render(s) {
         : 'none recorded');
     const e = t.shadow;
     row(body, 'shadow reads', e && (t.phase === 'shadow-read' || t.phase === 'new-primary') ? e.compared + ' compared, ' + e.persistent + ' persistent mismatches (rate ' + e.mismatch_rate + ')' : '-');
+    const c = s.counters[t.table];
+    if (c) {
+      row(body, 'since start', c.rows_written + ' rows written, ' + c.mirror_failures + ' mirror failures; shadow reads: ' +
+          c.shadow_compared + ' compared, ' + c.shadow_persistent + ' persistent, ' + c.shadow_dropped + ' dropped');
+    }
     const points = (s.rates.tables[t.table] || []);
     const rates = el('div', null, 'rates');
     for (const [field, label] of [['writes', 'mirrored rows'], ['mirror_failures', 'mirror failures'],
@@ -151,7 +168,11 @@ function render(s) {
                                   ['shadow_dropped', 'shadow dropped']]) {
       rates.appendChild(chart(points, field, label));
     }
+    rates.appendChild(chart(points, 'mismatch_rate', 'mismatch rate', ''));
     row(body, 'rates, last ' + Math.round(points.length * s.rates.interval_s / 60) + ' min', rates);
+    const changes = s.history.filter(c => c.table === t.table);
+    row(body, 'phase changes', changes.length ? changes.map(c => c.at + ': ' + (c.from || '?') + ' → ' +
+        (c.to || '?') + (c.forced ? ' (forced)' : '')).join('; ') : 'none recorded');
     if (t.next) {
       const rails = el('div');
       for (const r of t.guard_rails) {

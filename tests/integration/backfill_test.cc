@@ -445,9 +445,16 @@ TEST_F(Backfill, StatusSaysWhereTheTableStandsAndWhatToRunNext) {
                      "(min_shadow_compared "),
             std::string::npos)
       << out;
-  // Without coordination the CLI cannot know this instance's shadow counts.
+  // Without coordination the CLI asks the running instance for its counts.
   ASSERT_EQ(CaptureCommand(Command("status"), out), 0) << out;
-  EXPECT_NE(out.find("[unknown] shadow reads compared, few mismatched"), std::string::npos) << out;
+  EXPECT_NE(out.find("[not met] shadow reads compared, few mismatched: 0 compared "
+                     "(min_shadow_compared 1000)"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("run:      let the application read through pgshift: only 0 shadow reads "
+                     "were compared since it entered shadow-read"),
+            std::string::npos)
+      << out;
 }
 
 // Across servers: the new table on a second PostgreSQL.

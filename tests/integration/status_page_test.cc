@@ -113,6 +113,20 @@ TEST(StatusPage, ABrowserShowsEachTablesPhaseAndCountersAsShowTablesDoes) {
             std::string::npos)
       << "SHOW TABLES: " << compared << " compared, " << persistent << " persistent; " << dom;
   EXPECT_NE(dom.find("[not met] a clean verify since dual-write"), std::string::npos) << dom;
+  // Each table's counters since start, as SHOW TABLES counts them.
+  for (const char* table : {"public.channels", "public.posts"}) {
+    auto value = [&](const char* column) { return ShowTablesValue(admin_port, table, column); };
+    const std::string since_start =
+        value("rows_written") + " rows written, " + value("mirror_failures") +
+        " mirror failures; shadow reads: " + value("shadow_compared") + " compared, " +
+        value("shadow_persistent") + " persistent, " + value("shadow_dropped") + " dropped";
+    EXPECT_NE(dom.find(since_start), std::string::npos)
+        << table << ": " << since_start << " in " << dom;
+  }
+  EXPECT_EQ(ShowTablesValue(admin_port, "public.channels", "rows_written"), "20");
+  // Each table's own phase changes, in its box.
+  EXPECT_NE(dom.find(": none → dual-write</td>"), std::string::npos) << dom;
+  EXPECT_NE(dom.find(": none → shadow-read</td>"), std::string::npos) << dom;
   std::string screenshot;
   EXPECT_EQ(CaptureCommand(
                 browser + "--window-size=1200,1000 --screenshot=status_page.png " + url + " 2>&1",

@@ -34,6 +34,12 @@ depends=$(grep '^ Depends:' <<<"$info") || fail "no Depends: $info"
 for lib in adduser libc6 libstdc++6 libpq5 libssl3 libtomlplusplus3 libpg-query libabsl; do
   grep -q "$lib" <<<"$depends" || fail "Depends lacks $lib: $depends"
 done
+# Only a tree built with the sanitizers (the test build) needs their runtimes.
+if grep -q '^PGSHIFT_SANITIZE:BOOL=ON' "$build/CMakeCache.txt"; then
+  grep -q libasan <<<"$depends" || fail "a sanitized build without libasan in Depends: $depends"
+elif grep -qE 'libasan|libubsan' <<<"$depends"; then
+  fail "a release build depends on the sanitizers' runtimes: $depends"
+fi
 grep -q '^ Package: pgshift$' <<<"$info" || fail "package name: $info"
 grep -q 'postinst' <<<"$info" || fail "no postinst: $info"
 dpkg-deb -e "$deb" "$work/control"
