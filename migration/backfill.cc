@@ -47,6 +47,19 @@ class Backfiller {
                    table.c_str(), KeyText(checkpoint.last_key).c_str(),
                    static_cast<long long>(checkpoint.rows));
     }
+    if (checkpoint.sweep) {
+      // Stopped between a batch's commit and its sweep: the sweep first.
+      std::fprintf(out_, "pgshift backfill: %s sweeps its last batch first\n", table.c_str());
+      BatchResult stopped;
+      stopped.xid = checkpoint.sweep->old_xid;
+      stopped.copy_xid = checkpoint.sweep->copy_xid;
+      if (absl::Status s =
+              RemoveDeletedMeanwhile(checkpoint.sweep->after, checkpoint.last_key, stopped);
+          !s.ok()) {
+        return s;
+      }
+      checkpoint.sweep.reset();
+    }
     int64_t estimate = EstimateRows();
     const int64_t start_rows = checkpoint.rows;
     const auto started = Clock::now();
@@ -235,17 +248,18 @@ class Backfiller {
       next.last_key.clear();
       for (size_t i = 2; i < r.size(); ++i) next.last_key.push_back(*r[i]);
       next.rows += result.read;
-      if (absl::Status s = state_.SaveCheckpoint(pair_.config->name, next); !s.ok()) {
-        old_db_.Run("ROLLBACK").IgnoreError();
-        return s;
-      }
-      checkpoint.last_key = next.last_key;
       auto xid = old_db_.Exec("SELECT xid(pg_current_xact_id())::text");
       if (!xid.ok()) {
         old_db_.Run("ROLLBACK").IgnoreError();
         return xid.status();
       }
       result.xid = *xid->rows[0][0];
+      next.sweep = PendingSweep{checkpoint.last_key, result.xid, ""};
+      if (absl::Status s = state_.SaveCheckpoint(pair_.config->name, next); !s.ok()) {
+        old_db_.Run("ROLLBACK").IgnoreError();
+        return s;
+      }
+      checkpoint.last_key = next.last_key;
     }
     if (absl::Status s = old_db_.Run("COMMIT"); !s.ok()) return s;
     return result;
@@ -353,16 +367,17 @@ class Backfiller {
     if (!copy_xid.ok()) return rollback(copy_xid.status());
     result.copy_xid = *copy_xid->rows[0][0];
     if (absl::Status s = new_db_->Run("COMMIT"); !s.ok()) return rollback(s);
+    auto xid = old_db_.Exec("SELECT xid(pg_current_xact_id())::text");
+    if (!xid.ok()) return rollback(xid.status());
+    result.xid = *xid->rows[0][0];
     Checkpoint next = checkpoint;
     next.last_key = last;
     next.rows += result.read;
+    next.sweep = PendingSweep{checkpoint.last_key, result.xid, result.copy_xid};
     // Were this to fail, the batch is copied again next time: harmless.
     if (absl::Status s = state_.SaveCheckpoint(pair_.config->name, next); !s.ok()) {
       return rollback(s);
     }
-    auto xid = old_db_.Exec("SELECT xid(pg_current_xact_id())::text");
-    if (!xid.ok()) return rollback(xid.status());
-    result.xid = *xid->rows[0][0];
     if (absl::Status s = old_db_.Run("COMMIT"); !s.ok()) return s;
     checkpoint.last_key = next.last_key;
     return result;
@@ -408,6 +423,8 @@ class Backfiller {
     // where only rows this batch inserted and nothing has written since
     // (their xmin is the batch's transaction) are removed when not among
     // them: a row a mirror wrote after old was read is alive on old too.
+    // (A resumed backfill may sweep before its first batch made them.)
+    if (absl::Status s = MakeStagingTables(); !s.ok()) return s;
     auto range_on_old = RangeOnOld(after, last);
     if (!range_on_old.ok()) return range_on_old.status();
     if (absl::Status s = new_db_->Run("BEGIN"); !s.ok()) return s;

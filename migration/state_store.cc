@@ -29,12 +29,32 @@ absl::StatusOr<std::optional<Checkpoint>> StateStore::LoadCheckpoint(const std::
   for (const Row& r : rows->rows) {
     if (r[2]) c.last_key.push_back(*r[2]);
   }
+  auto sweep = db_.Exec(
+      "SELECT detail->'sweep'->>'old_xid', detail->'sweep'->>'copy_xid', k.value FROM "
+      "pgshift_state LEFT JOIN LATERAL jsonb_array_elements_text(detail->'sweep'->'after') WITH "
+      "ORDINALITY k(value, n) ON true WHERE table_name = $1 AND kind = 'backfill_checkpoint' AND "
+      "detail ? 'sweep' ORDER BY k.n",
+      {table});
+  if (!sweep.ok()) return sweep.status();
+  if (!sweep->rows.empty()) {
+    c.sweep = PendingSweep{{}, sweep->rows[0][0].value_or(""), sweep->rows[0][1].value_or("")};
+    for (const Row& r : sweep->rows) {
+      if (r[2]) c.sweep->after.push_back(*r[2]);
+    }
+  }
   return c;
 }
 
 absl::Status StateStore::SaveCheckpoint(const std::string& table, const Checkpoint& c) {
-  std::string detail = StrCat("{\"last_key\":", JsonArray(c.last_key), ",\"rows\":", c.rows,
-                              ",\"done\":", c.done ? "true" : "false", ",\"rate\":", c.rate, "}");
+  std::string sweep;
+  if (c.sweep) {
+    sweep = StrCat(",\"sweep\":{\"after\":", JsonArray(c.sweep->after),
+                   ",\"old_xid\":", JsonString(c.sweep->old_xid),
+                   ",\"copy_xid\":", JsonString(c.sweep->copy_xid), "}");
+  }
+  std::string detail =
+      StrCat("{\"last_key\":", JsonArray(c.last_key), ",\"rows\":", c.rows,
+             ",\"done\":", c.done ? "true" : "false", ",\"rate\":", c.rate, sweep, "}");
   return db_.Run(
       "INSERT INTO pgshift_state (table_name, kind, detail) VALUES ($1, 'backfill_checkpoint', "
       "$2::jsonb) ON CONFLICT (table_name) WHERE kind = 'backfill_checkpoint' DO UPDATE SET "

@@ -11,11 +11,21 @@
 
 namespace pgshift::migration {
 
+// The sweep for rows deleted during a batch (backfill.cc), saved with the
+// checkpoint that moves past the batch: a backfill stopped before the sweep
+// ran it runs it first when it resumes.
+struct PendingSweep {
+  std::vector<std::string> after;  // the batch's keys: (after, Checkpoint::last_key]
+  std::string old_xid;             // the batch's transaction on old
+  std::string copy_xid;            // across servers, its transaction on new
+};
+
 struct Checkpoint {
   std::vector<std::string> last_key;  // as text, in key order
   int64_t rows = 0;                   // rows read so far
   bool done = false;
   int64_t rate = 0;  // rows a second when it was saved, for pgshift status's ETA
+  std::optional<PendingSweep> sweep;
 };
 
 class StateStore {

@@ -49,6 +49,23 @@ void Exec(PgConn& db, const std::string& sql) {
       << PQresultErrorMessage(r.get());
 }
 
+// Starts `command` (a backfill) in the background, logging to `log`, and
+// waits until it says it waits for an older transaction (the test holds
+// one open): it has committed a batch and not swept it. Its pid.
+pid_t StartUntilItWaits(const std::string& command, const std::string& log) {
+  std::string pid_text;
+  EXPECT_EQ(CaptureCommand("(" + command + " > " + log + " 2>&1 & echo $!)", pid_text), 0);
+  const pid_t pid = static_cast<pid_t>(std::stoi(pid_text));
+  bool waiting = false;
+  for (int i = 0; i < 200 && !waiting; ++i) {
+    waiting =
+        ReadFile(log).find("waiting for 1 transactions older than its writes") != std::string::npos;
+    if (!waiting) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(waiting) << ReadFile(log);
+  return pid;
+}
+
 class Backfill : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -154,22 +171,11 @@ TEST_F(Backfill, AKilledBackfillResumesFromItsCheckpoint) {
 // began before the batch committed): each batch waits for it to end.
 TEST_F(Backfill, EachBatchWaitsForTransactionsThatHaveWritten) {
   PgConn writer = Direct();
-  Exec(writer, "CREATE TABLE IF NOT EXISTS side_writes (x int); BEGIN; INSERT INTO side_writes "
-               "VALUES (1)");
-  std::string pid_text;
+  Exec(writer,
+       "CREATE TABLE IF NOT EXISTS side_writes (x int); BEGIN; INSERT INTO side_writes "
+       "VALUES (1)");
   const std::string log = proxy_->dir() + "/backfill.log";
-  ASSERT_EQ(CaptureCommand("(" + Command("backfill") + " --batch 50000 > " + log +
-                               " 2>&1 & echo $!)",
-                           pid_text),
-            0);
-  pid_t pid = static_cast<pid_t>(std::stoi(pid_text));
-  bool waiting = false;
-  for (int i = 0; i < 200 && !waiting; ++i) {
-    waiting =
-        ReadFile(log).find("waiting for 1 transactions older than its writes") != std::string::npos;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  EXPECT_TRUE(waiting) << ReadFile(log);
+  const pid_t pid = StartUntilItWaits(Command("backfill") + " --batch 50000", log);
   EXPECT_EQ(kill(pid, 0), 0) << "still running";
   EXPECT_EQ(ReadFile(log).find("done:"), std::string::npos) << ReadFile(log);
   Exec(writer, "COMMIT");
@@ -178,6 +184,34 @@ TEST_F(Backfill, EachBatchWaitsForTransactionsThatHaveWritten) {
   }
   EXPECT_NE(ReadFile(log).find("done:"), std::string::npos) << ReadFile(log);
   EXPECT_EQ(Direct().Value(kExceptAll), "0");
+  Exec(writer, "DROP TABLE side_writes");
+}
+
+// Killed after a batch committed but before its sweep ran (held here by a
+// transaction older than the batch): a row deleted meanwhile, whose copy
+// only that sweep would remove, is swept when the backfill resumes.
+TEST_F(Backfill, AKilledBackfillSweepsItsLastBatchWhenItResumes) {
+  PgConn writer = Direct();
+  Exec(writer,
+       "CREATE TABLE IF NOT EXISTS side_writes (x int); BEGIN; INSERT INTO side_writes "
+       "VALUES (1)");
+  const std::string log = proxy_->dir() + "/backfill.log";
+  const pid_t pid =
+      StartUntilItWaits(Command("backfill") + " --batch 50000 --batch-seconds 0", log);
+  ASSERT_FALSE(HasFailure());
+  // Deleted on old alone (as a delete whose mirror missed the copy would
+  // leave it), then the backfill dies before its sweep.
+  PgConn direct = Direct();
+  Exec(direct, "DELETE FROM channels WHERE id = 7");
+  EXPECT_EQ(direct.Value("SELECT count(*) FROM channels_v2 WHERE id = 7"), "1");
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  WaitForExit(pid, 10000);
+  Exec(writer, "COMMIT");
+  std::string out;
+  ASSERT_EQ(CaptureCommand(Command("backfill") + " --batch 50000", out), 0) << out;
+  EXPECT_NE(out.find("sweeps its last batch first"), std::string::npos) << out;
+  EXPECT_EQ(direct.Value("SELECT count(*) FROM channels_v2 WHERE id = 7"), "0");
+  EXPECT_EQ(direct.Value(kExceptAll), "0");
   Exec(writer, "DROP TABLE side_writes");
 }
 
@@ -457,28 +491,44 @@ TEST_F(Backfill, StatusSaysWhereTheTableStandsAndWhatToRunNext) {
       << out;
 }
 
+// Across servers: old's database `db` (the shared cluster) holds channels
+// with 20000 rows, a second cluster the empty channels_v2, and a
+// configuration naming both.
+struct TwoServers {
+  explicit TwoServers(const std::string& db) : db(db) {
+    PgConn admin(Cluster().ConnInfo("dbname=postgres"));
+    admin.Ok("CREATE DATABASE " + db);
+    PgConn old_side = Old();
+    Exec(old_side, Schema(20000));
+    PgConn new_side = New();
+    Exec(new_side, kNewTable);
+    WriteFile(dir + "/two.toml",
+              "[backends.old]\nport = " + std::to_string(Cluster().port()) + "\ndbname = \"" + db +
+                  "\"\nuser = \"postgres\"\nsslmode = \"disable\"\n[backends.new]\nport = " +
+                  std::to_string(new_cluster.port()) +
+                  "\ndbname = \"postgres\"\nuser = \"postgres\"\nsslmode = \"disable\"\n" +
+                  kTables);
+  }
+  ~TwoServers() { RemoveTree(dir); }
+  PgConn Old() const { return PgConn(Cluster().ConnInfo("dbname=" + db)); }
+  PgConn New() const { return PgConn(new_cluster.ConnInfo("dbname=postgres")); }
+  // `pgshift WHAT --config ... --table channels`.
+  std::string Command(const std::string& what) const {
+    return PgshiftBinary() + " " + what + " --config " + dir + "/two.toml --table channels";
+  }
+
+  const std::string db;
+  PgCluster new_cluster;
+  const std::string dir = MakeTempDir("pgshift-backfill");
+};
+
 // Across servers: the new table on a second PostgreSQL.
 TEST(BackfillAcrossServers, CopiesAndVerifies) {
-  PgCluster new_cluster;
-  ASSERT_TRUE(new_cluster.ok());
-  PgConn admin(Cluster().ConnInfo("dbname=postgres"));
-  admin.Ok("CREATE DATABASE backfill_two");
-  PgConn old_db(Cluster().ConnInfo("dbname=backfill_two"));
-  Exec(old_db, Schema(20000));
-  PgConn new_db(new_cluster.ConnInfo("dbname=postgres"));
-  Exec(new_db, kNewTable);
-  std::string dir = MakeTempDir("pgshift-backfill");
-  WriteFile(dir + "/two.toml",
-            "[backends.old]\nport = " + std::to_string(Cluster().port()) +
-                "\ndbname = \"backfill_two\"\nuser = \"postgres\"\nsslmode = \"disable\"\n"
-                "[backends.new]\nport = " +
-                std::to_string(new_cluster.port()) +
-                "\ndbname = \"postgres\"\nuser = \"postgres\"\nsslmode = \"disable\"\n" + kTables);
-  std::string command = PgshiftBinary() + " %s --config " + dir + "/two.toml --table channels";
+  TwoServers servers("backfill_two");
+  ASSERT_TRUE(servers.new_cluster.ok());
+  PgConn new_db = servers.New();
   auto run = [&](const std::string& what, std::string& out) {
-    std::string c = command;
-    c.replace(c.find("%s"), 2, what);
-    return CaptureCommand(c, out);
+    return CaptureCommand(servers.Command(what), out);
   };
   std::string out;
   ASSERT_EQ(run("backfill --batch 100", out), 0) << out;
@@ -494,7 +544,32 @@ TEST(BackfillAcrossServers, CopiesAndVerifies) {
   EXPECT_NE(out.find("missing in new (1): 1"), std::string::npos) << out;
   EXPECT_NE(out.find("different (1): 12345"), std::string::npos) << out;
   EXPECT_EQ(new_db.Value("SELECT name FROM channels_v2 WHERE id = 12345"), "channel 12345");
-  RemoveTree(dir);
+}
+
+// The same across servers, where the sweep removes only the rows its
+// batch's transaction on new inserted: that transaction is saved with the
+// checkpoint too.
+TEST(BackfillAcrossServers, AKilledBackfillSweepsItsLastBatchWhenItResumes) {
+  TwoServers servers("backfill_swept");
+  ASSERT_TRUE(servers.new_cluster.ok());
+  PgConn old_db = servers.Old();
+  PgConn new_db = servers.New();
+  const std::string dir = servers.dir;
+  const std::string command = servers.Command("backfill") + " --batch 5000";
+  PgConn writer(Cluster().ConnInfo("dbname=backfill_swept"));
+  Exec(writer, "CREATE TABLE side_writes (x int); BEGIN; INSERT INTO side_writes VALUES (1)");
+  const pid_t pid = StartUntilItWaits(command + " --batch-seconds 0", dir + "/log");
+  ASSERT_FALSE(HasFailure());
+  Exec(old_db, "DELETE FROM channels WHERE id = 7");
+  EXPECT_EQ(new_db.Value("SELECT count(*) FROM channels_v2 WHERE id = 7"), "1");
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  WaitForExit(pid, 10000);
+  Exec(writer, "COMMIT");
+  std::string out;
+  ASSERT_EQ(CaptureCommand(command, out), 0) << out;
+  EXPECT_NE(out.find("sweeps its last batch first"), std::string::npos) << out;
+  EXPECT_EQ(new_db.Value("SELECT count(*) FROM channels_v2 WHERE id = 7"), "0");
+  EXPECT_EQ(new_db.Value("SELECT count(*) FROM channels_v2"), "19999");
 }
 
 }  // namespace
