@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "common/strings.h"
+#include "migration/backfill_pace.h"
 #include "migration/older_transactions.h"
 #include "migration/state_store.h"
 #include "migration/table_pair.h"
@@ -16,9 +17,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using Params = std::vector<std::optional<std::string>>;
-
-// The most rows one batch locks, however fast batches go.
-constexpr int64_t kMaxBatch = 1000000;
 
 class Backfiller {
  public:
@@ -48,30 +46,20 @@ class Backfiller {
                    static_cast<long long>(checkpoint.rows));
     }
     if (checkpoint.sweep) {
-      // Stopped between a batch's commit and its sweep: the sweep first.
-      std::fprintf(out_, "pgshift backfill: %s sweeps its last batch first\n", table.c_str());
-      BatchResult stopped;
-      stopped.xid = checkpoint.sweep->old_xid;
-      stopped.copy_xid = checkpoint.sweep->copy_xid;
-      if (absl::Status s =
-              RemoveDeletedMeanwhile(checkpoint.sweep->after, checkpoint.last_key, stopped);
-          !s.ok()) {
-        return s;
-      }
-      checkpoint.sweep.reset();
+      if (absl::Status s = FinishStoppedBatch(checkpoint); !s.ok()) return s;
     }
     int64_t estimate = EstimateRows();
     const int64_t start_rows = checkpoint.rows;
     const auto started = Clock::now();
     int64_t copied_total = 0;
     while (true) {
-      if (absl::Status s = WaitWhileUnderPressure(); !s.ok()) return s;
+      if (absl::Status s = pace_.WaitWhileUnderPressure(); !s.ok()) return s;
       std::vector<std::string> before = checkpoint.last_key;
       const auto batch_started = Clock::now();
       auto batch = CopyBatch(checkpoint);
       if (!batch.ok()) return batch.status();
       if (batch->read == 0) break;
-      Adapt(Clock::now() - batch_started);
+      pace_.Adapt(Clock::now() - batch_started);
       if (absl::Status s = RemoveDeletedMeanwhile(before, checkpoint.last_key, *batch); !s.ok()) {
         return s;
       }
@@ -80,8 +68,8 @@ class Backfiller {
       double seconds = std::chrono::duration<double>(Clock::now() - started).count();
       double rate = seconds > 0 ? static_cast<double>(checkpoint.rows - start_rows) / seconds : 0;
       checkpoint.rate = static_cast<int64_t>(rate);  // saved with the next batch
-      Report(checkpoint, batch->copied, rate, estimate);
-      Throttle(checkpoint.rows - start_rows, started);
+      pace_.Report(checkpoint, batch->copied, rate, estimate);
+      pace_.Throttle(checkpoint.rows - start_rows, started);
     }
     checkpoint.done = true;
     if (absl::Status s = state_.SaveCheckpoint(table, checkpoint); !s.ok()) return s;
@@ -107,10 +95,44 @@ class Backfiller {
     int64_t read = 0;
     int64_t copied = 0;
     std::string xid;  // the batch's transaction on old
-    // Across servers, its transaction on new: the rows it inserted there
-    // carry it as their xmin until a later write replaces them.
+    // Across servers, its transaction on new (as xid8): the rows it
+    // inserted there carry it as their xmin until a later write replaces
+    // them.
     std::string copy_xid;
   };
+
+  // The last run stopped between a batch's commit on old and its sweep:
+  // sweep it, or, when its copy never committed on new, copy it again.
+  absl::Status FinishStoppedBatch(Checkpoint& checkpoint) {
+    const PendingSweep stopped = *checkpoint.sweep;
+    checkpoint.sweep.reset();
+    const std::string& table = pair_.config->name;
+    if (!pair_.same_database) {
+      auto status = new_db_->Exec("SELECT pg_catalog.pg_xact_status($1::pg_catalog.xid8)",
+                                  {stopped.copy_xid});
+      if (!status.ok()) return status.status();
+      const std::string state = status->rows[0][0].value_or("");
+      if (state == "in progress") {
+        return absl::UnavailableError(
+            StrCat("the last run's copy of a batch of ", table, " (transaction ", stopped.copy_xid,
+                   ") is still open on new; try again once new has ended it"));
+      }
+      if (state != "committed") {
+        std::fprintf(out_,
+                     "pgshift backfill: %s copies its last batch again (its copy did not "
+                     "commit on new)\n",
+                     table.c_str());
+        checkpoint.last_key = stopped.after;
+        checkpoint.rows -= stopped.read;
+        return absl::OkStatus();
+      }
+    }
+    std::fprintf(out_, "pgshift backfill: %s sweeps its last batch first\n", table.c_str());
+    BatchResult batch;
+    batch.xid = stopped.old_xid;
+    batch.copy_xid = stopped.copy_xid;
+    return RemoveDeletedMeanwhile(stopped.after, checkpoint.last_key, batch);
+  }
 
   int64_t EstimateRows() {
     auto r = old_db_.Exec(
@@ -226,7 +248,7 @@ class Backfiller {
     std::string after = After(checkpoint, params);
     std::string sql = StrCat(
         "WITH batch AS (SELECT ", TablePair::List(pair_.old_columns), " FROM ", pair_.old_table,
-        after, " ORDER BY ", TablePair::List(pair_.old_key_order), " LIMIT ", batch_,
+        after, " ORDER BY ", TablePair::List(pair_.old_key_order), " LIMIT ", pace_.batch(),
         " FOR KEY SHARE), copied AS (",
         InsertRows("batch", pair_.old_columns, pair_.old_key_order, NewRangeOfBatch(after),
                    careful),
@@ -254,7 +276,7 @@ class Backfiller {
         return xid.status();
       }
       result.xid = *xid->rows[0][0];
-      next.sweep = PendingSweep{checkpoint.last_key, result.xid, ""};
+      next.sweep = PendingSweep{checkpoint.last_key, result.xid, "", result.read};
       if (absl::Status s = state_.SaveCheckpoint(pair_.config->name, next); !s.ok()) {
         old_db_.Run("ROLLBACK").IgnoreError();
         return s;
@@ -310,8 +332,9 @@ class Backfiller {
   const char* CopyFormat() const { return pair_.binary_copy ? " (FORMAT binary)" : ""; }
 
   // Across servers: the batch is read FOR KEY SHARE in a transaction on old
-  // that stays open until new has committed the copies; then old records
-  // the checkpoint and commits, letting waiting deletes through. new waits
+  // that stays open until new has copied it; then old records the
+  // checkpoint and commits, letting waiting deletes through (the sweep
+  // removes a copy their mirrors missed), and new commits. new waits
   // for locks at most 5 s, so that a client transaction blocked on old
   // behind this batch can never hold new up forever; the batch then
   // starts again.
@@ -331,7 +354,7 @@ class Backfiller {
     auto locked = old_db_.Exec(
         StrCat("SELECT pg_catalog.count(*) OVER (), ", KeyColumnsAsText(), " FROM (SELECT ",
                TablePair::List(pair_.old_key), " FROM ", pair_.old_table, after, " ORDER BY ",
-               TablePair::List(pair_.old_key_order), " LIMIT ", batch_,
+               TablePair::List(pair_.old_key_order), " LIMIT ", pace_.batch(),
                " FOR KEY SHARE) pgshift_batch ORDER BY ", Descending(pair_.old_key_order),
                " LIMIT 1"),
         params);
@@ -363,23 +386,32 @@ class Backfiller {
     if (!inserted.ok()) return rollback(inserted.status());
     // "INSERT 0 n"
     ParseInt(std::string_view(inserted->tag).substr(inserted->tag.rfind(' ') + 1), result.copied);
-    auto copy_xid = new_db_->Exec("SELECT pg_catalog.xid(pg_catalog.pg_current_xact_id())::text");
+    // As xid8: a resumed backfill asks new whether it committed.
+    auto copy_xid = new_db_->Exec("SELECT pg_catalog.pg_current_xact_id()::text");
     if (!copy_xid.ok()) return rollback(copy_xid.status());
     result.copy_xid = *copy_xid->rows[0][0];
-    if (absl::Status s = new_db_->Run("COMMIT"); !s.ok()) return rollback(s);
     auto xid = old_db_.Exec("SELECT xid(pg_current_xact_id())::text");
     if (!xid.ok()) return rollback(xid.status());
     result.xid = *xid->rows[0][0];
     Checkpoint next = checkpoint;
     next.last_key = last;
     next.rows += result.read;
-    next.sweep = PendingSweep{checkpoint.last_key, result.xid, result.copy_xid};
-    // Were this to fail, the batch is copied again next time: harmless.
+    next.sweep = PendingSweep{checkpoint.last_key, result.xid, result.copy_xid, result.read};
     if (absl::Status s = state_.SaveCheckpoint(pair_.config->name, next); !s.ok()) {
       return rollback(s);
     }
-    if (absl::Status s = old_db_.Run("COMMIT"); !s.ok()) return s;
+    // old first: were pgshift killed before new committed, nothing of the
+    // batch would outlive it on new (copies of rows deleted meanwhile
+    // included). From here the checkpoint claims the batch; if new never
+    // commits it, the resumed backfill finds its transaction not committed
+    // and copies the batch again (FinishStoppedBatch).
+    if (absl::Status s = old_db_.Run("COMMIT"); !s.ok()) return rollback(s);
     checkpoint.last_key = next.last_key;
+    if (absl::Status s = new_db_->Run("COMMIT"); !s.ok()) {
+      // No SQLSTATE: not retried here, where the batch is past.
+      return absl::UnavailableError(StrCat("the batch's copy could not be committed on new (",
+                                           MessageOf(s), "); the next run copies it again"));
+    }
     return result;
   }
 
@@ -452,9 +484,9 @@ class Backfiller {
                         " = pgshift_copy.", k);
     }
     if (absl::Status s = new_db_->Run(
-            StrCat("DELETE FROM ", pair_.new_table, " pgshift_copy WHERE ", gone, " AND xmin = $",
-                   params.size(),
-                   "::pg_catalog.xid AND NOT EXISTS (SELECT FROM pgshift_backfill_keys "
+            StrCat("DELETE FROM ", pair_.new_table, " pgshift_copy WHERE ", gone,
+                   " AND xmin = pg_catalog.xid($", params.size(),
+                   "::pg_catalog.xid8) AND NOT EXISTS (SELECT FROM pgshift_backfill_keys "
                    "pgshift_alive WHERE ",
                    same_key, ")"),
             params);
@@ -464,76 +496,6 @@ class Backfiller {
     return new_db_->Run("COMMIT");
   }
 
-  // The batch's rows stay locked while it runs: its size follows the rate
-  // so that a batch takes about --batch-seconds, amortising each batch's
-  // round trips, checkpoint and wait for older snapshots.
-  void Adapt(Clock::duration took) {
-    if (options_.batch_seconds <= 0) return;
-    // Under --rate, no more rows than that rate allows in --batch-seconds:
-    // fast batches and long sleeps would lock rows in bursts.
-    const int64_t most =
-        options_.rate > 0 ? std::clamp(static_cast<int64_t>(options_.rate * options_.batch_seconds),
-                                       options_.batch, kMaxBatch)
-                          : kMaxBatch;
-    const double seconds = std::chrono::duration<double>(took).count();
-    if (seconds < options_.batch_seconds / 2 && batch_ < most) {
-      batch_ = std::min(most, batch_ * 2);
-    } else if (seconds > options_.batch_seconds * 2 && batch_ > options_.batch) {
-      batch_ = std::max(options_.batch, batch_ / 2);
-    }
-  }
-
-  absl::Status WaitWhileUnderPressure() {
-    bool said = false;
-    while (true) {
-      auto r = old_db_.Exec(
-          "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-          "AND datname = current_database()");
-      if (!r.ok()) return r.status();
-      int64_t waiting = 0;
-      ParseInt(*r->rows[0][0], waiting);
-      if (waiting <= options_.max_lock_waits) return absl::OkStatus();
-      batch_ = options_.batch;  // sessions wait: lock fewer rows at a time
-      if (!said) {
-        std::fprintf(out_, "pgshift backfill: pausing: %lld sessions wait on locks in old "
-                           "(more than --max-lock-waits %lld)\n",
-                     static_cast<long long>(waiting),
-                     static_cast<long long>(options_.max_lock_waits));
-        said = true;
-      }
-      std::this_thread::sleep_for(std::chrono::seconds(1));
-    }
-  }
-
-  void Throttle(int64_t rows, Clock::time_point started) {
-    if (options_.rate <= 0) return;
-    auto due = started + std::chrono::duration_cast<Clock::duration>(
-                             std::chrono::duration<double>(static_cast<double>(rows) / options_.rate));
-    if (due > Clock::now()) std::this_thread::sleep_until(due);
-  }
-
-  void Report(const Checkpoint& c, int64_t copied, double rate, int64_t estimate) {
-    if (!options_.progress_bar) {
-      std::fprintf(out_,
-                   "event=backfill_batch table=%s rows=%lld copied=%lld last_key=%s rate=%.0f "
-                   "next_batch=%lld\n",
-                   pair_.config->name.c_str(), static_cast<long long>(c.rows),
-                   static_cast<long long>(copied), KeyText(c.last_key).c_str(), rate,
-                   static_cast<long long>(batch_));
-      std::fflush(out_);
-      return;
-    }
-    double share = estimate > 0 ? std::min(1.0, static_cast<double>(c.rows) / static_cast<double>(estimate)) : 0;
-    int filled = static_cast<int>(share * 30);
-    std::string bar(static_cast<size_t>(filled), '#');
-    bar.resize(30, ' ');
-    double eta = rate > 0 && estimate > c.rows ? static_cast<double>(estimate - c.rows) / rate : 0;
-    std::fprintf(out_, "\r%s [%s] %3.0f%% %lld rows, %.0f rows/s, ETA %.0f s   ",
-                 pair_.config->name.c_str(), bar.c_str(), share * 100,
-                 static_cast<long long>(c.rows), rate, eta);
-    std::fflush(out_);
-  }
-
   const routing::Config& config_;
   const BackfillOptions& options_;
   std::FILE* out_;
@@ -541,8 +503,8 @@ class Backfiller {
   PgClient* new_db_;
   const TablePair& pair_;
   StateStore state_;
-  int64_t batch_ = options_.batch;  // rows in the next batch
-  bool staging_ready_ = false;      // pgshift_backfill_rows exists on new
+  BatchPace pace_{options_, out_, old_db_, pair_.config->name};
+  bool staging_ready_ = false;  // pgshift_backfill_rows exists on new
 };
 
 }  // namespace

@@ -30,16 +30,20 @@ absl::StatusOr<std::optional<Checkpoint>> StateStore::LoadCheckpoint(const std::
     if (r[2]) c.last_key.push_back(*r[2]);
   }
   auto sweep = db_.Exec(
-      "SELECT detail->'sweep'->>'old_xid', detail->'sweep'->>'copy_xid', k.value FROM "
+      "SELECT detail->'sweep'->>'old_xid', detail->'sweep'->>'copy_xid', "
+      "coalesce((detail->'sweep'->>'read')::bigint, 0), k.value FROM "
       "pgshift_state LEFT JOIN LATERAL jsonb_array_elements_text(detail->'sweep'->'after') WITH "
       "ORDINALITY k(value, n) ON true WHERE table_name = $1 AND kind = 'backfill_checkpoint' AND "
       "detail ? 'sweep' ORDER BY k.n",
       {table});
   if (!sweep.ok()) return sweep.status();
   if (!sweep->rows.empty()) {
-    c.sweep = PendingSweep{{}, sweep->rows[0][0].value_or(""), sweep->rows[0][1].value_or("")};
+    int64_t read = 0;
+    ParseInt(sweep->rows[0][2].value_or("0"), read);
+    c.sweep =
+        PendingSweep{{}, sweep->rows[0][0].value_or(""), sweep->rows[0][1].value_or(""), read};
     for (const Row& r : sweep->rows) {
-      if (r[2]) c.sweep->after.push_back(*r[2]);
+      if (r[3]) c.sweep->after.push_back(*r[3]);
     }
   }
   return c;
@@ -48,9 +52,10 @@ absl::StatusOr<std::optional<Checkpoint>> StateStore::LoadCheckpoint(const std::
 absl::Status StateStore::SaveCheckpoint(const std::string& table, const Checkpoint& c) {
   std::string sweep;
   if (c.sweep) {
-    sweep = StrCat(",\"sweep\":{\"after\":", JsonArray(c.sweep->after),
-                   ",\"old_xid\":", JsonString(c.sweep->old_xid),
-                   ",\"copy_xid\":", JsonString(c.sweep->copy_xid), "}");
+    sweep =
+        StrCat(",\"sweep\":{\"after\":", JsonArray(c.sweep->after),
+               ",\"old_xid\":", JsonString(c.sweep->old_xid),
+               ",\"copy_xid\":", JsonString(c.sweep->copy_xid), ",\"read\":", c.sweep->read, "}");
   }
   std::string detail =
       StrCat("{\"last_key\":", JsonArray(c.last_key), ",\"rows\":", c.rows,

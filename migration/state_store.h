@@ -17,7 +17,8 @@ namespace pgshift::migration {
 struct PendingSweep {
   std::vector<std::string> after;  // the batch's keys: (after, Checkpoint::last_key]
   std::string old_xid;             // the batch's transaction on old
-  std::string copy_xid;            // across servers, its transaction on new
+  std::string copy_xid;            // across servers, its transaction on new (xid8)
+  int64_t read = 0;                // rows it read: taken back if it is copied again
 };
 
 struct Checkpoint {

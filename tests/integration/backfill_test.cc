@@ -1,9 +1,8 @@
 // pgshift backfill and verify against real PostgreSQL: a backfill of 200k
 // rows while writes run through pgshift in dual-write, a backfill killed
 // with SIGKILL and resumed, and verify finding and repairing injected
-// differences, on one database and across two servers.
+// differences, on one database (backfill_across_test.cc: across servers).
 #include <gtest/gtest.h>
-
 #include <signal.h>
 
 #include <atomic>
@@ -11,6 +10,7 @@
 #include <random>
 #include <thread>
 
+#include "tests/integration/backfill_tables.h"
 #include "tests/integration/environment.h"
 #include "tests/support/pg.h"
 #include "tests/support/pgshift_process.h"
@@ -20,51 +20,6 @@ namespace pgshift::testing {
 namespace {
 
 constexpr int kRows = 200000;
-
-std::string Schema(int rows) {
-  return "DROP TABLE IF EXISTS channels, channels_v2, pgshift_state;"
-         "CREATE TABLE channels (id serial PRIMARY KEY, title text NOT NULL,"
-         "  updated_at timestamptz NOT NULL DEFAULT clock_timestamp());"
-         "INSERT INTO channels (title) SELECT 'channel ' || g FROM generate_series(1, " +
-         std::to_string(rows) + ") g;";
-}
-constexpr const char* kNewTable =
-    "DROP TABLE IF EXISTS channels_v2;"
-    "CREATE TABLE channels_v2 (id int PRIMARY KEY, name text NOT NULL, updated_at timestamptz "
-    "NOT NULL);";
-constexpr const char* kTables =
-    "[[tables]]\nname = \"channels\"\nnew_name = \"channels_v2\"\nkey = [\"id\"]\n"
-    "columns = { title = \"name\" }\nphase = \"dual-write\"\n";
-
-// Rows in one table and not the other, both ways, counted with duplicates.
-constexpr const char* kExceptAll =
-    "SELECT (SELECT count(*) FROM (SELECT id, title, updated_at FROM channels EXCEPT ALL "
-    "SELECT id, name, updated_at FROM channels_v2) a) + (SELECT count(*) FROM (SELECT id, name, "
-    "updated_at FROM channels_v2 EXCEPT ALL SELECT id, title, updated_at FROM channels) b)";
-
-void Exec(PgConn& db, const std::string& sql) {
-  PgResult r = db.Exec(sql);
-  ASSERT_TRUE(PQresultStatus(r.get()) == PGRES_COMMAND_OK ||
-              PQresultStatus(r.get()) == PGRES_TUPLES_OK)
-      << PQresultErrorMessage(r.get());
-}
-
-// Starts `command` (a backfill) in the background, logging to `log`, and
-// waits until it says it waits for an older transaction (the test holds
-// one open): it has committed a batch and not swept it. Its pid.
-pid_t StartUntilItWaits(const std::string& command, const std::string& log) {
-  std::string pid_text;
-  EXPECT_EQ(CaptureCommand("(" + command + " > " + log + " 2>&1 & echo $!)", pid_text), 0);
-  const pid_t pid = static_cast<pid_t>(std::stoi(pid_text));
-  bool waiting = false;
-  for (int i = 0; i < 200 && !waiting; ++i) {
-    waiting =
-        ReadFile(log).find("waiting for 1 transactions older than its writes") != std::string::npos;
-    if (!waiting) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  EXPECT_TRUE(waiting) << ReadFile(log);
-  return pid;
-}
 
 class Backfill : public ::testing::Test {
  protected:
@@ -489,87 +444,6 @@ TEST_F(Backfill, StatusSaysWhereTheTableStandsAndWhatToRunNext) {
                      "were compared since it entered shadow-read"),
             std::string::npos)
       << out;
-}
-
-// Across servers: old's database `db` (the shared cluster) holds channels
-// with 20000 rows, a second cluster the empty channels_v2, and a
-// configuration naming both.
-struct TwoServers {
-  explicit TwoServers(const std::string& db) : db(db) {
-    PgConn admin(Cluster().ConnInfo("dbname=postgres"));
-    admin.Ok("CREATE DATABASE " + db);
-    PgConn old_side = Old();
-    Exec(old_side, Schema(20000));
-    PgConn new_side = New();
-    Exec(new_side, kNewTable);
-    WriteFile(dir + "/two.toml",
-              "[backends.old]\nport = " + std::to_string(Cluster().port()) + "\ndbname = \"" + db +
-                  "\"\nuser = \"postgres\"\nsslmode = \"disable\"\n[backends.new]\nport = " +
-                  std::to_string(new_cluster.port()) +
-                  "\ndbname = \"postgres\"\nuser = \"postgres\"\nsslmode = \"disable\"\n" +
-                  kTables);
-  }
-  ~TwoServers() { RemoveTree(dir); }
-  PgConn Old() const { return PgConn(Cluster().ConnInfo("dbname=" + db)); }
-  PgConn New() const { return PgConn(new_cluster.ConnInfo("dbname=postgres")); }
-  // `pgshift WHAT --config ... --table channels`.
-  std::string Command(const std::string& what) const {
-    return PgshiftBinary() + " " + what + " --config " + dir + "/two.toml --table channels";
-  }
-
-  const std::string db;
-  PgCluster new_cluster;
-  const std::string dir = MakeTempDir("pgshift-backfill");
-};
-
-// Across servers: the new table on a second PostgreSQL.
-TEST(BackfillAcrossServers, CopiesAndVerifies) {
-  TwoServers servers("backfill_two");
-  ASSERT_TRUE(servers.new_cluster.ok());
-  PgConn new_db = servers.New();
-  auto run = [&](const std::string& what, std::string& out) {
-    return CaptureCommand(servers.Command(what), out);
-  };
-  std::string out;
-  ASSERT_EQ(run("backfill --batch 100", out), 0) << out;
-  EXPECT_EQ(new_db.Value("SELECT count(*) FROM channels_v2"), "20000");
-  EXPECT_NE(out.find("rows travel by COPY in binary format"), std::string::npos) << out;
-  // 100 rows take far less than --batch-seconds (0.5): the batches grow.
-  EXPECT_NE(out.find("rows=100 copied=100 last_key=100 "), std::string::npos) << out;
-  EXPECT_NE(out.find("rows=300 copied=200 last_key=300 "), std::string::npos) << out;
-  EXPECT_NE(out.find("next_batch=3200"), std::string::npos) << out;
-  ASSERT_EQ(run("verify", out), 0) << out;
-  Exec(new_db, "UPDATE channels_v2 SET name = 'x' WHERE id = 12345; DELETE FROM channels_v2 WHERE id = 1");
-  EXPECT_EQ(run("verify --repair", out), 0) << out;
-  EXPECT_NE(out.find("missing in new (1): 1"), std::string::npos) << out;
-  EXPECT_NE(out.find("different (1): 12345"), std::string::npos) << out;
-  EXPECT_EQ(new_db.Value("SELECT name FROM channels_v2 WHERE id = 12345"), "channel 12345");
-}
-
-// The same across servers, where the sweep removes only the rows its
-// batch's transaction on new inserted: that transaction is saved with the
-// checkpoint too.
-TEST(BackfillAcrossServers, AKilledBackfillSweepsItsLastBatchWhenItResumes) {
-  TwoServers servers("backfill_swept");
-  ASSERT_TRUE(servers.new_cluster.ok());
-  PgConn old_db = servers.Old();
-  PgConn new_db = servers.New();
-  const std::string dir = servers.dir;
-  const std::string command = servers.Command("backfill") + " --batch 5000";
-  PgConn writer(Cluster().ConnInfo("dbname=backfill_swept"));
-  Exec(writer, "CREATE TABLE side_writes (x int); BEGIN; INSERT INTO side_writes VALUES (1)");
-  const pid_t pid = StartUntilItWaits(command + " --batch-seconds 0", dir + "/log");
-  ASSERT_FALSE(HasFailure());
-  Exec(old_db, "DELETE FROM channels WHERE id = 7");
-  EXPECT_EQ(new_db.Value("SELECT count(*) FROM channels_v2 WHERE id = 7"), "1");
-  ASSERT_EQ(kill(pid, SIGKILL), 0);
-  WaitForExit(pid, 10000);
-  Exec(writer, "COMMIT");
-  std::string out;
-  ASSERT_EQ(CaptureCommand(command, out), 0) << out;
-  EXPECT_NE(out.find("sweeps its last batch first"), std::string::npos) << out;
-  EXPECT_EQ(new_db.Value("SELECT count(*) FROM channels_v2 WHERE id = 7"), "0");
-  EXPECT_EQ(new_db.Value("SELECT count(*) FROM channels_v2"), "19999");
 }
 
 }  // namespace

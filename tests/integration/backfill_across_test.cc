@@ -1,0 +1,165 @@
+// pgshift backfill and verify across two servers: copies, verify and
+// repair, and a backfill stopped at each point of a batch's commits and
+// resumed, losing no row and keeping no row deleted meanwhile.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <string>
+
+#include "tests/integration/backfill_tables.h"
+#include "tests/integration/environment.h"
+#include "tests/support/pg.h"
+#include "tests/support/pgshift_process.h"
+#include "tests/support/process.h"
+
+namespace pgshift::testing {
+namespace {
+
+// Across servers: old's database `db` (the shared cluster) holds channels
+// with 20000 rows, a second cluster the empty channels_v2, and a
+// configuration naming both.
+struct TwoServers {
+  explicit TwoServers(const std::string& db) : db(db) {
+    PgConn admin(Cluster().ConnInfo("dbname=postgres"));
+    admin.Ok("CREATE DATABASE " + db);
+    PgConn old_side = Old();
+    Exec(old_side, Schema(20000));
+    PgConn new_side = New();
+    Exec(new_side, kNewTable);
+    WriteFile(dir + "/two.toml",
+              "[backends.old]\nport = " + std::to_string(Cluster().port()) + "\ndbname = \"" + db +
+                  "\"\nuser = \"postgres\"\nsslmode = \"disable\"\n[backends.new]\nport = " +
+                  std::to_string(new_cluster.port()) +
+                  "\ndbname = \"postgres\"\nuser = \"postgres\"\nsslmode = \"disable\"\n" +
+                  kTables);
+  }
+  ~TwoServers() { RemoveTree(dir); }
+  PgConn Old() const { return PgConn(Cluster().ConnInfo("dbname=" + db)); }
+  PgConn New() const { return PgConn(new_cluster.ConnInfo("dbname=postgres")); }
+  // `pgshift WHAT --config ... --table channels`.
+  std::string Command(const std::string& what) const {
+    return PgshiftBinary() + " " + what + " --config " + dir + "/two.toml --table channels";
+  }
+
+  const std::string db;
+  PgCluster new_cluster;
+  const std::string dir = MakeTempDir("pgshift-backfill");
+};
+
+// Across servers: the new table on a second PostgreSQL.
+TEST(BackfillAcrossServers, CopiesAndVerifies) {
+  TwoServers servers("backfill_two");
+  ASSERT_TRUE(servers.new_cluster.ok());
+  PgConn new_db = servers.New();
+  auto run = [&](const std::string& what, std::string& out) {
+    return CaptureCommand(servers.Command(what), out);
+  };
+  std::string out;
+  ASSERT_EQ(run("backfill --batch 100", out), 0) << out;
+  EXPECT_EQ(new_db.Value("SELECT count(*) FROM channels_v2"), "20000");
+  EXPECT_NE(out.find("rows travel by COPY in binary format"), std::string::npos) << out;
+  // 100 rows take far less than --batch-seconds (0.5): the batches grow.
+  EXPECT_NE(out.find("rows=100 copied=100 last_key=100 "), std::string::npos) << out;
+  EXPECT_NE(out.find("rows=300 copied=200 last_key=300 "), std::string::npos) << out;
+  EXPECT_NE(out.find("next_batch=3200"), std::string::npos) << out;
+  ASSERT_EQ(run("verify", out), 0) << out;
+  Exec(new_db,
+       "UPDATE channels_v2 SET name = 'x' WHERE id = 12345; DELETE FROM channels_v2 WHERE id = 1");
+  EXPECT_EQ(run("verify --repair", out), 0) << out;
+  EXPECT_NE(out.find("missing in new (1): 1"), std::string::npos) << out;
+  EXPECT_NE(out.find("different (1): 12345"), std::string::npos) << out;
+  EXPECT_EQ(new_db.Value("SELECT name FROM channels_v2 WHERE id = 12345"), "channel 12345");
+}
+
+// The same across servers, where the sweep removes only the rows its
+// batch's transaction on new inserted: that transaction is saved with the
+// checkpoint too.
+TEST(BackfillAcrossServers, AKilledBackfillSweepsItsLastBatchWhenItResumes) {
+  TwoServers servers("backfill_swept");
+  ASSERT_TRUE(servers.new_cluster.ok());
+  PgConn old_db = servers.Old();
+  PgConn new_db = servers.New();
+  const std::string dir = servers.dir;
+  const std::string command = servers.Command("backfill") + " --batch 5000";
+  PgConn writer(Cluster().ConnInfo("dbname=backfill_swept"));
+  Exec(writer, "CREATE TABLE side_writes (x int); BEGIN; INSERT INTO side_writes VALUES (1)");
+  const pid_t pid = StartUntilItWaits(command + " --batch-seconds 0", dir + "/log");
+  ASSERT_FALSE(HasFailure());
+  Exec(old_db, "DELETE FROM channels WHERE id = 7");
+  EXPECT_EQ(new_db.Value("SELECT count(*) FROM channels_v2 WHERE id = 7"), "1");
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  WaitForExit(pid, 10000);
+  Exec(writer, "COMMIT");
+  std::string out;
+  ASSERT_EQ(CaptureCommand(command, out), 0) << out;
+  EXPECT_NE(out.find("sweeps its last batch first"), std::string::npos) << out;
+  EXPECT_EQ(new_db.Value("SELECT count(*) FROM channels_v2 WHERE id = 7"), "0");
+  EXPECT_EQ(new_db.Value("SELECT count(*) FROM channels_v2"), "19999");
+}
+
+// Killed while old records a batch's checkpoint (a lock holds it there):
+// neither side has committed the batch, and nothing of it stays on new,
+// not even the copy of a row whose delete waited for the batch.
+TEST(BackfillAcrossServers, AKilledBackfillLeavesNothingOfABatchOldDidNotCommit) {
+  TwoServers servers("backfill_held");
+  ASSERT_TRUE(servers.new_cluster.ok());
+  PgConn old_db = servers.Old();
+  PgConn new_db = servers.New();
+  std::string out;
+  CaptureCommand(servers.Command("verify"), out);  // makes pgshift_state
+  PgConn locker = servers.Old();
+  Exec(locker, "BEGIN; LOCK TABLE pgshift_state IN SHARE MODE");
+  const std::string log = servers.dir + "/log";
+  std::string pid_text;
+  ASSERT_EQ(CaptureCommand("(" + servers.Command("backfill") +
+                               " --batch 5000 --batch-seconds 0 > " + log + " 2>&1 & echo $!)",
+                           pid_text),
+            0);
+  const pid_t pid = static_cast<pid_t>(std::stoi(pid_text));
+  const std::string held =
+      "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE "
+      "'INSERT INTO pgshift_state%'";
+  for (int i = 0; i < 200 && old_db.Value(held) != "1"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(old_db.Value(held), "1") << ReadFile(log);
+  // A delete of one of the batch's rows waits for the batch.
+  PgConn deleter = servers.Old();
+  ASSERT_EQ(PQsendQuery(deleter.get(), "DELETE FROM channels WHERE id = 7"), 1);
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  WaitForExit(pid, 10000);
+  // Its backend on old, freed, finds it gone and rolls the batch back; the
+  // delete goes through.
+  Exec(locker, "COMMIT");
+  while (PGresult* r = PQgetResult(deleter.get())) PQclear(r);
+  EXPECT_EQ(old_db.Value("SELECT count(*) FROM channels WHERE id = 7"), "0");
+  EXPECT_EQ(new_db.Value("SELECT count(*) FROM channels_v2"), "0") << ReadFile(log);
+  ASSERT_EQ(CaptureCommand(servers.Command("backfill") + " --batch 5000", out), 0) << out;
+  EXPECT_EQ(new_db.Value("SELECT count(*) FROM channels_v2 WHERE id = 7"), "0");
+  EXPECT_EQ(new_db.Value("SELECT count(*) FROM channels_v2"), "19999");
+}
+
+// new refuses to commit a batch old has recorded (a deferred check here):
+// the next run finds that copy never committed and copies the batch again.
+TEST(BackfillAcrossServers, ABatchNewDidNotCommitIsCopiedAgain) {
+  TwoServers servers("backfill_refused");
+  ASSERT_TRUE(servers.new_cluster.ok());
+  PgConn new_db = servers.New();
+  Exec(new_db,
+       "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION "
+       "'new refuses this commit'; END $$;"
+       "CREATE CONSTRAINT TRIGGER refuse_commit AFTER INSERT ON channels_v2 DEFERRABLE "
+       "INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.id = 7) EXECUTE FUNCTION refuse()");
+  std::string out;
+  EXPECT_NE(CaptureCommand(servers.Command("backfill") + " --batch 5000", out), 0) << out;
+  EXPECT_NE(out.find("the batch's copy could not be committed on new"), std::string::npos) << out;
+  EXPECT_EQ(new_db.Value("SELECT count(*) FROM channels_v2"), "0");
+  Exec(new_db, "DROP TRIGGER refuse_commit ON channels_v2");
+  ASSERT_EQ(CaptureCommand(servers.Command("backfill") + " --batch 5000", out), 0) << out;
+  EXPECT_NE(out.find("copies its last batch again"), std::string::npos) << out;
+  EXPECT_EQ(new_db.Value("SELECT count(*) FROM channels_v2"), "20000");
+  ASSERT_EQ(CaptureCommand(servers.Command("verify"), out), 0) << out;
+}
+
+}  // namespace
+}  // namespace pgshift::testing

@@ -1,0 +1,62 @@
+// The tables the backfill tests copy: channels on old, channels_v2 (title
+// renamed name) on new, the configuration pairing them, and helpers.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "tests/support/pg.h"
+#include "tests/support/process.h"
+
+namespace pgshift::testing {
+
+inline std::string Schema(int rows) {
+  return "DROP TABLE IF EXISTS channels, channels_v2, pgshift_state;"
+         "CREATE TABLE channels (id serial PRIMARY KEY, title text NOT NULL,"
+         "  updated_at timestamptz NOT NULL DEFAULT clock_timestamp());"
+         "INSERT INTO channels (title) SELECT 'channel ' || g FROM generate_series(1, " +
+         std::to_string(rows) + ") g;";
+}
+constexpr const char* kNewTable =
+    "DROP TABLE IF EXISTS channels_v2;"
+    "CREATE TABLE channels_v2 (id int PRIMARY KEY, name text NOT NULL, updated_at timestamptz "
+    "NOT NULL);";
+constexpr const char* kTables =
+    "[[tables]]\nname = \"channels\"\nnew_name = \"channels_v2\"\nkey = [\"id\"]\n"
+    "columns = { title = \"name\" }\nphase = \"dual-write\"\n";
+
+// Rows in one table and not the other, both ways, counted with duplicates.
+constexpr const char* kExceptAll =
+    "SELECT (SELECT count(*) FROM (SELECT id, title, updated_at FROM channels EXCEPT ALL "
+    "SELECT id, name, updated_at FROM channels_v2) a) + (SELECT count(*) FROM (SELECT id, name, "
+    "updated_at FROM channels_v2 EXCEPT ALL SELECT id, title, updated_at FROM channels) b)";
+
+inline void Exec(PgConn& db, const std::string& sql) {
+  PgResult r = db.Exec(sql);
+  ASSERT_TRUE(PQresultStatus(r.get()) == PGRES_COMMAND_OK ||
+              PQresultStatus(r.get()) == PGRES_TUPLES_OK)
+      << PQresultErrorMessage(r.get());
+}
+
+// Starts `command` (a backfill) in the background, logging to `log`, and
+// waits until it says it waits for an older transaction (the test holds
+// one open): it has committed a batch and not swept it. Its pid.
+inline pid_t StartUntilItWaits(const std::string& command, const std::string& log) {
+  std::string pid_text;
+  EXPECT_EQ(CaptureCommand("(" + command + " > " + log + " 2>&1 & echo $!)", pid_text), 0);
+  const pid_t pid = static_cast<pid_t>(std::stoi(pid_text));
+  bool waiting = false;
+  for (int i = 0; i < 200 && !waiting; ++i) {
+    waiting =
+        ReadFile(log).find("waiting for 1 transactions older than its writes") != std::string::npos;
+    if (!waiting) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(waiting) << ReadFile(log);
+  return pid;
+}
+
+}  // namespace pgshift::testing
