@@ -28,25 +28,29 @@ class Backfiller {
   absl::Status Run() {
     const std::string& table = pair_.config->name;
     if (absl::Status s = state_.Ensure(); !s.ok()) return s;
-    if (options_.restart) {
-      if (absl::Status s = state_.ClearCheckpoint(table); !s.ok()) return s;
-    }
     auto saved = state_.LoadCheckpoint(table);
     if (!saved.ok()) return saved.status();
-    if (*saved && (*saved)->done) {
-      std::fprintf(out_, "pgshift backfill: %s was already copied (%lld rows); --restart copies "
-                         "it again\n",
-                   table.c_str(), static_cast<long long>((*saved)->rows));
+    Checkpoint checkpoint = saved->value_or(Checkpoint{});
+    // A batch stopped before its sweep is finished first, --restart or not:
+    // later sweeps remove only their own batches' copies.
+    if (checkpoint.sweep) {
+      if (absl::Status s = FinishStoppedBatch(checkpoint); !s.ok()) return s;
+    }
+    if (options_.restart) {
+      if (absl::Status s = state_.ClearCheckpoint(table); !s.ok()) return s;
+      checkpoint = Checkpoint{};
+    }
+    if (checkpoint.done) {
+      std::fprintf(out_,
+                   "pgshift backfill: %s was already copied (%lld rows); --restart copies "
+                   "it again\n",
+                   table.c_str(), static_cast<long long>(checkpoint.rows));
       return absl::OkStatus();
     }
-    Checkpoint checkpoint = saved->value_or(Checkpoint{});
     if (!checkpoint.last_key.empty()) {
       std::fprintf(out_, "pgshift backfill: %s resumes after key %s (%lld rows read before)\n",
                    table.c_str(), KeyText(checkpoint.last_key).c_str(),
                    static_cast<long long>(checkpoint.rows));
-    }
-    if (checkpoint.sweep) {
-      if (absl::Status s = FinishStoppedBatch(checkpoint); !s.ok()) return s;
     }
     int64_t estimate = EstimateRows();
     const int64_t start_rows = checkpoint.rows;
@@ -102,36 +106,51 @@ class Backfiller {
   };
 
   // The last run stopped between a batch's commit on old and its sweep:
-  // sweep it, or, when its copy never committed on new, copy it again.
+  // sweep it; when its copy did not commit on new (or new no longer knows:
+  // pg_xact_status is NULL past its clog), copy the batch again too.
   absl::Status FinishStoppedBatch(Checkpoint& checkpoint) {
     const PendingSweep stopped = *checkpoint.sweep;
     checkpoint.sweep.reset();
     const std::string& table = pair_.config->name;
+    bool copied = true;
     if (!pair_.same_database) {
+      if (stopped.copy_xid.empty()) {
+        // Saved on one database, whose copies only that topology sweeps.
+        std::fprintf(out_,
+                     "pgshift backfill: %s: its last batch was copied on one database and "
+                     "is not swept here; verify finds what that sweep would have removed\n",
+                     table.c_str());
+        return absl::OkStatus();
+      }
       auto status = new_db_->Exec("SELECT pg_catalog.pg_xact_status($1::pg_catalog.xid8)",
                                   {stopped.copy_xid});
       if (!status.ok()) return status.status();
       const std::string state = status->rows[0][0].value_or("");
       if (state == "in progress") {
-        return absl::UnavailableError(
-            StrCat("the last run's copy of a batch of ", table, " (transaction ", stopped.copy_xid,
-                   ") is still open on new; try again once new has ended it"));
+        return absl::UnavailableError(StrCat(
+            "the last run's copy of a batch of ", table, " (transaction ", stopped.copy_xid,
+            ") is still open on new; try again once new has ended it (pg_terminate_backend on "
+            "new's session of application pgshift backfill, if that run is gone)"));
       }
-      if (state != "committed") {
-        std::fprintf(out_,
-                     "pgshift backfill: %s copies its last batch again (its copy did not "
-                     "commit on new)\n",
-                     table.c_str());
-        checkpoint.last_key = stopped.after;
-        checkpoint.rows -= stopped.read;
-        return absl::OkStatus();
-      }
+      copied = state == "committed";
     }
     std::fprintf(out_, "pgshift backfill: %s sweeps its last batch first\n", table.c_str());
     BatchResult batch;
     batch.xid = stopped.old_xid;
     batch.copy_xid = stopped.copy_xid;
-    return RemoveDeletedMeanwhile(stopped.after, checkpoint.last_key, batch);
+    if (absl::Status s = RemoveDeletedMeanwhile(stopped.after, checkpoint.last_key, batch);
+        !s.ok()) {
+      return s;
+    }
+    if (!copied) {
+      std::fprintf(out_,
+                   "pgshift backfill: %s copies its last batch again (its copy did not "
+                   "commit on new)\n",
+                   table.c_str());
+      checkpoint.last_key = stopped.after;
+      checkpoint.rows -= stopped.read;
+    }
+    return absl::OkStatus();
   }
 
   int64_t EstimateRows() {
@@ -167,9 +186,12 @@ class Backfiller {
   absl::StatusOr<BatchResult> CopyBatch(Checkpoint& checkpoint) {
     bool careful = false;
     for (int attempt = 1;; ++attempt) {
+      const std::vector<std::string> before = checkpoint.last_key;
       auto result = pair_.same_database ? CopyBatchInOneDatabase(checkpoint, careful)
                                         : CopyBatchAcrossServers(checkpoint, careful);
       if (result.ok() || attempt == 10) return result;
+      // Past old's commit (new's failed): the next run copies it again.
+      if (checkpoint.last_key != before) return result;
       std::string state = SqlStateOf(result.status());
       if (state == "23505" && !careful) {
         careful = true;
@@ -408,7 +430,6 @@ class Backfiller {
     if (absl::Status s = old_db_.Run("COMMIT"); !s.ok()) return rollback(s);
     checkpoint.last_key = next.last_key;
     if (absl::Status s = new_db_->Run("COMMIT"); !s.ok()) {
-      // No SQLSTATE: not retried here, where the batch is past.
       return absl::UnavailableError(StrCat("the batch's copy could not be committed on new (",
                                            MessageOf(s), "); the next run copies it again"));
     }
@@ -446,8 +467,13 @@ class Backfiller {
       // NOT EXISTS, not NOT IN: an anti-join spills to disk, where NOT IN's
       // hashed subplan, once the batch's keys pass work_mem, turns into a
       // scan of them per row.
+      // Only the batch's own copies (their xmin is its transaction): a row
+      // a mirror wrote since is alive on old, even if this snapshot
+      // missed it.
+      params.emplace_back(batch.xid);
       return old_db_.Run(StrCat("DELETE FROM ", pair_.new_table, " pgshift_copy WHERE ", gone,
-                                " AND NOT EXISTS (SELECT FROM ", pair_.old_table,
+                                " AND pgshift_copy.xmin = $", params.size(),
+                                "::pg_catalog.xid AND NOT EXISTS (SELECT FROM ", pair_.old_table,
                                 " pgshift_alive WHERE ", alive, same_key, ")"),
                          params);
     }

@@ -117,8 +117,8 @@ TEST(BackfillAcrossServers, AKilledBackfillLeavesNothingOfABatchOldDidNotCommit)
             0);
   const pid_t pid = static_cast<pid_t>(std::stoi(pid_text));
   const std::string held =
-      "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE "
-      "'INSERT INTO pgshift_state%'";
+      "SELECT count(*) FROM pg_stat_activity WHERE datname = 'backfill_held' AND "
+      "wait_event_type = 'Lock' AND query LIKE 'INSERT INTO pgshift_state%'";
   for (int i = 0; i < 200 && old_db.Value(held) != "1"; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -139,24 +139,27 @@ TEST(BackfillAcrossServers, AKilledBackfillLeavesNothingOfABatchOldDidNotCommit)
   EXPECT_EQ(new_db.Value("SELECT count(*) FROM channels_v2"), "19999");
 }
 
-// new refuses to commit a batch old has recorded (a deferred check here):
-// the next run finds that copy never committed and copies the batch again.
+// new refuses to commit a batch old has recorded (a deferred check here,
+// with a SQLSTATE a batch is retried on before old commits): the run stops,
+// and the next finds that copy never committed and copies the batch again.
 TEST(BackfillAcrossServers, ABatchNewDidNotCommitIsCopiedAgain) {
   TwoServers servers("backfill_refused");
   ASSERT_TRUE(servers.new_cluster.ok());
   PgConn new_db = servers.New();
   Exec(new_db,
        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION "
-       "'new refuses this commit'; END $$;"
+       "'new refuses this commit' USING ERRCODE = 'serialization_failure'; END $$;"
        "CREATE CONSTRAINT TRIGGER refuse_commit AFTER INSERT ON channels_v2 DEFERRABLE "
        "INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.id = 7) EXECUTE FUNCTION refuse()");
   std::string out;
   EXPECT_NE(CaptureCommand(servers.Command("backfill") + " --batch 5000", out), 0) << out;
   EXPECT_NE(out.find("the batch's copy could not be committed on new"), std::string::npos) << out;
+  EXPECT_EQ(out.find("retried"), std::string::npos) << "not retried past old's commit: " << out;
   EXPECT_EQ(new_db.Value("SELECT count(*) FROM channels_v2"), "0");
   Exec(new_db, "DROP TRIGGER refuse_commit ON channels_v2");
   ASSERT_EQ(CaptureCommand(servers.Command("backfill") + " --batch 5000", out), 0) << out;
   EXPECT_NE(out.find("copies its last batch again"), std::string::npos) << out;
+  EXPECT_NE(out.find("done: 20000 rows read"), std::string::npos) << out;
   EXPECT_EQ(new_db.Value("SELECT count(*) FROM channels_v2"), "20000");
   ASSERT_EQ(CaptureCommand(servers.Command("verify"), out), 0) << out;
 }
