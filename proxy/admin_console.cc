@@ -77,8 +77,7 @@ Table ExplainPhase(const std::vector<routing::DryRunRow>& rows) {
   Table t{{"verdict", "server", "kind", "executions", "query", "mirrored", "shadowed", "detail"},
           {}};
   for (const routing::DryRunRow& r : rows) {
-    const char* verdict = r.refused ? "refused" : (r.detail.empty() ? "as sent" : "rewritten");
-    t.rows.push_back({verdict, r.server, r.shape.writes ? "write" : "read",
+    t.rows.push_back({routing::Verdict(r), r.server, r.shape.writes ? "write" : "read",
                       StrCat(r.shape.executions + r.shape.refused), r.shape.normalized, r.mirrored,
                       r.shadowed, r.detail});
   }

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "common/json.h"
 #include "common/strings.h"
@@ -13,13 +12,10 @@
 #include "proxy/deadline.h"
 #include "proxy/flip.h"
 #include "proxy/instance_console.h"
-#include "proxy/packet_buffer.h"
 
 namespace pgshift::proxy {
 
 namespace {
-
-using Rows = std::vector<std::vector<std::optional<std::string>>>;
 
 // pgshift_fingerprints' rows summed over every instance and run.
 constexpr const char* kFleetShapesSql =
@@ -63,10 +59,6 @@ absl::StatusOr<RecordedShapes> InstanceShapes(const routing::Config& file,
   return RecordedShapes{std::move(view->shapes),
                         StrCat("the instance's on ", view->address, " (SHOW QUERIES)"),
                         std::move(view->phases)};
-}
-
-const char* Verdict(const routing::DryRunRow& r) {
-  return r.refused ? "refused" : (r.detail.empty() ? "as sent" : "rewritten");
 }
 
 std::string LastSeen(int64_t ms) {
@@ -120,7 +112,7 @@ std::string PlanText(const FlipPlan& plan) {
   size_t rewritten = 0;
   for (const routing::DryRunRow& r : plan.rows) {
     if (!r.refused && !r.detail.empty()) ++rewritten;
-    out += StrCat("\n", Verdict(r), " (", r.shape.writes ? "write" : "read", ", ",
+    out += StrCat("\n", routing::Verdict(r), " (", r.shape.writes ? "write" : "read", ", ",
                   r.shape.executions + r.shape.refused, " seen",
                   r.shape.last_seen_ms > 0 ? StrCat(", last ", LastSeen(r.shape.last_seen_ms)) : "",
                   "): ", r.shape.normalized, "\n");
@@ -148,7 +140,7 @@ std::string PlanJson(const FlipPlan& plan) {
   for (size_t i = 0; i < plan.rows.size(); ++i) {
     const routing::DryRunRow& r = plan.rows[i];
     out +=
-        StrCat(i ? "," : "", "{\"verdict\":", JsonString(Verdict(r)),
+        StrCat(i ? "," : "", "{\"verdict\":", JsonString(routing::Verdict(r)),
                ",\"kind\":", JsonString(r.shape.writes ? "write" : "read"),
                ",\"seen\":", r.shape.executions + r.shape.refused,
                ",\"last_seen\":", JsonString(LastSeen(r.shape.last_seen_ms)),

@@ -20,6 +20,10 @@ std::string Mirrored(const Plan& plan) {
 
 }  // namespace
 
+const char* Verdict(const DryRunRow& row) {
+  return row.refused ? "refused" : (row.detail.empty() ? "as sent" : "rewritten");
+}
+
 std::vector<DryRunRow> DryRun(ConfigPtr target, const Catalog& catalog, const std::string& table,
                               const std::vector<QueryFingerprints::Row>& shapes) {
   // Its own counters: planning for the dry-run counts nothing the

@@ -26,6 +26,9 @@ struct DryRunRow {
   std::string detail;
 };
 
+// "refused", "rewritten" or "as sent".
+const char* Verdict(const DryRunRow& row);
+
 // `shapes` that name `table` (as configured), planned under `target`.
 std::vector<DryRunRow> DryRun(ConfigPtr target, const Catalog& catalog, const std::string& table,
                               const std::vector<QueryFingerprints::Row>& shapes);

@@ -110,12 +110,8 @@ TEST(BackfillAcrossServers, AKilledBackfillLeavesNothingOfABatchOldDidNotCommit)
   PgConn locker = servers.Old();
   Exec(locker, "BEGIN; LOCK TABLE pgshift_state IN SHARE MODE");
   const std::string log = servers.dir + "/log";
-  std::string pid_text;
-  ASSERT_EQ(CaptureCommand("(" + servers.Command("backfill") +
-                               " --batch 5000 --batch-seconds 0 > " + log + " 2>&1 & echo $!)",
-                           pid_text),
-            0);
-  const pid_t pid = static_cast<pid_t>(std::stoi(pid_text));
+  const pid_t pid =
+      StartInBackground(servers.Command("backfill") + " --batch 5000 --batch-seconds 0", log);
   const std::string held =
       "SELECT count(*) FROM pg_stat_activity WHERE datname = 'backfill_held' AND "
       "wait_event_type = 'Lock' AND query LIKE 'INSERT INTO pgshift_state%'";

@@ -42,13 +42,18 @@ inline void Exec(PgConn& db, const std::string& sql) {
       << PQresultErrorMessage(r.get());
 }
 
+// Starts `command` in the background, logging to `log`; its pid.
+inline pid_t StartInBackground(const std::string& command, const std::string& log) {
+  std::string pid_text;
+  EXPECT_EQ(CaptureCommand("(" + command + " > " + log + " 2>&1 & echo $!)", pid_text), 0);
+  return static_cast<pid_t>(std::stoi(pid_text));
+}
+
 // Starts `command` (a backfill) in the background, logging to `log`, and
 // waits until it says it waits for an older transaction (the test holds
 // one open): it has committed a batch and not swept it. Its pid.
 inline pid_t StartUntilItWaits(const std::string& command, const std::string& log) {
-  std::string pid_text;
-  EXPECT_EQ(CaptureCommand("(" + command + " > " + log + " 2>&1 & echo $!)", pid_text), 0);
-  const pid_t pid = static_cast<pid_t>(std::stoi(pid_text));
+  const pid_t pid = StartInBackground(command, log);
   bool waiting = false;
   for (int i = 0; i < 200 && !waiting; ++i) {
     waiting =
