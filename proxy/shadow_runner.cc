@@ -76,6 +76,21 @@ std::vector<MismatchRecord> MismatchLog::Recent() const {
 ShadowRunner::ShadowRunner(Server& server, asio::io_context& context)
     : server_(server), context_(context), wake_(context) {}
 
+size_t ShadowRunner::JobBytes(const ShadowJob& job) {
+  // About: the job, the shared blocks it points to, and what its strings
+  // hold; the rows are counted by served_bytes.
+  constexpr size_t kSharedBlock = 32;
+  size_t bytes = sizeof(ShadowJob);
+  if (job.bind) bytes += kSharedBlock + sizeof(std::string) + job.bind->capacity();
+  if (job.served) {
+    bytes += kSharedBlock + sizeof(routing::ResultSet);
+    for (const auto& column : job.served->columns) {
+      bytes += sizeof(column) + column.name.capacity();
+    }
+  }
+  return bytes;
+}
+
 ShadowBytes ShadowRunner::Bytes() {
   budget_->limit = static_cast<size_t>(server_.settings()->config->proxy.shadow_max_bytes);
   return ShadowBytes(budget_);
@@ -85,6 +100,14 @@ bool ShadowRunner::Enqueue(ShadowJob job) {
   if (queue_.size() + waiting_ + slot_waiters_.size() >=
       static_cast<size_t>(server_.settings()->config->proxy.shadow_queue_size)) {
     Dropped(*job.plan->shadow, "the queue is full");
+    return false;
+  }
+  // Waiting jobs leave a quarter of the budget to the reads that compare
+  // them: a queue at its limit must not starve the comparisons.
+  constexpr double kQueueShare = 0.75;
+  job.own_bytes = Bytes();
+  if (!job.own_bytes.Take(JobBytes(job), kQueueShare)) {
+    Dropped(*job.plan->shadow, "shadow_max_bytes is reached");
     return false;
   }
   job.queued = std::chrono::steady_clock::now();

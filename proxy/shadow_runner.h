@@ -55,9 +55,10 @@ class ShadowBytes {
   }
   ~ShadowBytes() { Release(); }
 
-  // False, taking nothing, when the worker would hold more than its limit.
-  bool Take(size_t n) {
-    if (!budget_ || budget_->held + n > budget_->limit) return false;
+  // False, taking nothing, when the worker would hold more than its limit
+  // (or than `share` of it).
+  bool Take(size_t n, double share = 1.0) {
+    if (!budget_ || budget_->held + n > budget_->limit * share) return false;
     budget_->held += n;
     taken_ += n;
     return true;
@@ -81,6 +82,10 @@ struct ShadowJob {
   std::shared_ptr<const std::string> bind;
   std::shared_ptr<const routing::ResultSet> served;
   ShadowBytes served_bytes;  // what `served` holds
+  // What the job itself holds while it waits and runs (its Bind, the
+  // result's columns, the job): the queue is bounded by bytes as well as
+  // by count, so a long queue of small reads cannot grow without limit.
+  ShadowBytes own_bytes;
   std::chrono::steady_clock::time_point queued;  // set by Enqueue
   bool alone = false;  // its batch could not judge it: compared on its own
 };
@@ -113,7 +118,8 @@ class ShadowRunner {
   ShadowRunner(Server& server, asio::io_context& context);
 
   // From the worker's own thread. False (and counted dropped) when the
-  // queue holds proxy.shadow_queue_size reads: the client never waits.
+  // queue holds proxy.shadow_queue_size reads, or the job would take the
+  // worker past shadow_max_bytes: the client never waits.
   bool Enqueue(ShadowJob job);
   // A holder of bytes against this worker's shadow_max_bytes.
   ShadowBytes Bytes();
@@ -217,6 +223,7 @@ class ShadowRunner {
   // skipped): counted so, true.
   static bool Unjudged(const Comparing& run, const routing::ShadowPlan& shadow);
   static void Dropped(const routing::ShadowPlan& shadow, std::string_view why);
+  static size_t JobBytes(const ShadowJob& job);
   // A read (its statement, the client's parameters, results as text) in
   // the extended protocol, for `run`'s connection to `side`, and a Sync
   // when `sync`.

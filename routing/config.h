@@ -74,7 +74,7 @@ struct ProxySettings {
   // beyond which the least recently used go.
   int64_t plan_cache_max_bytes = int64_t{64} << 20;
   // Shadow reads waiting per worker; more are dropped (and counted).
-  int64_t shadow_queue_size = 50000;
+  int64_t shadow_queue_size = 100000;
   // Comparisons one worker runs at once, each on a connection per side of
   // its own (a pool of at most this many per side).
   int64_t shadow_connections = 4;

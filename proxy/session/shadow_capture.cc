@@ -35,7 +35,7 @@ std::shared_ptr<ShadowCapture> ShadowCapture::Start(
       return nullptr;
     }
   }
-  ShadowJob job{plan, bind, nullptr, {}, {}, false};
+  ShadowJob job{plan, bind, nullptr, {}, {}, {}, false};
   if (bind) {
     auto decoded = protocol::Bind::Decode(std::string_view(*bind).substr(protocol::kHeaderSize));
     bool text =

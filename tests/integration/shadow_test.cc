@@ -62,10 +62,23 @@ class Shadow : public ::testing::Test {
     size_t at = text.find(key);
     return at == std::string::npos ? -1 : std::stoll(text.substr(at + key.size()));
   }
-  // Waits until `done` shadow reads were compared or dropped.
+  // `n` reads by key, each answered as direct would, then their shadows
+  // waited for.
+  void ReadChannelsByKey(int n) {
+    PgConn client = Client();
+    for (int i = 1; i <= n; ++i) {
+      ASSERT_EQ(
+          client.Value("SELECT title FROM channels WHERE id = " + std::to_string(1 + i % 200)),
+          "channel " + std::to_string(1 + i % 200));
+    }
+    WaitForShadows(n);
+  }
+  // Waits until `done` shadow reads were compared, dropped or skipped.
   void WaitForShadows(int64_t done) {
     for (int i = 0; i < 200; ++i) {
-      if (Metric("shadow_compared") + Metric("shadow_dropped") >= done) return;
+      if (Metric("shadow_compared") + Metric("shadow_dropped") + Metric("shadow_skipped") >= done) {
+        return;
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(25));
     }
   }
@@ -250,14 +263,21 @@ TEST_F(Shadow, ConcurrentWritesRaiseNoFalseAlarm) {
 
 TEST_F(Shadow, AFullQueueDropsShadowsAndLeavesClientsAlone) {
   Start("shadow-read", "shadow_queue_size = 1");
-  PgConn client = Client();
-  for (int i = 1; i <= 300; ++i) {
-    ASSERT_EQ(client.Value("SELECT title FROM channels WHERE id = " + std::to_string(1 + i % 200)),
-              "channel " + std::to_string(1 + i % 200));
-  }
-  WaitForShadows(300);
+  ReadChannelsByKey(300);
   EXPECT_GT(Metric("shadow_dropped"), 0);
   EXPECT_EQ(Metric("shadow_compared") + Metric("shadow_dropped"), 300);
+  EXPECT_EQ(Metric("shadow_persistent"), 0);
+}
+
+// The queue is bounded by bytes too: with a count bound far away, a
+// budget of 1 KiB holds two or three waiting jobs, and the rest are
+// dropped (or skipped, when the result itself did not fit) while the
+// client reads on.
+TEST_F(Shadow, ShadowMaxBytesBoundsTheQueue) {
+  Start("shadow-read", "shadow_queue_size = 1000000\nshadow_max_bytes = 1024");
+  ReadChannelsByKey(300);
+  EXPECT_GT(Metric("shadow_dropped"), 0);
+  EXPECT_EQ(Metric("shadow_compared") + Metric("shadow_dropped") + Metric("shadow_skipped"), 300);
   EXPECT_EQ(Metric("shadow_persistent"), 0);
 }
 
