@@ -2,6 +2,7 @@
 
 #include <openssl/x509.h>
 
+#include "absl/strings/cord.h"
 #include "common/strings.h"
 
 namespace pgshift::migration {
@@ -90,8 +91,10 @@ absl::Status PgClient::Failed(PGresult* r) {
   const char* message = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
   std::string text = StrCat("backend ", name_, ": ", state ? state : "", " ",
                             message ? message : PQerrorMessage(conn_));
-  PQclear(r);
-  return absl::AbortedError(text);
+  absl::Status failed = absl::AbortedError(text);
+  if (state) failed.SetPayload(kSqlStatePayload, absl::Cord(state));
+  PQclear(r);  // `state` and `message` live in it
+  return failed;
 }
 
 absl::Status PgClient::Finish() {
@@ -156,11 +159,8 @@ absl::Status PgClient::Run(const std::string& sql,
 }
 
 std::string SqlStateOf(const absl::Status& status) {
-  // "backend old: 40P01 deadlock detected"
-  std::string_view m = MessageOf(status);
-  size_t colon = m.find(": ");
-  if (colon == std::string_view::npos || m.size() < colon + 7) return "";
-  return std::string(m.substr(colon + 2, 5));
+  auto state = status.GetPayload(kSqlStatePayload);  // absl::optional
+  return state ? std::string(*state) : "";
 }
 
 }  // namespace pgshift::migration

@@ -65,7 +65,11 @@ class PgClient {
   std::string name_;
 };
 
-// The SQLSTATE of a status made by PgClient, or "".
+// The SQLSTATE of a server's error, carried by the status PgClient made of
+// it (never read back from its text): "" for any other status, a status
+// rewrapped with more words included, so that only the error itself is
+// ever retried on its code.
+inline constexpr char kSqlStatePayload[] = "pgshift/sqlstate";
 std::string SqlStateOf(const absl::Status& status);
 
 }  // namespace pgshift::migration
