@@ -12,6 +12,9 @@
 #
 #   bench/run.sh [--seconds N] [--rounds N] [--scale N]
 #
+# PGSHIFT_BASELINE=/path/to/an/older/pgshift adds before-* targets;
+# PGSHIFT_VARIANTS="name=/path ..." adds other builds as passthrough targets.
+#
 # Prints tps and mean latency per workload and target, the ratios to direct,
 # and the resident memory of pgshift and pgbouncer holding 200 idle clients.
 set -euo pipefail
@@ -78,6 +81,14 @@ if [ -n "${PGSHIFT_BASELINE:-}" ]; then
   start_pgshift before-pgshift-new-only $((pg_port + 11)) $pg_port "$(sed -n '/^\[\[tables\]\]/,$p' "$out/pgshift-new-only.toml")" "$PGSHIFT_BASELINE"
   shift_targets="$shift_targets before-pgshift:$((pg_port + 10)) before-pgshift-new-only:$((pg_port + 11))"
 fi
+# PGSHIFT_VARIANTS="name=/path/to/pgshift ...": other builds of pgshift (another
+# Boost, io_uring) as passthrough targets of their own.
+variant_port=$((pg_port + 20))
+for variant in ${PGSHIFT_VARIANTS:-}; do
+  start_pgshift "${variant%%=*}" $variant_port $pg_port "" "${variant#*=}"
+  shift_targets="$shift_targets ${variant%%=*}:$variant_port"
+  variant_port=$((variant_port + 1))
+done
 targets="direct:$pg_port $shift_targets"
 if start_pgbouncer $bouncer_port $pg_port; then
   targets="direct:$pg_port pgbouncer:$bouncer_port $shift_targets"
