@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "absl/strings/numbers.h"
+#include "absl/time/time.h"
 #include "common/strings.h"
 #include "migration/backfill.h"
 #include "migration/check_database.h"
@@ -56,7 +57,7 @@ Usage:
       different keys, and with --repair copy them again from the
       authoritative side. Exits 0 when the tables agree (or were repaired),
       1 when they differ.
-  pgshift plan --config FILE --table T --to PHASE [--json]
+  pgshift plan --config FILE --table T --to PHASE [--since DURATION] [--json]
       The dry-run of a flip on the statements the application sent (by
       shape: every instance's with coordination, else the running
       instance's, asked on its admin_listen as the file's first admin user,
@@ -66,7 +67,8 @@ Usage:
       its writes are mirrored. The guard rails are status's. Exits 0 when
       nothing would be refused, 1 when something would (or the flip itself:
       its phase step, or a new table that cannot be read), 2 when the
-      statements cannot be read.
+      statements cannot be read. Shapes last seen more than DURATION ago
+      (default 168h, a week; as 36h, 90m) are left out, and counted.
   pgshift phase --config FILE --table T --to PHASE
       With [coordination] enabled: move T to PHASE for every instance, as a
       reload of one would (the phase-step rules and guard rails, judged on
@@ -90,8 +92,9 @@ struct Options {
   std::string to;  // phase
   pgshift::migration::BackfillOptions backfill;
   pgshift::migration::VerifyOptions verify;
-  bool against_database = false;  // check-config
-  bool json = false;              // status and plan (verify keeps its own)
+  bool against_database = false;               // check-config
+  bool json = false;                           // status and plan (verify keeps its own)
+  absl::Duration since = absl::Hours(24 * 7);  // plan: shapes seen this recently
 };
 
 bool ParseNumber(const char* text, int64_t min, int64_t& out) {
@@ -120,6 +123,10 @@ bool ParseOptions(int argc, char** argv, Options& o) {
       if (!value(o.table)) return false;
     } else if (arg == "--to") {
       if (!value(o.to)) return false;
+    } else if (arg == "--since") {
+      if (!value(text) || !absl::ParseDuration(text, &o.since) || o.since <= absl::ZeroDuration()) {
+        return false;
+      }
     } else if (arg == "--batch") {
       if (!value(text) || !ParseNumber(text.c_str(), 1, o.backfill.batch)) return false;
     } else if (arg == "--batch-seconds") {
@@ -266,6 +273,7 @@ int Plan(const Options& options, const pgshift::routing::Config& file) {
   tls.set_verify_mode(boost::asio::ssl::verify_none);
   auto shapes = pgshift::proxy::ReadRecordedShapes(file, tls);
   if (!shapes.ok()) return Failed(options, shapes.status(), 2);
+  pgshift::proxy::KeepSeenSince(*shapes, options.since, absl::Now());
   // The phases in force: the fleet's, or the running instance's.
   absl::StatusOr<pgshift::routing::ConfigPtr> running =
       shapes->phases ? pgshift::proxy::WithSharedPhases(file, *shapes->phases)
@@ -332,7 +340,8 @@ int main(int argc, char** argv) {
       absl::Status done =
           pgshift::migration::Backfill(**config, options.table, options.backfill, stdout);
       if (!done.ok()) {
-        std::fprintf(stderr, "pgshift backfill: %s\n", std::string(pgshift::MessageOf(done)).c_str());
+        std::fprintf(stderr, "pgshift backfill: %s\n",
+                     std::string(pgshift::MessageOf(done)).c_str());
         return 1;
       }
       return 0;

@@ -73,6 +73,20 @@ absl::StatusOr<RecordedShapes> ReadRecordedShapes(const routing::Config& file,
   return file.coordination.enabled ? FleetShapes(file, tls) : InstanceShapes(file, tls);
 }
 
+void KeepSeenSince(RecordedShapes& shapes, absl::Duration since, absl::Time now) {
+  const int64_t oldest_ms = absl::ToUnixMillis(now - since);
+  auto stale = [&](const routing::QueryFingerprints::Row& r) {
+    return r.last_seen_ms > 0 && r.last_seen_ms < oldest_ms;
+  };
+  const auto left = std::remove_if(shapes.rows.begin(), shapes.rows.end(), stale);
+  const size_t left_out = static_cast<size_t>(shapes.rows.end() - left);
+  shapes.rows.erase(left, shapes.rows.end());
+  if (left_out == 0) return;
+  shapes.source = StrCat(shapes.source, "; ", left_out, " shape", left_out == 1 ? "" : "s",
+                         " last seen before ", LastSeen(oldest_ms), " left out (--since ",
+                         absl::FormatDuration(since), ")");
+}
+
 size_t FlipPlan::refused() const {
   return static_cast<size_t>(std::count_if(rows.begin(), rows.end(),
                                            [](const routing::DryRunRow& r) { return r.refused; }));

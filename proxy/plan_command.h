@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "proxy/asio.h"
 #include "proxy/coordinator.h"
 #include "routing/config.h"
@@ -32,6 +33,11 @@ struct RecordedShapes {
 // with PGPASSWORD when set, else the user's password in the file).
 absl::StatusOr<RecordedShapes> ReadRecordedShapes(const routing::Config& file,
                                                   asio::ssl::context& tls);
+
+// Leaves out the shapes last seen before `now - since` (an application
+// that stopped sending a statement must not hold a flip forever), and says
+// so in `shapes.source`. A shape with no time of its own is kept.
+void KeepSeenSince(RecordedShapes& shapes, absl::Duration since, absl::Time now);
 
 struct FlipPlan {
   std::string table;  // as configured
