@@ -54,7 +54,16 @@ absl::StatusOr<PgClient> PgClient::Connect(const routing::Config& config,
   }
   // Notices ("already exists, skipping") are not the operator's business.
   PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
-  return PgClient(conn, std::string(name));
+  PgClient client(conn, std::string(name));
+  // A command killed while its statement waits (on a lock, say) leaves a
+  // backend that would go on waiting, holding the batch's row locks, until
+  // it next writes to the socket: from PostgreSQL 14 it checks every
+  // second whether the command is still there. Where the server cannot
+  // (not Linux), the default stays.
+  if (PQserverVersion(conn) >= 140000) {
+    client.Run("SET client_connection_check_interval = 1000").IgnoreError();
+  }
+  return client;
 }
 
 PgClient::~PgClient() {

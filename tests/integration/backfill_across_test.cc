@@ -97,6 +97,42 @@ TEST(BackfillAcrossServers, AKilledBackfillSweepsItsLastBatchWhenItResumes) {
   EXPECT_EQ(new_db.Value("SELECT count(*) FROM channels_v2"), "19999");
 }
 
+// The batch a killed run left to sweep names a transaction on new that is
+// still open (here the test's own, standing in for a copy whose commit
+// has not ended): the next run neither sweeps nor copies, says why, and
+// keeps the checkpoint; once that transaction ends, it goes on.
+TEST(BackfillAcrossServers, AStoppedBatchWhoseCopyIsStillOpenOnNewWaitsForIt) {
+  TwoServers servers("backfill_open");
+  ASSERT_TRUE(servers.new_cluster.ok());
+  PgConn old_db = servers.Old();
+  PgConn new_db = servers.New();
+  const std::string command = servers.Command("backfill") + " --batch 5000";
+  PgConn writer(Cluster().ConnInfo("dbname=backfill_open"));
+  Exec(writer, "CREATE TABLE side_writes (x int); BEGIN; INSERT INTO side_writes VALUES (1)");
+  const pid_t pid = StartUntilItWaits(command + " --batch-seconds 0", servers.dir + "/log");
+  ASSERT_FALSE(HasFailure());
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  WaitForExit(pid, 10000);
+  Exec(writer, "COMMIT");
+  PgConn open = servers.New();
+  Exec(open, "BEGIN");
+  const std::string xid = open.Value("SELECT pg_current_xact_id()::text").value_or("");
+  const std::string sweep = "detail->'sweep'->>'copy_xid'";
+  const std::string checkpoint = "FROM pgshift_state WHERE kind = 'backfill_checkpoint'";
+  Exec(old_db, "UPDATE pgshift_state SET detail = jsonb_set(detail, '{sweep,copy_xid}', '\"" + xid +
+                   "\"') WHERE kind = 'backfill_checkpoint'");
+  const std::string before = old_db.Value("SELECT detail::text " + checkpoint).value_or("");
+  std::string out;
+  EXPECT_NE(CaptureCommand(command, out), 0) << out;
+  EXPECT_NE(out.find("(transaction " + xid + ") is still open on new"), std::string::npos) << out;
+  EXPECT_EQ(old_db.Value("SELECT detail::text " + checkpoint), before) << "the checkpoint stays";
+  EXPECT_EQ(old_db.Value("SELECT " + sweep + " " + checkpoint), xid);
+  Exec(open, "COMMIT");
+  ASSERT_EQ(CaptureCommand(command, out), 0) << out;
+  EXPECT_NE(out.find("sweeps its last batch first"), std::string::npos) << out;
+  EXPECT_EQ(new_db.Value("SELECT count(*) FROM channels_v2"), "20000");
+}
+
 // Killed while old records a batch's checkpoint (a lock holds it there):
 // neither side has committed the batch, and nothing of it stays on new,
 // not even the copy of a row whose delete waited for the batch.
@@ -124,8 +160,17 @@ TEST(BackfillAcrossServers, AKilledBackfillLeavesNothingOfABatchOldDidNotCommit)
   ASSERT_EQ(PQsendQuery(deleter.get(), "DELETE FROM channels WHERE id = 7"), 1);
   ASSERT_EQ(kill(pid, SIGKILL), 0);
   WaitForExit(pid, 10000);
-  // Its backend on old, freed, finds it gone and rolls the batch back; the
-  // delete goes through.
+  // Its backend on old, still waiting for the lock, finds within a second
+  // or two that the backfill is gone (client_connection_check_interval)
+  // and rolls the batch back: the delete goes through while the lock is
+  // still held.
+  bool deleted = false;
+  for (int i = 0; i < 200 && !deleted; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ASSERT_EQ(PQconsumeInput(deleter.get()), 1);
+    deleted = PQisBusy(deleter.get()) == 0;
+  }
+  EXPECT_TRUE(deleted) << "the killed backfill's backend still holds the batch's rows";
   Exec(locker, "COMMIT");
   while (PGresult* r = PQgetResult(deleter.get())) PQclear(r);
   EXPECT_EQ(old_db.Value("SELECT count(*) FROM channels WHERE id = 7"), "0");
