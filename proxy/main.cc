@@ -67,8 +67,9 @@ Usage:
       its writes are mirrored. The guard rails are status's. Exits 0 when
       nothing would be refused, 1 when something would (or the flip itself:
       its phase step, or a new table that cannot be read), 2 when the
-      statements cannot be read. Shapes last seen more than DURATION ago
-      (default 168h, a week; as 36h, 90m) are left out, and counted.
+      statements cannot be read. --since (as 168h, 90m) leaves out, and
+      counts, the shapes last seen longer ago than that; by default every
+      recorded shape counts, the rare ones (a monthly job's) included.
   pgshift phase --config FILE --table T --to PHASE
       With [coordination] enabled: move T to PHASE for every instance, as a
       reload of one would (the phase-step rules and guard rails, judged on
@@ -94,7 +95,7 @@ struct Options {
   pgshift::migration::VerifyOptions verify;
   bool against_database = false;               // check-config
   bool json = false;                           // status and plan (verify keeps its own)
-  absl::Duration since = absl::Hours(24 * 7);  // plan: shapes seen this recently
+  std::optional<absl::Duration> since;         // plan: only shapes seen this recently
 };
 
 bool ParseNumber(const char* text, int64_t min, int64_t& out) {
@@ -124,9 +125,11 @@ bool ParseOptions(int argc, char** argv, Options& o) {
     } else if (arg == "--to") {
       if (!value(o.to)) return false;
     } else if (arg == "--since") {
-      if (!value(text) || !absl::ParseDuration(text, &o.since) || o.since <= absl::ZeroDuration()) {
+      absl::Duration since;
+      if (!value(text) || !absl::ParseDuration(text, &since) || since <= absl::ZeroDuration()) {
         return false;
       }
+      o.since = since;
     } else if (arg == "--batch") {
       if (!value(text) || !ParseNumber(text.c_str(), 1, o.backfill.batch)) return false;
     } else if (arg == "--batch-seconds") {
@@ -273,7 +276,7 @@ int Plan(const Options& options, const pgshift::routing::Config& file) {
   tls.set_verify_mode(boost::asio::ssl::verify_none);
   auto shapes = pgshift::proxy::ReadRecordedShapes(file, tls);
   if (!shapes.ok()) return Failed(options, shapes.status(), 2);
-  pgshift::proxy::KeepSeenSince(*shapes, options.since, absl::Now());
+  if (options.since) pgshift::proxy::KeepSeenSince(*shapes, *options.since, absl::Now());
   // The phases in force: the fleet's, or the running instance's.
   absl::StatusOr<pgshift::routing::ConfigPtr> running =
       shapes->phases ? pgshift::proxy::WithSharedPhases(file, *shapes->phases)

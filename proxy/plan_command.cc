@@ -33,7 +33,7 @@ absl::StatusOr<RecordedShapes> FleetShapes(const routing::Config& file, asio::ss
     auto read = co_await c.Query(kFleetShapesSql);
     if (!read.ok()) co_return read.status();
     c.stream->Close();
-    RecordedShapes shapes{{}, "every instance's, flushed to pgshift_fingerprints", std::nullopt};
+    RecordedShapes shapes{{}, "every instance's, flushed to pgshift_fingerprints", std::nullopt, 0};
     for (const auto& r : read->rows) {
       routing::QueryFingerprints::Row row = ShapeOf(r, 1, 2, Text(r[3]) == "t");
       row.executions = CountOf(r[4]);
@@ -58,7 +58,7 @@ absl::StatusOr<RecordedShapes> InstanceShapes(const routing::Config& file,
   }
   return RecordedShapes{std::move(view->shapes),
                         StrCat("the instance's on ", view->address, " (SHOW QUERIES)"),
-                        std::move(view->phases)};
+                        std::move(view->phases), 0};
 }
 
 std::string LastSeen(int64_t ms) {
@@ -81,6 +81,7 @@ void KeepSeenSince(RecordedShapes& shapes, absl::Duration since, absl::Time now)
   const auto left = std::remove_if(shapes.rows.begin(), shapes.rows.end(), stale);
   const size_t left_out = static_cast<size_t>(shapes.rows.end() - left);
   shapes.rows.erase(left, shapes.rows.end());
+  shapes.left_out += left_out;
   if (left_out == 0) return;
   shapes.source = StrCat(shapes.source, "; ", left_out, " shape", left_out == 1 ? "" : "s",
                          " last seen before ", LastSeen(oldest_ms), " left out (--since ",
@@ -99,7 +100,7 @@ absl::StatusOr<FlipPlan> PlanFlip(const routing::Config& running, std::string_vi
   if (moved == nullptr) {
     return absl::NotFoundError(StrCat("table \"", table, "\" is not in ", running.source));
   }
-  FlipPlan plan{moved->name, moved->phase, to, shapes.source, "", {}};
+  FlipPlan plan{moved->name, moved->phase, to, shapes.source, "", {}, shapes.left_out};
   auto target = TargetOfFlip(running, table, to);
   if (!target.ok()) {
     if (target.status().code() != absl::StatusCode::kFailedPrecondition) return target.status();
@@ -121,7 +122,8 @@ std::string PlanText(const FlipPlan& plan) {
   if (!plan.flip_refused.empty()) return StrCat(out, "refused:  ", plan.flip_refused, "\n");
   if (plan.rows.empty()) {
     return StrCat(out, "no statement on ", plan.table,
-                  " recorded yet: nothing to judge the flip by\n");
+                  plan.left_out ? " seen within --since" : " recorded yet",
+                  ": nothing to judge the flip by\n");
   }
   size_t rewritten = 0;
   for (const routing::DryRunRow& r : plan.rows) {

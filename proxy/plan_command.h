@@ -26,6 +26,7 @@ struct RecordedShapes {
   // The running instance's phases (SHOW TABLES), read with its shapes:
   // they, not the file's, are what a flip starts from.
   std::optional<SharedPhases> phases;
+  size_t left_out = 0;  // shapes KeepSeenSince left out
 };
 
 // The statement shapes recorded by the fleet (coordination on) or by the
@@ -34,9 +35,10 @@ struct RecordedShapes {
 absl::StatusOr<RecordedShapes> ReadRecordedShapes(const routing::Config& file,
                                                   asio::ssl::context& tls);
 
-// Leaves out the shapes last seen before `now - since` (an application
-// that stopped sending a statement must not hold a flip forever), and says
-// so in `shapes.source`. A shape with no time of its own is kept.
+// Leaves out the shapes last seen before `now - since` (plan --since: a
+// statement the application stopped sending need not hold a flip), counts
+// them in `left_out` and says so in `source`. A shape with no time of its
+// own is kept.
 void KeepSeenSince(RecordedShapes& shapes, absl::Duration since, absl::Time now);
 
 struct FlipPlan {
@@ -49,6 +51,7 @@ struct FlipPlan {
   // planned. Its guard rails are `pgshift status`'s.
   std::string flip_refused;
   std::vector<routing::DryRunRow> rows;  // refused first
+  size_t left_out = 0;                   // shapes older than plan --since
 
   size_t refused() const;
   // Nothing the application sends would be refused, nor the flip itself.

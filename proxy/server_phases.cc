@@ -135,7 +135,7 @@ absl::StatusOr<FlipPlan> Server::ExplainPhase(std::string_view table, std::strin
   if (!to) return absl::InvalidArgumentError(StrCat("unknown phase \"", phase, "\""));
   SettingsPtr current = settings();
   return PlanFlip(*current->config, table, *to,
-                  {table_counters_.fingerprints().Rows(), "this instance's", std::nullopt},
+                  {table_counters_.fingerprints().Rows(), "this instance's", std::nullopt, 0},
                   *backend_tls_);
 }
 

@@ -24,6 +24,7 @@ TEST(KeepSeenSince, LeavesOutShapesLastSeenBeforeTheWindowAndSaysSo) {
                  Shape("also stale", now - absl::Hours(24 * 8))};
   KeepSeenSince(shapes, absl::Hours(24 * 7), now);
   ASSERT_EQ(shapes.rows.size(), 2u);
+  EXPECT_EQ(shapes.left_out, 2u);
   EXPECT_EQ(shapes.rows[0].fingerprint, "recent");
   EXPECT_EQ(shapes.rows[1].fingerprint, "no time");
   EXPECT_EQ(shapes.source,
@@ -37,6 +38,7 @@ TEST(KeepSeenSince, KeepsEverythingSeenWithinTheWindowAndSaysNothing) {
   shapes.rows = {Shape("a", now - absl::Minutes(89)), Shape("b", now)};
   KeepSeenSince(shapes, absl::Minutes(90), now);
   EXPECT_EQ(shapes.rows.size(), 2u);
+  EXPECT_EQ(shapes.left_out, 0u);
   EXPECT_EQ(shapes.source, "the instance's");
 }
 
