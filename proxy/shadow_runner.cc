@@ -91,9 +91,9 @@ size_t ShadowRunner::JobBytes(const ShadowJob& job) {
   return bytes;
 }
 
-ShadowBytes ShadowRunner::Bytes() {
+ShadowBytes ShadowRunner::Bytes(ShadowBytes::Kind kind) {
   budget_->limit = static_cast<size_t>(server_.settings()->config->proxy.shadow_max_bytes);
-  return ShadowBytes(budget_);
+  return ShadowBytes(budget_, kind);
 }
 
 bool ShadowRunner::Enqueue(ShadowJob job) {
@@ -102,11 +102,8 @@ bool ShadowRunner::Enqueue(ShadowJob job) {
     Dropped(*job.plan->shadow, "the queue is full");
     return false;
   }
-  // Waiting jobs leave a quarter of the budget to the reads that compare
-  // them: a queue at its limit must not starve the comparisons.
-  constexpr double kQueueShare = 0.75;
-  job.own_bytes = Bytes();
-  if (!job.own_bytes.Take(JobBytes(job), kQueueShare)) {
+  job.own_bytes = Bytes(ShadowBytes::Kind::kWaiting);
+  if (!job.own_bytes.Take(JobBytes(job))) {
     Dropped(*job.plan->shadow, "shadow_max_bytes is reached");
     return false;
   }

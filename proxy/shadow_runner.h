@@ -41,35 +41,53 @@ class ShadowBytes {
  public:
   struct Budget {
     size_t limit = 0;
-    size_t held = 0;
+    size_t held = 0;     // by every holder
+    size_t waiting = 0;  // of `held`, by kWaiting holders
   };
+  // A kWaiting holder (a queued job's own bytes) may hold, with the
+  // others of its kind, at most three quarters of the limit: a full queue
+  // leaves room for the comparisons that empty it.
+  enum class Kind { kResult, kWaiting };
+  static constexpr double kWaitingShare = 0.75;
+
   ShadowBytes() = default;
-  explicit ShadowBytes(std::shared_ptr<Budget> budget) : budget_(std::move(budget)) {}
+  explicit ShadowBytes(std::shared_ptr<Budget> budget, Kind kind = Kind::kResult)
+      : budget_(std::move(budget)), kind_(kind) {}
   ShadowBytes(ShadowBytes&& other) noexcept
-      : budget_(std::move(other.budget_)), taken_(std::exchange(other.taken_, 0)) {}
+      : budget_(std::move(other.budget_)),
+        kind_(other.kind_),
+        taken_(std::exchange(other.taken_, 0)) {}
   ShadowBytes& operator=(ShadowBytes&& other) noexcept {
     Release();
     budget_ = std::move(other.budget_);
+    kind_ = other.kind_;
     taken_ = std::exchange(other.taken_, 0);
     return *this;
   }
   ~ShadowBytes() { Release(); }
 
   // False, taking nothing, when the worker would hold more than its limit
-  // (or than `share` of it).
-  bool Take(size_t n, double share = 1.0) {
-    if (!budget_ || budget_->held + n > budget_->limit * share) return false;
+  // (a kWaiting holder: or its kind more than their share).
+  bool Take(size_t n) {
+    if (!budget_ || budget_->held + n > budget_->limit) return false;
+    const bool waiting = kind_ == Kind::kWaiting;
+    if (waiting && budget_->waiting + n > budget_->limit * kWaitingShare) return false;
     budget_->held += n;
+    if (waiting) budget_->waiting += n;
     taken_ += n;
     return true;
   }
   void Release() {
-    if (budget_) budget_->held -= taken_;
+    if (budget_) {
+      budget_->held -= taken_;
+      if (kind_ == Kind::kWaiting) budget_->waiting -= taken_;
+    }
     taken_ = 0;
   }
 
  private:
   std::shared_ptr<Budget> budget_;  // shared: a holder may outlive the runner
+  Kind kind_ = Kind::kResult;
   size_t taken_ = 0;
 };
 
@@ -83,8 +101,9 @@ struct ShadowJob {
   std::shared_ptr<const routing::ResultSet> served;
   ShadowBytes served_bytes;  // what `served` holds
   // What the job itself holds while it waits and runs (its Bind, the
-  // result's columns, the job): the queue is bounded by bytes as well as
-  // by count, so a long queue of small reads cannot grow without limit.
+  // result's columns, the job; kWaiting): the queue is bounded by bytes as
+  // well as by count, so a long queue of small reads cannot grow without
+  // limit.
   ShadowBytes own_bytes;
   std::chrono::steady_clock::time_point queued;  // set by Enqueue
   bool alone = false;  // its batch could not judge it: compared on its own
@@ -122,7 +141,7 @@ class ShadowRunner {
   // worker past shadow_max_bytes: the client never waits.
   bool Enqueue(ShadowJob job);
   // A holder of bytes against this worker's shadow_max_bytes.
-  ShadowBytes Bytes();
+  ShadowBytes Bytes(ShadowBytes::Kind kind = ShadowBytes::Kind::kResult);
 
  private:
   // A connection of pgshift's own to one side, lent to one comparison at a
