@@ -79,17 +79,13 @@ TEST(BackfillAcrossServers, AKilledBackfillSweepsItsLastBatchWhenItResumes) {
   ASSERT_TRUE(servers.new_cluster.ok());
   PgConn old_db = servers.Old();
   PgConn new_db = servers.New();
-  const std::string dir = servers.dir;
   const std::string command = servers.Command("backfill") + " --batch 5000";
-  PgConn writer(Cluster().ConnInfo("dbname=backfill_swept"));
-  Exec(writer, "CREATE TABLE side_writes (x int); BEGIN; INSERT INTO side_writes VALUES (1)");
-  const pid_t pid = StartUntilItWaits(command + " --batch-seconds 0", dir + "/log");
+  PgConn writer = servers.Old();
+  KillBeforeItsSweep(writer, command, servers.dir + "/log", [&] {
+    Exec(old_db, "DELETE FROM channels WHERE id = 7");
+    EXPECT_EQ(new_db.Value("SELECT count(*) FROM channels_v2 WHERE id = 7"), "1");
+  });
   ASSERT_FALSE(HasFailure());
-  Exec(old_db, "DELETE FROM channels WHERE id = 7");
-  EXPECT_EQ(new_db.Value("SELECT count(*) FROM channels_v2 WHERE id = 7"), "1");
-  ASSERT_EQ(kill(pid, SIGKILL), 0);
-  WaitForExit(pid, 10000);
-  Exec(writer, "COMMIT");
   std::string out;
   ASSERT_EQ(CaptureCommand(command, out), 0) << out;
   EXPECT_NE(out.find("sweeps its last batch first"), std::string::npos) << out;
@@ -107,13 +103,9 @@ TEST(BackfillAcrossServers, AStoppedBatchWhoseCopyIsStillOpenOnNewWaitsForIt) {
   PgConn old_db = servers.Old();
   PgConn new_db = servers.New();
   const std::string command = servers.Command("backfill") + " --batch 5000";
-  PgConn writer(Cluster().ConnInfo("dbname=backfill_open"));
-  Exec(writer, "CREATE TABLE side_writes (x int); BEGIN; INSERT INTO side_writes VALUES (1)");
-  const pid_t pid = StartUntilItWaits(command + " --batch-seconds 0", servers.dir + "/log");
+  PgConn writer = servers.Old();
+  KillBeforeItsSweep(writer, command, servers.dir + "/log", [] {});
   ASSERT_FALSE(HasFailure());
-  ASSERT_EQ(kill(pid, SIGKILL), 0);
-  WaitForExit(pid, 10000);
-  Exec(writer, "COMMIT");
   PgConn open = servers.New();
   Exec(open, "BEGIN");
   const std::string xid = open.Value("SELECT pg_current_xact_id()::text").value_or("");

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -62,6 +63,22 @@ inline pid_t StartUntilItWaits(const std::string& command, const std::string& lo
   }
   EXPECT_TRUE(waiting) << ReadFile(log);
   return pid;
+}
+
+// Kills `command` (a backfill) between a batch's commit and its sweep: a
+// transaction of `writer`'s, older than the batch, holds it there while
+// `meanwhile` runs; that transaction ends once the backfill is gone.
+template <typename Meanwhile>
+void KillBeforeItsSweep(PgConn& writer, const std::string& command, const std::string& log,
+                        Meanwhile meanwhile) {
+  Exec(writer,
+       "CREATE TABLE IF NOT EXISTS side_writes (x int); BEGIN; INSERT INTO side_writes VALUES (1)");
+  const pid_t pid = StartUntilItWaits(command + " --batch-seconds 0", log);
+  if (::testing::Test::HasFailure()) return;
+  meanwhile();
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  WaitForExit(pid, 10000);
+  Exec(writer, "COMMIT");
 }
 
 }  // namespace pgshift::testing

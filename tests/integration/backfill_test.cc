@@ -147,21 +147,15 @@ TEST_F(Backfill, EachBatchWaitsForTransactionsThatHaveWritten) {
 // only that sweep would remove, is swept when the backfill resumes.
 TEST_F(Backfill, AKilledBackfillSweepsItsLastBatchWhenItResumes) {
   PgConn writer = Direct();
-  Exec(writer,
-       "CREATE TABLE IF NOT EXISTS side_writes (x int); BEGIN; INSERT INTO side_writes "
-       "VALUES (1)");
-  const std::string log = proxy_->dir() + "/backfill.log";
-  const pid_t pid =
-      StartUntilItWaits(Command("backfill") + " --batch 50000 --batch-seconds 0", log);
-  ASSERT_FALSE(HasFailure());
-  // Deleted on old alone (as a delete whose mirror missed the copy would
-  // leave it), then the backfill dies before its sweep.
   PgConn direct = Direct();
-  Exec(direct, "DELETE FROM channels WHERE id = 7");
-  EXPECT_EQ(direct.Value("SELECT count(*) FROM channels_v2 WHERE id = 7"), "1");
-  ASSERT_EQ(kill(pid, SIGKILL), 0);
-  WaitForExit(pid, 10000);
-  Exec(writer, "COMMIT");
+  KillBeforeItsSweep(
+      writer, Command("backfill") + " --batch 50000", proxy_->dir() + "/backfill.log", [&] {
+        // Deleted on old alone (as a delete whose mirror
+        // missed the copy would leave it).
+        Exec(direct, "DELETE FROM channels WHERE id = 7");
+        EXPECT_EQ(direct.Value("SELECT count(*) FROM channels_v2 WHERE id = 7"), "1");
+      });
+  ASSERT_FALSE(HasFailure());
   std::string out;
   ASSERT_EQ(CaptureCommand(Command("backfill") + " --batch 50000", out), 0) << out;
   EXPECT_NE(out.find("sweeps its last batch first"), std::string::npos) << out;
