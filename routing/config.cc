@@ -333,6 +333,11 @@ void ReadTable(Section& s, TableConfig& t) {
               std::array{PolicyChoice{"fail", MirrorErrorPolicy::kFail},
                          PolicyChoice{"log", MirrorErrorPolicy::kLog}},
               t.on_mirror_error);
+  using ApplyChoice = std::pair<std::string_view, MirrorApply>;
+  s.GetChoice("mirror_apply",
+              std::array{ApplyChoice{"sync", MirrorApply::kSync},
+                         ApplyChoice{"pipelined", MirrorApply::kPipelined}},
+              t.mirror_apply);
   s.Get("force", t.force);
 }
 

@@ -36,6 +36,11 @@ inline bool VerifiesServer(SslMode mode) {
 }
 
 enum class MirrorErrorPolicy { kFail, kLog };
+// When a mirrored write's apply on the other server is awaited, inside a
+// client transaction: before the client hears back (sync), or before its
+// next statement that needs the outcome, at the latest its COMMIT
+// (pipelined).
+enum class MirrorApply { kSync, kPipelined };
 
 struct Endpoint {
   std::string host;
@@ -153,6 +158,7 @@ struct TableConfig {
   int64_t min_shadow_compared = 1000;
   double max_shadow_mismatch_rate = 0.001;
   MirrorErrorPolicy on_mirror_error = MirrorErrorPolicy::kFail;
+  MirrorApply mirror_apply = MirrorApply::kPipelined;
   bool force = false;
 
   // Some of its reads are compared on the other side (shadow-read and

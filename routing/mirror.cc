@@ -182,6 +182,7 @@ absl::StatusOr<std::shared_ptr<const RemoteMirror>> MakeRemoteMirror(const Mirro
   remote->table = table.name;
   remote->phase = spec.phase;
   remote->on_error = table.on_mirror_error;
+  remote->pipelined = table.mirror_apply == MirrorApply::kPipelined;
   remote->deletes = kind == PG_QUERY__NODE__NODE_DELETE_STMT;
   if (kind == PG_QUERY__NODE__NODE_TRUNCATE_STMT) {
     remote->truncate = true;

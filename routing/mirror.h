@@ -42,6 +42,8 @@ struct RemoteMirror {
   std::string apply_sql;
   bool truncate = false;
   MirrorErrorPolicy on_error = MirrorErrorPolicy::kFail;
+  // Inside a client transaction its apply is collected later (config.h).
+  bool pipelined = true;
   // A DELETE: before it is applied, earlier writes of its keys that the
   // authoritative side committed must have committed on the mirror too
   // (routing/writes_in_flight.h says why).

@@ -558,6 +558,7 @@ absl::Status Router::AddMirrors(ParseTree& tree, const PlanDraft& draft, Plan& p
       both->apply_sql = StrCat(both->apply_sql, ", ", (*remote)->apply_sql.substr(9));
       if ((*remote)->on_error == MirrorErrorPolicy::kFail)
         both->on_error = MirrorErrorPolicy::kFail;
+      both->pipelined = both->pipelined && (*remote)->pipelined;
       shape.remote = both;
       continue;
     }

@@ -18,7 +18,10 @@ TransactionKind TransactionKindOf(PgQuery__TransactionStmtKind kind) {
       return TransactionKind::kCommitPrepared;
     case PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_ROLLBACK_PREPARED:
       return TransactionKind::kRollbackPrepared;
-    default: return TransactionKind::kOther;
+    case PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_RELEASE: return TransactionKind::kRelease;
+    case PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_ROLLBACK_TO:
+      return TransactionKind::kRollbackTo;
+    default: return TransactionKind::kNone;
   }
 }
 

@@ -24,7 +24,8 @@ enum class TransactionKind {
   kPrepare,           // PREPARE TRANSACTION
   kCommitPrepared,    // COMMIT PREPARED
   kRollbackPrepared,  // ROLLBACK PREPARED
-  kOther,             // RELEASE, ROLLBACK TO
+  kRelease,           // RELEASE SAVEPOINT
+  kRollbackTo,        // ROLLBACK TO SAVEPOINT
 };
 
 // One statement of a Query that is sent on its own (Plan::statements): its

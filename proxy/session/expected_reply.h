@@ -25,6 +25,9 @@ struct InternalReply {
   bool done = false;
   std::optional<protocol::ErrorFields> error;
   std::optional<std::string> value;  // the first column of the first row, if any
+  // Collected later (a pipelined mirror's apply): the client's next steps
+  // do not wait for it (Link::Quiet).
+  bool background = false;
 };
 
 // A reply cycle whose outcome the session acts on before the client may

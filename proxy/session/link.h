@@ -77,10 +77,11 @@ struct Link {
   };
   Queued Expect(ExpectedReply reply, const std::shared_ptr<MirrorBatch>& batch);
 
-  // pgshift has an exchange of its own under way here.
+  // pgshift has an exchange of its own under way here that the session
+  // waits for (not one collected later: InternalReply::background).
   bool HasInternal() const {
     for (const ExpectedReply& r : replies) {
-      if (r.internal != nullptr) return true;
+      if (r.internal != nullptr && !r.internal->background) return true;
     }
     return false;
   }
@@ -91,7 +92,9 @@ struct Link {
     }
     return true;
   }
-  // Nothing is awaited here: its transaction status is as last reported.
+  // Nothing is awaited here: its transaction status is as last reported,
+  // but for a background exchange (its outcome is collected before a step
+  // that depends on the status).
   bool Quiet() const { return forward_pending == 0 && !HasInternal(); }
 
   routing::BackendId server = routing::BackendId::kOld;

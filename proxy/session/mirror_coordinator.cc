@@ -9,6 +9,7 @@
 #include "protocol/messages/parse.h"
 #include "protocol/messages/ready_for_query.h"
 #include "proxy/log.h"
+#include "proxy/session/mirror_sql.h"
 #include "proxy/two_phase.h"
 #include "routing/state_schema.h"
 
@@ -21,29 +22,7 @@ using protocol::TransactionStatus;
 using routing::BackendId;
 namespace backend = protocol::backend;
 namespace sqlstate = protocol::sqlstate;
-
-// A statement that fails, leaving the transaction aborted as the client's
-// failed statement would have; its text says why in the server's log.
-constexpr const char* kAbortTransaction =
-    "SELECT 'pgshift: the mirror of this statement failed; transaction aborted'::pg_catalog."
-    "regclass";
-
-constexpr const char* kSavepoint = "SAVEPOINT pgshift_mirror";
-constexpr const char* kReleaseSavepoint = "RELEASE SAVEPOINT pgshift_mirror";
-constexpr const char* kRollbackToSavepoint = "ROLLBACK TO SAVEPOINT pgshift_mirror";
-constexpr const char* kRestoreLockTimeout =
-    "SELECT pg_catalog.set_config('lock_timeout', "
-    "pg_catalog.current_setting('pgshift.lock_timeout'), true)";
-
-ErrorFields MirrorError(std::string_view code, std::string_view message) {
-  return ErrorFields::Make("ERROR", code, message);
-}
-
-std::string Tables(const std::vector<std::string>& tables) {
-  std::string out;
-  for (const std::string& t : tables) out = out.empty() ? t : StrCat(out, ", ", t);
-  return out;
-}
+using namespace mirror_sql;  // NOLINT: pgshift's statements around a mirror
 
 }  // namespace
 
@@ -59,6 +38,12 @@ void MirrorCoordinator::EndTransaction() {
   ClearKeys();
   authoritative_xid_.clear();
   fail_on_error_ = false;
+  if (pending_) {  // (collected at the COMMIT or ROLLBACK that ended it)
+    for (const std::string& key : pending_->parsed_here)
+      link(pending_->mirror).statements.erase(key);
+    pending_.reset();
+  }
+  failed_.reset();
 }
 
 awaitable<bool> MirrorCoordinator::BeforeStep(Step& step, std::shared_ptr<MirrorBatch>& batch) {
@@ -86,7 +71,8 @@ awaitable<bool> MirrorCoordinator::BeforeCommit(const Step& step, Link& auth, Li
   batch->mode = MirrorBatch::Mode::kCommit;
   co_await c_.port.WaitFor([&] { return auth.Quiet() && mirror.Quiet(); });
   if (c_.port.ended()) co_return true;
-  if (auth.transaction_status == TransactionStatus::kFailed) {
+  co_await CollectApply(/*undone=*/false);  // (Collect has, unless in a batch)
+  if (auth.transaction_status == TransactionStatus::kFailed && !failed_) {
     // The COMMIT will roll back; so does the mirror.
     co_await c_.port.RunInternal(mirror, "ROLLBACK");
     c_.transaction.MirrorEnded(mirror.server);
@@ -94,7 +80,16 @@ awaitable<bool> MirrorCoordinator::BeforeCommit(const Step& step, Link& auth, Li
     co_return true;
   }
   std::optional<ErrorFields> failed;
-  if (mirror.broken() || mirror.transaction_status == TransactionStatus::kFailed) {
+  std::string what =
+      StrCat("the mirror of this transaction on server ", mirror.name, " could not be committed");
+  // A pipelined apply that failed: the COMMIT fails whatever the policy
+  // (under "log" only when its keys could not be logged).
+  const bool apply_failed = failed_.has_value();
+  if (apply_failed) {
+    what = StrCat("the mirror of a write in this transaction ", failed_->what, " failed");
+    failed = std::move(failed_->cause);
+    failed_.reset();
+  } else if (mirror.broken() || mirror.transaction_status == TransactionStatus::kFailed) {
     failed = MirrorError(sqlstate::kConnectionFailure,
                          mirror.broken()
                              ? StrCat("lost the connection to backend ", mirror.name)
@@ -119,7 +114,7 @@ awaitable<bool> MirrorCoordinator::BeforeCommit(const Step& step, Link& auth, Li
   }
   c_.transaction.MirrorEnded(mirror.server);
   batch.reset();
-  if (!fail_on_error_) {
+  if (!fail_on_error_ && !apply_failed) {
     std::optional<ErrorFields> logged = co_await LogDivergence(auth, keys_, failed->message());
     if (!logged) co_return true;  // the COMMIT goes ahead; the keys are logged
     failed = logged;
@@ -128,10 +123,9 @@ awaitable<bool> MirrorCoordinator::BeforeCommit(const Step& step, Link& auth, Li
   if (step.opens) co_await c_.port.RunInternal(auth, "ROLLBACK");
   c_.refusals.Set(
       step.fail_probe,
-      ErrorFields::Make("ERROR", failed->sqlstate(),
-                        StrCat("pgshift: the mirror of this transaction on server ", mirror.name,
-                               " could not be committed, so the transaction was rolled back: ",
-                               failed->message())));
+      ErrorFields::Make(
+          "ERROR", failed->sqlstate(),
+          StrCat("pgshift: ", what, ", so the transaction was rolled back: ", failed->message())));
   co_return false;
 }
 
@@ -289,6 +283,7 @@ MirrorCoordinator::MirroredRows MirrorCoordinator::MirroredRows::Of(const Mirror
     rows.fails_client =
         rows.fails_client || r.mirror->on_error == routing::MirrorErrorPolicy::kFail;
     rows.anything = rows.anything || r.count > 0 || r.mirror->truncate;
+    rows.pipelined = rows.pipelined && r.mirror->pipelined;
     for (const auto& k : r.keys) rows.keys.emplace_back(r.mirror->table, k);
   }
   return rows;
@@ -296,6 +291,10 @@ MirrorCoordinator::MirroredRows MirrorCoordinator::MirroredRows::Of(const Mirror
 
 awaitable<void> MirrorCoordinator::MirrorWrite(Link& auth, Link& mirror, MirrorBatch& batch) {
   const MirroredRows rows = MirroredRows::Of(batch);
+  // An earlier pipelined apply's outcome first: this write fails if it did.
+  co_await CollectApply(/*undone=*/false);
+  if (failed_) co_return co_await FailAfterEarlierApply(auth, batch);
+  const bool pipelined = rows.pipelined && batch.mode == MirrorBatch::Mode::kClientTransaction;
   // Its keys are in flight from now (neither side has committed it) until
   // both sides have: the end of the client's transaction, or of this
   // write when it committed on its own.
@@ -306,7 +305,9 @@ awaitable<void> MirrorCoordinator::MirrorWrite(Link& auth, Link& mirror, MirrorB
   SettlingMirror prepared;
   if (rows.anything) failed = co_await AfterCommittingWrites(mirror, batch);
   if (autocommitted) committed_alone.Committing();
-  if (rows.anything && !failed) failed = co_await ApplyMirror(auth, mirror, batch, rows, prepared);
+  if (rows.anything && !failed) {
+    failed = co_await ApplyMirror(auth, mirror, batch, rows, prepared, pipelined);
+  }
   // Committed on its own, the write is settled once its apply has ended
   // (committed there, or failed): nothing of it is pending on the mirror.
   committed_alone.Release();
@@ -385,7 +386,8 @@ awaitable<InternalPort::Error> MirrorCoordinator::AfterCommittingWrites(const Li
 awaitable<InternalPort::Error> MirrorCoordinator::ApplyMirror(Link& auth, Link& mirror,
                                                               MirrorBatch& batch,
                                                               const MirroredRows& rows,
-                                                              SettlingMirror& prepared) {
+                                                              SettlingMirror& prepared,
+                                                              bool pipelined) {
   // In a transaction of the client's, its txid names the mirror's
   // prepared transaction at COMMIT: asked for while the mirror works.
   std::shared_ptr<InternalReply> xid;
@@ -405,6 +407,16 @@ awaitable<InternalPort::Error> MirrorCoordinator::ApplyMirror(Link& auth, Link& 
     }
     options.lock_timeout_s = c_.settings->config->proxy.mirror_lock_timeout_s;
     options.commit = batch.mode == MirrorBatch::Mode::kAutocommitted;
+    if (pipelined) {
+      PendingApply& p = pending_.emplace();
+      p.reply = co_await SendApply(mirror, batch, options, p.parsed_here);
+      p.reply->background = true;
+      p.rows = rows;
+      p.mirror = mirror.server;
+      if (xid) xid->background = true;
+      p.xid = std::move(xid);
+      co_return std::nullopt;
+    }
     failed = co_await ApplyRows(mirror, batch, options);
     if (failed) prepared = SettlingMirror();
   }
@@ -416,18 +428,7 @@ awaitable<void> MirrorCoordinator::MirrorFailed(Link& auth, Link& mirror, Mirror
                                                 const MirroredRows& rows, ErrorFields failed) {
   const bool implicit = batch.mode == MirrorBatch::Mode::kImplicit;
   const bool autocommitted = batch.mode == MirrorBatch::Mode::kAutocommitted;
-  for (const std::string& table : rows.tables) {
-    if (c_.settings == nullptr || !c_.settings->router) break;  // (unit tests have no router)
-    c_.settings->router->counters().For(table).mirror_failures.fetch_add(1,
-                                                                         std::memory_order_relaxed);
-  }
-  LogEvent(LogLevel::kError, "mirror_failed",
-           {{"session", StrCat(c_.session)},
-            {"tables", Tables(rows.tables)},
-            {"backend", mirror.name},
-            {"keys", StrCat(rows.keys.size())},
-            {"policy", rows.fails_client ? "fail" : "log"},
-            {"reason", failed.message()}});
+  NoteFailure(rows, mirror, failed);
   const bool savepoint = !rows.fails_client && !batch.own_transaction();
   if (mirror.ready() && savepoint && mirror.transaction_status == TransactionStatus::kFailed) {
     std::string undo = InternalBatch({kRollbackToSavepoint, kReleaseSavepoint});
@@ -488,104 +489,6 @@ awaitable<InternalPort::Error> MirrorCoordinator::JoinMirror(Link& mirror) {
   }
   co_await c_.port.SyncSettings(mirror);
   co_return std::nullopt;
-}
-
-// One round trip: the mirror's BEGIN when it joins, each write's rows, and
-// the PREPARE or COMMIT that ends pgshift's own transaction; an error skips
-// the rest, as in any batch.
-//
-// The statements are prepared once per connection (a PREPARE TRANSACTION,
-// whose name changes, each time), under pgshift's names (AppendInternal).
-awaitable<InternalPort::Error> MirrorCoordinator::ApplyRows(Link& mirror, MirrorBatch& batch,
-                                                            const ApplyOptions& options) {
-  std::string messages;
-  std::vector<std::string> parsed_here;  // forgotten if the batch fails
-  auto add = [&](std::string_view sql, std::optional<std::string> param, bool reuse = true) {
-    if (!reuse) return AppendInternal(messages, sql, std::move(param));
-    std::string key = StrCat(sql, std::string_view("\0internal", 9));
-    auto it = mirror.statements.find(key);
-    if (it == mirror.statements.end()) {
-      std::string name = mirror.NameStatement();
-      protocol::Parse{name, std::string(sql), {}}.Encode(messages);
-      it = mirror.statements.emplace(key, Link::ServerStatement{name, true, 0}).first;
-      parsed_here.push_back(std::move(key));
-    }
-    it->second.last_used = ++mirror.statement_uses;
-    AppendInternal(messages, sql, std::move(param), &it->second.name);
-  };
-  if (options.begin) {
-    add("BEGIN", std::nullopt);
-    // The setting changes the client made in its transaction so far.
-    const std::vector<std::string>& changes = c_.client_settings.TransactionStatements();
-    if (mirror.server == BackendId::kNew) {
-      for (const std::string& sql : changes) add(sql, std::nullopt, false);
-      mirror.transaction_settings = changes.size();
-    }
-  }
-  if (options.savepoint) add(kSavepoint, std::nullopt);
-  // A mirror never waits on new's locks without bound (a prepared
-  // transaction a crash left holds them until recovery). The client's own
-  // lock_timeout comes back after pgshift's statements; a rollback to the
-  // savepoint restores it too.
-  const bool bounded = options.lock_timeout_s > 0;
-  if (bounded) {
-    add(StrCat("SELECT pg_catalog.set_config('pgshift.lock_timeout', "
-               "pg_catalog.current_setting('lock_timeout'), true), "
-               "pg_catalog.set_config('lock_timeout', ",
-               QuoteLiteral(StrCat(static_cast<int64_t>(options.lock_timeout_s * 1000), "ms")),
-               ", true)"),
-        std::nullopt);
-  }
-  for (MirrorBatch::Rows& r : batch.rows) {
-    if (r.mirror->truncate) {
-      add(r.mirror->apply_sql, std::nullopt);
-    } else if (r.count > 0) {
-      r.json += ']';
-      add(r.mirror->apply_sql, std::move(r.json));
-    }
-  }
-  if (bounded && !batch.own_transaction()) add(kRestoreLockTimeout, std::nullopt);
-  if (options.savepoint) add(kReleaseSavepoint, std::nullopt);
-  if (!options.prepare_as.empty()) {
-    add(StrCat("PREPARE TRANSACTION ", QuoteLiteral(options.prepare_as)), std::nullopt, false);
-  }
-  if (options.commit) add("COMMIT", std::nullopt);
-  protocol::Sync{}.Encode(messages);
-  std::optional<ErrorFields> failed =
-      co_await c_.port.RunInternalMessages(mirror, std::move(messages), nullptr);
-  if (failed) {
-    for (const std::string& key : parsed_here) mirror.statements.erase(key);
-  }
-  co_return failed;
-}
-
-awaitable<InternalPort::Error> MirrorCoordinator::LogDivergence(Link& auth, const Keys& keys,
-                                                                std::string_view error) {
-  if (keys.empty()) co_return std::nullopt;
-  // Appended, not rebuilt per key (linear time), and sent in statements of
-  // at most about kMaxStatementBytes: many keys never make one statement
-  // PostgreSQL would refuse, nor one buffer as large as all of them.
-  static constexpr size_t kMaxStatementBytes = 1 << 20;
-  const std::string error_literal = QuoteLiteral(error);
-  std::optional<ErrorFields> failed;
-  std::string values;
-  for (size_t i = 0; i < keys.size() && !failed; ++i) {
-    const auto& [table, key] = keys[i];
-    if (!values.empty()) values += ", ";
-    values += StrCat("(", QuoteLiteral(table), ", ", key ? QuoteLiteral(*key) : "NULL", ", ",
-                     error_literal, ")");
-    if (values.size() < kMaxStatementBytes && i + 1 < keys.size()) continue;
-    std::string insert = StrCat("INSERT INTO ", routing::kDivergenceTable,
-                                " (table_name, key, error) VALUES ", values);
-    values.clear();
-    failed = co_await c_.port.RunInternal(auth, insert);
-  }
-  LogEvent(failed ? LogLevel::kError : LogLevel::kWarning, "divergence_logged",
-           {{"session", StrCat(c_.session)},
-            {"backend", auth.name},
-            {"keys", StrCat(keys.size())},
-            {"result", failed ? failed->message() : "written"}});
-  co_return failed;
 }
 
 }  // namespace pgshift::proxy

@@ -6,9 +6,17 @@
 // side commits first: the mirror is prepared before and committed after
 // (PREPARE TRANSACTION), so a crash in between is resolved at start.
 //
+// Inside the client's transaction, a table's mirror_apply = "pipelined"
+// lets the client have the reply as soon as the authoritative side gave it:
+// the apply is sent, and its outcome collected (mirror_apply.cc) before
+// the next step that depends on it: the next mirrored write, any
+// transaction control, a step to the mirror's server, at the latest the
+// COMMIT (whose PREPARE TRANSACTION follows it).
+//
 // A failure of the mirror follows the table's on_mirror_error: "fail" fails
-// the client's statement and leaves both sides rolled back; "log" lets the
-// write stand and writes each of its keys to pgshift_divergence on the
+// the client's statement (pipelined: the next statement that collects it,
+// like a deferred constraint) and leaves both sides rolled back; "log" lets
+// the write stand and writes each of its keys to pgshift_divergence on the
 // authoritative side, in the client's own transaction. A write that
 // committed on its own before its mirror failed has its keys logged under
 // either policy, and under "fail" the client is told so.
@@ -19,6 +27,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -64,6 +73,14 @@ class MirrorCoordinator {
   // commit on the other server, then lets the client have the replies.
   awaitable<void> Settle(Link& authoritative, MirrorBatch& batch);
 
+  // Before any step: a pipelined apply's outcome, when the step depends on
+  // it. False: write the step's `fail_with` instead (the apply failed under
+  // "fail", and the step fails with its error).
+  awaitable<bool> Collect(Step& step);
+
+  // A pipelined apply failed: the transaction's COMMIT must fail.
+  bool apply_failed() const { return failed_.has_value(); }
+
   // A mirror is being settled: the client's transaction is not over.
   bool settling() const { return settling_; }
   // Cycles of a COPY FROM STDIN complete only after the client's data.
@@ -84,6 +101,22 @@ class MirrorCoordinator {
     Keys keys;
     bool fails_client = false;
     bool anything = false;
+    bool pipelined = true;  // every table's mirror_apply is "pipelined"
+  };
+  // A pipelined apply sent and not yet collected.
+  struct PendingApply {
+    std::shared_ptr<InternalReply> reply;
+    std::shared_ptr<InternalReply> xid;    // the authoritative txid, asked with it
+    std::vector<std::string> parsed_here;  // forgotten if it failed
+    MirroredRows rows;
+    routing::BackendId mirror = routing::BackendId::kNew;
+  };
+  // A pipelined apply that failed under "fail": each later step that
+  // collects fails, until the transaction ends.
+  struct FailedApply {
+    routing::BackendId mirror = routing::BackendId::kNew;
+    std::string what;  // "to public.channels on server new"
+    protocol::ErrorFields cause;
   };
   struct ApplyOptions {
     bool begin = false;      // the mirror joins the transaction
@@ -129,8 +162,24 @@ class MirrorCoordinator {
   // transaction, if any, committed on both.
   awaitable<void> MirrorWrite(Link& authoritative, Link& mirror, MirrorBatch& batch);
   // `prepared`: the mirror's prepared transaction, when it was prepared.
+  // `pipelined`: sent, its outcome left to CollectApply.
   awaitable<InternalPort::Error> ApplyMirror(Link& authoritative, Link& mirror, MirrorBatch& batch,
-                                             const MirroredRows& rows, SettlingMirror& prepared);
+                                             const MirroredRows& rows, SettlingMirror& prepared,
+                                             bool pipelined);
+  // The pending apply's outcome (mirror_apply.cc): a failure under "log"
+  // is undone on the mirror and its keys logged; under "fail" kept in
+  // failed_ until the transaction ends. `undone`: the client's ROLLBACK
+  // follows, which undoes it whatever it was.
+  awaitable<void> CollectApply(bool undone);
+  // The error a statement gets in a transaction whose pipelined apply
+  // failed, saying what follows from it.
+  protocol::ErrorFields EarlierApplyFailed(std::string_view consequence) const;
+  // A mirrored write after a failed pipelined apply: it fails with that
+  // error, and old's transaction is aborted.
+  awaitable<void> FailAfterEarlierApply(Link& authoritative, MirrorBatch& batch);
+  // Counted and logged: the mirror of `rows` failed.
+  void NoteFailure(const MirroredRows& rows, const Link& mirror,
+                   const protocol::ErrorFields& failed);
   // The mirror failed: its policy decides (log the keys, or fail the write).
   awaitable<void> MirrorFailed(Link& authoritative, Link& mirror, MirrorBatch& batch,
                                const MirroredRows& rows, protocol::ErrorFields failed);
@@ -139,6 +188,11 @@ class MirrorCoordinator {
   awaitable<InternalPort::Error> JoinMirror(Link& mirror);
   awaitable<InternalPort::Error> ApplyRows(Link& mirror, MirrorBatch& batch,
                                            const ApplyOptions& options);
+  // ApplyRows's batch, sent and not awaited; `parsed_here`: the statements
+  // it prepares, to forget if it fails.
+  awaitable<std::shared_ptr<InternalReply>> SendApply(Link& mirror, MirrorBatch& batch,
+                                                      const ApplyOptions& options,
+                                                      std::vector<std::string>& parsed_here);
   // Writes each key to pgshift_divergence on `authoritative`, in its
   // current transaction (or on its own when it has none).
   awaitable<InternalPort::Error> LogDivergence(Link& authoritative, const Keys& keys,
@@ -161,6 +215,8 @@ class MirrorCoordinator {
   // txid_current() of the authoritative side's transaction, once a mirror
   // joined it: names the mirror's prepared transaction.
   std::string authoritative_xid_;
+  std::optional<PendingApply> pending_;
+  std::optional<FailedApply> failed_;
 };
 
 }  // namespace pgshift::proxy

@@ -163,10 +163,16 @@ void Planner::MarkStep(BackendId target, const routing::Plan& plan, bool simple_
   step.copy_in = plan.copies_in && plan.mirrors_remotely;
   step.transaction = plan.transaction;
   step.gid = plan.gid;
-  // A COMMIT, or a PREPARE TRANSACTION, that may have to fail in its place.
-  if (plan.transaction != routing::TransactionKind::kCommit &&
-      plan.transaction != routing::TransactionKind::kPrepare) {
-    return;
+  // Transaction control that may have to fail in its place: a COMMIT or
+  // PREPARE TRANSACTION whose mirror cannot be prepared, or any statement
+  // that collects a failed pipelined mirror (MirrorCoordinator::Collect).
+  switch (plan.transaction) {
+    case routing::TransactionKind::kCommit:
+    case routing::TransactionKind::kSavepoint:
+    case routing::TransactionKind::kRelease:
+    case routing::TransactionKind::kRollbackTo:
+    case routing::TransactionKind::kPrepare: break;
+    default: return;
   }
   step.fail_probe = ctx_.refusals.Reserve();
   if (simple_query) {

@@ -87,7 +87,8 @@ std::string_view StatementName(routing::TransactionKind kind) {
     case TransactionKind::kPrepare: return "PREPARE TRANSACTION";
     case TransactionKind::kCommitPrepared: return "COMMIT PREPARED";
     case TransactionKind::kRollbackPrepared: return "ROLLBACK PREPARED";
-    case TransactionKind::kOther: return "RELEASE or ROLLBACK TO";
+    case TransactionKind::kRelease: return "RELEASE";
+    case TransactionKind::kRollbackTo: return "ROLLBACK TO";
     case TransactionKind::kCommit:
     case TransactionKind::kNone: break;
   }

@@ -54,8 +54,10 @@ struct Step {
   routing::TransactionKind transaction = routing::TransactionKind::kNone;
   // PREPARE TRANSACTION, COMMIT or ROLLBACK PREPARED: the identifier.
   std::string gid;
-  // Sent instead of `bytes` when the COMMIT must fail (the mirror could not
-  // be prepared): a statement whose error, refusal `fail_probe`, is replaced.
+  // Sent instead of `bytes` when its transaction control must fail (a
+  // COMMIT whose mirror could not be prepared, a statement after a failed
+  // pipelined mirror): a statement whose error, refusal `fail_probe`, is
+  // replaced.
   std::string fail_with;
   uint64_t fail_probe = 0;
   // A statement prepared before a reload, prepared again under the new

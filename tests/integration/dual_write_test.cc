@@ -108,7 +108,9 @@ class DualWrite : public ::testing::TestWithParam<Topology> {
                                               Config(phase_));
     ASSERT_TRUE(proxy_->ok()) << proxy_->LogEnd();
   }
-  std::string Config(const std::string& phase, const std::string& on_error = "fail") const {
+  // `apply`: channels' mirror_apply (empty: the default, pipelined).
+  std::string Config(const std::string& phase, const std::string& on_error = "fail",
+                     const std::string& apply = "") const {
     std::string backends;
     if (two_servers()) {
       backends = "[backends.new]\nhost = \"127.0.0.1\"\nport = " +
@@ -118,14 +120,15 @@ class DualWrite : public ::testing::TestWithParam<Topology> {
     return backends +
            "[[tables]]\nname = \"channels\"\nnew_name = \"channels_v2\"\nkey = [\"id\"]\n"
            "columns = { title = \"name\" }\nshadow_sample = 1.0\nphase = \"" +
-           phase + "\"\non_mirror_error = \"" + on_error +
-           "\"\n"
+           phase + "\"\non_mirror_error = \"" + on_error + "\"\n" +
+           (apply.empty() ? "" : "mirror_apply = \"" + apply + "\"\n") +
            "[[tables]]\nname = \"tags\"\nnew_name = \"tags_v2\"\nphase = \"dual-write\"\n";
   }
   // Rewrites the configuration and reloads it; true when it was applied.
-  bool Reconfigure(const std::string& phase, const std::string& on_error = "fail") {
+  bool Reconfigure(const std::string& phase, const std::string& on_error = "fail",
+                   const std::string& apply = "") {
     proxy_->RewriteConfig(ProxySettings(), "dbname = \"mirror_db\"\nuser = \"postgres\"",
-                          Config(phase, on_error));
+                          Config(phase, on_error, apply));
     return proxy_->Reload().find("config_reloaded") != std::string::npos;
   }
   std::string ProxySettings() const {
@@ -616,13 +619,27 @@ TEST_P(DualWrite, TransactionControlInsideAQueryIsTheClientsOnBothSides) {
   ASSERT_TRUE(client.Ok("ROLLBACK"));
   EXPECT_EQ(Old().Value("SELECT count(*) FROM channels WHERE id = 84"), "0");
   EXPECT_EQ(New().Value("SELECT count(*) FROM channels_v2 WHERE id = 84"), "0");
-  // A mirror that fails (new's CHECK) fails its statement and stops the Query.
+  // A mirror that fails (new's CHECK) fails its statement and stops the
+  // Query; across servers, pipelined, the COMMIT that collects it fails and
+  // both sides roll back.
   std::vector<std::string> failed = Statements(
       client, "BEGIN; INSERT INTO channels (id, title) VALUES (85, 'forbidden'); COMMIT");
-  ASSERT_EQ(failed.size(), 2u) << ::testing::PrintToString(failed);
-  EXPECT_EQ(failed[1].substr(0, 5), "23514") << failed[1];
-  EXPECT_EQ(PQtransactionStatus(client.get()), PQTRANS_INERROR);
-  ASSERT_TRUE(client.Ok("ROLLBACK"));
+  if (two_servers()) {
+    ASSERT_EQ(failed.size(), 3u) << ::testing::PrintToString(failed);
+    EXPECT_EQ(failed[1], "INSERT 0 1");
+    EXPECT_EQ(failed[2].rfind("23514 pgshift: the mirror of a write in this transaction to "
+                              "public.channels on server new failed, so the transaction was "
+                              "rolled back: new row for relation \"channels_v2\"",
+                              0),
+              0u)
+        << failed[2];
+    EXPECT_EQ(PQtransactionStatus(client.get()), PQTRANS_IDLE);
+  } else {
+    ASSERT_EQ(failed.size(), 2u) << ::testing::PrintToString(failed);
+    EXPECT_EQ(failed[1].substr(0, 5), "23514") << failed[1];
+    EXPECT_EQ(PQtransactionStatus(client.get()), PQTRANS_INERROR);
+    ASSERT_TRUE(client.Ok("ROLLBACK"));
+  }
   EXPECT_EQ(Old().Value("SELECT count(*) FROM channels WHERE id = 85"), "0");
   // Outside a transaction block, statements before a COMMIT commit with it;
   // before a ROLLBACK they are one implicit transaction with it, which
@@ -858,7 +875,10 @@ TEST_P(DualWrite, AFailingMirrorFailsTheWholeStatement) {
   }
   EXPECT_EQ(Old().Value("SELECT count(*) FROM channels"), "3") << "old is not written either";
   EXPECT_EQ(Differences(), "0");
-  // Inside a transaction the client's statement fails as any would.
+  // Inside a transaction the client's statement fails as any would (across
+  // servers with mirror_apply = "sync"; pipelined, see
+  // APipelinedMirrorsFailureFailsTheNextStatementThatCollectsIt).
+  ASSERT_TRUE(Reconfigure("dual-write", "fail", "sync")) << proxy_->LogEnd();
   ASSERT_TRUE(client.Ok("BEGIN"));
   ASSERT_TRUE(client.Ok("INSERT INTO channels (title) VALUES ('kept')"));
   ASSERT_TRUE(client.Ok("SAVEPOINT s"));
@@ -1576,9 +1596,10 @@ TEST_P(AcrossServers, WithTheNewServerDownFailFailsTheWriteAndLogKeepsIt) {
   ASSERT_TRUE(NewCluster().Stop());
   PgResult r = client.Exec("INSERT INTO channels (id, title) VALUES (42, 'during')");
   PgError e = ErrorOf(r.get());
-  EXPECT_EQ(e.sqlstate, "08006");
-  EXPECT_NE(e.message.find("the mirror of this write to public.channels on server new failed"),
-            std::string::npos)
+  // (Pipelined, the first write's apply may have been lost with new: the
+  // error is then that one's.)
+  EXPECT_TRUE(e.sqlstate == "08006" || e.sqlstate == "57P01") << e.sqlstate;
+  EXPECT_NE(e.message.find("write to public.channels on server new failed"), std::string::npos)
       << e.message;
   EXPECT_EQ(PQtransactionStatus(client.get()), PQTRANS_INERROR);
   ASSERT_TRUE(client.Ok("ROLLBACK"));
@@ -1620,13 +1641,13 @@ TEST_P(AcrossServers, TheMirrorIsPreparedBeforeOldCommitsAndLeftoversAreResolved
                           "COMMIT"}) {
     ASSERT_TRUE(client.Ok(sql)) << sql << ": " << client.error();
   }
-  // The client's next statement waits for the mirror's commit.
-  ASSERT_EQ(client.Value("SELECT 1"), "1");
+  // The mirror's COMMIT PREPARED follows old's commit in the background
+  // (Differences waits for it).
+  EXPECT_EQ(Differences(), "0");
   std::string log = ReadFile(NewCluster().dir() + "/log");
   EXPECT_NE(log.find("PREPARE TRANSACTION E'pgshift_dualwrite_old_"), std::string::npos);
   EXPECT_NE(log.find("COMMIT PREPARED E'pgshift_dualwrite_old_"), std::string::npos);
   EXPECT_EQ(New().Value("SELECT count(*) FROM pg_prepared_xacts"), "0");
-  EXPECT_EQ(Differences(), "0");
 
   // A crash between old's commit and new's COMMIT PREPARED leaves a
   // prepared mirror behind: the next start commits it when old committed,
@@ -1843,6 +1864,177 @@ TEST_P(AcrossServers, ShutdownDoesNotWaitForAStuckRecoveryRun) {
   // A run starts every 0.2 s: one is waiting on new's login by now.
   std::this_thread::sleep_for(std::chrono::milliseconds(600));
   EXPECT_EQ(proxy_->Stop(5000), 0) << proxy_->LogEnd();
+}
+
+// mirror_apply = "pipelined" (the default): a write in the client's
+// transaction answers once old has; its apply on new is collected by the
+// next statement that depends on it. Under fail a failed apply fails that
+// statement and each later one that depends on it, and the transaction
+// cannot commit (like a deferred constraint).
+TEST_P(AcrossServers, APipelinedMirrorsFailureFailsTheNextStatementThatCollectsIt) {
+  PgConn client = Client();
+  auto error_of = [&](const std::string& sql) {
+    PgResult r = client.Exec(sql);
+    return ErrorOf(r.get());
+  };
+  const std::string earlier =
+      "pgshift: the mirror of an earlier write in this transaction to public.channels on server "
+      "new failed";
+  // The next mirrored write fails; a read on old before it goes on.
+  for (const char* sql : {"BEGIN", "INSERT INTO channels (id, title) VALUES (40, 'ok')",
+                          "UPDATE channels SET title = 'forbidden' WHERE id = 1"}) {
+    ASSERT_TRUE(client.Ok(sql)) << sql << ": " << client.error();
+  }
+  EXPECT_EQ(client.Value("SELECT count(*) FROM channels WHERE id = 40"), "1");
+  PgError e = error_of("INSERT INTO channels (id, title) VALUES (41, 'ok')");
+  EXPECT_EQ(e.sqlstate, "23514") << "the mirror's own SQLSTATE";
+  EXPECT_EQ(e.message.rfind(earlier, 0), 0u) << e.message;
+  EXPECT_NE(e.message.find("violates check constraint"), std::string::npos) << e.message;
+  EXPECT_EQ(PQtransactionStatus(client.get()), PQTRANS_INERROR);
+  ASSERT_TRUE(client.Ok("ROLLBACK"));
+  // A SAVEPOINT after it fails too.
+  for (const char* sql : {"BEGIN", "UPDATE channels SET title = 'forbidden' WHERE id = 1"}) {
+    ASSERT_TRUE(client.Ok(sql)) << sql << ": " << client.error();
+  }
+  e = error_of("SAVEPOINT s");
+  EXPECT_EQ(e.message.rfind(earlier, 0), 0u) << e.message;
+  EXPECT_EQ(PQtransactionStatus(client.get()), PQTRANS_INERROR);
+  ASSERT_TRUE(client.Ok("ROLLBACK"));
+  // So does a ROLLBACK TO: only ROLLBACK ends the transaction.
+  for (const char* sql :
+       {"BEGIN", "SAVEPOINT s", "UPDATE channels SET title = 'forbidden' WHERE id = 1"}) {
+    ASSERT_TRUE(client.Ok(sql)) << sql << ": " << client.error();
+  }
+  e = error_of("ROLLBACK TO SAVEPOINT s");
+  EXPECT_EQ(e.message.rfind(earlier, 0), 0u) << e.message;
+  EXPECT_EQ(error_of("SELECT 1").sqlstate, "25P02");
+  ASSERT_TRUE(client.Ok("ROLLBACK"));
+  for (const char* sql :
+       {"BEGIN", "INSERT INTO channels (id, title) VALUES (42, 'ok')", "COMMIT"}) {
+    ASSERT_TRUE(client.Ok(sql)) << sql << ": " << client.error();
+  }
+  // The COMMIT fails, and both sides roll back.
+  for (const char* sql : {"BEGIN", "INSERT INTO channels (id, title) VALUES (43, 'ok')",
+                          "UPDATE channels SET title = 'forbidden' WHERE id = 1"}) {
+    ASSERT_TRUE(client.Ok(sql)) << sql << ": " << client.error();
+  }
+  e = error_of("COMMIT");
+  EXPECT_EQ(e.sqlstate, "23514");
+  EXPECT_EQ(e.message.rfind("pgshift: the mirror of a write in this transaction to public.channels "
+                            "on server new failed, so the transaction was rolled back",
+                            0),
+            0u)
+      << e.message;
+  EXPECT_EQ(PQtransactionStatus(client.get()), PQTRANS_IDLE);
+  EXPECT_EQ(Old().Value("SELECT string_agg(id::text, ',') FROM channels WHERE id >= 40"), "42");
+  EXPECT_EQ(Old().Value("SELECT title FROM channels WHERE id = 1"), "a");
+  EXPECT_EQ(Differences(), "0");
+  EXPECT_EQ(Metric("mirror_failures", 4), 4);
+  EXPECT_EQ(client.Value("SELECT 1"), "1") << "the session goes on";
+}
+
+// The other failure points of a pipelined mirror, under each policy: new's
+// PREPARE TRANSACTION fails (a deferred constraint there), new is lost
+// before old's COMMIT, and new is lost after it (its COMMIT PREPARED
+// fails; recovery finishes the mirror).
+TEST_P(AcrossServers, APipelinedMirrorsPrepareAndCommitFailuresFollowThePolicy) {
+  PgConn fresh = New();
+  ASSERT_TRUE(fresh.Ok(
+      "CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+      "IF NEW.name = 'deferred' THEN RAISE EXCEPTION 'refused at commit'; END IF; RETURN NULL; "
+      "END $$; CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT OR UPDATE ON channels_v2 "
+      "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit()"))
+      << fresh.error();
+  // Old's COMMIT takes two seconds for 'slow' rows: new can be lost after
+  // its PREPARE and before its COMMIT PREPARED.
+  ASSERT_TRUE(Old().Ok(
+      "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+      "IF NEW.title = 'slow' THEN PERFORM pg_sleep(2); END IF; RETURN NULL; END $$; "
+      "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON channels DEFERRABLE INITIALLY "
+      "DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()"));
+  int id = 100;
+  for (const std::string policy : {"fail", "log"}) {
+    SCOPED_TRACE(policy);
+    ASSERT_TRUE(Reconfigure("dual-write", policy)) << proxy_->LogEnd();
+    PgConn client = Client();
+    // PREPARE fails: under fail the COMMIT fails and nothing is kept;
+    // under log it commits with its key logged.
+    const std::string prepared = std::to_string(id++);
+    ASSERT_TRUE(client.Ok("BEGIN"));
+    ASSERT_TRUE(client.Ok("INSERT INTO channels (id, title) VALUES (" + prepared + ", 'deferred')"))
+        << client.error();
+    PgResult r = client.Exec("COMMIT");
+    if (policy == "fail") {
+      PgError e = ErrorOf(r.get());
+      EXPECT_EQ(e.sqlstate, "P0001");
+      EXPECT_NE(e.message.find("could not be committed, so the transaction was rolled back: "
+                               "refused at commit"),
+                std::string::npos)
+          << e.message;
+      EXPECT_EQ(Old().Value("SELECT count(*) FROM channels WHERE id = " + prepared), "0");
+    } else {
+      EXPECT_EQ(PQresultStatus(r.get()), PGRES_COMMAND_OK) << PQresultErrorMessage(r.get());
+      EXPECT_EQ(
+          Old().Value("SELECT count(*) FROM pgshift_divergence WHERE key = '" + prepared + "'"),
+          "1");
+    }
+    EXPECT_EQ(New().Value("SELECT count(*) FROM channels_v2 WHERE id = " + prepared), "0");
+
+    // New lost before old's COMMIT (its backend ended while the
+    // transaction is open there).
+    const std::string before = std::to_string(id++);
+    ASSERT_TRUE(client.Ok("BEGIN"));
+    ASSERT_TRUE(client.Ok("INSERT INTO channels (id, title) VALUES (" + before + ", 'ok')"));
+    const std::string in_transaction =
+        "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'";
+    for (int i = 0; i < 250 && New().Value(in_transaction) != "1"; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // the apply answers
+    }
+    ASSERT_EQ(New().Value("SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
+                          "WHERE state LIKE 'idle in transaction%'"),
+              "1");
+    r = client.Exec("COMMIT");
+    if (policy == "fail") {
+      EXPECT_EQ(ErrorOf(r.get()).sqlstate.substr(0, 2), "08") << ErrorOf(r.get()).message;
+      EXPECT_EQ(Old().Value("SELECT count(*) FROM channels WHERE id = " + before), "0");
+    } else {
+      EXPECT_EQ(PQresultStatus(r.get()), PGRES_COMMAND_OK) << PQresultErrorMessage(r.get());
+      EXPECT_EQ(Old().Value("SELECT count(*) FROM pgshift_divergence WHERE key = '" + before + "'"),
+                "1");
+    }
+    EXPECT_EQ(New().Value("SELECT count(*) FROM channels_v2 WHERE id = " + before), "0");
+
+    // New lost after old's COMMIT began: old commits, and the prepared
+    // mirror is committed by recovery once new is back.
+    const std::string after = std::to_string(id++);
+    ASSERT_TRUE(client.Ok("BEGIN"));
+    ASSERT_TRUE(client.Ok("INSERT INTO channels (id, title) VALUES (" + after + ", 'slow')"));
+    std::thread commit([&] { r = client.Exec("COMMIT"); });
+    for (int i = 0; i < 100 && New().Value("SELECT count(*) FROM pg_prepared_xacts") != "1"; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_EQ(New().Value("SELECT count(*) FROM pg_prepared_xacts"), "1")
+        << "prepared before old commits";
+    ASSERT_TRUE(NewCluster().Stop());
+    commit.join();
+    EXPECT_EQ(PQresultStatus(r.get()), PGRES_COMMAND_OK) << PQresultErrorMessage(r.get());
+    EXPECT_EQ(Old().Value("SELECT count(*) FROM channels WHERE id = " + after), "1");
+    ASSERT_TRUE(NewCluster().Restart());
+    for (int i = 0;
+         i < 250 && New().Value("SELECT count(*) FROM channels_v2 WHERE id = " + after) != "1";
+         ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    EXPECT_EQ(New().Value("SELECT count(*) FROM channels_v2 WHERE id = " + after), "1")
+        << proxy_->LogEnd();
+    EXPECT_EQ(client.Value("SELECT 1"), "1") << "the session goes on";
+  }
+  EXPECT_NE(proxy_->log().find("mirror_commit_failed"), std::string::npos);
+  EXPECT_NE(proxy_->log().find("prepared_mirror_resolved"), std::string::npos);
+  ASSERT_TRUE(Old().Ok("DELETE FROM pgshift_divergence"));
+  ASSERT_TRUE(Old().Ok("DELETE FROM channels WHERE id >= 100"));
+  ASSERT_TRUE(New().Ok("DELETE FROM channels_v2 WHERE id >= 100"));
+  EXPECT_EQ(Differences(), "0");
 }
 
 // A new server that does not allow prepared transactions: pgshift says so

@@ -47,6 +47,7 @@ key = ["id"]
 columns = { title = "name" }
 shadow_sample = 0.1
 on_mirror_error = "log"
+mirror_apply = "sync"
 )";
 
 TEST(Config, ReadsEveryKeyOfTheSpecExample) {
@@ -72,8 +73,18 @@ TEST(Config, ReadsEveryKeyOfTheSpecExample) {
   EXPECT_EQ(t.key, std::vector<std::string>{"id"});
   EXPECT_EQ(t.columns.at("title"), "name");
   EXPECT_EQ(t.on_mirror_error, MirrorErrorPolicy::kLog);
+  EXPECT_EQ(t.mirror_apply, MirrorApply::kSync);
   EXPECT_NE(config.FindUser("app"), nullptr);
   EXPECT_EQ(config.FindUser("nobody"), nullptr);
+}
+
+TEST(Config, ATablesMirrorIsPipelinedByDefault) {
+  auto c = ParseConfig(
+      "[backends.old]\n[[tables]]\nname = \"t\"\nnew_name = \"t2\"\nphase = \"old-only\"\n",
+      "table.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ((*c)->tables.at(0).mirror_apply, MirrorApply::kPipelined);
+  EXPECT_EQ((*c)->tables.at(0).on_mirror_error, MirrorErrorPolicy::kFail);
 }
 
 TEST(Config, MinimalFileHasDefaults) {
@@ -193,6 +204,10 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"[backends.old]\n[[tables]]\nname = \"t\"\nnew_name = \"t2\"\nphase = "
                 "\"old-only\"\nshadow_sample = 2.0\n",
                 "\"tables[0].shadow_sample\" must be a number from 0 to 1"},
+        BadCase{"[backends.old]\n[[tables]]\nname = \"t\"\nnew_name = \"t2\"\nphase = "
+                "\"old-only\"\nmirror_apply = \"async\"\n",
+                "bad.toml:6: \"tables[0].mirror_apply\" is \"async\"; must be one of sync, "
+                "pipelined"},
         BadCase{"[backends.old]\n[[tables]]\nname = \"t\"\nphase = \"old-only\"\n",
                 "tables[0].new_name is required"},
         BadCase{"[backends.old]\n[[users]]\nname = \"a\"\n[[users]]\nname = \"a\"\n",

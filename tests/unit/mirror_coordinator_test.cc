@@ -1,150 +1,10 @@
 // The mirror coordinator driven through a scripted port, no sockets: what it
 // runs on each server, in order, and what the client is told, when the
 // mirror succeeds and when it fails under each on_mirror_error policy.
-#include "proxy/session/mirror_coordinator.h"
-
-#include <gtest/gtest.h>
-
-#include <chrono>
-#include <exception>
-#include <map>
-#include <thread>
-
-#include "absl/strings/match.h"
-#include "common/strings.h"
-#include "protocol/frame.h"
-#include "protocol/messages/bind.h"
-#include "protocol/messages/command_complete.h"
-#include "protocol/messages/error_response.h"
-#include "protocol/messages/parse.h"
-#include "protocol/messages/ready_for_query.h"
-#include "proxy/two_phase.h"
-#include "routing/state_schema.h"
-#include "tests/unit/scripted_port.h"
+#include "tests/unit/mirror_coordinator_fixture.h"
 
 namespace pgshift::proxy {
 namespace {
-
-using protocol::ErrorFields;
-using protocol::TransactionStatus;
-using routing::BackendId;
-using Statements = std::vector<std::string>;
-
-constexpr int kOld = static_cast<int>(BackendId::kOld);
-constexpr int kNew = static_cast<int>(BackendId::kNew);
-constexpr const char* kApply = "APPLY public.channels";
-constexpr const char* kDeployment = "d1";
-
-bool Contains(std::string_view text, std::string_view part) {
-  return text.find(part) != std::string_view::npos;
-}
-
-std::string Reply(std::string_view tag, TransactionStatus status) {
-  std::string out;
-  protocol::CommandComplete{std::string(tag)}.Encode(out);
-  protocol::ReadyForQuery{status}.Encode(out);
-  return out;
-}
-
-// The error the client was sent, if it was sent one.
-std::optional<ErrorFields> ClientError(const std::string& client) {
-  if (client.empty() || client[0] != protocol::ErrorResponse::kType) return std::nullopt;
-  auto size = protocol::CompleteMessageSize(client, protocol::kBackendTypes,
-                                            protocol::kDefaultMaxMessageSize);
-  if (!size.ok() || *size == 0) return std::nullopt;
-  auto e = protocol::ErrorResponse::Decode(
-      std::string_view(client).substr(protocol::kHeaderSize, *size - protocol::kHeaderSize));
-  return e.ok() ? std::optional<ErrorFields>(*e) : std::nullopt;
-}
-
-class MirrorCoordinatorTest : public ::testing::Test {
- protected:
-  MirrorCoordinatorTest() {
-    for (BackendId server : {BackendId::kOld, BackendId::kNew}) {
-      Link& l = links_[static_cast<int>(server)];
-      l.server = server;
-      l.name = routing::BackendName(server);
-      l.state = Link::State::kReady;
-    }
-    auto settings = std::make_shared<Settings>();
-    config_->proxy.deployment = kDeployment;
-    config_->proxy.mirror_lock_timeout_s = 0;  // its statements are tested on their own
-    settings->config = config_;
-    settings->mirroring.can_prepare = {true, true};
-    settings_ = settings;
-  }
-
-  Link& old() { return links_[kOld]; }
-  Link& fresh() { return links_[kNew]; }
-
-  // A write to public.channels on old, mirrored to new.
-  Step Write(bool opens = true) {
-    Step step;
-    step.target = BackendId::kOld;
-    step.mirrored = true;
-    step.opens = opens;
-    step.in_client_transaction = transaction_.open();
-    return step;
-  }
-  Step Commit() {
-    Step step;
-    step.target = BackendId::kOld;
-    step.transaction = routing::TransactionKind::kCommit;
-    step.opens = true;
-    step.fail_probe = refusals_.Reserve();
-    return step;
-  }
-  // The write's cycle as old answered it: one row of key `key`.
-  void Answered(MirrorBatch& batch, routing::MirrorErrorPolicy policy, std::string key = "1",
-                bool deletes = false) {
-    auto mirror = std::make_shared<routing::RemoteMirror>();
-    mirror->table = "public.channels";
-    mirror->apply_sql = kApply;
-    mirror->deletes = deletes;
-    mirror->on_error = policy;
-    MirrorBatch::Rows rows;
-    rows.mirror = mirror;
-    batch.rows.push_back(std::move(rows));
-    batch.KeepRow(0, "{\"id\": 1}", std::move(key));
-    batch.status = old().transaction_status;
-    batch.HoldReply(Reply("INSERT 0 1", batch.status));
-    batch.held_ready = true;
-    batch.outcome = MirrorBatch::Outcome::kSucceeded;
-  }
-  // A write run through the coordinator, as the session runs it.
-  std::shared_ptr<MirrorBatch> Mirror(Step step, routing::MirrorErrorPolicy policy,
-                                      std::string key = "1", bool deletes = false) {
-    std::shared_ptr<MirrorBatch> batch;
-    EXPECT_TRUE(RunToEnd(mirror_.BeforeStep(step, batch)));
-    EXPECT_TRUE(mirror_.settling());
-    Answered(*batch, policy, std::move(key), deletes);
-    RunToEnd(mirror_.Settle(old(), *batch));
-    EXPECT_FALSE(mirror_.settling());
-    return batch;
-  }
-  // The client's transaction, begun on old.
-  void InClientTransaction() {
-    transaction_.reported = TransactionStatus::kInBlock;
-    old().transaction_status = TransactionStatus::kInBlock;
-  }
-  std::string Prepared() const { return PreparedTransactionId(kDeployment, BackendId::kOld, kXid); }
-  std::string Divergence() const {
-    return StrCat("INSERT INTO ", routing::kDivergenceTable, " (table_name, key, error) VALUES (",
-                  QuoteLiteral("public.channels"), ", ", QuoteLiteral("1"), ", ",
-                  QuoteLiteral("scripted failure"), ")");
-  }
-
-  std::shared_ptr<routing::Config> config_ = std::make_shared<routing::Config>();
-  ScriptedPort port_;
-  std::array<Link, 2> links_;
-  SettingsPtr settings_;
-  ClientTransaction transaction_;
-  Refusals refusals_;
-  routing::SessionSettings client_settings_;
-  routing::WritesInFlight writes_;
-  MirrorCoordinator mirror_{MirrorContext{port_, links_, settings_, transaction_, refusals_,
-                                          client_settings_, 7, writes_}};
-};
 
 TEST_F(MirrorCoordinatorTest, AWriteOutsideATransactionIsPreparedOnTheMirrorBeforeOldCommits) {
   Mirror(Write(), routing::MirrorErrorPolicy::kFail);
@@ -184,12 +44,7 @@ TEST_F(MirrorCoordinatorTest, AWritesKeysAreInFlightUntilBothSidesCommitted) {
   InClientTransaction();
   Mirror(Write(), routing::MirrorErrorPolicy::kFail, "7");
   EXPECT_TRUE(writes_.Writing("public.channels", "7"));
-  Step commit = Commit();
-  std::shared_ptr<MirrorBatch> batch;
-  EXPECT_TRUE(RunToEnd(mirror_.BeforeStep(commit, batch)));
-  ASSERT_TRUE(batch);
-  batch->outcome = MirrorBatch::Outcome::kSucceeded;
-  RunToEnd(mirror_.Settle(old(), *batch));
+  CommitAnswered();
   EXPECT_EQ(writing_at.back(), "new: COMMIT PREPARED " + QuoteLiteral(Prepared()));
   EXPECT_FALSE(writes_.Writing("public.channels", "7"));
 }
@@ -217,7 +72,7 @@ TEST_F(MirrorCoordinatorTest, AWritesKeysAreCommittingFromOldsCommitUntilTheMirr
   EXPECT_FALSE(writes_.Committing("public.channels", key));
   Step commit = Commit();
   std::shared_ptr<MirrorBatch> batch;
-  EXPECT_TRUE(RunToEnd(mirror_.BeforeStep(commit, batch)));
+  EXPECT_TRUE(StartCommit(commit, batch));
   EXPECT_TRUE(writes_.Committing("public.channels", key));
   EXPECT_FALSE(writes_.Committing("public.channels", {std::string("8")}));
   ASSERT_TRUE(batch);
@@ -432,7 +287,7 @@ TEST_F(MirrorCoordinatorTest, InTheClientsTransactionTheMirrorJoinsItAndCommitsW
   port_.ran = {};
   Step commit = Commit();
   std::shared_ptr<MirrorBatch> batch;
-  EXPECT_TRUE(RunToEnd(mirror_.BeforeStep(commit, batch)));
+  EXPECT_TRUE(StartCommit(commit, batch));
   ASSERT_TRUE(batch);
   EXPECT_EQ(port_.ran[kNew], Statements{"PREPARE TRANSACTION " + QuoteLiteral(Prepared())});
   batch->outcome = MirrorBatch::Outcome::kSucceeded;
@@ -445,6 +300,7 @@ TEST_F(MirrorCoordinatorTest, InTheClientsTransactionTheMirrorJoinsItAndCommitsW
 }
 
 TEST_F(MirrorCoordinatorTest, UnderLogAFailedApplyInTheClientsTransactionIsUndoneOnTheMirrorAlone) {
+  pipelined_ = false;  // mirror_apply = "sync": at the write
   InClientTransaction();
   port_.FailNext(BackendId::kNew, kApply);
   Mirror(Write(), routing::MirrorErrorPolicy::kLog);
@@ -464,7 +320,7 @@ TEST_F(MirrorCoordinatorTest, UnderFailAPrepareThatFailsFailsTheCommitOnBothSide
   port_.FailNext(BackendId::kNew, "PREPARE TRANSACTION", "53100");
   Step commit = Commit();
   std::shared_ptr<MirrorBatch> batch;
-  EXPECT_FALSE(RunToEnd(mirror_.BeforeStep(commit, batch))) << "the COMMIT's stand-in is sent";
+  EXPECT_FALSE(StartCommit(commit, batch)) << "the COMMIT's stand-in is sent";
   EXPECT_FALSE(batch);
   EXPECT_EQ(port_.ran[kNew],
             (Statements{"PREPARE TRANSACTION " + QuoteLiteral(Prepared()), "ROLLBACK"}));
@@ -486,7 +342,7 @@ TEST_F(MirrorCoordinatorTest, UnderLogAPrepareThatFailsLetsTheCommitStandWithThe
   port_.FailNext(BackendId::kNew, "PREPARE TRANSACTION");
   Step commit = Commit();
   std::shared_ptr<MirrorBatch> batch;
-  EXPECT_TRUE(RunToEnd(mirror_.BeforeStep(commit, batch)));
+  EXPECT_TRUE(StartCommit(commit, batch));
   EXPECT_FALSE(batch) << "nothing is left to finish on the mirror";
   EXPECT_EQ(port_.ran[kNew],
             (Statements{"PREPARE TRANSACTION " + QuoteLiteral(Prepared()), "ROLLBACK"}));
@@ -500,7 +356,7 @@ TEST_F(MirrorCoordinatorTest, ACommitOfAFailedTransactionRollsTheMirrorBack) {
   old().transaction_status = TransactionStatus::kFailed;
   Step commit = Commit();
   std::shared_ptr<MirrorBatch> batch;
-  EXPECT_TRUE(RunToEnd(mirror_.BeforeStep(commit, batch)));
+  EXPECT_TRUE(StartCommit(commit, batch));
   EXPECT_FALSE(batch);
   EXPECT_EQ(port_.ran[kNew], Statements{"ROLLBACK"});
   EXPECT_TRUE(port_.ran[kOld].empty());

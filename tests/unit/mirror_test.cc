@@ -8,15 +8,17 @@ namespace pgshift::routing {
 namespace {
 
 struct Fixture {
-  explicit Fixture(std::string_view phase, bool two_servers = false)
-      : router(Config(phase, two_servers), Columns(), counters) {}
-  static ConfigPtr Config(std::string_view phase, bool two_servers = false) {
+  // `channels_extra`: more settings of channels' [[tables]] entry.
+  explicit Fixture(std::string_view phase, bool two_servers = false,
+                   std::string_view channels_extra = "")
+      : router(Config(phase, two_servers, channels_extra), Columns(), counters) {}
+  static ConfigPtr Config(std::string_view phase, bool two_servers = false,
+                          std::string_view channels_extra = "") {
     auto config = ParseConfig(
         std::string("[backends.old]\n") + (two_servers ? "[backends.new]\nport = 5433\n" : "") +
-        "[[tables]]\nname = \"channels\"\nnew_name = \"channels_v2\"\nkey = [\"id\"]\n"
-        "columns = { title = \"name\" }\nphase = \"" +
-            std::string(phase) +
-            "\"\n"
+            "[[tables]]\nname = \"channels\"\nnew_name = \"channels_v2\"\nkey = [\"id\"]\n"
+            "columns = { title = \"name\" }\nphase = \"" +
+            std::string(phase) + "\"\n" + std::string(channels_extra) +
             "[[tables]]\nname = \"tags\"\nnew_name = \"tags_v2\"\nphase = \"dual-write\"\n",
         "mirror.toml");
     EXPECT_TRUE(config.ok()) << config.status();
@@ -207,6 +209,19 @@ TEST(Mirror, AcrossServersTheWriteReturnsItsRowsForTheSession) {
             "excluded.\"created_at\"");
 }
 
+TEST(Mirror, ATablesMirrorApplyReachesItsWrites) {
+  Fixture f("dual-write", true, "mirror_apply = \"sync\"\n");
+  PlanPtr sync = f.router.PlanFor("INSERT INTO channels (title) VALUES ('a')");
+  ASSERT_TRUE(sync->shapes[0].remote);
+  EXPECT_FALSE(sync->shapes[0].remote->pipelined);
+  PlanPtr pipelined = f.router.PlanFor("INSERT INTO tags (label) VALUES ('a')");
+  ASSERT_TRUE(pipelined->shapes[0].remote);
+  EXPECT_TRUE(pipelined->shapes[0].remote->pipelined) << "the default";
+  PlanPtr both = f.router.PlanFor("TRUNCATE tags, channels");
+  ASSERT_TRUE(both->shapes[0].remote);
+  EXPECT_FALSE(both->shapes[0].remote->pipelined) << "pipelined only if every table is";
+}
+
 TEST(Mirror, AcrossServersDeletesAndTruncatesAreAppliedByKey) {
   Fixture f("shadow-read", true);
   PlanPtr del = f.router.PlanFor("DELETE FROM channels WHERE id = 3");
@@ -252,7 +267,7 @@ TEST(Mirror, TransactionControlIsKnownByKind) {
   EXPECT_EQ(f.router.PlanFor("END")->transaction, TransactionKind::kCommit);
   EXPECT_EQ(f.router.PlanFor("ROLLBACK")->transaction, TransactionKind::kRollback);
   EXPECT_EQ(f.router.PlanFor("SAVEPOINT a")->transaction, TransactionKind::kSavepoint);
-  EXPECT_EQ(f.router.PlanFor("RELEASE a")->transaction, TransactionKind::kOther);
+  EXPECT_EQ(f.router.PlanFor("RELEASE a")->transaction, TransactionKind::kRelease);
   EXPECT_EQ(f.router.PlanFor("SELECT 1")->transaction, TransactionKind::kNone);
 }
 

@@ -64,10 +64,20 @@ class ScriptedPort : public InternalPort {
         {server, std::move(prefix), ErrorFields::Make("ERROR", sqlstate, "scripted failure")});
   }
 
+  // A batch holding a statement that starts with `prefix` runs at once but
+  // is answered only at FinishDeferred (the server still busy with it).
+  void Defer(std::string prefix) { defer_prefix_ = std::move(prefix); }
+  void FinishDeferred() {
+    for (const std::shared_ptr<InternalReply>& reply : deferred_) reply->done = true;
+    deferred_.clear();
+    defer_prefix_.clear();
+  }
+
   awaitable<std::shared_ptr<InternalReply>> SendInternal(Link& link,
                                                          std::string messages) override {
     auto reply = std::make_shared<InternalReply>();
     reply->done = true;
+    const size_t ran_before = ran[static_cast<int>(link.server)].size();
     for (std::string_view rest = messages; !rest.empty();) {
       auto size = protocol::CompleteMessageSize(rest, protocol::kFrontendTypes,
                                                 protocol::kDefaultMaxMessageSize);
@@ -89,10 +99,18 @@ class ScriptedPort : public InternalPort {
         Execute(link, parsed_[static_cast<int>(link.server)][bind->statement], *reply);
       }
     }
+    const std::vector<std::string>& on_server = ran[static_cast<int>(link.server)];
+    if (!defer_prefix_.empty() &&
+        std::any_of(on_server.begin() + ran_before, on_server.end(),
+                    [&](const std::string& sql) { return sql.starts_with(defer_prefix_); })) {
+      reply->done = false;
+      deferred_.push_back(reply);
+    }
     co_return reply;
   }
   awaitable<Error> AwaitInternal(const std::shared_ptr<InternalReply>& reply,
                                  std::string* value) override {
+    EXPECT_TRUE(reply->done) << "the coordinator would wait for a deferred reply";
     if (value != nullptr && reply->value) *value = *reply->value;
     co_return reply->error;
   }
@@ -169,6 +187,8 @@ class ScriptedPort : public InternalPort {
   }
 
   std::vector<Failure> failures_;
+  std::string defer_prefix_;
+  std::vector<std::shared_ptr<InternalReply>> deferred_;
   std::array<std::map<std::string, std::string>, 2> parsed_;
 };
 
