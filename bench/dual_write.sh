@@ -6,7 +6,9 @@
 # and what one would use instead on one database: direct, with an AFTER
 # trigger per table upserting each row into its _v2 table (no proxy; on a
 # cluster of its own, so its triggers slow no other target). Measured side
-# by side in one run, targets alternating round by round.
+# by side in one run, targets alternating round by round. Across servers
+# also with mirror_apply = "sync" (the apply awaited at each write), and
+# the CPU each process spends per transaction.
 #
 #   bench/dual_write.sh [--seconds N] [--rounds N] [--scale N]
 set -euo pipefail
@@ -138,15 +140,21 @@ if start_pgbouncer $bouncer_port $old_port; then
   targets="$targets pgbouncer:$bouncer_port"
   order="$order pgbouncer"
 fi
-port=55842
-for t in "passthrough|" "dual-write-one-db|$tables" "dual-write-two-servers|$second_server$tables"; do
+# shellcheck disable=SC2001
+sync_tables=$(sed 's/^phase = "dual-write"$/&\nmirror_apply = "sync"/' <<<"$tables")
+port=55850  # (55848 and 55849 are the trigger cluster and pgbouncer)
+for t in "passthrough|" "dual-write-one-db|$tables" "dual-write-two-servers|$second_server$tables" \
+  "dual-write-two-servers-sync|$second_server$sync_tables"; do
   name=${t%%|*} extra=${t#*|}
   start_pgshift "$name" $port $old_port "$extra"
   targets="$targets $name:$port"
   order="$order $name"
+  cpu_pids[$name]="pgshift=${pgshift_pid[$name]} old=$(postmaster_pid "$out/old")"
+  [[ $name == *two-servers* ]] && cpu_pids[$name]+=" new=$(postmaster_pid "$out/new")"
   port=$((port + 1))
-  if [ -n "${PGSHIFT_BASELINE:-}" ]; then
+  if [ -n "${PGSHIFT_BASELINE:-}" ] && [[ $name != *-sync ]]; then
     start_pgshift "before-$name" $port $old_port "$extra" "$PGSHIFT_BASELINE"
+    cpu_pids[before-$name]=${cpu_pids[$name]/${pgshift_pid[$name]}/${pgshift_pid[before-$name]}}
     targets="$targets before-$name:$port"
     order="$order before-$name"
     port=$((port + 1))
@@ -157,6 +165,7 @@ wait_for_targets "$targets"
 workloads=(
   "tpcb-prepared-4c|-M prepared -c 4 -j 2"
   "tpcb-simple-4c|-c 4 -j 2"
+  "tpcb-prepared-1c|-M prepared -c 1"
 )
 results=$out/raw.tsv
 : >"$results"
@@ -170,6 +179,8 @@ echo
 echo "## Dual-write TPC-B ($rounds rounds x ${seconds}s, pgbench scale $scale, $(nproc) cores)"
 echo
 print_table "$results" "$order" passthrough
+echo
+print_cpu_table "$results"
 echo
 echo "mirror failures logged: $failures"
 # The goal of mirroring on one database: through pgshift it costs no more
@@ -186,3 +197,18 @@ awk -F'\t' '{ tps[$2 SUBSEP $3] += $4; n[$2 SUBSEP $3]++; w[$2] = 1 }
       printf "%s: pgshift dual-write / triggers %.2f (no pgbouncer)\n", k, m / t
     }
   } }' "$results"
+# The goals across servers: TPC-B at 4 clients at least 0.60 of
+# passthrough; at one client, no more added latency than one round trip to
+# new per transaction (a SELECT 1 straight to new, at one client).
+rtt=$(pgbench -h 127.0.0.1 -p $new_port -U postgres -n -T 3 -c 1 -f <(echo "SELECT 1") postgres 2>&1 |
+  awk '/^latency average/ {print $4}')
+awk -F'\t' -v rtt="$rtt" '{ tps[$2 SUBSEP $3] += $4; lat[$2 SUBSEP $3] += $5; n[$2 SUBSEP $3]++ }
+  function mean(a, k) { return a[k] / n[k] }
+  END {
+    p = "tpcb-prepared-4c"; q = "tpcb-prepared-1c"
+    printf "across servers: %s two-servers / passthrough %.2f (sync %.2f); %s added latency %.3f ms (sync %.3f), one round trip to new %.3f ms\n",
+      p, mean(tps, p SUBSEP "dual-write-two-servers") / mean(tps, p SUBSEP "passthrough"),
+      mean(tps, p SUBSEP "dual-write-two-servers-sync") / mean(tps, p SUBSEP "passthrough"),
+      q, mean(lat, q SUBSEP "dual-write-two-servers") - mean(lat, q SUBSEP "passthrough"),
+      mean(lat, q SUBSEP "dual-write-two-servers-sync") - mean(lat, q SUBSEP "passthrough"), rtt
+  }' "$results"

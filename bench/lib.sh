@@ -88,6 +88,19 @@ $4
 TOML
   "${5:-build/pgshift}" serve --config "$out/$1.toml" --log-level "${PGSHIFT_LOG_LEVEL:-warning}" 2>"$out/$1.log" &
   pids="${pids:-} $!"
+  pgshift_pid[$1]=$!
+}
+
+# Process ids whose CPU run_rounds charges to a target, per target name:
+# "label=pid ...". A PostgreSQL cluster is charged through its postmaster,
+# whose children's time counts once they have exited (cutime, cstime).
+declare -A pgshift_pid cpu_pids
+
+postmaster_pid() { head -1 "$1/data/postmaster.pid"; }
+
+# CPU ticks of `pid`, its exited children included.
+cpu_ticks() {
+  awk '{ print $14 + $15 + $16 + $17 }' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 
 # Waits until each "name:port" of $1 answers a query.
@@ -103,7 +116,9 @@ wait_for_targets() {
 
 # run_rounds RESULTS ROUNDS SECONDS "name:port ..." "workload|pgbench args" ...
 # Each round runs every workload against every target in turn, so drift
-# hits them alike; appends "round workload target tps latency_ms" lines.
+# hits them alike; appends "round workload target tps latency_ms" lines,
+# and for a target in cpu_pids "cpu round workload target label ms" lines
+# to RESULTS.cpu: each process's CPU milliseconds per transaction.
 run_rounds() {
   local results=$1 rounds=$2 seconds=$3 targets=$4
   shift 4
@@ -113,15 +128,37 @@ run_rounds() {
       name=${w%%|*} args=${w#*|}
       for t in $targets; do
         target=${t%%:*} port=${t#*:}
+        local -A before=()
+        local cpu
+        for cpu in ${cpu_pids[$target]:-}; do before[$cpu]=$(cpu_ticks "${cpu#*=}"); done
         # shellcheck disable=SC2086
         report=$(pgbench -h 127.0.0.1 -p "$port" -U postgres -n -T "$seconds" $args postgres 2>&1)
         tps=$(awk '/^tps/ {print $3}' <<<"$report")
         lat=$(awk '/^latency average/ {print $4}' <<<"$report")
         printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$target" "${tps:-0}" "${lat:-0}" >>"$results"
+        sleep 0.2  # the backends exit, and their time reaches the postmaster
+        local done_tx
+        done_tx=$(awk '/^number of transactions actually processed/ {print $NF}' <<<"$report")
+        for cpu in ${cpu_pids[$target]:-}; do
+          awk -v a="${before[$cpu]}" -v b="$(cpu_ticks "${cpu#*=}")" -v hz="$(getconf CLK_TCK)" \
+            -v n="${done_tx:-0}" -v pre="$round\t$name\t$target\t${cpu%%=*}" \
+            'BEGIN { if (n > 0) printf "%s\t%.3f\n", pre, (b - a) * 1000 / hz / n }' \
+            >>"$results.cpu"
+        done
         echo "round $round $name $target: tps ${tps:-?} latency ${lat:-?} ms" >&2
       done
     done
   done
+}
+
+# print_cpu_table RESULTS: mean CPU milliseconds per transaction of each
+# process charged to a target (run_rounds' RESULTS.cpu).
+print_cpu_table() {
+  [ -s "$1.cpu" ] || return 0
+  echo "| workload | target | process | CPU ms per transaction |"
+  echo "|---|---|---|---:|"
+  awk -F'\t' '{ k = $2 " | " $3 " | " $4; s[k] += $5; n[k]++; if (!(k in seen)) { seen[k] = 1; o[++m] = k } }
+    END { for (i = 1; i <= m; i++) printf "| %s | %.3f |\n", o[i], s[o[i]] / n[o[i]] }' "$1.cpu"
 }
 
 # print_table RESULTS "target ..." BASE: a markdown table of the mean tps
