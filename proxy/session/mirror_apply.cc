@@ -32,32 +32,41 @@ awaitable<bool> MirrorCoordinator::Collect(Step& step) {
       // collects once it has answered: MirrorWrite); a step to the
       // mirror's server runs in the transaction the apply left there.
       if (step.target != mirror_server) co_return true;
+      if (!auth.in_batch()) co_await CollectApply(/*undone=*/false);
       break;
     case TransactionKind::kRollback:
       co_await CollectApply(/*undone=*/true);
       failed_.reset();
       co_return true;
     case TransactionKind::kCommit:
-      // BeforeCommit fails it if an apply failed.
+    case TransactionKind::kPrepare:
+      // Always collected, in a batch too: what follows reads the mirror's
+      // state. BeforeCommit fails a COMMIT sent to the authoritative
+      // side; one sent to the mirror's server (a statement prepared under
+      // other phases) fails here, and so does PREPARE TRANSACTION.
       co_await CollectApply(/*undone=*/false);
-      co_return true;
-    default: break;
+      if (!failed_ ||
+          (step.transaction == TransactionKind::kCommit && step.target != mirror_server)) {
+        co_return true;
+      }
+      break;
+    default:
+      // Never inside the client's open extended batch, where pgshift's own
+      // statements would land among its messages: a later step collects.
+      if (!auth.in_batch()) co_await CollectApply(/*undone=*/false);
+      break;
   }
-  // Never inside the client's open extended batch, where pgshift's own
-  // statements would land among its messages: a later step collects.
-  if (auth.in_batch()) co_return true;
-  co_await CollectApply(/*undone=*/false);
   if (!failed_) co_return true;
-  if (step.transaction == TransactionKind::kNone || step.fail_probe == 0) {
-    // It fails on its own (on the mirror's server, whose transaction
-    // failed); so that nothing commits, old's transaction fails too.
-    co_await c_.port.RunInternal(auth, kAbortTransaction);
-    co_return true;
+  if (step.fail_probe != 0) {
+    // Transaction control fails in its stand-in's words (ROLLBACK TO too:
+    // only ROLLBACK ends a transaction whose mirror failed).
+    c_.refusals.Set(step.fail_probe, EarlierApplyFailed("the transaction cannot commit"));
+    co_return false;
   }
-  // Transaction control fails in its stand-in's words (ROLLBACK TO too:
-  // only ROLLBACK ends a transaction whose mirror failed).
-  c_.refusals.Set(step.fail_probe, EarlierApplyFailed("the transaction cannot commit"));
-  co_return false;
+  // A step to the mirror's server fails there (its transaction failed);
+  // so that nothing commits, old's transaction fails too.
+  if (!auth.in_batch()) co_await c_.port.RunInternal(auth, kAbortTransaction);
+  co_return true;
 }
 
 awaitable<void> MirrorCoordinator::CollectApply(bool undone) {

@@ -71,7 +71,7 @@ awaitable<bool> MirrorCoordinator::BeforeCommit(const Step& step, Link& auth, Li
   batch->mode = MirrorBatch::Mode::kCommit;
   co_await c_.port.WaitFor([&] { return auth.Quiet() && mirror.Quiet(); });
   if (c_.port.ended()) co_return true;
-  co_await CollectApply(/*undone=*/false);  // (Collect has, unless in a batch)
+  co_await CollectApply(/*undone=*/false);  // (Collect has already)
   if (auth.transaction_status == TransactionStatus::kFailed && !failed_) {
     // The COMMIT will roll back; so does the mirror.
     co_await c_.port.RunInternal(mirror, "ROLLBACK");

@@ -117,17 +117,33 @@ TEST_F(PipelinedMirrorTest, UnderFailAFailedApplyFailsEveryLaterControlStatement
 TEST_F(PipelinedMirrorTest, AFailedApplyIsNeitherUndoneNorLoggedWhenTheClientRollsBack) {
   port_.FailNext(BackendId::kNew, kApply);
   Mirror(Write(), routing::MirrorErrorPolicy::kLog);
-  port_.ran = {};
   Step rollback = Control(routing::TransactionKind::kRollback);
   EXPECT_TRUE(RunToEnd(mirror_.Collect(rollback)));
-  EXPECT_TRUE(port_.ran[kOld].empty()) << "no divergence logged: nothing will stand";
-  EXPECT_TRUE(port_.ran[kNew].empty());
+  EXPECT_EQ(port_.ran[kOld], Statements{"SELECT pg_catalog.txid_current()"})
+      << "no divergence logged: nothing will stand";
+  EXPECT_EQ(port_.ran[kNew], (Statements{"BEGIN", "SAVEPOINT pgshift_mirror", kApply}))
+      << "nothing undone on new: its ROLLBACK follows";
   EXPECT_TRUE(mirror_.keys().empty());
 }
 
 // A step to new fails there (its transaction failed) and aborts old's;
 // the COMMIT after it still fails in pgshift's words, not PostgreSQL's
 // silent ROLLBACK of an aborted transaction.
+// A COMMIT sent to new, the mirror's server (a statement prepared while
+// the phases were others), fails there: it never commits the writer alone.
+TEST_F(PipelinedMirrorTest, UnderFailACommitSentToTheMirrorsServerFails) {
+  port_.FailNext(BackendId::kNew, kApply);
+  Mirror(Write(), routing::MirrorErrorPolicy::kFail);
+  Step commit = Commit();
+  commit.target = BackendId::kNew;
+  EXPECT_FALSE(RunToEnd(mirror_.Collect(commit)));
+  EXPECT_TRUE(StandIn(commit));
+  // And a client's PREPARE TRANSACTION fails too.
+  Step prepare = Control(routing::TransactionKind::kPrepare);
+  EXPECT_FALSE(RunToEnd(mirror_.Collect(prepare)));
+  EXPECT_TRUE(StandIn(prepare));
+}
+
 TEST_F(PipelinedMirrorTest, UnderFailAStepToNewAfterAFailedApplyAbortsOldAndTheCommitStillFails) {
   port_.FailNext(BackendId::kNew, kApply);
   Mirror(Write(), routing::MirrorErrorPolicy::kFail);
@@ -160,6 +176,7 @@ TEST_F(PipelinedMirrorTest, UnderLogAFailedApplysKeysAreNotTheTransactionsMirror
 TEST_F(PipelinedMirrorTest, UnderLogAFailedApplyIsUndoneOnNewAloneAtTheNextWrite) {
   port_.FailNext(BackendId::kNew, kApply);
   Mirror(Write(), routing::MirrorErrorPolicy::kLog);
+  EXPECT_EQ(port_.ran[kOld], Statements{"SELECT pg_catalog.txid_current()"}) << "not known yet";
   Mirror(Write(), routing::MirrorErrorPolicy::kLog, "2");
   EXPECT_EQ(port_.ran[kNew],
             (Statements{"BEGIN", "SAVEPOINT pgshift_mirror", kApply,
