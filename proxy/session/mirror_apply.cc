@@ -27,13 +27,6 @@ awaitable<bool> MirrorCoordinator::Collect(Step& step) {
   const BackendId mirror_server = pending_ ? pending_->mirror : failed_->mirror;
   Link& auth = link(routing::OtherBackend(mirror_server));
   switch (step.transaction) {
-    case TransactionKind::kNone:
-      // Reads and writes on the authoritative side go on (a mirrored write
-      // collects once it has answered: MirrorWrite); a step to the
-      // mirror's server runs in the transaction the apply left there.
-      if (step.target != mirror_server) co_return true;
-      if (!auth.in_batch()) co_await CollectApply(/*undone=*/false);
-      break;
     case TransactionKind::kRollback:
       co_await CollectApply(/*undone=*/true);
       failed_.reset();
@@ -50,6 +43,12 @@ awaitable<bool> MirrorCoordinator::Collect(Step& step) {
         co_return true;
       }
       break;
+    case TransactionKind::kNone:
+      // Reads and writes on the authoritative side go on (a mirrored write
+      // collects once it has answered: MirrorWrite); a step to the
+      // mirror's server runs in the transaction the apply left there.
+      if (step.target != mirror_server) co_return true;
+      [[fallthrough]];
     default:
       // Never inside the client's open extended batch, where pgshift's own
       // statements would land among its messages: a later step collects.
@@ -89,10 +88,7 @@ awaitable<void> MirrorCoordinator::CollectApply(bool undone) {
   std::string what = StrCat("to ", Tables(p.rows.tables), " on server ", mirror.name);
   if (!p.rows.fails_client) {
     // Undone on the mirror alone; the write stands with its keys logged.
-    if (mirror.ready() && mirror.transaction_status == TransactionStatus::kFailed) {
-      std::string undo = InternalBatch({kRollbackToSavepoint, kReleaseSavepoint});
-      co_await c_.port.RunInternalMessages(mirror, std::move(undo), nullptr);
-    }
+    co_await UndoToSavepoint(mirror);
     std::optional<ErrorFields> unlogged =
         co_await LogDivergence(auth, p.rows.keys, failed->message());
     if (!unlogged) co_return;
@@ -114,6 +110,12 @@ awaitable<void> MirrorCoordinator::FailAfterEarlierApply(Link& auth, MirrorBatch
                       EarlierApplyFailed("this write was not made and the transaction cannot "
                                          "commit"),
                       TransactionStatus::kFailed);
+}
+
+awaitable<void> MirrorCoordinator::UndoToSavepoint(Link& mirror) {
+  if (!mirror.ready() || mirror.transaction_status != TransactionStatus::kFailed) co_return;
+  std::string undo = InternalBatch({kRollbackToSavepoint, kReleaseSavepoint});
+  co_await c_.port.RunInternalMessages(mirror, std::move(undo), nullptr);
 }
 
 void MirrorCoordinator::NoteFailure(const MirroredRows& rows, const Link& mirror,

@@ -71,7 +71,6 @@ awaitable<bool> MirrorCoordinator::BeforeCommit(const Step& step, Link& auth, Li
   batch->mode = MirrorBatch::Mode::kCommit;
   co_await c_.port.WaitFor([&] { return auth.Quiet() && mirror.Quiet(); });
   if (c_.port.ended()) co_return true;
-  co_await CollectApply(/*undone=*/false);  // (Collect has already)
   if (auth.transaction_status == TransactionStatus::kFailed && !failed_) {
     // The COMMIT will roll back; so does the mirror.
     co_await c_.port.RunInternal(mirror, "ROLLBACK");
@@ -430,9 +429,8 @@ awaitable<void> MirrorCoordinator::MirrorFailed(Link& auth, Link& mirror, Mirror
   const bool autocommitted = batch.mode == MirrorBatch::Mode::kAutocommitted;
   NoteFailure(rows, mirror, failed);
   const bool savepoint = !rows.fails_client && !batch.own_transaction();
-  if (mirror.ready() && savepoint && mirror.transaction_status == TransactionStatus::kFailed) {
-    std::string undo = InternalBatch({kRollbackToSavepoint, kReleaseSavepoint});
-    co_await c_.port.RunInternalMessages(mirror, std::move(undo), nullptr);
+  if (savepoint) {
+    co_await UndoToSavepoint(mirror);
   } else if (mirror.ready() && batch.own_transaction() &&
              mirror.transaction_status != TransactionStatus::kIdle) {
     co_await c_.port.RunInternal(mirror, "ROLLBACK");

@@ -177,6 +177,9 @@ class MirrorCoordinator {
   // A mirrored write after a failed pipelined apply: it fails with that
   // error, and old's transaction is aborted.
   awaitable<void> FailAfterEarlierApply(Link& authoritative, MirrorBatch& batch);
+  // Under "log", in the client's transaction: a failed apply undone on the
+  // mirror alone (ROLLBACK TO its savepoint), if the mirror is there.
+  awaitable<void> UndoToSavepoint(Link& mirror);
   // Counted and logged: the mirror of `rows` failed.
   void NoteFailure(const MirroredRows& rows, const Link& mirror,
                    const protocol::ErrorFields& failed);
