@@ -1,6 +1,8 @@
 // pgshift backfill: copies the old table's rows into the new one in key
 // order, a batch per transaction, resumable from a checkpoint in
-// pgshift_state, and safe while pgshift mirrors writes:
+// pgshift_state (one per key range, migration/range_ledger.h, which
+// several workers and commands share), and safe while pgshift mirrors
+// writes:
 //  - a row new already has is never overwritten (only keys new lacks are
 //    inserted; a batch that meets a mirrored insert of one runs again with
 //    ON CONFLICT DO NOTHING): it came from a mirrored write, so it is as
@@ -30,7 +32,13 @@ struct BackfillOptions {
   // Pressure signal: pause while more sessions than this wait on locks in
   // the old database.
   int64_t max_lock_waits = 5;
-  bool restart = false;        // ignore the checkpoint and copy from the start
+  bool restart = false;  // forget the checkpoints and copy from the start
+  // Workers in this process. The first command splits the table into key
+  // ranges (four a worker when more than one); later commands, on this
+  // machine or others, join that split and share its ranges.
+  int64_t jobs = 1;
+  // A range whose worker saves no batch for this long is taken over.
+  int64_t lease_seconds = 60;
   bool progress_bar = false;   // a progress bar (a terminal) instead of a log line per batch
 };
 

@@ -44,6 +44,7 @@ absl::Status BatchPace::WaitWhileUnderPressure() {
                    "(more than --max-lock-waits %lld)\n",
                    static_cast<long long>(waiting),
                    static_cast<long long>(options_.max_lock_waits));
+      std::fflush(out_);
       said = true;
     }
     std::this_thread::sleep_for(std::chrono::seconds(1));
@@ -57,13 +58,16 @@ void BatchPace::Throttle(int64_t rows, Clock::time_point started) {
   if (due > Clock::now()) std::this_thread::sleep_until(due);
 }
 
-void BatchPace::Report(const Checkpoint& c, int64_t copied, double rate, int64_t estimate) {
+void BatchPace::Report(const Checkpoint& c, int64_t copied, double rate, int64_t estimate,
+                       const WorkRange& range) {
   if (!options_.progress_bar) {
     std::fprintf(out_,
-                 "event=backfill_batch table=%s rows=%lld copied=%lld last_key=%s rate=%.0f "
-                 "next_batch=%lld\n",
-                 table_.c_str(), static_cast<long long>(c.rows), static_cast<long long>(copied),
-                 KeyText(c.last_key).c_str(), rate, static_cast<long long>(batch_));
+                 "event=backfill_batch table=%s range=%lld/%lld rows=%lld copied=%lld last_key=%s "
+                 "rate=%.0f next_batch=%lld\n",
+                 table_.c_str(), static_cast<long long>(range.number + 1),
+                 static_cast<long long>(range.count), static_cast<long long>(c.rows),
+                 static_cast<long long>(copied), KeyText(c.last_key).c_str(), rate,
+                 static_cast<long long>(batch_));
     std::fflush(out_);
     return;
   }

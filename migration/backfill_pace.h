@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "migration/backfill.h"
 #include "migration/pg_client.h"
+#include "migration/range_ledger.h"
 #include "migration/state_store.h"
 
 namespace pgshift::migration {
@@ -30,7 +31,8 @@ class BatchPace {
   absl::Status WaitWhileUnderPressure();
   // Sleeps until `rows` since `started` keep to --rate.
   void Throttle(int64_t rows, Clock::time_point started);
-  void Report(const Checkpoint& c, int64_t copied, double rate, int64_t estimate);
+  void Report(const Checkpoint& c, int64_t copied, double rate, int64_t estimate,
+              const WorkRange& range);
 
  private:
   const BackfillOptions& options_;

@@ -1,23 +1,34 @@
 #include "migration/older_transactions.h"
 
 #include <chrono>
+#include <optional>
 #include <thread>
+#include <vector>
 
 namespace pgshift::migration {
 
 absl::Status WaitForOlderTransactions(PgClient& db, const std::string& xid, std::FILE* out,
-                                      std::string_view command) {
+                                      std::string_view command, const std::string& table,
+                                      const std::string& peers) {
   using Clock = std::chrono::steady_clock;
   // Named by pid and start, so that a pid reused by a later transaction is
   // not waited for.
-  auto older = db.Exec(
+  std::string sql =
       "SELECT coalesce(array_agg(pid || ' ' || xact_start), '{}')::text "
       "FROM pg_catalog.pg_stat_activity "
       "WHERE pid <> pg_catalog.pg_backend_pid() AND datname = pg_catalog.current_database() AND "
       "backend_type = 'client backend' AND xact_start IS NOT NULL AND "
       "((backend_xmin IS NOT NULL AND pg_catalog.age(backend_xmin) >= "
-      "pg_catalog.age($1::pg_catalog.xid)) OR backend_xid IS NOT NULL)",
-      {xid});
+      "pg_catalog.age($1::pg_catalog.xid)) OR backend_xid IS NOT NULL)";
+  std::vector<std::optional<std::string>> params{xid};
+  if (!peers.empty()) {
+    sql +=
+        " AND pid NOT IN (SELECT (detail->>'backend')::int FROM pgshift_state WHERE table_name = "
+        "$2 AND kind = $3 AND detail->>'holder' IS NOT NULL AND detail->>'backend' IS NOT NULL)";
+    params.push_back(table);
+    params.push_back(peers);
+  }
+  auto older = db.Exec(sql, params);
   if (!older.ok()) return older.status();
   const std::string transactions = *older->rows[0][0];
   const auto waiting_since = Clock::now();

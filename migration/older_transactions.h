@@ -18,7 +18,10 @@ namespace pgshift::migration {
 // is older than transaction `xid`, or that has written (a statement that
 // has run holds no snapshot any more, yet commits its work later), has
 // ended. After 2 s it says once on `out` what `command` is waiting for.
+// The workers holding ranges of kind `peers` of `table` in pgshift_state
+// (on `db`) are not waited for: each works on its own keys.
 absl::Status WaitForOlderTransactions(PgClient& db, const std::string& xid, std::FILE* out,
-                                      std::string_view command);
+                                      std::string_view command, const std::string& table = "",
+                                      const std::string& peers = "");
 
 }  // namespace pgshift::migration

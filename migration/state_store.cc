@@ -7,69 +7,51 @@
 namespace pgshift::migration {
 
 absl::Status StateStore::Ensure() {
-  absl::Status table = db_.Run(routing::kCreateStateTable);
-  if (!table.ok()) return table;
-  return db_.Run(routing::kCreateCheckpointIndex);
+  for (const char* ddl :
+       {routing::kCreateStateTable, routing::kCreateRangeIndex, routing::kUpgradeCheckpoints}) {
+    if (absl::Status s = db_.Run(ddl); !s.ok()) return s;
+  }
+  return absl::OkStatus();
 }
 
-absl::StatusOr<std::optional<Checkpoint>> StateStore::LoadCheckpoint(const std::string& table) {
+absl::StatusOr<Checkpoint> StateStore::LoadCheckpoint(RangeLedger& ledger, int64_t id) {
   auto rows = db_.Exec(
-      "SELECT coalesce((detail->>'rows')::bigint, 0), coalesce((detail->>'done')::boolean, false), "
-      "k.value FROM pgshift_state "
-      "LEFT JOIN LATERAL jsonb_array_elements_text(detail->'last_key') WITH ORDINALITY k(value, n) "
-      "ON true WHERE table_name = $1 AND kind = 'backfill_checkpoint' ORDER BY k.n",
-      {table});
+      "SELECT coalesce((detail->>'rows')::bigint, 0), coalesce((detail->>'copied')::bigint, 0), "
+      "coalesce((detail->>'done')::boolean, false), pg_catalog.jsonb_typeof(detail->'sweep') = "
+      "'object', detail->'sweep'->>'old_xid', detail->'sweep'->>'copy_xid', "
+      "coalesce((detail->'sweep'->>'read')::bigint, 0) FROM pgshift_state WHERE id = $1",
+      {StrCat(id)});
   if (!rows.ok()) return rows.status();
-  if (rows->rows.empty()) return std::nullopt;
   Checkpoint c;
-  int64_t n = 0;
-  ParseInt(*rows->rows[0][0], n);
-  c.rows = n;
-  c.done = *rows->rows[0][1] == "t";
-  for (const Row& r : rows->rows) {
-    if (r[2]) c.last_key.push_back(*r[2]);
-  }
-  auto sweep = db_.Exec(
-      "SELECT detail->'sweep'->>'old_xid', detail->'sweep'->>'copy_xid', "
-      "coalesce((detail->'sweep'->>'read')::bigint, 0), k.value FROM "
-      "pgshift_state LEFT JOIN LATERAL jsonb_array_elements_text(detail->'sweep'->'after') WITH "
-      "ORDINALITY k(value, n) ON true WHERE table_name = $1 AND kind = 'backfill_checkpoint' AND "
-      "detail ? 'sweep' ORDER BY k.n",
-      {table});
-  if (!sweep.ok()) return sweep.status();
-  if (!sweep->rows.empty()) {
-    int64_t read = 0;
-    ParseInt(sweep->rows[0][2].value_or("0"), read);
-    c.sweep =
-        PendingSweep{{}, sweep->rows[0][0].value_or(""), sweep->rows[0][1].value_or(""), read};
-    for (const Row& r : sweep->rows) {
-      if (r[3]) c.sweep->after.push_back(*r[3]);
-    }
+  if (rows->rows.empty()) return c;
+  const Row& r = rows->rows[0];
+  ParseInt(r[0].value_or("0"), c.rows);
+  ParseInt(r[1].value_or("0"), c.copied);
+  c.done = r[2] == "t";
+  auto last_key = ledger.TextArray(id, "{last_key}");
+  if (!last_key.ok()) return last_key.status();
+  c.last_key = std::move(*last_key);
+  if (r[3] == "t") {
+    PendingSweep sweep{{}, r[4].value_or(""), r[5].value_or(""), 0};
+    ParseInt(r[6].value_or("0"), sweep.read);
+    auto after = ledger.TextArray(id, "{sweep,after}");
+    if (!after.ok()) return after.status();
+    sweep.after = std::move(*after);
+    c.sweep = std::move(sweep);
   }
   return c;
 }
 
-absl::Status StateStore::SaveCheckpoint(const std::string& table, const Checkpoint& c) {
-  std::string sweep;
+std::string CheckpointJson(const Checkpoint& c) {
+  std::string sweep = "null";
   if (c.sweep) {
-    sweep =
-        StrCat(",\"sweep\":{\"after\":", JsonArray(c.sweep->after),
-               ",\"old_xid\":", JsonString(c.sweep->old_xid),
-               ",\"copy_xid\":", JsonString(c.sweep->copy_xid), ",\"read\":", c.sweep->read, "}");
+    sweep = StrCat(
+        "{\"after\":", JsonArray(c.sweep->after), ",\"old_xid\":", JsonString(c.sweep->old_xid),
+        ",\"copy_xid\":", JsonString(c.sweep->copy_xid), ",\"read\":", c.sweep->read, "}");
   }
-  std::string detail =
-      StrCat("{\"last_key\":", JsonArray(c.last_key), ",\"rows\":", c.rows,
-             ",\"done\":", c.done ? "true" : "false", ",\"rate\":", c.rate, sweep, "}");
-  return db_.Run(
-      "INSERT INTO pgshift_state (table_name, kind, detail) VALUES ($1, 'backfill_checkpoint', "
-      "$2::jsonb) ON CONFLICT (table_name) WHERE kind = 'backfill_checkpoint' DO UPDATE SET "
-      "detail = excluded.detail, recorded_at = now()",
-      {table, detail});
-}
-
-absl::Status StateStore::ClearCheckpoint(const std::string& table) {
-  return db_.Run("DELETE FROM pgshift_state WHERE table_name = $1 AND kind = 'backfill_checkpoint'",
-                 {table});
+  return StrCat("{\"last_key\":", JsonArray(c.last_key), ",\"rows\":", c.rows,
+                ",\"copied\":", c.copied, ",\"done\":", c.done ? "true" : "false",
+                ",\"rate\":", c.rate, ",\"sweep\":", sweep, "}");
 }
 
 absl::Status StateStore::Record(const std::string& table, const std::string& kind,

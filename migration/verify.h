@@ -4,8 +4,11 @@
 // key by key. Keys that still differ when read again a moment later (a
 // write in flight between the two reads is not a difference) are reported
 // as missing (in old, not in new), extra (in new, not in old) or different.
-// --repair copies those rows again from the authoritative side. The result
-// is recorded in pgshift_state.
+// --repair copies those rows again from the authoritative side. Workers
+// (--jobs, and commands on other machines) share the key ranges of
+// migration/range_ledger.h; each range's report waits in its row until
+// every range is done, and every command of the run reports the whole
+// table. The result is recorded in pgshift_state once.
 #pragma once
 
 #include <cstdio>
@@ -22,6 +25,10 @@ struct VerifyOptions {
   double rate = 0;       // rows per second at most; 0: no limit
   bool repair = false;
   bool json = false;     // the report as one JSON object
+  // Workers and leases as for backfill (BackfillOptions): the first command
+  // splits the table into key ranges, later ones join while it runs.
+  int64_t jobs = 1;
+  int64_t lease_seconds = 60;
 };
 
 struct VerifyReport {

@@ -38,25 +38,31 @@ Usage:
       a check fails).
   pgshift backfill --config FILE --table T [--batch N] [--batch-seconds S]
                    [--rate ROWS_PER_S] [--max-lock-waits N] [--restart]
+                   [--jobs J] [--lease-seconds L]
       Copy old's rows of T into new, in key order, a batch per transaction:
       N rows (default 1000) at first and at least, grown or shrunk so that a
       batch takes about S seconds (default 0.5; 0 keeps N), at most
       ROWS_PER_S rows a second, pausing while more than N sessions (default
       5) wait on locks in old. Resumes from its
-      checkpoint in pgshift_state; --restart starts over. Never overwrites a
+      checkpoints in pgshift_state; --restart starts over. Never overwrites a
       row new already has, never brings back a row deleted meanwhile.
+      With J workers (default 1) the table is split into 4*J key ranges that
+      the workers claim; a backfill started on another machine joins the
+      split. A range whose worker saves nothing for L seconds (default 60)
+      is taken over by another.
   pgshift status --config FILE [--json]
       Where each table stands: its phase and since when, the backfill's
       progress, the last verify, shadow reads compared and mismatched
       (across the fleet with coordination), each guard rail of its next
       step met or not, and the command that moves it on.
   pgshift verify --config FILE --table T [--chunk N] [--rate ROWS_PER_S]
-                 [--repair] [--json]
+                 [--repair] [--json] [--jobs J] [--lease-seconds L]
       Compare old and new by key ranges of N keys (default 1000) with
       checksums computed in each database; report missing, extra and
       different keys, and with --repair copy them again from the
       authoritative side. Exits 0 when the tables agree (or were repaired),
-      1 when they differ.
+      1 when they differ. --jobs and --lease-seconds share the work as in
+      backfill; every command of one run reports the whole table.
   pgshift plan --config FILE --table T --to PHASE [--since DURATION] [--json]
       The dry-run of a flip on the statements the application sent (by
       shape: every instance's with coordination, else the running
@@ -145,6 +151,17 @@ bool ParseOptions(int argc, char** argv, Options& o) {
       int64_t rate = 0;
       if (!value(text) || !ParseNumber(text.c_str(), 1, rate)) return false;
       o.backfill.rate = o.verify.rate = static_cast<double>(rate);
+    } else if (arg == "--jobs") {
+      if (!value(text) || !ParseNumber(text.c_str(), 1, o.backfill.jobs) || o.backfill.jobs > 64) {
+        return false;
+      }
+      o.verify.jobs = o.backfill.jobs;
+    } else if (arg == "--lease-seconds") {
+      if (!value(text) || !ParseNumber(text.c_str(), 2, o.backfill.lease_seconds) ||
+          o.backfill.lease_seconds > 86400) {
+        return false;
+      }
+      o.verify.lease_seconds = o.backfill.lease_seconds;
     } else if (arg == "--restart") {
       o.backfill.restart = true;
     } else if (arg == "--repair") {

@@ -39,7 +39,7 @@ awaitable<absl::StatusOr<std::unique_ptr<StateConnection>>> OpenState(const rout
   auto state = std::make_unique<StateConnection>();
   state->stream = std::move(*opened);
   if (!create) co_return state;
-  for (const char* ddl : {routing::kCreateStateTable, routing::kCreateCheckpointIndex}) {
+  for (const char* ddl : {routing::kCreateStateTable, routing::kCreateRangeIndex}) {
     auto created = co_await state->Query(ddl);
     if (!created.ok()) co_return created.status();
   }
@@ -419,7 +419,7 @@ absl::StatusOr<std::vector<std::vector<std::string>>> ReadHistory(const routing:
     if (!state.ok()) co_return state.status();
     auto events = co_await (*state)->Query(
         "SELECT recorded_at::text, table_name, kind, detail::text FROM pgshift_state "
-        "WHERE kind <> 'backfill_checkpoint' ORDER BY id DESC LIMIT 200");
+        "WHERE kind NOT IN ('backfill_range', 'verify_range') ORDER BY id DESC LIMIT 200");
     (*state)->stream->Close();
     if (!events.ok()) co_return events.status();
     Rows rows;

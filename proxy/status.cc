@@ -73,14 +73,21 @@ struct StatusQueries {
       if (!since.empty()) status.since = since[0][0].value_or("");
     }
     if (have_state) {
-      Rows checkpoint =
-          co_await Newest(t.name, "backfill_checkpoint",
-                          "detail->>'rows', coalesce((detail->>'done')::boolean, false)::text, "
-                          "(detail->'last_key')::text, detail->>'rate', recorded_at::text");
+      // Every key range's checkpoint (migration/range_ledger.h), summed;
+      // the key is the one most recently saved.
+      std::string sql = StrCat(
+          "SELECT sum((detail->>'rows')::bigint), bool_and(coalesce((detail->>'done')::boolean, "
+          "false))::text, (array_agg((detail->'last_key')::text ORDER BY recorded_at DESC))[1], "
+          "sum((detail->>'rate')::bigint), max(recorded_at)::text, count(*), count(*) FILTER "
+          "(WHERE coalesce((detail->>'done')::boolean, false)) FROM pgshift_state WHERE "
+          "table_name = ",
+          QuoteLiteral(t.name), " AND kind = 'backfill_range' HAVING count(*) > 0");
+      Rows checkpoint = co_await Query(sql);
       if (!checkpoint.empty()) {
         const auto& r = checkpoint[0];
-        status.backfill = BackfillProgress{Int(r[0]), r[1] == "true", r[2].value_or(""), "",
-                                           0,         Int(r[3]),      r[4].value_or("")};
+        status.backfill =
+            BackfillProgress{Int(r[0]), r[1] == "true",    r[2].value_or(""), "",       0,
+                             Int(r[3]), r[4].value_or(""), Int(r[5]),         Int(r[6])};
       }
       Rows verify = co_await Newest(
           t.name, "verify",
@@ -155,8 +162,11 @@ std::string BackfillText(const TableStatus& s) {
   std::string eta = b.rate > 0 && b.estimate > b.rows
                         ? StrCat(", ETA ", (b.estimate - b.rows) / b.rate, " s")
                         : "";
-  return StrCat(b.rows, " of about ", b.estimate, " rows, at key ", b.last_key, " of ",
-                b.largest_key, ", ", b.rate, " rows/s", eta, " (saved ", b.saved_at, ")");
+  // Workers share key ranges: how many are done says more than one's key.
+  std::string where = b.ranges > 1 ? StrCat(b.ranges_done, " of ", b.ranges, " key ranges done")
+                                   : StrCat("at key ", b.last_key, " of ", b.largest_key);
+  return StrCat(b.rows, " of about ", b.estimate, " rows, ", where, ", ", b.rate, " rows/s", eta,
+                " (saved ", b.saved_at, ")");
 }
 
 std::string VerifyText(const TableStatus& s) {
@@ -273,7 +283,8 @@ std::string StatusTablesJson(const std::vector<TableStatus>& tables) {
           ",\"last_key\":", b->last_key.empty() ? "null" : b->last_key,
           ",\"largest_key\":", JsonString(b->largest_key),
           ",\"saved_at\":", b->saved_at.empty() ? "null" : JsonString(b->saved_at),
-          ",\"estimated_rows\":", b->estimate, ",\"rate\":", b->rate, ",\"eta_seconds\":",
+          ",\"estimated_rows\":", b->estimate, ",\"rate\":", b->rate, ",\"ranges\":", b->ranges,
+          ",\"ranges_done\":", b->ranges_done, ",\"eta_seconds\":",
           b->rate > 0 && b->estimate > b->rows ? StrCat((b->estimate - b->rows) / b->rate) : "null",
           "}");
     } else {

@@ -22,8 +22,9 @@ struct BackfillProgress {
   std::string last_key;     // the checkpoint's key, as JSON
   std::string largest_key;  // old's largest key now, as text
   int64_t estimate = 0;     // old's rows by its statistics
-  int64_t rate = 0;         // rows a second when the checkpoint was saved
+  int64_t rate = 0;         // rows a second when the checkpoints were saved
   std::string saved_at;
+  int64_t ranges = 0, ranges_done = 0;  // the key ranges workers share
 };
 
 struct VerifyResult {

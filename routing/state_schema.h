@@ -2,8 +2,8 @@
 // proxy (phase changes, guard rails) and the backfill and verify commands.
 // One row per event: kind 'phase' (detail: from, to, forced,
 // config_checksum), 'backfill', 'verify' (detail: rows, missing, extra,
-// different, repaired); and one 'backfill_checkpoint' row per table,
-// updated in place.
+// different, repaired); and backfill's and verify's key ranges, one row
+// each (kinds 'backfill_range', 'verify_range'), updated in place.
 #pragma once
 
 namespace pgshift::routing {
@@ -16,9 +16,18 @@ inline constexpr const char* kCreateStateTable =
     " detail jsonb NOT NULL DEFAULT '{}',"
     " recorded_at timestamptz NOT NULL DEFAULT now())";
 
-inline constexpr const char* kCreateCheckpointIndex =
-    "CREATE UNIQUE INDEX IF NOT EXISTS pgshift_state_checkpoint"
-    " ON pgshift_state (table_name) WHERE kind = 'backfill_checkpoint'";
+// Backfill's and verify's key ranges (migration/range_ledger.h): one row
+// per range, numbered from 0 in key order.
+inline constexpr const char* kCreateRangeIndex =
+    "CREATE UNIQUE INDEX IF NOT EXISTS pgshift_state_range"
+    " ON pgshift_state (table_name, kind, ((detail->>'range')::bigint))"
+    " WHERE kind IN ('backfill_range', 'verify_range')";
+// Before ranges, a table's backfill kept one checkpoint, kind
+// 'backfill_checkpoint': it becomes a plan of one range.
+inline constexpr const char* kUpgradeCheckpoints =
+    "UPDATE pgshift_state SET kind = 'backfill_range', detail = detail ||"
+    " '{\"range\":0,\"count\":1,\"lower\":[],\"upper\":[],\"holder\":null}'"
+    " WHERE kind = 'backfill_checkpoint'";
 
 // The divergence log, on the authoritative side: a key whose mirror to the
 // other server failed under on_mirror_error = "log" (or whose mirror commit

@@ -15,37 +15,6 @@
 namespace pgshift::testing {
 namespace {
 
-// Across servers: old's database `db` (the shared cluster) holds channels
-// with 20000 rows, a second cluster the empty channels_v2, and a
-// configuration naming both.
-struct TwoServers {
-  explicit TwoServers(const std::string& db) : db(db) {
-    PgConn admin(Cluster().ConnInfo("dbname=postgres"));
-    admin.Ok("CREATE DATABASE " + db);
-    PgConn old_side = Old();
-    Exec(old_side, Schema(20000));
-    PgConn new_side = New();
-    Exec(new_side, kNewTable);
-    WriteFile(dir + "/two.toml",
-              "[backends.old]\nport = " + std::to_string(Cluster().port()) + "\ndbname = \"" + db +
-                  "\"\nuser = \"postgres\"\nsslmode = \"disable\"\n[backends.new]\nport = " +
-                  std::to_string(new_cluster.port()) +
-                  "\ndbname = \"postgres\"\nuser = \"postgres\"\nsslmode = \"disable\"\n" +
-                  kTables);
-  }
-  ~TwoServers() { RemoveTree(dir); }
-  PgConn Old() const { return PgConn(Cluster().ConnInfo("dbname=" + db)); }
-  PgConn New() const { return PgConn(new_cluster.ConnInfo("dbname=postgres")); }
-  // `pgshift WHAT --config ... --table channels`.
-  std::string Command(const std::string& what) const {
-    return PgshiftBinary() + " " + what + " --config " + dir + "/two.toml --table channels";
-  }
-
-  const std::string db;
-  PgCluster new_cluster;
-  const std::string dir = MakeTempDir("pgshift-backfill");
-};
-
 // Across servers: the new table on a second PostgreSQL.
 TEST(BackfillAcrossServers, CopiesAndVerifies) {
   TwoServers servers("backfill_two");
@@ -110,14 +79,16 @@ TEST(BackfillAcrossServers, AStoppedBatchWhoseCopyIsStillOpenOnNewWaitsForIt) {
   Exec(open, "BEGIN");
   const std::string xid = open.Value("SELECT pg_current_xact_id()::text").value_or("");
   const std::string sweep = "detail->'sweep'->>'copy_xid'";
-  const std::string checkpoint = "FROM pgshift_state WHERE kind = 'backfill_checkpoint'";
+  const std::string checkpoint = "FROM pgshift_state WHERE kind = 'backfill_range'";
   Exec(old_db, "UPDATE pgshift_state SET detail = jsonb_set(detail, '{sweep,copy_xid}', '\"" + xid +
-                   "\"') WHERE kind = 'backfill_checkpoint'");
-  const std::string before = old_db.Value("SELECT detail::text " + checkpoint).value_or("");
+                   "\"') WHERE kind = 'backfill_range'");
+  // Its checkpoint; who holds the range changes.
+  const std::string saved = "SELECT (detail - 'holder' - 'lease_until')::text ";
+  const std::string before = old_db.Value(saved + checkpoint).value_or("");
   std::string out;
   EXPECT_NE(CaptureCommand(command, out), 0) << out;
   EXPECT_NE(out.find("(transaction " + xid + ") is still open on new"), std::string::npos) << out;
-  EXPECT_EQ(old_db.Value("SELECT detail::text " + checkpoint), before) << "the checkpoint stays";
+  EXPECT_EQ(old_db.Value(saved + checkpoint), before) << "the checkpoint stays";
   EXPECT_EQ(old_db.Value("SELECT " + sweep + " " + checkpoint), xid);
   Exec(open, "COMMIT");
   ASSERT_EQ(CaptureCommand(command, out), 0) << out;
@@ -134,15 +105,28 @@ TEST(BackfillAcrossServers, AKilledBackfillLeavesNothingOfABatchOldDidNotCommit)
   PgConn old_db = servers.Old();
   PgConn new_db = servers.New();
   std::string out;
-  CaptureCommand(servers.Command("verify"), out);  // makes pgshift_state
+  // The backfill pauses before its first batch while a session waits on
+  // a lock (--max-lock-waits 0): pgshift_state is locked then, once it has
+  // claimed its range, and the lock is let go.
+  PgConn holder = servers.Old();
+  Exec(holder, "CREATE TABLE side_lock (x int)");
+  Exec(holder, "BEGIN; LOCK TABLE side_lock");
+  PgConn waiter = servers.Old();
+  ASSERT_EQ(PQsendQuery(waiter.get(), "SELECT count(*) FROM side_lock"), 1);
+  const std::string log = servers.dir + "/log";
+  const pid_t pid = StartInBackground(
+      servers.Command("backfill") + " --batch 5000 --batch-seconds 0 --max-lock-waits 0", log);
+  for (int i = 0; i < 200 && ReadFile(log).find("pausing:") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_NE(ReadFile(log).find("pausing:"), std::string::npos) << ReadFile(log);
   PgConn locker = servers.Old();
   Exec(locker, "BEGIN; LOCK TABLE pgshift_state IN SHARE MODE");
-  const std::string log = servers.dir + "/log";
-  const pid_t pid =
-      StartInBackground(servers.Command("backfill") + " --batch 5000 --batch-seconds 0", log);
+  Exec(holder, "COMMIT");
+  while (PGresult* r = PQgetResult(waiter.get())) PQclear(r);
   const std::string held =
       "SELECT count(*) FROM pg_stat_activity WHERE datname = 'backfill_held' AND "
-      "wait_event_type = 'Lock' AND query LIKE 'INSERT INTO pgshift_state%'";
+      "wait_event_type = 'Lock' AND query LIKE 'UPDATE pgshift_state SET detail = detail ||%'";
   for (int i = 0; i < 200 && old_db.Value(held) != "1"; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }

@@ -10,7 +10,9 @@
 #include <string>
 #include <thread>
 
+#include "tests/integration/environment.h"
 #include "tests/support/pg.h"
+#include "tests/support/pgshift_process.h"
 #include "tests/support/process.h"
 
 namespace pgshift::testing {
@@ -80,5 +82,36 @@ void KillBeforeItsSweep(PgConn& writer, const std::string& command, const std::s
   WaitForExit(pid, 10000);
   Exec(writer, "COMMIT");
 }
+
+// Across servers: old's database `db` (the shared cluster) holds channels
+// with 20000 rows, a second cluster the empty channels_v2, and a
+// configuration naming both.
+struct TwoServers {
+  explicit TwoServers(const std::string& db) : db(db) {
+    PgConn admin(Cluster().ConnInfo("dbname=postgres"));
+    admin.Ok("CREATE DATABASE " + db);
+    PgConn old_side = Old();
+    Exec(old_side, Schema(20000));
+    PgConn new_side = New();
+    Exec(new_side, kNewTable);
+    WriteFile(dir + "/two.toml",
+              "[backends.old]\nport = " + std::to_string(Cluster().port()) + "\ndbname = \"" + db +
+                  "\"\nuser = \"postgres\"\nsslmode = \"disable\"\n[backends.new]\nport = " +
+                  std::to_string(new_cluster.port()) +
+                  "\ndbname = \"postgres\"\nuser = \"postgres\"\nsslmode = \"disable\"\n" +
+                  kTables);
+  }
+  ~TwoServers() { RemoveTree(dir); }
+  PgConn Old() const { return PgConn(Cluster().ConnInfo("dbname=" + db)); }
+  PgConn New() const { return PgConn(new_cluster.ConnInfo("dbname=postgres")); }
+  // `pgshift WHAT --config ... --table channels`.
+  std::string Command(const std::string& what) const {
+    return PgshiftBinary() + " " + what + " --config " + dir + "/two.toml --table channels";
+  }
+
+  const std::string db;
+  PgCluster new_cluster;
+  const std::string dir = MakeTempDir("pgshift-backfill");
+};
 
 }  // namespace pgshift::testing

@@ -107,7 +107,7 @@ TEST_F(Backfill, AKilledBackfillResumesFromItsCheckpoint) {
   EXPECT_GE(std::stoi(*copied), 20000);
   EXPECT_LT(std::stoi(*copied), kRows) << "killed before the end";
   auto checkpoint = Direct().Value(
-      "SELECT detail->'last_key'->>0 FROM pgshift_state WHERE kind = 'backfill_checkpoint'");
+      "SELECT detail->'last_key'->>0 FROM pgshift_state WHERE kind = 'backfill_range'");
   ASSERT_TRUE(checkpoint);
   EXPECT_EQ(*checkpoint, Direct().Value("SELECT max(id) FROM channels_v2"))
       << "the checkpoint commits with its batch";

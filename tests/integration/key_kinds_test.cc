@@ -3,8 +3,9 @@
 // keys holding backslashes, newlines, tabs, quotes, commas, braces, emoji and
 // the empty string; a composite key of text, int and date; uuid and numeric
 // keys; a text key whose collation differs between the sides. Keys travel as data, so none is
-// mistaken for another, and the sweep of rows deleted meanwhile never deletes a row it has just
-// copied. Each run ends with old equal to new, by verify and by EXCEPT ALL both ways.
+// mistaken for another (nor as a bound of the key ranges workers share), and the sweep of rows
+// deleted meanwhile never deletes a row it has just copied. Each run ends with old equal to new, by
+// verify and by EXCEPT ALL both ways.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -205,7 +206,8 @@ TEST_P(KeyKinds, BackfillVerifyAndRepairKeepEveryKeyUnderLoad) {
       }
     });
     std::string out;
-    const int copied = Run("backfill --batch 500", kind.table, out);
+    // Two workers, each key range's bounds sampled from these keys.
+    const int copied = Run("backfill --batch 500 --jobs 2", kind.table, out);
     stop = true;
     load.join();
     ASSERT_EQ(copied, 0) << out;
@@ -219,7 +221,7 @@ TEST_P(KeyKinds, BackfillVerifyAndRepairKeepEveryKeyUnderLoad) {
     }
     EXPECT_GT(writes.load(), 0);
     EXPECT_EQ(errors.load(), 0);
-    EXPECT_EQ(Run("verify --chunk 700", kind.table, out), 0) << out;
+    EXPECT_EQ(Run("verify --chunk 700 --jobs 2", kind.table, out), 0) << out;
     // Equal sides: every range's checksums agree (none read row by row).
     EXPECT_NE(out.find("(0 compared row by row)"), std::string::npos) << out;
     ExpectEqual(kind);
@@ -231,9 +233,9 @@ TEST_P(KeyKinds, BackfillVerifyAndRepairKeepEveryKeyUnderLoad) {
                      kind.key_columns + " LIMIT 5)");
     Exec(new_db, "UPDATE " + copy + " SET v = NULL WHERE ctid IN (SELECT ctid FROM " + copy +
                      " ORDER BY " + kind.key_columns + " DESC LIMIT 3)");
-    EXPECT_EQ(Run("verify", kind.table, out), 1) << out;
+    EXPECT_EQ(Run("verify --jobs 3", kind.table, out), 1) << out;
     EXPECT_NE(out.find(" 8 differences"), std::string::npos) << out;
-    ASSERT_EQ(Run("verify --repair", kind.table, out), 0) << out;
+    ASSERT_EQ(Run("verify --repair --jobs 2", kind.table, out), 0) << out;
     EXPECT_EQ(Run("verify", kind.table, out), 0) << out;
     ExpectEqual(kind);
   }
