@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Backfill and verify throughput: pgshift backfill against a plain
 # INSERT ... SELECT on one database and against a COPY pipe across two
-# servers, and verify's seconds per million rows, measured in one run.
+# servers, with one worker and with --jobs 2, and verify's seconds per
+# million rows (one worker and two), measured in one run.
 #
 #   bench/backfill.sh [--rows N] [--batch N] [--rounds N]
 #
-# Each round runs the four copies in turn (tables emptied first); the
+# Each round runs the six copies in turn (tables emptied first); the
 # figures are means over the rounds, each backfill as a ratio of the rate
-# of the plain copy beside it.
+# of the plain copy beside it, and --jobs 2 as a ratio of one worker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
@@ -86,10 +87,14 @@ for round in $(seq "$rounds"); do
   fresh $old_port plain_copy
   t=$(now); q $old_port "INSERT INTO plain_copy SELECT id, title, created_at, payload FROM channels"
   seconds insert-select "$(since "$t")"
-  fresh $old_port channels_v2
-  q $old_port "DROP TABLE IF EXISTS pgshift_state"
-  t=$(now); build/pgshift backfill --config "$out/one.toml" --table channels --batch "$batch" >/dev/null
-  seconds backfill-one "$(since "$t")"
+  for jobs in 1 2; do
+    fresh $old_port channels_v2
+    q $old_port "DROP TABLE IF EXISTS pgshift_state"
+    t=$(now)
+    build/pgshift backfill --config "$out/one.toml" --table channels --batch "$batch" \
+      --jobs $jobs >/dev/null
+    seconds backfill-one-$jobs "$(since "$t")"
+  done
   # Across servers.
   fresh $new_port plain_copy
   t=$(now)
@@ -97,16 +102,25 @@ for round in $(seq "$rounds"); do
     -c "COPY (SELECT id, title, created_at, payload FROM channels) TO STDOUT" |
     psql -X -h 127.0.0.1 -p $new_port -U postgres -d postgres -Atq -c "COPY plain_copy FROM STDIN"
   seconds copy-pipe "$(since "$t")"
-  fresh $new_port channels_v2
-  q $old_port "DROP TABLE IF EXISTS pgshift_state"
-  t=$(now); build/pgshift backfill --config "$out/two.toml" --table channels --batch "$batch" >/dev/null
-  seconds backfill-two "$(since "$t")"
+  for jobs in 1 2; do
+    fresh $new_port channels_v2
+    q $old_port "DROP TABLE IF EXISTS pgshift_state"
+    t=$(now)
+    build/pgshift backfill --config "$out/two.toml" --table channels --batch "$batch" \
+      --jobs $jobs >/dev/null
+    seconds backfill-two-$jobs "$(since "$t")"
+  done
   echo "round $round done" >&2
 done
-t=$(now); build/pgshift verify --config "$out/one.toml" --table channels --chunk 10000 >/dev/null
-verify_one=$(since "$t")
-t=$(now); build/pgshift verify --config "$out/two.toml" --table channels --chunk 10000 >/dev/null
-verify_two=$(since "$t")
+declare -A verify
+for jobs in 1 2; do
+  for side in one two; do
+    t=$(now)
+    build/pgshift verify --config "$out/$side.toml" --table channels --chunk 10000 \
+      --jobs $jobs >/dev/null
+    verify[$side-$jobs]=$(since "$t")
+  done
+done
 
 mean() { awk -v a="${total[$1]}" -v n="${runs[$1]}" 'BEGIN { printf "%.2f", a / n }'; }
 row() {  # label key [base-key]
@@ -122,13 +136,26 @@ echo
 echo "| copy | seconds (mean) | rows/s | rate / its baseline |"
 echo "|---|---:|---:|---:|"
 row "INSERT ... SELECT, one database" insert-select
-row "pgshift backfill --batch $batch, one database" backfill-one insert-select
+row "pgshift backfill --batch $batch, one database" backfill-one-1 insert-select
+row "pgshift backfill --batch $batch --jobs 2, one database" backfill-one-2 insert-select
 row "COPY pipe, across servers" copy-pipe
-row "pgshift backfill --batch $batch, across servers" backfill-two copy-pipe
+row "pgshift backfill --batch $batch, across servers" backfill-two-1 copy-pipe
+row "pgshift backfill --batch $batch --jobs 2, across servers" backfill-two-2 copy-pipe
 echo
 echo "| verify (--chunk 10000) | seconds | seconds per million rows |"
 echo "|---|---:|---:|"
-for v in "one database|$verify_one" "across servers|$verify_two"; do
-  IFS='|' read -r label s <<<"$v"
+for v in "one database|one-1" "one database, --jobs 2|one-2" "across servers|two-1" \
+  "across servers, --jobs 2|two-2"; do
+  IFS='|' read -r label key <<<"$v"
+  s=${verify[$key]}
   echo "| $label | $s | $(awk -v s="$s" -v r="$rows" 'BEGIN { printf "%.2f", s * 1000000 / r }') |"
 done
+# The goals, and what a second worker gives, on one line.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+echo
+echo "backfill / its baseline (goal 0.60): one database $(ratio "$(mean insert-select)" \
+"$(mean backfill-one-1)"), across servers $(ratio "$(mean copy-pipe)" "$(mean backfill-two-1)");" \
+  "--jobs 2 / --jobs 1 speed-up: backfill one database $(ratio "$(mean backfill-one-1)" \
+"$(mean backfill-one-2)"), across servers $(ratio "$(mean backfill-two-1)" "$(mean backfill-two-2)")," \
+  "verify one database $(ratio "${verify[one-1]}" "${verify[one-2]}"), across servers" \
+  "$(ratio "${verify[two-1]}" "${verify[two-2]}")"

@@ -58,6 +58,8 @@ class Backfiller {
       if (absl::Status s = RemoveDeletedMeanwhile(before, checkpoint.last_key, *batch); !s.ok()) {
         return s;
       }
+      // The sweep may have waited long for older transactions.
+      if (absl::Status s = ledger_.RenewIfDue(range_); !s.ok()) return s;
       checkpoint.rows += batch->read;
       checkpoint.copied += batch->copied;
       double seconds = std::chrono::duration<double>(Clock::now() - started).count();

@@ -22,9 +22,12 @@ absl::Status WaitForOlderTransactions(PgClient& db, const std::string& xid, std:
       "pg_catalog.age($1::pg_catalog.xid)) OR backend_xid IS NOT NULL)";
   std::vector<std::optional<std::string>> params{xid};
   if (!peers.empty()) {
+    // The very session that claimed (pid and start): a pid a dead
+    // worker left in its range may be a client's by now.
     sql +=
-        " AND pid NOT IN (SELECT (detail->>'backend')::int FROM pgshift_state WHERE table_name = "
-        "$2 AND kind = $3 AND detail->>'holder' IS NOT NULL AND detail->>'backend' IS NOT NULL)";
+        " AND NOT EXISTS (SELECT FROM pgshift_state WHERE table_name = $2 AND kind = $3 AND "
+        "detail->>'holder' IS NOT NULL AND (detail->>'backend')::int = pid AND "
+        "(detail->>'backend_start')::timestamptz = backend_start)";
     params.push_back(table);
     params.push_back(peers);
   }

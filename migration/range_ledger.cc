@@ -6,6 +6,7 @@
 #include <chrono>
 #include <thread>
 
+#include "absl/strings/cord.h"
 #include "common/json.h"
 #include "common/strings.h"
 
@@ -29,6 +30,14 @@ constexpr const char* kHeld =
     "pgshift_worker.backend_start = (detail->>'backend_start')::timestamptz)))";
 
 }  // namespace
+
+namespace {
+constexpr char kTakenOverPayload[] = "pgshift/range_taken_over";
+}  // namespace
+
+bool TakenOver(const absl::Status& status) {
+  return status.GetPayload(kTakenOverPayload).has_value();
+}
 
 std::string WorkRange::Name() const { return StrCat("range ", number + 1, " of ", count); }
 
@@ -91,8 +100,9 @@ absl::StatusOr<int64_t> RangeLedger::Plan(const TablePair& pair, int64_t count,
   // Whether a plan is there, and whether it is still being worked on.
   const std::string existing = StrCat(
       "SELECT count(*), coalesce(bool_or(coalesce((detail->>'recorded')::boolean, false)), "
-      "false) OR coalesce(max(recorded_at) < now() - pg_catalog.make_interval(secs => $3), "
-      "false) FROM pgshift_state WHERE table_name = $1 AND kind = $2");
+      "false) OR (coalesce(max(recorded_at) < now() - pg_catalog.make_interval(secs => $3), "
+      "false) AND NOT coalesce(bool_or(",
+      kHeld, "), false)) FROM pgshift_state WHERE table_name = $1 AND kind = $2");
   const std::vector<std::optional<std::string>> params{table_, kind_, StrCat(lease_seconds_)};
   auto found = db_.Exec(existing, params);
   if (!found.ok()) return found.status();
@@ -170,6 +180,7 @@ absl::StatusOr<std::optional<WorkRange>> RangeLedger::Claim() {
       {table_, kind_, holder_, StrCat(lease_seconds_)});
   if (!claimed.ok()) return claimed.status();
   if (claimed->rows.empty()) return std::optional<WorkRange>();
+  renewed_ = std::chrono::steady_clock::now();
   WorkRange range;
   const Row& r = claimed->rows[0];
   ParseInt(r[0].value_or("0"), range.id);
@@ -185,20 +196,36 @@ absl::StatusOr<std::optional<WorkRange>> RangeLedger::Claim() {
 }
 
 absl::Status RangeLedger::Save(const WorkRange& range, const std::string& detail) {
+  // By name and by connection: two hosts may name two workers alike.
   auto saved = db_.Exec(
       "UPDATE pgshift_state SET detail = detail || $3::jsonb || pg_catalog.jsonb_build_object("
       "'lease_until', now() + pg_catalog.make_interval(secs => $4)), recorded_at = now() WHERE "
-      "id = $1 AND detail->>'holder' = $2 RETURNING 1",
+      "id = $1 AND detail->>'holder' = $2 AND (detail->>'backend')::int = "
+      "pg_catalog.pg_backend_pid() RETURNING 1",
       {StrCat(range.id), holder_, detail, StrCat(lease_seconds_)});
   if (!saved.ok()) return saved.status();
-  if (!saved->rows.empty()) return absl::OkStatus();
+  if (!saved->rows.empty()) {
+    renewed_ = std::chrono::steady_clock::now();
+    return absl::OkStatus();
+  }
   auto holder =
       db_.Exec("SELECT detail->>'holder' FROM pgshift_state WHERE id = $1", {StrCat(range.id)});
   std::string now_held = "nobody (the plan was removed)";
   if (holder.ok() && !holder->rows.empty()) now_held = holder->rows[0][0].value_or("nobody");
-  return absl::AbortedError(StrCat(range.Name(), " of ", table_, " is held by ", now_held,
-                                   " now: this worker's lease expired (", lease_seconds_,
-                                   " s without a saved batch), so its last batch is undone"));
+  absl::Status taken = absl::AbortedError(
+      StrCat(range.Name(), " of ", table_, " is held by ", now_held,
+             " now: this worker's lease expired (", lease_seconds_,
+             " s without renewing it), so it leaves the range to that worker and undoes what it "
+             "had not saved"));
+  taken.SetPayload(kTakenOverPayload, absl::Cord("1"));
+  return taken;
+}
+
+absl::Status RangeLedger::RenewIfDue(const WorkRange& range) {
+  if (std::chrono::steady_clock::now() - renewed_ < std::chrono::seconds(lease_seconds_) / 3) {
+    return absl::OkStatus();
+  }
+  return Save(range, "{}");
 }
 
 absl::Status RangeLedger::Release(const WorkRange& range) {
@@ -235,11 +262,20 @@ absl::Status RangeLedger::Clear() {
     return s;
   };
   if (absl::Status s = LockPlan(); !s.ok()) return rollback(s);
-  auto held =
-      db_.Exec(StrCat("SELECT detail->>'range', detail->>'holder', detail->>'lease_until' "
-                      "FROM pgshift_state WHERE table_name = $1 AND kind = $2 AND NOT ",
-                      kDone, " AND ", kHeld, " AND detail->>'holder' <> $3 ORDER BY 1 LIMIT 1"),
-               {table_, kind_, holder_});
+  // Locked first: a worker saving a batch now (its lease expired, its save
+  // not) is waited for, and then seen.
+  if (absl::Status s =
+          db_.Run("SELECT FROM pgshift_state WHERE table_name = $1 AND kind = $2 FOR UPDATE",
+                  {table_, kind_});
+      !s.ok()) {
+    return rollback(s);
+  }
+  auto held = db_.Exec(StrCat("SELECT detail->>'range', detail->>'holder', detail->>'lease_until' "
+                              "FROM pgshift_state WHERE table_name = $1 AND kind = $2 AND NOT ",
+                              kDone,
+                              " AND detail->>'holder' IS NOT NULL AND detail->>'holder' <> $3 "
+                              "ORDER BY (detail->>'range')::bigint LIMIT 1"),
+                       {table_, kind_, holder_});
   if (!held.ok()) return rollback(held.status());
   if (!held->rows.empty()) {
     const Row& r = held->rows[0];
@@ -248,7 +284,7 @@ absl::Status RangeLedger::Clear() {
     return rollback(absl::FailedPreconditionError(
         StrCat("range ", number + 1, " of ", table_, " is held by ", r[1].value_or(""),
                " (lease until ", r[2].value_or(""),
-               "): stop that command, or wait for its lease to expire, before starting over")));
+               "): stop that command, or wait for its lease to expire, and start over again")));
   }
   if (absl::Status s =
           db_.Run("DELETE FROM pgshift_state WHERE table_name = $1 AND kind = $2", {table_, kind_});
@@ -299,7 +335,7 @@ absl::Status WorkRanges(RangeLedger& ledger, const std::atomic<bool>& stop, std:
     if (*claimed) {
       said_waiting = false;
       absl::Status worked = work(**claimed);
-      if (absl::IsAborted(worked)) {
+      if (TakenOver(worked)) {
         std::fprintf(out, "pgshift %.*s: %s\n", static_cast<int>(command.size()), command.data(),
                      std::string(MessageOf(worked)).c_str());
         continue;
@@ -311,6 +347,10 @@ absl::Status WorkRanges(RangeLedger& ledger, const std::atomic<bool>& stop, std:
     }
     auto standing = ledger.Standing();
     if (!standing.ok()) return standing.status();
+    if (standing->total == 0) {
+      return absl::FailedPreconditionError(StrCat("the key ranges of ", ledger.table(),
+                                                  " were removed meanwhile (by a --restart?)"));
+    }
     if (standing->done == standing->total) return absl::OkStatus();
     if (!said_waiting && say_waiting) {
       std::fprintf(out,

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <functional>
@@ -60,20 +61,26 @@ class RangeLedger {
   // Splits old's key space into `count` ranges of about as many rows each
   // (bounds from a sample of old's keys), unless a plan is there: the
   // first command to come splits, the others join its plan. With
-  // `replace_stale`, a plan nobody has saved to within a lease is replaced
-  // (verify: its results are old). Returns the plan's number of ranges.
+  // `replace_stale`, a finished plan, or one no worker holds a range of and
+  // nobody has saved to within a lease, is replaced (verify: its results
+  // are old). Returns the plan's number of ranges.
   absl::StatusOr<int64_t> Plan(const TablePair& pair, int64_t count, bool replace_stale);
   // The next range neither done nor held (a lapsed lease is not held), or
   // none.
   absl::StatusOr<std::optional<WorkRange>> Claim();
   // Merges `detail` (a JSON object) into the range's and renews the lease;
-  // fails, naming the range and its holder, when this worker no longer
-  // holds it. Run it inside the transaction whose work it records.
+  // fails (TakenOver), naming the range and its holder, when this worker
+  // (its name and its connection) no longer holds it. Run it inside the
+  // transaction whose work it records, on the connection that claimed.
   absl::Status Save(const WorkRange& range, const std::string& detail);
+  // Renews the lease alone, between pieces of long work, once a third of
+  // it has passed since the last save.
+  absl::Status RenewIfDue(const WorkRange& range);
   // Lets the range go (its work saved, or given up).
   absl::Status Release(const WorkRange& range);
   absl::StatusOr<RangeStanding> Standing();
-  // Removes the plan; fails when a worker holds a range of it.
+  // Removes the plan; fails when another worker holds a range of it, its
+  // lease expired or not (claim the free ranges first).
   absl::Status Clear();
   // Once every range is done, true for exactly one caller, which records
   // event `event_kind` with `detail` in the same transaction; false when
@@ -98,10 +105,15 @@ class RangeLedger {
   const std::string kind_;
   const std::string holder_;
   const int64_t lease_seconds_;
+  std::chrono::steady_clock::time_point renewed_;  // the last claim or save
 };
 
 // "host:pid:worker": one worker of this process.
 std::string WorkerName(int worker);
+
+// The range was taken over from this worker (RangeLedger::Save): its
+// uncommitted work is undone, and it goes on with another range.
+bool TakenOver(const absl::Status& status);
 
 // One worker's loop: claims ranges and runs `work` on each until every
 // range is done. A range another worker holds is waited for (`out` says

@@ -51,7 +51,8 @@ absl::Status Work(const routing::Config& config, const TablePair& pair,
                      options.lease_seconds);
   return WorkRanges(
       ledger, stop, stderr, "verify", worker == 0, [&](const WorkRange& range) -> absl::Status {
-        auto report = VerifyRange(options, pair, connections->old_db, connections->new_db, range);
+        auto report = VerifyRange(options, pair, connections->old_db, connections->new_db, range,
+                                  [&] { return ledger.RenewIfDue(range); });
         if (!report.ok()) return report.status();
         return ledger.Save(range, RangeResult(*report));
       });

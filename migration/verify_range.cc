@@ -34,9 +34,10 @@ class Verifier {
  public:
   // Compares the keys of `range` (migration/range_ledger.h).
   Verifier(const VerifyOptions& options, const TablePair& pair, PgClient& old_db, PgClient& new_db,
-           const WorkRange& range)
+           const WorkRange& range, const std::function<absl::Status()>& between)
       : options_(options),
         pair_(pair),
+        between_(between),
         old_{&old_db, pair.old_table, pair.old_columns, pair.old_key, pair.old_key_order},
         new_{&new_db, pair.new_table, pair.new_columns, pair.new_key, pair.new_key_order} {
     if (!range.lower.empty()) lower_ = range.lower;
@@ -56,6 +57,7 @@ class Verifier {
       report_.rows += *compared;
       ++report_.ranges;
       Throttle(started);
+      if (absl::Status s = between_(); !s.ok()) return s;
       if (*high == upper_) break;
       low = **high;
     }
@@ -74,6 +76,7 @@ class Verifier {
     });
     if (!compared.ok()) return compared;
     if (options_.repair && !differing_.empty()) {
+      if (absl::Status s = between_(); !s.ok()) return s;
       if (absl::Status s = Repair(); !s.ok()) return s;
       report_.repaired = true;
     }
@@ -425,6 +428,7 @@ class Verifier {
 
   const VerifyOptions& options_;
   const TablePair& pair_;
+  const std::function<absl::Status()>& between_;
   Side old_, new_;
   std::optional<Key> lower_, upper_;  // the work range's bounds
   VerifyReport report_;
@@ -440,9 +444,9 @@ class Verifier {
 }  // namespace
 
 absl::StatusOr<VerifyReport> VerifyRange(const VerifyOptions& options, const TablePair& pair,
-                                         PgClient& old_db, PgClient& new_db,
-                                         const WorkRange& range) {
-  return Verifier(options, pair, old_db, new_db, range).Run();
+                                         PgClient& old_db, PgClient& new_db, const WorkRange& range,
+                                         const std::function<absl::Status()>& between) {
+  return Verifier(options, pair, old_db, new_db, range, between).Run();
 }
 
 }  // namespace pgshift::migration

@@ -73,15 +73,20 @@ struct StatusQueries {
       if (!since.empty()) status.since = since[0][0].value_or("");
     }
     if (have_state) {
-      // Every key range's checkpoint (migration/range_ledger.h), summed;
-      // the key is the one most recently saved.
+      // Every key range's checkpoint (migration/range_ledger.h), summed
+      // (an earlier pgshift's single checkpoint until a command upgrades
+      // it); the key is the one most recently saved, the rate that of the
+      // ranges whose workers still hold them.
       std::string sql = StrCat(
           "SELECT sum((detail->>'rows')::bigint), bool_and(coalesce((detail->>'done')::boolean, "
           "false))::text, (array_agg((detail->'last_key')::text ORDER BY recorded_at DESC))[1], "
-          "sum((detail->>'rate')::bigint), max(recorded_at)::text, count(*), count(*) FILTER "
+          "sum((detail->>'rate')::bigint) FILTER (WHERE (detail->>'lease_until')::timestamptz >= "
+          "now() OR NOT detail ? 'lease_until'), max(recorded_at)::text, count(*), count(*) "
+          "FILTER "
           "(WHERE coalesce((detail->>'done')::boolean, false)) FROM pgshift_state WHERE "
           "table_name = ",
-          QuoteLiteral(t.name), " AND kind = 'backfill_range' HAVING count(*) > 0");
+          QuoteLiteral(t.name),
+          " AND kind IN ('backfill_range', 'backfill_checkpoint') HAVING count(*) > 0");
       Rows checkpoint = co_await Query(sql);
       if (!checkpoint.empty()) {
         const auto& r = checkpoint[0];

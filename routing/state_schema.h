@@ -23,10 +23,12 @@ inline constexpr const char* kCreateRangeIndex =
     " ON pgshift_state (table_name, kind, ((detail->>'range')::bigint))"
     " WHERE kind IN ('backfill_range', 'verify_range')";
 // Before ranges, a table's backfill kept one checkpoint, kind
-// 'backfill_checkpoint': it becomes a plan of one range.
+// 'backfill_checkpoint': it becomes a plan of one range (recorded if
+// done: that pgshift recorded it).
 inline constexpr const char* kUpgradeCheckpoints =
     "UPDATE pgshift_state SET kind = 'backfill_range', detail = detail ||"
-    " '{\"range\":0,\"count\":1,\"lower\":[],\"upper\":[],\"holder\":null}'"
+    " '{\"range\":0,\"count\":1,\"lower\":[],\"upper\":[],\"holder\":null}' ||"
+    " jsonb_build_object('recorded', coalesce((detail->>'done')::boolean, false))"
     " WHERE kind = 'backfill_checkpoint'";
 
 // The divergence log, on the authoritative side: a key whose mirror to the

@@ -105,6 +105,27 @@ TEST(BackfillJobs, AWorkerWhoseRangeWasTakenOverUndoesItsBatchAndGoesOn) {
   ASSERT_EQ(CaptureCommand(servers.Command("verify"), out), 0) << out;
 }
 
+// An error that would come back on every try (new refuses a row) fails
+// the command at once, naming it, and lets the range go: it is not taken
+// for a range taken over, to be waited for and tried again.
+TEST(BackfillJobs, ALastingErrorFailsTheCommandAndFreesItsRange) {
+  TwoServers servers("jobs_error");
+  ASSERT_TRUE(servers.new_cluster.ok());
+  PgConn new_db = servers.New();
+  Exec(new_db, "ALTER TABLE channels_v2 ADD CONSTRAINT no_777 CHECK (id <> 777)");
+  std::string out;
+  const int status =
+      CaptureCommand("timeout 60 " + servers.Command("backfill") + " --jobs 2 --batch 100", out);
+  EXPECT_NE(status, 0) << out;
+  EXPECT_NE(status, 124) << "it waited instead of failing\n" << out;
+  EXPECT_NE(out.find("no_777"), std::string::npos) << out;
+  EXPECT_EQ(out.find("is held by"), std::string::npos) << out;
+  PgConn old_db = servers.Old();
+  EXPECT_EQ(old_db.Value(std::string("SELECT count(*) ") + kRanges +
+                         " AND detail->>'holder' IS NOT NULL"),
+            "0");
+}
+
 // An earlier pgshift kept one checkpoint per table: it becomes a plan of
 // one range, and the backfill resumes from it.
 TEST(BackfillJobs, AnEarlierCheckpointIsResumed) {
@@ -157,6 +178,33 @@ TEST(VerifyJobs, TwoCommandsShareOneRunAndEachReportsTheWholeTable) {
   ASSERT_EQ(CaptureCommand(command, out), 0) << out;
   EXPECT_NE(out.find(" 0 differences"), std::string::npos) << out;
   EXPECT_EQ(old_db.Value("SELECT count(*) FROM pgshift_state WHERE kind = 'verify'"), "3");
+}
+
+// A range that takes longer than a lease (--rate slows it here) keeps its
+// lease while its worker compares it: a second command waits for it
+// rather than taking it over, and both report the whole table.
+TEST(VerifyJobs, ALongRangeKeepsItsLease) {
+  TwoServers servers("jobs_lease");
+  ASSERT_TRUE(servers.new_cluster.ok());
+  std::string out;
+  ASSERT_EQ(CaptureCommand(servers.Command("backfill"), out), 0) << out;
+  const std::string command =
+      servers.Command("verify") + " --chunk 500 --rate 4000 --lease-seconds 2";
+  const std::string log = servers.dir + "/first.log";
+  const pid_t first = StartInBackground(command, log);
+  PgConn old_db = servers.Old();
+  ASSERT_TRUE(WaitFor(old_db,
+                      "SELECT count(*) FROM pgshift_state WHERE kind = 'verify_range' AND "
+                      "detail->>'holder' IS NOT NULL",
+                      "1"));
+  EXPECT_EQ(CaptureCommand(command, out), 0) << out;
+  ASSERT_TRUE(WaitForLog(log, "differences")) << ReadFile(log);
+  WaitForExit(first, 10000);
+  for (const std::string& report : {out, ReadFile(log)}) {
+    EXPECT_EQ(report.find("is held by"), std::string::npos) << report;
+    EXPECT_NE(report.find("20000 rows in "), std::string::npos) << report;
+  }
+  EXPECT_NE(out.find("waiting for 1 ranges that other workers hold"), std::string::npos) << out;
 }
 
 }  // namespace
