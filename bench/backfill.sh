@@ -4,7 +4,7 @@
 # servers, with one worker and with --jobs 2, and verify's seconds per
 # million rows (one worker and two), measured in one run.
 #
-#   bench/backfill.sh [--rows N] [--batch N] [--rounds N]
+#   [PGSHIFT_BASELINE=/path/to/older/pgshift] bench/backfill.sh [--rows N] [--batch N] [--rounds N]
 #
 # Each round runs the six copies in turn (tables emptied first); the
 # figures are means over the rounds, each backfill as a ratio of the rate
@@ -82,19 +82,33 @@ fresh() {  # port table: the table empty, as each round starts
   q "$1" "DROP TABLE IF EXISTS $2; CREATE TABLE $2 $new_table"
 }
 
+# backfills SIDE PORT: pgshift's copy with one worker and with two (and
+# PGSHIFT_BASELINE's, an older build's, with one: "before").
+backfills() {
+  local variants="1 2" jobs binary
+  [ -n "${PGSHIFT_BASELINE:-}" ] && variants="$variants before"
+  for jobs in $variants; do
+    binary=build/pgshift
+    [ "$jobs" = before ] && binary=$PGSHIFT_BASELINE
+    fresh "$2" channels_v2
+    q $old_port "DROP TABLE IF EXISTS pgshift_state"
+    t=$(now)
+    if [ "$jobs" = before ]; then
+      "$binary" backfill --config "$out/$1.toml" --table channels --batch "$batch" >/dev/null
+    else
+      "$binary" backfill --config "$out/$1.toml" --table channels --batch "$batch" \
+        --jobs "$jobs" >/dev/null
+    fi
+    seconds "backfill-$1-$jobs" "$(since "$t")"
+  done
+}
+
 for round in $(seq "$rounds"); do
   # One database.
   fresh $old_port plain_copy
   t=$(now); q $old_port "INSERT INTO plain_copy SELECT id, title, created_at, payload FROM channels"
   seconds insert-select "$(since "$t")"
-  for jobs in 1 2; do
-    fresh $old_port channels_v2
-    q $old_port "DROP TABLE IF EXISTS pgshift_state"
-    t=$(now)
-    build/pgshift backfill --config "$out/one.toml" --table channels --batch "$batch" \
-      --jobs $jobs >/dev/null
-    seconds backfill-one-$jobs "$(since "$t")"
-  done
+  backfills one $old_port
   # Across servers.
   fresh $new_port plain_copy
   t=$(now)
@@ -102,14 +116,7 @@ for round in $(seq "$rounds"); do
     -c "COPY (SELECT id, title, created_at, payload FROM channels) TO STDOUT" |
     psql -X -h 127.0.0.1 -p $new_port -U postgres -d postgres -Atq -c "COPY plain_copy FROM STDIN"
   seconds copy-pipe "$(since "$t")"
-  for jobs in 1 2; do
-    fresh $new_port channels_v2
-    q $old_port "DROP TABLE IF EXISTS pgshift_state"
-    t=$(now)
-    build/pgshift backfill --config "$out/two.toml" --table channels --batch "$batch" \
-      --jobs $jobs >/dev/null
-    seconds backfill-two-$jobs "$(since "$t")"
-  done
+  backfills two $new_port
   echo "round $round done" >&2
 done
 declare -A verify
@@ -141,6 +148,10 @@ row "pgshift backfill --batch $batch --jobs 2, one database" backfill-one-2 inse
 row "COPY pipe, across servers" copy-pipe
 row "pgshift backfill --batch $batch, across servers" backfill-two-1 copy-pipe
 row "pgshift backfill --batch $batch --jobs 2, across servers" backfill-two-2 copy-pipe
+if [ -n "${PGSHIFT_BASELINE:-}" ]; then
+  row "before: backfill --batch $batch, one database" backfill-one-before insert-select
+  row "before: backfill --batch $batch, across servers" backfill-two-before copy-pipe
+fi
 echo
 echo "| verify (--chunk 10000) | seconds | seconds per million rows |"
 echo "|---|---:|---:|"
