@@ -65,12 +65,16 @@ struct StatusQueries {
     if (status.since.empty()) {
       // A coordinated fleet records when each flip took effect (on old,
       // unless [coordination] names another server).
-      std::string sql = StrCat(
-          "SELECT CASE WHEN to_regclass('pgshift_phases') IS NOT NULL THEN (SELECT "
-          "changed_at::text FROM pgshift_phases WHERE table_name = ",
-          QuoteLiteral(t.name), ") END");
-      Rows since = co_await Query(sql);
-      if (!since.empty()) status.since = since[0][0].value_or("");
+      // Asked apart: a statement naming a table that does not exist fails
+      // however it is guarded (before any proxy ran, say).
+      std::string exists = "SELECT to_regclass('pgshift_phases') IS NOT NULL";
+      Rows coordinated = co_await Query(exists);
+      if (!coordinated.empty() && coordinated[0][0] == "t") {
+        std::string sql = StrCat("SELECT changed_at::text FROM pgshift_phases WHERE table_name = ",
+                                 QuoteLiteral(t.name));
+        Rows since = co_await Query(sql);
+        if (!since.empty()) status.since = since[0][0].value_or("");
+      }
     }
     if (have_state) {
       // Every key range's checkpoint (migration/range_ledger.h), summed

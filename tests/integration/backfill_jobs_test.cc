@@ -60,6 +60,9 @@ TEST(BackfillJobs, AKilledCommandsRangesAreTakenOverAtOnce) {
   ASSERT_EQ(kill(first, SIGKILL), 0);
   WaitForExit(first, 10000);
   std::string out;
+  // status sums the ranges' checkpoints.
+  CaptureCommand(PgshiftBinary() + " status --config " + servers.dir + "/two.toml", out);
+  EXPECT_NE(out.find(" of 8 key ranges done"), std::string::npos) << out;
   ASSERT_EQ(CaptureCommand("timeout 120 " + servers.Command("backfill"), out), 0) << out;
   EXPECT_NE(out.find("8 key ranges"), std::string::npos) << "it joins the split\n" << out;
   EXPECT_NE(out.find("resumes after key"), std::string::npos) << out;
