@@ -28,7 +28,7 @@ struct RangeWorker {
 };
 
 // Copies the claimed `range` to its end and marks it done. Fails with
-// kAborted when another worker took the range over (its lease expired).
+// TakenOver (range_ledger.h) when another worker took the range over (its lease expired).
 absl::Status CopyRange(const RangeWorker& worker, const WorkRange& range);
 // Only finishes the sweep of a batch the last run stopped before (for
 // --restart, which then forgets the range).

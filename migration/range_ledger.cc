@@ -196,10 +196,12 @@ absl::StatusOr<std::optional<WorkRange>> RangeLedger::Claim() {
 }
 
 absl::Status RangeLedger::Save(const WorkRange& range, const std::string& detail) {
-  // By name and by connection: two hosts may name two workers alike.
+  // By name and by connection: two hosts may name two workers alike. The
+  // lease runs from now, not from the start of the batch's transaction.
   auto saved = db_.Exec(
       "UPDATE pgshift_state SET detail = detail || $3::jsonb || pg_catalog.jsonb_build_object("
-      "'lease_until', now() + pg_catalog.make_interval(secs => $4)), recorded_at = now() WHERE "
+      "'lease_until', pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => $4)), "
+      "recorded_at = now() WHERE "
       "id = $1 AND detail->>'holder' = $2 AND (detail->>'backend')::int = "
       "pg_catalog.pg_backend_pid() RETURNING 1",
       {StrCat(range.id), holder_, detail, StrCat(lease_seconds_)});
@@ -231,7 +233,8 @@ absl::Status RangeLedger::RenewIfDue(const WorkRange& range) {
 absl::Status RangeLedger::Release(const WorkRange& range) {
   return db_.Run(
       "UPDATE pgshift_state SET detail = detail || '{\"holder\":null}', recorded_at = now() "
-      "WHERE id = $1 AND detail->>'holder' = $2",
+      "WHERE id = $1 AND detail->>'holder' = $2 AND (detail->>'backend')::int = "
+      "pg_catalog.pg_backend_pid()",
       {StrCat(range.id), holder_});
 }
 
@@ -273,7 +276,8 @@ absl::Status RangeLedger::Clear() {
   auto held = db_.Exec(StrCat("SELECT detail->>'range', detail->>'holder', detail->>'lease_until' "
                               "FROM pgshift_state WHERE table_name = $1 AND kind = $2 AND NOT ",
                               kDone,
-                              " AND detail->>'holder' IS NOT NULL AND detail->>'holder' <> $3 "
+                              " AND detail->>'holder' IS NOT NULL AND (detail->>'holder' <> $3 "
+                              "OR (detail->>'backend')::int <> pg_catalog.pg_backend_pid()) "
                               "ORDER BY (detail->>'range')::bigint LIMIT 1"),
                        {table_, kind_, holder_});
   if (!held.ok()) return rollback(held.status());

@@ -118,7 +118,7 @@ bool TakenOver(const absl::Status& status);
 // One worker's loop: claims ranges and runs `work` on each until every
 // range is done. A range another worker holds is waited for (`out` says
 // so once, when `say_waiting`), and taken over once its lease expires.
-// `work` failing with kAborted means the range was taken over from it:
+// `work` failing with TakenOver means the range was taken over from it:
 // the worker goes on with another. Stops early when `stop` is set.
 absl::Status WorkRanges(RangeLedger& ledger, const std::atomic<bool>& stop, std::FILE* out,
                         std::string_view command, bool say_waiting,

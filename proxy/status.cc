@@ -84,8 +84,9 @@ struct StatusQueries {
       std::string sql = StrCat(
           "SELECT sum((detail->>'rows')::bigint), bool_and(coalesce((detail->>'done')::boolean, "
           "false))::text, (array_agg((detail->'last_key')::text ORDER BY recorded_at DESC))[1], "
-          "sum((detail->>'rate')::bigint) FILTER (WHERE (detail->>'lease_until')::timestamptz >= "
-          "now() OR NOT detail ? 'lease_until'), max(recorded_at)::text, count(*), count(*) "
+          "sum((detail->>'rate')::bigint) FILTER (WHERE detail->>'holder' IS NOT NULL AND "
+          "(detail->>'lease_until')::timestamptz >= now() OR NOT detail ? 'lease_until'), "
+          "max(recorded_at)::text, count(*), count(*) "
           "FILTER "
           "(WHERE coalesce((detail->>'done')::boolean, false)) FROM pgshift_state WHERE "
           "table_name = ",
