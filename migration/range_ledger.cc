@@ -9,6 +9,7 @@
 #include "absl/strings/cord.h"
 #include "common/json.h"
 #include "common/strings.h"
+#include "migration/state_store.h"
 
 namespace pgshift::migration {
 
@@ -141,10 +142,7 @@ absl::StatusOr<int64_t> RangeLedger::Plan(const TablePair& pair, int64_t count,
     std::string detail =
         StrCat("{\"range\":", n, ",\"count\":", ranges, ",\"lower\":", JsonArray(lower),
                ",\"upper\":", JsonArray(upper), ",\"holder\":null,\"done\":false}");
-    if (absl::Status s = db_.Run(
-            "INSERT INTO pgshift_state (table_name, kind, detail) VALUES ($1, $2, $3::jsonb)",
-            {table_, kind_, detail});
-        !s.ok()) {
+    if (absl::Status s = StateStore(db_).Record(table_, kind_, detail); !s.ok()) {
       return rollback(s);
     }
   }
@@ -319,10 +317,7 @@ absl::StatusOr<bool> RangeLedger::RecordOnce(const std::string& event_kind,
       !s.ok()) {
     return rollback(s);
   }
-  if (absl::Status s =
-          db_.Run("INSERT INTO pgshift_state (table_name, kind, detail) VALUES ($1, $2, $3::jsonb)",
-                  {table_, event_kind, detail});
-      !s.ok()) {
+  if (absl::Status s = StateStore(db_).Record(table_, event_kind, detail); !s.ok()) {
     return rollback(s);
   }
   if (absl::Status s = db_.Run("COMMIT"); !s.ok()) return s;

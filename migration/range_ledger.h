@@ -90,7 +90,6 @@ class RangeLedger {
   // range's detail, as text.
   absl::StatusOr<std::vector<std::string>> TextArray(int64_t id, const std::string& path);
 
-  const std::string& holder() const { return holder_; }
   const std::string& table() const { return table_; }
   const std::string& kind() const { return kind_; }
 
