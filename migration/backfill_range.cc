@@ -250,6 +250,13 @@ class Backfiller {
                   new_range, same_key, ")");
   }
 
+  // The names of old's values in a row read with pair_.OldSelect().
+  std::vector<std::string> OldNames() const {
+    std::vector<std::string> names;
+    for (size_t i = 0; i < pair_.old_columns.size(); ++i) names.push_back(pair_.OldName(i));
+    return names;
+  }
+
   // "a" DESC, "b" DESC: the last key of a batch, every column descending.
   static std::string Descending(const std::vector<std::string>& key) {
     std::string out;
@@ -263,10 +270,10 @@ class Backfiller {
     Params params;
     std::string after = After(checkpoint, params);
     std::string sql = StrCat(
-        "WITH batch AS (SELECT ", TablePair::List(pair_.old_columns), " FROM ", pair_.old_table,
-        after, " ORDER BY ", TablePair::List(pair_.old_key_order), " LIMIT ", pace_.batch(),
+        "WITH batch AS (SELECT ", pair_.OldSelect(), " FROM ", pair_.old_table, after, " ORDER BY ",
+        TablePair::List(pair_.old_key_order), " LIMIT ", pace_.batch(),
         " FOR KEY SHARE), copied AS (",
-        InsertRows("batch", pair_.old_columns, pair_.old_key_order,
+        InsertRows("batch", OldNames(), pair_.old_key_order,
                    NewRangeOfBatch(!checkpoint.last_key.empty()), careful),
         " RETURNING 1) SELECT (SELECT count(*) FROM batch), (SELECT count(*) FROM "
         "copied), ",
@@ -391,7 +398,7 @@ class Backfiller {
     if (absl::Status s = new_db_->Run("SET LOCAL lock_timeout = '5s'"); !s.ok()) return rollback(s);
     const char* format = CopyFormat();
     auto relayed =
-        old_db_.CopyTo(StrCat("COPY (SELECT ", TablePair::List(pair_.old_columns), " FROM ",
+        old_db_.CopyTo(StrCat("COPY (SELECT ", TablePair::List(pair_.old_copied), " FROM ",
                               pair_.old_table, " WHERE ", *range, ") TO STDOUT", format),
                        *new_db_, StrCat("COPY pgshift_backfill_rows FROM STDIN", format));
     if (!relayed.ok()) return rollback(relayed.status());

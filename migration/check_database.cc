@@ -97,14 +97,19 @@ std::vector<Line> CheckTable(const routing::Config& config, const routing::Table
                                         t.new_name, ": the mirror's upsert needs one")});
     }
   }
-  std::string columns = StrCat(pair->old_columns.size(), " paired");
+  std::string columns = StrCat(pair->old_columns.size() - pair->computed.size(), " paired");
+  if (!t.new_columns.empty()) {
+    std::vector<std::string> computed;
+    for (const routing::ColumnTransform& c : t.new_columns) computed.push_back(c.column);
+    columns += StrCat("; computed on new (new_columns): ", absl::StrJoin(computed, ", "));
+  }
   if (!pair->dropped.empty()) {
     columns += StrCat("; dropped (old only, not copied): ", absl::StrJoin(pair->dropped, ", "));
   }
   lines.push_back({"columns", true, columns});
   std::string types;
   for (size_t i = 0; i < pair->old_types.size(); ++i) {
-    if (pair->old_types[i] == pair->new_types[i]) continue;
+    if (pair->old_types[i] == pair->new_types[i] || pair->IsComputed(i)) continue;
     types += StrCat(types.empty() ? "" : "; ", pair->old_columns[i], " ", pair->old_types[i],
                     " -> ", pair->new_columns[i], " ", pair->new_types[i]);
   }
@@ -135,7 +140,14 @@ std::vector<Line> CheckTable(const routing::Config& config, const routing::Table
       lines.push_back({"key sequence", why.empty(), why.empty() ? "past the keys" : why});
     }
   }
-  lines.push_back({"next", true, NextStep(t.phase)});
+  if (t.phase == routing::Phase::kDualWrite && (!t.new_columns.empty() || !t.old_columns.empty())) {
+    // routing/config.cc refuses the step; say so before the operator tries.
+    lines.push_back({"next", true,
+                     "shadow-read is not available yet to a table with new_columns or "
+                     "old_columns: reads on new are not rewritten through old_columns"});
+  } else {
+    lines.push_back({"next", true, NextStep(t.phase)});
+  }
   return lines;
 }
 

@@ -21,6 +21,7 @@ struct Column {
   std::string collation_oid;
   bool binary_copyable = false;  // kBinaryCopyable
   bool not_null = false;
+  bool has_default = false;  // a default or an identity
 };
 
 // The collation's settings as catalog rows of any version name them (read
@@ -48,7 +49,7 @@ absl::StatusOr<std::vector<Column>> ReadColumns(PgClient& db, const std::string&
   auto rows = db.Exec(
       StrCat("SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attgenerated <> '', ",
              kCollationOfColumn, ", a.attcollation::pg_catalog.text, ", kBinaryCopyable,
-             ", a.attnotnull",
+             ", a.attnotnull, a.atthasdef OR a.attidentity <> ''",
              " FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
              "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
              "WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped "
@@ -61,11 +62,100 @@ absl::StatusOr<std::vector<Column>> ReadColumns(PgClient& db, const std::string&
   std::vector<Column> columns;
   for (const Row& r : rows->rows)
     columns.push_back({*r[0], *r[1], *r[2] == "t", r[3].value_or(""), r[4].value_or(""),
-                       r[5] == "t", *r[6] == "t"});
+                       r[5] == "t", *r[6] == "t", *r[7] == "t"});
   return columns;
 }
 
+// Whether old computes `transforms` as one value of each row, the same in
+// every session (routing/column_transform.h): OK, or its reason.
+absl::Status ProbeTransforms(const routing::TableConfig& table, PgClient& old_db,
+                             const std::string& old_table) {
+  // In one transaction rolled back, whose locks wait a bounded time.
+  if (absl::Status s = old_db.Run("BEGIN"); !s.ok()) return s;
+  auto probe = [&]() -> absl::Status {
+    if (absl::Status s = old_db.Run("SET LOCAL lock_timeout = '5s'"); !s.ok()) return s;
+    auto types = old_db.Exec(routing::TransformTypesSql(table.new_columns, old_table));
+    if (!types.ok()) return types.status();
+    if (types->rows.empty()) return absl::InternalError("the expressions' types could not be read");
+    std::vector<std::string> names;
+    for (const auto& type : types->rows[0]) names.push_back(type.value_or("text"));
+    for (const std::string& sql : routing::TransformProbeSql(table.new_columns, old_table, names)) {
+      if (absl::Status s = old_db.Run(sql); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  };
+  absl::Status probed = probe();
+  absl::Status rolled_back = old_db.Run("ROLLBACK");
+  return probed.ok() ? rolled_back : probed;
+}
+
+// The new columns computed from old's row (new_columns): each pairs the
+// new column with its expression over old's columns. Verify compares it
+// cast to the new column's type where old knows that type (always on one
+// database), so values compare as new holds them; backfill copies it
+// uncast (old_copied), so that new's own rules put it into the column as
+// they do for a mirrored write: assignment on one database, the type's
+// input across servers.
+absl::Status AddComputedColumns(const routing::TableConfig& table,
+                                const std::vector<Column>& new_columns, PgClient& old_db,
+                                TablePair& pair) {
+  if (table.new_columns.empty()) return absl::OkStatus();
+  if (pair.new_is_authoritative) {
+    return absl::FailedPreconditionError(
+        StrCat(table.name,
+               ": new_columns are computed from old's rows, and old is not "
+               "authoritative in phase ",
+               routing::PhaseName(table.phase)));
+  }
+  if (absl::Status s = ProbeTransforms(table, old_db, pair.old_table); !s.ok()) {
+    return absl::FailedPreconditionError(StrCat(table.name, ": new_columns cannot be computed on ",
+                                                old_db.name(), ": ", MessageOf(s)));
+  }
+  for (const routing::ColumnTransform& t : table.new_columns) {
+    auto column = std::find_if(new_columns.begin(), new_columns.end(),
+                               [&](const Column& n) { return n.name == t.column; });
+    if (column == new_columns.end() || column->generated) {
+      return absl::FailedPreconditionError(
+          StrCat(table.name, ": new_columns computes ", t.column, ", which ", table.new_name,
+                 column == new_columns.end() ? " does not have" : " generates itself"));
+    }
+    bool cast = pair.same_database;
+    if (!cast) {
+      auto known = old_db.Exec("SELECT pg_catalog.to_regtype($1) IS NOT NULL", {column->type});
+      if (!known.ok()) return known.status();
+      cast = *known->rows[0][0] == "t";
+    }
+    pair.old_columns.push_back(cast ? StrCat("CAST(", t.expression, " AS ", column->type, ")")
+                                    : t.expression);
+    pair.old_copied.push_back(t.expression);
+    pair.new_columns.push_back(routing::QuoteIdent(t.column));
+    pair.old_types.push_back(cast ? column->type : "");
+    pair.new_types.push_back(column->type);
+    pair.computed.push_back(pair.old_columns.size() - 1);
+  }
+  // Uncast, their values travel as text.
+  pair.binary_copy = false;
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+std::string TablePair::OldSelect() const {
+  std::string out;
+  for (size_t i = 0; i < old_copied.size(); ++i) {
+    out += StrCat(i ? ", " : "", old_copied[i]);
+    if (IsComputed(i)) out += StrCat(" AS ", OldName(i));
+  }
+  return out;
+}
+
+std::string TablePair::OldName(size_t i) const {
+  return IsComputed(i) ? StrCat("\"pgshift_computed_", i, "\"") : old_columns[i];
+}
+
+bool TablePair::IsComputed(size_t i) const {
+  return std::find(computed.begin(), computed.end(), i) != computed.end();
+}
 
 std::string KeySortNote(const TablePair& pair) {
   if (pair.key_sort_differs.empty()) return "";
@@ -161,14 +251,40 @@ absl::StatusOr<TablePair> ResolveTable(const routing::Config& config, std::strin
     std::string mapped = renamed == table->columns.end() ? c.name : renamed->second;
     auto counterpart = std::find_if(new_columns->begin(), new_columns->end(),
                                     [&](const Column& n) { return n.name == mapped; });
-    if (!c.generated && counterpart == new_columns->end()) pair.dropped.push_back(c.name);
+    if (counterpart != new_columns->end() &&
+        routing::FindTransform(table->new_columns, mapped) != nullptr) {
+      counterpart = new_columns->end();  // computed, below
+    }
+    const bool transformed =
+        std::any_of(table->new_columns.begin(), table->new_columns.end(),
+                    [&](const routing::ColumnTransform& t) {
+                      return std::binary_search(t.reads.begin(), t.reads.end(), c.name);
+                    });
+    if (!c.generated && counterpart == new_columns->end() && !transformed) {
+      pair.dropped.push_back(c.name);
+    }
     if (c.generated || counterpart == new_columns->end() || counterpart->generated) continue;
     pair.old_columns.push_back(routing::QuoteIdent(c.name));
+    pair.old_copied.push_back(pair.old_columns.back());
     pair.new_columns.push_back(routing::QuoteIdent(mapped));
     pair.old_types.push_back(c.type);
     pair.new_types.push_back(counterpart->type);
     pair.binary_copy = pair.binary_copy && c.type == counterpart->type && c.binary_copyable &&
                        counterpart->binary_copyable;
+  }
+  if (absl::Status s = AddComputedColumns(*table, *new_columns, old_db, pair); !s.ok()) return s;
+  for (const Column& c : *new_columns) {
+    // Checked where new_columns could fill it (proxy/catalog_reader.cc
+    // checks the same at start and reload).
+    if (table->new_columns.empty() || pair.new_is_authoritative) break;
+    if (!c.not_null || c.has_default || c.generated ||
+        std::find(pair.new_columns.begin(), pair.new_columns.end(), routing::QuoteIdent(c.name)) !=
+            pair.new_columns.end()) {
+      continue;
+    }
+    return absl::FailedPreconditionError(
+        StrCat(table->new_name, ".", c.name, " is NOT NULL without a default, and no column of ",
+               table->name, " fills it: compute it in new_columns, or give it a default"));
   }
   for (const std::string& k : table->key) {
     auto renamed = table->columns.find(k);

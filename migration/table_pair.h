@@ -17,15 +17,24 @@ struct TablePair {
   bool same_database = true;         // no [backends.new]
   bool new_is_authoritative = false;  // new-primary, new-only
   std::string old_table, new_table;  // quoted "schema"."name"
-  // Column pairs, quoted, in the old table's order.
+  // Column pairs, quoted, in the old table's order, then the new columns
+  // computed from old's row (new_columns): for those, old_columns holds
+  // the expression over old's columns, cast to new's type where old knows
+  // it.
   std::vector<std::string> old_columns, new_columns;
-  // Their types (format_type), pair by pair.
+  // Their types (format_type), pair by pair; a computed column's old type
+  // is new's when cast, else empty.
   std::vector<std::string> old_types, new_types;
+  std::vector<size_t> computed;  // indexes of the computed pairs
+  // old_columns as backfill copies them: a computed one uncast, so that
+  // new's rules put it into its column as they do for a mirrored write.
+  std::vector<std::string> old_copied;
   // Every pair of columns is of one type of PostgreSQL's own whose binary
   // form means the same on either server (not reg*), and both servers of
   // one major version: rows can travel in COPY's binary format.
   bool binary_copy = false;
-  // Old's columns (not generated) with no counterpart on new: not copied.
+  // Old's columns (not generated) with no counterpart on new and read by
+  // no new_columns expression: not copied.
   std::vector<std::string> dropped;
   std::vector<std::string> old_key, new_key;  // quoted
   std::vector<std::string> key_types;         // for casting keys given as text
@@ -35,6 +44,12 @@ struct TablePair {
   // on the two sides (named in key_sort_differs, with both collations).
   std::vector<std::string> old_key_order, new_key_order;
   std::vector<std::string> key_sort_differs;
+
+  // old_copied as a select list over old's table: each computed one named
+  // OldName(i), so that a query over that select can name it.
+  std::string OldSelect() const;
+  std::string OldName(size_t i) const;
+  bool IsComputed(size_t i) const;
 
   // "a", "b" for one side's columns or key.
   static std::string List(const std::vector<std::string>& names, std::string_view prefix = "");

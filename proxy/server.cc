@@ -175,6 +175,9 @@ absl::Status Server::Setup() {
   // statements fail on the server or, for `*` over renamed columns, are
   // refused); the operator is told which and why.
   CatalogReadResult catalog = ReadCatalog(config, *backend_tls_);
+  if (std::string bad = TransformProblems(catalog); !bad.empty()) {
+    return absl::FailedPreconditionError(StrCat("pgshift: ", bad));
+  }
   for (const CatalogReadResult::Problem& problem : catalog.problems) {
     LogEvent(LogLevel::kWarning, "catalog_unreadable",
              {{"table", problem.table}, {"reason", problem.reason}});
@@ -480,13 +483,12 @@ absl::Status Server::Apply(routing::ConfigPtr next, bool from_file) {
   WarnIfRestartNeeded(current->config->proxy, next->proxy);
   WarnIfShadowsRunAsControlRole(*next);
 
-  auto phase_before = [&](const routing::TableConfig& t) {
-    return current->config->PhaseOf(t.name);
-  };
   // A table cannot move toward new while its new table cannot be read.
   CatalogReadResult catalog = ReadCatalog(*next, *backend_tls_);
+  std::string bad = TransformProblems(catalog, current->config.get(), next.get());
+  if (!bad.empty()) return rejected(absl::FailedPreconditionError(StrCat("pgshift: ", bad)));
   for (const routing::TableConfig& t : next->tables) {
-    if (t.phase == phase_before(t)) continue;
+    if (t.phase == current->config->PhaseOf(t.name)) continue;
     if (std::optional<std::string> why = CannotMove(catalog, t)) {
       LogEvent(LogLevel::kError, "config_rejected",
                {{"file", config_path_}, {"table", t.name}, {"reason", *why}});

@@ -74,6 +74,13 @@ absl::StatusOr<routing::ConfigPtr> Server::JoinCoordinator(routing::ConfigPtr fi
   gate_.Synced();
   shared_phases_ = *joined;
   routing::ConfigPtr running = WithSharedPhases(*file, shared_phases_);
+  // The file keeps a table with transforms at dual-write (routing/config.cc);
+  // the fleet's phase must too.
+  for (const routing::TableConfig& t : running->tables) {
+    std::string why = routing::TransformsRefusePhase(t);
+    if (!why.empty())
+      return absl::FailedPreconditionError(StrCat("pgshift: the coordinator's ", why));
+  }
   for (const PhaseChange& c : PhaseChanges(*file, *running)) {
     LogEvent(LogLevel::kWarning, "phase_file_differs",
              {{"table", c.table},

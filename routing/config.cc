@@ -292,6 +292,38 @@ void ReadUser(Section& s, UserConfig& u) {
   }
 }
 
+// `key` = { column = "expression over <other>'s columns", ... }.
+void ReadTransforms(Section& s, const std::string& table, std::string_view key,
+                    std::string_view other, std::vector<ColumnTransform>& out) {
+  const toml::node* n = s.Find(key);
+  if (n == nullptr) return;
+  const toml::table* columns = n->as_table();
+  if (columns == nullptr) {
+    s.BadValue(key, StrCat("must be a table of column = \"SQL expression over the ", other,
+                           " table's columns\""));
+    return;
+  }
+  for (const auto& [column, v] : *columns) {
+    std::optional<std::string> expression = v.value<std::string>();
+    if (!expression) {
+      s.Error(v, StrCat("\"", s.Qualified(key), ".", column.str(), "\" must be a string"));
+      continue;
+    }
+    absl::StatusOr<ColumnTransform> parsed = ParseColumnTransform(column.str(), *expression);
+    if (!parsed.ok()) {
+      s.Error(v, StrCat("\"", s.Qualified(key), ".", column.str(), "\" (table ", table,
+                        "): ", MessageOf(parsed.status())));
+      continue;
+    }
+    out.push_back(*std::move(parsed));
+  }
+}
+
+void CheckTransforms(Section& s, const TableConfig& t) {
+  for (const auto& [key, why] : TransformConflicts(t)) s.BadValue(key, why);
+  if (std::string why = TransformsRefusePhase(t); !why.empty()) s.BadValue("phase", why);
+}
+
 void ReadTable(Section& s, TableConfig& t) {
   if (!s.GetString("name", t.name) || t.name.empty()) s.BadValue("name", "is required");
   t.name = QualifyTableName(t.name);
@@ -316,6 +348,8 @@ void ReadTable(Section& s, TableConfig& t) {
       }
     }
   }
+  ReadTransforms(s, t.name, "new_columns", "old", t.new_columns);
+  ReadTransforms(s, t.name, "old_columns", "new", t.old_columns);
   for (auto [key, out] : {std::pair{"shadow_sample", &t.shadow_sample},
                            std::pair{"max_shadow_mismatch_rate", &t.max_shadow_mismatch_rate}}) {
     if (const toml::node* n = s.Find(key)) {
@@ -339,6 +373,7 @@ void ReadTable(Section& s, TableConfig& t) {
                          ApplyChoice{"pipelined", MirrorApply::kPipelined}},
               t.mirror_apply);
   s.Get("force", t.force);
+  CheckTransforms(s, t);
 }
 
 // Calls `read` for each table of the array `key`, and reports a non-table.
@@ -396,55 +431,7 @@ void CheckWhole(Config& c, std::vector<std::string>& errors) {
   }
 }
 
-const TableConfig* FindTable(const Config& c, const std::string& name) {
-  for (const TableConfig& t : c.tables) {
-    if (t.name == name) return &t;
-  }
-  return nullptr;
-}
-
-// Why a step of one table from `before` is refused, or "" when it is
-// allowed.
-std::string RefusedStep(const std::string& table, const TableConfig* from, Phase before,
-                        const TableConfig* to) {
-  Phase after = to ? to->phase : Phase::kOldOnly;
-  std::string step = StrCat("table \"", table, "\": ", PhaseName(before), " -> ",
-                            PhaseName(after), to ? "" : " (removed from the file)");
-  if (before == Phase::kNewOnly && after != Phase::kNewOnly) {
-    return StrCat(step, " leaves new-only, and old is stale by then");
-  }
-  if (static_cast<int>(after) > static_cast<int>(before) + 1) {
-    return StrCat(step, " skips ", PhaseName(static_cast<Phase>(static_cast<int>(before) + 1)));
-  }
-  if (from && to && before != Phase::kOldOnly && after != Phase::kOldOnly) {
-    if (from->new_name != to->new_name) {
-      return StrCat(step, " changes new_name from ", from->new_name, " to ", to->new_name,
-                    " while the table is migrating");
-    }
-    if (from->key != to->key) return StrCat(step, " changes key while the table is migrating");
-  }
-  return "";
-}
-
 }  // namespace
-
-absl::Status CheckPhaseSteps(const Config& running, const Config& next) {
-  std::vector<std::string> refusals;
-  auto check = [&](const std::string& name, const TableConfig* from, const TableConfig* to) {
-    std::string why = RefusedStep(name, from, running.PhaseOf(name), to);
-    if (!why.empty() && !(to && to->force)) {
-      refusals.push_back(StrCat(why, "; set force = true on the table to allow it"));
-    }
-  };
-  for (const TableConfig& t : next.tables) check(t.name, FindTable(running, t.name), &t);
-  for (const TableConfig& t : running.tables) {
-    if (FindTable(next, t.name) == nullptr) check(t.name, &t, nullptr);
-  }
-  if (refusals.empty()) return absl::OkStatus();
-  std::string message;
-  for (const std::string& r : refusals) message += message.empty() ? r : "\n" + r;
-  return absl::FailedPreconditionError(message);
-}
 
 std::string_view AuthMethodName(AuthMethod method) {
   switch (method) {

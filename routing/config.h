@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "routing/column_transform.h"
 #include "routing/phase.h"
 
 namespace pgshift::routing {
@@ -151,6 +152,10 @@ struct TableConfig {
   Phase phase = Phase::kOldOnly;
   std::vector<std::string> key;
   std::map<std::string, std::string> columns;  // old column -> new column
+  // Columns computed from the other side's row (routing/column_transform.h):
+  // new's from old's row, and old's from new's.
+  std::vector<ColumnTransform> new_columns;
+  std::vector<ColumnTransform> old_columns;
   double shadow_sample = 0;
   // The guard rail into new-primary: at least this many shadow reads
   // compared since the table entered shadow-read, and at most this share of

@@ -18,10 +18,16 @@ absl::Status Refuse(const MirrorSpec& spec, std::string_view why) {
 }
 
 const std::string* MirrorColumn(const MirrorSpec& spec, const std::string& column) {
-  for (const auto& [from, to] : spec.columns) {
-    if (from == column) return &to;
+  for (const MirroredColumn& c : spec.columns) {
+    if (c.computed.empty() && c.source == column) return &c.mirror;
   }
   return nullptr;
+}
+
+// A column's value in a row of the authoritative table, named `ref`
+// ("pgshift_rows." or empty).
+std::string ValueOf(const MirroredColumn& c, std::string_view ref) {
+  return c.computed.empty() ? StrCat(ref, QuoteIdent(c.source)) : c.computed;
 }
 
 bool IsKey(const MirrorSpec& spec, std::string_view column) {
@@ -40,31 +46,31 @@ absl::StatusOr<std::string> MirrorSql(const MirrorSpec& spec, PgQuery__Node__Nod
   std::string source = remote ? StrCat("pg_catalog.json_populate_recordset(NULL::", target,
                                        ", $1::pg_catalog.json) AS pgshift_rows")
                               : "pgshift_rows";
-  // The name a column has in the source rows.
-  auto from = [remote](const std::string& authoritative, const std::string& mirror) {
-    return QuoteIdent(remote ? mirror : authoritative);
+  // A column's value in the source rows.
+  auto from = [remote](const MirroredColumn& c) {
+    return remote ? QuoteIdent(c.mirror) : ValueOf(c, "");
   };
-  std::vector<std::pair<std::string, std::string>> keys;  // authoritative, mirror
+  std::vector<MirroredColumn> keys;
   for (const std::string& k : spec.key) {
     const std::string* m = MirrorColumn(spec, k);
     if (m == nullptr) return Refuse(spec, StrCat("key column ", k, " has no column in the mirror"));
-    keys.emplace_back(k, *m);
+    keys.push_back({k, "", *m});
   }
   if (kind == PG_QUERY__NODE__NODE_DELETE_STMT) {
     std::string where;
-    for (const auto& [a, m] : keys) {
-      where = StrCat(where, where.empty() ? "" : " AND ", "pgshift_m.", QuoteIdent(m),
-                     " = pgshift_rows.", from(a, m));
+    for (const MirroredColumn& k : keys) {
+      where = StrCat(where, where.empty() ? "" : " AND ", "pgshift_m.", QuoteIdent(k.mirror),
+                     " = pgshift_rows.", from(k));
     }
     return StrCat("DELETE FROM ", target, " AS pgshift_m USING ", source, " WHERE ", where);
   }
   std::string into, select, update;
-  for (const auto& [a, m] : spec.columns) {
-    into = StrCat(into, into.empty() ? "" : ", ", QuoteIdent(m));
-    select = StrCat(select, select.empty() ? "" : ", ", from(a, m));
-    if (!IsKey(spec, a)) {
-      update = StrCat(update, update.empty() ? "" : ", ", QuoteIdent(m), " = excluded.",
-                      QuoteIdent(m));
+  for (const MirroredColumn& c : spec.columns) {
+    into = StrCat(into, into.empty() ? "" : ", ", QuoteIdent(c.mirror));
+    select = StrCat(select, select.empty() ? "" : ", ", from(c));
+    if (!c.computed.empty() || !IsKey(spec, c.source)) {
+      update = StrCat(update, update.empty() ? "" : ", ", QuoteIdent(c.mirror), " = excluded.",
+                      QuoteIdent(c.mirror));
     }
   }
   // The rows carry their identity values from the authoritative side.
@@ -72,7 +78,9 @@ absl::StatusOr<std::string> MirrorSql(const MirrorSpec& spec, PgQuery__Node__Nod
                            select, " FROM ", source);
   if (keys.empty()) return sql;
   std::string conflict;
-  for (const auto& [a, m] : keys) conflict = StrCat(conflict, conflict.empty() ? "" : ", ", QuoteIdent(m));
+  for (const MirroredColumn& k : keys) {
+    conflict = StrCat(conflict, conflict.empty() ? "" : ", ", QuoteIdent(k.mirror));
+  }
   return StrCat(sql, " ON CONFLICT (", conflict, ") DO ",
                 update.empty() ? "NOTHING" : StrCat("UPDATE SET ", update));
 }
@@ -99,9 +107,9 @@ absl::StatusOr<std::string> RemoteColumns(const MirrorSpec& spec, const std::str
   std::vector<std::string> chunks;
   for (size_t i = 0; i < spec.columns.size(); ++i) {
     if (i % kChunk == 0) chunks.emplace_back();
-    const auto& [a, m] = spec.columns[i];
-    chunks.back() = StrCat(chunks.back(), chunks.back().empty() ? "" : ", ",
-                           QuoteLiteral(m), ", ", ref, QuoteIdent(a));
+    const MirroredColumn& c = spec.columns[i];
+    chunks.back() = StrCat(chunks.back(), chunks.back().empty() ? "" : ", ", QuoteLiteral(c.mirror),
+                           ", ", ValueOf(c, ref));
   }
   std::string row;
   if (chunks.size() <= 1) {

@@ -73,12 +73,19 @@ struct ResultShape {
   bool strips_mirror_columns() const { return remote && !remote->truncate; }
 };
 
+// One column of the mirror a mirrored write fills: from the authoritative
+// row's column, or computed from that row (a column transform).
+struct MirroredColumn {
+  std::string source;    // the authoritative column; empty when computed
+  std::string computed;  // parenthesised SQL over the authoritative row's columns
+  std::string mirror;    // the mirror's column
+};
+
 struct MirrorSpec {
   std::string table;  // the authoritative table, "schema.name", as the statement names it now
   std::string mirror_schema, mirror_name;
-  // Columns of the authoritative table written to the mirror, with the
-  // mirror's name for each.
-  std::vector<std::pair<std::string, std::string>> columns;
+  // The mirror's columns written, each with where its value comes from.
+  std::vector<MirroredColumn> columns;
   // Key columns (authoritative names); empty: the table has no key, so only
   // INSERT can be mirrored.
   std::vector<std::string> key;

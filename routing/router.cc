@@ -198,13 +198,18 @@ absl::StatusOr<MirrorSpec> Router::MirrorSpecFor(const TableConfig& table) const
     return computed != other_generated.end() &&
            std::find(computed->second.begin(), computed->second.end(), m) != computed->second.end();
   };
+  // The mirror's columns computed from the authoritative row take the
+  // place of any copied by name.
+  const std::vector<ColumnTransform>& transforms =
+      new_is_authoritative ? table.old_columns : table.new_columns;
   for (const std::string& column : auth_columns->second) {
     std::string m = to_mirror(column);
     if (std::find(mirror_columns.begin(), mirror_columns.end(), m) != mirror_columns.end() &&
-        !generated_on_mirror(m)) {
-      spec.columns.emplace_back(column, m);
+        !generated_on_mirror(m) && FindTransform(transforms, m) == nullptr) {
+      spec.columns.push_back({column, "", m});
     }
   }
+  for (const ColumnTransform& c : transforms) spec.columns.push_back({"", c.expression, c.column});
   for (const std::string& k : table.key) {
     auto renamed = table.columns.find(k);
     spec.key.push_back(new_is_authoritative && renamed != table.columns.end() ? renamed->second : k);

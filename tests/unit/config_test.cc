@@ -318,5 +318,98 @@ TEST(PhaseSteps, MigratingTablesKeepTheirTarget) {
   EXPECT_EQ(Refusal(WithChannels("old-only"), *moved), "") << "before migrating it may change";
 }
 
+// Column transforms: each expression parsed at load, and refused with the
+// table, the column and the reason.
+TEST(Config, ColumnTransformsAreParsedAndWrittenBack) {
+  // As the README writes it: the entry's maps as tables of their own.
+  auto c = ParseConfig(R"toml(
+[backends.old]
+[[tables]]
+name = "items"
+new_name = "items_v2"
+phase = "dual-write"
+key = ["id"]
+columns = { label = "title" }
+[tables.new_columns]
+price = "price_cents/100.0"
+first_name = "split_part(full_name, ' ', 1)"
+[tables.old_columns]
+price_cents = "(price * 100)::int"
+)toml",
+                       "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  const TableConfig& t = (*c)->tables[0];
+  ASSERT_EQ(t.new_columns.size(), 2u);
+  const ColumnTransform* price = FindTransform(t.new_columns, "price");
+  ASSERT_NE(price, nullptr);
+  EXPECT_EQ(price->expression, "(price_cents / 100.0)");
+  EXPECT_EQ(price->reads, std::vector<std::string>{"price_cents"});
+  EXPECT_EQ(FindTransform(t.new_columns, "first_name")->reads,
+            std::vector<std::string>{"full_name"});
+  ASSERT_EQ(t.old_columns.size(), 1u);
+  EXPECT_EQ(t.old_columns[0].reads, std::vector<std::string>{"price"});
+}
+
+TEST(Config, ABadColumnTransformIsRefusedWithItsReason) {
+  auto refused = [](std::string_view entry, std::string_view phase = "dual-write") {
+    auto c = ParseConfig(StrCat("[backends.old]\n[[tables]]\nname = \"items\"\nnew_name = "
+                                "\"items_v2\"\nkey = [\"id\"]\ncolumns = { label = \"title\" }\n"
+                                "phase = \"",
+                                phase, "\"\n", entry, "\n"),
+                         "t.toml");
+    EXPECT_FALSE(c.ok()) << entry;
+    return c.ok() ? std::string() : std::string(MessageOf(c.status()));
+  };
+  std::string m = refused("new_columns = { price = \"price_cents /\" }");
+  EXPECT_NE(m.find("t.toml:8: \"tables[0].new_columns.price\" (table public.items): the "
+                   "expression for price: syntax error at end of input"),
+            std::string::npos)
+      << m;
+  m = refused("new_columns = { price = \"1); DROP TABLE items; SELECT (1\" }");
+  EXPECT_NE(m.find("syntax error at or near \")\""), std::string::npos) << m;
+  m = refused("new_columns = { price = \"1; DROP TABLE items\" }");
+  EXPECT_NE(m.find("must be one expression"), std::string::npos) << m;
+  m = refused("new_columns = { price = \"old.price_cents\" }");
+  EXPECT_NE(m.find("may not contain a qualified or * column reference"), std::string::npos) << m;
+  m = refused("new_columns = { price = \"(SELECT max(p) FROM prices)\" }");
+  EXPECT_NE(m.find("may not contain a subquery"), std::string::npos) << m;
+  m = refused("new_columns = { price = \"sum(price_cents) OVER ()\" }");
+  EXPECT_NE(m.find("may not contain a window function"), std::string::npos) << m;
+  m = refused("new_columns = { price = \"$1\" }");
+  EXPECT_NE(m.find("may not contain a parameter"), std::string::npos) << m;
+  m = refused("new_columns = { price = \"price_cents AS p\" }");
+  EXPECT_NE(m.find("without AS"), std::string::npos) << m;
+  m = refused("new_columns = { price = 5 }");
+  EXPECT_NE(m.find("\"tables[0].new_columns.price\" must be a string"), std::string::npos) << m;
+  m = refused("new_columns = { id = \"id + 1\" }");
+  EXPECT_NE(m.find("of public.items computes key column id"), std::string::npos) << m;
+  m = refused("new_columns = { title = \"upper(label)\" }");
+  EXPECT_NE(m.find("computes title, which columns also fills from label by rename"),
+            std::string::npos)
+      << m;
+  m = refused("old_columns = { label = \"title\" }");
+  EXPECT_NE(m.find("computes label, which columns renames to title"), std::string::npos) << m;
+  m = refused("new_columns = { price = \"price_cents / 100.0\" }", "shadow-read");
+  EXPECT_NE(m.find("\"shadow-read\" is not available to public.items yet"), std::string::npos) << m;
+}
+
+// SET PHASE checks a step with CheckPhaseSteps, over a copy of the running
+// configuration: that too keeps a table with transforms at dual-write,
+// forced or not.
+TEST(Config, AStepPastDualWriteWithTransformsIsRefusedEvenForced) {
+  auto running = ParseConfig(
+      "[backends.old]\n[[tables]]\nname = \"items\"\nnew_name = \"items_v2\"\nkey = [\"id\"]\n"
+      "phase = \"dual-write\"\nforce = true\nnew_columns = { price = \"price_cents / 100.0\" }\n",
+      "t.toml");
+  ASSERT_TRUE(running.ok()) << running.status();
+  Config next = **running;
+  next.tables[0].phase = Phase::kShadowRead;
+  absl::Status s = CheckPhaseSteps(**running, next);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(MessageOf(s).find("\"shadow-read\" is not available to public.items yet"),
+            std::string::npos)
+      << s;
+}
+
 }  // namespace
 }  // namespace pgshift::routing

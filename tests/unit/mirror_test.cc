@@ -260,6 +260,35 @@ TEST(Mirror, AcrossServersNewPrimaryWritesNewAndReturnsOldsRows) {
             "INSERT INTO \"public\".\"channels\" (\"id\", \"title\"");
 }
 
+// new_columns: the mirror's column is computed from the written row, in
+// place of any copied by name.
+TEST(Mirror, AComputedColumnIsWrittenFromTheAuthoritativeRow) {
+  Fixture f("dual-write", false, "new_columns = { extra = \"upper(gone) || '!'\" }\n");
+  PlanPtr plan = f.router.PlanFor("UPDATE channels SET gone = 'x' WHERE id = 1");
+  ASSERT_FALSE(plan->refusal) << plan->refusal->message;
+  EXPECT_EQ(plan->sql,
+            "WITH pgshift_rows AS (UPDATE channels SET gone = 'x' WHERE id = 1 RETURNING "
+            "channels.*), pgshift_mirror AS (INSERT INTO public.channels_v2 (id, name, "
+            "created_at, extra) OVERRIDING SYSTEM VALUE SELECT id, title, created_at, "
+            "upper(gone) || '!' FROM pgshift_rows ON CONFLICT (id) DO UPDATE SET name = "
+            "excluded.name, created_at = excluded.created_at, extra = excluded.extra) SELECT FROM "
+            "pgshift_rows channels");
+
+  Fixture remote("dual-write", true, "new_columns = { extra = \"upper(gone) || '!'\" }\n");
+  PlanPtr across = remote.router.PlanFor("INSERT INTO channels AS c (gone) VALUES ('y')");
+  ASSERT_FALSE(across->refusal) << across->refusal->message;
+  EXPECT_EQ(across->sql,
+            "WITH pgshift_rows AS (INSERT INTO channels AS c (gone) VALUES ('y') RETURNING c.*) "
+            "SELECT c.id::pg_catalog.text AS pgshift_key, pg_catalog.json_build_object('id', "
+            "c.id, 'name', c.title, 'created_at', c.created_at, 'extra', upper(gone) || '!') AS "
+            "pgshift_row FROM pgshift_rows c");
+  EXPECT_NE(across->shapes[0].remote->apply_sql.find(
+                "(\"id\", \"name\", \"created_at\", \"extra\") OVERRIDING SYSTEM VALUE SELECT "
+                "\"id\", \"name\", \"created_at\", \"extra\" FROM"),
+            std::string::npos)
+      << across->shapes[0].remote->apply_sql;
+}
+
 TEST(Mirror, TransactionControlIsKnownByKind) {
   Fixture f("dual-write", true);
   EXPECT_EQ(f.router.PlanFor("BEGIN")->transaction, TransactionKind::kBegin);
