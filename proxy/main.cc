@@ -323,6 +323,10 @@ int main(int argc, char** argv) {
     std::fputs(kUsage.data(), stderr);
     return 2;
   }
+  // A SIGHUP that arrives while serve still reads its file or reaches its
+  // servers waits, blocked, until Server::Run can handle it: a reload, not
+  // the default action that ends the process.
+  if (options.command == "serve") pgshift::proxy::HoldReloadSignal();
   if (options.config.empty()) {
     std::fprintf(stderr, "pgshift %s: --config FILE is required\n", options.command.c_str());
     return 2;

@@ -1,5 +1,8 @@
 #include "proxy/server.h"
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <algorithm>
 #include <boost/asio/signal_set.hpp>
 
@@ -14,6 +17,18 @@
 #include "proxy/session.h"
 
 namespace pgshift::proxy {
+
+namespace {
+void MaskReloadSignal(int how) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(how, &set, nullptr);
+}
+}  // namespace
+
+void HoldReloadSignal() { MaskReloadSignal(SIG_BLOCK); }
+void ReleaseReloadSignal() { MaskReloadSignal(SIG_UNBLOCK); }
 
 SettingsPtr MakeSettings(routing::ConfigPtr config, uint64_t generation, routing::Catalog catalog,
                          routing::TableCounterRegistry& counters, MirrorReadiness mirroring) {
@@ -301,6 +316,7 @@ absl::StatusOr<std::unique_ptr<tcp::acceptor>> Server::Listen(std::string_view k
 
 int Server::Run() {
   signals_ = std::make_unique<asio::signal_set>(main_, SIGTERM, SIGINT, SIGHUP);
+  ReleaseReloadSignal();
   if (absl::Status s = Setup(); !s.ok()) {
     LogEvent(LogLevel::kError, "startup_failed", {{"reason", MessageOf(s)}});
     return 1;

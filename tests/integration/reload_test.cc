@@ -53,9 +53,9 @@ TEST(Reload, ASighupDuringStartupIsHandledOnceRunning) {
   ASSERT_NE(silent.port(), 0);
   std::string silent_new = "[backends.new]\nhost = \"127.0.0.1\"\nport = " +
                            std::to_string(silent.port()) + "\ndbname = \"postgres\"\nuser = \"postgres\"\nsslmode = \"disable\"\n";
-  PgshiftProcess proxy(Cluster().port(), "connect_timeout = 1", "", silent_new + Channels("dual-write"),
-                       [](pid_t pid) {
-                         std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  PgshiftProcess proxy(Cluster().port(), "connect_timeout = 1", "",
+                       silent_new + Channels("dual-write"), [&silent](pid_t pid) {
+                         EXPECT_TRUE(silent.AwaitConnection(20000)) << "pgshift never reached new";
                          kill(pid, SIGHUP);
                        });
   ASSERT_TRUE(proxy.ok()) << "pgshift did not survive the SIGHUP";

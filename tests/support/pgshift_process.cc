@@ -73,6 +73,7 @@ std::string PgshiftProcess::LogEnd() const {
     size_t at = text.find(marker);
     if (at != std::string::npos) return text.substr(text.rfind('\n', at) + 1);
   }
+  if (text.empty()) return "(the log is empty)";
   size_t start = text.size();
   for (int lines = 0; lines <= 40 && start != std::string::npos && start > 0; ++lines) {
     start = text.rfind('\n', start - 1);

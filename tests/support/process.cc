@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -93,6 +94,11 @@ SilentListener::SilentListener() : fd_(socket(AF_INET, SOCK_STREAM, 0)) {
 }
 
 SilentListener::~SilentListener() { close(fd_); }
+
+bool SilentListener::AwaitConnection(int timeout_ms) const {
+  pollfd pending{fd_, POLLIN, 0};
+  return poll(&pending, 1, timeout_ms) == 1;
+}
 
 std::string MakeTempDir(const std::string& prefix) {
   std::string templ = "/tmp/" + prefix + "-XXXXXX";

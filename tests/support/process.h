@@ -34,6 +34,9 @@ class SilentListener {
   SilentListener(const SilentListener&) = delete;
   SilentListener& operator=(const SilentListener&) = delete;
   int port() const { return port_; }
+  // True once a client has connected (the kernel completes the handshake
+  // though nothing accepts), polling up to `timeout_ms`.
+  bool AwaitConnection(int timeout_ms) const;
 
  private:
   int fd_ = -1;
