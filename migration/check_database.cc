@@ -140,11 +140,12 @@ std::vector<Line> CheckTable(const routing::Config& config, const routing::Table
       lines.push_back({"key sequence", why.empty(), why.empty() ? "past the keys" : why});
     }
   }
-  if (t.phase == routing::Phase::kDualWrite && (!t.new_columns.empty() || !t.old_columns.empty())) {
+  if (t.phase == routing::Phase::kShadowRead &&
+      (!t.new_columns.empty() || !t.old_columns.empty())) {
     // routing/config.cc refuses the step; say so before the operator tries.
     lines.push_back({"next", true,
-                     "shadow-read is not available yet to a table with new_columns or "
-                     "old_columns: reads on new are not rewritten through old_columns"});
+                     "new-primary is not available yet to a table with new_columns or "
+                     "old_columns: the round trip through old_columns is not checked"});
   } else {
     lines.push_back({"next", true, NextStep(t.phase)});
   }

@@ -140,13 +140,13 @@ std::vector<std::pair<std::string, std::string>> TransformConflicts(const TableC
 
 std::string TransformsRefusePhase(const TableConfig& t) {
   if ((t.new_columns.empty() && t.old_columns.empty()) ||
-      static_cast<int>(t.phase) <= static_cast<int>(Phase::kDualWrite)) {
+      static_cast<int>(t.phase) <= static_cast<int>(Phase::kShadowRead)) {
     return "";
   }
   return StrCat("\"", PhaseName(t.phase), "\" is not available to ", t.name,
-                " yet: a table with new_columns or old_columns can be mirrored, backfilled and "
-                "verified (old-only, dual-write), but pgshift does not yet rewrite reads on new "
-                "through old_columns");
+                " yet: a table with new_columns or old_columns goes as far as shadow-read; "
+                "pgshift does not yet check that old_columns gives old's values back from "
+                "new's (down(up(row)) = row), nor verify with new authoritative");
 }
 
 const ColumnTransform* FindTransform(const std::vector<ColumnTransform>& transforms,

@@ -7,6 +7,8 @@
 #include <string_view>
 
 #include "common/strings.h"
+#include "routing/expression_tree.h"
+#include "routing/written_columns.h"
 
 namespace pgshift::routing {
 
@@ -16,78 +18,8 @@ using Node = PgQuery__Node;
 
 bool Empty(const char* s) { return s == nullptr || *s == '\0'; }
 
-Node* NewNode() {
-  auto* node = static_cast<Node*>(std::malloc(sizeof(Node)));
-  pg_query__node__init(node);
-  return node;
-}
-
-// `refname.column`, or `refname.*` when column is empty.
-Node* MakeColumnRef(std::string_view refname, std::string_view column) {
-  auto* ref = static_cast<PgQuery__ColumnRef*>(std::malloc(sizeof(PgQuery__ColumnRef)));
-  pg_query__column_ref__init(ref);
-  ref->n_fields = 2;
-  ref->fields = static_cast<Node**>(std::malloc(2 * sizeof(Node*)));
-  ref->fields[0] = MakeStringNode(refname);
-  if (column.empty()) {
-    auto* star = static_cast<PgQuery__AStar*>(std::malloc(sizeof(PgQuery__AStar)));
-    pg_query__a__star__init(star);
-    Node* star_node = NewNode();
-    star_node->node_case = PG_QUERY__NODE__NODE_A_STAR;
-    star_node->a_star = star;
-    ref->fields[1] = star_node;
-  } else {
-    ref->fields[1] = MakeStringNode(column);
-  }
-  Node* node = NewNode();
-  node->node_case = PG_QUERY__NODE__NODE_COLUMN_REF;
-  node->column_ref = ref;
-  return node;
-}
-
-Node* MakeResTarget(Node* val, std::string_view name) {
-  auto* target = static_cast<PgQuery__ResTarget*>(std::malloc(sizeof(PgQuery__ResTarget)));
-  pg_query__res_target__init(target);
-  target->val = val;
-  target->location = -1;
-  if (!name.empty()) SetString(&target->name, name);
-  Node* node = NewNode();
-  node->node_case = PG_QUERY__NODE__NODE_RES_TARGET;
-  node->res_target = target;
-  return node;
-}
-
 const char* StringOf(const Node* node) {
   return node->node_case == PG_QUERY__NODE__NODE_STRING ? node->string->sval : nullptr;
-}
-
-// `*` or `name.*` in a select list.
-bool IsStar(const PgQuery__ResTarget* target) {
-  if (target->val == nullptr || target->val->node_case != PG_QUERY__NODE__NODE_COLUMN_REF) {
-    return false;
-  }
-  const PgQuery__ColumnRef* ref = target->val->column_ref;
-  return ref->n_fields > 0 &&
-         ref->fields[ref->n_fields - 1]->node_case == PG_QUERY__NODE__NODE_A_STAR;
-}
-
-// The values each row of an INSERT's VALUES or SELECT gives, as written;
-// 0 when that is not known from the statement itself (a `*`, a UNION).
-size_t ValuesPerRow(const PgQuery__InsertStmt* s) {
-  if (s->select_stmt == nullptr || s->select_stmt->node_case != PG_QUERY__NODE__NODE_SELECT_STMT) {
-    return 0;
-  }
-  const PgQuery__SelectStmt* select = s->select_stmt->select_stmt;
-  if (select->n_values_lists > 0) {
-    const Node* row = select->values_lists[0];
-    return row->node_case == PG_QUERY__NODE__NODE_LIST ? row->list->n_items : 0;
-  }
-  if (select->op != PG_QUERY__SET_OPERATION__SETOP_NONE) return 0;
-  for (size_t i = 0; i < select->n_target_list; ++i) {
-    const Node* t = select->target_list[i];
-    if (t->node_case == PG_QUERY__NODE__NODE_RES_TARGET && IsStar(t->res_target)) return 0;
-  }
-  return select->n_target_list;
 }
 
 class Rewriter {
@@ -116,6 +48,9 @@ class Rewriter {
 
   void Fail(std::string message) {
     if (status_.ok()) status_ = absl::FailedPreconditionError(std::move(message));
+  }
+  void Check(const absl::Status& s) {
+    if (!s.ok()) Fail(std::string(s.message()));
   }
 
   const TableRename* Match(const PgQuery__RangeVar* rv) const {
@@ -209,6 +144,7 @@ class Rewriter {
   struct Resolved {
     const TableRename* rename;
     size_t column_field;
+    std::string refname;  // what the table is known by where the column is named
   };
   std::optional<Resolved> Resolve(const PgQuery__ColumnRef* ref) const {
     size_t n = ref->n_fields;
@@ -223,8 +159,9 @@ class Rewriter {
         if (n == 3 && (b.rename == nullptr || b.rename->old_schema != StringOf(ref->fields[0]))) {
           continue;
         }
-        if (b.rename != nullptr && b.rename->columns.contains(column)) {
-          return Resolved{b.rename, n - 1};
+        if (b.rename != nullptr &&
+            (b.rename->columns.contains(column) || b.rename->Derived(column) != nullptr)) {
+          return Resolved{b.rename, n - 1, b.refname};
         }
         if (n >= 2) return std::nullopt;  // found its table; the column is not renamed
       }
@@ -232,9 +169,31 @@ class Rewriter {
     return std::nullopt;
   }
 
-  void RenameColumnRef(PgQuery__ColumnRef* ref) {
+  // An old column's expression over new's row, its columns qualified by
+  // `refname`; null (and the rewrite fails) if it does not parse, which the
+  // configuration's own check makes unreachable.
+  Node* DerivedValue(const ColumnTransform& t, std::string_view refname) {
+    absl::StatusOr<Node*> expr = ParseExpression(t.expression, refname);
+    if (!expr.ok()) {
+      Fail(StrCat("pgshift cannot read old_columns.", t.column, ": ", MessageOf(expr.status())));
+      return nullptr;
+    }
+    return *expr;
+  }
+
+  void RewriteColumnRef(Node* node) {
+    PgQuery__ColumnRef* ref = node->column_ref;
     std::optional<Resolved> r = Resolve(ref);
     if (!r) return;
+    if (const ColumnTransform* t = r->rename->Derived(StringOf(ref->fields[r->column_field]))) {
+      // The node takes the expression's content.
+      Node* value = DerivedValue(*t, r->refname);
+      if (value == nullptr) return;
+      protobuf_c_message_free_unpacked(&ref->base, nullptr);
+      *node = *value;
+      std::free(value);
+      return;
+    }
     Node* field = ref->fields[r->column_field];
     SetString(&field->string->sval, r->rename->columns.at(field->string->sval));
     if (ref->n_fields == 3) {
@@ -253,12 +212,19 @@ class Rewriter {
     return new_column;
   }
 
+  // Whether `*` over a binding is spelled out: its columns are renamed or
+  // change shape.
+  static bool Reshaped(const Binding& b) {
+    return b.rename != nullptr && (!b.rename->columns.empty() || b.rename->HasTransforms());
+  }
+
   // `refname.*` for one binding, spelled out when its columns are renamed.
   void ExpandBinding(const Binding& b, std::vector<Node*>& out) {
-    if (b.rename == nullptr || b.rename->columns.empty()) {
+    if (!Reshaped(b)) {
       out.push_back(MakeResTarget(MakeColumnRef(b.refname, ""), ""));
       return;
     }
+    if (b.rename->HasTransforms()) return ExpandInOldShape(b, out);
     if (b.rename->new_columns == nullptr) {
       Fail(StrCat("pgshift cannot expand * over ", b.rename->old_schema, ".", b.rename->old_name,
                   ": the columns of ", b.rename->new_schema, ".", b.rename->new_name,
@@ -268,6 +234,36 @@ class Rewriter {
     for (const std::string& column : *b.rename->new_columns) {
       std::string old = OldColumnName(*b.rename, column);
       out.push_back(MakeResTarget(MakeColumnRef(b.refname, column), old == column ? "" : old));
+    }
+  }
+
+  // `refname.*` for a table whose columns change shape: old's columns, in
+  // old's order, the derived ones through their expressions, so that the
+  // application sees the table it knows.
+  void ExpandInOldShape(const Binding& b, std::vector<Node*>& out) {
+    const TableRename& r = *b.rename;
+    if (r.old_columns == nullptr) {
+      Fail(StrCat("pgshift cannot expand * over ", r.OldTable(), ": its columns could not be ",
+                  "read from old's catalog; list the columns"));
+      return;
+    }
+    for (const std::string& column : *r.old_columns) {
+      if (const ColumnTransform* t = r.Derived(column)) {
+        Node* value = DerivedValue(*t, b.refname);
+        if (value == nullptr) return;
+        out.push_back(MakeResTarget(value, column));
+        continue;
+      }
+      std::string on_new = r.NewName(column);
+      if (r.new_columns != nullptr &&
+          std::find(r.new_columns->begin(), r.new_columns->end(), on_new) == r.new_columns->end()) {
+        Fail(StrCat("pgshift cannot expand * over ", r.OldTable(), ": its column ", column,
+                    " is not on ", r.new_schema, ".", r.new_name,
+                    " and old_columns does not compute it; list the columns"));
+        return;
+      }
+      out.push_back(
+          MakeResTarget(MakeColumnRef(b.refname, on_new), on_new == column ? "" : column));
     }
   }
 
@@ -324,15 +320,14 @@ class Rewriter {
     if (!IsStar(target) || frames_.empty()) return std::nullopt;
     const PgQuery__ColumnRef* ref = target->val->column_ref;
     const Frame& frame = frames_.back();
-    auto renamed = [](const Binding& b) { return b.rename != nullptr && !b.rename->columns.empty(); };
     std::vector<Node*> out;
     if (ref->n_fields == 1) {
       bool any = false;
-      for (const Binding& b : frame.bindings) any = any || renamed(b);
+      for (const Binding& b : frame.bindings) any = any || Reshaped(b);
       if (!any) return std::nullopt;
       if (!frame.star_expandable) {
         for (const Binding& b : frame.bindings) {
-          if (renamed(b)) {
+          if (Reshaped(b)) {
             Fail(StrCat("pgshift cannot expand * over ", b.rename->old_schema, ".",
                         b.rename->old_name,
                         " here (a join with USING or NATURAL, or an unnamed FROM item); "
@@ -349,7 +344,7 @@ class Rewriter {
       for (auto f = frames_.rbegin(); f != frames_.rend(); ++f) {
         for (const Binding& b : f->bindings) {
           if (b.refname != StringOf(ref->fields[0])) continue;
-          if (!renamed(b)) return std::nullopt;
+          if (!Reshaped(b)) return std::nullopt;
           ExpandBinding(b, out);
           return out;
         }
@@ -366,35 +361,6 @@ class Rewriter {
       if (!Empty(t->name) && r->columns.contains(t->name)) {
         SetString(&t->name, r->columns.at(t->name));
       }
-    }
-  }
-
-  // An INSERT without a column list fills the table's first columns in
-  // order: the old table's, as the application knows it. When the new
-  // table orders them differently, the list is written out; `values` is
-  // how many each row gives, counted before the SELECT was rewritten.
-  void NameInsertedColumns(const TableRename& r, PgQuery__InsertStmt* s, size_t values) {
-    if (s->select_stmt == nullptr || r.old_columns == nullptr) return;  // DEFAULT VALUES; unknown
-    std::vector<std::string> wanted;  // the old columns under their new names
-    for (const std::string& column : *r.old_columns) {
-      auto renamed = r.columns.find(column);
-      wanted.push_back(renamed == r.columns.end() ? column : renamed->second);
-    }
-    if (r.new_columns != nullptr && r.new_columns->size() >= wanted.size() &&
-        std::equal(wanted.begin(), wanted.end(), r.new_columns->begin())) {
-      return;  // the same order: nothing to say
-    }
-    if (values == 0 || values > r.old_columns->size()) {
-      Fail(StrCat("pgshift: name the columns of this INSERT into ", r.old_schema, ".", r.old_name,
-                  ": its new table ", r.new_schema, ".", r.new_name,
-                  " orders its columns differently"));
-      return;
-    }
-    s->cols = static_cast<Node**>(std::malloc(values * sizeof(Node*)));
-    s->n_cols = values;
-    for (size_t i = 0; i < values; ++i) {
-      // Old names: the renames are applied to the list as to any other.
-      s->cols[i] = MakeResTarget(nullptr, (*r.old_columns)[i]);
     }
   }
 
@@ -442,8 +408,12 @@ class Rewriter {
     const size_t values = ValuesPerRow(s);  // before a `*` in it is spelled out
     // The target is not visible in the statement's own SELECT or VALUES.
     if (s->select_stmt) WalkNode(s->select_stmt);
-    if (r != nullptr && s->n_cols == 0) NameInsertedColumns(*r, s, values);
-    RenameTargetColumns(r, s->n_cols, s->cols);
+    if (r != nullptr && s->n_cols == 0) Check(NameInsertedColumns(*r, s, values));
+    if (r != nullptr && r->HasTransforms()) {
+      Check(RewriteInsertColumns(*r, s));
+    } else {
+      RenameTargetColumns(r, s->n_cols, s->cols);
+    }
     Frame frame;
     if (s->relation) {
       frame.bindings.push_back(BindingFor(s->relation));
@@ -460,8 +430,14 @@ class Rewriter {
           }
         }
       }
-      RenameTargetColumns(r, conflict->n_target_list, conflict->target_list);
-      WalkChildren(&conflict->base, {});
+      if (r != nullptr && r->HasTransforms()) {
+        Check(RewriteSetList(*r, BindingFor(s->relation).refname, &conflict->n_target_list,
+                             &conflict->target_list, [this](Node* item) { WalkNode(item); }));
+        WalkChildren(&conflict->base, {"target_list"});
+      } else {
+        RenameTargetColumns(r, conflict->n_target_list, conflict->target_list);
+        WalkChildren(&conflict->base, {});
+      }
     }
     // Only the target binding: "excluded" is for ON CONFLICT alone.
     frames_.back().bindings.resize(s->relation ? 1 : 0);
@@ -480,8 +456,13 @@ class Rewriter {
     for (size_t i = 0; i < s->n_from_clause; ++i) Bind(frame, s->from_clause[i]);
     frames_.push_back(std::move(frame));
     for (size_t i = 0; i < s->n_from_clause; ++i) RenameFromItem(s->from_clause[i]);
-    RenameTargetColumns(r, s->n_target_list, s->target_list);
-    for (size_t i = 0; i < s->n_target_list; ++i) WalkNode(s->target_list[i]);
+    if (r != nullptr && r->HasTransforms()) {
+      Check(RewriteSetList(*r, BindingFor(s->relation).refname, &s->n_target_list, &s->target_list,
+                           [this](Node* item) { WalkNode(item); }));
+    } else {
+      RenameTargetColumns(r, s->n_target_list, s->target_list);
+      for (size_t i = 0; i < s->n_target_list; ++i) WalkNode(s->target_list[i]);
+    }
     if (s->where_clause) WalkNode(s->where_clause);
     RewriteTargetList(&s->n_returning_list, &s->returning_list);
     frames_.pop_back();
@@ -507,6 +488,11 @@ class Rewriter {
   void WalkCopy(PgQuery__CopyStmt* s) {
     if (s->relation) {
       if (const TableRename* r = Match(s->relation)) {
+        if (r->HasTransforms()) {
+          Fail(StrCat("pgshift cannot COPY ", r->OldTable(), " on new: its columns change ",
+                      "shape there; COPY (SELECT ...) TO reads it through its transforms"));
+          return;
+        }
         for (size_t i = 0; i < s->n_attlist; ++i) {
           Node* col = s->attlist[i];
           if (StringOf(col) != nullptr && r->columns.contains(col->string->sval)) {
@@ -527,7 +513,7 @@ class Rewriter {
       case PG_QUERY__NODE__NODE_DELETE_STMT: return WalkDelete(node->delete_stmt);
       case PG_QUERY__NODE__NODE_COPY_STMT: return WalkCopy(node->copy_stmt);
       case PG_QUERY__NODE__NODE_RANGE_VAR: return RenameRangeVar(node->range_var, false);
-      case PG_QUERY__NODE__NODE_COLUMN_REF: return RenameColumnRef(node->column_ref);
+      case PG_QUERY__NODE__NODE_COLUMN_REF: return RewriteColumnRef(node);
       default: WalkChildren(&node->base, {});
     }
   }

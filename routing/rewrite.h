@@ -2,7 +2,10 @@
 // changed in the parse tree, which is then deparsed. The application keeps
 // seeing its own column names: `*` over a table with renamed columns is
 // expanded from the new table's columns, and renamed columns in select lists
-// and RETURNING are aliased back.
+// and RETURNING are aliased back. A table whose columns change shape
+// (column transforms) keeps old's shape the same way: its derived columns
+// are read through their expressions, and its writes set new's computed
+// columns.
 #pragma once
 
 #include <map>
@@ -10,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "routing/column_transform.h"
 #include "routing/parse_tree.h"
 
 namespace pgshift::routing {
@@ -24,6 +28,27 @@ struct TableRename {
   // The old table's, likewise: an INSERT without a column list means them,
   // in their order, which the new table may not share.
   const std::vector<std::string>* old_columns = nullptr;
+  // Column transforms, when the table has them. `derived`: old's columns
+  // that new does not store, computed from new's row (old_columns); a read
+  // that names one reads its expression, aliased to its name. `computed`:
+  // new's columns computed from old's row (new_columns), which a write
+  // naming old's columns sets from the values it writes.
+  const std::vector<ColumnTransform>* derived = nullptr;
+  const std::vector<ColumnTransform>* computed = nullptr;
+
+  bool HasTransforms() const {
+    return (derived != nullptr && !derived->empty()) || (computed != nullptr && !computed->empty());
+  }
+  // The old_columns expression of `column`, an old column new does not store.
+  const ColumnTransform* Derived(std::string_view column) const {
+    return derived != nullptr ? FindTransform(*derived, column) : nullptr;
+  }
+  std::string OldTable() const { return old_schema + "." + old_name; }
+  // An old column's name on new.
+  std::string NewName(const std::string& column) const {
+    auto renamed = columns.find(column);
+    return renamed == columns.end() ? column : renamed->second;
+  }
 };
 
 // Edits every statement of `tree` for `renames`. Fails (FailedPrecondition,

@@ -116,7 +116,8 @@ PlanPtr Router::PlanFor(std::string_view sql) {
       for (size_t i = 0; i < plan->parts.size(); ++i) {
         plan->parts[i].sql = base->fill->parts[i].Fill(t->constants);
       }
-      if (plan->shadow) plan->shadow->sql = base->fill->shadow.Fill(t->constants);
+      if (plan->shadow && plan->shadow->skip_reason.empty())
+        plan->shadow->sql = base->fill->shadow.Fill(t->constants);
       if (!base->fill->parameters.empty()) {
         plan->parameterized = Parameterize(*base->fill, t->constants);
       }
@@ -140,7 +141,8 @@ PlanPtr Router::MakeTemplatePlan(std::string_view text, int first, size_t count)
   for (const PlanPart& part : plan->parts) {
     ok = ok && fill->parts.emplace_back().Split(part.sql, first, count);
   }
-  if (plan->shadow) ok = ok && fill->shadow.Split(plan->shadow->sql, first, count);
+  if (plan->shadow && plan->shadow->skip_reason.empty())
+    ok = ok && fill->shadow.Split(plan->shadow->sql, first, count);
   // The client's text has no parameters of its own (a Query), so the
   // constants can be numbered from $1.
   if (ok && first == 1 && WorthPreparing(*plan)) fill->parameters = ParameterPositions(*tree, first, count);
@@ -155,6 +157,8 @@ void Router::SetCatalogColumns(const TableConfig& table, TableRename& rename) co
   if (auto columns = catalog_.old_tables.find(table.name); columns != catalog_.old_tables.end()) {
     rename.old_columns = &columns->second;
   }
+  rename.derived = &table.old_columns;
+  rename.computed = &table.new_columns;
 }
 
 absl::StatusOr<MirrorSpec> Router::MirrorSpecFor(const TableConfig& table) const {
@@ -255,16 +259,22 @@ std::optional<ShadowPlan> Router::ShadowFor(std::string_view sql, const Statemen
   }
   if (!shadow || servers.size() != 1) return std::nullopt;
   shadow->server = *servers.begin();
-  absl::StatusOr<ParseTree> tree = ParseTree::Parse(sql);
-  if (!tree.ok() || !RewriteTree(*tree, renames).ok()) return std::nullopt;
-  absl::StatusOr<std::string> text = tree->Deparse();
-  if (!text.ok()) return std::nullopt;
-  shadow->sql = *std::move(text);
-  const PgQuery__Node* stmt = tree->get()->stmts[0]->stmt;
-  shadow->ordered = stmt->node_case == PG_QUERY__NODE__NODE_SELECT_STMT &&
-                    stmt->select_stmt->n_sort_clause > 0;
   shadow->fingerprint = Fingerprint(std::string(sql));
   shadow->normalized = Normalize(std::string(sql));
+  absl::StatusOr<ParseTree> tree = ParseTree::Parse(sql);
+  if (!tree.ok()) return std::nullopt;
+  absl::Status rewritten = RewriteTree(*tree, renames);
+  absl::StatusOr<std::string> text =
+      rewritten.ok() ? tree->Deparse() : absl::StatusOr<std::string>(rewritten);
+  if (!text.ok()) {
+    // Counted skipped, with the reason: e.g. `*` over a column new lacks.
+    shadow->skip_reason = StrCat("it cannot be read on the other side: ", MessageOf(text.status()));
+    return shadow;
+  }
+  shadow->sql = *std::move(text);
+  const PgQuery__Node* stmt = tree->get()->stmts[0]->stmt;
+  shadow->ordered =
+      stmt->node_case == PG_QUERY__NODE__NODE_SELECT_STMT && stmt->select_stmt->n_sort_clause > 0;
   shadow->calls_functions = !info.functions.empty();
   const auto& volatile_functions =
       catalog_.volatile_functions.empty() ? VolatileBuiltins() : catalog_.volatile_functions;
@@ -528,7 +538,10 @@ BackendId Router::PlaceTable(const ParseTree& tree, size_t i, const TableConfig&
 void Router::AddRename(const TableConfig& table, std::vector<TableRename>& renames) const {
   auto [new_schema, new_name] = SplitQualified(table.new_name);
   auto [old_schema, old_name] = SplitQualified(table.name);
-  if (new_schema == old_schema && new_name == old_name && table.columns.empty()) return;
+  if (new_schema == old_schema && new_name == old_name && table.columns.empty() &&
+      table.old_columns.empty() && table.new_columns.empty()) {
+    return;
+  }
   // Named captures: clang 14 cannot capture structured bindings.
   bool known = std::any_of(renames.begin(), renames.end(),
                            [&schema = old_schema, &name = old_name](const TableRename& r) {

@@ -132,7 +132,8 @@ struct ShadowPlan {
   std::string fingerprint;
   std::string normalized;  // the read with its constants taken out, for reports
   // Set when a sampled execution is not compared, but counted skipped:
-  // why (it calls a volatile function).
+  // why (it calls a volatile function, or cannot be rewritten for the
+  // other side; `sql` is then empty).
   std::string skip_reason;
   // It calls functions by name: one that lies about its volatility could
   // leave session state behind on pgshift's connection (cleaned with
@@ -265,7 +266,8 @@ class Router {
   std::optional<ShadowPlan> ShadowFor(std::string_view sql, const StatementInfo& info) const;
   // How writes to `table` (in a mirrored phase) reach the other side.
   absl::StatusOr<MirrorSpec> MirrorSpecFor(const TableConfig& table) const;
-  // The new and old tables' columns, from the catalog, where known.
+  // The new and old tables' columns, from the catalog, where known, and
+  // the table's column transforms.
   void SetCatalogColumns(const TableConfig& table, TableRename& rename) const;
 
   ConfigPtr config_;

@@ -389,14 +389,14 @@ TEST(Config, ABadColumnTransformIsRefusedWithItsReason) {
       << m;
   m = refused("old_columns = { label = \"title\" }");
   EXPECT_NE(m.find("computes label, which columns renames to title"), std::string::npos) << m;
-  m = refused("new_columns = { price = \"price_cents / 100.0\" }", "shadow-read");
-  EXPECT_NE(m.find("\"shadow-read\" is not available to public.items yet"), std::string::npos) << m;
+  m = refused("new_columns = { price = \"price_cents / 100.0\" }", "new-primary");
+  EXPECT_NE(m.find("\"new-primary\" is not available to public.items yet"), std::string::npos) << m;
 }
 
 // SET PHASE checks a step with CheckPhaseSteps, over a copy of the running
-// configuration: that too keeps a table with transforms at dual-write,
+// configuration: that too keeps a table with transforms at shadow-read,
 // forced or not.
-TEST(Config, AStepPastDualWriteWithTransformsIsRefusedEvenForced) {
+TEST(Config, AStepPastShadowReadWithTransformsIsRefusedEvenForced) {
   auto running = ParseConfig(
       "[backends.old]\n[[tables]]\nname = \"items\"\nnew_name = \"items_v2\"\nkey = [\"id\"]\n"
       "phase = \"dual-write\"\nforce = true\nnew_columns = { price = \"price_cents / 100.0\" }\n",
@@ -404,9 +404,11 @@ TEST(Config, AStepPastDualWriteWithTransformsIsRefusedEvenForced) {
   ASSERT_TRUE(running.ok()) << running.status();
   Config next = **running;
   next.tables[0].phase = Phase::kShadowRead;
+  EXPECT_TRUE(CheckPhaseSteps(**running, next).ok());
+  next.tables[0].phase = Phase::kNewPrimary;
   absl::Status s = CheckPhaseSteps(**running, next);
   EXPECT_FALSE(s.ok());
-  EXPECT_NE(MessageOf(s).find("\"shadow-read\" is not available to public.items yet"),
+  EXPECT_NE(MessageOf(s).find("\"new-primary\" is not available to public.items yet"),
             std::string::npos)
       << s;
 }
