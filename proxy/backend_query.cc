@@ -67,13 +67,15 @@ awaitable<absl::StatusOr<QueryResult>> RunQuery(Stream& backend, PacketBuffer& b
 
 awaitable<absl::StatusOr<std::vector<std::string>>> ReadTableColumns(
     Stream& backend, PacketBuffer& buffer, std::string_view table,
-    std::vector<std::string>* generated, std::vector<std::string>* required) {
+    std::vector<std::string>* generated, std::vector<std::string>* required,
+    std::vector<std::string>* types) {
   size_t dot = table.find('.');
   std::string_view schema = dot == std::string_view::npos ? "public" : table.substr(0, dot);
   std::string_view name = dot == std::string_view::npos ? table : table.substr(dot + 1);
   std::string sql = StrCat(
       "SELECT a.attname, a.attgenerated <> '', a.attnotnull AND NOT a.atthasdef AND "
-      "a.attidentity = '' AND a.attgenerated = '' FROM pg_catalog.pg_attribute a "
+      "a.attidentity = '' AND a.attgenerated = '', pg_catalog.format_type(a.atttypid, "
+      "a.atttypmod) FROM pg_catalog.pg_attribute a "
       "JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
       "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
       "WHERE n.nspname = ",
@@ -89,6 +91,7 @@ awaitable<absl::StatusOr<std::vector<std::string>>> ReadTableColumns(
     columns.push_back(row[0].value_or(""));
     if (generated != nullptr && row[1] == "t") generated->push_back(columns.back());
     if (required != nullptr && row[2] == "t") required->push_back(columns.back());
+    if (types != nullptr) types->push_back(row[3].value_or(""));
   }
   co_return columns;
 }

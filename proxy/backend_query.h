@@ -38,9 +38,11 @@ awaitable<absl::StatusOr<QueryResult>> RunQuery(Stream& backend, PacketBuffer& b
 // The columns of `table` ("schema.name", each part as PostgreSQL stores it)
 // in attribute order; NotFound when there is no such table. `generated`,
 // if given, gets the generated (stored) ones among them; `required` the
-// ones an INSERT must fill (NOT NULL, without a default or identity).
+// ones an INSERT must fill (NOT NULL, without a default or identity);
+// `types` each column's type (format_type), in the same order.
 awaitable<absl::StatusOr<std::vector<std::string>>> ReadTableColumns(
     Stream& backend, PacketBuffer& buffer, std::string_view table,
-    std::vector<std::string>* generated = nullptr, std::vector<std::string>* required = nullptr);
+    std::vector<std::string>* generated = nullptr, std::vector<std::string>* required = nullptr,
+    std::vector<std::string>* types = nullptr);
 
 }  // namespace pgshift::proxy

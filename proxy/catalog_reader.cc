@@ -101,9 +101,10 @@ awaitable<void> ReadFrom(const routing::Config& config, asio::ssl::context& tls,
   Stream& stream = **opened;
   PacketBuffer buffer;
   for (const Wanted& w : wanted) {
-    std::vector<std::string> generated;
+    std::vector<std::string> generated, types;
     auto columns = co_await ReadTableColumns(stream, buffer, w.relation, &generated,
-                                             w.is_new ? &required[w.relation] : nullptr);
+                                             w.is_new ? &required[w.relation] : nullptr,
+                                             w.is_new ? nullptr : &types);
     if (columns.ok()) {
       std::string why = co_await CheckTransforms(stream, buffer, config, w);
       if (!why.empty()) {
@@ -115,6 +116,7 @@ awaitable<void> ReadFrom(const routing::Config& config, asio::ssl::context& tls,
       }
       (w.is_new ? out.catalog.new_tables : out.catalog.old_tables)[w.relation] =
           *std::move(columns);
+      if (!w.is_new) out.catalog.old_types[w.relation] = std::move(types);
       if (!generated.empty()) {
         (w.is_new ? out.catalog.new_generated : out.catalog.old_generated)[w.relation] =
             std::move(generated);

@@ -145,8 +145,8 @@ std::string TransformsRefusePhase(const TableConfig& t) {
   }
   return StrCat("\"", PhaseName(t.phase), "\" is not available to ", t.name,
                 " yet: a table with new_columns or old_columns goes as far as shadow-read; "
-                "pgshift does not yet check that old_columns gives old's values back from "
-                "new's (down(up(row)) = row), nor verify with new authoritative");
+                "pgshift does not yet verify such a table with new authoritative, nor test "
+                "its writes on new against a load");
 }
 
 const ColumnTransform* FindTransform(const std::vector<ColumnTransform>& transforms,

@@ -59,8 +59,8 @@ struct TableConfig;
 std::vector<std::pair<std::string, std::string>> TransformConflicts(const TableConfig& t);
 
 // Why `t`'s phase is not available to it with its transforms, or "": past
-// shadow-read new is authoritative, which needs the round trip through
-// old_columns checked and verify to read through it, not built yet.
+// shadow-read new is authoritative, which needs verify to read new's rows
+// through old_columns, not built yet.
 std::string TransformsRefusePhase(const TableConfig& t);
 
 // The transform computing `column` among `transforms`, or null.

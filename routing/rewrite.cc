@@ -145,6 +145,9 @@ class Rewriter {
     const TableRename* rename;
     size_t column_field;
     std::string refname;  // what the table is known by where the column is named
+    // Unqualified, found past a query level with a table whose columns
+    // pgshift does not know: that table may have the column itself.
+    bool uncertain = false;
   };
   std::optional<Resolved> Resolve(const PgQuery__ColumnRef* ref) const {
     size_t n = ref->n_fields;
@@ -153,6 +156,7 @@ class Rewriter {
       if (StringOf(ref->fields[i]) == nullptr) return std::nullopt;  // `*`
     }
     const char* column = StringOf(ref->fields[n - 1]);
+    bool past_unknown = false;
     for (auto frame = frames_.rbegin(); frame != frames_.rend(); ++frame) {
       for (const Binding& b : frame->bindings) {
         if (n >= 2 && b.refname != StringOf(ref->fields[n - 2])) continue;
@@ -161,9 +165,17 @@ class Rewriter {
         }
         if (b.rename != nullptr &&
             (b.rename->columns.contains(column) || b.rename->Derived(column) != nullptr)) {
-          return Resolved{b.rename, n - 1, b.refname};
+          return Resolved{b.rename, n - 1, b.refname, n == 1 && past_unknown};
         }
         if (n >= 2) return std::nullopt;  // found its table; the column is not renamed
+        if (b.rename != nullptr && b.rename->old_columns != nullptr &&
+            std::find(b.rename->old_columns->begin(), b.rename->old_columns->end(), column) !=
+                b.rename->old_columns->end()) {
+          return std::nullopt;  // this table's own column, under its own name
+        }
+      }
+      for (const Binding& b : frame->bindings) {
+        past_unknown = past_unknown || b.rename == nullptr || b.rename->old_columns == nullptr;
       }
     }
     return std::nullopt;
@@ -172,8 +184,8 @@ class Rewriter {
   // An old column's expression over new's row, its columns qualified by
   // `refname`; null (and the rewrite fails) if it does not parse, which the
   // configuration's own check makes unreachable.
-  Node* DerivedValue(const ColumnTransform& t, std::string_view refname) {
-    absl::StatusOr<Node*> expr = ParseExpression(t.expression, refname);
+  Node* DerivedValue(const TableRename& r, const ColumnTransform& t, std::string_view refname) {
+    absl::StatusOr<Node*> expr = ParseExpression(r.DerivedSql(t), refname);
     if (!expr.ok()) {
       Fail(StrCat("pgshift cannot read old_columns.", t.column, ": ", MessageOf(expr.status())));
       return nullptr;
@@ -181,13 +193,46 @@ class Rewriter {
     return *expr;
   }
 
+  // An unqualified name that a reshaped table's new columns would take
+  // on new, though on old it means something else (an output column's
+  // alias, a column of an outer query's table): the rewrite would change
+  // what it reads.
+  void RefuseNewOnlyName(const PgQuery__ColumnRef* ref) {
+    if (ref->n_fields != 1 || StringOf(ref->fields[0]) == nullptr) return;
+    const std::string column = StringOf(ref->fields[0]);
+    for (const Frame& frame : frames_) {
+      for (const Binding& b : frame.bindings) {
+        const TableRename* r = b.rename;
+        if (r == nullptr || !r->HasTransforms() || r->new_columns == nullptr ||
+            r->old_columns == nullptr) {
+          continue;
+        }
+        auto has = [&](const std::vector<std::string>& v) {
+          return std::find(v.begin(), v.end(), column) != v.end();
+        };
+        if (has(*r->new_columns) && !has(*r->old_columns)) {
+          Fail(StrCat("pgshift cannot read ", column, " on new as on old: ", r->new_schema, ".",
+                      r->new_name, " has a column of that name, which ", r->OldTable(),
+                      " does not; qualify the column or choose another alias"));
+          return;
+        }
+      }
+    }
+  }
+
   void RewriteColumnRef(Node* node) {
     PgQuery__ColumnRef* ref = node->column_ref;
     std::optional<Resolved> r = Resolve(ref);
-    if (!r) return;
+    if (!r) return RefuseNewOnlyName(ref);
+    if (r->uncertain && r->rename->HasTransforms()) {
+      return Fail(StrCat("pgshift cannot tell which table's ", StringOf(ref->fields[0]),
+                         " this subquery reads: on new ", r->rename->OldTable(),
+                         " computes it; qualify the column (", r->refname, ".",
+                         StringOf(ref->fields[0]), ")"));
+    }
     if (const ColumnTransform* t = r->rename->Derived(StringOf(ref->fields[r->column_field]))) {
       // The node takes the expression's content.
-      Node* value = DerivedValue(*t, r->refname);
+      Node* value = DerivedValue(*r->rename, *t, r->refname);
       if (value == nullptr) return;
       protobuf_c_message_free_unpacked(&ref->base, nullptr);
       *node = *value;
@@ -249,7 +294,7 @@ class Rewriter {
     }
     for (const std::string& column : *r.old_columns) {
       if (const ColumnTransform* t = r.Derived(column)) {
-        Node* value = DerivedValue(*t, b.refname);
+        Node* value = DerivedValue(r, *t, b.refname);
         if (value == nullptr) return;
         out.push_back(MakeResTarget(value, column));
         continue;

@@ -35,6 +35,8 @@ struct TableRename {
   // naming old's columns sets from the values it writes.
   const std::vector<ColumnTransform>* derived = nullptr;
   const std::vector<ColumnTransform>* computed = nullptr;
+  // Old's column types, in old_columns' order, when read from its catalog.
+  const std::vector<std::string>* old_types = nullptr;
 
   bool HasTransforms() const {
     return (derived != nullptr && !derived->empty()) || (computed != nullptr && !computed->empty());
@@ -44,6 +46,20 @@ struct TableRename {
     return derived != nullptr ? FindTransform(*derived, column) : nullptr;
   }
   std::string OldTable() const { return old_schema + "." + old_name; }
+  // A derived column's expression as SQL, cast to old's type of the column
+  // where known, so that a read on new gives the type (and a parameter
+  // compared with it is taken as) old's.
+  std::string DerivedSql(const ColumnTransform& t) const {
+    if (old_columns != nullptr && old_types != nullptr &&
+        old_types->size() == old_columns->size()) {
+      for (size_t i = 0; i < old_columns->size(); ++i) {
+        if ((*old_columns)[i] == t.column && !(*old_types)[i].empty()) {
+          return "CAST(" + t.expression + " AS " + (*old_types)[i] + ")";
+        }
+      }
+    }
+    return t.expression;
+  }
   // An old column's name on new.
   std::string NewName(const std::string& column) const {
     auto renamed = columns.find(column);

@@ -157,6 +157,9 @@ void Router::SetCatalogColumns(const TableConfig& table, TableRename& rename) co
   if (auto columns = catalog_.old_tables.find(table.name); columns != catalog_.old_tables.end()) {
     rename.old_columns = &columns->second;
   }
+  if (auto types = catalog_.old_types.find(table.name); types != catalog_.old_types.end()) {
+    rename.old_types = &types->second;
+  }
   rename.derived = &table.old_columns;
   rename.computed = &table.new_columns;
 }

@@ -88,6 +88,9 @@ struct Catalog {
   // they are, never written by a mirror.
   Tables old_generated = {};
   Tables new_generated = {};
+  // Old's column types (format_type), in old_tables' order: a column
+  // old_columns derives is read on new as its expression cast to it.
+  Tables old_types = {};
   // Names of the functions PostgreSQL marks volatile (any overload), on
   // either server: a read that calls one is not shadowed. Unread, a list of
   // the common built-in ones stands in (VolatileBuiltins).

@@ -28,15 +28,16 @@ struct WrittenValue {
 };
 using Written = std::map<std::string, WrittenValue>;
 
-// The computed columns a write of `written` (old's names) sets again, and
-// whether each derived column written reaches one of them.
+// The computed columns a write of `written` (old's names) sets: those that
+// read a written column, or every one for a new row (`every`); and whether
+// each derived column written reaches one of them.
 absl::StatusOr<std::vector<const ColumnTransform*>> Recomputed(
-    const TableRename& r, const std::vector<std::string>& written) {
+    const TableRename& r, const std::vector<std::string>& written, bool every = false) {
   std::vector<const ColumnTransform*> out;
   if (r.computed != nullptr) {
     for (const ColumnTransform& t : *r.computed) {
-      if (std::any_of(written.begin(), written.end(),
-                      [&](const std::string& w) { return Reads(t, w); })) {
+      if (every || std::any_of(written.begin(), written.end(),
+                               [&](const std::string& w) { return Reads(t, w); })) {
         out.push_back(&t);
       }
     }
@@ -78,7 +79,7 @@ absl::StatusOr<Node*> ComputedValue(const TableRename& r, const ColumnTransform&
       return CopyNode(value->second.value);
     }
     if (const ColumnTransform* d = r.Derived(column)) {
-      absl::StatusOr<Node*> current = ParseExpression(d->expression, refname);
+      absl::StatusOr<Node*> current = ParseExpression(r.DerivedSql(*d), refname);
       if (current.ok()) return *current;
       failed = current.status();
       return nullptr;
@@ -208,7 +209,13 @@ absl::Status RewriteSetList(const TableRename& r, std::string_view refname, size
                  t->val->node_case != PG_QUERY__NODE__NODE_MULTI_ASSIGN_REF;
     std::vector<std::string> one = {t->name};
     absl::StatusOr<std::vector<const ColumnTransform*>> touched = Recomputed(r, one);
-    if (!whole && (r.Derived(t->name) != nullptr || (touched.ok() && !touched->empty()))) {
+    const bool feeds = r.Derived(t->name) != nullptr || (touched.ok() && !touched->empty());
+    if (feeds && whole && t->val->node_case == PG_QUERY__NODE__NODE_SET_TO_DEFAULT) {
+      return absl::FailedPreconditionError(
+          StrCat("pgshift: give ", r.OldTable(), ".", t->name,
+                 " a value, not DEFAULT: new computes columns from it"));
+    }
+    if (!whole && feeds) {
       return absl::FailedPreconditionError(StrCat("pgshift: set ", r.OldTable(), ".", t->name,
                                                   " on its own, as a whole column (SET ", t->name,
                                                   " = value): new computes columns from it"));
@@ -252,7 +259,8 @@ absl::Status RewriteInsertColumns(const TableRename& r, PgQuery__InsertStmt* s) 
     }
     names.push_back(t->name);
   }
-  absl::StatusOr<std::vector<const ColumnTransform*>> recompute = Recomputed(r, names);
+  // A new row: every computed column, from the values the INSERT gives.
+  absl::StatusOr<std::vector<const ColumnTransform*>> recompute = Recomputed(r, names, true);
   if (!recompute.ok()) return recompute.status();
   if (absl::Status free = ComputedNameFree(r, names, *recompute); !free.ok()) return free;
   auto keep = [&](size_t i) { return r.Derived(names[i]) == nullptr; };

@@ -160,6 +160,8 @@ TEST_P(ColumnTransforms, MirrorBackfillAndVerifyComputeNewsColumns) {
                      "slug; dropped (old only, not copied): legacy"),
             std::string::npos)
       << out;
+  EXPECT_NE(out.find("down(up(row)) = row for full_name, price_cents on "), std::string::npos)
+      << out;
 
   // shadow-read: the application still reads old, and every read is also
   // run on new rewritten through old_columns and compared: none differs.
@@ -274,6 +276,27 @@ TEST_P(ColumnTransforms, ABadExpressionIsRefusedNamingItsTableAndColumn) {
     verdict = proxy.Reload();
     EXPECT_NE(verdict.find(reason), std::string::npos) << slug << ": " << verdict;
   }
+  // A transform that does not give old's value back, and a column with no
+  // way back: check-config says what new-primary would write to old.
+  const std::string down = "\"first_name || ' ' || last_name\"";
+  std::string lossy = good;
+  lossy.replace(lossy.find(down), down.size(), "\"first_name\"");
+  proxy.WriteRawConfig(lossy);
+  EXPECT_EQ(Run("check-config --against-database", proxy, out), 1) << out;
+  EXPECT_NE(out.find("FAIL  round trip"), std::string::npos) << out;
+  EXPECT_NE(out.find(" sampled rows do not come back through old_columns (key "), std::string::npos)
+      << out;
+  EXPECT_NE(out.find(": full_name 'First"), std::string::npos) << out;
+  EXPECT_NE(out.find(", back 'First"), std::string::npos) << out;
+  lossy = good;
+  lossy.replace(lossy.find(", full_name = " + down), 14 + down.size(), "");
+  proxy.WriteRawConfig(lossy);
+  EXPECT_EQ(Run("check-config --against-database", proxy, out), 1) << out;
+  EXPECT_NE(out.find("full_name read by new_columns, neither copied to new nor computed back by "
+                     "old_columns: new-primary could not write it back to old"),
+            std::string::npos)
+      << out;
+
   // new authoritative is not built yet: a step past shadow-read is refused
   // with the reason.
   std::string next = good;
