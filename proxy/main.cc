@@ -18,6 +18,7 @@
 #include "proxy/instance_console.h"
 #include "proxy/log.h"
 #include "proxy/plan_command.h"
+#include "proxy/reload_signal.h"
 #include "proxy/server.h"
 #include "proxy/status.h"
 #include "routing/config.h"

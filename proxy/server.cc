@@ -1,8 +1,5 @@
 #include "proxy/server.h"
 
-#include <pthread.h>
-#include <signal.h>
-
 #include <algorithm>
 #include <boost/asio/signal_set.hpp>
 
@@ -14,21 +11,10 @@
 #include "proxy/log.h"
 #include "proxy/metrics_endpoint.h"
 #include "proxy/migration_state.h"
+#include "proxy/reload_signal.h"
 #include "proxy/session.h"
 
 namespace pgshift::proxy {
-
-namespace {
-void MaskReloadSignal(int how) {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGHUP);
-  pthread_sigmask(how, &set, nullptr);
-}
-}  // namespace
-
-void HoldReloadSignal() { MaskReloadSignal(SIG_BLOCK); }
-void ReleaseReloadSignal() { MaskReloadSignal(SIG_UNBLOCK); }
 
 SettingsPtr MakeSettings(routing::ConfigPtr config, uint64_t generation, routing::Catalog catalog,
                          routing::TableCounterRegistry& counters, MirrorReadiness mirroring) {

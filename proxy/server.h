@@ -59,12 +59,6 @@ using SettingsPtr = std::shared_ptr<const Settings>;
 SettingsPtr MakeSettings(routing::ConfigPtr config, uint64_t generation, routing::Catalog catalog,
                          routing::TableCounterRegistry& counters, MirrorReadiness mirroring = {});
 
-// SIGHUP before Server::Run listens for signals would end the process (its
-// default action). serve blocks it from its first step; Run unblocks it once
-// its signal set exists, so an early SIGHUP is a reload, handled once running.
-void HoldReloadSignal();
-void ReleaseReloadSignal();
-
 class Server : private CoordinatorHost {
  public:
   // `config_path` is read again on SIGHUP.
